@@ -1,0 +1,1 @@
+//! The only t2s code that links libtorch.

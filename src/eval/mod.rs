@@ -1,0 +1,1 @@
+//! (module under construction: see ARCHITECTURE.md for its owner and contract)

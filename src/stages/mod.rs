@@ -1,0 +1,162 @@
+//! Stage kinds: the contract between the executor and the code that does a node's work.
+//!
+//! A stage kind declares its parameters (used by pipeline validation), its version (part of the
+//! cache key) and what it needs (GPU slot or not); `run` gets paths and a metrics sink and writes
+//! its outputs into the staging directory, which the executor commits atomically on success.
+//! Stages never touch the cache, the tracking DB or the YAML directly.
+
+pub mod registry;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde_json::{Map, Value};
+
+/// The type a parameter accepts. Validation checks values against it before anything runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamType {
+    Int,
+    Float,
+    Bool,
+    Str,
+    /// One of a fixed set of strings.
+    Enum(&'static [&'static str]),
+    /// A list of strings.
+    StrList,
+    /// A list of integers.
+    IntList,
+    /// A mapping from string to string (e.g. environment variables).
+    StrMap,
+    /// Any JSON/YAML value; the stage validates it itself.
+    Any,
+}
+
+/// One declared parameter of a stage kind.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub ty: ParamType,
+    /// `None` means required.
+    pub default: Option<fn() -> Value>,
+    /// One line for `--help`-like listings and validation hints.
+    pub doc: &'static str,
+}
+
+impl ParamSpec {
+    pub const fn required(name: &'static str, ty: ParamType, doc: &'static str) -> Self {
+        Self {
+            name,
+            ty,
+            default: None,
+            doc,
+        }
+    }
+    pub const fn optional(
+        name: &'static str,
+        ty: ParamType,
+        default: fn() -> Value,
+        doc: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            ty,
+            default: Some(default),
+            doc,
+        }
+    }
+}
+
+/// An upstream node's committed artifact, handed to a stage as an input.
+#[derive(Debug, Clone)]
+pub struct StageInput {
+    /// Stage name in the pipeline (e.g. `train`).
+    pub stage: String,
+    /// Expanded node id (e.g. `train[lora_r=4]`).
+    pub node: String,
+    /// Stage kind of the upstream node (e.g. `train`).
+    pub kind: String,
+    /// The upstream node's matrix values (empty when it was not fanned out).
+    pub matrix: BTreeMap<String, Value>,
+    /// Read-only directory holding the committed artifact.
+    pub dir: PathBuf,
+}
+
+/// Where metrics of a running node go (the tracking DB, in the executor).
+pub trait MetricsSink: Sync {
+    /// Record one scalar metric. `step` is `None` for final metrics.
+    fn metric(&self, name: &str, step: Option<i64>, value: f64);
+    /// Human progress for the progress display (never stored as a metric).
+    fn progress(&self, _done: u64, _total: Option<u64>, _message: &str) {}
+}
+
+/// Everything a stage may use while running.
+pub struct StageContext<'a> {
+    pub node_id: &'a str,
+    pub stage_name: &'a str,
+    /// Resolved parameters: validated, defaults filled, `${matrix.x}` substituted.
+    pub params: &'a Map<String, Value>,
+    /// Upstream artifacts, in the order of the stage's `needs` (fanned-out needs expanded).
+    pub inputs: &'a [StageInput],
+    /// Staging directory: write outputs here; committed atomically only if `run` succeeds.
+    pub out_dir: &'a Path,
+    /// Persistent per-key scratch for checkpoints; survives failed/killed attempts of the same key.
+    pub partial_dir: &'a Path,
+    /// Directory the pipeline file lives in (relative paths in params resolve against it).
+    pub pipeline_dir: &'a Path,
+    pub metrics: &'a dyn MetricsSink,
+    /// Set when the run is interrupted (Ctrl-C); long stages check it and stop cleanly.
+    pub cancel: &'a AtomicBool,
+    /// Launches the libtorch worker for tensor work.
+    pub worker: &'a crate::worker::WorkerLauncher,
+}
+
+/// What a stage reports back besides the files it wrote.
+#[derive(Debug, Default, Clone)]
+pub struct StageOutcome {
+    /// True when the stage continued from a checkpoint in the partial area.
+    pub resumed: bool,
+    /// Final scalar metrics (also recorded in the tracking DB).
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A stage failure, with a message for the user that names what went wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("interrupted")]
+    Interrupted,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A built-in stage implementation.
+pub trait StageKind: Send + Sync {
+    /// The `kind:` name used in pipeline files.
+    fn kind(&self) -> &'static str;
+    /// Bump when the implementation changes its outputs: part of the cache key.
+    fn version(&self) -> u32;
+    /// Declared parameters. Unknown parameters are validation errors.
+    fn params(&self) -> &'static [ParamSpec];
+    /// Whether the node occupies a GPU device slot (decided from its resolved params).
+    fn uses_gpu(&self, _params: &Map<String, Value>) -> bool {
+        false
+    }
+    /// Facts outside params and input artifacts that change results (file digests of local
+    /// sources, dataset revision, device kind...). They become fields of the cache key.
+    fn key_facts(
+        &self,
+        _params: &Map<String, Value>,
+        _pipeline_dir: &Path,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        Ok(BTreeMap::new())
+    }
+    /// Extra checks of resolved params beyond their types (e.g. ranges). Each problem is
+    /// `(param name, message)`.
+    fn check_params(&self, _params: &Map<String, Value>) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Do the work.
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError>;
+}
