@@ -1,1 +1,6 @@
-//! (module under construction: see ARCHITECTURE.md for its owner and contract)
+//! Data: gretel-schema rows, readers, the hub source, the builtin generator, formatting,
+//! tokenization, splitting and EDA. No libtorch here.
+
+pub mod row;
+
+pub use row::Row;
