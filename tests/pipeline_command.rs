@@ -39,8 +39,16 @@ fn setup() -> Setup {
     let mut inputs = Vec::new();
     for (stage, node, m) in [
         ("split", "split", BTreeMap::new()),
-        ("train", "train[lora_r=4]", BTreeMap::from([("lora_r".to_string(), json!(4))])),
-        ("train", "train[lora_r=8]", BTreeMap::from([("lora_r".to_string(), json!(8))])),
+        (
+            "train",
+            "train[lora_r=4]",
+            BTreeMap::from([("lora_r".to_string(), json!(4))]),
+        ),
+        (
+            "train",
+            "train[lora_r=8]",
+            BTreeMap::from([("lora_r".to_string(), json!(8))]),
+        ),
     ] {
         let dir = tmp.path().join(format!("art-{}", inputs.len()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -69,7 +77,13 @@ fn params(v: Value) -> Map<String, Value> {
     m
 }
 
-fn run(s: &Setup, node: &str, p: &Map<String, Value>, sink: &Sink, cancel: &AtomicBool) -> Result<StageOutcome, StageError> {
+fn run(
+    s: &Setup,
+    node: &str,
+    p: &Map<String, Value>,
+    sink: &Sink,
+    cancel: &AtomicBool,
+) -> Result<StageOutcome, StageError> {
     let worker = WorkerLauncher {
         exe: PathBuf::from("/nonexistent/t2s-worker"),
     };
@@ -103,21 +117,40 @@ fn environment_reaches_the_command() {
         "outs": ["env.json"],
         "env": {"GREETING": "hello"},
     }));
-    let out = run(&s, "evaluate[lora_r=4,temperature=0.7]", &p, &Sink::default(), &AtomicBool::new(false)).unwrap();
+    let out = run(
+        &s,
+        "evaluate[lora_r=4,temperature=0.7]",
+        &p,
+        &Sink::default(),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     assert!(!out.resumed);
-    let env: Value = serde_json::from_slice(&std::fs::read(s.out.join("env.json")).unwrap()).unwrap();
+    let env: Value =
+        serde_json::from_slice(&std::fs::read(s.out.join("env.json")).unwrap()).unwrap();
     assert_eq!(env["T2S_OUT"], json!(s.out.display().to_string()));
     assert_eq!(env["T2S_PARTIAL"], json!(s.partial.display().to_string()));
     assert_eq!(env["T2S_NODE"], json!("evaluate[lora_r=4,temperature=0.7]"));
-    assert_eq!(Path::new(env["cwd"].as_str().unwrap()).canonicalize().unwrap(), s.pipeline_dir.canonicalize().unwrap());
+    assert_eq!(
+        Path::new(env["cwd"].as_str().unwrap())
+            .canonicalize()
+            .unwrap(),
+        s.pipeline_dir.canonicalize().unwrap()
+    );
     // A single input of a stage gets its own variable; a stage with several instances does not.
-    assert_eq!(env["T2S_INPUT_SPLIT"], json!(s.inputs[0].dir.display().to_string()));
+    assert_eq!(
+        env["T2S_INPUT_SPLIT"],
+        json!(s.inputs[0].dir.display().to_string())
+    );
     assert!(env.get("T2S_INPUT_TRAIN").is_none());
     let inputs: Value = serde_json::from_str(env["T2S_INPUTS"].as_str().unwrap()).unwrap();
     assert_eq!(inputs.as_array().unwrap().len(), 3);
     assert_eq!(inputs[2]["node"], json!("train[lora_r=8]"));
     assert_eq!(inputs[2]["matrix"], json!({"lora_r": 8}));
-    assert_eq!(inputs[2]["dir"], json!(s.inputs[2].dir.display().to_string()));
+    assert_eq!(
+        inputs[2]["dir"],
+        json!(s.inputs[2].dir.display().to_string())
+    );
     assert_eq!(env["T2S_PARAM_DEPS"], json!("[\"dump.py\"]"));
     assert_eq!(env["T2S_PARAM_OUTS"], json!("[\"env.json\"]"));
     assert!(env["T2S_PARAM_CMD"].as_str().unwrap().ends_with("dump.py"));
@@ -142,7 +175,9 @@ fn nonzero_exit_fails_with_status_and_stderr_tail() {
 fn missing_declared_output_fails_naming_it() {
     let s = setup();
     let p = params(json!({"cmd": "touch \"$T2S_OUT/a.txt\"", "outs": ["a.txt", "sub/b.txt"]}));
-    let msg = run(&s, "load", &p, &Sink::default(), &AtomicBool::new(false)).unwrap_err().to_string();
+    let msg = run(&s, "load", &p, &Sink::default(), &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("`sub/b.txt`"), "{msg}");
     assert!(!msg.contains("`a.txt`"), "{msg}");
 }
@@ -151,9 +186,14 @@ fn missing_declared_output_fails_naming_it() {
 fn missing_dep_is_a_clear_error() {
     let s = setup();
     let p = params(json!({"cmd": "true", "deps": ["data/missing.csv"]}));
-    let e = CommandStage.key_facts(&p, &s.pipeline_dir).unwrap_err().to_string();
+    let e = CommandStage
+        .key_facts(&p, &s.pipeline_dir)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`data/missing.csv`"), "{e}");
-    let msg = run(&s, "load", &p, &Sink::default(), &AtomicBool::new(false)).unwrap_err().to_string();
+    let msg = run(&s, "load", &p, &Sink::default(), &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("`data/missing.csv`"), "{msg}");
 }
 
@@ -166,7 +206,10 @@ fn dep_digest_follows_content_and_names() {
     std::fs::write(data.join("sub/b.csv"), "y\n2\n").unwrap();
     let p = params(json!({"cmd": "true", "deps": ["data", "data/a.csv"]}));
     let facts = CommandStage.key_facts(&p, &s.pipeline_dir).unwrap();
-    assert_eq!(facts.keys().collect::<Vec<_>>(), ["dep:data", "dep:data/a.csv"]);
+    assert_eq!(
+        facts.keys().collect::<Vec<_>>(),
+        ["dep:data", "dep:data/a.csv"]
+    );
     let d0 = dep_digest(&s.pipeline_dir, "data").unwrap();
     assert_eq!(d0, dep_digest(&s.pipeline_dir, "data").unwrap(), "stable");
     std::fs::write(data.join("sub/b.csv"), "y\n3\n").unwrap();
@@ -175,17 +218,25 @@ fn dep_digest_follows_content_and_names() {
     std::fs::rename(data.join("sub/b.csv"), data.join("sub/c.csv")).unwrap();
     assert_ne!(d1, dep_digest(&s.pipeline_dir, "data").unwrap(), "rename");
     // The other dep did not change.
-    assert_eq!(facts["dep:data/a.csv"], CommandStage.key_facts(&p, &s.pipeline_dir).unwrap()["dep:data/a.csv"]);
+    assert_eq!(
+        facts["dep:data/a.csv"],
+        CommandStage.key_facts(&p, &s.pipeline_dir).unwrap()["dep:data/a.csv"]
+    );
 }
 
 #[test]
 fn metric_progress_and_resumed_lines() {
     let s = setup();
-    let p = params(json!({"cmd": "echo '::metric loss 0.5 1'; echo '::metric loss 0.25 2'; echo '::progress 2 5 step two'; echo '::resumed'; echo '::metric accuracy 0.75'; echo plain output"}));
+    let p = params(
+        json!({"cmd": "echo '::metric loss 0.5 1'; echo '::metric loss 0.25 2'; echo '::progress 2 5 step two'; echo '::resumed'; echo '::metric accuracy 0.75'; echo plain output"}),
+    );
     let sink = Sink::default();
     let out = run(&s, "train", &p, &sink, &AtomicBool::new(false)).unwrap();
     assert!(out.resumed);
-    assert_eq!(out.metrics, BTreeMap::from([("accuracy".to_string(), 0.75)]));
+    assert_eq!(
+        out.metrics,
+        BTreeMap::from([("accuracy".to_string(), 0.75)])
+    );
     let got = sink.0.lock().unwrap().clone();
     assert_eq!(
         got,
@@ -218,8 +269,14 @@ fn cancel_kills_the_whole_process_group() {
     // The grandchild was killed with the group: it disappears (reaped by init).
     let mut gone = false;
     for _ in 0..500 {
-        let alive = std::process::Command::new("kill").args(["-0", pid]).status().unwrap().success();
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|st| st.contains(") Z ")).unwrap_or(true);
+        let alive = std::process::Command::new("kill")
+            .args(["-0", pid])
+            .status()
+            .unwrap()
+            .success();
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| st.contains(") Z "))
+            .unwrap_or(true);
         if !alive || zombie {
             gone = true;
             break;
@@ -231,7 +288,9 @@ fn cancel_kills_the_whole_process_group() {
 
 #[test]
 fn check_params_rejects_escaping_outputs_and_bad_env_names() {
-    let p = params(json!({"cmd": " ", "outs": ["../x", "/abs", "ok.txt"], "env": {"1BAD": "x", "GOOD": "y"}}));
+    let p = params(
+        json!({"cmd": " ", "outs": ["../x", "/abs", "ok.txt"], "env": {"1BAD": "x", "GOOD": "y"}}),
+    );
     let problems = CommandStage.check_params(&p);
     let names: Vec<&str> = problems.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["cmd", "outs", "outs", "env"], "{problems:?}");
@@ -244,5 +303,9 @@ fn check_params_problems_are_reported_at_the_param() {
     std::fs::write(&f, "stages:\n  a:\n    kind: command\n    params:\n      cmd: 'true'\n      outs: [../escape]\n").unwrap();
     let d = t2s::pipeline::load(&f, &[]).unwrap_err();
     let x = &d.0[0];
-    assert_eq!((x.line, x.column, x.path.as_str()), (6, 13, "stages.a.params.outs"), "{d}");
+    assert_eq!(
+        (x.line, x.column, x.path.as_str()),
+        (6, 13, "stages.a.params.outs"),
+        "{d}"
+    );
 }

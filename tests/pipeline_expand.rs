@@ -43,9 +43,15 @@ fn matrix_expansion_and_inherited_fan_out() {
         ]
     );
     let e = p.node("evaluate[lora_r=8,temperature=0.7]").unwrap();
-    assert_eq!(e.needs, ["train[lora_r=8]", "split", "decode[temperature=0.7]"]);
+    assert_eq!(
+        e.needs,
+        ["train[lora_r=8]", "split", "decode[temperature=0.7]"]
+    );
     assert_eq!(e.matrix.get("lora_r"), Some(&json!(8)));
-    assert_eq!(e.params["cmd"], json!("evaluate --rank 8 --temperature 0.7"));
+    assert_eq!(
+        e.params["cmd"],
+        json!("evaluate --rank 8 --temperature 0.7")
+    );
     assert_eq!(e.stage, "evaluate");
     assert_eq!(e.kind, "command");
 }
@@ -76,7 +82,11 @@ fn substitution_keeps_types_and_fills_defaults() {
 
 #[test]
 fn override_applies_to_every_instance() {
-    let p = sweep(&["train.cmd=fit ${matrix.lora_r}", "train.outs=[a.bin, b.bin]", "load.env={SEED: 7}"]);
+    let p = sweep(&[
+        "train.cmd=fit ${matrix.lora_r}",
+        "train.outs=[a.bin, b.bin]",
+        "load.env={SEED: 7}",
+    ]);
     for r in [4, 8, 16] {
         let t = p.node(&format!("train[lora_r={r}]")).unwrap();
         assert_eq!(t.params["cmd"], json!(format!("fit {r}")));
@@ -96,37 +106,80 @@ fn nodes_are_in_topological_order_and_graph_matches() {
     let p = sweep(&[]);
     for (i, n) in p.nodes.iter().enumerate() {
         for need in &n.needs {
-            let j = p.index_of(need).unwrap_or_else(|| panic!("{need} is not a node"));
+            let j = p
+                .index_of(need)
+                .unwrap_or_else(|| panic!("{need} is not a node"));
             assert!(j < i, "{} comes before its need {need}", n.id);
         }
     }
     let g = p.graph();
     assert_eq!(g.node_count(), p.nodes.len());
-    assert_eq!(g.edge_count(), p.nodes.iter().map(|n| n.needs.len()).sum::<usize>());
+    assert_eq!(
+        g.edge_count(),
+        p.nodes.iter().map(|n| n.needs.len()).sum::<usize>()
+    );
     let topo = petgraph::algo::toposort(&g, None).expect("acyclic");
     assert_eq!(topo.len(), p.nodes.len());
-    let deps: Vec<&str> = p.dependents("train[lora_r=4]").iter().map(|n| n.id.as_str()).collect();
-    assert_eq!(deps, ["evaluate[lora_r=4,temperature=0.0]", "evaluate[lora_r=4,temperature=0.7]", "report"]);
-    let up: Vec<&str> = p.ancestors_and_self("evaluate[lora_r=4,temperature=0.0]").iter().map(|n| n.id.as_str()).collect();
-    assert_eq!(up, ["load", "split", "train[lora_r=4]", "decode[temperature=0.0]", "evaluate[lora_r=4,temperature=0.0]"]);
+    let deps: Vec<&str> = p
+        .dependents("train[lora_r=4]")
+        .iter()
+        .map(|n| n.id.as_str())
+        .collect();
+    assert_eq!(
+        deps,
+        [
+            "evaluate[lora_r=4,temperature=0.0]",
+            "evaluate[lora_r=4,temperature=0.7]",
+            "report"
+        ]
+    );
+    let up: Vec<&str> = p
+        .ancestors_and_self("evaluate[lora_r=4,temperature=0.0]")
+        .iter()
+        .map(|n| n.id.as_str())
+        .collect();
+    assert_eq!(
+        up,
+        [
+            "load",
+            "split",
+            "train[lora_r=4]",
+            "decode[temperature=0.0]",
+            "evaluate[lora_r=4,temperature=0.0]"
+        ]
+    );
 }
 
 #[test]
 fn file_digest_and_name_default() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("tiny.yaml");
-    std::fs::write(&f, "stages:\n  only:\n    kind: command\n    params: {cmd: 'true'}\n").unwrap();
+    std::fs::write(
+        &f,
+        "stages:\n  only:\n    kind: command\n    params: {cmd: 'true'}\n",
+    )
+    .unwrap();
     let p = load(&f, &[]).unwrap();
     assert_eq!(p.name, "tiny");
-    assert_eq!(p.file_digest, blake3::hash(&std::fs::read(&f).unwrap()).to_hex().to_string());
+    assert_eq!(
+        p.file_digest,
+        blake3::hash(&std::fs::read(&f).unwrap())
+            .to_hex()
+            .to_string()
+    );
     assert_eq!(p.dir(), dir.path());
-    std::fs::write(&f, "stages:\n  only:\n    kind: command\n    params: {cmd: 'false'}\n").unwrap();
+    std::fs::write(
+        &f,
+        "stages:\n  only:\n    kind: command\n    params: {cmd: 'false'}\n",
+    )
+    .unwrap();
     assert_ne!(load(&f, &[]).unwrap().file_digest, p.file_digest);
 }
 
 #[test]
 fn example_commands_pipeline_has_the_rank_sweep_shape() {
-    let p = load(Path::new("pipelines/examples/commands.yaml"), &[]).unwrap_or_else(|d| panic!("{d}"));
+    let p =
+        load(Path::new("pipelines/examples/commands.yaml"), &[]).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(p.nodes.len(), 11);
     assert_eq!(
         ids(&p),
@@ -144,7 +197,10 @@ fn example_commands_pipeline_has_the_rank_sweep_shape() {
             "report"
         ]
     );
-    assert_eq!(p.node("evaluate[lora_r=8]").unwrap().needs, ["train[lora_r=8]", "split"]);
+    assert_eq!(
+        p.node("evaluate[lora_r=8]").unwrap().needs,
+        ["train[lora_r=8]", "split"]
+    );
     insta::assert_snapshot!("commands_text", render::text(&p));
 }
 

@@ -24,7 +24,10 @@ fn text(name: &str, sets: &[&str]) -> String {
         assert!(x.line >= 1 && x.column >= 1, "{x}");
         assert!(!x.message.is_empty());
     }
-    let keys: Vec<(bool, usize, usize)> = d.iter().map(|x| (x.file.as_os_str() == "<--set>", x.line, x.column)).collect();
+    let keys: Vec<(bool, usize, usize)> = d
+        .iter()
+        .map(|x| (x.file.as_os_str() == "<--set>", x.line, x.column))
+        .collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "diagnostics are not sorted");
@@ -136,14 +139,23 @@ fn set_problems_come_after_file_problems() {
 fn missing_file_is_a_diagnostic() {
     let d = problems("does_not_exist.yaml", &[]);
     assert_eq!(d.len(), 1);
-    assert!(d.to_string().contains("cannot read the pipeline file"), "{d}");
+    assert!(
+        d.to_string().contains("cannot read the pipeline file"),
+        "{d}"
+    );
 }
 
 #[test]
 fn diagnostics_is_an_error_with_every_problem_in_its_text() {
     let d = problems("many_problems.yaml", &[]);
     let e: Box<dyn std::error::Error> = Box::new(d.clone());
-    assert_eq!(e.to_string().lines().filter(|l| !l.starts_with("  hint:")).count(), d.len());
+    assert_eq!(
+        e.to_string()
+            .lines()
+            .filter(|l| !l.starts_with("  hint:"))
+            .count(),
+        d.len()
+    );
 }
 
 /// Odd inputs never panic: each either loads or gives diagnostics.
@@ -178,7 +190,11 @@ fn odd_inputs_never_panic() {
     for (i, src) in cases.iter().enumerate() {
         let f = dir.path().join(format!("case{i}.yaml"));
         std::fs::write(&f, src).unwrap();
-        for sets in [vec![], vec!["a.cmd={".to_string()], vec!["=".to_string(), ".=".to_string()]] {
+        for sets in [
+            vec![],
+            vec!["a.cmd={".to_string()],
+            vec!["=".to_string(), ".=".to_string()],
+        ] {
             let r = std::panic::catch_unwind(|| load(&f, &sets));
             assert!(r.is_ok(), "panicked on case {i}: {src:?}");
             if let Ok(Err(d)) = r {

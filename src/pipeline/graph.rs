@@ -7,31 +7,44 @@ use super::diag::{suggest, Collector};
 use super::raw::RawStage;
 use super::Pipeline;
 
-/// Check every `needs` entry; on success return stage indices in a topological order that
-/// keeps file order where the graph allows it. `None` when a need is missing or there is a
-/// cycle (then matrix expansion cannot proceed).
-pub fn stage_order(stages: &[RawStage], diags: &mut Collector) -> Option<Vec<usize>> {
+/// The stage graph after the checks: what expansion works from.
+pub struct StageGraph {
+    /// Stage indices in a topological order that keeps file order where the graph allows.
+    pub order: Vec<usize>,
+    /// Per stage, the indices of the stages it needs, in `needs` order. Broken edges
+    /// (missing stages, self-needs, edges inside a cycle) are left out so the remaining checks
+    /// can still run and report their own problems.
+    pub needs: Vec<Vec<usize>>,
+    /// Stages that lost an edge (or inherit from one that did): their matrix scope is unknown.
+    pub uncertain: Vec<bool>,
+}
+
+/// Check every `needs` entry and order the stages.
+pub fn stage_graph(stages: &[RawStage], diags: &mut Collector) -> StageGraph {
     let names: Vec<&str> = stages.iter().map(|s| s.name.v.as_str()).collect();
     let index = |n: &str| names.iter().position(|x| *x == n);
-    let mut ok = true;
-    // edges[s] = indices of the stages s needs.
+    let mut uncertain = vec![false; stages.len()];
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
     for (si, s) in stages.iter().enumerate() {
         for (ni, need) in s.needs.iter().enumerate() {
             let path = format!("stages.{}.needs[{ni}]", s.name.v);
             match index(&need.v) {
                 None => {
-                    ok = false;
-                    let others: Vec<&str> = names.iter().copied().filter(|n| *n != s.name.v).collect();
+                    uncertain[si] = true;
+                    let others: Vec<&str> =
+                        names.iter().copied().filter(|n| *n != s.name.v).collect();
                     diags.add(
                         need.loc,
                         &path,
-                        format!("stage `{}` needs `{}`, which is not a stage in this file", s.name.v, need.v),
+                        format!(
+                            "stage `{}` needs `{}`, which is not a stage in this file",
+                            s.name.v, need.v
+                        ),
                         Some(suggest(&need.v, "stages", &others)),
                     );
                 }
                 Some(t) if t == si => {
-                    ok = false;
+                    uncertain[si] = true;
                     diags.add(
                         need.loc,
                         &path,
@@ -43,25 +56,37 @@ pub fn stage_order(stages: &[RawStage], diags: &mut Collector) -> Option<Vec<usi
             }
         }
     }
-    if !report_cycles(stages, &edges, diags) {
-        ok = false;
-    }
-    if !ok {
-        return None;
+    for scc in report_cycles(stages, &edges, diags) {
+        for &m in &scc {
+            uncertain[m] = true;
+            edges[m].retain(|t| !scc.contains(t));
+        }
     }
     // Kahn's algorithm, always taking the earliest stage in the file that is ready.
     let mut done = vec![false; stages.len()];
     let mut order = Vec::with_capacity(stages.len());
-    while order.len() < stages.len() {
-        let next = (0..stages.len()).find(|&i| !done[i] && edges[i].iter().all(|&t| done[t]))?;
+    while let Some(next) =
+        (0..stages.len()).find(|&i| !done[i] && edges[i].iter().all(|&t| done[t]))
+    {
         done[next] = true;
+        if !stages[next].gather && edges[next].iter().any(|&t| uncertain[t]) {
+            uncertain[next] = true;
+        }
         order.push(next);
     }
-    Some(order)
+    StageGraph {
+        order,
+        needs: edges,
+        uncertain,
+    }
 }
 
-/// Report each cycle once, naming its members in `needs` order. Returns false if any.
-fn report_cycles(stages: &[RawStage], edges: &[Vec<usize>], diags: &mut Collector) -> bool {
+/// Report each cycle once, naming its members in `needs` order. Returns the cycles' members.
+fn report_cycles(
+    stages: &[RawStage],
+    edges: &[Vec<usize>],
+    diags: &mut Collector,
+) -> Vec<Vec<usize>> {
     let mut g: DiGraph<usize, ()> = DiGraph::new();
     let ids: Vec<NodeIndex> = (0..stages.len()).map(|i| g.add_node(i)).collect();
     for (s, targets) in edges.iter().enumerate() {
@@ -69,12 +94,11 @@ fn report_cycles(stages: &[RawStage], edges: &[Vec<usize>], diags: &mut Collecto
             g.add_edge(ids[s], ids[t], ());
         }
     }
-    let mut clean = true;
+    let mut cycles = Vec::new();
     let mut sccs = petgraph::algo::tarjan_scc(&g);
     sccs.iter_mut().for_each(|c| c.sort());
     sccs.sort();
     for scc in sccs.into_iter().filter(|c| c.len() > 1) {
-        clean = false;
         let members: Vec<usize> = scc.iter().map(|n| g[*n]).collect();
         let start = *members.iter().min().unwrap_or(&0);
         let path = cycle_through(start, &members, edges);
@@ -95,13 +119,21 @@ fn report_cycles(stages: &[RawStage], edges: &[Vec<usize>], diags: &mut Collecto
             format!("stages form a cycle: {}", text.join(" -> ")),
             Some("`a -> b` means `a` needs `b`; remove one of these needs".into()),
         );
+        cycles.push(members);
     }
-    clean
+    cycles
 }
 
 /// A path start -> ... -> (back to start) inside one strongly connected component.
 fn cycle_through(start: usize, members: &[usize], edges: &[Vec<usize>]) -> Vec<usize> {
-    fn dfs(at: usize, start: usize, members: &[usize], edges: &[Vec<usize>], path: &mut Vec<usize>, seen: &mut Vec<usize>) -> bool {
+    fn dfs(
+        at: usize,
+        start: usize,
+        members: &[usize],
+        edges: &[Vec<usize>],
+        path: &mut Vec<usize>,
+        seen: &mut Vec<usize>,
+    ) -> bool {
         for &t in &edges[at] {
             if t == start {
                 return true;
@@ -172,6 +204,9 @@ impl Pipeline {
                 wanted.extend(n.needs.iter().map(String::as_str));
             }
         }
-        self.nodes.iter().filter(|n| wanted.contains(&n.id.as_str())).collect()
+        self.nodes
+            .iter()
+            .filter(|n| wanted.contains(&n.id.as_str()))
+            .collect()
     }
 }

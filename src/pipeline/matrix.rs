@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::diag::Collector;
+use super::graph::StageGraph;
 use super::raw::RawStage;
 use super::yaml::plain;
 
@@ -36,7 +37,10 @@ pub fn refs(v: &Value, out: &mut BTreeSet<String>) {
 pub fn substitute(v: &Value, matrix: &BTreeMap<String, Value>) -> Value {
     match v {
         Value::String(s) => {
-            if let Some(key) = s.strip_prefix("${matrix.").and_then(|r| r.strip_suffix('}')) {
+            if let Some(key) = s
+                .strip_prefix("${matrix.")
+                .and_then(|r| r.strip_suffix('}'))
+            {
                 if let Some(val) = matrix.get(key) {
                     return val.clone();
                 }
@@ -60,18 +64,20 @@ pub fn substitute(v: &Value, matrix: &BTreeMap<String, Value>) -> Value {
 /// The matrix keys each stage can use: its own plus, unless it gathers, those of its needs.
 /// Also checks own keys for conflicts, unused keys and references to keys not in scope.
 /// Returns, per stage, the params that hold an unresolvable reference (skip type checks there).
-pub fn check_scope(stages: &[RawStage], order: &[usize], diags: &mut Collector) -> Vec<BTreeSet<String>> {
+pub fn check_scope(
+    stages: &[RawStage],
+    g: &StageGraph,
+    diags: &mut Collector,
+) -> Vec<BTreeSet<String>> {
     let mut scope: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); stages.len()]; // key -> stage that set it
     let mut broken: Vec<BTreeSet<String>> = vec![BTreeSet::new(); stages.len()];
-    for &si in order {
+    for &si in &g.order {
         let s = &stages[si];
         let mut keys: BTreeMap<String, String> = BTreeMap::new();
         if !s.gather {
-            for need in &s.needs {
-                if let Some(ti) = stages.iter().position(|t| t.name.v == need.v) {
-                    for (k, from) in &scope[ti] {
-                        keys.entry(k.clone()).or_insert_with(|| from.clone());
-                    }
+            for &ti in &g.needs[si] {
+                for (k, from) in &scope[ti] {
+                    keys.entry(k.clone()).or_insert_with(|| from.clone());
                 }
             }
         }
@@ -94,17 +100,29 @@ pub fn check_scope(stages: &[RawStage], order: &[usize], diags: &mut Collector) 
             for key in &r {
                 if !keys.contains_key(key) {
                     broken[si].insert(pk.v.clone());
+                    if g.uncertain[si] {
+                        continue; // the key may come from the broken need: already reported
+                    }
                     let path = format!("stages.{}.params.{}", s.name.v, pk.v);
                     let hint = if keys.is_empty() {
-                        "declare `matrix: {KEY: [..]}` on this stage or on a stage it needs".replace("KEY", key)
+                        "declare `matrix: {KEY: [..]}` on this stage or on a stage it needs"
+                            .replace("KEY", key)
                     } else {
                         format!(
                             "matrix keys here: {}",
-                            keys.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            keys.keys()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )
                     };
                     let loc = find_ref_loc(s, &path, pv, key).unwrap_or(pk.loc);
-                    diags.add(loc, &path, format!("`${{matrix.{key}}}` names no matrix key of this stage"), Some(hint));
+                    diags.add(
+                        loc,
+                        &path,
+                        format!("`${{matrix.{key}}}` names no matrix key of this stage"),
+                        Some(hint),
+                    );
                 }
             }
             used.extend(r);
@@ -136,7 +154,9 @@ fn find_ref_loc(s: &RawStage, path: &str, v: &Value, key: &str) -> Option<super:
             .iter()
             .enumerate()
             .find_map(|(i, x)| find_ref_loc(s, &format!("{path}[{i}]"), x, key)),
-        Value::Object(m) => m.iter().find_map(|(k, x)| find_ref_loc(s, &format!("{path}.{k}"), x, key)),
+        Value::Object(m) => m
+            .iter()
+            .find_map(|(k, x)| find_ref_loc(s, &format!("{path}.{k}"), x, key)),
         _ => None,
     }
 }
@@ -158,7 +178,10 @@ pub fn node_id(stage: &str, matrix: &BTreeMap<String, Value>) -> String {
     if matrix.is_empty() {
         return stage.to_string();
     }
-    let parts: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={}", plain(v))).collect();
+    let parts: Vec<String> = matrix
+        .iter()
+        .map(|(k, v)| format!("{k}={}", plain(v)))
+        .collect();
     format!("{stage}[{}]", parts.join(","))
 }
 
@@ -166,15 +189,13 @@ pub fn node_id(stage: &str, matrix: &BTreeMap<String, Value>) -> String {
 const MAX_INSTANCES: usize = 10_000;
 
 /// Expand every stage (in `order`) into its instances.
-pub fn expand(stages: &[RawStage], order: &[usize], diags: &mut Collector) -> Vec<Vec<Instance>> {
+pub fn expand(stages: &[RawStage], g: &StageGraph, diags: &mut Collector) -> Vec<Vec<Instance>> {
     let mut out: Vec<Vec<Instance>> = vec![Vec::new(); stages.len()];
-    let index = |n: &str| stages.iter().position(|t| t.name.v == n);
-    for &si in order {
+    for &si in &g.order {
         let s = &stages[si];
         let mut combos: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
         if !s.gather {
-            for need in &s.needs {
-                let Some(ti) = index(&need.v) else { continue };
+            for &ti in &g.needs[si] {
                 if out[ti].iter().all(|i| i.matrix.is_empty()) {
                     continue;
                 }
@@ -199,7 +220,10 @@ pub fn expand(stages: &[RawStage], order: &[usize], diags: &mut Collector) -> Ve
                 diags.add(
                     key.loc,
                     &format!("stages.{}.matrix.{}", s.name.v, key.v),
-                    format!("the matrix gives stage `{}` more than {MAX_INSTANCES} instances", s.name.v),
+                    format!(
+                        "the matrix gives stage `{}` more than {MAX_INSTANCES} instances",
+                        s.name.v
+                    ),
                     Some("use fewer matrix values".into()),
                 );
                 combos.truncate(MAX_INSTANCES / values.len());
@@ -225,8 +249,7 @@ pub fn expand(stages: &[RawStage], order: &[usize], diags: &mut Collector) -> Ve
         let mut insts = Vec::with_capacity(combos.len());
         for m in combos {
             let mut needs = Vec::new();
-            for need in &s.needs {
-                let Some(ti) = index(&need.v) else { continue };
+            for &ti in &g.needs[si] {
                 for up in &out[ti] {
                     if s.gather || agree(&m, &up.matrix) {
                         needs.push(up.id.clone());
@@ -278,7 +301,10 @@ mod tests {
     #[test]
     fn refs_finds_every_key() {
         let mut out = BTreeSet::new();
-        refs(&json!(["${matrix.a}-${matrix.b}", {"k": "${matrix.c}"}, "${matrix.unclosed"]), &mut out);
+        refs(
+            &json!(["${matrix.a}-${matrix.b}", {"k": "${matrix.c}"}, "${matrix.unclosed"]),
+            &mut out,
+        );
         assert_eq!(out.into_iter().collect::<Vec<_>>(), ["a", "b", "c"]);
     }
 
@@ -289,7 +315,10 @@ mod tests {
         assert_eq!(id, "train[a=1,b=x]");
         assert_eq!(
             parse_node_id(&id),
-            ("train".to_string(), vec![("a".into(), "1".into()), ("b".into(), "x".into())])
+            (
+                "train".to_string(),
+                vec![("a".into(), "1".into()), ("b".into(), "x".into())]
+            )
         );
         assert_eq!(parse_node_id("load"), ("load".to_string(), vec![]));
     }

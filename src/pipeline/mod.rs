@@ -146,17 +146,26 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> 
     }
 
     let mut nodes = Vec::new();
-    if let Some(order) = graph::stage_order(&raw.stages, &mut diags) {
-        let broken = matrix::check_scope(&raw.stages, &order, &mut diags);
-        let instances = matrix::expand(&raw.stages, &order, &mut diags);
-        for &si in &order {
+    {
+        let g = graph::stage_graph(&raw.stages, &mut diags);
+        let broken = matrix::check_scope(&raw.stages, &g, &mut diags);
+        let instances = matrix::expand(&raw.stages, &g, &mut diags);
+        for &si in &g.order {
             let s = &raw.stages[si];
             let Some(kind) = kinds[si] else { continue };
-            let written: Map<String, Value> = s.params.iter().map(|(k, v)| (k.v.clone(), v.clone())).collect();
+            let written: Map<String, Value> = s
+                .params
+                .iter()
+                .map(|(k, v)| (k.v.clone(), v.clone()))
+                .collect();
             for inst in &instances[si] {
                 let substituted = matrix::substitute(&Value::Object(written.clone()), &inst.matrix);
-                let Value::Object(substituted) = substituted else { continue };
-                let Some(params) = validate::resolve(s, kind, &substituted, &broken[si], &mut diags) else {
+                let Value::Object(substituted) = substituted else {
+                    continue;
+                };
+                let Some(params) =
+                    validate::resolve(s, kind, &substituted, &broken[si], &mut diags)
+                else {
                     continue;
                 };
                 nodes.push(Node {

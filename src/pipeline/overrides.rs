@@ -83,7 +83,9 @@ fn apply_one(i: usize, arg: &str, stages: &mut [RawStage], diags: &mut Collector
                 at(i, value_col + e.loc.col.saturating_sub(1)),
                 "",
                 format!("cannot parse the value `{text}`: {}", e.message),
-                Some("the value is YAML: quote strings with special characters, e.g. 'a: b'".into()),
+                Some(
+                    "the value is YAML: quote strings with special characters, e.g. 'a: b'".into(),
+                ),
             );
             return;
         }
@@ -104,7 +106,9 @@ fn apply_one(i: usize, arg: &str, stages: &mut [RawStage], diags: &mut Collector
     }
     node.relocate(i, value_col - 1);
     let path = format!("stages.{stage_name}.params.{param}");
-    stage.locs.retain(|k, _| !(k == &path || k.starts_with(&format!("{path}.")) || k.starts_with(&format!("{path}["))));
+    stage.locs.retain(|k, _| {
+        !(k == &path || k.starts_with(&format!("{path}.")) || k.starts_with(&format!("{path}[")))
+    });
     let value = match node.to_value_at(&path, &mut stage.locs) {
         Ok(v) => v,
         Err(e) => {

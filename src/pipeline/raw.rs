@@ -125,7 +125,12 @@ fn want_string(node: &YNode, path: &str, diags: &mut Collector) -> Option<String
             None
         }
         Err(_) => {
-            diags.add(node.loc, path, format!("expected a string, found {}", node.describe()), None);
+            diags.add(
+                node.loc,
+                path,
+                format!("expected a string, found {}", node.describe()),
+                None,
+            );
             None
         }
     }
@@ -166,7 +171,10 @@ pub fn read(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) -> Ra
         match key.v.as_str() {
             "name" => {
                 if let Some(s) = want_string(node, "name", diags) {
-                    raw.name = Some(Sp { v: s, loc: node.loc });
+                    raw.name = Some(Sp {
+                        v: s,
+                        loc: node.loc,
+                    });
                 }
             }
             "description" => raw.description = want_string(node, "description", diags),
@@ -175,7 +183,12 @@ pub fn read(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) -> Ra
                 saw_stages = true;
                 if let Some(stages) = entries(node, "stages", "a mapping of stage names", diags) {
                     if stages.is_empty() {
-                        diags.add(node.loc, "stages", "no stages", Some("add at least one stage".into()));
+                        diags.add(
+                            node.loc,
+                            "stages",
+                            "no stages",
+                            Some("add at least one stage".into()),
+                        );
                     }
                     for (name, body) in stages {
                         if let Some(s) = read_stage(name, body, diags) {
@@ -306,17 +319,30 @@ fn read_needs(v: &YNode, path: &str, diags: &mut Collector) -> Vec<Sp<String>> {
         let ipath = format!("{path}[{i}]");
         if let Some(s) = want_string(item, &ipath, diags) {
             if out.iter().any(|o| o.v == s) {
-                diags.add(item.loc, &ipath, format!("`{s}` is listed twice"), Some("remove the repeat".into()));
+                diags.add(
+                    item.loc,
+                    &ipath,
+                    format!("`{s}` is listed twice"),
+                    Some("remove the repeat".into()),
+                );
                 continue;
             }
-            out.push(Sp { v: s, loc: item.loc });
+            out.push(Sp {
+                v: s,
+                loc: item.loc,
+            });
         }
     }
     out
 }
 
 fn read_matrix(v: &YNode, path: &str, diags: &mut Collector) -> Vec<(Sp<String>, Vec<Sp<Value>>)> {
-    let Some(keys) = entries(v, path, "a mapping of matrix keys to lists of values", diags) else {
+    let Some(keys) = entries(
+        v,
+        path,
+        "a mapping of matrix keys to lists of values",
+        diags,
+    ) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -338,6 +364,7 @@ fn read_matrix(v: &YNode, path: &str, diags: &mut Collector) -> Vec<(Sp<String>,
                 format!("expected a list of values, found {}", list.describe()),
                 Some(format!("write `{}: [a, b, c]`", key.v)),
             );
+            out.push((key, Vec::new()));
             continue;
         };
         if items.is_empty() {
@@ -358,20 +385,32 @@ fn read_matrix(v: &YNode, path: &str, diags: &mut Collector) -> Vec<(Sp<String>,
                 Ok(Value::Array(_)) | Ok(Value::Object(_)) | Ok(Value::Null) => diags.add(
                     item.loc,
                     &ipath,
-                    format!("matrix values must be strings, numbers or booleans, found {}", item.describe()),
+                    format!(
+                        "matrix values must be strings, numbers or booleans, found {}",
+                        item.describe()
+                    ),
                     None,
                 ),
-                Ok(Value::String(s)) if s.is_empty() || s.contains([',', '=', '[', ']']) => diags.add(
-                    item.loc,
-                    &ipath,
-                    format!("matrix value {s:?} cannot be part of a node id"),
-                    Some("use a non-empty value without `,`, `=`, `[` or `]`".into()),
-                ),
+                Ok(Value::String(s)) if s.is_empty() || s.contains([',', '=', '[', ']']) => diags
+                    .add(
+                        item.loc,
+                        &ipath,
+                        format!("matrix value {s:?} cannot be part of a node id"),
+                        Some("use a non-empty value without `,`, `=`, `[` or `]`".into()),
+                    ),
                 Ok(val) => {
                     if values.iter().any(|x| x.v == val) {
-                        diags.add(item.loc, &ipath, format!("value {val} is listed twice"), Some("remove the repeat".into()));
+                        diags.add(
+                            item.loc,
+                            &ipath,
+                            format!("value {val} is listed twice"),
+                            Some("remove the repeat".into()),
+                        );
                     } else {
-                        values.push(Sp { v: val, loc: item.loc });
+                        values.push(Sp {
+                            v: val,
+                            loc: item.loc,
+                        });
                     }
                 }
                 Err(e) => diags.add(e.loc, &ipath, e.message, None),

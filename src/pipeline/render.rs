@@ -29,10 +29,18 @@ fn dot_quote(s: &str) -> String {
 
 /// Graphviz: `t2s dag --dot | dot -Tsvg > dag.svg`.
 pub fn dot(p: &Pipeline) -> String {
-    let mut out = format!("digraph {} {{\n  rankdir=LR;\n  node [shape=box];\n", dot_quote(&p.name));
+    let mut out = format!(
+        "digraph {} {{\n  rankdir=LR;\n  node [shape=box];\n",
+        dot_quote(&p.name)
+    );
     for n in &p.nodes {
         let label = format!("{}\\n{}{}", n.id, n.kind, if n.gpu { " (gpu)" } else { "" });
-        let _ = writeln!(out, "  {} [label=\"{}\"];", dot_quote(&n.id), label.replace('"', "\\\""));
+        let _ = writeln!(
+            out,
+            "  {} [label=\"{}\"];",
+            dot_quote(&n.id),
+            label.replace('"', "\\\"")
+        );
     }
     for n in &p.nodes {
         for need in &n.needs {
@@ -47,7 +55,12 @@ pub fn dot(p: &Pipeline) -> String {
 pub fn mermaid(p: &Pipeline) -> String {
     let mut out = String::from("flowchart LR\n");
     for (i, n) in p.nodes.iter().enumerate() {
-        let label = format!("{}<br/>{}{}", n.id, n.kind, if n.gpu { " (gpu)" } else { "" });
+        let label = format!(
+            "{}<br/>{}{}",
+            n.id,
+            n.kind,
+            if n.gpu { " (gpu)" } else { "" }
+        );
         let _ = writeln!(out, "  n{i}[\"{}\"]", label.replace('"', "#quot;"));
     }
     for (i, n) in p.nodes.iter().enumerate() {

@@ -45,8 +45,14 @@ pub fn resolve(
                 Ok(v) => {
                     out.insert(spec.name.to_string(), v);
                 }
-                Err((at, msg, hint)) => {
+                Err((at, msg, mut hint)) => {
                     ok = false;
+                    if let Some(key) = exact_matrix_ref(stage, spec.name) {
+                        hint = Some(format!(
+                            "a param that is exactly `${{matrix.{key}}}` takes the matrix value with its type; \
+                             quote the matrix values or put text around the reference"
+                        ));
+                    }
                     let loc = locate(stage, &at);
                     diags.add(loc, &at, msg, hint);
                 }
@@ -60,8 +66,16 @@ pub fn resolve(
                     diags.add(
                         stage.params_loc,
                         &path,
-                        format!("missing required param `{}` of kind `{}`", spec.name, kind.kind()),
-                        Some(format!("add `{}:` ({}) under `params:`", spec.name, describe_spec(spec))),
+                        format!(
+                            "missing required param `{}` of kind `{}`",
+                            spec.name,
+                            kind.kind()
+                        ),
+                        Some(format!(
+                            "add `{}:` ({}) under `params:`",
+                            spec.name,
+                            describe_spec(spec)
+                        )),
                     );
                 }
             },
@@ -79,6 +93,12 @@ pub fn resolve(
     clean.then_some(out)
 }
 
+/// The matrix key when the param as written is exactly `${matrix.KEY}`.
+fn exact_matrix_ref<'s>(stage: &'s RawStage, param: &str) -> Option<&'s str> {
+    let (_, v) = stage.params.iter().find(|(k, _)| k.v == param)?;
+    v.as_str()?.strip_prefix("${matrix.")?.strip_suffix('}')
+}
+
 /// The position of a field path, or of its closest recorded parent.
 fn locate(stage: &RawStage, path: &str) -> Loc {
     let mut p = path;
@@ -92,7 +112,9 @@ fn locate(stage: &RawStage, path: &str) -> Loc {
                 return stage
                     .params
                     .iter()
-                    .find(|(k, _)| path.starts_with(&format!("stages.{}.params.{}", stage.name.v, k.v)))
+                    .find(|(k, _)| {
+                        path.starts_with(&format!("stages.{}.params.{}", stage.name.v, k.v))
+                    })
                     .map(|(k, _)| k.loc)
                     .unwrap_or(stage.params_loc)
             }
@@ -112,7 +134,10 @@ fn expected(ty: ParamType) -> String {
         ParamType::Str => "a string".into(),
         ParamType::Enum(opts) => format!(
             "one of {}",
-            opts.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+            opts.iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         ParamType::StrList => "a list of strings".into(),
         ParamType::IntList => "a list of integers".into(),
@@ -125,14 +150,22 @@ type Problem = (String, String, Option<String>);
 
 fn wrong(ty: ParamType, v: &Value, path: &str) -> Problem {
     let hint = match (ty, v) {
-        (ParamType::Int | ParamType::Float, Value::String(_)) => Some("write the number without quotes".into()),
-        (ParamType::Str, Value::Number(_) | Value::Bool(_)) => Some("quote the value to make it a string".into()),
+        (ParamType::Int | ParamType::Float, Value::String(_)) => {
+            Some("write the number without quotes".into())
+        }
+        (ParamType::Str, Value::Number(_) | Value::Bool(_)) => {
+            Some("quote the value to make it a string".into())
+        }
         (ParamType::StrList | ParamType::IntList, Value::String(_) | Value::Number(_)) => {
             Some("write a list, e.g. `[a, b]`".into())
         }
         _ => None,
     };
-    (path.to_string(), format!("expected {}, found {}", expected(ty), describe_value(v)), hint)
+    (
+        path.to_string(),
+        format!("expected {}, found {}", expected(ty), describe_value(v)),
+        hint,
+    )
 }
 
 /// Check one value against its type, returning the normalised value.
@@ -160,7 +193,11 @@ fn check(ty: ParamType, v: &Value, path: &str) -> Result<Value, Problem> {
             let Value::Array(items) = v else {
                 return Err(wrong(ty, v, path));
             };
-            let elem = if ty == ParamType::StrList { ParamType::Str } else { ParamType::Int };
+            let elem = if ty == ParamType::StrList {
+                ParamType::Str
+            } else {
+                ParamType::Int
+            };
             for (i, x) in items.iter().enumerate() {
                 check(elem, x, &format!("{path}[{i}]"))?;
             }

@@ -121,7 +121,10 @@ impl MarkedEventReceiver for Builder {
             Event::DocumentStart => {
                 self.docs += 1;
                 if self.docs > 1 {
-                    self.fail(loc, "a pipeline file holds one YAML document, found a second");
+                    self.fail(
+                        loc,
+                        "a pipeline file holds one YAML document, found a second",
+                    );
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
@@ -161,7 +164,10 @@ impl MarkedEventReceiver for Builder {
                 Some(mut node) => {
                     self.nodes += count(&node);
                     if self.nodes > MAX_NODES {
-                        self.fail(loc, "too many alias expansions (more than a million values)");
+                        self.fail(
+                            loc,
+                            "too many alias expansions (more than a million values)",
+                        );
                         return;
                     }
                     node.loc = loc;
@@ -218,7 +224,9 @@ impl YNode {
         };
         match &mut self.kind {
             YKind::Scalar { .. } => {}
-            YKind::Seq(items) => items.iter_mut().for_each(|n| n.relocate(set_arg, col_offset)),
+            YKind::Seq(items) => items
+                .iter_mut()
+                .for_each(|n| n.relocate(set_arg, col_offset)),
             YKind::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
                 k.relocate(set_arg, col_offset);
                 v.relocate(set_arg, col_offset);
@@ -240,7 +248,11 @@ impl YNode {
 
     /// Convert to JSON with the YAML core schema, recording the position of every value under
     /// `path` (e.g. `stages.train.params.deps[1]`) into `locs`.
-    pub fn to_value_at(&self, path: &str, locs: &mut HashMap<String, Loc>) -> Result<Value, ParseError> {
+    pub fn to_value_at(
+        &self,
+        path: &str,
+        locs: &mut HashMap<String, Loc>,
+    ) -> Result<Value, ParseError> {
         locs.insert(path.to_string(), self.loc);
         match &self.kind {
             YKind::Scalar { text, plain, tag } => scalar_value(text, *plain, tag.as_deref())

@@ -43,7 +43,13 @@ fn str_list<'a>(params: &'a Map<String, Value>, name: &str) -> Vec<&'a str> {
 /// `train-v2` → `TRAIN_V2`: a name usable in an environment variable.
 pub fn env_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -54,11 +60,23 @@ fn valid_env_key(k: &str) -> bool {
 }
 
 /// Every file under `path` (or `path` itself), relative to `base`, with `/` separators.
-fn collect_files(base: &Path, path: &Path, depth: usize, out: &mut Vec<(String, PathBuf)>) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+fn collect_files(
+    base: &Path,
+    path: &Path,
+    depth: usize,
+    out: &mut Vec<(String, PathBuf)>,
+) -> anyhow::Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.is_dir() {
-        anyhow::ensure!(depth < 64, "directory nesting too deep at {}", path.display());
-        for entry in std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))? {
+        anyhow::ensure!(
+            depth < 64,
+            "directory nesting too deep at {}",
+            path.display()
+        );
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+        {
             collect_files(base, &entry?.path(), depth + 1, out)?;
         }
     } else {
@@ -87,7 +105,8 @@ pub fn dep_digest(pipeline_dir: &Path, dep: &str) -> anyhow::Result<String> {
     files.sort();
     let mut h = blake3::Hasher::new();
     for (rel, path) in files {
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read dep file {}", path.display()))?;
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read dep file {}", path.display()))?;
         h.update(rel.as_bytes());
         h.update(&[0]);
         h.update(&(bytes.len() as u64).to_le_bytes());
@@ -110,7 +129,11 @@ impl StageKind for CommandStage {
     }
 
     /// One fact per dep (`dep:PATH` → content digest), so `status` can say which dep changed.
-    fn key_facts(&self, params: &Map<String, Value>, pipeline_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    fn key_facts(
+        &self,
+        params: &Map<String, Value>,
+        pipeline_dir: &Path,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
         let mut facts = BTreeMap::new();
         for dep in str_list(params, "deps") {
             facts.insert(format!("dep:{dep}"), dep_digest(pipeline_dir, dep)?);
@@ -120,12 +143,19 @@ impl StageKind for CommandStage {
 
     fn check_params(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
         let mut problems = Vec::new();
-        if params.get("cmd").and_then(Value::as_str).is_some_and(|c| c.trim().is_empty()) {
+        if params
+            .get("cmd")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.trim().is_empty())
+        {
             problems.push(("cmd".into(), "the command is empty".into()));
         }
         for out in str_list(params, "outs") {
             let p = Path::new(out);
-            if out.is_empty() || p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+            if out.is_empty()
+                || p.is_absolute()
+                || p.components().any(|c| matches!(c, Component::ParentDir))
+            {
                 problems.push((
                     "outs".into(),
                     format!("output `{out}` must be a relative path inside $T2S_OUT (no `..`, not absolute)"),
@@ -139,7 +169,10 @@ impl StageKind for CommandStage {
         }
         if let Some(env) = params.get("env").and_then(Value::as_object) {
             for k in env.keys().filter(|k| !valid_env_key(k)) {
-                problems.push(("env".into(), format!("`{k}` is not a valid environment variable name")));
+                problems.push((
+                    "env".into(),
+                    format!("`{k}` is not a valid environment variable name"),
+                ));
             }
         }
         problems
@@ -173,9 +206,9 @@ impl StageKind for CommandStage {
         for (k, v) in environment(ctx) {
             command.env(k, v);
         }
-        let mut child = command
-            .spawn()
-            .map_err(|e| StageError::Failed(format!("node `{}`: cannot start `sh`: {e}", ctx.node_id)))?;
+        let mut child = command.spawn().map_err(|e| {
+            StageError::Failed(format!("node `{}`: cannot start `sh`: {e}", ctx.node_id))
+        })?;
         let pgid = child.id();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -208,13 +241,20 @@ impl StageKind for CommandStage {
                 }
                 if ctx.cancel.load(Ordering::Relaxed) && !cancelled {
                     cancelled = true;
-                    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{pgid}")])
+                        .status();
                     let _ = child.kill();
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        let status = status.map_err(|e| StageError::Failed(format!("node `{}`: waiting for the command: {e}", ctx.node_id)))?;
+        let status = status.map_err(|e| {
+            StageError::Failed(format!(
+                "node `{}`: waiting for the command: {e}",
+                ctx.node_id
+            ))
+        })?;
         if cancelled {
             return Err(StageError::Interrupted);
         }
@@ -230,7 +270,10 @@ impl StageKind for CommandStage {
             } else {
                 format!("; last stderr lines:\n  {}", Vec::from(t).join("\n  "))
             };
-            return Err(StageError::Failed(format!("node `{}`: command failed with {how}{lines}", ctx.node_id)));
+            return Err(StageError::Failed(format!(
+                "node `{}`: command failed with {how}{lines}",
+                ctx.node_id
+            )));
         }
         let missing: Vec<&str> = str_list(ctx.params, "outs")
             .into_iter()
@@ -254,7 +297,10 @@ fn read_stdout(out: impl Read, ctx: &StageContext<'_>, outcome: &Mutex<StageOutc
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["::metric", name, value, rest @ ..] => {
-                let (Ok(v), step) = (value.parse::<f64>(), rest.first().and_then(|s| s.parse::<i64>().ok())) else {
+                let (Ok(v), step) = (
+                    value.parse::<f64>(),
+                    rest.first().and_then(|s| s.parse::<i64>().ok()),
+                ) else {
                     tracing::warn!(node = ctx.node_id, "ignoring malformed metric line: {line}");
                     continue;
                 };
@@ -282,7 +328,10 @@ fn read_stdout(out: impl Read, ctx: &StageContext<'_>, outcome: &Mutex<StageOutc
 fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
     let mut env = vec![
         ("T2S_OUT".to_string(), ctx.out_dir.display().to_string()),
-        ("T2S_PARTIAL".to_string(), ctx.partial_dir.display().to_string()),
+        (
+            "T2S_PARTIAL".to_string(),
+            ctx.partial_dir.display().to_string(),
+        ),
         ("T2S_NODE".to_string(), ctx.node_id.to_string()),
         ("T2S_STAGE".to_string(), ctx.stage_name.to_string()),
     ];
@@ -292,7 +341,10 @@ fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
     }
     for i in ctx.inputs {
         if per_stage.get(i.stage.as_str()) == Some(&1) {
-            env.push((format!("T2S_INPUT_{}", env_name(&i.stage)), i.dir.display().to_string()));
+            env.push((
+                format!("T2S_INPUT_{}", env_name(&i.stage)),
+                i.dir.display().to_string(),
+            ));
         }
     }
     let inputs: Vec<Value> = ctx
@@ -315,7 +367,12 @@ fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
     }
     if let Some(user) = ctx.params.get("env").and_then(Value::as_object) {
         for (k, v) in user {
-            env.push((k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())));
+            env.push((
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            ));
         }
     }
     env
