@@ -151,7 +151,7 @@ pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
 }
 
 /// "did you mean `x`?" when a candidate is close, else the list of valid names.
-pub fn suggest<'c>(name: &str, what: &str, candidates: &[&'c str]) -> String {
+pub fn suggest(name: &str, what: &str, candidates: &[&str]) -> String {
     match closest(name, candidates.iter().copied()) {
         Some(c) => format!("did you mean `{c}`?"),
         None if candidates.is_empty() => format!("there are no {what}"),
