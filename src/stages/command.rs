@@ -324,14 +324,23 @@ fn read_stdout(out: impl Read, ctx: &StageContext<'_>, outcome: &Mutex<StageOutc
     }
 }
 
+/// The command runs in the pipeline's directory, so relative paths handed to it would point
+/// elsewhere: make them absolute against our own working directory.
+fn absolute(p: &Path) -> String {
+    if p.is_absolute() {
+        return p.display().to_string();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => cwd.join(p).display().to_string(),
+        Err(_) => p.display().to_string(),
+    }
+}
+
 /// The command's environment (see the module docs).
 fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
     let mut env = vec![
-        ("T2S_OUT".to_string(), ctx.out_dir.display().to_string()),
-        (
-            "T2S_PARTIAL".to_string(),
-            ctx.partial_dir.display().to_string(),
-        ),
+        ("T2S_OUT".to_string(), absolute(ctx.out_dir)),
+        ("T2S_PARTIAL".to_string(), absolute(ctx.partial_dir)),
         ("T2S_NODE".to_string(), ctx.node_id.to_string()),
         ("T2S_STAGE".to_string(), ctx.stage_name.to_string()),
     ];
@@ -343,14 +352,14 @@ fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
         if per_stage.get(i.stage.as_str()) == Some(&1) {
             env.push((
                 format!("T2S_INPUT_{}", env_name(&i.stage)),
-                i.dir.display().to_string(),
+                absolute(&i.dir),
             ));
         }
     }
     let inputs: Vec<Value> = ctx
         .inputs
         .iter()
-        .map(|i| json!({"stage": i.stage, "node": i.node, "matrix": i.matrix, "dir": i.dir.display().to_string()}))
+        .map(|i| json!({"stage": i.stage, "node": i.node, "matrix": i.matrix, "dir": absolute(&i.dir)}))
         .collect();
     env.push(("T2S_INPUTS".into(), Value::Array(inputs).to_string()));
     for (k, v) in ctx.params {
