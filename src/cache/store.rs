@@ -289,28 +289,17 @@ impl Store {
         std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))
     }
 
+    /// Every ref of one pipeline.
+    pub fn refs_of(&self, pipeline: &str) -> Vec<NodeRef> {
+        read_refs(&self.base.join("refs").join(file_safe(pipeline)))
+    }
+
     /// Every ref of every pipeline.
     pub fn all_refs(&self) -> Vec<NodeRef> {
-        let mut out = Vec::new();
-        let Ok(pipelines) = std::fs::read_dir(self.base.join("refs")) else {
-            return out;
-        };
-        for p in pipelines.flatten() {
-            let Ok(files) = std::fs::read_dir(p.path()) else {
-                continue;
-            };
-            for f in files.flatten() {
-                if f.path().extension().is_some_and(|e| e == "json") {
-                    if let Some(r) = std::fs::read(f.path())
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<NodeRef>(&b).ok())
-                    {
-                        out.push(r);
-                    }
-                }
-            }
-        }
-        out
+        read_dir_sorted(&self.base.join("refs"))
+            .iter()
+            .flat_map(|d| read_refs(d))
+            .collect()
     }
 
     /// Remove objects that no ref points to, stale staging dirs, moved-aside objects and unused
@@ -382,6 +371,15 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+fn read_refs(dir: &Path) -> Vec<NodeRef> {
+    read_dir_sorted(dir)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        .filter_map(|f| std::fs::read(f).ok())
+        .filter_map(|b| serde_json::from_slice::<NodeRef>(&b).ok())
+        .collect()
 }
 
 fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {

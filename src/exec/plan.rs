@@ -156,10 +156,29 @@ pub fn cache_key(
 }
 
 /// Why a node with `key` has no usable cached artifact, compared with the last committed key
-/// of the same node id.
-pub fn miss_reason(store: &Store, pipeline: &str, node: &str, key: &CacheKey, digest: &str) -> String {
-    match store.read_ref(pipeline, node) {
-        None => "never computed".to_string(),
+/// of the same node id. A node id never committed before (e.g. a matrix value changed) is
+/// compared with the closest former instance of the same stage that is no longer in the
+/// pipeline, so `status` can still name the changed field.
+pub fn miss_reason(store: &Store, pipeline: &Pipeline, node: &Node, key: &CacheKey, digest: &str) -> String {
+    let join = |changes: Vec<crate::cache::FieldChange>| {
+        changes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("; ")
+    };
+    match store.read_ref(&pipeline.name, &node.id) {
+        None => {
+            let current: BTreeSet<&str> = pipeline.nodes.iter().map(|n| n.id.as_str()).collect();
+            let closest = store
+                .refs_of(&pipeline.name)
+                .into_iter()
+                .filter(|r| stage_of(&r.node) == node.stage && !current.contains(r.node.as_str()))
+                .map(|r| (key.diff(&r.cache_key), r.node))
+                .min_by(|a, b| (a.0.len(), &a.1).cmp(&(b.0.len(), &b.1)));
+            match closest {
+                Some((changes, former)) if !changes.is_empty() => {
+                    format!("new node; vs {former}: {}", join(changes))
+                }
+                _ => "never computed".to_string(),
+            }
+        }
         Some(r) if r.key == digest => {
             "its artifact is gone (removed by gc or moved aside)".to_string()
         }
@@ -168,14 +187,15 @@ pub fn miss_reason(store: &Store, pipeline: &str, node: &str, key: &CacheKey, di
             if changes.is_empty() {
                 format!("key changed ({} → {})", short(&r.key), short(digest))
             } else {
-                changes
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                join(changes)
             }
         }
     }
+}
+
+/// The stage name of a node id (`train[lora_r=4]` → `train`).
+fn stage_of(id: &str) -> &str {
+    id.split('[').next().unwrap_or(id)
 }
 
 /// The decision for one node.
@@ -253,7 +273,7 @@ pub fn plan(pipeline: &Pipeline, store: &Store, opts: &PlanOptions) -> anyhow::R
                 Lookup::Corrupt { problems, .. } => {
                     format!("cached artifact failed its check: {}", problems.join("; "))
                 }
-                Lookup::Missing => miss_reason(store, &pipeline.name, &node.id, &ck, &key),
+                Lookup::Missing => miss_reason(store, pipeline, node, &ck, &key),
             };
             let hit = matches!(looked, Lookup::Hit(_));
             if hit && forced.contains(&i) {

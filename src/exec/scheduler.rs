@@ -350,7 +350,7 @@ fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: 
                 sh.progress.note(&node.id, &why);
             }
             Ok(Lookup::Missing) => {
-                why = plan::miss_reason(sh.store, &sh.pipeline.name, &node.id, &cache_key, &key)
+                why = plan::miss_reason(sh.store, sh.pipeline, node, &cache_key, &key)
             }
             Err(e) => return fail(node_status::FAILED, Some(key), e.to_string()),
         }

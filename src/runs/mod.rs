@@ -59,3 +59,6 @@ pub fn pid_alive(pid: i64) -> bool {
         true
     }
 }
+
+#[cfg(test)]
+mod tests;
