@@ -4,6 +4,13 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Die quietly on a closed pipe (`t2s show 3 | head`) like other Unix tools, instead of
+    // panicking in `println!`.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = t2s::cli::Cli::parse();
     init_logging(cli.verbose);
     t2s::commands::dispatch(cli)

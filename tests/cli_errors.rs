@@ -45,10 +45,7 @@ fn a_failing_command_fails_its_branch_and_the_run_exits_1() {
     // Make the rank-8 trainer fail; the other branches may finish, its dependents are skipped.
     std::fs::write(
         p.pipeline(),
-        text.replace(
-            "cmd: python3 scripts/train.py --rank ${matrix.lora_r}",
-            "cmd: test ${matrix.lora_r} != 8 && python3 scripts/train.py --rank ${matrix.lora_r}",
-        ),
+        text.replace("cmd: python3", "cmd: test \"$T2S_NODE\" != 'train[lora_r=8]' && python3"),
     )
     .unwrap();
     let out = p.t2s().arg("run").arg(p.pipeline()).args(["--jobs", "1"]).output().unwrap();

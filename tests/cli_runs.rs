@@ -26,7 +26,7 @@ fn runs_and_show_list_nodes_params_and_metrics() {
     assert!(first.starts_with("run 1: commands (succeeded)"), "{first}");
     let node_line = first.lines().find(|l| l.trim_start().starts_with("train[lora_r=8] ")).unwrap();
     assert!(node_line.contains(" ran "), "{node_line}");
-    assert!(first.contains("python3 scripts/train.py --rank 8"), "params are listed:\n{first}");
+    assert!(first.contains("scripts/train.py --rank 8\""), "params are listed:\n{first}");
     // Final metrics and step series of the trainer.
     let final_loss = first
         .lines()

@@ -36,7 +36,7 @@ pub enum StoreError {
     Lock(#[from] LockError),
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         what,
         path: path.to_path_buf(),

@@ -303,8 +303,5 @@ pub fn plan(pipeline: &Pipeline, store: &Store, opts: &PlanOptions) -> anyhow::R
 
 /// The directory relative paths in params resolve against.
 pub fn pipeline_dir(pipeline: &Pipeline) -> std::path::PathBuf {
-    match pipeline.file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    }
+    pipeline.dir().to_path_buf()
 }

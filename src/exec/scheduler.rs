@@ -116,11 +116,7 @@ pub fn run(
                 .collect()
         })
         .collect();
-    let gpu: Vec<bool> = pipeline
-        .nodes
-        .iter()
-        .map(|node| plan::kind_of(node).is_ok_and(|k| k.uses_gpu(&node.params)))
-        .collect();
+    let gpu: Vec<bool> = pipeline.nodes.iter().map(|node| node.gpu).collect();
     let mut state: Vec<State> = (0..n)
         .map(|i| match opts.selection.get(i) {
             Some(Selection::Excluded) => State::Excluded,
