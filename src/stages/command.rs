@@ -1,0 +1,379 @@
+//! The `command` stage kind: a user's shell command as a cached pipeline step (DVC `cmd` stages).
+//!
+//! The command runs with `sh -c` in the pipeline file's directory. Declared `deps` (files or
+//! directories there) are hashed into the cache key; declared `outs` must exist in `$T2S_OUT`
+//! afterwards. Inputs, params and matrix values reach the command as environment variables.
+//! Lines the command prints on stdout of the form `::metric NAME VALUE [STEP]`,
+//! `::progress DONE [TOTAL] [MESSAGE]` and `::resumed` feed the tracking DB and progress display.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{json, Map, Value};
+
+use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+
+/// How many trailing stderr lines a failure message quotes.
+const STDERR_TAIL: usize = 10;
+
+pub struct CommandStage;
+
+static PARAMS: &[ParamSpec] = &[
+    ParamSpec::required("cmd", ParamType::Str, "shell command, run with `sh -c` in the pipeline's directory"),
+    ParamSpec::optional("deps", ParamType::StrList, || json!([]), "input files or directories (relative to the pipeline file); their content is part of the cache key"),
+    ParamSpec::optional("outs", ParamType::StrList, || json!([]), "paths under $T2S_OUT the command must create"),
+    ParamSpec::optional("env", ParamType::StrMap, || json!({}), "extra environment variables"),
+];
+
+fn str_list<'a>(params: &'a Map<String, Value>, name: &str) -> Vec<&'a str> {
+    params
+        .get(name)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// `train-v2` → `TRAIN_V2`: a name usable in an environment variable.
+pub fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn valid_env_key(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Every file under `path` (or `path` itself), relative to `base`, with `/` separators.
+fn collect_files(
+    base: &Path,
+    path: &Path,
+    depth: usize,
+    out: &mut Vec<(String, PathBuf)>,
+) -> anyhow::Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
+        anyhow::ensure!(
+            depth < 64,
+            "directory nesting too deep at {}",
+            path.display()
+        );
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+        {
+            collect_files(base, &entry?.path(), depth + 1, out)?;
+        }
+    } else {
+        let rel = path.strip_prefix(base).unwrap_or(path);
+        let rel = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        out.push((rel, path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// blake3 over the sorted relative paths and bytes of every file of one dep.
+pub fn dep_digest(pipeline_dir: &Path, dep: &str) -> anyhow::Result<String> {
+    let root = pipeline_dir.join(dep);
+    if std::fs::metadata(&root).is_err() {
+        anyhow::bail!(
+            "command dep `{dep}` does not exist (looked for {}); create it or fix `deps`",
+            root.display()
+        );
+    }
+    let mut files = Vec::new();
+    collect_files(pipeline_dir, &root, 0, &mut files)?;
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for (rel, path) in files {
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read dep file {}", path.display()))?;
+        h.update(rel.as_bytes());
+        h.update(&[0]);
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+impl StageKind for CommandStage {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+
+    /// One fact per dep (`dep:PATH` → content digest), so `status` can say which dep changed.
+    fn key_facts(
+        &self,
+        params: &Map<String, Value>,
+        pipeline_dir: &Path,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut facts = BTreeMap::new();
+        for dep in str_list(params, "deps") {
+            facts.insert(format!("dep:{dep}"), dep_digest(pipeline_dir, dep)?);
+        }
+        Ok(facts)
+    }
+
+    fn check_params(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if params
+            .get("cmd")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            problems.push(("cmd".into(), "the command is empty".into()));
+        }
+        for out in str_list(params, "outs") {
+            let p = Path::new(out);
+            if out.is_empty()
+                || p.is_absolute()
+                || p.components().any(|c| matches!(c, Component::ParentDir))
+            {
+                problems.push((
+                    "outs".into(),
+                    format!("output `{out}` must be a relative path inside $T2S_OUT (no `..`, not absolute)"),
+                ));
+            }
+        }
+        for dep in str_list(params, "deps") {
+            if dep.is_empty() {
+                problems.push(("deps".into(), "a dep path is empty".into()));
+            }
+        }
+        if let Some(env) = params.get("env").and_then(Value::as_object) {
+            for k in env.keys().filter(|k| !valid_env_key(k)) {
+                problems.push((
+                    "env".into(),
+                    format!("`{k}` is not a valid environment variable name"),
+                ));
+            }
+        }
+        problems
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let cmd = ctx
+            .params
+            .get("cmd")
+            .and_then(Value::as_str)
+            .ok_or_else(|| StageError::Failed("command stage without a `cmd` param".into()))?;
+        for dep in str_list(ctx.params, "deps") {
+            if std::fs::metadata(ctx.pipeline_dir.join(dep)).is_err() {
+                return Err(StageError::Failed(format!(
+                    "node `{}`: dep `{dep}` does not exist in {}",
+                    ctx.node_id,
+                    ctx.pipeline_dir.display()
+                )));
+            }
+        }
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(ctx.pipeline_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so cancelling kills the command's children too.
+            .process_group(0);
+        for (k, v) in environment(ctx) {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().map_err(|e| {
+            StageError::Failed(format!("node `{}`: cannot start `sh`: {e}", ctx.node_id))
+        })?;
+        let pgid = child.id();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let outcome = Mutex::new(StageOutcome::default());
+        let tail = Mutex::new(VecDeque::new());
+        let mut cancelled = false;
+        let status = std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Some(out) = stdout {
+                    read_stdout(out, ctx, &outcome);
+                }
+            });
+            s.spawn(|| {
+                if let Some(err) = stderr {
+                    for line in BufReader::new(err).lines().map_while(Result::ok) {
+                        tracing::info!(node = ctx.node_id, "{line}");
+                        let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                        t.push_back(line);
+                        if t.len() > STDERR_TAIL {
+                            t.pop_front();
+                        }
+                    }
+                }
+            });
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => return Ok(status),
+                    Ok(None) => {}
+                    Err(e) => return Err(e),
+                }
+                if ctx.cancel.load(Ordering::Relaxed) && !cancelled {
+                    cancelled = true;
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{pgid}")])
+                        .status();
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let status = status.map_err(|e| {
+            StageError::Failed(format!(
+                "node `{}`: waiting for the command: {e}",
+                ctx.node_id
+            ))
+        })?;
+        if cancelled {
+            return Err(StageError::Interrupted);
+        }
+        if !status.success() {
+            let how = match (status.code(), status.signal()) {
+                (Some(c), _) => format!("exit status {c}"),
+                (None, Some(sig)) => format!("signal {sig}"),
+                _ => "an unknown status".into(),
+            };
+            let t = tail.into_inner().unwrap_or_else(|p| p.into_inner());
+            let lines = if t.is_empty() {
+                String::from(" (no stderr output)")
+            } else {
+                format!("; last stderr lines:\n  {}", Vec::from(t).join("\n  "))
+            };
+            return Err(StageError::Failed(format!(
+                "node `{}`: command failed with {how}{lines}",
+                ctx.node_id
+            )));
+        }
+        let missing: Vec<&str> = str_list(ctx.params, "outs")
+            .into_iter()
+            .filter(|o| std::fs::symlink_metadata(ctx.out_dir.join(o)).is_err())
+            .collect();
+        if !missing.is_empty() {
+            return Err(StageError::Failed(format!(
+                "node `{}`: the command succeeded but did not create its declared output{} {} in $T2S_OUT",
+                ctx.node_id,
+                if missing.len() > 1 { "s" } else { "" },
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(outcome.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Log stdout, and act on `::metric`, `::progress` and `::resumed` lines.
+fn read_stdout(out: impl Read, ctx: &StageContext<'_>, outcome: &Mutex<StageOutcome>) {
+    for line in BufReader::new(out).lines().map_while(Result::ok) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["::metric", name, value, rest @ ..] => {
+                let (Ok(v), step) = (
+                    value.parse::<f64>(),
+                    rest.first().and_then(|s| s.parse::<i64>().ok()),
+                ) else {
+                    tracing::warn!(node = ctx.node_id, "ignoring malformed metric line: {line}");
+                    continue;
+                };
+                ctx.metrics.metric(name, step, v);
+                if step.is_none() {
+                    let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                    o.metrics.insert(name.to_string(), v);
+                }
+            }
+            ["::progress", done, rest @ ..] => {
+                let total = rest.first().and_then(|t| t.parse::<u64>().ok());
+                let skip = usize::from(total.is_some());
+                let msg = rest.get(skip..).map(|m| m.join(" ")).unwrap_or_default();
+                if let Ok(d) = done.parse::<u64>() {
+                    ctx.metrics.progress(d, total, &msg);
+                }
+            }
+            ["::resumed", ..] => outcome.lock().unwrap_or_else(|p| p.into_inner()).resumed = true,
+            _ => tracing::debug!(node = ctx.node_id, "{line}"),
+        }
+    }
+}
+
+/// The command's environment (see the module docs).
+fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("T2S_OUT".to_string(), ctx.out_dir.display().to_string()),
+        (
+            "T2S_PARTIAL".to_string(),
+            ctx.partial_dir.display().to_string(),
+        ),
+        ("T2S_NODE".to_string(), ctx.node_id.to_string()),
+        ("T2S_STAGE".to_string(), ctx.stage_name.to_string()),
+    ];
+    let mut per_stage: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in ctx.inputs {
+        *per_stage.entry(&i.stage).or_default() += 1;
+    }
+    for i in ctx.inputs {
+        if per_stage.get(i.stage.as_str()) == Some(&1) {
+            env.push((
+                format!("T2S_INPUT_{}", env_name(&i.stage)),
+                i.dir.display().to_string(),
+            ));
+        }
+    }
+    let inputs: Vec<Value> = ctx
+        .inputs
+        .iter()
+        .map(|i| json!({"stage": i.stage, "node": i.node, "matrix": i.matrix, "dir": i.dir.display().to_string()}))
+        .collect();
+    env.push(("T2S_INPUTS".into(), Value::Array(inputs).to_string()));
+    for (k, v) in ctx.params {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(_) | Value::Bool(_) | Value::Null => v.to_string(),
+            other => other.to_string(),
+        };
+        env.push((format!("T2S_PARAM_{}", env_name(k)), text));
+    }
+    let (_, matrix) = crate::pipeline::parse_node_id(ctx.node_id);
+    for (k, v) in matrix {
+        env.push((format!("T2S_MATRIX_{}", env_name(&k)), v));
+    }
+    if let Some(user) = ctx.params.get("env").and_then(Value::as_object) {
+        for (k, v) in user {
+            env.push((
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            ));
+        }
+    }
+    env
+}
