@@ -30,15 +30,24 @@ fn worker_killed_by_a_signal_fails_doctor_naming_the_signal() {
     let out = doctor(dir.path(), &worker);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("worker for job `doctor` exited with signal 9"), "{stderr}");
-    assert!(stderr.contains("loading libtorch"), "stderr tail is quoted: {stderr}");
+    assert!(
+        stderr.contains("worker for job `doctor` exited with signal 9"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("loading libtorch"),
+        "stderr tail is quoted: {stderr}"
+    );
     assert!(stderr.contains(&worker.display().to_string()), "{stderr}");
 }
 
 #[test]
 fn worker_exiting_with_an_error_status_fails_doctor() {
     let dir = tempfile::tempdir().unwrap();
-    let worker = fake_worker(dir.path(), "echo 'libtorch_cuda.so: cannot open shared object' >&2\nexit 3");
+    let worker = fake_worker(
+        dir.path(),
+        "echo 'libtorch_cuda.so: cannot open shared object' >&2\nexit 3",
+    );
     let out = doctor(dir.path(), &worker);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -68,5 +77,8 @@ echo '{"event":"result","value":{"libtorch":"2.11.0","cuda_devices":[]}}'"#,
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("libtorch   2.11.0"), "{stdout}");
     assert!(stdout.contains("cuda_devices []"), "{stdout}");
-    assert!(stdout.contains(&format!("root       {}", dir.path().display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("root       {}", dir.path().display())),
+        "{stdout}"
+    );
 }

@@ -22,19 +22,36 @@ fn invalid_pipeline_exits_2_listing_every_problem() {
         assert!(stderr.contains("nosuchkind"), "{verb}: {stderr}");
         assert!(stderr.contains("zzz"), "{verb}: {stderr}");
     }
-    assert!(!p.root().join("experiments/t2s.db").exists(), "nothing ran, nothing recorded");
+    assert!(
+        !p.root().join("experiments/t2s.db").exists(),
+        "nothing ran, nothing recorded"
+    );
 }
 
 #[test]
 fn unknown_node_names_exit_2() {
     let p = Project::new();
     for flag in ["--only", "--until", "--force"] {
-        let out = p.t2s().arg("run").arg(p.pipeline()).args([flag, "trian"]).output().unwrap();
+        let out = p
+            .t2s()
+            .arg("run")
+            .arg(p.pipeline())
+            .args([flag, "trian"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{flag}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(&format!("{flag} trian: no node or stage has that name")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} trian: no node or stage has that name")),
+            "{stderr}"
+        );
     }
-    let out = p.t2s().args(["run", "--jobs", "0"]).arg(p.pipeline()).output().unwrap();
+    let out = p
+        .t2s()
+        .args(["run", "--jobs", "0"])
+        .arg(p.pipeline())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -45,10 +62,19 @@ fn a_failing_command_fails_its_branch_and_the_run_exits_1() {
     // Make the rank-8 trainer fail; the other branches may finish, its dependents are skipped.
     std::fs::write(
         p.pipeline(),
-        text.replace("cmd: python3", "cmd: test \"$T2S_NODE\" != 'train[lora_r=8]' && python3"),
+        text.replace(
+            "cmd: python3",
+            "cmd: test \"$T2S_NODE\" != 'train[lora_r=8]' && python3",
+        ),
     )
     .unwrap();
-    let out = p.t2s().arg("run").arg(p.pipeline()).args(["--jobs", "1"]).output().unwrap();
+    let out = p
+        .t2s()
+        .arg("run")
+        .arg(p.pipeline())
+        .args(["--jobs", "1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -34,7 +34,10 @@ fn two_concurrent_runs_both_succeed_and_each_node_runs_once() {
     ran.sort();
     let mut expected: Vec<String> = NODES.iter().map(|s| s.to_string()).collect();
     expected.sort();
-    assert_eq!(ran, expected, "every node's command exactly once across both runs");
+    assert_eq!(
+        ran, expected,
+        "every node's command exactly once across both runs"
+    );
 
     // Between them, every node ran once and was cached once.
     let (sa, sb) = (

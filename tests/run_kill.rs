@@ -34,7 +34,10 @@ fn kill_minus_nine_then_rerun_equals_an_uninterrupted_run() {
     let expected = reference.objects();
     assert_eq!(expected.len(), 11);
 
-    for delay_ms in [300u64, 1000, 1600, 2200] {
+    // Fixed delays, plus one kill point defined by an event: right after the first training
+    // checkpoint appears in a partial (resume) area, so the rerun must resume from it.
+    let mut resumed_somewhere = false;
+    for kill_at in [Some(300u64), Some(1000), Some(1600), Some(2200), None] {
         let p = Project::new();
         let mut child = p
             .t2s_std()
@@ -46,7 +49,10 @@ fn kill_minus_nine_then_rerun_equals_an_uninterrupted_run() {
             .process_group(0)
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        match kill_at {
+            Some(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            None => wait_for_checkpoint(&p, &mut child),
+        }
         let finished_alone = child.try_wait().unwrap().is_some();
         kill_everything(&p, &mut child);
 
@@ -55,16 +61,62 @@ fn kill_minus_nine_then_rerun_equals_an_uninterrupted_run() {
         let runs = p.t2s().arg("runs").output().unwrap();
         let runs = String::from_utf8(runs.stdout).unwrap();
         if runs.lines().count() > 1 && !finished_alone {
-            assert!(runs.contains("interrupted"), "killed run must read as interrupted:\n{runs}");
+            assert!(
+                runs.contains("interrupted"),
+                "killed run must read as interrupted:\n{runs}"
+            );
         }
 
         let out = p.run_ok(&[]);
         assert!(out.contains("succeeded"), "{out}");
         p.verify_all_objects();
-        assert_eq!(p.objects(), expected, "kill after {delay_ms} ms: results differ");
-        let staging = std::fs::read_dir(p.root().join("artifacts/v1/staging")).unwrap().count();
+        assert_eq!(
+            p.objects(),
+            expected,
+            "kill at {kill_at:?} ms: results differ"
+        );
+        let statuses = common::statuses(&out);
+        if kill_at.is_none() {
+            assert!(
+                statuses.values().any(|s| s == "resumed"),
+                "a train node resumes:\n{out}"
+            );
+        }
+        resumed_somewhere |= statuses.values().any(|s| s == "resumed");
+        let staging = std::fs::read_dir(p.root().join("artifacts/v1/staging"))
+            .unwrap()
+            .count();
         assert_eq!(staging, 0, "stale staging dirs are cleaned by the rerun");
-        let partial = std::fs::read_dir(p.root().join("artifacts/v1/partial")).unwrap().count();
+        let partial = std::fs::read_dir(p.root().join("artifacts/v1/partial"))
+            .unwrap()
+            .count();
         assert_eq!(partial, 0, "resume areas are dropped after commit");
+    }
+    assert!(resumed_somewhere);
+}
+
+/// Poll until some partial area holds a `ckpt-*.json` (written atomically by train.py).
+fn wait_for_checkpoint(p: &Project, child: &mut std::process::Child) {
+    let partial = p.root().join("artifacts/v1/partial");
+    loop {
+        let found = std::fs::read_dir(&partial)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| {
+                std::fs::read_dir(d.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|f| f.file_name().to_string_lossy().starts_with("ckpt-"))
+            });
+        if found {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before any checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -49,7 +49,13 @@ pub struct FieldChange {
 impl std::fmt::Display for FieldChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_string());
-        write!(f, "{}: {} → {}", self.field, show(&self.old), show(&self.new))
+        write!(
+            f,
+            "{}: {} → {}",
+            self.field,
+            show(&self.old),
+            show(&self.new)
+        )
     }
 }
 

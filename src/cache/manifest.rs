@@ -183,7 +183,8 @@ pub fn list_files(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
         for entry in std::fs::read_dir(&d)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if prefix.is_empty() && (name == MANIFEST_FILE || name == format!(".{MANIFEST_FILE}.tmp"))
+            if prefix.is_empty()
+                && (name == MANIFEST_FILE || name == format!(".{MANIFEST_FILE}.tmp"))
             {
                 continue;
             }

@@ -137,7 +137,10 @@ impl Store {
                 return Ok(Lookup::Missing)
             }
             Err(e) => {
-                return self.move_aside(key, vec![format!("unreadable {}: {e}", manifest::MANIFEST_FILE)]);
+                return self.move_aside(
+                    key,
+                    vec![format!("unreadable {}: {e}", manifest::MANIFEST_FILE)],
+                );
             }
         };
         if manifest.key != key {
@@ -153,7 +156,10 @@ impl Store {
                 // Content intact, only mtimes moved (copy, touch): refresh them so the next
                 // cheap check passes without hashing again.
                 if let Ok(files) = manifest::scan(&dir) {
-                    let refreshed = Manifest { files, ..manifest.clone() };
+                    let refreshed = Manifest {
+                        files,
+                        ..manifest.clone()
+                    };
                     if refreshed.digest() == manifest.digest() {
                         let _ = refreshed.write(&dir);
                     }
@@ -161,7 +167,11 @@ impl Store {
             }
             return Ok(Lookup::Hit(manifest));
         }
-        tracing::warn!(key, "cached artifact failed its integrity check: {:?}", full);
+        tracing::warn!(
+            key,
+            "cached artifact failed its integrity check: {:?}",
+            full
+        );
         self.move_aside(key, full.iter().map(Problem::to_string).collect())
     }
 
@@ -198,7 +208,10 @@ impl Store {
         let staging = self.base.join("staging");
         if let Ok(entries) = std::fs::read_dir(&staging) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&format!("{key}.")) {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{key}."))
+                {
                     let _ = remove_tree(&e.path());
                 }
             }
@@ -225,7 +238,8 @@ impl Store {
         metrics: std::collections::BTreeMap<String, f64>,
         _lock: &KeyLock,
     ) -> Result<Manifest, StoreError> {
-        let files = manifest::scan(&staging.dir).map_err(io("cannot hash outputs in", &staging.dir))?;
+        let files =
+            manifest::scan(&staging.dir).map_err(io("cannot hash outputs in", &staging.dir))?;
         let manifest = Manifest {
             store_format: STORE_FORMAT,
             key: staging.key.clone(),
@@ -241,10 +255,11 @@ impl Store {
         manifest::make_read_only(&staging.dir).map_err(io("cannot protect", &staging.dir))?;
         let target = self.object_dir(&staging.key);
         if target.exists() {
-            let trash = self
-                .base
-                .join("corrupt")
-                .join(format!("{}.replaced.{}", staging.key, unique_suffix()));
+            let trash = self.base.join("corrupt").join(format!(
+                "{}.replaced.{}",
+                staging.key,
+                unique_suffix()
+            ));
             std::fs::rename(&target, &trash).map_err(io("cannot replace object", &target))?;
             let _ = remove_tree(&trash);
         }
@@ -284,7 +299,8 @@ impl Store {
             std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
         }
         let tmp = path.with_extension(format!("tmp.{}", unique_suffix()));
-        let text = serde_json::to_vec_pretty(r).map_err(|e| io("cannot encode", &path)(e.into()))?;
+        let text =
+            serde_json::to_vec_pretty(r).map_err(|e| io("cannot encode", &path)(e.into()))?;
         std::fs::write(&tmp, text).map_err(io("cannot write", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))
     }
@@ -316,7 +332,11 @@ impl Store {
             }
         };
         for e in read_dir_sorted(&self.base.join("objects")) {
-            let key = e.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let key = e
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             if keep.contains(&key) {
                 report.kept += 1;
                 continue;
@@ -330,7 +350,11 @@ impl Store {
             }
         }
         for e in read_dir_sorted(&self.base.join("staging")) {
-            let name = e.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = e
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let key = name.split('.').next().unwrap_or_default().to_string();
             if let Some(_lock) = free(&key) {
                 if !dry_run {
@@ -341,7 +365,11 @@ impl Store {
         }
         if partial {
             for e in read_dir_sorted(&self.base.join("partial")) {
-                let key = e.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let key = e
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
                 if let Some(_lock) = free(&key) {
                     if !dry_run {
                         remove_tree(&e).map_err(io("cannot remove", &e))?;
@@ -357,7 +385,11 @@ impl Store {
             report.corrupt.push(e);
         }
         for e in read_dir_sorted(&self.base.join("locks")) {
-            let name = e.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = e
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let key = name.trim_end_matches(".lock");
             let in_use = self.object_dir(key).exists() || self.has_partial(key);
             if !in_use {

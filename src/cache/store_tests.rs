@@ -30,7 +30,14 @@ fn commit(store: &Store, x: i64, content: &str) -> String {
     std::fs::write(staging.dir.join("sub/b.txt"), "bee").unwrap();
     std::fs::write(store.partial_dir(&k).join("ckpt"), "1").unwrap();
     let m = store
-        .commit(staging, "p", &format!("n{x}"), &ck, BTreeMap::from([("acc".into(), 0.5)]), &lock)
+        .commit(
+            staging,
+            "p",
+            &format!("n{x}"),
+            &ck,
+            BTreeMap::from([("acc".into(), 0.5)]),
+            &lock,
+        )
         .unwrap();
     assert_eq!(m.files.len(), 2);
     k
@@ -58,7 +65,10 @@ fn committed_object_is_a_verified_read_only_hit_and_partial_is_dropped() {
         .permissions()
         .readonly());
     assert!(!store.partial_dir(&k).exists());
-    assert!(std::fs::read_dir(store.base().join("staging")).unwrap().next().is_none());
+    assert!(std::fs::read_dir(store.base().join("staging"))
+        .unwrap()
+        .next()
+        .is_none());
     let r = store.read_ref("p", "n1").unwrap();
     assert_eq!(r.key, k);
     assert_eq!(r.cache_key, key(1));
@@ -68,7 +78,11 @@ fn committed_object_is_a_verified_read_only_hit_and_partial_is_dropped() {
 fn identical_content_gives_identical_digest() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
-    let (k1, k2, k3) = (commit(&store, 1, "same"), commit(&store, 2, "same"), commit(&store, 3, "other"));
+    let (k1, k2, k3) = (
+        commit(&store, 1, "same"),
+        commit(&store, 2, "same"),
+        commit(&store, 3, "other"),
+    );
     let digest = |k: &str| match store.lookup(k, false).unwrap() {
         Lookup::Hit(m) => m.digest(),
         other => panic!("{other:?}"),
@@ -85,7 +99,10 @@ fn altered_file_is_detected_moved_aside_and_never_a_hit() {
     overwrite(&store.object_dir(&k).join("a.txt"), "HELLO");
     match store.lookup(&k, false).unwrap() {
         Lookup::Corrupt { problems, moved_to } => {
-            assert_eq!(problems, vec!["file `a.txt` does not match its blake3".to_string()]);
+            assert_eq!(
+                problems,
+                vec!["file `a.txt` does not match its blake3".to_string()]
+            );
             assert!(moved_to.starts_with(store.base().join("corrupt")));
         }
         other => panic!("expected corrupt, got {other:?}"),
@@ -101,9 +118,20 @@ fn same_size_same_mtime_edit_is_caught_by_verify() {
     let path = store.object_dir(&k).join("a.txt");
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     overwrite(&path, "jello");
-    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
-    assert!(matches!(store.lookup(&k, false).unwrap(), Lookup::Hit(_)), "cheap check cannot see it");
-    assert!(matches!(store.lookup(&k, true).unwrap(), Lookup::Corrupt { .. }));
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert!(
+        matches!(store.lookup(&k, false).unwrap(), Lookup::Hit(_)),
+        "cheap check cannot see it"
+    );
+    assert!(matches!(
+        store.lookup(&k, true).unwrap(),
+        Lookup::Corrupt { .. }
+    ));
 }
 
 #[test]
@@ -122,10 +150,16 @@ fn extra_or_missing_files_are_corruption_but_a_touch_is_not() {
         .unwrap();
     assert!(matches!(store.lookup(&k, false).unwrap(), Lookup::Hit(_)));
     std::fs::write(store.object_dir(&k).join("extra"), "x").unwrap();
-    assert!(matches!(store.lookup(&k, false).unwrap(), Lookup::Corrupt { .. }));
+    assert!(matches!(
+        store.lookup(&k, false).unwrap(),
+        Lookup::Corrupt { .. }
+    ));
     let k2 = commit(&store, 2, "hello");
     std::fs::remove_file(store.object_dir(&k2).join("sub/b.txt")).unwrap();
-    assert!(matches!(store.lookup(&k2, false).unwrap(), Lookup::Corrupt { .. }));
+    assert!(matches!(
+        store.lookup(&k2, false).unwrap(),
+        Lookup::Corrupt { .. }
+    ));
 }
 
 #[test]
@@ -133,7 +167,10 @@ fn begin_removes_stale_staging_of_the_key() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let k = key(1).digest();
-    let stale = store.base().join("staging").join(format!("{k}.999999.dead"));
+    let stale = store
+        .base()
+        .join("staging")
+        .join(format!("{k}.999999.dead"));
     std::fs::create_dir_all(&stale).unwrap();
     let cancel = AtomicBool::new(false);
     let lock = store.lock(&k, &cancel, || {}).unwrap();
@@ -155,13 +192,21 @@ fn gc_removes_unreferenced_objects_and_leftovers_only() {
     let lock = store.lock(&new, &cancel, || {}).unwrap();
     let staging = store.begin(&new, &lock).unwrap();
     std::fs::write(staging.dir.join("a.txt"), "v2").unwrap();
-    store.commit(staging, "p", "n1", &ck, BTreeMap::new(), &lock).unwrap();
+    store
+        .commit(staging, "p", "n1", &ck, BTreeMap::new(), &lock)
+        .unwrap();
     drop(lock);
-    let leftover = store.base().join("staging").join(format!("{}.1.x", key(9).digest()));
+    let leftover = store
+        .base()
+        .join("staging")
+        .join(format!("{}.1.x", key(9).digest()));
     std::fs::create_dir_all(&leftover).unwrap();
 
     let dry = store.gc(true, false).unwrap();
-    assert_eq!(dry.objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>(), vec![old.clone()]);
+    assert_eq!(
+        dry.objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>(),
+        vec![old.clone()]
+    );
     assert!(store.object_dir(&old).exists() && leftover.exists());
 
     let r = store.gc(false, false).unwrap();

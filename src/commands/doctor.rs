@@ -49,7 +49,10 @@ pub fn doctor(root: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: the libtorch worker {} does not work: {e}", worker.exe.display());
+            eprintln!(
+                "error: the libtorch worker {} does not work: {e}",
+                worker.exe.display()
+            );
             eprintln!("hint: rebuild it (`cargo build --release --workspace`) and check LD_LIBRARY_PATH (`source scripts/env.sh`)");
             Ok(ExitCode::FAILURE)
         }

@@ -10,7 +10,11 @@ use crate::cli::GcArgs;
 pub fn gc(root: &Path, args: GcArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(root)?;
     let r = store.gc(args.dry_run, args.partial)?;
-    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     for (key, size) in &r.objects {
         println!("{verb} object {key} ({size} bytes)");
     }

@@ -141,7 +141,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     match outcome.status {
         status::SUCCEEDED => Ok(ExitCode::SUCCESS),
         status::INTERRUPTED => {
-            eprintln!("t2s: run {run_id} interrupted; nothing partial was committed, rerun to continue");
+            eprintln!(
+                "t2s: run {run_id} interrupted; nothing partial was committed, rerun to continue"
+            );
             Ok(ExitCode::FAILURE)
         }
         _ => Ok(ExitCode::FAILURE),
@@ -158,7 +160,10 @@ fn default_jobs() -> usize {
 /// (spawning `git` would cost more than a whole cached run).
 fn git_rev(dir: &Path) -> Option<String> {
     let dir = std::fs::canonicalize(dir).ok()?;
-    let git = dir.ancestors().map(|d| d.join(".git")).find(|g| g.exists())?;
+    let git = dir
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|g| g.exists())?;
     let git = if git.is_file() {
         // A worktree: `.git` is a file `gitdir: <path>`.
         let text = std::fs::read_to_string(&git).ok()?;

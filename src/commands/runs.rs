@@ -26,7 +26,13 @@ pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
             .map(|(s, n)| format!("{n} {s}"))
             .collect::<Vec<_>>()
             .join(", ");
-        rows.push(vec![r.id.to_string(), r.status, r.pipeline, r.started, nodes]);
+        rows.push(vec![
+            r.id.to_string(),
+            r.status,
+            r.pipeline,
+            r.started,
+            nodes,
+        ]);
     }
     print!("{}", super::table(&rows));
     Ok(ExitCode::SUCCESS)

@@ -19,7 +19,11 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         .run(&args.run)
         .map_err(|e| super::UsageError(e.to_string()))?;
     println!("run {}: {} ({})", run.id, run.pipeline, run.status);
-    println!("  file     {} (blake3 {})", run.file, short(&run.file_digest));
+    println!(
+        "  file     {} (blake3 {})",
+        run.file,
+        short(&run.file_digest)
+    );
     println!(
         "  started  {}{}",
         run.started,

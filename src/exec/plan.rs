@@ -159,9 +159,19 @@ pub fn cache_key(
 /// of the same node id. A node id never committed before (e.g. a matrix value changed) is
 /// compared with the closest former instance of the same stage that is no longer in the
 /// pipeline, so `status` can still name the changed field.
-pub fn miss_reason(store: &Store, pipeline: &Pipeline, node: &Node, key: &CacheKey, digest: &str) -> String {
+pub fn miss_reason(
+    store: &Store,
+    pipeline: &Pipeline,
+    node: &Node,
+    key: &CacheKey,
+    digest: &str,
+) -> String {
     let join = |changes: Vec<crate::cache::FieldChange>| {
-        changes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("; ")
+        changes
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     match store.read_ref(&pipeline.name, &node.id) {
         None => {
@@ -225,7 +235,11 @@ pub struct Planned {
 }
 
 /// Plan a run without running anything. A node whose upstream will run has no key yet.
-pub fn plan(pipeline: &Pipeline, store: &Store, opts: &PlanOptions) -> anyhow::Result<Vec<Planned>> {
+pub fn plan(
+    pipeline: &Pipeline,
+    store: &Store,
+    opts: &PlanOptions,
+) -> anyhow::Result<Vec<Planned>> {
     let sel = select(pipeline, opts)?;
     let forced = matching(pipeline, &opts.force, "--force")?;
     let index = index_of(pipeline);
@@ -284,7 +298,11 @@ pub fn plan(pipeline: &Pipeline, store: &Store, opts: &PlanOptions) -> anyhow::R
             } else if hit {
                 (Decision::Hit, Some(key), reason)
             } else if sel[i] == Selection::CacheOnly {
-                (Decision::Missing, Some(key), format!("{reason}; left out by --only/--until"))
+                (
+                    Decision::Missing,
+                    Some(key),
+                    format!("{reason}; left out by --only/--until"),
+                )
             } else if store.has_partial(&key) {
                 (Decision::Resume, Some(key), reason)
             } else {

@@ -142,8 +142,12 @@ pub fn run(
                     _ => false,
                 });
                 let why = match (failed_dep, stopping) {
-                    (Some(&j), _) => Some(format!("upstream {} did not finish", pipeline.nodes[j].id)),
-                    (None, true) if cancel.load(Ordering::Relaxed) => Some("run interrupted".to_string()),
+                    (Some(&j), _) => {
+                        Some(format!("upstream {} did not finish", pipeline.nodes[j].id))
+                    }
+                    (None, true) if cancel.load(Ordering::Relaxed) => {
+                        Some("run interrupted".to_string())
+                    }
                     (None, true) => Some(format!(
                         "not started: the run stopped after {} failed",
                         first_failure.as_deref().unwrap_or("a node")
@@ -191,7 +195,10 @@ pub fn run(
             for (i, done) in batch {
                 running -= 1;
                 gpu_running -= gpu[i] as usize;
-                if done.digest.is_none() && first_failure.is_none() && !cancel.load(Ordering::Relaxed) {
+                if done.digest.is_none()
+                    && first_failure.is_none()
+                    && !cancel.load(Ordering::Relaxed)
+                {
                     first_failure = Some(pipeline.nodes[i].id.clone());
                 }
                 records.push(done.record.clone());
@@ -231,7 +238,11 @@ fn flush(shared: &Shared<'_>, records: &mut Vec<NodeRecord>) {
     records.clear();
 }
 
-fn inputs_of(pipeline: &Pipeline, deps: &[usize], state: &[State]) -> (Vec<StageInput>, Vec<KeyInput>) {
+fn inputs_of(
+    pipeline: &Pipeline,
+    deps: &[usize],
+    state: &[State],
+) -> (Vec<StageInput>, Vec<KeyInput>) {
     let mut inputs = Vec::new();
     let mut keys = Vec::new();
     for &j in deps {
@@ -254,11 +265,24 @@ fn inputs_of(pipeline: &Pipeline, deps: &[usize], state: &[State]) -> (Vec<Stage
 }
 
 fn params_of(node: &Node) -> Vec<(String, serde_json::Value)> {
-    node.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    node.params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn skipped(node: &Node, why: String) -> Done {
-    finished(node, node_status::SKIPPED, None, None, None, Duration::ZERO, None, why, Vec::new())
+    finished(
+        node,
+        node_status::SKIPPED,
+        None,
+        None,
+        None,
+        Duration::ZERO,
+        None,
+        why,
+        Vec::new(),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -311,17 +335,42 @@ fn finished(
 }
 
 /// One node, start to end, on its own thread.
-fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: Vec<KeyInput>) -> Done {
+fn process_node(
+    sh: &Shared<'_>,
+    i: usize,
+    inputs: Vec<StageInput>,
+    key_inputs: Vec<KeyInput>,
+) -> Done {
     let node = &sh.pipeline.nodes[i];
     let t0 = Instant::now();
     let started = now_rfc3339();
     let fail = |status: &'static str, key: Option<String>, msg: String| {
-        finished(node, status, key, None, Some(started.clone()), t0.elapsed(), Some(msg), String::new(), Vec::new())
+        finished(
+            node,
+            status,
+            key,
+            None,
+            Some(started.clone()),
+            t0.elapsed(),
+            Some(msg),
+            String::new(),
+            Vec::new(),
+        )
     };
     let hit = |key: String, m: Manifest, detail: String| {
         let dir = sh.store.object_dir(&key);
         let metrics = m.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        finished(node, node_status::CACHED, Some(key), Some((&m, dir)), Some(started.clone()), t0.elapsed(), None, detail, metrics)
+        finished(
+            node,
+            node_status::CACHED,
+            Some(key),
+            Some((&m, dir)),
+            Some(started.clone()),
+            t0.elapsed(),
+            None,
+            detail,
+            metrics,
+        )
     };
     let kind = match plan::kind_of(node) {
         Ok(k) => k,
@@ -333,7 +382,11 @@ fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: 
     };
     let key = cache_key.digest();
     let forced = sh.opts.force.contains(&i);
-    let mut why = if forced { "forced".to_string() } else { String::new() };
+    let mut why = if forced {
+        "forced".to_string()
+    } else {
+        String::new()
+    };
     if !forced {
         match sh.store.lookup(&key, sh.opts.verify) {
             Ok(Lookup::Hit(m)) => return hit(key, m, String::new()),
@@ -359,7 +412,8 @@ fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: 
         );
     }
     let lock = match sh.store.lock(&key, sh.cancel, || {
-        sh.progress.note(&node.id, "waiting: another t2s run is computing this node")
+        sh.progress
+            .note(&node.id, "waiting: another t2s run is computing this node")
     }) {
         Ok(l) => l,
         Err(e) if sh.cancel.load(Ordering::Relaxed) => {
@@ -391,7 +445,8 @@ fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: 
             tracing::warn!("could not record node start: {e}");
         }
     }
-    let on_progress = |done: u64, total: Option<u64>, msg: &str| sh.progress.update(&node.id, done, total, msg);
+    let on_progress =
+        |done: u64, total: Option<u64>, msg: &str| sh.progress.update(&node.id, done, total, msg);
     let sink = NodeSink::new(sh.tracker, sh.run_id, &node.id, &on_progress);
     let job = NodeJob {
         node,
@@ -404,15 +459,16 @@ fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: 
         metrics: &sink,
         cancel: sh.cancel,
     };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.executor.run_node(&job)))
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(StageError::Failed(format!("stage panicked: {msg}")))
-        });
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.executor.run_node(&job)))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(StageError::Failed(format!("stage panicked: {msg}")))
+            });
     sink.flush();
     let already = sink.final_names();
     drop(sink);
@@ -420,7 +476,8 @@ fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: 
         Ok(o) => o,
         Err(e) => {
             sh.store.discard(staging);
-            let interrupted = matches!(e, StageError::Interrupted) || sh.cancel.load(Ordering::Relaxed);
+            let interrupted =
+                matches!(e, StageError::Interrupted) || sh.cancel.load(Ordering::Relaxed);
             let (status, msg) = if interrupted {
                 (node_status::INTERRUPTED, "interrupted".to_string())
             } else {
@@ -430,7 +487,11 @@ fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: 
             return fail(status, Some(key), msg);
         }
     };
-    let status = if outcome.resumed { node_status::RESUMED } else { node_status::RAN };
+    let status = if outcome.resumed {
+        node_status::RESUMED
+    } else {
+        node_status::RAN
+    };
     let manifest = match sh.store.commit(
         staging,
         &sh.pipeline.name,
@@ -441,12 +502,18 @@ fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: 
     ) {
         Ok(m) => m,
         Err(e) => {
-            sh.progress.finish(&node.id, node_status::FAILED, t0.elapsed(), &e.to_string());
+            sh.progress
+                .finish(&node.id, node_status::FAILED, t0.elapsed(), &e.to_string());
             return fail(node_status::FAILED, Some(key), e.to_string());
         }
     };
     drop(lock);
-    sh.progress.finish(&node.id, status, t0.elapsed(), &format!("key {}", short(&key)));
+    sh.progress.finish(
+        &node.id,
+        status,
+        t0.elapsed(),
+        &format!("key {}", short(&key)),
+    );
     let metrics = outcome
         .metrics
         .iter()
@@ -454,5 +521,15 @@ fn process_node(sh: &Shared<'_>, i: usize, inputs: Vec<StageInput>, key_inputs: 
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     let dir = sh.store.object_dir(&key);
-    finished(node, status, Some(key), Some((&manifest, dir)), Some(started), t0.elapsed(), None, why, metrics)
+    finished(
+        node,
+        status,
+        Some(key),
+        Some((&manifest, dir)),
+        Some(started),
+        t0.elapsed(),
+        None,
+        why,
+        metrics,
+    )
 }

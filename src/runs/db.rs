@@ -93,6 +93,9 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
+/// One metric value: name, step (`None` for final values), value, time (RFC 3339).
+pub type MetricPoint = (String, Option<i64>, f64, String);
+
 /// Facts about a run, recorded when it starts.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -157,7 +160,8 @@ impl Tracker {
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
         migrate(&mut conn).map_err(|e| match e {
             MigrateError::Sql(source) => sql(source),
             MigrateError::TooNew(found) => TrackerError::TooNew {
@@ -247,7 +251,9 @@ impl Tracker {
                 )
                 .map_err(|e| self.sql_err(e))?;
             let mut param = tx
-                .prepare_cached("INSERT OR REPLACE INTO params(run, node, name, value) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO params(run, node, name, value) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(|e| self.sql_err(e))?;
             let mut metric = tx
                 .prepare_cached(
@@ -301,7 +307,7 @@ impl Tracker {
         &self,
         run: i64,
         node: &str,
-        metrics: &[(String, Option<i64>, f64, String)],
+        metrics: &[MetricPoint],
     ) -> Result<(), TrackerError> {
         if metrics.is_empty() {
             return Ok(());
@@ -352,9 +358,11 @@ fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS migrations(version INTEGER PRIMARY KEY, applied TEXT NOT NULL)",
     )?;
-    let current: i64 = tx.query_row("SELECT coalesce(max(version), 0) FROM migrations", [], |r| {
-        r.get(0)
-    })?;
+    let current: i64 = tx.query_row(
+        "SELECT coalesce(max(version), 0) FROM migrations",
+        [],
+        |r| r.get(0),
+    )?;
     if current > known {
         return Err(MigrateError::TooNew(current));
     }

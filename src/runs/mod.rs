@@ -8,7 +8,7 @@ mod db;
 mod query;
 mod sink;
 
-pub use db::{NodeRecord, RunInfo, Tracker, TrackerError};
+pub use db::{MetricPoint, NodeRecord, RunInfo, Tracker, TrackerError};
 pub use query::{MetricRow, NodeRow, ParamRow, RunRow};
 pub use sink::NodeSink;
 
@@ -37,7 +37,8 @@ pub fn now_rfc3339() -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    now.format(&fmt).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// This machine's host name (best effort).

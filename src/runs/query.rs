@@ -76,9 +76,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         error: r.get(12)?,
     };
     // A run killed with SIGKILL never updates its row; tell the truth when its process is gone.
-    if row.status == status::RUNNING
-        && row.host == super::host_name()
-        && !super::pid_alive(row.pid)
+    if row.status == status::RUNNING && row.host == super::host_name() && !super::pid_alive(row.pid)
     {
         row.status = status::INTERRUPTED.to_string();
     }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use crate::stages::MetricsSink;
 
-use super::db::Tracker;
+use super::db::{MetricPoint, Tracker};
 
 /// Metrics are flushed once this many are buffered (and when the node ends).
 const BATCH: usize = 256;
@@ -18,7 +18,7 @@ pub struct NodeSink<'a> {
     tracker: Option<&'a Tracker>,
     run: i64,
     node: String,
-    buf: Mutex<Vec<(String, Option<i64>, f64, String)>>,
+    buf: Mutex<Vec<MetricPoint>>,
     finals: Mutex<BTreeSet<String>>,
     on_progress: &'a ProgressFn<'a>,
 }
@@ -54,7 +54,10 @@ impl<'a> NodeSink<'a> {
 
     /// Names of final metrics (step `None`) the stage already reported.
     pub fn final_names(&self) -> BTreeSet<String> {
-        self.finals.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.finals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -57,11 +57,17 @@ fn newer_schema_is_refused_with_a_clear_error() {
     let root = tempfile::tempdir().unwrap();
     let t = Tracker::open(root.path()).unwrap();
     t.lock()
-        .execute("INSERT INTO migrations(version, applied) VALUES (99, 'x')", [])
+        .execute(
+            "INSERT INTO migrations(version, applied) VALUES (99, 'x')",
+            [],
+        )
         .unwrap();
     drop(t);
     let err = Tracker::open(root.path()).err().unwrap().to_string();
-    assert!(err.contains("schema version 99") && err.contains("upgrade t2s"), "{err}");
+    assert!(
+        err.contains("schema version 99") && err.contains("upgrade t2s"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -72,8 +78,14 @@ fn nodes_params_metrics_round_trip() {
     let mut running = record("a", node_status::RUNNING);
     running.final_metrics.clear();
     t.record_nodes(run, &[running]).unwrap();
-    t.record_nodes(run, &[record("a", node_status::RAN), record("b", node_status::CACHED)])
-        .unwrap();
+    t.record_nodes(
+        run,
+        &[
+            record("a", node_status::RAN),
+            record("b", node_status::CACHED),
+        ],
+    )
+    .unwrap();
     t.record_metrics(
         run,
         "a",
@@ -87,7 +99,10 @@ fn nodes_params_metrics_round_trip() {
 
     let nodes = t.nodes(run).unwrap();
     assert_eq!(
-        nodes.iter().map(|n| (n.node.as_str(), n.status.as_str())).collect::<Vec<_>>(),
+        nodes
+            .iter()
+            .map(|n| (n.node.as_str(), n.status.as_str()))
+            .collect::<Vec<_>>(),
         vec![("a", "ran"), ("b", "cached")]
     );
     assert_eq!(t.params(run).unwrap().len(), 4);
@@ -114,12 +129,18 @@ fn a_running_row_whose_process_is_gone_reads_as_interrupted() {
     let run = t.start_run(&info()).unwrap();
     // A pid that cannot be alive (above the kernel's pid_max).
     t.lock()
-        .execute("UPDATE runs SET pid = ?2 WHERE id = ?1", params![run, 1i64 << 40])
+        .execute(
+            "UPDATE runs SET pid = ?2 WHERE id = ?1",
+            params![run, 1i64 << 40],
+        )
         .unwrap();
     assert_eq!(t.run("last").unwrap().status, status::INTERRUPTED);
     // A row of another host is left as is: we cannot know.
     t.lock()
-        .execute("UPDATE runs SET host = 'elsewhere' WHERE id = ?1", params![run])
+        .execute(
+            "UPDATE runs SET host = 'elsewhere' WHERE id = ?1",
+            params![run],
+        )
         .unwrap();
     assert_eq!(t.run("last").unwrap().status, status::RUNNING);
 }

@@ -146,7 +146,11 @@ impl Project {
         for e in std::fs::read_dir(self.objects_dir()).unwrap() {
             let dir = e.unwrap().path();
             let m = t2s::cache::Manifest::read(&dir).unwrap();
-            let files = m.files.iter().map(|(k, v)| (k.clone(), v.blake3.clone())).collect();
+            let files = m
+                .files
+                .iter()
+                .map(|(k, v)| (k.clone(), v.blake3.clone()))
+                .collect();
             out.insert(m.node.clone(), (m.key.clone(), files));
         }
         out
@@ -164,7 +168,11 @@ impl Project {
             let dir = e.unwrap().path();
             let m = t2s::cache::Manifest::read(&dir).unwrap();
             let problems = m.check_full(&dir);
-            assert!(problems.is_empty(), "object {} is bad: {problems:?}", dir.display());
+            assert!(
+                problems.is_empty(),
+                "object {} is bad: {problems:?}",
+                dir.display()
+            );
         }
     }
 }
