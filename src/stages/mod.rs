@@ -5,6 +5,7 @@
 //! its outputs into the staging directory, which the executor commits atomically on success.
 //! Stages never touch the cache, the tracking DB or the YAML directly.
 
+pub mod load;
 pub mod registry;
 
 use std::collections::BTreeMap;

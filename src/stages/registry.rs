@@ -6,6 +6,7 @@ use super::StageKind;
 pub fn all() -> Vec<&'static dyn StageKind> {
     vec![
         // one entry per kind, e.g. &super::command::CommandStage,
+        &super::load::LoadStage,
     ]
 }
 

@@ -206,12 +206,3 @@ pub fn generate(seed: u64, n: usize) -> Vec<Row> {
         .map(|i| generate_row(seed, i))
         .collect()
 }
-
-/// Upper-case the first letter.
-pub(crate) fn cap(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
-}
