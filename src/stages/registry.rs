@@ -7,6 +7,8 @@ pub fn all() -> Vec<&'static dyn StageKind> {
     vec![
         // one entry per kind, e.g. &super::command::CommandStage,
         &super::load::LoadStage,
+        &super::tokenizer::TokenizerStage,
+        &super::preprocess::PreprocessStage,
     ]
 }
 
