@@ -9,6 +9,7 @@ pub mod load;
 pub mod preprocess;
 pub mod records;
 pub mod row;
+pub mod split;
 pub mod tokenizer;
 pub mod validate;
 

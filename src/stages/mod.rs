@@ -9,6 +9,7 @@ mod common;
 pub mod load;
 pub mod preprocess;
 pub mod registry;
+pub mod split;
 pub mod tokenizer;
 
 use std::collections::BTreeMap;
