@@ -2,10 +2,12 @@
 //! tokenization, splitting and EDA. No libtorch here.
 
 pub mod builtin;
+pub mod eda;
 pub mod examples;
 pub mod format;
 pub mod hub;
 pub mod load;
+pub mod plots;
 pub mod preprocess;
 pub mod records;
 pub mod row;

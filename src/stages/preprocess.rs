@@ -39,7 +39,7 @@ impl StageKind for PreprocessStage {
     }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
         let p = ctx.params;
-        let rows_dir = input_with(ctx, crate::data::load::ROWS_FILE, "the `load` artifact")?;
+        let rows_dir = input_with(ctx, crate::data::load::REPORT_FILE, "the `load` artifact")?;
         let tok_dir = input_with(ctx, "tokenizer.json", "a `tokenizer` artifact")?;
         let tok_path = tok_dir.join("tokenizer.json");
         let tk = load(&tok_path)?;

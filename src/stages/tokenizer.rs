@@ -87,7 +87,7 @@ impl StageKind for TokenizerStage {
         let out = ctx.out_dir.join("tokenizer.json");
         let source;
         if from.is_empty() {
-            let dir = input_with(ctx, crate::data::load::ROWS_FILE, "the `load` artifact")?;
+            let dir = input_with(ctx, crate::data::load::REPORT_FILE, "the `load` artifact")?;
             let mut rows = crate::data::read_rows(&dir)?;
             let max = u64_param(p, "max_rows", 0) as usize;
             if max > 0 {
