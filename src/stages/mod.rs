@@ -6,7 +6,13 @@
 //! Stages never touch the cache, the tracking DB or the YAML directly.
 
 pub mod command;
+mod common;
+pub mod eda;
+pub mod load;
+pub mod preprocess;
 pub mod registry;
+pub mod split;
+pub mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

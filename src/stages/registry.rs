@@ -7,6 +7,11 @@ pub fn all() -> Vec<&'static dyn StageKind> {
     vec![
         // one entry per kind, e.g. &super::command::CommandStage,
         &super::command::CommandStage,
+        &super::load::LoadStage,
+        &super::eda::EdaStage,
+        &super::tokenizer::TokenizerStage,
+        &super::preprocess::PreprocessStage,
+        &super::split::SplitStage,
     ]
 }
 
