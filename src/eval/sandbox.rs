@@ -383,3 +383,39 @@ impl Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connection-level defences hold even when the keyword allowlist is bypassed.
+    #[test]
+    fn connection_refuses_file_access_without_precheck() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.db");
+        let sb = Sandbox::from_context("CREATE TABLE t (a INT);", &Limits::default()).unwrap();
+        let c = sb.conn();
+        assert!(c.execute_batch(&format!("ATTACH '{}' AS e", f.display())).is_err());
+        assert!(c.execute_batch(&format!("VACUUM INTO '{}'", f.display())).is_err());
+        assert!(c.execute_batch("PRAGMA writable_schema = 1").is_err());
+        assert!(c.execute_batch("SELECT load_extension('x')").is_err());
+        assert!(!f.exists());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn limits_are_reported_and_reset() {
+        let lim = Limits {
+            max_instructions: 100_000,
+            ..Limits::default()
+        };
+        let sb = Sandbox::from_context("CREATE TABLE t (a INT);", &lim).unwrap();
+        let e = sb
+            .run("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT max(x) FROM c")
+            .unwrap_err();
+        assert!(matches!(e, SandboxError::Limit(_)), "{e}");
+        assert_eq!(sb.run("SELECT 1").unwrap().rows.len(), 1);
+        assert_eq!(sb.run("  ").unwrap_err(), SandboxError::Empty);
+        assert_eq!(sb.run("-- nothing").unwrap_err(), SandboxError::Empty);
+    }
+}
