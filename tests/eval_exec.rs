@@ -33,8 +33,14 @@ fn equivalent_queries_count_as_correct() {
         "SELECT t.sales_id FROM timber_sales t JOIN salesperson s ON s.salesperson_id = t.salesperson_id WHERE s.region = 'North'"
     ));
     // COUNT(*) vs COUNT(1); 1 == 1.0
-    assert!(ok("SELECT COUNT(*) FROM timber_sales", "SELECT COUNT(1) FROM timber_sales;"));
-    assert!(ok("SELECT SUM(volume) FROM timber_sales WHERE sales_id < 3", "SELECT 270"));
+    assert!(ok(
+        "SELECT COUNT(*) FROM timber_sales",
+        "SELECT COUNT(1) FROM timber_sales;"
+    ));
+    assert!(ok(
+        "SELECT SUM(volume) FROM timber_sales WHERE sales_id < 3",
+        "SELECT 270"
+    ));
     // no rows vs no rows, whatever the columns
     assert!(ok(
         "SELECT name FROM salesperson WHERE region = 'East'",
@@ -46,8 +52,14 @@ fn equivalent_queries_count_as_correct() {
 fn different_results_count_as_wrong() {
     let gold = "SELECT name FROM salesperson WHERE region = 'North'";
     assert!(!ok(gold, "SELECT name FROM salesperson"));
-    assert!(!ok(gold, "SELECT name FROM salesperson WHERE region = 'South'"));
-    assert!(!ok(gold, "SELECT name, region FROM salesperson WHERE region = 'North'"));
+    assert!(!ok(
+        gold,
+        "SELECT name FROM salesperson WHERE region = 'South'"
+    ));
+    assert!(!ok(
+        gold,
+        "SELECT name, region FROM salesperson WHERE region = 'North'"
+    ));
     assert!(!ok(gold, "SELECT nme FROM salesperson"));
     assert!(!ok(gold, ""));
     // '1' is not 1 (only integer/real compare numerically)
@@ -68,9 +80,15 @@ fn different_results_count_as_wrong() {
 fn ordering_counts_only_when_gold_orders() {
     let ordered = "SELECT name FROM salesperson ORDER BY name";
     assert!(ok(ordered, "SELECT name FROM salesperson ORDER BY 1 ASC"));
-    assert!(!ok(ordered, "SELECT name FROM salesperson ORDER BY name DESC"));
+    assert!(!ok(
+        ordered,
+        "SELECT name FROM salesperson ORDER BY name DESC"
+    ));
     let unordered = "SELECT name FROM salesperson";
-    assert!(ok(unordered, "SELECT name FROM salesperson ORDER BY name DESC"));
+    assert!(ok(
+        unordered,
+        "SELECT name FROM salesperson ORDER BY name DESC"
+    ));
     // a window's ORDER BY does not make the outer result ordered
     assert!(ok(
         "SELECT name, RANK() OVER (ORDER BY salesperson_id) FROM salesperson",
@@ -86,36 +104,81 @@ fn ordering_counts_only_when_gold_orders() {
 #[test]
 fn writes_compare_database_contents() {
     let gold = "UPDATE timber_sales SET volume = volume * 2 WHERE salesperson_id = 1";
-    let r = execution_match(CTX, gold, "UPDATE timber_sales SET volume = 2 * volume WHERE sales_id IN (1, 2)", &Limits::default());
-    assert_eq!((r.kind, r.bucket, r.correct), (StmtKind::Write, Bucket::GoldNonempty, true));
-    let r = execution_match(CTX, gold, "UPDATE timber_sales SET volume = volume * 2", &Limits::default());
+    let r = execution_match(
+        CTX,
+        gold,
+        "UPDATE timber_sales SET volume = 2 * volume WHERE sales_id IN (1, 2)",
+        &Limits::default(),
+    );
+    assert_eq!(
+        (r.kind, r.bucket, r.correct),
+        (StmtKind::Write, Bucket::GoldNonempty, true)
+    );
+    let r = execution_match(
+        CTX,
+        gold,
+        "UPDATE timber_sales SET volume = volume * 2",
+        &Limits::default(),
+    );
     assert!(!r.correct);
     // a query cannot answer a write
     let r = execution_match(CTX, gold, "SELECT * FROM timber_sales", &Limits::default());
     assert!(!r.correct && r.pred_error.is_some());
 
-    let ins = "INSERT INTO salesperson (salesperson_id, name, region) VALUES (4, 'Li Wei', 'East');";
-    assert!(ok(ins, "INSERT INTO salesperson VALUES (4, 'Li Wei', 'East')"));
-    assert!(!ok(ins, "INSERT INTO salesperson VALUES (4, 'Li Wei', 'West')"));
+    let ins =
+        "INSERT INTO salesperson (salesperson_id, name, region) VALUES (4, 'Li Wei', 'East');";
+    assert!(ok(
+        ins,
+        "INSERT INTO salesperson VALUES (4, 'Li Wei', 'East')"
+    ));
+    assert!(!ok(
+        ins,
+        "INSERT INTO salesperson VALUES (4, 'Li Wei', 'West')"
+    ));
     assert!(ok(
         "DELETE FROM timber_sales WHERE volume < 100",
         "DELETE FROM timber_sales WHERE sales_id = 4"
     ));
     // a write that changes nothing lands in the gold-empty bucket
-    let r = execution_match(CTX, "DELETE FROM timber_sales WHERE volume > 1000", "DELETE FROM timber_sales WHERE 0", &Limits::default());
+    let r = execution_match(
+        CTX,
+        "DELETE FROM timber_sales WHERE volume > 1000",
+        "DELETE FROM timber_sales WHERE 0",
+        &Limits::default(),
+    );
     assert_eq!((r.bucket, r.correct), (Bucket::GoldEmpty, true));
 }
 
 #[test]
 fn ddl_compares_schema() {
     let gold = "CREATE TABLE forests (id INT PRIMARY KEY, name VARCHAR(50), area REAL);";
-    let r = execution_match(CTX, gold, "create table Forests (id int primary key, name varchar(50), area real)", &Limits::default());
+    let r = execution_match(
+        CTX,
+        gold,
+        "create table Forests (id int primary key, name varchar(50), area real)",
+        &Limits::default(),
+    );
     assert_eq!((r.kind, r.correct), (StmtKind::Ddl, true));
-    assert!(!ok(gold, "CREATE TABLE forests (id INT PRIMARY KEY, name VARCHAR(50))"));
-    assert!(!ok(gold, "CREATE TABLE forest (id INT PRIMARY KEY, name VARCHAR(50), area REAL)"));
-    assert!(ok("ALTER TABLE salesperson ADD COLUMN email TEXT", "ALTER TABLE salesperson ADD email TEXT;"));
-    assert!(!ok("ALTER TABLE salesperson ADD COLUMN email TEXT", "ALTER TABLE salesperson ADD COLUMN mail TEXT"));
-    assert!(ok("DROP TABLE timber_sales", "DROP TABLE IF EXISTS timber_sales"));
+    assert!(!ok(
+        gold,
+        "CREATE TABLE forests (id INT PRIMARY KEY, name VARCHAR(50))"
+    ));
+    assert!(!ok(
+        gold,
+        "CREATE TABLE forest (id INT PRIMARY KEY, name VARCHAR(50), area REAL)"
+    ));
+    assert!(ok(
+        "ALTER TABLE salesperson ADD COLUMN email TEXT",
+        "ALTER TABLE salesperson ADD email TEXT;"
+    ));
+    assert!(!ok(
+        "ALTER TABLE salesperson ADD COLUMN email TEXT",
+        "ALTER TABLE salesperson ADD COLUMN mail TEXT"
+    ));
+    assert!(ok(
+        "DROP TABLE timber_sales",
+        "DROP TABLE IF EXISTS timber_sales"
+    ));
     assert!(ok(
         "CREATE VIEW north AS SELECT name FROM salesperson WHERE region = 'North'",
         "CREATE VIEW north AS SELECT name FROM salesperson WHERE region='North' ORDER BY name"
@@ -136,10 +199,20 @@ fn gold_failures_and_nondeterminism_are_bucketed() {
     assert!(r.gold_error.as_deref().unwrap().contains("ambiguous"));
     assert!(!r.correct && r.valid_sql);
     // broken context
-    let r = execution_match("CREATE TABLE t (a INT; INSERT INTO t VALUES (1);", "SELECT a FROM t", "SELECT a FROM t", &l);
+    let r = execution_match(
+        "CREATE TABLE t (a INT; INSERT INTO t VALUES (1);",
+        "SELECT a FROM t",
+        "SELECT a FROM t",
+        &l,
+    );
     assert_eq!(r.bucket, Bucket::GoldFails);
     // empty gold result
-    let r = execution_match(CTX, "SELECT name FROM salesperson WHERE 0", "SELECT name FROM salesperson WHERE 0", &l);
+    let r = execution_match(
+        CTX,
+        "SELECT name FROM salesperson WHERE 0",
+        "SELECT name FROM salesperson WHERE 0",
+        &l,
+    );
     assert_eq!((r.bucket, r.correct), (Bucket::GoldEmpty, true));
     // non-deterministic gold is excluded
     for g in [

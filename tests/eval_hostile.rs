@@ -87,7 +87,11 @@ fn hostile_sql_is_contained() {
         let db = Sandbox::from_context(CTX, &lim).unwrap();
         if *class == "null" {
             let out = db.run(sql).unwrap();
-            assert_eq!(out.rows, vec![vec![t2s::eval::value::Value::Null]], "{shown}");
+            assert_eq!(
+                out.rows,
+                vec![vec![t2s::eval::value::Value::Null]],
+                "{shown}"
+            );
             continue;
         }
         let err = db.run(sql).expect_err(&shown);
@@ -110,6 +114,10 @@ fn hostile_sql_is_contained() {
     let ok = db.run(GOLD).unwrap();
     assert_eq!(ok.rows.len(), 1);
     // No file was created anywhere we can see.
-    assert!(files_in(work.path()).is_empty(), "{:?}", files_in(work.path()));
+    assert!(
+        files_in(work.path()).is_empty(),
+        "{:?}",
+        files_in(work.path())
+    );
     std::env::set_current_dir(std::env::temp_dir()).unwrap();
 }

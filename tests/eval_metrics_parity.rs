@@ -23,17 +23,41 @@ fn pairs() -> Vec<(String, String)> {
         .collect();
     let extra = [
         ("", "SELECT 1;"),
-        ("SELECT name FROM t WHERE a &amp; b", "SELECT name FROM t WHERE a & b"),
-        ("SELECT x FROM t WHERE d > '2020-01-01'", "SELECT x FROM t WHERE d >= '2020-01-01'"),
-        ("select  AVG(price) \n FROM products;", "SELECT AVG(price) FROM products;"),
-        ("SELECT 1,000 , 3.14, -5, 7-2 FROM t", "SELECT 1,000, 3.14, -5, 7 - 2 FROM t"),
-        ("SELECT café, naïve FROM résumé", "SELECT cafe, naive FROM resume"),
+        (
+            "SELECT name FROM t WHERE a &amp; b",
+            "SELECT name FROM t WHERE a & b",
+        ),
+        (
+            "SELECT x FROM t WHERE d > '2020-01-01'",
+            "SELECT x FROM t WHERE d >= '2020-01-01'",
+        ),
+        (
+            "select  AVG(price) \n FROM products;",
+            "SELECT AVG(price) FROM products;",
+        ),
+        (
+            "SELECT 1,000 , 3.14, -5, 7-2 FROM t",
+            "SELECT 1,000, 3.14, -5, 7 - 2 FROM t",
+        ),
+        (
+            "SELECT café, naïve FROM résumé",
+            "SELECT cafe, naive FROM resume",
+        ),
         ("SELECT a FROM t -\nWHERE b", "SELECT a FROM t WHERE b"),
-        ("SELECT a FROM t <skipped> WHERE b", "SELECT a FROM t WHERE b"),
-        ("SELECT {a}, [b], `c`, ~d, a|b, a^b FROM t", "SELECT a, b, c FROM t"),
+        (
+            "SELECT a FROM t <skipped> WHERE b",
+            "SELECT a FROM t WHERE b",
+        ),
+        (
+            "SELECT {a}, [b], `c`, ~d, a|b, a^b FROM t",
+            "SELECT a, b, c FROM t",
+        ),
         (";", "SELECT COUNT(*) FROM t;"),
         ("SELECT a.b.c,d.e FROM t.u", "SELECT a.b.c, d.e FROM t.u"),
-        ("SELECT * FROM t WHERE name = 'O''Brien';", "SELECT * FROM t WHERE name = 'O''Brien';"),
+        (
+            "SELECT * FROM t WHERE name = 'O''Brien';",
+            "SELECT * FROM t WHERE name = 'O''Brien';",
+        ),
         ("SELECT\tname\u{a0}FROM t\u{1c}", "SELECT name FROM t"),
         ("   ", "SELECT 2"),
     ];
@@ -81,18 +105,36 @@ fn metrics_match_python_references() {
 
         let hf = hf_bleu(&preds, &refl, 4, false).bleu;
         let want = r["hf_bleu"].as_f64().unwrap();
-        assert!((hf - want).abs() < TOL, "slice {sl}: hf bleu {hf} vs {want}");
+        assert!(
+            (hf - want).abs() < TOL,
+            "slice {sl}: hf bleu {hf} vs {want}"
+        );
         let hfs = hf_bleu(&preds, &refl, 4, true).bleu;
         let want = r["hf_bleu_smooth"].as_f64().unwrap();
-        assert!((hfs - want).abs() < TOL, "slice {sl}: hf smooth bleu {hfs} vs {want}");
+        assert!(
+            (hfs - want).abs() < TOL,
+            "slice {sl}: hf smooth bleu {hfs} vs {want}"
+        );
         let sb = sacrebleu(&preds, &refl).score;
         let want = r["sacrebleu"].as_f64().unwrap();
-        assert!((sb - want).abs() < TOL, "slice {sl}: sacrebleu {sb} vs {want}");
+        assert!(
+            (sb - want).abs() < TOL,
+            "slice {sl}: sacrebleu {sb} vs {want}"
+        );
 
         for (i, row) in r["rouge"].as_array().unwrap().iter().enumerate() {
             let f = rouge_f(golds[i], preds[i]);
-            let w: Vec<f64> = row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            for (got, want, name) in [(f.rouge1, w[0], "rouge1"), (f.rouge2, w[1], "rouge2"), (f.rouge_l, w[2], "rougeL")] {
+            let w: Vec<f64> = row
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            for (got, want, name) in [
+                (f.rouge1, w[0], "rouge1"),
+                (f.rouge2, w[1], "rouge2"),
+                (f.rouge_l, w[2], "rougeL"),
+            ] {
                 assert!(
                     (got - want).abs() < TOL,
                     "slice {sl} example {i} {name}: {got} vs {want}\n pred={:?}\n gold={:?}",
@@ -116,6 +158,10 @@ fn near_misses_are_varied() {
     // The parity set must exercise more than exact copies: most predictions differ from gold.
     let pairs = pairs();
     let differing = pairs.iter().filter(|(p, r)| p != r).count();
-    assert!(differing * 2 > pairs.len(), "{differing} of {}", pairs.len());
+    assert!(
+        differing * 2 > pairs.len(),
+        "{differing} of {}",
+        pairs.len()
+    );
     assert!(pairs.iter().any(|(p, _)| p.is_empty()));
 }

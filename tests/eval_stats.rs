@@ -28,7 +28,10 @@ fn bootstrap_and_paired_tests_match_python_replay() {
     let (scores, report) = score_all(&items, &opts);
     // System A: per-example EM; system B: per-example "valid SQL" (paired, binary).
     let a: Vec<f64> = scores.iter().map(|s| s.exact_match as u8 as f64).collect();
-    let b: Vec<f64> = scores.iter().map(|s| s.exec.valid_sql as u8 as f64).collect();
+    let b: Vec<f64> = scores
+        .iter()
+        .map(|s| s.exec.valid_sql as u8 as f64)
+        .collect();
     let ix = resample_indices(a.len(), 400, 17);
     let est = bootstrap_mean(&a, &ix);
     let pc = paired_compare(&a, &b, &ix);
@@ -48,7 +51,11 @@ fn bootstrap_and_paired_tests_match_python_replay() {
         .arg(&path)
         .output()
         .expect("run the Python oracle (source scripts/env.sh)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let f = |k: &str| r[k].as_f64().unwrap();
     let f2 = |k: &str, i: usize| r[k][i].as_f64().unwrap();

@@ -1,1 +1,3 @@
 //! (module under construction: see ARCHITECTURE.md for its owner and contract)
+
+pub mod evaluate;

@@ -4,10 +4,13 @@
 //! the scorer that ties them together. No libtorch, no pipeline concerns here.
 
 pub mod bleu;
+pub mod compare;
 pub mod exact;
 pub mod exec;
 pub mod extract;
+pub mod input;
 pub mod nearmiss;
+pub mod render;
 pub mod rouge;
 pub mod sandbox;
 pub mod score;

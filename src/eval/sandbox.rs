@@ -395,8 +395,12 @@ mod tests {
         let f = dir.path().join("x.db");
         let sb = Sandbox::from_context("CREATE TABLE t (a INT);", &Limits::default()).unwrap();
         let c = sb.conn();
-        assert!(c.execute_batch(&format!("ATTACH '{}' AS e", f.display())).is_err());
-        assert!(c.execute_batch(&format!("VACUUM INTO '{}'", f.display())).is_err());
+        assert!(c
+            .execute_batch(&format!("ATTACH '{}' AS e", f.display()))
+            .is_err());
+        assert!(c
+            .execute_batch(&format!("VACUUM INTO '{}'", f.display()))
+            .is_err());
         assert!(c.execute_batch("PRAGMA writable_schema = 1").is_err());
         assert!(c.execute_batch("SELECT load_extension('x')").is_err());
         assert!(!f.exists());
