@@ -6,6 +6,7 @@
 //! Stages never touch the cache, the tracking DB or the YAML directly.
 
 mod common;
+pub mod evaluate;
 pub mod load;
 pub mod preprocess;
 pub mod registry;
