@@ -78,17 +78,33 @@ fn evaluates_base_and_adapter_with_resume() {
     for (i, it) in items.iter().enumerate() {
         let id = (1000 + i).to_string();
         base.insert(id.clone(), json!(format!("SQL: {}", it.pred)));
-        tuned.insert(id, json!(format!("```sql\n{}\n```\nExplanation: done.", it.gold)));
+        tuned.insert(
+            id,
+            json!(format!("```sql\n{}\n```\nExplanation: done.", it.gold)),
+        );
     }
     let answers = r.join("answers.json");
-    std::fs::write(&answers, json!({"base": base, adapter.display().to_string(): tuned}).to_string()).unwrap();
+    std::fs::write(
+        &answers,
+        json!({"base": base, adapter.display().to_string(): tuned}).to_string(),
+    )
+    .unwrap();
     let log = r.join("gen.log");
     std::env::set_var("FAKE_T2S_ANSWERS", &answers);
     std::env::set_var("FAKE_T2S_LOG", &log);
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let exe = r.join("fake-worker");
-    let script = std::env::current_dir().unwrap().join("tests/fixtures/fake_worker.py");
-    std::fs::write(&exe, format!("#!/bin/sh\nexec \"{python}\" \"{}\" \"$@\"\n", script.display())).unwrap();
+    let script = std::env::current_dir()
+        .unwrap()
+        .join("tests/fixtures/fake_worker.py");
+    std::fs::write(
+        &exe,
+        format!(
+            "#!/bin/sh\nexec \"{python}\" \"{}\" \"$@\"\n",
+            script.display()
+        ),
+    )
+    .unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -101,7 +117,12 @@ fn evaluates_base_and_adapter_with_resume() {
     let mut f = std::fs::File::create(partial.join("base/generations.jsonl")).unwrap();
     for i in 0..5 {
         let id = (1000 + i).to_string();
-        writeln!(f, "{}", json!({"id": id, "text": base[&id], "new_tokens": 3})).unwrap();
+        writeln!(
+            f,
+            "{}",
+            json!({"id": id, "text": base[&id], "new_tokens": 3})
+        )
+        .unwrap();
     }
     drop(f);
 
@@ -140,18 +161,30 @@ fn evaluates_base_and_adapter_with_resume() {
 
     // Resume: the base system generated only the 25 missing examples; the adapter all 30.
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(logged.lines().filter(|l| l.starts_with("base ")).count(), 25);
-    assert_eq!(logged.lines().filter(|l| !l.starts_with("base ")).count(), 30);
+    assert_eq!(
+        logged.lines().filter(|l| l.starts_with("base ")).count(),
+        25
+    );
+    assert_eq!(
+        logged.lines().filter(|l| !l.starts_with("base ")).count(),
+        30
+    );
 
-    let m: Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     let tuned_ex = &m["systems"]["train[lora_r=8]"]["execution_accuracy"];
     assert_eq!(tuned_ex["value"], 1.0);
     assert_eq!(m["systems"]["train[lora_r=8]"]["exact_match"]["value"], 1.0);
-    let base_ex = m["systems"]["base"]["execution_accuracy"]["value"].as_f64().unwrap();
+    let base_ex = m["systems"]["base"]["execution_accuracy"]["value"]
+        .as_f64()
+        .unwrap();
     assert!(base_ex < 1.0);
     assert_eq!(m["systems"]["base"]["generation"]["generated_rows"], 25);
     let c = &m["comparisons"][0];
-    assert_eq!((c["a"].as_str(), c["b"].as_str()), (Some("train[lora_r=8]"), Some("base")));
+    assert_eq!(
+        (c["a"].as_str(), c["b"].as_str()),
+        (Some("train[lora_r=8]"), Some("base"))
+    );
     assert!((c["diff"].as_f64().unwrap() - (1.0 - base_ex)).abs() < 1e-12);
 
     let preds: Vec<Value> = std::fs::read_to_string(out.join("predictions.jsonl"))
@@ -160,13 +193,21 @@ fn evaluates_base_and_adapter_with_resume() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(preds.len(), 60);
-    let first_tuned = preds.iter().find(|p| p["system"] == "train[lora_r=8]").unwrap();
-    assert_eq!(first_tuned["prediction"].as_str().unwrap(), items[0].gold.trim_end_matches(';').to_string() + ";");
+    let first_tuned = preds
+        .iter()
+        .find(|p| p["system"] == "train[lora_r=8]")
+        .unwrap();
+    assert_eq!(
+        first_tuned["prediction"].as_str().unwrap(),
+        items[0].gold.trim_end_matches(';').to_string() + ";"
+    );
     assert_eq!(first_tuned["row"]["sql"], items[0].gold.as_str());
     assert!(first_tuned["scores"]["exec"]["correct"].as_bool().unwrap());
 
     let recorded = sink.0.lock().unwrap();
-    assert!(recorded.iter().any(|(k, v)| k == "train[lora_r=8]/execution_accuracy" && *v == 1.0));
+    assert!(recorded
+        .iter()
+        .any(|(k, v)| k == "train[lora_r=8]/execution_accuracy" && *v == 1.0));
     assert!(recorded.iter().any(|(k, _)| k == "base/gen_tokens_per_s"));
     assert_eq!(outcome.metrics["base/execution_accuracy"], base_ex);
 }

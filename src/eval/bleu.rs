@@ -54,7 +54,7 @@ fn ngram_counts(tokens: &[String], max_order: usize) -> HashMap<&[String], u64> 
 }
 
 /// Max over references of each n-gram count (Python `Counter |=`).
-fn merged_ref_counts<'a>(refs: &'a [Vec<String>], max_order: usize) -> HashMap<&'a [String], u64> {
+fn merged_ref_counts(refs: &[Vec<String>], max_order: usize) -> HashMap<&[String], u64> {
     let mut merged: HashMap<&[String], u64> = HashMap::new();
     for r in refs {
         for (g, c) in ngram_counts(r, max_order) {

@@ -324,13 +324,16 @@ pub fn set_eq(gold: &[Vec<Value>], pred: &[Vec<Value>]) -> bool {
     g == p
 }
 
+/// One `PRAGMA table_info` row: (name, declared type, notnull, default, pk).
+pub type ColumnInfo = (String, String, Value, Value, Value);
+
 /// Schema and contents of a database, in a form that compares as described in the module doc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// (type, name, table) of every schema object, lower-cased.
     pub objects: Vec<(String, String, String)>,
     /// Columns of each table and view: (name, declared type, notnull, default, pk).
-    pub columns: BTreeMap<String, Vec<(String, String, Value, Value, Value)>>,
+    pub columns: BTreeMap<String, Vec<ColumnInfo>>,
     /// Sorted rows of each table.
     pub rows: BTreeMap<String, Vec<Vec<Value>>>,
 }

@@ -221,7 +221,8 @@ pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptio
     }
 
     let mut breakdowns = BTreeMap::new();
-    let fields: [(&str, fn(&ScoreItem) -> &str); 3] = [
+    type Getter = fn(&ScoreItem) -> &str;
+    let fields: [(&str, Getter); 3] = [
         ("sql_complexity", |i| &i.sql_complexity),
         ("sql_task_type", |i| &i.sql_task_type),
         ("domain", |i| &i.domain),

@@ -130,10 +130,11 @@ pub fn has_outer_order_by(sql: &str) -> bool {
         match t {
             Tok::Punct(p) if p == "(" => depth += 1,
             Tok::Punct(p) if p == ")" => depth -= 1,
-            _ if depth == 0 && t.is_kw("ORDER") => {
-                if toks.get(i + 1).is_some_and(|n| n.is_kw("BY")) {
-                    return true;
-                }
+            _ if depth == 0
+                && t.is_kw("ORDER")
+                && toks.get(i + 1).is_some_and(|n| n.is_kw("BY")) =>
+            {
+                return true;
             }
             _ => {}
         }

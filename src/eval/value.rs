@@ -24,7 +24,8 @@ impl Value {
             return Value::Null;
         }
         // 2^63 is exactly representable; the range check keeps the cast exact.
-        if f.fract() == 0.0 && f >= -9_223_372_036_854_775_808.0 && f < 9_223_372_036_854_775_808.0
+        if f.fract() == 0.0
+            && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
         {
             return Value::Int(f as i64);
         }
