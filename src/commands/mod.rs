@@ -106,3 +106,4 @@ pub fn table(rows: &[Vec<String>]) -> String {
     }
     out
 }
+pub mod evaluate;

@@ -8,6 +8,7 @@
 pub mod command;
 mod common;
 pub mod eda;
+pub mod evaluate;
 pub mod load;
 pub mod preprocess;
 pub mod registry;

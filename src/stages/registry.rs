@@ -12,6 +12,7 @@ pub fn all() -> Vec<&'static dyn StageKind> {
         &super::tokenizer::TokenizerStage,
         &super::preprocess::PreprocessStage,
         &super::split::SplitStage,
+        &super::evaluate::EvaluateStage,
     ]
 }
 
