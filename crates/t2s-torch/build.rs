@@ -5,6 +5,7 @@
 //! with `--no-as-needed` is harmless on CPU-only machines as long as the library file exists
 //! (PyPI's torch wheels ship it).
 fn main() {
+    record_torch_version();
     let libtorch = std::env::var("LIBTORCH").ok().or_else(|| {
         let out = std::process::Command::new(
             std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
@@ -30,4 +31,19 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON");
+}
+
+/// `T2S_TORCH_BUILD_VERSION`: the torch version of the build environment, reported by
+/// `t2s-worker doctor` when the loaded library's version file cannot be found.
+fn record_torch_version() {
+    let out = std::process::Command::new(
+        std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
+    )
+    .args(["-c", "import torch; print(torch.__version__)"])
+    .output();
+    if let Ok(out) = out {
+        if let Ok(v) = String::from_utf8(out.stdout) {
+            println!("cargo:rustc-env=T2S_TORCH_BUILD_VERSION={}", v.trim());
+        }
+    }
 }

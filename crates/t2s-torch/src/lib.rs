@@ -1,1 +1,20 @@
-//! The only t2s code that links libtorch.
+//! The only t2s code that links libtorch: the Gemma-3 text model, LoRA with PEFT semantics,
+//! batched generation with a KV cache, training building blocks, and the worker jobs.
+
+pub mod attention;
+pub mod cache;
+pub mod chat;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod gemma3;
+pub mod generate;
+pub mod jobs;
+pub mod linear;
+pub mod lora;
+pub mod tok;
+pub mod train;
+pub mod weights;
+
+pub use error::{ModelError, Result};
+pub use gemma3::Gemma3;

@@ -1,0 +1,467 @@
+//! The Gemma-3 text model (`Gemma3ForCausalLM`) on libtorch, numerically following
+//! transformers' `modeling_gemma3.py` (see `shared/reference/gemma3.md`):
+//! scaled embedding (scale cast to the weight dtype), sandwich RMSNorms computed in fp32 with
+//! `(1 + w)`, q/k norms before split-half RoPE (fp32 angles, local/global bases), sliding-window
+//! and full layers, GQA through SDPA, tanh-GELU MLP, tied LM head.
+//!
+//! Module tree and tensor names are the HF ones; each block is built from the checkpoint by
+//! its name prefix.
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::attention::{AttnMode, Masks};
+use crate::cache::KvCache;
+use crate::config::{Config, Resolved, Rope};
+use crate::error::{ModelError, Result};
+use crate::linear::Linear;
+use crate::weights::{Checkpoint, Source};
+
+/// RMSNorm with the Gemma `(1 + w)` weight, kept as `1 + w` in fp32.
+#[derive(Debug)]
+pub struct RmsNorm {
+    scale: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(ck: &dyn Source, name: &str, dim: i64, eps: f64, dev: Device) -> Result<Self> {
+        let w = ck.get(&format!("{name}.weight"), &[dim], Kind::Float, dev)?;
+        Ok(Self {
+            scale: w.f_add_scalar(1.0)?,
+            eps,
+        })
+    }
+
+    /// Normalise over the last dim in fp32, multiply by `1 + w` in fp32, cast back.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x32 = x.f_to_kind(Kind::Float)?;
+        let var = x32
+            .f_square()?
+            .f_mean_dim(Some(&[-1i64][..]), true, Kind::Float)?;
+        let y = x32
+            .f_mul(&var.f_add_scalar(self.eps)?.f_rsqrt()?)?
+            .f_mul(&self.scale)?;
+        Ok(y.f_to_kind(x.kind())?)
+    }
+}
+
+#[derive(Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
+    heads: i64,
+    kv_heads: i64,
+    head_dim: i64,
+    scaling: f64,
+}
+
+#[derive(Debug)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+#[derive(Debug)]
+pub struct Layer {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+    pre_feedforward_layernorm: RmsNorm,
+    post_feedforward_layernorm: RmsNorm,
+    pub sliding: bool,
+}
+
+/// The whole model. Base weights are frozen plain tensors; LoRA adapters live in the `Linear`s.
+#[derive(Debug)]
+pub struct Gemma3 {
+    pub cfg: Config,
+    pub resolved: Resolved,
+    embed_tokens: Tensor,
+    embed_scale: Tensor,
+    pub layers: Vec<Layer>,
+    norm: RmsNorm,
+    /// `None` when tied to `embed_tokens`.
+    lm_head: Option<Tensor>,
+    inv_freq_local: Tensor,
+    inv_freq_global: Tensor,
+    pub kind: Kind,
+    pub device: Device,
+}
+
+fn linear(ck: &dyn Source, name: String, out: i64, inp: i64, k: Kind, d: Device) -> Result<Linear> {
+    let w = ck.get(&format!("{name}.weight"), &[out, inp], k, d)?;
+    Ok(Linear::new(name, w))
+}
+
+/// `inv_freq[i] = 1 / (theta^(2i/dim) · factor)`, fp32.
+fn inv_freq(rope: Rope, dim: i64, dev: Device) -> Result<Tensor> {
+    let v: Vec<f32> = (0..dim / 2)
+        .map(|i| {
+            let e = (2 * i) as f32 / dim as f32;
+            // Same recipe as HF: base ** (arange(0, dim, 2).float() / dim), in fp32.
+            1.0f32 / ((rope.theta as f32).powf(e) * rope.factor as f32)
+        })
+        .collect();
+    Ok(Tensor::f_from_slice(&v)?.f_to_device(dev)?)
+}
+
+impl Attention {
+    fn load(ck: &dyn Source, p: &str, cfg: &Config, r: &Resolved, k: Kind, d: Device) -> Result<Self> {
+        let (h, kvh, hd, hid) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+            cfg.hidden_size,
+        );
+        Ok(Self {
+            q_proj: linear(ck, format!("{p}.q_proj"), h * hd, hid, k, d)?,
+            k_proj: linear(ck, format!("{p}.k_proj"), kvh * hd, hid, k, d)?,
+            v_proj: linear(ck, format!("{p}.v_proj"), kvh * hd, hid, k, d)?,
+            o_proj: linear(ck, format!("{p}.o_proj"), hid, h * hd, k, d)?,
+            q_norm: RmsNorm::load(ck, &format!("{p}.q_norm"), hd, cfg.rms_norm_eps, d)?,
+            k_norm: RmsNorm::load(ck, &format!("{p}.k_norm"), hd, cfg.rms_norm_eps, d)?,
+            heads: h,
+            kv_heads: kvh,
+            head_dim: hd,
+            scaling: r.scaling,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
+        mode: &AttnMode,
+        cache: Option<(&mut KvCache, usize)>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (b, s, _) = x.size3()?;
+        let split = |t: Tensor, n: i64| -> Result<Tensor> {
+            Ok(t.f_view([b, s, n, self.head_dim])?.f_transpose(1, 2)?)
+        };
+        let q = split(self.q_proj.forward(x, train)?, self.heads)?;
+        let k = split(self.k_proj.forward(x, train)?, self.kv_heads)?;
+        let v = split(self.v_proj.forward(x, train)?, self.kv_heads)?;
+        let q = rope(&self.q_norm.forward(&q)?, cos, sin)?;
+        let k = rope(&self.k_norm.forward(&k)?, cos, sin)?;
+        let (k, v) = match cache {
+            Some((c, layer)) => c.update(layer, &k, &v, mode.key_start())?,
+            None => (k, v),
+        };
+        let out = match mode {
+            AttnMode::Causal => Tensor::f_scaled_dot_product_attention::<Tensor>(
+                &q,
+                &k,
+                &v,
+                None,
+                0.0,
+                true,
+                self.scaling,
+                self.kv_heads != self.heads,
+            )?,
+            AttnMode::All { .. } => Tensor::f_scaled_dot_product_attention::<Tensor>(
+                &q,
+                &k,
+                &v,
+                None,
+                0.0,
+                false,
+                self.scaling,
+                self.kv_heads != self.heads,
+            )?,
+            AttnMode::Masked { mask, .. } => {
+                // Kernels taking an explicit mask do not all support GQA: expand the KV heads
+                // (query head h uses KV head h / n_rep, as HF's repeat_kv).
+                let (k, v) = (self.expand_kv(&k)?, self.expand_kv(&v)?);
+                Tensor::f_scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    Some(mask),
+                    0.0,
+                    false,
+                    self.scaling,
+                    false,
+                )?
+            }
+        };
+        let out = out
+            .f_transpose(1, 2)?
+            .f_reshape([b, s, self.heads * self.head_dim])?;
+        self.o_proj.forward(&out, train)
+    }
+
+    fn expand_kv(&self, t: &Tensor) -> Result<Tensor> {
+        let rep = self.heads / self.kv_heads;
+        if rep == 1 {
+            return Ok(t.shallow_clone());
+        }
+        let (b, h, l, d) = t.size4()?;
+        Ok(t
+            .f_unsqueeze(2)?
+            .f_expand([b, h, rep, l, d], false)?
+            .f_reshape([b, h * rep, l, d])?)
+    }
+}
+
+/// `x·cos + rotate_half(x)·sin` with split-half rotation. `cos/sin: [B,1,S,D]`.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.size()[3] / 2;
+    let x1 = x.f_narrow(3, 0, half)?;
+    let x2 = x.f_narrow(3, half, half)?;
+    let rot = Tensor::f_cat(&[x2.f_neg()?, x1], 3)?;
+    Ok(x.f_mul(cos)?.f_add(&rot.f_mul(sin)?)?)
+}
+
+impl Mlp {
+    fn load(ck: &dyn Source, p: &str, cfg: &Config, k: Kind, d: Device) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate_proj: linear(ck, format!("{p}.gate_proj"), i, h, k, d)?,
+            up_proj: linear(ck, format!("{p}.up_proj"), i, h, k, d)?,
+            down_proj: linear(ck, format!("{p}.down_proj"), h, i, k, d)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let g = self.gate_proj.forward(x, train)?.f_gelu("tanh")?;
+        let u = self.up_proj.forward(x, train)?;
+        self.down_proj.forward(&g.f_mul(&u)?, train)
+    }
+}
+
+impl Layer {
+    fn load(ck: &dyn Source, i: usize, cfg: &Config, r: &Resolved, k: Kind, d: Device) -> Result<Self> {
+        let p = format!("model.layers.{i}");
+        let norm = |n: &str| RmsNorm::load(ck, &format!("{p}.{n}"), cfg.hidden_size, cfg.rms_norm_eps, d);
+        Ok(Self {
+            self_attn: Attention::load(ck, &format!("{p}.self_attn"), cfg, r, k, d)?,
+            mlp: Mlp::load(ck, &format!("{p}.mlp"), cfg, k, d)?,
+            input_layernorm: norm("input_layernorm")?,
+            post_attention_layernorm: norm("post_attention_layernorm")?,
+            pre_feedforward_layernorm: norm("pre_feedforward_layernorm")?,
+            post_feedforward_layernorm: norm("post_feedforward_layernorm")?,
+            sliding: r.sliding[i],
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: (&Tensor, &Tensor),
+        mode: &AttnMode,
+        cache: Option<(&mut KvCache, usize)>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let a = self.self_attn.forward(
+            &self.input_layernorm.forward(x)?,
+            rope,
+            mode,
+            cache,
+            train,
+        )?;
+        let h = x.f_add(&self.post_attention_layernorm.forward(&a)?)?;
+        let m = self
+            .mlp
+            .forward(&self.pre_feedforward_layernorm.forward(&h)?, train)?;
+        Ok(h.f_add(&self.post_feedforward_layernorm.forward(&m)?)?)
+    }
+}
+
+/// The inputs of one forward call.
+pub struct Inputs<'a> {
+    /// `[B, S]` int64 token ids.
+    pub ids: &'a Tensor,
+    /// `[B, S]` int64 RoPE positions (HF `position_ids`).
+    pub positions: &'a Tensor,
+    /// `[B, past + S]` bool, false at padding keys; `None` when nothing is padded.
+    pub key_valid: Option<&'a Tensor>,
+}
+
+impl Gemma3 {
+    /// Load `config.json` + safetensors from an HF model directory, weights in `kind`.
+    pub fn load(dir: &Path, kind: Kind, device: Device) -> Result<Self> {
+        let cfg_file = dir.join("config.json");
+        if !cfg_file.is_file() {
+            return Err(ModelError::Config {
+                file: cfg_file,
+                message: "missing; point at an HF model directory (config.json, model.safetensors, tokenizer.json)".into(),
+            });
+        }
+        let cfg = Config::from_file(&cfg_file)?;
+        let ck = Checkpoint::open(dir)?;
+        Self::from_source(cfg, &cfg_file, &ck, kind, device)
+    }
+
+    /// Build from any weight source (a checkpoint, or `RandomInit` for benchmarks).
+    pub fn from_source(cfg: Config, cfg_file: &Path, ck: &dyn Source, kind: Kind, device: Device) -> Result<Self> {
+        let r = cfg.resolve(cfg_file)?;
+        let (v, h) = (cfg.vocab_size, cfg.hidden_size);
+        let embed_tokens = ck.get("model.embed_tokens.weight", &[v, h], kind, device)?;
+        let layers = (0..cfg.num_hidden_layers as usize)
+            .map(|i| Layer::load(ck, i, &cfg, &r, kind, device))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(ck, "model.norm", h, cfg.rms_norm_eps, device)?;
+        let lm_head = if cfg.tie_word_embeddings && !ck.contains("lm_head.weight") {
+            None
+        } else if ck.contains("lm_head.weight") {
+            Some(ck.get("lm_head.weight", &[v, h], kind, device)?)
+        } else {
+            return Err(ModelError::MissingTensor {
+                name: "lm_head.weight".into(),
+                file: ck.origin(),
+            });
+        };
+        let embed_scale = Tensor::f_from_slice(&[(h as f32).sqrt()])?
+            .f_to_kind(kind)?
+            .f_to_device(device)?
+            .f_squeeze()?;
+        Ok(Self {
+            inv_freq_local: inv_freq(r.rope_local, cfg.head_dim, device)?,
+            inv_freq_global: inv_freq(r.rope_global, cfg.head_dim, device)?,
+            cfg,
+            resolved: r,
+            embed_tokens,
+            embed_scale,
+            layers,
+            norm,
+            lm_head,
+            kind,
+            device,
+        })
+    }
+
+    /// The output embedding `[V, H]` (tied to the input embedding unless the checkpoint has
+    /// its own `lm_head.weight`).
+    pub fn lm_head_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    }
+
+    /// `cos, sin: [B,1,S,D]` in the model dtype from fp32 angles.
+    fn rope_tables(&self, inv: &Tensor, pos: &Tensor) -> Result<(Tensor, Tensor)> {
+        let f = pos
+            .f_to_kind(Kind::Float)?
+            .f_unsqueeze(-1)?
+            .f_mul(inv)?;
+        let emb = Tensor::f_cat(&[&f, &f], -1)?.f_unsqueeze(1)?;
+        Ok((
+            emb.f_cos()?.f_to_kind(self.kind)?,
+            emb.f_sin()?.f_to_kind(self.kind)?,
+        ))
+    }
+
+    /// Hidden states after the final norm, `[B, S, H]`. With a cache, the new keys/values are
+    /// appended to it.
+    pub fn forward_hidden(
+        &self,
+        inp: &Inputs,
+        mut cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (_b, s) = inp.ids.size2()?;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if let Some(c) = cache.as_ref() {
+            if past + s > c.capacity() {
+                return Err(ModelError::Input(format!(
+                    "KV cache holds {} positions; {} requested",
+                    c.capacity(),
+                    past + s
+                )));
+            }
+        }
+        let masks = Masks::new(
+            past,
+            s,
+            self.cfg.sliding_window,
+            inp.key_valid,
+            self.device,
+        )?;
+        let mut x = Tensor::f_embedding(&self.embed_tokens, inp.ids, -1, false, false)?
+            .f_mul(&self.embed_scale)?;
+        let local = self.rope_tables(&self.inv_freq_local, inp.positions)?;
+        let global = self.rope_tables(&self.inv_freq_global, inp.positions)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (mode, rt) = if layer.sliding {
+                (&masks.sliding, (&local.0, &local.1))
+            } else {
+                (&masks.full, (&global.0, &global.1))
+            };
+            let c = cache.as_deref_mut().map(|c| (c, i));
+            x = layer.forward(&x, rt, mode, c, train)?;
+        }
+        if let Some(c) = cache {
+            c.advance(s);
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Logits `[.., V]` in the model dtype for hidden states `[.., H]` (final soft-cap if the
+    /// config has one; Gemma-3 has none).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let l = hidden.f_linear::<Tensor>(self.lm_head_weight(), None)?;
+        match self.cfg.final_logit_softcapping {
+            Some(c) if c > 0.0 => Ok(l.f_div_scalar(c)?.f_tanh()?.f_mul_scalar(c)?),
+            _ => Ok(l),
+        }
+    }
+
+    /// Full forward to logits `[B, S, V]`.
+    pub fn forward(&self, inp: &Inputs) -> Result<Tensor> {
+        let h = self.forward_hidden(inp, None, false)?;
+        self.logits(&h)
+    }
+
+    /// All linear layers with their HF module names.
+    pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        self.layers.iter_mut().flat_map(|l| {
+            let a = &mut l.self_attn;
+            let m = &mut l.mlp;
+            [
+                &mut a.q_proj,
+                &mut a.k_proj,
+                &mut a.v_proj,
+                &mut a.o_proj,
+                &mut m.gate_proj,
+                &mut m.up_proj,
+                &mut m.down_proj,
+            ]
+        })
+    }
+
+    pub fn linears(&self) -> impl Iterator<Item = &Linear> {
+        self.layers.iter().flat_map(|l| {
+            let a = &l.self_attn;
+            let m = &l.mlp;
+            [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &m.gate_proj,
+                &m.up_proj,
+                &m.down_proj,
+            ]
+        })
+    }
+
+    /// An empty KV cache for `batch` rows and up to `capacity` positions.
+    pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<KvCache> {
+        KvCache::new(
+            self.layers.len(),
+            batch,
+            self.cfg.num_key_value_heads,
+            capacity,
+            self.cfg.head_dim,
+            self.kind,
+            self.device,
+        )
+    }
+}

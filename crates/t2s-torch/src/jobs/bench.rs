@@ -1,0 +1,121 @@
+//! `bench-train`: LoRA training steps on random weights, the same work as
+//! `shared/bench/peer_lora_train.py` (LoRA r/alpha on q/k/v/o with dropout 0.05, AdamW lr 2e-5
+//! wd 0.01, random ids in [3, vocab), loss on all tokens), timed after warm-up.
+
+use serde_json::{json, Value};
+use t2s::worker::protocol::JobSpec;
+use tch::{Device, Kind, Tensor};
+
+use super::{Events, Params};
+use crate::config::Config;
+use crate::device::{device_name, parse_device, parse_kind};
+use crate::gemma3::{Gemma3, Inputs};
+use crate::lora::{self, LoraConfig};
+use crate::train::{chunked_ce, default_chunk, shift_labels, AdamW};
+use crate::weights::RandomInit;
+
+/// The peer's shapes, as HF config.json text.
+pub fn shape_config(shape: &str) -> anyhow::Result<Config> {
+    let v = match shape {
+        "gemma3-1b" => json!({"vocab_size": 262144, "hidden_size": 1152, "intermediate_size": 6912,
+            "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1,
+            "head_dim": 256, "sliding_window": 512, "query_pre_attn_scalar": 256,
+            "max_position_embeddings": 32768}),
+        "tiny" => json!({"vocab_size": 4096, "hidden_size": 128, "intermediate_size": 512,
+            "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 1,
+            "head_dim": 32, "sliding_window": 64, "query_pre_attn_scalar": 32,
+            "max_position_embeddings": 2048}),
+        o => anyhow::bail!("job `bench-train`: unknown shape `{o}` (tiny or gemma3-1b)"),
+    };
+    Ok(serde_json::from_value(v)?)
+}
+
+fn sync(dev: Device) {
+    if let Device::Cuda(i) = dev {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), MiB.
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = l.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
+    let p = Params::new(spec);
+    let shape = p.str("shape")?.unwrap_or("tiny");
+    let cfg = shape_config(shape)?;
+    let batch = p.u64("batch", 8)? as i64;
+    let seq = p.u64("seq", 256)? as i64;
+    let rank = p.u64("rank", 16)? as i64;
+    let alpha = p.f64("alpha", 16.0)?;
+    let steps = p.u64("steps", 20)?.max(1);
+    let warmup = p.u64("warmup", 3)?;
+    let dev = parse_device(&spec.device)?;
+    let kind = parse_kind(p.str("dtype")?.unwrap_or("auto"), dev)?;
+    tch::manual_seed(0);
+    let mut model = Gemma3::from_source(
+        cfg.clone(),
+        std::path::Path::new("<bench shape>"),
+        &RandomInit { std: 0.02 },
+        kind,
+        dev,
+    )?;
+    let mut lc = LoraConfig::new(rank, alpha, &["q_proj", "k_proj", "v_proj", "o_proj"]);
+    lc.lora_dropout = 0.05;
+    lora::attach(&mut model, &lc)?;
+    let mut opt = AdamW::new(lora::params(&model), 2e-5, 0.01)?;
+    let ids = Tensor::f_randint_low(3, cfg.vocab_size, [batch, seq], (Kind::Int64, dev))?;
+    let targets = shift_labels(&ids)?;
+    let positions = Tensor::f_arange(seq, (Kind::Int64, dev))?
+        .f_unsqueeze(0)?
+        .f_expand([batch, seq], false)?;
+    let chunk = p.u64("chunk", default_chunk(cfg.vocab_size) as u64)? as i64;
+    let step = |model: &Gemma3, opt: &mut AdamW| -> anyhow::Result<Tensor> {
+        let inp = Inputs {
+            ids: &ids,
+            positions: &positions,
+            key_valid: None,
+        };
+        let h = model.forward_hidden(&inp, None, true)?;
+        let loss = chunked_ce(model, &h, &targets, chunk)?;
+        loss.f_backward()?;
+        opt.step()?;
+        opt.zero_grad();
+        Ok(loss.f_detach()?)
+    };
+    for _ in 0..warmup {
+        let _ = step(&model, &mut opt)?;
+    }
+    sync(dev);
+    let t0 = std::time::Instant::now();
+    let mut last = None;
+    for i in 0..steps {
+        last = Some(step(&model, &mut opt)?);
+        if (i + 1) % 5 == 0 || i + 1 == steps {
+            ev.progress(i + 1, Some(steps), "");
+        }
+    }
+    sync(dev);
+    let dt = t0.elapsed().as_secs_f64();
+    let final_loss = match last {
+        Some(l) => l.f_double_value(&[])?,
+        None => f64::NAN,
+    };
+    Ok(json!({
+        "system": "t2s",
+        "shape": shape,
+        "device": device_name(dev),
+        "dtype": format!("{kind:?}"),
+        "batch": batch, "seq": seq, "rank": rank, "steps": steps,
+        "step_ms": 1000.0 * dt / steps as f64,
+        "tokens_per_s": (batch * seq) as f64 * steps as f64 / dt,
+        "peak_mem_mb": Value::Null,
+        "peak_rss_mb": peak_rss_mb(),
+        "final_loss": final_loss,
+        "threads": tch::get_num_threads(),
+    }))
+}

@@ -1,0 +1,28 @@
+//! `doctor`: what libtorch this worker loaded and which devices it sees.
+
+use serde_json::{json, Value};
+use t2s::worker::protocol::JobSpec;
+
+use crate::device::{device_name, libtorch_version, parse_device};
+
+pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
+    let (version, source) = libtorch_version();
+    let n = tch::Cuda::device_count();
+    let devices: Vec<Value> = (0..n.max(0))
+        .map(|i| json!({"index": i, "name": format!("cuda:{i}")}))
+        .collect();
+    let default_device = parse_device(&spec.device)
+        .map(device_name)
+        .unwrap_or_else(|e| format!("invalid ({e})"));
+    Ok(json!({
+        "libtorch_version": version,
+        "libtorch_version_source": source,
+        "built_against": option_env!("T2S_TORCH_BUILD_VERSION").unwrap_or("unknown"),
+        "cuda_available": tch::Cuda::is_available(),
+        "cuda_device_count": n,
+        "cudnn_available": tch::Cuda::cudnn_is_available(),
+        "devices": devices,
+        "default_device": default_device,
+        "threads": tch::get_num_threads(),
+    }))
+}

@@ -1,0 +1,40 @@
+//! `infer`: one Text-to-SQL request through the chat template; returns the reply and its SQL.
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use t2s::worker::protocol::JobSpec;
+
+use super::{model, Events, Params};
+use crate::chat::{extract_sql, render_user_turn, sql_instruction};
+use crate::generate::generate;
+
+pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
+    let p = Params::new(spec);
+    let prompt = p.req_str("prompt")?;
+    let context = p.str("context")?.unwrap_or("");
+    let raw = p.bool("raw", false)?;
+    let l = model::load(spec)?;
+    let opt = model::gen_options(spec, &l)?;
+    let text = render_user_turn(&sql_instruction(prompt, context));
+    let ids = l.tok.encode(&text)?;
+    ev.log(
+        "info",
+        format!("prompt of {} tokens on {}", ids.len(), crate::device::device_name(l.device)),
+    );
+    let t0 = std::time::Instant::now();
+    let out = generate(&l.model, &[ids.clone()], &opt)
+        .context("generation failed")?
+        .pop()
+        .context("no output row")?;
+    let dt = t0.elapsed().as_secs_f64();
+    let reply = l.tok.decode(&out.tokens)?;
+    let sql = if raw { Value::Null } else { json!(extract_sql(&reply)) };
+    Ok(json!({
+        "text": reply,
+        "sql": sql,
+        "prompt_tokens": ids.len(),
+        "new_tokens": out.tokens.len(),
+        "stopped": out.stopped,
+        "seconds": dt,
+    }))
+}

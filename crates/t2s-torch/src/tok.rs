@@ -1,0 +1,64 @@
+//! The model directory's `tokenizer.json` (HF `tokenizers`), and the stop ids of a model.
+
+use std::path::Path;
+
+use crate::config::{id_list, Config};
+use crate::error::{ModelError, Result};
+
+pub struct Tok {
+    inner: tokenizers::Tokenizer,
+}
+
+impl Tok {
+    pub fn load(model_dir: &Path) -> Result<Self> {
+        let f = model_dir.join("tokenizer.json");
+        if !f.is_file() {
+            return Err(ModelError::Config {
+                file: f,
+                message: "missing; the model directory needs the HF tokenizer.json".into(),
+            });
+        }
+        let inner = tokenizers::Tokenizer::from_file(&f).map_err(|e| ModelError::Config {
+            file: f.clone(),
+            message: format!("cannot load tokenizer: {e}"),
+        })?;
+        Ok(Self { inner })
+    }
+
+    /// Token ids of an already rendered prompt: no special tokens are added (the chat template
+    /// carries its own `<bos>`).
+    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| ModelError::Input(format!("tokenizer: {e}")))?;
+        Ok(enc.get_ids().iter().map(|&i| i as i64).collect())
+    }
+
+    /// Text of generated ids, special tokens skipped.
+    pub fn decode(&self, ids: &[i64]) -> Result<String> {
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        self.inner
+            .decode(&ids, true)
+            .map_err(|e| ModelError::Input(format!("tokenizer: {e}")))
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<i64> {
+        self.inner.token_to_id(token).map(|i| i as i64)
+    }
+}
+
+/// Stop ids: `eos_token_id` of generation_config.json and config.json, plus the tokenizer's
+/// `<eos>` and `<end_of_turn>` (chat fine-tunes end their answer with `<end_of_turn>`).
+pub fn stop_ids(model_dir: &Path, cfg: &Config, tok: &Tok) -> Vec<i64> {
+    let mut ids = id_list(&cfg.eos_token_id);
+    if let Ok(text) = std::fs::read_to_string(model_dir.join("generation_config.json")) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            ids.extend(id_list(&v.get("eos_token_id").cloned()));
+        }
+    }
+    ids.extend(["<eos>", "<end_of_turn>"].iter().filter_map(|t| tok.token_id(t)));
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}

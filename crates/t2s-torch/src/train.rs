@@ -1,0 +1,202 @@
+//! Training building blocks: the causal-LM loss computed in chunks through the LM head only at
+//! labelled positions, and AdamW matching `torch.optim.AdamW` with its state as tensors.
+//!
+//! The loss never materialises `[tokens, vocab]` logits for the whole batch, nor keeps any
+//! logits for backward: each chunk's gradient w.r.t. the hidden states is computed right away
+//! (softmax − one-hot, fp32 log-sum-exp) and handed to autograd through a surrogate term.
+
+use tch::{Kind, Tensor};
+
+use crate::error::{ModelError, Result};
+use crate::gemma3::Gemma3;
+
+pub const IGNORE: i64 = -100;
+
+/// HF's causal shift: the target of position t is `labels[t + 1]`; the last position gets
+/// `IGNORE`. `labels: [B, S]` int64.
+pub fn shift_labels(labels: &Tensor) -> Result<Tensor> {
+    let (b, s) = labels.size2()?;
+    let tail = labels.f_narrow(1, 1, s - 1)?;
+    let pad = Tensor::f_full([b, 1], IGNORE, (Kind::Int64, labels.device()))?;
+    Ok(Tensor::f_cat(&[&tail, &pad], 1)?)
+}
+
+/// Default rows per chunk: about 2^28 logits (1 GiB in fp32).
+pub fn default_chunk(vocab: i64) -> i64 {
+    ((1i64 << 28) / vocab.max(1)).clamp(1, 8192)
+}
+
+/// Mean cross-entropy over positions whose target is not `IGNORE`.
+///
+/// `hidden: [B, S, H]` final-normed hidden states (attached to the autograd graph);
+/// `targets: [B, S]` int64, already shifted (see `shift_labels`). Returns an fp32 scalar whose
+/// value is the loss and whose backward sends the exact gradient into `hidden`.
+pub fn chunked_ce(model: &Gemma3, hidden: &Tensor, targets: &Tensor, chunk: i64) -> Result<Tensor> {
+    let h = hidden.size();
+    let width = *h.last().ok_or_else(|| ModelError::Input("empty hidden".into()))?;
+    let flat_h = hidden.f_reshape([-1, width])?;
+    let flat_t = targets.f_reshape([-1])?;
+    let sel = flat_t.f_ne(IGNORE)?.f_nonzero()?.f_squeeze_dim(1)?;
+    let n = sel.size()[0];
+    if n == 0 {
+        // No labelled token: zero loss, still connected to the graph.
+        return Ok(flat_h.f_sum(Kind::Float)?.f_mul_scalar(0.0)?);
+    }
+    let hs = flat_h.f_index_select(0, &sel)?;
+    let ts = flat_t.f_index_select(0, &sel)?;
+    let w = model.lm_head_weight();
+    let cap = model.cfg.final_logit_softcapping.filter(|c| *c > 0.0);
+    let chunk = chunk.max(1);
+    let (loss_sum, grad) = {
+        let _g = tch::no_grad_guard();
+        let hd = hs.f_detach()?;
+        let mut loss_sum = Tensor::f_zeros([], (Kind::Float, hd.device()))?;
+        let mut grads = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let hc = hd.f_narrow(0, start, len)?;
+            let tc = ts.f_narrow(0, start, len)?.f_unsqueeze(1)?;
+            let z = hc.f_linear::<Tensor>(w, None)?.f_to_kind(Kind::Float)?;
+            let logits = match cap {
+                Some(c) => z.f_div_scalar(c)?.f_tanh()?.f_mul_scalar(c)?,
+                None => z,
+            };
+            let lse = logits.f_logsumexp([-1i64].as_slice(), true)?;
+            let tgt = logits.f_gather(1, &tc, false)?;
+            loss_sum = loss_sum.f_add(&lse.f_sub(&tgt)?.f_sum(Kind::Float)?)?;
+            // d(mean CE)/d logits = (softmax − onehot) / n
+            let mut g = logits.f_sub(&lse)?.f_exp()?;
+            let _ = g.f_scatter_add_(1, &tc, &Tensor::f_full([len, 1], -1.0, (Kind::Float, g.device()))?)?;
+            let mut g = g.f_div_scalar(n as f64)?;
+            if let Some(c) = cap {
+                let t = logits.f_div_scalar(c)?;
+                g = g.f_mul(&t.f_square()?.f_neg()?.f_add_scalar(1.0)?)?;
+            }
+            grads.push(g.f_to_kind(w.kind())?.f_matmul(w)?);
+            start += len;
+        }
+        (loss_sum, Tensor::f_cat(&grads, 0)?)
+    };
+    let loss = loss_sum.f_div_scalar(n as f64)?;
+    // value: loss; gradient w.r.t. hs: `grad`.
+    let s = hs.f_mul(&grad)?.f_sum(Kind::Float)?;
+    Ok(s.f_sub(&s.f_detach()?)?.f_add(&loss)?)
+}
+
+/// Reference loss through full logits and autograd (for tests and small models).
+pub fn full_ce(model: &Gemma3, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let logits = model.logits(hidden)?.f_to_kind(Kind::Float)?;
+    let v = logits.size()[2];
+    Ok(logits.f_reshape([-1, v])?.f_cross_entropy_loss::<Tensor>(
+        &targets.f_reshape([-1])?,
+        None,
+        tch::Reduction::Mean,
+        IGNORE,
+        0.0,
+    )?)
+}
+
+/// AdamW as `torch.optim.AdamW` (decoupled weight decay, bias correction, eps outside the
+/// square root), over named trainable tensors. State tensors can be saved and restored.
+#[derive(Debug)]
+pub struct AdamW {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub step: i64,
+    params: Vec<(String, Tensor)>,
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
+}
+
+impl AdamW {
+    /// torch defaults: betas (0.9, 0.999), eps 1e-8.
+    pub fn new(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Result<Self> {
+        let zeros = |p: &Tensor| p.f_zeros_like();
+        let exp_avg = params.iter().map(|(_, p)| zeros(p)).collect::<Result<Vec<_>, _>>()?;
+        let exp_avg_sq = params.iter().map(|(_, p)| zeros(p)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            params,
+            exp_avg,
+            exp_avg_sq,
+        })
+    }
+
+    /// One update from the parameters' `.grad`. Parameters without a gradient are skipped.
+    pub fn step(&mut self) -> Result<()> {
+        let _g = tch::no_grad_guard();
+        self.step += 1;
+        let bc1 = 1.0 - self.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - self.beta2.powi(self.step as i32);
+        let step_size = self.lr / bc1;
+        let bc2_sqrt = bc2.sqrt();
+        for ((_, p), (m, v)) in self
+            .params
+            .iter_mut()
+            .zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq.iter_mut()))
+        {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            if self.weight_decay != 0.0 {
+                let _ = p.f_mul_scalar_(1.0 - self.lr * self.weight_decay)?;
+            }
+            let _ = m.f_lerp_(&g, 1.0 - self.beta1)?;
+            let _ = v.f_mul_scalar_(self.beta2)?;
+            let _ = v.f_addcmul_(&g, &g.f_mul_scalar(1.0 - self.beta2)?)?;
+            let denom = v.f_sqrt()?.f_div_scalar(bc2_sqrt)?.f_add_scalar(self.eps)?;
+            let _ = p.f_sub_(&m.f_div(&denom)?.f_mul_scalar(step_size)?)?;
+        }
+        Ok(())
+    }
+
+    /// Clear the gradients of all parameters.
+    pub fn zero_grad(&mut self) {
+        for (_, p) in self.params.iter_mut() {
+            p.zero_grad();
+        }
+    }
+
+    /// `{name}.exp_avg`, `{name}.exp_avg_sq` and `step` (int64 scalar), for checkpoints.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for ((n, _), (m, v)) in self.params.iter().zip(self.exp_avg.iter().zip(&self.exp_avg_sq)) {
+            out.push((format!("{n}.exp_avg"), m.shallow_clone()));
+            out.push((format!("{n}.exp_avg_sq"), v.shallow_clone()));
+        }
+        out.push(("step".into(), Tensor::f_from_slice(&[self.step])?));
+        Ok(out)
+    }
+
+    /// Restore what `state` returned (names must match).
+    pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let find = |k: &str| state.iter().find(|(n, _)| n == k).map(|(_, t)| t);
+        let _g = tch::no_grad_guard();
+        for ((n, _), (m, v)) in self
+            .params
+            .iter()
+            .zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq.iter_mut()))
+        {
+            for (suffix, dst) in [("exp_avg", m), ("exp_avg_sq", v)] {
+                let key = format!("{n}.{suffix}");
+                let src = find(&key).ok_or_else(|| {
+                    ModelError::Input(format!("optimizer state lacks `{key}`"))
+                })?;
+                dst.f_copy_(src)?;
+            }
+        }
+        let step = find("step").ok_or_else(|| ModelError::Input("optimizer state lacks `step`".into()))?;
+        self.step = step.f_int64_value(&[0])?;
+        Ok(())
+    }
+}
