@@ -5,7 +5,11 @@
 //! its outputs into the staging directory, which the executor commits atomically on success.
 //! Stages never touch the cache, the tracking DB or the YAML directly.
 
+mod common;
+pub mod load;
+pub mod preprocess;
 pub mod registry;
+pub mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,9 @@ use super::StageKind;
 pub fn all() -> Vec<&'static dyn StageKind> {
     vec![
         // one entry per kind, e.g. &super::command::CommandStage,
+        &super::load::LoadStage,
+        &super::tokenizer::TokenizerStage,
+        &super::preprocess::PreprocessStage,
     ]
 }
 

@@ -1,0 +1,165 @@
+//! Test helpers: the Python oracles (transformers/PEFT in the venv) and tiny model fixtures.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use t2s_torch::gemma3::Inputs;
+use t2s_torch::Gemma3;
+use tch::{Device, Kind, Tensor};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The venv python if it has torch + transformers + peft; `None` (and a loud message) if not.
+pub fn python() -> Option<String> {
+    static PY: OnceLock<Option<String>> = OnceLock::new();
+    PY.get_or_init(|| {
+        let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let ok = Command::new(&py)
+            .args(["-c", "import torch, transformers, peft, safetensors, tokenizers"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            Some(py)
+        } else {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED: `{py}` lacks torch/transformers/peft; parity tests did NOT run. \
+                 `source scripts/env.sh` (sets PYTHON to the venv) and rerun. !!!!!!!!\n"
+            );
+            None
+        }
+    })
+    .clone()
+}
+
+/// Run `scripts/oracles/<script>` with args; panics with its stderr on failure.
+pub fn run_py(py: &str, script: &str, args: &[&str]) -> String {
+    let path = repo_root().join("scripts/oracles").join(script);
+    let out = Command::new(py)
+        .arg(&path)
+        .args(args)
+        .env("TOKENIZERS_PARALLELISM", "false")
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn scratch() -> &'static Path {
+    // Cargo's per-target scratch dir for integration tests; one subdir per test binary, made
+    // fresh on each run.
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test exe");
+        let name = exe.file_stem().and_then(|s| s.to_str()).unwrap_or("t2s-torch-test");
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        d
+    })
+}
+
+/// A tiny random Gemma-3 written by transformers (made once per test binary).
+/// `kv`: KV heads (1 or 2). Layers alternate sliding/full; window 8 < test sequences.
+pub fn tiny_model(py: &str, kv: i64, sharded: bool) -> PathBuf {
+    static MADE: OnceLock<std::sync::Mutex<HashMap<(i64, bool), PathBuf>>> = OnceLock::new();
+    let made = MADE.get_or_init(Default::default);
+    let mut m = made.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = m.get(&(kv, sharded)) {
+        return p.clone();
+    }
+    let dir = scratch().join(format!("tiny-kv{kv}-{}", if sharded { "sharded" } else { "single" }));
+    let d = dir.to_str().unwrap().to_string();
+    let kvs = kv.to_string();
+    let mut args = vec!["--out", &d, "--kv-heads", &kvs, "--layers", "4", "--seed", &kvs];
+    if sharded {
+        args.extend(["--shard-size", "150KB"]);
+    }
+    run_py(py, "make_tiny_gemma.py", &args);
+    m.insert((kv, sharded), dir.clone());
+    dir
+}
+
+pub fn read_st(path: &Path) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(path)
+        .expect("read safetensors")
+        .into_iter()
+        .collect()
+}
+
+/// Max |a - b| over positions where `mask` ([B,S]) is 1.
+pub fn max_diff_masked(a: &Tensor, b: &Tensor, mask: &Tensor) -> f64 {
+    let m = mask.to_kind(Kind::Float).unsqueeze(-1);
+    let d = (a.to_kind(Kind::Float) - b.to_kind(Kind::Float)).abs() * m;
+    d.max().double_value(&[])
+}
+
+/// Logits of `model` for one reference case (`{case}_ids`, `_mask`, `_pos`).
+pub fn case_logits(model: &Gemma3, refs: &HashMap<String, Tensor>, case: &str, padded: bool) -> Tensor {
+    let ids = &refs[&format!("{case}_ids")];
+    let mask = refs[&format!("{case}_mask")].to_kind(Kind::Bool);
+    let pos = &refs[&format!("{case}_pos")];
+    let _g = tch::no_grad_guard();
+    model
+        .forward(&Inputs {
+            ids,
+            positions: pos,
+            key_valid: if padded { Some(&mask) } else { None },
+        })
+        .expect("forward")
+}
+
+pub fn load(dir: &Path) -> Gemma3 {
+    Gemma3::load(dir, Kind::Float, Device::Cpu).expect("load tiny model")
+}
+
+/// A tiny model with random weights, built in Rust (no Python needed).
+pub fn random_model(kv: i64, seed: i64) -> Gemma3 {
+    let cfg: t2s_torch::config::Config = serde_json::from_value(serde_json::json!({
+        "vocab_size": 97, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3,
+        "num_attention_heads": 4, "num_key_value_heads": kv, "head_dim": 8,
+        "sliding_window": 4, "sliding_window_pattern": 2, "query_pre_attn_scalar": 8,
+        "max_position_embeddings": 64
+    }))
+    .unwrap();
+    tch::manual_seed(seed);
+    Gemma3::from_source(
+        cfg,
+        Path::new("<test>"),
+        &t2s_torch::weights::RandomInit { std: 0.2 },
+        Kind::Float,
+        Device::Cpu,
+    )
+    .expect("random model")
+}
+
+/// Random ids `[b, s]` in `[3, vocab)` and positions `0..s`.
+pub fn random_batch(vocab: i64, b: i64, s: i64) -> (Tensor, Tensor) {
+    let ids = Tensor::randint_low(3, vocab, [b, s], (Kind::Int64, Device::Cpu));
+    let pos = Tensor::arange(s, (Kind::Int64, Device::Cpu)).unsqueeze(0).expand([b, s], false);
+    (ids, pos)
+}
+
+/// Set every LoRA B to random values (so the adapter changes the output).
+pub fn randomize_b(model: &mut Gemma3, scale: f64) {
+    let _g = tch::no_grad_guard();
+    for l in model.linears_mut() {
+        if let Some(a) = &mut l.lora {
+            let r = Tensor::randn(a.b.size(), (Kind::Float, Device::Cpu)) * scale;
+            a.b.copy_(&r);
+        }
+    }
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_kind(Kind::Float) - b.to_kind(Kind::Float)).abs().max().double_value(&[])
+}

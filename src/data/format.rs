@@ -1,0 +1,59 @@
+//! The seed's prompt and Gemma's chat template, shared by preprocess, the worker, evaluation
+//! and inference. One BOS: encode these strings with `add_special_tokens = false`.
+
+pub const BOS: &str = "<bos>";
+pub const EOS: &str = "<eos>";
+pub const START_OF_TURN: &str = "<start_of_turn>";
+pub const END_OF_TURN: &str = "<end_of_turn>";
+pub const PAD: &str = "<pad>";
+pub const UNK: &str = "<unk>";
+
+/// The seed's user message for a request and its database context.
+pub fn format_prompt(prompt: &str, context: &str) -> String {
+    format!(
+        "Generate the SQL query for the following request based on the provided context.\n\n\
+         Request: {prompt}\n\nDatabase Context:\n{context}"
+    )
+}
+
+/// A user turn in Gemma's chat template with the generation prompt: what the model sees
+/// before it answers. Content is trimmed as the template's `| trim` does.
+pub fn chat_prompt_from_content(content: &str) -> String {
+    format!(
+        "{BOS}{START_OF_TURN}user\n{}{END_OF_TURN}\n{START_OF_TURN}model\n",
+        content.trim()
+    )
+}
+
+/// [`chat_prompt_from_content`] of [`format_prompt`].
+pub fn chat_prompt(prompt: &str, context: &str) -> String {
+    chat_prompt_from_content(&format_prompt(prompt, context))
+}
+
+/// The supervised response: `SQL: {sql}<eos>`.
+pub fn response(sql: &str) -> String {
+    format!("SQL: {sql}{EOS}")
+}
+
+/// Raw pretraining text for a tiny base model: `<bos>{context}\n{sql}<eos>`.
+pub fn raw_text(context: &str, sql: &str) -> String {
+    format!("{BOS}{context}\n{sql}{EOS}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_prompt_matches_gemma_template() {
+        let p = chat_prompt("How many?", "CREATE TABLE t (a INT);");
+        assert_eq!(
+            p,
+            "<bos><start_of_turn>user\nGenerate the SQL query for the following request based on \
+             the provided context.\n\nRequest: How many?\n\nDatabase Context:\nCREATE TABLE t (a INT);\
+             <end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert_eq!(p.matches("<bos>").count(), 1);
+        assert_eq!(response("SELECT 1;"), "SQL: SELECT 1;<eos>");
+    }
+}

@@ -1,0 +1,289 @@
+//! The Hugging Face hub source: `hf://owner/name[/file]` URIs, the standard HF cache layout
+//! (`HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`), offline resolution from that
+//! cache without any network, online download through `hf-hub` (with `HF_TOKEN`), and the
+//! pinned sizes and sha256 digests of gretel's parquet files.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub const GRETEL_REPO: &str = "gretelai/synthetic_text_to_sql";
+pub const GRETEL_REVISION: &str = "740ab236e64503fba51be1101df7a1be83bf455d";
+
+/// A file with known size and digest at the pinned revision.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownFile {
+    pub split: &'static str,
+    pub name: &'static str,
+    pub size: u64,
+    pub sha256: &'static str,
+}
+
+/// gretel's files at [`GRETEL_REVISION`] (data_and_metrics.md §1.2).
+pub const GRETEL_FILES: [KnownFile; 2] = [
+    KnownFile {
+        split: "train",
+        name: "synthetic_text_to_sql_train.snappy.parquet",
+        size: 32_363_736,
+        sha256: "2bee9ac07cf5057d36b5ea30fb47d948697e882f42bd1cc661185396287c0180",
+    },
+    KnownFile {
+        split: "test",
+        name: "synthetic_text_to_sql_test.snappy.parquet",
+        size: 1_901_018,
+        sha256: "f2056edcd897db59c89d12bde149a36d4e242ac0d2c6d4d42b1f2bc764318993",
+    },
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("`{0}` is not a hub URI; write hf://owner/name or hf://owner/name/path/to/file")]
+    BadUri(String),
+    #[error(
+        "{repo} (revision {revision}): file `{file}` is not in the Hugging Face cache at {cache} \
+         and offline mode is on ({why}). To fix: set HF_TOKEN and run online (unset \
+         HF_HUB_OFFLINE / set `offline: false`), or pre-populate the cache with \
+         `huggingface-cli download {repo} {file} --repo-type {kind} --revision {revision}`, \
+         or point `source` at a local file"
+    )]
+    NotCached {
+        repo: String,
+        revision: String,
+        file: String,
+        cache: String,
+        kind: String,
+        why: String,
+    },
+    #[error(
+        "{repo} (revision {revision}): downloading `{file}` failed: {msg}. Check the network \
+         and HF_TOKEN (gated or private repos need one), or pre-populate the cache with \
+         `huggingface-cli download`, or use a local file"
+    )]
+    Download {
+        repo: String,
+        revision: String,
+        file: String,
+        msg: String,
+    },
+    #[error(
+        "{path}: {what} mismatch for {file} at revision {revision}: expected {expected}, got \
+         {actual}. The cached file is corrupt or not the pinned one; delete it and download again"
+    )]
+    Checksum {
+        path: String,
+        file: String,
+        revision: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// A parsed `hf://owner/name[/file]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubUri {
+    pub repo: String,
+    pub file: Option<String>,
+}
+
+pub fn parse_uri(s: &str) -> Result<HubUri, HubError> {
+    let rest = s
+        .strip_prefix("hf://")
+        .ok_or_else(|| HubError::BadUri(s.to_string()))?;
+    let rest = rest.strip_prefix("datasets/").unwrap_or(rest);
+    let parts: Vec<&str> = rest.splitn(3, '/').collect();
+    if parts.len() < 2 || parts[0].is_empty() || parts[1].is_empty() {
+        return Err(HubError::BadUri(s.to_string()));
+    }
+    Ok(HubUri {
+        repo: format!("{}/{}", parts[0], parts[1]),
+        file: parts
+            .get(2)
+            .filter(|f| !f.is_empty())
+            .map(|f| f.to_string()),
+    })
+}
+
+/// The hub cache directory: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
+/// `~/.cache/huggingface/hub`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("HF_HUB_CACHE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("HF_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p).join("hub");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache").join("huggingface").join("hub")
+}
+
+/// True when `HF_HUB_OFFLINE` is set to a true value.
+pub fn env_offline() -> bool {
+    matches!(
+        std::env::var("HF_HUB_OFFLINE")
+            .ok()
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("1" | "true" | "yes" | "on")
+    )
+}
+
+/// Dataset or model repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dataset,
+    Model,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Dataset => "datasets",
+            Kind::Model => "models",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Dataset => "dataset",
+            Kind::Model => "model",
+        }
+    }
+}
+
+/// Look a file up in the standard cache layout: `<cache>/<kind>s--owner--name/snapshots/<rev>/<file>`,
+/// where `<rev>` is the revision itself or the commit `refs/<rev>` points to.
+pub fn resolve_cached(
+    cache: &Path,
+    kind: Kind,
+    repo: &str,
+    revision: &str,
+    file: &str,
+) -> Option<PathBuf> {
+    let dir = cache.join(format!("{}--{}", kind.prefix(), repo.replace('/', "--")));
+    let direct = dir.join("snapshots").join(revision).join(file);
+    if direct.is_file() {
+        return Some(direct);
+    }
+    let commit = std::fs::read_to_string(dir.join("refs").join(revision)).ok()?;
+    let via_ref = dir.join("snapshots").join(commit.trim()).join(file);
+    via_ref.is_file().then_some(via_ref)
+}
+
+/// Get a hub file: from the cache when present, else (online only) by download into the cache.
+pub fn fetch(
+    kind: Kind,
+    repo: &str,
+    revision: &str,
+    file: &str,
+    offline: bool,
+) -> Result<PathBuf, HubError> {
+    let cache = cache_dir();
+    if let Some(p) = resolve_cached(&cache, kind, repo, revision, file) {
+        return Ok(p);
+    }
+    if offline || env_offline() {
+        let why = if env_offline() {
+            "HF_HUB_OFFLINE is set"
+        } else {
+            "param offline: true"
+        };
+        return Err(HubError::NotCached {
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+            file: file.to_string(),
+            cache: cache.display().to_string(),
+            kind: kind.name().to_string(),
+            why: why.to_string(),
+        });
+    }
+    let dl_err = |msg: String| HubError::Download {
+        repo: repo.to_string(),
+        revision: revision.to_string(),
+        file: file.to_string(),
+        msg,
+    };
+    let hub_cache = hf_hub::Cache::new(cache.clone());
+    let token = std::env::var("HF_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| hub_cache.token());
+    let api = hf_hub::api::sync::ApiBuilder::from_cache(hub_cache)
+        .with_token(token)
+        .with_progress(false)
+        .build()
+        .map_err(|e| dl_err(e.to_string()))?;
+    let rtype = match kind {
+        Kind::Dataset => hf_hub::RepoType::Dataset,
+        Kind::Model => hf_hub::RepoType::Model,
+    };
+    let r = api.repo(hf_hub::Repo::with_revision(
+        repo.to_string(),
+        rtype,
+        revision.to_string(),
+    ));
+    r.get(file).map_err(|e| dl_err(e.to_string()))
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, HubError> {
+    let io = |e| HubError::Io(path.display().to_string(), e);
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Check a fetched file against its pinned size and digest. Returns its sha256.
+pub fn verify(path: &Path, known: &KnownFile, revision: &str) -> Result<String, HubError> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| HubError::Io(path.display().to_string(), e))?
+        .len();
+    let err = |what, expected: String, actual: String| HubError::Checksum {
+        path: path.display().to_string(),
+        file: known.name.to_string(),
+        revision: revision.to_string(),
+        what,
+        expected,
+        actual,
+    };
+    if size != known.size {
+        return Err(err("size", known.size.to_string(), size.to_string()));
+    }
+    let sha = sha256_file(path)?;
+    if sha != known.sha256 {
+        return Err(err("sha256", known.sha256.to_string(), sha));
+    }
+    Ok(sha)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_parse() {
+        let u = parse_uri("hf://gretelai/synthetic_text_to_sql").unwrap();
+        assert_eq!(u.repo, GRETEL_REPO);
+        assert_eq!(u.file, None);
+        let u = parse_uri("hf://a/b/dir/x.parquet").unwrap();
+        assert_eq!(
+            (u.repo.as_str(), u.file.as_deref()),
+            ("a/b", Some("dir/x.parquet"))
+        );
+        assert!(parse_uri("hf://onlyowner").is_err());
+        assert!(parse_uri("gretelai/x").is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! Preprocessing: rows → token ids and labels, in the Gemma chat format (prompt masked with
+//! -100) or the raw pretraining format (all tokens are labels), with an explicit max length
+//! and truncation policy. Parallel over rows with rayon.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use super::examples::Stored;
+use super::format::{chat_prompt, raw_text, response};
+use super::load::LoadedRow;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `<bos><start_of_turn>user\n…<end_of_turn>\n<start_of_turn>model\n` + `SQL: {sql}<eos>`.
+    Chat,
+    /// `<bos>{context}\n{sql}<eos>`, every token a label.
+    Raw,
+}
+
+/// What to do with an example longer than `max_length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Truncation {
+    /// Drop the example.
+    Drop,
+    /// Cut tokens from the end (the response may lose its end).
+    TruncateRight,
+    /// Remove whole trailing statements of the context until it fits; drop if it never does.
+    TruncateContext,
+}
+
+impl Truncation {
+    pub fn parse(s: &str) -> Option<Truncation> {
+        match s {
+            "drop" => Some(Truncation::Drop),
+            "truncate_right" => Some(Truncation::TruncateRight),
+            "truncate_context" => Some(Truncation::TruncateContext),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub mode: Mode,
+    pub max_length: usize,
+    pub truncation: Truncation,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub rows: usize,
+    pub kept: usize,
+    pub dropped: usize,
+    pub truncated: usize,
+    pub tokens: usize,
+    pub max_tokens: usize,
+    pub mean_tokens: f64,
+    pub by_split: BTreeMap<String, usize>,
+}
+
+enum Outcome {
+    Kept {
+        ids: Vec<u32>,
+        prompt_len: u32,
+        truncated: bool,
+    },
+    Dropped,
+}
+
+fn encode(tk: &Tokenizer, text: &str) -> anyhow::Result<Vec<u32>> {
+    Ok(tk
+        .encode_fast(text, false)
+        .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?
+        .get_ids()
+        .to_vec())
+}
+
+/// Ids and prompt length of one row, before any truncation.
+pub fn encode_row(
+    tk: &Tokenizer,
+    mode: Mode,
+    prompt: &str,
+    context: &str,
+    sql: &str,
+) -> anyhow::Result<(Vec<u32>, u32)> {
+    match mode {
+        Mode::Chat => {
+            let mut ids = encode(tk, &chat_prompt(prompt, context))?;
+            let plen = ids.len() as u32;
+            ids.extend(encode(tk, &response(sql))?);
+            Ok((ids, plen))
+        }
+        Mode::Raw => Ok((encode(tk, &raw_text(context, sql))?, 0)),
+    }
+}
+
+fn process(tk: &Tokenizer, r: &LoadedRow, p: &Params) -> anyhow::Result<Outcome> {
+    let row = &r.row;
+    let (mut ids, plen) = encode_row(tk, p.mode, &row.sql_prompt, &row.sql_context, &row.sql)?;
+    if ids.len() <= p.max_length {
+        return Ok(Outcome::Kept {
+            ids,
+            prompt_len: plen,
+            truncated: false,
+        });
+    }
+    match p.truncation {
+        Truncation::Drop => Ok(Outcome::Dropped),
+        Truncation::TruncateRight => {
+            ids.truncate(p.max_length);
+            let plen = plen.min(p.max_length as u32);
+            Ok(Outcome::Kept {
+                ids,
+                prompt_len: plen,
+                truncated: true,
+            })
+        }
+        Truncation::TruncateContext => {
+            let stmts: Vec<&str> = row.sql_context.split_inclusive(';').collect();
+            for keep in (0..stmts.len()).rev() {
+                let ctx = stmts[..keep].concat();
+                let (ids, plen) =
+                    encode_row(tk, p.mode, &row.sql_prompt, ctx.trim_end(), &row.sql)?;
+                if ids.len() <= p.max_length {
+                    return Ok(Outcome::Kept {
+                        ids,
+                        prompt_len: plen,
+                        truncated: true,
+                    });
+                }
+            }
+            Ok(Outcome::Dropped)
+        }
+    }
+}
+
+/// Tokenize rows in parallel; returns the kept examples (input order) and counts.
+pub fn preprocess(
+    tk: &Tokenizer,
+    rows: Vec<LoadedRow>,
+    p: &Params,
+) -> anyhow::Result<(Vec<Stored>, Report)> {
+    let outcomes: Vec<anyhow::Result<Outcome>> =
+        rows.par_iter().map(|r| process(tk, r, p)).collect();
+    let mut rep = Report {
+        rows: rows.len(),
+        ..Default::default()
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (r, o) in rows.into_iter().zip(outcomes) {
+        match o.map_err(|e| anyhow::anyhow!("row id {}: {e}", r.row.id))? {
+            Outcome::Dropped => rep.dropped += 1,
+            Outcome::Kept {
+                ids,
+                prompt_len,
+                truncated,
+            } => {
+                rep.truncated += truncated as usize;
+                rep.tokens += ids.len();
+                rep.max_tokens = rep.max_tokens.max(ids.len());
+                *rep.by_split.entry(r.split.clone()).or_default() += 1;
+                out.push(Stored {
+                    row: r,
+                    ids,
+                    prompt_len,
+                });
+            }
+        }
+    }
+    rep.kept = out.len();
+    rep.mean_tokens = if rep.kept > 0 {
+        rep.tokens as f64 / rep.kept as f64
+    } else {
+        0.0
+    };
+    Ok((out, rep))
+}

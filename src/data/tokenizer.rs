@@ -1,0 +1,112 @@
+//! Tokenizers: training a small byte-level BPE on the corpus (Gemma's special tokens as single
+//! tokens at ids 0–5), loading an HF `tokenizer.json`, and its fingerprint.
+
+use std::path::Path;
+
+use anyhow::Context;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper,
+    PreTokenizerWrapper, Tokenizer, TokenizerBuilder, TokenizerImpl,
+};
+
+use super::format::{format_prompt, BOS, END_OF_TURN, EOS, PAD, START_OF_TURN, UNK};
+use super::Row;
+
+/// Special tokens of a trained tokenizer, in id order: `<pad>`=0, `<eos>`=1, `<bos>`=2,
+/// `<unk>`=3 (Gemma's ids), then `<start_of_turn>`=4, `<end_of_turn>`=5.
+pub const SPECIAL_TOKENS: [&str; 6] = [PAD, EOS, BOS, UNK, START_OF_TURN, END_OF_TURN];
+
+/// Texts a tokenizer is trained on for one row: the user message, the turn roles and the
+/// response, without special tokens.
+pub fn training_texts(r: &Row) -> [String; 3] {
+    [
+        format_prompt(&r.sql_prompt, &r.sql_context),
+        "user\n\nmodel\n".to_string(),
+        format!("SQL: {}\n{}\n{}", r.sql, r.sql_context, r.sql),
+    ]
+}
+
+/// Train a byte-level BPE with `vocab_size` entries (special tokens included).
+pub fn train_bpe(rows: &[Row], vocab_size: usize, min_frequency: u64) -> anyhow::Result<Tokenizer> {
+    let specials: Vec<AddedToken> = SPECIAL_TOKENS
+        .iter()
+        .map(|t| AddedToken::from(t.to_string(), true))
+        .collect();
+    let trainer = BpeTrainerBuilder::new()
+        .vocab_size(vocab_size)
+        .min_frequency(min_frequency)
+        .show_progress(false)
+        .special_tokens(specials.clone())
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build();
+    let mut trainer = TrainerWrapper::BpeTrainer(trainer);
+    let mut tk: TokenizerImpl<
+        ModelWrapper,
+        NormalizerWrapper,
+        PreTokenizerWrapper,
+        PostProcessorWrapper,
+        DecoderWrapper,
+    > = TokenizerBuilder::new()
+        .with_model(BPE::default().into())
+        .with_normalizer(None)
+        .with_pre_tokenizer(Some(ByteLevel::new(false, true, true).into()))
+        .with_post_processor(None)
+        .with_decoder(Some(ByteLevelDecoder::default().into()))
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the tokenizer: {e}"))?;
+    tk.train(&mut trainer, rows.iter().flat_map(training_texts))
+        .map_err(|e| anyhow::anyhow!("training the BPE tokenizer: {e}"))?;
+    tk.add_special_tokens(&specials);
+    let tk: Tokenizer = tk.into();
+    for (i, t) in SPECIAL_TOKENS.iter().enumerate() {
+        anyhow::ensure!(
+            tk.token_to_id(t) == Some(i as u32),
+            "trained tokenizer: {t} got id {:?}, expected {i}",
+            tk.token_to_id(t)
+        );
+    }
+    Ok(tk)
+}
+
+/// Load a `tokenizer.json`.
+pub fn load(path: &Path) -> anyhow::Result<Tokenizer> {
+    Tokenizer::from_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: not a loadable tokenizer.json ({e})", path.display()))
+}
+
+/// blake3 of a tokenizer file's bytes, hex.
+pub fn fingerprint(path: &Path) -> anyhow::Result<String> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(blake3::hash(&b).to_hex().to_string())
+}
+
+/// Ids of the special tokens the pipeline needs; errors name the missing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpecialIds {
+    pub pad: u32,
+    pub eos: u32,
+    pub bos: u32,
+    pub start_of_turn: u32,
+    pub end_of_turn: u32,
+}
+
+impl SpecialIds {
+    pub fn of(tk: &Tokenizer) -> anyhow::Result<SpecialIds> {
+        let id = |t: &str| {
+            tk.token_to_id(t).with_context(|| {
+                format!("the tokenizer has no {t} token; use a Gemma tokenizer or the `tokenizer` stage's trained one")
+            })
+        };
+        Ok(SpecialIds {
+            pad: id(PAD)?,
+            eos: id(EOS)?,
+            bos: id(BOS)?,
+            start_of_turn: id(START_OF_TURN)?,
+            end_of_turn: id(END_OF_TURN)?,
+        })
+    }
+}

@@ -1,0 +1,47 @@
+//! Helpers the data stage kinds share: finding upstream artifacts by what they hold, reading
+//! typed params.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::{StageContext, StageError};
+
+/// The first input directory holding `file`, or an error naming what the stage needs.
+pub fn input_with(ctx: &StageContext<'_>, file: &str, what: &str) -> Result<PathBuf, StageError> {
+    find_input(ctx, file).ok_or_else(|| {
+        let have: Vec<String> = ctx.inputs.iter().map(|i| format!("{} ({})", i.stage, i.kind)).collect();
+        StageError::Failed(format!(
+            "stage `{}` needs {what} as an input (an upstream artifact with {file}); its needs are [{}]",
+            ctx.stage_name,
+            have.join(", ")
+        ))
+    })
+}
+
+/// The first input directory holding `file`, if any.
+pub fn find_input(ctx: &StageContext<'_>, file: &str) -> Option<PathBuf> {
+    ctx.inputs
+        .iter()
+        .map(|i| i.dir.clone())
+        .find(|d| d.join(file).is_file())
+}
+
+pub fn str_param<'a>(p: &'a Map<String, Value>, k: &str, d: &'a str) -> &'a str {
+    p.get(k).and_then(Value::as_str).unwrap_or(d)
+}
+
+pub fn u64_param(p: &Map<String, Value>, k: &str, d: u64) -> u64 {
+    p.get(k).and_then(Value::as_u64).unwrap_or(d)
+}
+
+pub fn bool_param(p: &Map<String, Value>, k: &str, d: bool) -> bool {
+    p.get(k).and_then(Value::as_bool).unwrap_or(d)
+}
+
+/// Copy a file into the output directory.
+pub fn copy_into(src: &Path, out_dir: &Path, name: &str) -> anyhow::Result<()> {
+    std::fs::copy(src, out_dir.join(name))
+        .map_err(|e| anyhow::anyhow!("copying {} into the artifact: {e}", src.display()))?;
+    Ok(())
+}

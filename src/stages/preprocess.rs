@@ -1,0 +1,93 @@
+//! The `preprocess` stage: loaded rows + a tokenizer → token ids and labels (chat format with
+//! the prompt masked, or raw pretraining text), with `max_length` and a truncation policy.
+//! Output: the examples layout of `data::examples`, `tokenizer.json`, `meta.json`,
+//! `preprocess_report.json`.
+
+use serde_json::{json, Value};
+
+use super::common::{copy_into, input_with, str_param, u64_param};
+use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use crate::data::examples::write_stored;
+use crate::data::preprocess::{preprocess, Mode, Params, Truncation};
+use crate::data::tokenizer::{fingerprint, load, SpecialIds};
+
+pub struct PreprocessStage;
+
+static PARAMS: [ParamSpec; 3] = [
+    ParamSpec::optional("format", ParamType::Enum(&["chat", "raw"]), || json!("chat"),
+        "chat: Gemma chat template, prompt masked; raw: <bos>{context}\\n{sql}<eos>, all tokens labels"),
+    ParamSpec::optional("max_length", ParamType::Int, || json!(512), "maximum tokens per example"),
+    ParamSpec::optional("truncation", ParamType::Enum(&["drop", "truncate_right", "truncate_context"]),
+        || json!("drop"), "what to do with longer examples"),
+];
+
+impl StageKind for PreprocessStage {
+    fn kind(&self) -> &'static str {
+        "preprocess"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        &PARAMS
+    }
+    fn check_params(&self, p: &serde_json::Map<String, Value>) -> Vec<(String, String)> {
+        if u64_param(p, "max_length", 512) < 8 {
+            return vec![("max_length".into(), "must be at least 8 tokens".into())];
+        }
+        Vec::new()
+    }
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let p = ctx.params;
+        let rows_dir = input_with(ctx, crate::data::load::ROWS_FILE, "the `load` artifact")?;
+        let tok_dir = input_with(ctx, "tokenizer.json", "a `tokenizer` artifact")?;
+        let tok_path = tok_dir.join("tokenizer.json");
+        let tk = load(&tok_path)?;
+        let special = SpecialIds::of(&tk)?;
+        let params = Params {
+            mode: if str_param(p, "format", "chat") == "raw" {
+                Mode::Raw
+            } else {
+                Mode::Chat
+            },
+            max_length: u64_param(p, "max_length", 512) as usize,
+            truncation: Truncation::parse(str_param(p, "truncation", "drop"))
+                .unwrap_or(Truncation::Drop),
+        };
+        let rows = crate::data::read_loaded(&rows_dir)?;
+        ctx.metrics
+            .progress(0, Some(rows.len() as u64), "tokenizing");
+        let (examples, report) = preprocess(&tk, rows, &params)?;
+        if examples.is_empty() {
+            return Err(StageError::Failed(format!(
+                "preprocess: all {} rows were dropped as longer than max_length {}; raise max_length or use truncation: truncate_context",
+                report.rows, params.max_length
+            )));
+        }
+        write_stored(ctx.out_dir, &examples)?;
+        copy_into(&tok_path, ctx.out_dir, "tokenizer.json")?;
+        let meta = json!({
+            "format": params.mode,
+            "max_length": params.max_length,
+            "truncation": params.truncation,
+            "tokenizer_blake3": fingerprint(&tok_path)?,
+            "special_ids": special,
+        });
+        let w = |name: &str, v: &Value| -> anyhow::Result<()> {
+            std::fs::write(ctx.out_dir.join(name), serde_json::to_vec_pretty(v)?)?;
+            Ok(())
+        };
+        w("meta.json", &meta)?;
+        w(
+            "preprocess_report.json",
+            &serde_json::to_value(&report).map_err(anyhow::Error::from)?,
+        )?;
+        let mut o = StageOutcome::default();
+        o.metrics.insert("examples".into(), report.kept as f64);
+        o.metrics.insert("dropped".into(), report.dropped as f64);
+        o.metrics
+            .insert("truncated".into(), report.truncated as f64);
+        o.metrics.insert("mean_tokens".into(), report.mean_tokens);
+        Ok(o)
+    }
+}

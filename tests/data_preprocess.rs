@@ -1,0 +1,173 @@
+//! Acceptance 5: preprocess parity with the Python reference (scripts/oracles/preprocess_ref.py,
+//! HF `tokenizers`, the same tokenizer.json) for every row of a generated corpus; plus the
+//! trained tokenizer's special tokens and the examples file round trip.
+
+mod data_common;
+
+use std::path::Path;
+use std::process::Command;
+
+use data_common::{python, write_jsonl};
+use t2s::data::builtin;
+use t2s::data::examples::{read_examples, write_stored};
+use t2s::data::load::LoadedRow;
+use t2s::data::preprocess::{preprocess, Mode, Params, Truncation};
+use t2s::data::tokenizer::{train_bpe, SPECIAL_TOKENS};
+
+fn oracle(
+    rows: &Path,
+    tok: &Path,
+    mode: &str,
+    max_length: usize,
+) -> Vec<(i64, Vec<u32>, Vec<i64>)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracles/preprocess_ref.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(rows)
+        .arg(tok)
+        .args(["--mode", mode, "--max-length", &max_length.to_string()])
+        .output()
+        .expect("run the python oracle");
+    assert!(
+        out.status.success(),
+        "oracle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["id"].as_i64().unwrap(),
+                serde_json::from_value(v["input_ids"].clone()).unwrap(),
+                serde_json::from_value(v["labels"].clone()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn preprocess_matches_python_reference_for_every_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = builtin::generate(99, 1500);
+    let tk = train_bpe(&rows, 1024, 2).unwrap();
+    let tok_path = tmp.path().join("tokenizer.json");
+    tk.save(&tok_path, false).unwrap();
+    let rows_path = tmp.path().join("rows.jsonl");
+    write_jsonl(&rows_path, &rows);
+    let loaded: Vec<LoadedRow> = rows
+        .iter()
+        .map(|r| LoadedRow {
+            split: "train".into(),
+            row: r.clone(),
+        })
+        .collect();
+
+    for (mode, name) in [(Mode::Chat, "chat"), (Mode::Raw, "raw")] {
+        let p = Params {
+            mode,
+            max_length: 100_000,
+            truncation: Truncation::Drop,
+        };
+        let (ex, rep) = preprocess(&tk, loaded.clone(), &p).unwrap();
+        assert_eq!(rep.kept, rows.len());
+        let want = oracle(&rows_path, &tok_path, name, 0);
+        assert_eq!(want.len(), ex.len());
+        for (s, (id, ids, labels)) in ex.iter().zip(&want) {
+            assert_eq!(s.row.row.id, *id);
+            assert_eq!(&s.ids, ids, "{name}: ids differ for row {id}");
+            assert_eq!(&s.labels(), labels, "{name}: labels differ for row {id}");
+            // One BOS, first; the response ends with EOS.
+            assert_eq!(s.ids[0], 2);
+            assert_eq!(
+                s.ids.iter().filter(|&&t| t == 2).count(),
+                1,
+                "row {id}: BOS count"
+            );
+            assert_eq!(*s.ids.last().unwrap(), 1);
+        }
+        if mode == Mode::Chat {
+            // The prompt part ends with "<start_of_turn>model\n"; the labels start after it.
+            let s = &ex[0];
+            let pl = s.prompt_len as usize;
+            assert!(s.ids[..pl].contains(&4) && s.ids[..pl].contains(&5));
+            assert!(s.labels()[..pl].iter().all(|&l| l == -100));
+            assert!(s.labels()[pl..].iter().all(|&l| l >= 0));
+        }
+    }
+
+    // The drop policy keeps exactly the rows the reference keeps.
+    let mut lens: Vec<usize> = oracle(&rows_path, &tok_path, "chat", 0)
+        .iter()
+        .map(|x| x.1.len())
+        .collect();
+    lens.sort_unstable();
+    let cut = lens[lens.len() / 2];
+    let p = Params {
+        mode: Mode::Chat,
+        max_length: cut,
+        truncation: Truncation::Drop,
+    };
+    let (ex, rep) = preprocess(&tk, loaded.clone(), &p).unwrap();
+    let want = oracle(&rows_path, &tok_path, "chat", cut);
+    assert_eq!(ex.len(), want.len());
+    assert_eq!(rep.dropped, rows.len() - want.len());
+    assert!(rep.dropped > 0);
+    assert!(ex
+        .iter()
+        .zip(&want)
+        .all(|(s, w)| s.row.row.id == w.0 && s.ids == w.1));
+
+    // Truncation policies respect max_length and count what they did.
+    for t in [Truncation::TruncateRight, Truncation::TruncateContext] {
+        let p = Params {
+            mode: Mode::Chat,
+            max_length: cut,
+            truncation: t,
+        };
+        let (ex, rep) = preprocess(&tk, loaded.clone(), &p).unwrap();
+        assert!(ex.iter().all(|s| s.ids.len() <= cut));
+        assert!(rep.truncated > 0, "{t:?}");
+        assert_eq!(rep.kept + rep.dropped, rows.len());
+    }
+
+    // Stored examples read back identically.
+    let p = Params {
+        mode: Mode::Chat,
+        max_length: 100_000,
+        truncation: Truncation::Drop,
+    };
+    let (ex, _) = preprocess(&tk, loaded, &p).unwrap();
+    let dir = tmp.path().join("ex");
+    write_stored(&dir, &ex).unwrap();
+    let back = read_examples(&dir).unwrap();
+    assert_eq!(back.len(), ex.len());
+    for (b, s) in back.iter().zip(&ex) {
+        assert_eq!(b.row, s.row.row);
+        assert_eq!(b.input_ids, s.ids);
+        assert_eq!(b.labels, s.labels());
+    }
+}
+
+#[test]
+fn trained_tokenizer_has_gemma_specials_as_single_tokens() {
+    let rows = builtin::generate(5, 400);
+    let tk = train_bpe(&rows, 800, 2).unwrap();
+    for (i, t) in SPECIAL_TOKENS.iter().enumerate() {
+        assert_eq!(tk.token_to_id(t), Some(i as u32));
+    }
+    let enc = tk
+        .encode("<bos><start_of_turn>user\nhi<end_of_turn>\n<eos>", false)
+        .unwrap();
+    let ids = enc.get_ids();
+    assert_eq!(ids[0], 2);
+    assert_eq!(ids[1], 4);
+    assert!(ids.contains(&5));
+    assert_eq!(*ids.last().unwrap(), 1);
+    assert!(tk.get_vocab_size(true) <= 800);
+    // Byte-level: any text round-trips.
+    let text = "SELECT name FROM t WHERE x = 'Ünïcødé ✓';";
+    let e = tk.encode(text, false).unwrap();
+    assert_eq!(tk.decode(e.get_ids(), false).unwrap(), text);
+}
