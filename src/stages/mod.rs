@@ -10,6 +10,7 @@ pub mod load;
 pub mod preprocess;
 pub mod registry;
 pub mod tokenizer;
+pub mod train;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

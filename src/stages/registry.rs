@@ -9,6 +9,7 @@ pub fn all() -> Vec<&'static dyn StageKind> {
         &super::load::LoadStage,
         &super::tokenizer::TokenizerStage,
         &super::preprocess::PreprocessStage,
+        &super::train::TrainStage,
     ]
 }
 
