@@ -13,4 +13,5 @@ pub mod pipeline;
 pub mod report;
 pub mod runs;
 pub mod stages;
+pub mod train_plan;
 pub mod worker;

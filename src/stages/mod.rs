@@ -14,6 +14,7 @@ pub mod preprocess;
 pub mod registry;
 pub mod split;
 pub mod tokenizer;
+pub mod train;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@ pub mod linear;
 pub mod lora;
 pub mod tok;
 pub mod train;
+pub mod trainer;
 pub mod weights;
 
 pub use error::{ModelError, Result};

@@ -64,6 +64,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "generate" => generate::run(spec, ev),
         "infer" => infer::run(spec, ev),
         "bench-train" => bench::run(spec, ev),
+        "train" => crate::trainer::job::run(spec, ev),
         other => bail!(
             "unknown job `{other}` (this worker knows doctor, generate, infer, bench-train)"
         ),

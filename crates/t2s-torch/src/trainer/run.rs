@@ -1,0 +1,416 @@
+//! The optimizer-step loop: batches from the plan, accumulation with HF's token-count
+//! normalisation, clipping, AdamW, schedule, logging, evaluation, best weights, early
+//! stopping and checkpoints; resumes from the newest checkpoint of the partial area.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use t2s::train_plan::{
+    derive_seed, pad_right, BatchPlan, EarlyStoppingState, LogEntry, LrSchedule, StepPlan,
+    TrainParams, TrainerState,
+};
+use t2s::worker::protocol::WorkerEvent;
+use tch::Tensor;
+
+use super::checkpoint::{self, Meta};
+use super::optim::{clip_grad_norm, Optimizer};
+use super::{TrainExample, Trainable};
+
+const TAG_DROPOUT: u64 = 2;
+
+/// Where a run reads and writes, besides the model and data.
+pub struct RunConfig<'a> {
+    pub params: &'a TrainParams,
+    pub pad_id: i64,
+    /// Checkpoint area (resume); `None` trains without checkpoints.
+    pub partial_dir: Option<&'a Path>,
+    /// Stop after this many optimizer steps of *this* process (tests simulate a crash).
+    pub stop_after: Option<u64>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub state: TrainerState,
+    /// The step the run continued from (a checkpoint), if any.
+    pub resumed_from: Option<u64>,
+    /// HF's `train_loss`: the mean of all step losses.
+    pub train_loss: f64,
+    pub train_tokens: u64,
+    /// The loss of every optimizer step this process ran, in order.
+    pub step_losses: Vec<f64>,
+    /// Examples dropped for exceeding `max_length`.
+    pub dropped_too_long: usize,
+    /// The final weights are those of the best evaluation.
+    pub loaded_best: bool,
+}
+
+/// A micro-batch as tensors plus its loss-token count.
+struct Micro {
+    ids: Tensor,
+    labels: Tensor,
+    loss_tokens: usize,
+    real_tokens: usize,
+}
+
+fn micro(
+    examples: &[TrainExample],
+    idx: &[usize],
+    pad_id: i64,
+    dev: tch::Device,
+) -> anyhow::Result<Micro> {
+    let pairs: Vec<(&[u32], &[i64])> = idx
+        .iter()
+        .map(|&i| {
+            (
+                examples[i].input_ids.as_slice(),
+                examples[i].labels.as_slice(),
+            )
+        })
+        .collect();
+    let p = pad_right(&pairs, pad_id.max(0) as u32);
+    let shape = [p.rows as i64, p.cols as i64];
+    Ok(Micro {
+        ids: Tensor::f_from_slice(&p.input_ids)?
+            .f_reshape(shape)?
+            .f_to_device(dev)?,
+        labels: Tensor::f_from_slice(&p.labels)?
+            .f_reshape(shape)?
+            .f_to_device(dev)?,
+        loss_tokens: p.loss_tokens,
+        real_tokens: p.real_tokens,
+    })
+}
+
+/// Turn libtorch's out-of-memory failures into advice.
+fn explain(e: anyhow::Error, p: &TrainParams) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("out of memory") {
+        let knob = if p.token_budget > 0 {
+            format!("token_budget (now {})", p.token_budget)
+        } else {
+            format!("batch_size (now {}) or set a token_budget", p.batch_size)
+        };
+        anyhow::anyhow!(
+            "the device ran out of memory while training; lower {knob} or max_length (now {}), raising grad_accum to keep the effective batch ({text})",
+            p.max_length
+        )
+    } else {
+        e
+    }
+}
+
+/// Token-weighted mean loss over `examples` (no gradient, no dropout).
+pub fn eval_loss(
+    model: &dyn Trainable,
+    examples: &[TrainExample],
+    p: &TrainParams,
+    pad_id: i64,
+) -> anyhow::Result<f64> {
+    let lengths: Vec<usize> = examples.iter().map(|e| e.input_ids.len()).collect();
+    let plan = BatchPlan::new(
+        &lengths,
+        p.max_length as usize,
+        p.batch_by(),
+        true,
+        false,
+        0,
+    )
+    .map_err(|e| anyhow::anyhow!("validation split: {e}"))?;
+    let _g = tch::no_grad_guard();
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for idx in plan.epoch(0) {
+        let m = micro(examples, &idx, pad_id, model.device())?;
+        if m.loss_tokens == 0 {
+            continue;
+        }
+        let l = model
+            .mean_loss(&m.ids, &m.labels, false)?
+            .f_double_value(&[])?;
+        sum += l * m.loss_tokens as f64;
+        n += m.loss_tokens;
+    }
+    if n == 0 {
+        bail!("the validation split has no answer tokens to score; check its labels");
+    }
+    Ok(sum / n as f64)
+}
+
+/// Train `model` on `train` (evaluating on `valid`), emitting metric and progress events.
+pub fn train(
+    model: &dyn Trainable,
+    train: &[TrainExample],
+    valid: &[TrainExample],
+    cfg: &RunConfig,
+    emit: &mut dyn FnMut(WorkerEvent),
+) -> anyhow::Result<TrainOutcome> {
+    let p = cfg.params;
+    let problems = p.problems();
+    if let Some((name, msg)) = problems.first() {
+        bail!("train param `{name}` {msg}");
+    }
+    let lengths: Vec<usize> = train.iter().map(|e| e.input_ids.len()).collect();
+    let plan = BatchPlan::new(
+        &lengths,
+        p.max_length as usize,
+        p.batch_by(),
+        p.group_by_length,
+        p.shuffle,
+        p.seed,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if p.eval_steps > 0 && valid.is_empty() {
+        bail!("eval_steps is {} but the validation split is empty; give the split stage a validation fraction or set eval_steps: 0", p.eval_steps);
+    }
+    let steps = StepPlan::new(
+        plan.batches_per_epoch() as u64,
+        p.grad_accum,
+        p.epochs,
+        p.max_steps,
+    );
+    let sched = LrSchedule {
+        kind: p.scheduler,
+        base_lr: p.lr,
+        warmup_steps: LrSchedule::warmup_steps_for(
+            steps.total_steps,
+            p.warmup_steps,
+            p.warmup_ratio,
+        ),
+        total_steps: steps.total_steps,
+    };
+    let params = model.trainable();
+    if params.is_empty() {
+        bail!("the model has no trainable tensors (check method and target_modules)");
+    }
+    let mut opt = Optimizer::new(&params, (p.betas[0], p.betas[1]), p.eps, p.weight_decay)?;
+    let params_json = serde_json::to_value(p)?;
+
+    let mut state = TrainerState {
+        max_steps: steps.total_steps,
+        num_train_epochs: steps.total_steps.div_ceil(steps.updates_per_epoch),
+        train_batch_size: p.batch_size as usize,
+        logging_steps: p.logging_steps,
+        eval_steps: p.eval_steps,
+        save_steps: p.save_steps,
+        early_stopping: EarlyStoppingState {
+            early_stopping_patience: p.early_stopping_patience,
+            early_stopping_threshold: p.early_stopping_threshold,
+            early_stopping_patience_counter: 0,
+        },
+        ..Default::default()
+    };
+    let (mut win_sum, mut win_steps, mut total_loss, mut tokens) = (0.0f64, 0u64, 0.0f64, 0u64);
+    let mut best_mem: Option<Vec<(String, Tensor)>> = None;
+    let mut resumed_from = None;
+    if let Some(partial) = cfg.partial_dir {
+        let mut warn = |m: String| {
+            emit(WorkerEvent::Log {
+                level: "warn".into(),
+                message: m,
+            })
+        };
+        if let Some(ck) = checkpoint::latest(partial, &params_json, &mut warn) {
+            checkpoint::restore(
+                &params,
+                &ck.trainable,
+                &format!("checkpoint {}", ck.dir.display()),
+            )?;
+            opt.load_state(&ck.optimizer)
+                .with_context(|| format!("checkpoint {}", ck.dir.display()))?;
+            state = ck.meta.state;
+            (win_sum, win_steps, total_loss, tokens) = (
+                ck.meta.loss_window_sum,
+                ck.meta.loss_window_steps,
+                ck.meta.total_loss_sum,
+                ck.meta.train_tokens,
+            );
+            if let Some(b) = state.best_global_step {
+                best_mem = Some(checkpoint::load_best(partial, b)?);
+            }
+            resumed_from = Some(state.global_step);
+            emit(WorkerEvent::Log {
+                level: "info".into(),
+                message: format!(
+                    "resuming from {} (step {})",
+                    ck.dir.display(),
+                    state.global_step
+                ),
+            });
+        }
+    }
+
+    let ga = steps.grad_accum;
+    let mut epoch_cache: Option<(u64, Vec<Vec<usize>>)> = None;
+    let mut step_losses = Vec::new();
+    let start = state.global_step;
+    let mut ran = 0u64;
+    for g in start..steps.total_steps {
+        if state.should_training_stop || cfg.stop_after.is_some_and(|n| ran >= n) {
+            break;
+        }
+        let t0 = Instant::now();
+        let (epoch, range) = steps.cursor(g);
+        if epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            epoch_cache = Some((epoch, plan.epoch(epoch)));
+        }
+        let batches = &epoch_cache.as_ref().map(|(_, b)| b).expect("set above")[range];
+        let micros = batches
+            .iter()
+            .map(|idx| micro(train, idx, cfg.pad_id, model.device()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // HF with num_items_in_batch: every micro-batch's summed loss over the tokens of the
+        // whole optimizer step.
+        let n_items: usize = micros.iter().map(|m| m.loss_tokens).sum();
+        let mut step_loss = 0.0f64;
+        let mut step_tokens = 0u64;
+        for (j, m) in micros.iter().enumerate() {
+            step_tokens += m.real_tokens as u64;
+            if m.loss_tokens == 0 {
+                continue;
+            }
+            tch::manual_seed(derive_seed(p.seed, TAG_DROPOUT, g * ga + j as u64) as i64);
+            let run_micro = || -> anyhow::Result<f64> {
+                let l = model.mean_loss(&m.ids, &m.labels, true)?;
+                let scaled = l.f_mul_scalar(m.loss_tokens as f64 / n_items as f64)?;
+                scaled.f_backward()?;
+                Ok(scaled.f_double_value(&[])?)
+            };
+            step_loss += run_micro().map_err(|e| explain(e, p))?;
+        }
+        if !step_loss.is_finite() {
+            opt.zero_grad();
+            let kept = cfg
+                .partial_dir
+                .and_then(|d| {
+                    checkpoint::list(d).last().map(|(s, _)| {
+                        format!(
+                            "; the last good checkpoint (step {s}) is kept in {}",
+                            d.display()
+                        )
+                    })
+                })
+                .unwrap_or_default();
+            bail!(
+                "the training loss became {step_loss} at step {} (lr {:.3e}); lower lr (now {}) or raise warmup, check the data for empty answers{kept}",
+                g + 1,
+                sched.lr(g),
+                p.lr
+            );
+        }
+        let grad_norm = clip_grad_norm(&params, p.max_grad_norm)?;
+        let lr = sched.lr(g);
+        opt.step(lr)?;
+        opt.zero_grad();
+        ran += 1;
+        state.global_step = g + 1;
+        state.epoch = steps.epoch_after(g);
+        let step = state.global_step;
+        step_losses.push(step_loss);
+        total_loss += step_loss;
+        win_sum += step_loss;
+        win_steps += 1;
+        tokens += step_tokens;
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        let tps = step_tokens as f64 / secs;
+        for (name, v) in [
+            ("loss", step_loss),
+            ("learning_rate", lr),
+            ("grad_norm", grad_norm),
+            ("tokens_per_s", tps),
+        ] {
+            emit(WorkerEvent::Metric {
+                name: name.into(),
+                step: Some(step as i64),
+                value: v,
+            });
+        }
+        emit(WorkerEvent::Progress {
+            done: step,
+            total: Some(steps.total_steps),
+            message: format!("loss {step_loss:.4} lr {lr:.2e} {tps:.0} tok/s"),
+        });
+        if step % p.logging_steps == 0 {
+            state.log_history.push(LogEntry {
+                step,
+                epoch: state.epoch,
+                loss: Some(win_sum / win_steps as f64),
+                learning_rate: Some(lr),
+                grad_norm: Some(grad_norm),
+                ..Default::default()
+            });
+            (win_sum, win_steps) = (0.0, 0);
+        }
+        if p.eval_steps > 0 && step % p.eval_steps == 0 {
+            let el = eval_loss(model, valid, p, cfg.pad_id).map_err(|e| explain(e, p))?;
+            emit(WorkerEvent::Metric {
+                name: "eval_loss".into(),
+                step: Some(step as i64),
+                value: el,
+            });
+            if state.record_eval(el).new_best {
+                let copy = params
+                    .iter()
+                    .map(|(n, t)| Ok((n.clone(), t.f_detach_copy()?)))
+                    .collect::<Result<Vec<_>, tch::TchError>>()?;
+                if let Some(partial) = cfg.partial_dir {
+                    checkpoint::save_best(partial, step, &copy)?;
+                }
+                best_mem = Some(copy);
+            }
+        }
+        let last = step == steps.total_steps || state.should_training_stop;
+        if let Some(partial) = cfg.partial_dir {
+            if p.save_steps > 0 && (step % p.save_steps == 0 || last) {
+                let meta = Meta {
+                    format: checkpoint::FORMAT,
+                    params: params_json.clone(),
+                    train_examples: train.len(),
+                    state: state.clone(),
+                    loss_window_sum: win_sum,
+                    loss_window_steps: win_steps,
+                    total_loss_sum: total_loss,
+                    train_tokens: tokens,
+                };
+                checkpoint::save(partial, &params, &opt.state()?, &meta)?;
+            }
+        }
+    }
+    if cfg.stop_after.is_some_and(|n| ran >= n)
+        && state.global_step < steps.total_steps
+        && !state.should_training_stop
+    {
+        bail!(
+            "stopped after {ran} steps as asked (step {})",
+            state.global_step
+        );
+    }
+
+    let mut loaded_best = false;
+    if p.load_best_model_at_end {
+        if let Some(best) = &best_mem {
+            checkpoint::restore(&params, best, "the best weights")?;
+            loaded_best = true;
+        }
+    }
+    let train_loss = if state.global_step > 0 {
+        total_loss / state.global_step as f64
+    } else {
+        f64::NAN
+    };
+    state.log_history.push(LogEntry {
+        step: state.global_step,
+        epoch: state.epoch,
+        train_loss: Some(train_loss),
+        ..Default::default()
+    });
+    Ok(TrainOutcome {
+        state,
+        resumed_from,
+        train_loss,
+        train_tokens: tokens,
+        step_losses,
+        dropped_too_long: plan.dropped_too_long,
+        loaded_best,
+    })
+}

@@ -1,0 +1,318 @@
+//! The `train` stage: LoRA or full fine-tuning in the libtorch worker (job `train`).
+//!
+//! Inputs (found among the needs by what they hold): the split artifact (`train/`,
+//! `validation/`), optionally a model artifact (`config.json` + safetensors, e.g. an upstream
+//! `train` with `method: full`) and a tokenizer (`tokenizer.json`, for `init: random`).
+//! Output: a PEFT adapter (`adapter_config.json` + `adapter_model.safetensors`) or full HF
+//! weights (`config.json`, `model.safetensors`, `tokenizer.json`), plus `trainer_state.json`.
+//! Checkpoints go to the partial area, so a rerun of the same key resumes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use crate::train_plan::{Init, SchedulerKind, TrainParams};
+use crate::worker::{JobSpec, WorkerError, WorkerEvent};
+
+pub struct TrainStage;
+
+use ParamType::{Any, Bool, Enum, Float, Int, Str, StrList};
+
+static PARAMS: [ParamSpec; 37] = [
+    ParamSpec::optional("method", Enum(&["lora", "full"]), || json!("lora"), "lora: train adapters only; full: all weights"),
+    ParamSpec::optional("init", Enum(&["pretrained", "random"]), || json!("pretrained"), "random: a fresh tiny model of shape model_config (method full)"),
+    ParamSpec::optional("model", Str, || json!(""), "HF model directory (relative to the pipeline) or hf://owner/name; empty: an upstream model artifact"),
+    ParamSpec::optional("model_config", Any, || json!({}), "Gemma3TextConfig fields for init: random (vocab_size defaults to the tokenizer's)"),
+    ParamSpec::optional("lora_r", Int, || json!(8), "LoRA rank"),
+    ParamSpec::optional("lora_alpha", Float, || json!(16.0), "LoRA alpha (scale alpha/r)"),
+    ParamSpec::optional("lora_dropout", Float, || json!(0.05), "dropout on the LoRA input"),
+    ParamSpec::optional("target_modules", StrList, || json!(["q_proj", "k_proj", "v_proj", "o_proj"]), "modules that get adapters (PEFT matching)"),
+    ParamSpec::optional("use_rslora", Bool, || json!(false), "scale alpha/sqrt(r) (rsLoRA)"),
+    ParamSpec::optional("lr", Float, || json!(2e-4), "peak learning rate"),
+    ParamSpec::optional("betas", Any, || json!([0.9, 0.999]), "AdamW betas [b1, b2]"),
+    ParamSpec::optional("eps", Float, || json!(1e-8), "AdamW epsilon"),
+    ParamSpec::optional("weight_decay", Float, || json!(0.0), "AdamW decoupled weight decay (not on norms/biases)"),
+    ParamSpec::optional("max_grad_norm", Float, || json!(1.0), "clip the global gradient norm (0: off)"),
+    ParamSpec::optional("warmup_ratio", Float, || json!(0.0), "warmup steps = ceil(ratio x total steps)"),
+    ParamSpec::optional("warmup_steps", Int, || json!(0), "warmup steps (wins over warmup_ratio when > 0)"),
+    ParamSpec::optional("scheduler", Enum(SchedulerKind::NAMES), || json!("linear"), "decay after warmup"),
+    ParamSpec::optional("grad_accum", Int, || json!(1), "micro-batches per optimizer step"),
+    ParamSpec::optional("batch_size", Int, || json!(8), "examples per micro-batch"),
+    ParamSpec::optional("token_budget", Int, || json!(0), "> 0: micro-batches of at most this many padded tokens instead"),
+    ParamSpec::optional("max_length", Int, || json!(512), "longer examples are left out (counted)"),
+    ParamSpec::optional("group_by_length", Bool, || json!(true), "bucket examples of similar length (less padding)"),
+    ParamSpec::optional("shuffle", Bool, || json!(true), "visit batches in a seeded order each epoch"),
+    ParamSpec::optional("epochs", Float, || json!(1.0), "passes over the train split"),
+    ParamSpec::optional("max_steps", Int, || json!(-1), "> 0: optimizer steps (wins over epochs)"),
+    ParamSpec::optional("eval_steps", Int, || json!(0), "eval loss on the validation split every N steps (0: never)"),
+    ParamSpec::optional("save_steps", Int, || json!(50), "checkpoint every N steps for resume (0: never)"),
+    ParamSpec::optional("logging_steps", Int, || json!(10), "trainer_state.json log every N steps"),
+    ParamSpec::optional("early_stopping_patience", Int, || json!(0), "stop after N evaluations without improvement (0: off)"),
+    ParamSpec::optional("early_stopping_threshold", Float, || json!(0.0), "minimum eval-loss improvement that counts"),
+    ParamSpec::optional("load_best_model_at_end", Bool, || json!(false), "output the weights of the best evaluation"),
+    ParamSpec::optional("seed", Int, || json!(42), "seed of init, data order and dropout"),
+    ParamSpec::optional("device", Str, || json!("auto"), "auto | cpu | cuda | cuda:N"),
+    ParamSpec::optional("dtype", Enum(&["auto", "float32", "bfloat16"]), || json!("auto"), "auto: bf16 on CUDA, fp32 on CPU"),
+    ParamSpec::optional("revision", Str, || json!("main"), "hub revision for an hf:// model"),
+    ParamSpec::optional("offline", Bool, || json!(false), "resolve an hf:// model from the local HF cache only"),
+    ParamSpec::optional("resume", Bool, || json!(true), "continue from the newest checkpoint of this key"),
+];
+
+/// Params the worker does not take (the stage handles them).
+const STAGE_ONLY: [&str; 3] = ["revision", "offline", "resume"];
+
+fn worker_params(p: &Map<String, Value>) -> Map<String, Value> {
+    p.iter()
+        .filter(|(k, _)| !STAGE_ONLY.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn typed(p: &Map<String, Value>) -> Result<TrainParams, String> {
+    TrainParams::from_json(&Value::Object(worker_params(p)))
+}
+
+/// Whether a CUDA GPU is visible without loading libtorch (NVIDIA driver present, not hidden).
+fn gpu_present() -> bool {
+    if std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| v.trim().is_empty() || v.trim() == "-1")
+    {
+        return false;
+    }
+    std::fs::read_dir("/proc/driver/nvidia/gpus").is_ok_and(|mut d| d.next().is_some())
+}
+
+fn is_model_dir(d: &Path) -> bool {
+    d.join("config.json").is_file()
+        && (d.join("model.safetensors").is_file()
+            || d.join("model.safetensors.index.json").is_file())
+}
+
+/// blake3 over the files of a local model directory that define the weights.
+fn model_digest(dir: &Path) -> anyhow::Result<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            n == "config.json"
+                || n == "tokenizer.json"
+                || n.ends_with(".safetensors")
+                || n.ends_with(".safetensors.index.json")
+        })
+        .collect();
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for f in files {
+        h.update(
+            f.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        h.update_reader(std::fs::File::open(&f)?)?;
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// The local directory of the `model` param (downloading an hf:// model into the HF cache).
+fn resolve_model(p: &Map<String, Value>, pipeline_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let m = p.get("model").and_then(Value::as_str).unwrap_or("");
+    if m.is_empty() {
+        return Ok(None);
+    }
+    if m.starts_with("hf://") {
+        let uri = crate::data::hub::parse_uri(m)?;
+        let rev = p.get("revision").and_then(Value::as_str).unwrap_or("main");
+        let offline = p.get("offline").and_then(Value::as_bool).unwrap_or(false);
+        let kind = crate::data::hub::Kind::Model;
+        let cfg = crate::data::hub::fetch(kind, &uri.repo, rev, "config.json", offline)?;
+        for f in ["tokenizer.json", "model.safetensors"] {
+            crate::data::hub::fetch(kind, &uri.repo, rev, f, offline)?;
+        }
+        for f in ["tokenizer_config.json", "generation_config.json"] {
+            let _ = crate::data::hub::fetch(kind, &uri.repo, rev, f, offline);
+        }
+        return Ok(cfg.parent().map(Path::to_path_buf));
+    }
+    let d = pipeline_dir.join(m);
+    anyhow::ensure!(
+        is_model_dir(&d),
+        "model `{m}`: {} is not an HF model directory (config.json + model.safetensors)",
+        d.display()
+    );
+    Ok(Some(d))
+}
+
+impl StageKind for TrainStage {
+    fn kind(&self) -> &'static str {
+        "train"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        &PARAMS
+    }
+    fn uses_gpu(&self, p: &Map<String, Value>) -> bool {
+        match p.get("device").and_then(Value::as_str).unwrap_or("auto") {
+            "cpu" => false,
+            "auto" => gpu_present(),
+            _ => true,
+        }
+    }
+    fn key_facts(
+        &self,
+        p: &Map<String, Value>,
+        pipeline_dir: &Path,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut f = BTreeMap::new();
+        let device = p.get("device").and_then(Value::as_str).unwrap_or("auto");
+        let kind = if device == "cpu" || (device == "auto" && !gpu_present()) {
+            "cpu"
+        } else {
+            "cuda"
+        };
+        f.insert("device_kind".into(), kind.into());
+        let m = p.get("model").and_then(Value::as_str).unwrap_or("");
+        if m.starts_with("hf://") {
+            f.insert(
+                "model_hub".into(),
+                format!(
+                    "{m}@{}",
+                    p.get("revision").and_then(Value::as_str).unwrap_or("main")
+                ),
+            );
+        } else if !m.is_empty() {
+            let d = pipeline_dir.join(m);
+            if is_model_dir(&d) {
+                f.insert("model_blake3".into(), model_digest(&d)?);
+            }
+        }
+        Ok(f)
+    }
+    fn check_params(&self, p: &Map<String, Value>) -> Vec<(String, String)> {
+        match typed(p) {
+            Ok(t) => t.problems(),
+            Err(e) => vec![("params".into(), e)],
+        }
+    }
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let p = ctx.params;
+        let t = typed(p).map_err(StageError::Failed)?;
+        if let Some((name, msg)) = t.problems().into_iter().next() {
+            return Err(StageError::Failed(format!("param `{name}` {msg}")));
+        }
+        let fail = |m: String| StageError::Failed(format!("stage `{}`: {m}", ctx.stage_name));
+        let data = ctx
+            .inputs
+            .iter()
+            .find(|i| i.dir.join("train").join("index.bin").is_file())
+            .ok_or_else(|| fail("needs a split artifact (with train/) among its needs".into()))?;
+        let mut spec = JobSpec::new("train", Value::Object(worker_params(p)));
+        spec.device = t.device.clone();
+        spec.out_dir = Some(ctx.out_dir.to_path_buf());
+        let resume = p.get("resume").and_then(Value::as_bool).unwrap_or(true);
+        if !resume && ctx.partial_dir.exists() {
+            std::fs::remove_dir_all(ctx.partial_dir)
+                .map_err(|e| fail(format!("cannot clear {}: {e}", ctx.partial_dir.display())))?;
+        }
+        spec.partial_dir = Some(ctx.partial_dir.to_path_buf());
+        spec.inputs.insert("data".into(), data.dir.clone());
+        let model = match resolve_model(p, ctx.pipeline_dir)? {
+            Some(d) => Some(d),
+            None => ctx
+                .inputs
+                .iter()
+                .map(|i| i.dir.clone())
+                .find(|d| is_model_dir(d)),
+        };
+        if let Some(m) = model {
+            spec.inputs.insert("model".into(), m);
+        } else if t.init == Init::Pretrained {
+            return Err(fail("no model to train: set `model` (an HF model directory or hf://owner/name) or add a model artifact (e.g. a `train` with method: full) to needs".into()));
+        }
+        let tok = ctx
+            .inputs
+            .iter()
+            .filter(|i| i.dir.join("tokenizer.json").is_file())
+            .min_by_key(|i| i.kind != "tokenizer")
+            .map(|i| i.dir.clone());
+        if let Some(d) = tok {
+            spec.inputs.insert("tokenizer".into(), d);
+        }
+        let on_event = |ev: &WorkerEvent| match ev {
+            WorkerEvent::Metric { name, step, value } => ctx.metrics.metric(name, *step, *value),
+            WorkerEvent::Progress {
+                done,
+                total,
+                message,
+            } => ctx.metrics.progress(*done, *total, message),
+            WorkerEvent::Log { level, message } => match level.as_str() {
+                "error" | "warn" => tracing::warn!(node = ctx.node_id, "{message}"),
+                _ => tracing::info!(node = ctx.node_id, "{message}"),
+            },
+            _ => {}
+        };
+        let result = ctx
+            .worker
+            .run(&spec, on_event, ctx.cancel)
+            .map_err(|e| match e {
+                WorkerError::Interrupted { .. } => StageError::Interrupted,
+                WorkerError::JobFailed { message, .. } => fail(message),
+                other => fail(other.to_string()),
+            })?;
+        let metrics = result
+            .get("metrics")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(StageOutcome {
+            resumed: result.get("resumed_from").is_some_and(|v| !v.is_null()),
+            metrics,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Map<String, Value> {
+        PARAMS
+            .iter()
+            .map(|s| (s.name.to_string(), (s.default.expect("all optional"))()))
+            .collect()
+    }
+
+    #[test]
+    fn declared_defaults_equal_the_typed_defaults() {
+        assert_eq!(typed(&defaults()).unwrap(), TrainParams::default());
+        assert!(TrainStage.check_params(&defaults()).is_empty());
+    }
+
+    #[test]
+    fn check_params_names_bad_values_and_uses_gpu_follows_device() {
+        let mut p = defaults();
+        p.insert("lr".into(), json!(-1.0));
+        p.insert("betas".into(), json!([0.9]));
+        let names: Vec<String> = TrainStage
+            .check_params(&p)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["lr", "betas"]);
+        p.insert("device".into(), json!("cpu"));
+        assert!(!TrainStage.uses_gpu(&p));
+        p.insert("device".into(), json!("cuda:1"));
+        assert!(TrainStage.uses_gpu(&p));
+    }
+}
