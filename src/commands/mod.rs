@@ -4,6 +4,7 @@
 
 pub mod dag;
 pub mod doctor;
+pub mod evaluate;
 pub mod gc;
 pub mod run;
 pub mod runs;
@@ -106,4 +107,3 @@ pub fn table(rows: &[Vec<String>]) -> String {
     }
     out
 }
-pub mod evaluate;
