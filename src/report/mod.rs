@@ -5,6 +5,7 @@
 //! plotters (SVG inlined in the HTML, PNG files beside the Markdown).
 
 pub mod html;
+pub mod load;
 pub mod markdown;
 pub mod model;
 pub mod plots;

@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod load;
 pub mod preprocess;
 pub mod registry;
+pub mod report;
 pub mod split;
 pub mod tokenizer;
 pub mod train;

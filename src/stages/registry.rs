@@ -14,6 +14,7 @@ pub fn all() -> Vec<&'static dyn StageKind> {
         &super::split::SplitStage,
         &super::evaluate::EvaluateStage,
         &super::train::TrainStage,
+        &super::report::ReportStage,
     ]
 }
 
