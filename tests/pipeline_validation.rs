@@ -246,3 +246,20 @@ fn mutated_files_never_panic() {
     // The mutations exercise both paths.
     assert!(ok > 0 && failed > 0, "ok {ok}, failed {failed}");
 }
+
+#[test]
+fn oversized_matrix_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big.yaml");
+    let values: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+    let list = values.join(", ");
+    std::fs::write(
+        &f,
+        format!(
+            "stages:\n  s:\n    kind: command\n    matrix: {{a: [{list}], b: [{list}], c: [{list}]}}\n    params:\n      cmd: echo ${{matrix.a}} ${{matrix.b}} ${{matrix.c}}\n"
+        ),
+    )
+    .unwrap();
+    let d = load(&f, &[]).unwrap_err();
+    assert!(d.to_string().contains("more than 10000 instances"), "{d}");
+}
