@@ -263,3 +263,29 @@ fn oversized_matrix_is_refused() {
     let d = load(&f, &[]).unwrap_err();
     assert!(d.to_string().contains("more than 10000 instances"), "{d}");
 }
+
+#[test]
+fn oversized_combination_of_needs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big2.yaml");
+    let list = (0..200)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(
+        &f,
+        format!(
+            "stages:\n  a:\n    kind: command\n    matrix: {{x: [{list}]}}\n    params: {{cmd: 'a ${{matrix.x}}'}}\n  \
+             b:\n    kind: command\n    matrix: {{y: [{list}]}}\n    params: {{cmd: 'b ${{matrix.y}}'}}\n  \
+             c:\n    kind: command\n    needs: [a, b]\n    params: {{cmd: c}}\n"
+        ),
+    )
+    .unwrap();
+    let d = load(&f, &[]).unwrap_err();
+    assert_eq!(d.len(), 1, "{d}");
+    assert!(
+        d.to_string()
+            .contains("combining its needs gives stage `c` more than 10000 instances"),
+        "{d}"
+    );
+}
