@@ -348,3 +348,17 @@ fn pycache_in_a_dep_directory_does_not_change_the_digest() {
     std::fs::write(scripts.join("__pycache__/a.cpython-312.pyc"), b"\x00\x01").unwrap();
     assert_eq!(before, dep_digest(&s.pipeline_dir, "scripts").unwrap());
 }
+
+#[test]
+fn dep_digest_does_not_depend_on_the_project_location() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for root in [a.path(), b.path()] {
+        std::fs::create_dir_all(root.join("pipe")).unwrap();
+        std::fs::create_dir_all(root.join("data/sub")).unwrap();
+        std::fs::write(root.join("data/sub/x.csv"), "1,2\n").unwrap();
+    }
+    let da = dep_digest(&a.path().join("pipe"), "../data").unwrap();
+    let db = dep_digest(&b.path().join("pipe"), "../data").unwrap();
+    assert_eq!(da, db);
+}

@@ -99,7 +99,8 @@ fn collect_files(
     Ok(())
 }
 
-/// blake3 over the sorted relative paths and bytes of every file of one dep.
+/// blake3 over the dep's name and, for every file under it in sorted order, its path relative
+/// to the dep, its length and its bytes. Independent of where the project lives on disk.
 pub fn dep_digest(pipeline_dir: &Path, dep: &str) -> anyhow::Result<String> {
     let root = pipeline_dir.join(dep);
     if std::fs::metadata(&root).is_err() {
@@ -109,16 +110,20 @@ pub fn dep_digest(pipeline_dir: &Path, dep: &str) -> anyhow::Result<String> {
         );
     }
     let mut files = Vec::new();
-    collect_files(pipeline_dir, &root, 0, &mut files)?;
+    collect_files(&root, &root, 0, &mut files)?;
     files.sort();
     let mut h = blake3::Hasher::new();
+    h.update(dep.as_bytes());
+    h.update(&[0]);
     for (rel, path) in files {
-        let bytes = std::fs::read(&path)
+        let mut f = std::fs::File::open(&path)
             .with_context(|| format!("cannot read dep file {}", path.display()))?;
+        let len = f.metadata()?.len();
         h.update(rel.as_bytes());
         h.update(&[0]);
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
+        h.update(&len.to_le_bytes());
+        std::io::copy(&mut f, &mut h)
+            .with_context(|| format!("cannot read dep file {}", path.display()))?;
     }
     Ok(h.finalize().to_hex().to_string())
 }
