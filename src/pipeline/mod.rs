@@ -103,6 +103,24 @@ impl Pipeline {
     }
 }
 
+/// What to do about a YAML syntax error, from the parser's message.
+fn yaml_hint(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("tab") {
+        "indent with spaces: YAML does not allow tabs for indentation"
+    } else if m.contains("quoted scalar") {
+        "close the quote that starts here"
+    } else if m.contains("flow sequence") || m.contains("flow mapping") {
+        "close the `[` or `{`, and quote values that contain `,` `[` `]` `{` `}`"
+    } else if m.contains("mapping values are not allowed") {
+        "quote values that contain `: `, e.g. `cmd: \"echo a: b\"`"
+    } else if m.contains("indentation") || m.contains("expected key") {
+        "check the indentation: the keys of one mapping must start in the same column"
+    } else {
+        "fix the YAML syntax here"
+    }
+}
+
 /// Load, validate and expand a pipeline file. `overrides` are `--set stage.param=value`
 /// arguments (the value is YAML; it applies to every matrix instance of the stage).
 /// On failure every problem found is returned, sorted by position.
@@ -136,7 +154,13 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> 
                 e.loc,
                 "",
                 format!("invalid YAML: {}", e.message),
-                Some("fix the YAML syntax here (indentation, unclosed brackets or quotes)".into()),
+                Some(match yaml::unclosed_bracket(src, e.loc) {
+                    Some((at, c)) => format!(
+                        "the `{c}` at line {}, column {} is never closed; close it, or quote values that contain `{c}`",
+                        at.line, at.col
+                    ),
+                    None => yaml_hint(&e.message).into(),
+                }),
             );
             return Err(diags.finish());
         }
