@@ -136,7 +136,11 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         progress::human_duration(t0.elapsed())
     );
     for n in &failed {
-        eprintln!("error: node {} failed: {}", n.node, n.detail);
+        if n.detail.contains(&format!("`{}`", n.node)) {
+            eprintln!("error: {}", n.detail);
+        } else {
+            eprintln!("error: node {} failed: {}", n.node, n.detail);
+        }
     }
     match outcome.status {
         status::SUCCEEDED => Ok(ExitCode::SUCCESS),

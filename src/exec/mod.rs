@@ -95,3 +95,6 @@ impl Executor for LocalExecutor {
         job.kind.run(&ctx)
     }
 }
+
+#[cfg(test)]
+mod tests;
