@@ -56,13 +56,10 @@ fn dry_run_runs_nothing_and_explains_each_node() {
     p.run_ok(&[]);
     let forced = plan(&p, &["--force", "train"]);
     for (node, what, line) in &forced {
-        let expected = if node.starts_with("train[") {
-            "run"
-        } else if node.starts_with("evaluate[") || node == "report" {
-            "run" // downstream keys are known only after the forced nodes ran
-        } else {
-            "hit"
-        };
+        // Forced trainers run; downstream keys are known only after they ran, so those run too.
+        let downstream =
+            node.starts_with("train[") || node.starts_with("evaluate[") || node == "report";
+        let expected = if downstream { "run" } else { "hit" };
         assert_eq!(what, expected, "{line}");
     }
     assert!(forced.iter().any(|n| n.2.contains("forced")));
