@@ -174,6 +174,13 @@ fn ctrl_c_marks_the_run_interrupted_and_commits_nothing_partial() {
     let show = p.t2s().args(["show", "last"]).output().unwrap();
     assert!(String::from_utf8_lossy(&show.stdout).starts_with("run 1: commands (interrupted)"));
 
+    let planned = plan(&p, &[]);
+    assert!(
+        planned
+            .iter()
+            .any(|n| n.0.starts_with("train[") && n.1 == "resume"),
+        "{planned:?}"
+    );
     let rerun = p.run_ok(&[]);
     assert!(statuses(&rerun).values().any(|s| s == "resumed"), "{rerun}");
 }
