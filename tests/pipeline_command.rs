@@ -309,3 +309,56 @@ fn check_params_problems_are_reported_at_the_param() {
         "{d}"
     );
 }
+
+#[test]
+fn background_leftovers_are_killed_when_the_command_ends() {
+    let s = setup();
+    // The background sleep keeps stdout open: without the group kill, run would hang.
+    let p = params(json!({"cmd": "sleep 600 & echo $! > \"$T2S_OUT/child.pid\"; echo done"}));
+    run(&s, "load", &p, &Sink::default(), &AtomicBool::new(false)).unwrap();
+    let pid = std::fs::read_to_string(s.out.join("child.pid")).unwrap();
+    let pid = pid.trim();
+    let mut gone = false;
+    for _ in 0..500 {
+        let alive = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -0 {pid} 2>/dev/null")])
+            .status()
+            .unwrap()
+            .success();
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| st.contains(") Z "))
+            .unwrap_or(true);
+        if !alive || zombie {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(gone, "background child {pid} outlived its node");
+}
+
+#[test]
+fn pycache_in_a_dep_directory_does_not_change_the_digest() {
+    let s = setup();
+    let scripts = s.pipeline_dir.join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(scripts.join("a.py"), "print(1)\n").unwrap();
+    let before = dep_digest(&s.pipeline_dir, "scripts").unwrap();
+    std::fs::create_dir_all(scripts.join("__pycache__")).unwrap();
+    std::fs::write(scripts.join("__pycache__/a.cpython-312.pyc"), b"\x00\x01").unwrap();
+    assert_eq!(before, dep_digest(&s.pipeline_dir, "scripts").unwrap());
+}
+
+#[test]
+fn dep_digest_does_not_depend_on_the_project_location() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for root in [a.path(), b.path()] {
+        std::fs::create_dir_all(root.join("pipe")).unwrap();
+        std::fs::create_dir_all(root.join("data/sub")).unwrap();
+        std::fs::write(root.join("data/sub/x.csv"), "1,2\n").unwrap();
+    }
+    let da = dep_digest(&a.path().join("pipe"), "../data").unwrap();
+    let db = dep_digest(&b.path().join("pipe"), "../data").unwrap();
+    assert_eq!(da, db);
+}

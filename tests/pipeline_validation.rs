@@ -203,3 +203,89 @@ fn odd_inputs_never_panic() {
         }
     }
 }
+
+/// Random small edits of a valid file (deleted, inserted or replaced YAML-significant
+/// characters) never panic and never fail without a diagnostic.
+#[test]
+fn mutated_files_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let src = std::fs::read_to_string(fixture("sweep.yaml")).unwrap();
+    let chars: Vec<char> = src.chars().collect();
+    let alphabet = [
+        ':', '[', ']', '{', '}', '-', ' ', '\n', '"', '\'', '$', '#', '&', '*', '!', 'a', '1',
+        '\t', ',', '?', '|',
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("mutant.yaml");
+    let (mut ok, mut failed) = (0, 0);
+    for _ in 0..500 {
+        let mut c = chars.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let pos = rng.random_range(0..c.len());
+            let new = alphabet[rng.random_range(0..alphabet.len())];
+            match rng.random_range(0..3) {
+                0 => {
+                    c.remove(pos);
+                }
+                1 => c.insert(pos, new),
+                _ => c[pos] = new,
+            }
+        }
+        let text: String = c.into_iter().collect();
+        std::fs::write(&f, &text).unwrap();
+        match std::panic::catch_unwind(|| load(&f, &[])) {
+            Err(_) => panic!("panicked on:\n{text}"),
+            Ok(Ok(_)) => ok += 1,
+            Ok(Err(d)) => {
+                assert!(!d.is_empty(), "error without diagnostics on:\n{text}");
+                failed += 1;
+            }
+        }
+    }
+    // The mutations exercise both paths.
+    assert!(ok > 0 && failed > 0, "ok {ok}, failed {failed}");
+}
+
+#[test]
+fn oversized_matrix_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big.yaml");
+    let values: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+    let list = values.join(", ");
+    std::fs::write(
+        &f,
+        format!(
+            "stages:\n  s:\n    kind: command\n    matrix: {{a: [{list}], b: [{list}], c: [{list}]}}\n    params:\n      cmd: echo ${{matrix.a}} ${{matrix.b}} ${{matrix.c}}\n"
+        ),
+    )
+    .unwrap();
+    let d = load(&f, &[]).unwrap_err();
+    assert!(d.to_string().contains("more than 10000 instances"), "{d}");
+}
+
+#[test]
+fn oversized_combination_of_needs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big2.yaml");
+    let list = (0..200)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(
+        &f,
+        format!(
+            "stages:\n  a:\n    kind: command\n    matrix: {{x: [{list}]}}\n    params: {{cmd: 'a ${{matrix.x}}'}}\n  \
+             b:\n    kind: command\n    matrix: {{y: [{list}]}}\n    params: {{cmd: 'b ${{matrix.y}}'}}\n  \
+             c:\n    kind: command\n    needs: [a, b]\n    params: {{cmd: c}}\n"
+        ),
+    )
+    .unwrap();
+    let d = load(&f, &[]).unwrap_err();
+    assert_eq!(d.len(), 1, "{d}");
+    assert!(
+        d.to_string()
+            .contains("combining its needs gives stage `c` more than 10000 instances"),
+        "{d}"
+    );
+}

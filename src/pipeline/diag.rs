@@ -2,6 +2,7 @@
 //!
 //! Loading collects every problem it can find before giving up, so users fix a file in one go.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use super::yaml::Loc;
 pub const SET_FILE: &str = "<--set>";
 
 /// One problem in a pipeline file or a `--set` argument.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
     /// The pipeline file, or `<--set>` for a problem in an override.
     pub file: PathBuf,
@@ -74,6 +75,7 @@ pub struct Collector<'a> {
     file: &'a Path,
     set_args: &'a [String],
     items: Vec<Diagnostic>,
+    seen: HashSet<Diagnostic>,
 }
 
 impl<'a> Collector<'a> {
@@ -82,6 +84,7 @@ impl<'a> Collector<'a> {
             file,
             set_args,
             items: Vec::new(),
+            seen: HashSet::new(),
         }
     }
 
@@ -104,7 +107,7 @@ impl<'a> Collector<'a> {
             hint,
         };
         // Matrix instances of one stage repeat the same problem: report it once.
-        if !self.items.contains(&d) {
+        if self.seen.insert(d.clone()) {
             self.items.push(d);
         }
     }
@@ -151,7 +154,7 @@ pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
 }
 
 /// "did you mean `x`?" when a candidate is close, else the list of valid names.
-pub fn suggest<'c>(name: &str, what: &str, candidates: &[&'c str]) -> String {
+pub fn suggest(name: &str, what: &str, candidates: &[&str]) -> String {
     match closest(name, candidates.iter().copied()) {
         Some(c) => format!("did you mean `{c}`?"),
         None if candidates.is_empty() => format!("there are no {what}"),

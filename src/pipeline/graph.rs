@@ -1,6 +1,8 @@
 //! The stage graph (`needs` checks, cycles, a stable topological order) and the node graph
 //! of a loaded pipeline.
 
+use std::collections::{HashMap, HashSet};
+
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::diag::{suggest, Collector};
@@ -163,9 +165,15 @@ impl Pipeline {
         for i in 0..self.nodes.len() {
             g.add_node(i);
         }
+        let index: HashMap<&str, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.as_str(), i))
+            .collect();
         for (i, n) in self.nodes.iter().enumerate() {
             for need in &n.needs {
-                if let Some(j) = self.index_of(need) {
+                if let Some(&j) = index.get(need.as_str()) {
                     g.add_edge(NodeIndex::new(j), NodeIndex::new(i), ());
                 }
             }
@@ -185,11 +193,11 @@ impl Pipeline {
 
     /// The nodes that (transitively) need `id`, in topological order, `id` excluded.
     pub fn dependents(&self, id: &str) -> Vec<&super::Node> {
-        let mut marked: Vec<&str> = vec![id];
+        let mut marked: HashSet<&str> = HashSet::from([id]);
         let mut out = Vec::new();
         for n in &self.nodes {
-            if n.needs.iter().any(|x| marked.contains(&x.as_str())) {
-                marked.push(&n.id);
+            if n.needs.iter().any(|x| marked.contains(x.as_str())) {
+                marked.insert(&n.id);
                 out.push(n);
             }
         }
@@ -198,15 +206,15 @@ impl Pipeline {
 
     /// `id` and everything it (transitively) needs, in topological order.
     pub fn ancestors_and_self(&self, id: &str) -> Vec<&super::Node> {
-        let mut wanted: Vec<&str> = vec![id];
+        let mut wanted: HashSet<&str> = HashSet::from([id]);
         for n in self.nodes.iter().rev() {
-            if wanted.contains(&n.id.as_str()) {
+            if wanted.contains(n.id.as_str()) {
                 wanted.extend(n.needs.iter().map(String::as_str));
             }
         }
         self.nodes
             .iter()
-            .filter(|n| wanted.contains(&n.id.as_str()))
+            .filter(|n| wanted.contains(n.id.as_str()))
             .collect()
     }
 }

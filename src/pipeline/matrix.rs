@@ -200,9 +200,21 @@ pub fn expand(stages: &[RawStage], g: &StageGraph, diags: &mut Collector) -> Vec
                     continue;
                 }
                 let mut next = Vec::new();
-                for c in &combos {
+                'fill: for c in &combos {
                     for inst in &out[ti] {
-                        if agree(c, &inst.matrix) && next.len() < MAX_INSTANCES {
+                        if agree(c, &inst.matrix) {
+                            if next.len() == MAX_INSTANCES {
+                                diags.add(
+                                    s.name.loc,
+                                    &format!("stages.{}", s.name.v),
+                                    format!(
+                                        "combining its needs gives stage `{}` more than {MAX_INSTANCES} instances",
+                                        s.name.v
+                                    ),
+                                    Some("use fewer matrix values, or set `gather: true`".into()),
+                                );
+                                break 'fill;
+                            }
                             let mut m = c.clone();
                             m.extend(inst.matrix.iter().map(|(k, v)| (k.clone(), v.clone())));
                             next.push(m);
@@ -238,7 +250,8 @@ pub fn expand(stages: &[RawStage], g: &StageGraph, diags: &mut Collector) -> Vec
             }
             combos = next;
         }
-        if combos.is_empty() {
+        // (A need without instances has its own problem reported already.)
+        if combos.is_empty() && g.needs[si].iter().all(|&t| !out[t].is_empty()) {
             diags.add(
                 s.name.loc,
                 &format!("stages.{}", s.name.v),

@@ -5,6 +5,26 @@
 //! `yaml` (located YAML tree) → `raw` (fields with positions) → `overrides` (`--set`) →
 //! `graph` (needs, cycles, order) → `matrix` (scope, fan-out, substitution) → `validate`
 //! (params against the kind's specs). Every problem is collected into `Diagnostics`.
+//!
+//! # File format
+//! ```yaml
+//! name: sweep                 # optional, defaults to the file stem
+//! description: ...            # optional
+//! settings: {jobs: 4, device: cuda:0}   # optional
+//! stages:                     # required; order is kept (and used to break ties in the order)
+//!   train:
+//!     kind: command           # a registered stage kind
+//!     needs: [split]          # upstream stages
+//!     matrix: {lora_r: [4, 8, 16]}   # fan-out: train[lora_r=4], train[lora_r=8], ...
+//!     gather: false           # true: do not fan out with the needs, receive all instances
+//!     gpu: true               # optional override of the kind's GPU use
+//!     params:                 # checked against the kind's ParamSpecs; defaults filled
+//!       cmd: python3 train.py --rank ${matrix.lora_r}
+//! ```
+//! `${matrix.KEY}` is substituted in every string of `params`; a string that is exactly one
+//! reference takes the matrix value with its type. A stage needing a fanned-out stage fans out
+//! with it (instances of several fanned-out needs are combined where their shared keys agree).
+//! Matrix keys must be used by a reference; unknown fields, params and kinds are errors.
 
 mod diag;
 mod graph;
@@ -83,6 +103,24 @@ impl Pipeline {
     }
 }
 
+/// What to do about a YAML syntax error, from the parser's message.
+fn yaml_hint(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("tab") {
+        "indent with spaces: YAML does not allow tabs for indentation"
+    } else if m.contains("quoted scalar") {
+        "close the quote that starts here"
+    } else if m.contains("flow sequence") || m.contains("flow mapping") {
+        "close the `[` or `{`, and quote values that contain `,` `[` `]` `{` `}`"
+    } else if m.contains("mapping values are not allowed") {
+        "quote values that contain `: `, e.g. `cmd: \"echo a: b\"`"
+    } else if m.contains("indentation") || m.contains("expected key") {
+        "check the indentation: the keys of one mapping must start in the same column"
+    } else {
+        "fix the YAML syntax here"
+    }
+}
+
 /// Load, validate and expand a pipeline file. `overrides` are `--set stage.param=value`
 /// arguments (the value is YAML; it applies to every matrix instance of the stage).
 /// On failure every problem found is returned, sorted by position.
@@ -116,7 +154,13 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> 
                 e.loc,
                 "",
                 format!("invalid YAML: {}", e.message),
-                Some("fix the YAML syntax here (indentation, unclosed brackets or quotes)".into()),
+                Some(match yaml::unclosed_bracket(src, e.loc) {
+                    Some((at, c)) => format!(
+                        "the `{c}` at line {}, column {} is never closed; close it, or quote values that contain `{c}`",
+                        at.line, at.col
+                    ),
+                    None => yaml_hint(&e.message).into(),
+                }),
             );
             return Err(diags.finish());
         }

@@ -229,3 +229,70 @@ fn check(ty: ParamType, v: &Value, path: &str) -> Result<Value, Problem> {
         _ => Err(wrong(ty, v, path)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(ty: ParamType, v: Value) -> Value {
+        check(ty, &v, "p").unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn err(ty: ParamType, v: Value) -> (String, String) {
+        let (path, msg, _) = check(ty, &v, "p").unwrap_err();
+        (path, msg)
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(ok(ParamType::Int, json!(3)), json!(3));
+        assert_eq!(
+            err(ParamType::Int, json!(3.5)).1,
+            "expected an integer, found the number 3.5"
+        );
+        assert_eq!(
+            err(ParamType::Int, json!("3")).1,
+            "expected an integer, found the string \"3\""
+        );
+        // An int where a float is expected is accepted and normalised, so 1 and 1.0 key alike.
+        assert_eq!(ok(ParamType::Float, json!(1)), json!(1.0));
+        assert_eq!(
+            err(ParamType::Float, json!("abc")).1,
+            "expected a number, found the string \"abc\""
+        );
+        assert!(check(ParamType::Float, &json!(true), "p").is_err());
+    }
+
+    #[test]
+    fn strings_bools_enums() {
+        assert_eq!(ok(ParamType::Str, json!("x")), json!("x"));
+        assert!(check(ParamType::Str, &json!(1), "p").is_err());
+        assert_eq!(ok(ParamType::Bool, json!(false)), json!(false));
+        assert!(check(ParamType::Bool, &json!("yes"), "p").is_err());
+        let e = ParamType::Enum(&["bf16", "f32"]);
+        assert_eq!(ok(e, json!("f32")), json!("f32"));
+        let (_, msg, hint) = check(e, &json!("bf61"), "p").unwrap_err();
+        assert_eq!(msg, "\"bf61\" is not one of `bf16`, `f32`");
+        assert_eq!(hint.as_deref(), Some("did you mean `bf16`?"));
+        assert!(check(e, &json!(16), "p").is_err());
+    }
+
+    #[test]
+    fn lists_maps_any() {
+        assert_eq!(ok(ParamType::IntList, json!([1, 2])), json!([1, 2]));
+        assert_eq!(err(ParamType::IntList, json!([1, "2"])).0, "p[1]");
+        assert_eq!(err(ParamType::StrList, json!(["a", 2])).0, "p[1]");
+        assert!(check(ParamType::StrList, &json!("a"), "p").is_err());
+        assert_eq!(
+            ok(ParamType::StrMap, json!({"A": 1, "B": true, "C": "x"})),
+            json!({"A": "1", "B": "true", "C": "x"})
+        );
+        assert_eq!(err(ParamType::StrMap, json!({"A": [1]})).0, "p.A");
+        assert!(check(ParamType::StrMap, &json!([1]), "p").is_err());
+        assert_eq!(
+            ok(ParamType::Any, json!({"x": [1, null]})),
+            json!({"x": [1, null]})
+        );
+    }
+}

@@ -296,6 +296,59 @@ impl YNode {
     }
 }
 
+/// After a syntax error at `at`: the position of a `[` or `{` opened before it and never
+/// closed, if any. An unclosed flow collection makes the parser complain lines later (often
+/// about indentation), so this points the user at the real cause. Heuristic: quotes count only
+/// where a quoted scalar may start, `#` only after a space.
+pub fn unclosed_bracket(src: &str, at: Loc) -> Option<(Loc, char)> {
+    let mut open: Vec<(Loc, char)> = Vec::new();
+    let (mut line, mut col) = (1, 0);
+    let mut quote: Option<char> = None;
+    let mut prev = ' ';
+    let mut comment = false;
+    for c in src.chars() {
+        if c == '\n' {
+            line += 1;
+            col = 0;
+            comment = false;
+            prev = ' ';
+            if line > at.line {
+                break;
+            }
+            continue;
+        }
+        col += 1;
+        if line == at.line && col >= at.col {
+            break;
+        }
+        if comment {
+            continue;
+        }
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' if matches!(prev, ' ' | '[' | '{' | ',' | ':') => quote = Some(c),
+                '#' if prev == ' ' => comment = true,
+                '[' | '{' => open.push((
+                    Loc {
+                        set_arg: None,
+                        line,
+                        col,
+                    },
+                    c,
+                )),
+                ']' | '}' => {
+                    open.pop();
+                }
+                _ => {}
+            },
+        }
+        prev = c;
+    }
+    open.pop()
+}
+
 /// Resolve a scalar the way serde_yaml does. `None` for numbers JSON cannot hold (inf, nan).
 fn scalar_value(text: &str, plain: bool, tag: Option<&str>) -> Option<Value> {
     if !plain || tag == Some("str") {
@@ -405,6 +458,28 @@ mod tests {
         root.to_value_at("x", &mut locs).unwrap();
         assert_eq!((locs["x.a.b"].line, locs["x.a.b"].col), (2, 6));
         assert_eq!((locs["x.a.b[1]"].line, locs["x.a.b[1]"].col), (2, 10));
+    }
+
+    #[test]
+    fn finds_the_unclosed_bracket() {
+        let src = "a: [1, 2\nb: {c: '[', d: x} # [\n";
+        let at = Loc {
+            set_arg: None,
+            line: 2,
+            col: 1,
+        };
+        let (loc, c) = unclosed_bracket(src, at).unwrap();
+        assert_eq!((loc.line, loc.col, c), (1, 4, '['));
+        let closed = "a: [1, 2]\nb: {c: '[', d: x} # [\nzz";
+        assert!(unclosed_bracket(
+            closed,
+            Loc {
+                set_arg: None,
+                line: 3,
+                col: 2
+            }
+        )
+        .is_none());
     }
 
     #[test]

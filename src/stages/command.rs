@@ -3,6 +3,9 @@
 //! The command runs with `sh -c` in the pipeline file's directory. Declared `deps` (files or
 //! directories there) are hashed into the cache key; declared `outs` must exist in `$T2S_OUT`
 //! afterwards. Inputs, params and matrix values reach the command as environment variables.
+//! Dep directories are hashed recursively, skipping `__pycache__` (and `PYTHONDONTWRITEBYTECODE`
+//! is set). The command runs in its own process group: cancelling, the command's end, or the
+//! death of t2s itself (watched from inside the group) kill everything it started.
 //! Lines the command prints on stdout of the form `::metric NAME VALUE [STEP]`,
 //! `::progress DONE [TOTAL] [MESSAGE]` and `::resumed` feed the tracking DB and progress display.
 
@@ -77,7 +80,12 @@ fn collect_files(
         for entry in
             std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
         {
-            collect_files(base, &entry?.path(), depth + 1, out)?;
+            let entry = entry?;
+            // Python's bytecode caches appear when scripts run; they are not inputs.
+            if entry.file_name() == "__pycache__" {
+                continue;
+            }
+            collect_files(base, &entry.path(), depth + 1, out)?;
         }
     } else {
         let rel = path.strip_prefix(base).unwrap_or(path);
@@ -91,7 +99,8 @@ fn collect_files(
     Ok(())
 }
 
-/// blake3 over the sorted relative paths and bytes of every file of one dep.
+/// blake3 over the dep's name and, for every file under it in sorted order, its path relative
+/// to the dep, its length and its bytes. Independent of where the project lives on disk.
 pub fn dep_digest(pipeline_dir: &Path, dep: &str) -> anyhow::Result<String> {
     let root = pipeline_dir.join(dep);
     if std::fs::metadata(&root).is_err() {
@@ -101,16 +110,20 @@ pub fn dep_digest(pipeline_dir: &Path, dep: &str) -> anyhow::Result<String> {
         );
     }
     let mut files = Vec::new();
-    collect_files(pipeline_dir, &root, 0, &mut files)?;
+    collect_files(&root, &root, 0, &mut files)?;
     files.sort();
     let mut h = blake3::Hasher::new();
+    h.update(dep.as_bytes());
+    h.update(&[0]);
     for (rel, path) in files {
-        let bytes = std::fs::read(&path)
+        let mut f = std::fs::File::open(&path)
             .with_context(|| format!("cannot read dep file {}", path.display()))?;
+        let len = f.metadata()?.len();
         h.update(rel.as_bytes());
         h.update(&[0]);
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
+        h.update(&len.to_le_bytes());
+        std::io::copy(&mut f, &mut h)
+            .with_context(|| format!("cannot read dep file {}", path.display()))?;
     }
     Ok(h.finalize().to_hex().to_string())
 }
@@ -193,16 +206,8 @@ impl StageKind for CommandStage {
                 )));
             }
         }
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(cmd)
-            .current_dir(ctx.pipeline_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so cancelling kills the command's children too.
-            .process_group(0);
+        let mut command = shell_command(cmd, std::process::id());
+        command.current_dir(ctx.pipeline_dir);
         for (k, v) in environment(ctx) {
             command.env(k, v);
         }
@@ -223,7 +228,7 @@ impl StageKind for CommandStage {
             });
             s.spawn(|| {
                 if let Some(err) = stderr {
-                    for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    for line in lossy_lines(err) {
                         tracing::info!(node = ctx.node_id, "{line}");
                         let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
                         t.push_back(line);
@@ -235,18 +240,24 @@ impl StageKind for CommandStage {
             });
             loop {
                 match child.try_wait() {
-                    Ok(Some(status)) => return Ok(status),
+                    Ok(Some(status)) => {
+                        // Leftover background processes would hold the pipes open (and outlive
+                        // the node): the node is done, so its whole group goes.
+                        kill_group(pgid);
+                        return Ok(status);
+                    }
                     Ok(None) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        kill_group(pgid);
+                        return Err(e);
+                    }
                 }
                 if ctx.cancel.load(Ordering::Relaxed) && !cancelled {
                     cancelled = true;
-                    let _ = Command::new("kill")
-                        .args(["-KILL", "--", &format!("-{pgid}")])
-                        .status();
+                    kill_group(pgid);
                     let _ = child.kill();
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(10));
             }
         });
         let status = status.map_err(|e| {
@@ -291,9 +302,56 @@ impl StageKind for CommandStage {
     }
 }
 
+/// `sh -c CMD` in a new process group, with a watchdog in that group that kills the group
+/// when process `watch_pid` (t2s) is gone: a `kill -9` of t2s must not leave the command
+/// running on, writing into the partial area a rerun is using.
+fn shell_command(cmd: &str, watch_pid: u32) -> Command {
+    const WRAPPER: &str = "( while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -KILL 0 ) \
+                           </dev/null >/dev/null 2>&1 &\nexec sh -c \"$2\"";
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", WRAPPER, "t2s-command"])
+        .arg(watch_pid.to_string())
+        .arg(cmd)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    command
+}
+
+/// SIGKILL a process group (through `sh`'s builtin `kill`, which every system has).
+fn kill_group(pgid: u32) {
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -9 -{pgid} 2>/dev/null")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Lines of a child's output, tolerating invalid UTF-8 (a line that is not text must not stop
+/// the reader: the child would block on a full pipe).
+fn lossy_lines(r: impl Read) -> impl Iterator<Item = String> {
+    let mut reader = BufReader::new(r);
+    std::iter::from_fn(move || {
+        let mut buf = Vec::new();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                Some(String::from_utf8_lossy(&buf).into_owned())
+            }
+        }
+    })
+}
+
 /// Log stdout, and act on `::metric`, `::progress` and `::resumed` lines.
 fn read_stdout(out: impl Read, ctx: &StageContext<'_>, outcome: &Mutex<StageOutcome>) {
-    for line in BufReader::new(out).lines().map_while(Result::ok) {
+    for line in lossy_lines(out) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["::metric", name, value, rest @ ..] => {
@@ -324,14 +382,23 @@ fn read_stdout(out: impl Read, ctx: &StageContext<'_>, outcome: &Mutex<StageOutc
     }
 }
 
+/// The command runs in the pipeline's directory, so relative paths handed to it would point
+/// elsewhere: make them absolute against our own working directory.
+fn absolute(p: &Path) -> String {
+    if p.is_absolute() {
+        return p.display().to_string();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => cwd.join(p).display().to_string(),
+        Err(_) => p.display().to_string(),
+    }
+}
+
 /// The command's environment (see the module docs).
 fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
     let mut env = vec![
-        ("T2S_OUT".to_string(), ctx.out_dir.display().to_string()),
-        (
-            "T2S_PARTIAL".to_string(),
-            ctx.partial_dir.display().to_string(),
-        ),
+        ("T2S_OUT".to_string(), absolute(ctx.out_dir)),
+        ("T2S_PARTIAL".to_string(), absolute(ctx.partial_dir)),
         ("T2S_NODE".to_string(), ctx.node_id.to_string()),
         ("T2S_STAGE".to_string(), ctx.stage_name.to_string()),
     ];
@@ -343,14 +410,14 @@ fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
         if per_stage.get(i.stage.as_str()) == Some(&1) {
             env.push((
                 format!("T2S_INPUT_{}", env_name(&i.stage)),
-                i.dir.display().to_string(),
+                absolute(&i.dir),
             ));
         }
     }
     let inputs: Vec<Value> = ctx
         .inputs
         .iter()
-        .map(|i| json!({"stage": i.stage, "node": i.node, "matrix": i.matrix, "dir": i.dir.display().to_string()}))
+        .map(|i| json!({"stage": i.stage, "node": i.node, "matrix": i.matrix, "dir": absolute(&i.dir)}))
         .collect();
     env.push(("T2S_INPUTS".into(), Value::Array(inputs).to_string()));
     for (k, v) in ctx.params {
@@ -376,4 +443,67 @@ fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
         }
     }
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gone(pid: &str) -> bool {
+        let alive = Command::new("sh")
+            .args(["-c", &format!("kill -0 {pid} 2>/dev/null")])
+            .status()
+            .is_ok_and(|s| s.success());
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| st.contains(") Z "))
+            .unwrap_or(true);
+        !alive || zombie
+    }
+
+    /// When the watched process (t2s) dies, the command and its children are killed.
+    #[test]
+    fn command_dies_with_its_watched_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let mut parent = Command::new("sleep").arg("600").spawn().unwrap();
+        let script = format!("sleep 600 & echo $! > '{}'; wait", pidfile.display());
+        let mut child = shell_command(&script, parent.id()).spawn().unwrap();
+        while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let grandchild = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "runs while the parent lives"
+        );
+        parent.kill().unwrap();
+        parent.wait().unwrap();
+        // The watchdog polls once a second; wait for it (bounded, not a timing assertion).
+        let mut status = None;
+        for _ in 0..1000 {
+            status = child.try_wait().unwrap();
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(status.is_some(), "command survived its parent");
+        for _ in 0..500 {
+            if gone(&grandchild) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("background child {grandchild} survived");
+    }
+
+    #[test]
+    fn lossy_lines_survive_invalid_utf8() {
+        let data: &[u8] = b"ok\n\xff\xfe bad\r\nlast";
+        let lines: Vec<String> = lossy_lines(data).collect();
+        assert_eq!(lines, ["ok", "\u{fffd}\u{fffd} bad", "last"]);
+    }
 }

@@ -36,7 +36,8 @@ while state["step"] < steps:
     # Deterministic "learning": the weight approaches a rank-dependent optimum.
     state["weight"] = round(state["weight"] + (rank / 16 - state["weight"]) * 0.5 + chars % 7 * 1e-4, 10)
     loss = round(1.0 / (1 + state["step"] * rank / 4), 6)
-    tmp = os.path.join(partial, f".ckpt-{state['step']}.tmp")
+    # A per-process temp name: a command orphaned by a killed run may still be finishing.
+    tmp = os.path.join(partial, f".ckpt-{state['step']}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(state, f)
     os.replace(tmp, os.path.join(partial, f"ckpt-{state['step']}.json"))
