@@ -96,7 +96,7 @@ def measure(cmd, cwd, check):
 t2s_med, t2s_min = measure([t2s, "run", "pipe/commands.yaml", "--quiet"], f"{work}/t2s", "11 cached")
 dvc_med, dvc_min = measure([dvc, "repro"], f"{work}/dvc", "up to date")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print(f"machine: {os.cpu_count()} CPUs ({cpu})")
+print(f"machine: {os.cpu_count()} CPUs ({cpu}), load average {os.getloadavg()[0]:.1f} during the run")
 print(f"t2s run (11 nodes cached):  median {t2s_med*1000:8.1f} ms  (min {t2s_min*1000:.1f} ms, {reps} reps)")
 print(f"dvc repro (11 stages no-op): median {dvc_med*1000:8.1f} ms  (min {dvc_min*1000:.1f} ms, {reps} reps)")
 print(f"ratio: t2s is {dvc_med / t2s_med:.1f}x faster than dvc repro on a fully cached rerun")

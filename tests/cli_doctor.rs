@@ -82,3 +82,22 @@ echo '{"event":"result","value":{"libtorch":"2.11.0","cuda_devices":[]}}'"#,
         "{stdout}"
     );
 }
+
+#[test]
+fn t2s_binary_does_not_link_libtorch() {
+    let bin = assert_cmd::cargo::cargo_bin("t2s");
+    let out = std::process::Command::new("ldd")
+        .arg(&bin)
+        .output()
+        .expect("ldd is part of glibc");
+    let libs = String::from_utf8_lossy(&out.stdout);
+    assert!(libs.contains("libc.so"), "ldd output looks wrong: {libs}");
+    assert!(
+        !libs.to_lowercase().contains("torch"),
+        "t2s must not link libtorch:\n{libs}"
+    );
+    assert!(
+        !libs.contains("libcuda") && !libs.contains("libcudart"),
+        "{libs}"
+    );
+}

@@ -82,7 +82,10 @@ fn a_failing_command_fails_its_branch_and_the_run_exits_1() {
     assert_eq!(st["train[lora_r=8]"], "failed", "{stdout}");
     assert_eq!(st["evaluate[lora_r=8]"], "skipped", "{stdout}");
     assert_eq!(st["report"], "skipped", "{stdout}");
-    assert!(stderr.contains("node train[lora_r=8] failed"), "{stderr}");
+    assert!(
+        stderr.contains("error: node `train[lora_r=8]`: command failed"),
+        "{stderr}"
+    );
     assert!(stderr.contains("exit status 1"), "{stderr}");
     // Nothing of the failed node was committed; the rerun after fixing it reuses the rest.
     assert!(!p.objects().contains_key("train[lora_r=8]"));

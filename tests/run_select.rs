@@ -56,13 +56,10 @@ fn dry_run_runs_nothing_and_explains_each_node() {
     p.run_ok(&[]);
     let forced = plan(&p, &["--force", "train"]);
     for (node, what, line) in &forced {
-        let expected = if node.starts_with("train[") {
-            "run"
-        } else if node.starts_with("evaluate[") || node == "report" {
-            "run" // downstream keys are known only after the forced nodes ran
-        } else {
-            "hit"
-        };
+        // Forced trainers run; downstream keys are known only after they ran, so those run too.
+        let downstream =
+            node.starts_with("train[") || node.starts_with("evaluate[") || node == "report";
+        let expected = if downstream { "run" } else { "hit" };
         assert_eq!(what, expected, "{line}");
     }
     assert!(forced.iter().any(|n| n.2.contains("forced")));
@@ -177,6 +174,13 @@ fn ctrl_c_marks_the_run_interrupted_and_commits_nothing_partial() {
     let show = p.t2s().args(["show", "last"]).output().unwrap();
     assert!(String::from_utf8_lossy(&show.stdout).starts_with("run 1: commands (interrupted)"));
 
+    let planned = plan(&p, &[]);
+    assert!(
+        planned
+            .iter()
+            .any(|n| n.0.starts_with("train[") && n.1 == "resume"),
+        "{planned:?}"
+    );
     let rerun = p.run_ok(&[]);
     assert!(statuses(&rerun).values().any(|s| s == "resumed"), "{rerun}");
 }

@@ -234,3 +234,11 @@ pub fn make_read_only(dir: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// fsync every file under `dir`, then `dir` itself.
+pub fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    for path in list_files(dir)?.values() {
+        std::fs::File::open(path)?.sync_all()?;
+    }
+    std::fs::File::open(dir)?.sync_all()
+}

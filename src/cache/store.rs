@@ -253,6 +253,9 @@ impl Store {
             .write(&staging.dir)
             .map_err(io("cannot write manifest in", &staging.dir))?;
         manifest::make_read_only(&staging.dir).map_err(io("cannot protect", &staging.dir))?;
+        // Data on disk before the rename makes it visible: a power cut must not leave a
+        // committed object with empty files.
+        manifest::sync_tree(&staging.dir).map_err(io("cannot sync", &staging.dir))?;
         let target = self.object_dir(&staging.key);
         if target.exists() {
             let trash = self.base.join("corrupt").join(format!(
@@ -264,6 +267,9 @@ impl Store {
             let _ = remove_tree(&trash);
         }
         std::fs::rename(&staging.dir, &target).map_err(io("cannot commit object", &target))?;
+        if let Ok(d) = std::fs::File::open(self.base.join("objects")) {
+            let _ = d.sync_all();
+        }
         self.write_ref(&NodeRef {
             pipeline: pipeline.to_string(),
             node: node.to_string(),

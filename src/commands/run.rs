@@ -59,7 +59,16 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let tracker = Tracker::open(root)?;
     // Ctrl-C or SIGTERM: stop starting nodes, let stages stop cleanly, commit nothing partial.
     // Setting the handler fails only if one is already set (tests calling `run` twice).
-    let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
+    let _ = ctrlc::set_handler(|| {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            // Second Ctrl-C: quit now. Safe: only staging dirs (never promoted) are left.
+            eprintln!("t2s: quitting now; nothing partial is committed");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "t2s: interrupting: waiting for running nodes to stop (Ctrl-C again to quit now)"
+        );
+    });
     let run_id = tracker.start_run(&RunInfo {
         pipeline: p.name.clone(),
         file: p.file.display().to_string(),
@@ -136,7 +145,11 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         progress::human_duration(t0.elapsed())
     );
     for n in &failed {
-        eprintln!("error: node {} failed: {}", n.node, n.detail);
+        if n.detail.contains(&format!("`{}`", n.node)) {
+            eprintln!("error: {}", n.detail);
+        } else {
+            eprintln!("error: node {} failed: {}", n.node, n.detail);
+        }
     }
     match outcome.status {
         status::SUCCEEDED => Ok(ExitCode::SUCCESS),

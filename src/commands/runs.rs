@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::RunsArgs;
-use crate::runs::Tracker;
+use crate::runs::{node_status, status, Tracker};
 
 pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
     if !Tracker::path_for(root).exists() {
@@ -23,7 +23,14 @@ pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
         let counts = tracker.node_counts(r.id)?;
         let nodes = counts
             .iter()
-            .map(|(s, n)| format!("{n} {s}"))
+            .map(|(s, n)| {
+                // Nodes still `running` in a run whose process is gone were cut off with it.
+                if s == node_status::RUNNING && r.status == status::INTERRUPTED {
+                    format!("{n} {}", node_status::INTERRUPTED)
+                } else {
+                    format!("{n} {s}")
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ");
         rows.push(vec![

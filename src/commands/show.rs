@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use crate::cache::key::short;
 use crate::cli::ShowArgs;
 use crate::exec::progress::human_duration;
-use crate::runs::Tracker;
+use crate::runs::{node_status, status, Tracker};
 
 pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     if !Tracker::path_for(root).exists() {
@@ -44,9 +44,15 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     println!("\nnodes:");
     let mut rows = Vec::new();
     for n in tracker.nodes(run.id)? {
+        // A node still `running` in a run whose process is gone was cut off with it.
+        let shown = if n.status == node_status::RUNNING && run.status == status::INTERRUPTED {
+            node_status::INTERRUPTED.to_string()
+        } else {
+            n.status
+        };
         rows.push(vec![
             format!("  {}", n.node),
-            n.status,
+            shown,
             n.key.as_deref().map(short).unwrap_or("-").to_string(),
             n.duration_s
                 .map(|d| human_duration(std::time::Duration::from_secs_f64(d.max(0.0))))

@@ -11,6 +11,7 @@
 //! executor calls the stage in-process; a Slurm executor would submit the same node spec as a
 //! job (the artifact dirs being on a shared filesystem) and wait for it. Stages do not change.
 
+mod done;
 pub mod plan;
 pub mod progress;
 pub mod scheduler;
@@ -60,8 +61,11 @@ impl LocalExecutor {
     pub fn new() -> Self {
         let worker = WorkerLauncher::locate().unwrap_or_else(|e| {
             tracing::debug!("{e}");
+            // `StageContext` holds a launcher, not a `Result`: give stages one whose program
+            // name carries the reason, so a stage that needs the worker fails with
+            // "cannot start the worker t2s-worker (not found: ...): No such file or directory".
             WorkerLauncher {
-                exe: "t2s-worker".into(),
+                exe: format!("t2s-worker (not found: {e})").into(),
             }
         });
         Self { worker }
@@ -95,3 +99,6 @@ impl Executor for LocalExecutor {
         job.kind.run(&ctx)
     }
 }
+
+#[cfg(test)]
+mod tests;

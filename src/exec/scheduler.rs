@@ -8,10 +8,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::cache::{key::short, KeyInput, Lookup, Manifest, Store};
-use crate::pipeline::{Node, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::runs::{node_status, now_rfc3339, NodeRecord, NodeSink, Tracker};
 use crate::stages::{StageError, StageInput};
 
+use super::done::{finished, skipped, Done};
 use super::plan::{self, Selection};
 use super::progress::Progress;
 use super::{Executor, NodeJob};
@@ -52,12 +53,6 @@ pub struct RunOutcome {
     pub status: &'static str,
     /// Every node that took part, in pipeline order.
     pub nodes: Vec<NodeReport>,
-}
-
-struct Done {
-    report: NodeReport,
-    digest: Option<String>,
-    record: NodeRecord,
 }
 
 enum State {
@@ -262,76 +257,6 @@ fn inputs_of(
         }
     }
     (inputs, keys)
-}
-
-fn params_of(node: &Node) -> Vec<(String, serde_json::Value)> {
-    node.params
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
-fn skipped(node: &Node, why: String) -> Done {
-    finished(
-        node,
-        node_status::SKIPPED,
-        None,
-        None,
-        None,
-        Duration::ZERO,
-        None,
-        why,
-        Vec::new(),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finished(
-    node: &Node,
-    status: &'static str,
-    key: Option<String>,
-    manifest: Option<(&Manifest, PathBuf)>,
-    started: Option<String>,
-    duration: Duration,
-    error: Option<String>,
-    detail: String,
-    final_metrics: Vec<(String, f64)>,
-) -> Done {
-    let digest = manifest.as_ref().map(|(m, _)| m.digest());
-    let dir = manifest.as_ref().map(|(_, d)| d.clone());
-    let artifact = manifest.as_ref().map(|(m, d)| {
-        (
-            d.display().to_string(),
-            m.digest(),
-            m.files.len() as i64,
-            m.total_size() as i64,
-        )
-    });
-    Done {
-        digest,
-        record: NodeRecord {
-            node: node.id.clone(),
-            stage: node.stage.clone(),
-            kind: node.kind.clone(),
-            key: key.clone(),
-            status,
-            started,
-            ended: Some(now_rfc3339()),
-            duration_s: Some(duration.as_secs_f64()),
-            error: error.clone(),
-            params: params_of(node),
-            final_metrics,
-            artifact,
-        },
-        report: NodeReport {
-            node: node.id.clone(),
-            status,
-            key,
-            duration,
-            detail: error.unwrap_or(detail),
-            dir,
-        },
-    }
 }
 
 /// One node, start to end, on its own thread.
