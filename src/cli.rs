@@ -36,6 +36,64 @@ pub enum Command {
     Gc(GcArgs),
     /// Check the installation: version, paths, the libtorch worker and CUDA devices
     Doctor,
+    /// Score predictions from any system (JSONL with context, gold and predicted SQL)
+    Evaluate(crate::commands::evaluate::EvaluateArgs),
+    /// Generate SQL for a request with a model and an optional LoRA adapter
+    Infer(InferArgs),
+    /// Render the comparison report of a tracked run (Markdown + self-contained HTML)
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Model directory in Hugging Face layout (config.json, model.safetensors, tokenizer.json)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// LoRA adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors)
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// The request in natural language (`@file` reads it from a file); omit for an interactive prompt
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// The database context: CREATE TABLE / INSERT statements (`@file` reads a file)
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Print the generated text verbatim instead of the extracted SQL
+    #[arg(long)]
+    pub raw: bool,
+    /// Most new tokens to generate
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: u64,
+    /// Greedy decoding (the default)
+    #[arg(long, conflicts_with = "sample")]
+    pub greedy: bool,
+    /// Sample instead of greedy decoding (see --temperature, --top-k, --top-p, --seed)
+    #[arg(long)]
+    pub sample: bool,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// 0 disables top-k
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto, cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run id (see `t2s runs`), or `latest`
+    pub run: String,
+    /// A second run to show side by side
+    #[arg(long, value_name = "RUN")]
+    pub compare: Option<String>,
+    /// Output directory (default: experiments/<pipeline>/<run>/)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Options shared by commands that load a pipeline file.

@@ -144,6 +144,32 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         count(ns::SKIPPED),
         progress::human_duration(t0.elapsed())
     );
+    if outcome.status == status::SUCCEEDED && p.nodes.iter().any(|n| n.kind == "report") {
+        let fresh = outcome.nodes.iter().any(|n| n.status == ns::RAN || n.status == ns::RESUMED);
+        let latest = super::report::default_dir(root, &crate::report::RunInfo {
+            id: run_id,
+            pipeline: p.name.clone(),
+            started: String::new(),
+            ended: None,
+            status: String::new(),
+            host: String::new(),
+            t2s_version: String::new(),
+            facts: Default::default(),
+        });
+        if fresh {
+            match super::report::publish(root, &tracker, run_id) {
+                Ok(Some(path)) => println!("report: {}", path.display()),
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: could not render the run's report: {e:#}"),
+            }
+        } else {
+            // Nothing ran: the artifacts are those of an earlier run, whose report stands.
+            println!(
+                "report: unchanged; render it for this run with `t2s report {run_id}` (output: {})",
+                latest.display()
+            );
+        }
+    }
     for n in &failed {
         if n.detail.contains(&format!("`{}`", n.node)) {
             eprintln!("error: {}", n.detail);
