@@ -64,9 +64,9 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "generate" => generate::run(spec, ev),
         "infer" => infer::run(spec, ev),
         "bench-train" => bench::run(spec, ev),
-        other => bail!(
-            "unknown job `{other}` (this worker knows doctor, generate, infer, bench-train)"
-        ),
+        other => {
+            bail!("unknown job `{other}` (this worker knows doctor, generate, infer, bench-train)")
+        }
     }
 }
 
@@ -153,7 +153,10 @@ impl<'a> Params<'a> {
         match self.get(k) {
             None => Ok(default),
             Some(v) => v.as_u64().with_context(|| {
-                format!("job `{}`: param `{k}` must be a non-negative integer, got {v}", self.job)
+                format!(
+                    "job `{}`: param `{k}` must be a non-negative integer, got {v}",
+                    self.job
+                )
             }),
         }
     }
@@ -161,18 +164,21 @@ impl<'a> Params<'a> {
     pub fn f64(&self, k: &str, default: f64) -> anyhow::Result<f64> {
         match self.get(k) {
             None => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .with_context(|| format!("job `{}`: param `{k}` must be a number, got {v}", self.job)),
+            Some(v) => v.as_f64().with_context(|| {
+                format!("job `{}`: param `{k}` must be a number, got {v}", self.job)
+            }),
         }
     }
 
     pub fn bool(&self, k: &str, default: bool) -> anyhow::Result<bool> {
         match self.get(k) {
             None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .with_context(|| format!("job `{}`: param `{k}` must be true or false, got {v}", self.job)),
+            Some(v) => v.as_bool().with_context(|| {
+                format!(
+                    "job `{}`: param `{k}` must be true or false, got {v}",
+                    self.job
+                )
+            }),
         }
     }
 }
