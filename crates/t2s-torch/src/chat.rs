@@ -33,7 +33,12 @@ pub fn extract_sql(reply: &str) -> String {
         let after = &s[start + 3..];
         // Skip the info string (e.g. `sql`) up to the end of the line.
         let body = match after.find('\n') {
-            Some(nl) if after[..nl].trim().chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Some(nl)
+                if after[..nl]
+                    .trim()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric()) =>
+            {
                 &after[nl + 1..]
             }
             _ => after,

@@ -114,7 +114,14 @@ fn inv_freq(rope: Rope, dim: i64, dev: Device) -> Result<Tensor> {
 }
 
 impl Attention {
-    fn load(ck: &dyn Source, p: &str, cfg: &Config, r: &Resolved, k: Kind, d: Device) -> Result<Self> {
+    fn load(
+        ck: &dyn Source,
+        p: &str,
+        cfg: &Config,
+        r: &Resolved,
+        k: Kind,
+        d: Device,
+    ) -> Result<Self> {
         let (h, kvh, hd, hid) = (
             cfg.num_attention_heads,
             cfg.num_key_value_heads,
@@ -205,8 +212,7 @@ impl Attention {
             return Ok(t.shallow_clone());
         }
         let (b, h, l, d) = t.size4()?;
-        Ok(t
-            .f_unsqueeze(2)?
+        Ok(t.f_unsqueeze(2)?
             .f_expand([b, h, rep, l, d], false)?
             .f_reshape([b, h * rep, l, d])?)
     }
@@ -239,9 +245,24 @@ impl Mlp {
 }
 
 impl Layer {
-    fn load(ck: &dyn Source, i: usize, cfg: &Config, r: &Resolved, k: Kind, d: Device) -> Result<Self> {
+    fn load(
+        ck: &dyn Source,
+        i: usize,
+        cfg: &Config,
+        r: &Resolved,
+        k: Kind,
+        d: Device,
+    ) -> Result<Self> {
         let p = format!("model.layers.{i}");
-        let norm = |n: &str| RmsNorm::load(ck, &format!("{p}.{n}"), cfg.hidden_size, cfg.rms_norm_eps, d);
+        let norm = |n: &str| {
+            RmsNorm::load(
+                ck,
+                &format!("{p}.{n}"),
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                d,
+            )
+        };
         Ok(Self {
             self_attn: Attention::load(ck, &format!("{p}.self_attn"), cfg, r, k, d)?,
             mlp: Mlp::load(ck, &format!("{p}.mlp"), cfg, k, d)?,
@@ -261,13 +282,9 @@ impl Layer {
         cache: Option<(&mut KvCache, usize)>,
         train: bool,
     ) -> Result<Tensor> {
-        let a = self.self_attn.forward(
-            &self.input_layernorm.forward(x)?,
-            rope,
-            mode,
-            cache,
-            train,
-        )?;
+        let a =
+            self.self_attn
+                .forward(&self.input_layernorm.forward(x)?, rope, mode, cache, train)?;
         let h = x.f_add(&self.post_attention_layernorm.forward(&a)?)?;
         let m = self
             .mlp
@@ -302,7 +319,13 @@ impl Gemma3 {
     }
 
     /// Build from any weight source (a checkpoint, or `RandomInit` for benchmarks).
-    pub fn from_source(cfg: Config, cfg_file: &Path, ck: &dyn Source, kind: Kind, device: Device) -> Result<Self> {
+    pub fn from_source(
+        cfg: Config,
+        cfg_file: &Path,
+        ck: &dyn Source,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self> {
         let r = cfg.resolve(cfg_file)?;
         let (v, h) = (cfg.vocab_size, cfg.hidden_size);
         let embed_tokens = ck.get("model.embed_tokens.weight", &[v, h], kind, device)?;
@@ -347,10 +370,7 @@ impl Gemma3 {
 
     /// `cos, sin: [B,1,S,D]` in the model dtype from fp32 angles.
     fn rope_tables(&self, inv: &Tensor, pos: &Tensor) -> Result<(Tensor, Tensor)> {
-        let f = pos
-            .f_to_kind(Kind::Float)?
-            .f_unsqueeze(-1)?
-            .f_mul(inv)?;
+        let f = pos.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?.f_mul(inv)?;
         let emb = Tensor::f_cat(&[&f, &f], -1)?.f_unsqueeze(1)?;
         Ok((
             emb.f_cos()?.f_to_kind(self.kind)?,
@@ -377,13 +397,7 @@ impl Gemma3 {
                 )));
             }
         }
-        let masks = Masks::new(
-            past,
-            s,
-            self.cfg.sliding_window,
-            inp.key_valid,
-            self.device,
-        )?;
+        let masks = Masks::new(past, s, self.cfg.sliding_window, inp.key_valid, self.device)?;
         let mut x = Tensor::f_embedding(&self.embed_tokens, inp.ids, -1, false, false)?
             .f_mul(&self.embed_scale)?;
         let local = self.rope_tables(&self.inv_freq_local, inp.positions)?;

@@ -33,7 +33,9 @@ pub fn default_chunk(vocab: i64) -> i64 {
 /// value is the loss and whose backward sends the exact gradient into `hidden`.
 pub fn chunked_ce(model: &Gemma3, hidden: &Tensor, targets: &Tensor, chunk: i64) -> Result<Tensor> {
     let h = hidden.size();
-    let width = *h.last().ok_or_else(|| ModelError::Input("empty hidden".into()))?;
+    let width = *h
+        .last()
+        .ok_or_else(|| ModelError::Input("empty hidden".into()))?;
     let flat_h = hidden.f_reshape([-1, width])?;
     let flat_t = targets.f_reshape([-1])?;
     let sel = flat_t.f_ne(IGNORE)?.f_nonzero()?.f_squeeze_dim(1)?;
@@ -67,7 +69,11 @@ pub fn chunked_ce(model: &Gemma3, hidden: &Tensor, targets: &Tensor, chunk: i64)
             loss_sum = loss_sum.f_add(&lse.f_sub(&tgt)?.f_sum(Kind::Float)?)?;
             // d(mean CE)/d logits = (softmax − onehot) / n
             let mut g = logits.f_sub(&lse)?.f_exp()?;
-            let _ = g.f_scatter_add_(1, &tc, &Tensor::f_full([len, 1], -1.0, (Kind::Float, g.device()))?)?;
+            let _ = g.f_scatter_add_(
+                1,
+                &tc,
+                &Tensor::f_full([len, 1], -1.0, (Kind::Float, g.device()))?,
+            )?;
             let mut g = g.f_div_scalar(n as f64)?;
             if let Some(c) = cap {
                 let t = logits.f_div_scalar(c)?;
@@ -116,8 +122,14 @@ impl AdamW {
     /// torch defaults: betas (0.9, 0.999), eps 1e-8.
     pub fn new(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Result<Self> {
         let zeros = |p: &Tensor| p.f_zeros_like();
-        let exp_avg = params.iter().map(|(_, p)| zeros(p)).collect::<Result<Vec<_>, _>>()?;
-        let exp_avg_sq = params.iter().map(|(_, p)| zeros(p)).collect::<Result<Vec<_>, _>>()?;
+        let exp_avg = params
+            .iter()
+            .map(|(_, p)| zeros(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let exp_avg_sq = params
+            .iter()
+            .map(|(_, p)| zeros(p))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             lr,
             beta1: 0.9,
@@ -170,7 +182,11 @@ impl AdamW {
     /// `{name}.exp_avg`, `{name}.exp_avg_sq` and `step` (int64 scalar), for checkpoints.
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
-        for ((n, _), (m, v)) in self.params.iter().zip(self.exp_avg.iter().zip(&self.exp_avg_sq)) {
+        for ((n, _), (m, v)) in self
+            .params
+            .iter()
+            .zip(self.exp_avg.iter().zip(&self.exp_avg_sq))
+        {
             out.push((format!("{n}.exp_avg"), m.shallow_clone()));
             out.push((format!("{n}.exp_avg_sq"), v.shallow_clone()));
         }
@@ -189,13 +205,13 @@ impl AdamW {
         {
             for (suffix, dst) in [("exp_avg", m), ("exp_avg_sq", v)] {
                 let key = format!("{n}.{suffix}");
-                let src = find(&key).ok_or_else(|| {
-                    ModelError::Input(format!("optimizer state lacks `{key}`"))
-                })?;
+                let src = find(&key)
+                    .ok_or_else(|| ModelError::Input(format!("optimizer state lacks `{key}`")))?;
                 dst.f_copy_(src)?;
             }
         }
-        let step = find("step").ok_or_else(|| ModelError::Input("optimizer state lacks `step`".into()))?;
+        let step =
+            find("step").ok_or_else(|| ModelError::Input("optimizer state lacks `step`".into()))?;
         self.step = step.f_int64_value(&[0])?;
         Ok(())
     }
