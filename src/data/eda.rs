@@ -8,8 +8,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use super::fastenc::{Encoder, Memo};
 use super::load::LoadedRow;
-use super::preprocess::{encode_row, Mode};
+use super::preprocess::{encode_row_with, Mode};
 
 /// SQL keywords counted in gold queries (whole words, case-insensitive, outside string literals).
 pub const KEYWORDS: [&str; 34] = [
@@ -163,12 +164,20 @@ pub fn compute(rows: &[LoadedRow], tk: Option<&Tokenizer>) -> anyhow::Result<(St
     s.chars
         .insert("sql".into(), LengthStats::of(&ser.sql_chars));
     if let Some(tk) = tk {
+        let enc = Encoder::new(tk);
         ser.tokens = rows
             .par_iter()
-            .map(|lr| {
+            .map_init(Memo::new, |memo, lr| {
                 let r = &lr.row;
-                encode_row(tk, Mode::Chat, &r.sql_prompt, &r.sql_context, &r.sql)
-                    .map(|(ids, _)| ids.len())
+                encode_row_with(
+                    &enc,
+                    memo,
+                    Mode::Chat,
+                    &r.sql_prompt,
+                    &r.sql_context,
+                    &r.sql,
+                )
+                .map(|(ids, _)| ids.len())
             })
             .collect::<anyhow::Result<Vec<usize>>>()?;
         s.tokens = Some(LengthStats::of(&ser.tokens));

@@ -4,6 +4,7 @@
 pub mod builtin;
 pub mod eda;
 pub mod examples;
+pub mod fastenc;
 pub mod format;
 pub mod hub;
 pub mod load;
