@@ -204,6 +204,7 @@ pub fn train(
     let mut best_mem: Option<Vec<(String, Tensor)>> = None;
     let mut resumed_from = None;
     if let Some(partial) = cfg.partial_dir {
+        checkpoint::clean_tmp(partial);
         let mut warn = |m: String| {
             emit(WorkerEvent::Log {
                 level: "warn".into(),
