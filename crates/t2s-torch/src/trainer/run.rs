@@ -415,3 +415,31 @@ pub fn train(
         loaded_best,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_becomes_advice_naming_the_knobs() {
+        let p = TrainParams {
+            token_budget: 4096,
+            ..Default::default()
+        };
+        let e = explain(
+            anyhow::anyhow!("libtorch: CUDA out of memory. Tried to allocate 2.00 GiB"),
+            &p,
+        );
+        let m = e.to_string();
+        assert!(
+            m.contains("ran out of memory") && m.contains("token_budget (now 4096)"),
+            "{m}"
+        );
+        assert!(m.contains("grad_accum"), "{m}");
+        let p = TrainParams::default();
+        let m = explain(anyhow::anyhow!("CUDA out of memory"), &p).to_string();
+        assert!(m.contains("batch_size (now 8)"), "{m}");
+        let m = explain(anyhow::anyhow!("shape mismatch"), &p).to_string();
+        assert_eq!(m, "shape mismatch");
+    }
+}
