@@ -331,7 +331,7 @@ pub fn train(
             total: Some(steps.total_steps),
             message: format!("loss {step_loss:.4} lr {lr:.2e} {tps:.0} tok/s"),
         });
-        if step % p.logging_steps == 0 {
+        if step.is_multiple_of(p.logging_steps) {
             state.log_history.push(LogEntry {
                 step,
                 epoch: state.epoch,
@@ -342,7 +342,7 @@ pub fn train(
             });
             (win_sum, win_steps) = (0.0, 0);
         }
-        if p.eval_steps > 0 && step % p.eval_steps == 0 {
+        if p.eval_steps > 0 && step.is_multiple_of(p.eval_steps) {
             let el = eval_loss(model, valid, p, cfg.pad_id).map_err(|e| explain(e, p))?;
             emit(WorkerEvent::Metric {
                 name: "eval_loss".into(),
@@ -362,7 +362,7 @@ pub fn train(
         }
         let last = step == steps.total_steps || state.should_training_stop;
         if let Some(partial) = cfg.partial_dir {
-            if p.save_steps > 0 && (step % p.save_steps == 0 || last) {
+            if p.save_steps > 0 && (step.is_multiple_of(p.save_steps) || last) {
                 let meta = Meta {
                     format: checkpoint::FORMAT,
                     params: params_json.clone(),
