@@ -12,6 +12,9 @@ Reads one JSON file (argv[1]) written by crates/t2s-torch/tests/train_parity.rs:
 Trains with torch.optim.AdamW, the transformers schedule, clip_grad_norm_ and HF's loss with
 num_items_in_batch (sum over the step's answer tokens / their count), then loads the t2s
 adapter in PEFT. Prints JSON: losses, grad_norms, lrs, probe_logits.
+
+`train_ref.py logits DIR IDS_JSON` instead prints the logits transformers computes for a full
+model directory written by t2s (`method: full`).
 """
 import json
 import sys
@@ -39,7 +42,17 @@ def base(path):
                                              attn_implementation="eager")
 
 
+def logits_of_full_model(model_dir, ids):
+    """`train_ref.py logits DIR IDS_JSON`: logits of a full model t2s wrote (HF layout)."""
+    m = base(model_dir).eval()
+    with torch.no_grad():
+        out = m(input_ids=torch.tensor(json.loads(ids), dtype=torch.long)).logits
+    print(json.dumps({"logits": out.flatten().tolist()}))
+
+
 def main():
+    if sys.argv[1] == "logits":
+        return logits_of_full_model(sys.argv[2], sys.argv[3])
     cfg = json.load(open(sys.argv[1]))
     torch.manual_seed(0)
     model = PeftModel.from_pretrained(base(cfg["model"]), cfg["init_adapter"], is_trainable=True)

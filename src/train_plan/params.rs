@@ -171,7 +171,7 @@ impl TrainParams {
                 ),
             );
         }
-        if !(self.eps > 0.0) {
+        if self.eps.is_nan() || self.eps <= 0.0 {
             bad("eps", "must be positive, e.g. 1e-8".into());
         }
         if self.weight_decay < 0.0 {
@@ -195,7 +195,7 @@ impl TrainParams {
         if self.token_budget > 0 && self.token_budget < self.max_length {
             bad("token_budget", format!("is smaller than max_length {}: a full-length example would not fit; raise it or lower max_length", self.max_length));
         }
-        if self.max_steps <= 0 && !(self.epochs > 0.0) {
+        if self.max_steps <= 0 && (self.epochs.is_nan() || self.epochs <= 0.0) {
             bad("epochs", "must be positive (or set max_steps)".into());
         }
         if self.logging_steps == 0 {

@@ -89,6 +89,23 @@ pub fn save(
     Ok(dst)
 }
 
+/// Remove temp files and directories a killed run left behind (never complete, never read).
+pub fn clean_tmp(partial: &Path) {
+    let Ok(rd) = fs::read_dir(partial) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            let p = e.path();
+            let _ = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+        }
+    }
+}
+
 fn read_meta(dir: &Path) -> anyhow::Result<Meta> {
     let f = dir.join("meta.json");
     let text = fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;

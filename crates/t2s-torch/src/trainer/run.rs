@@ -204,6 +204,7 @@ pub fn train(
     let mut best_mem: Option<Vec<(String, Tensor)>> = None;
     let mut resumed_from = None;
     if let Some(partial) = cfg.partial_dir {
+        checkpoint::clean_tmp(partial);
         let mut warn = |m: String| {
             emit(WorkerEvent::Log {
                 level: "warn".into(),
@@ -330,7 +331,7 @@ pub fn train(
             total: Some(steps.total_steps),
             message: format!("loss {step_loss:.4} lr {lr:.2e} {tps:.0} tok/s"),
         });
-        if step % p.logging_steps == 0 {
+        if step.is_multiple_of(p.logging_steps) {
             state.log_history.push(LogEntry {
                 step,
                 epoch: state.epoch,
@@ -341,7 +342,7 @@ pub fn train(
             });
             (win_sum, win_steps) = (0.0, 0);
         }
-        if p.eval_steps > 0 && step % p.eval_steps == 0 {
+        if p.eval_steps > 0 && step.is_multiple_of(p.eval_steps) {
             let el = eval_loss(model, valid, p, cfg.pad_id).map_err(|e| explain(e, p))?;
             emit(WorkerEvent::Metric {
                 name: "eval_loss".into(),
@@ -361,7 +362,7 @@ pub fn train(
         }
         let last = step == steps.total_steps || state.should_training_stop;
         if let Some(partial) = cfg.partial_dir {
-            if p.save_steps > 0 && (step % p.save_steps == 0 || last) {
+            if p.save_steps > 0 && (step.is_multiple_of(p.save_steps) || last) {
                 let meta = Meta {
                     format: checkpoint::FORMAT,
                     params: params_json.clone(),
@@ -413,4 +414,32 @@ pub fn train(
         dropped_too_long: plan.dropped_too_long,
         loaded_best,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_becomes_advice_naming_the_knobs() {
+        let p = TrainParams {
+            token_budget: 4096,
+            ..Default::default()
+        };
+        let e = explain(
+            anyhow::anyhow!("libtorch: CUDA out of memory. Tried to allocate 2.00 GiB"),
+            &p,
+        );
+        let m = e.to_string();
+        assert!(
+            m.contains("ran out of memory") && m.contains("token_budget (now 4096)"),
+            "{m}"
+        );
+        assert!(m.contains("grad_accum"), "{m}");
+        let p = TrainParams::default();
+        let m = explain(anyhow::anyhow!("CUDA out of memory"), &p).to_string();
+        assert!(m.contains("batch_size (now 8)"), "{m}");
+        let m = explain(anyhow::anyhow!("shape mismatch"), &p).to_string();
+        assert_eq!(m, "shape mismatch");
+    }
 }
