@@ -65,11 +65,8 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "infer" => infer::run(spec, ev),
         "bench-train" => bench::run(spec, ev),
         "train" => crate::trainer::job::run(spec, ev),
-        other => bail!(
-            "unknown job `{other}` (this worker knows doctor, generate, infer, bench-train)"
-        ),
         other => {
-            bail!("unknown job `{other}` (this worker knows doctor, generate, infer, bench-train)")
+            bail!("unknown job `{other}` (this worker knows doctor, generate, infer, bench-train, train)")
         }
     }
 }
