@@ -22,7 +22,7 @@ const METRIC_KEYS: [(&str, &str); 8] = [
     ("sacrebleu", "sacrebleu"),
     ("rouge1", "rouge1"),
     ("rouge2", "rouge2"),
-    ("rouge_l", "rougeL"),
+    ("rougeL", "rougeL"),
 ];
 
 /// What one `evaluate` artifact contributes.
