@@ -10,6 +10,7 @@ mod common;
 pub mod eda;
 pub mod evaluate;
 pub mod load;
+pub mod model;
 pub mod preprocess;
 pub mod registry;
 pub mod report;

@@ -13,6 +13,7 @@ pub fn all() -> Vec<&'static dyn StageKind> {
         &super::preprocess::PreprocessStage,
         &super::split::SplitStage,
         &super::evaluate::EvaluateStage,
+        &super::model::ModelStage,
         &super::train::TrainStage,
         &super::report::ReportStage,
     ]
