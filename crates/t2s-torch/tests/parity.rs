@@ -37,6 +37,11 @@ fn check_model(kv: i64, sharded: bool) {
         eprintln!("kv={kv} sharded={sharded} {case}: max |Δlogit| = {d:.3e}");
         assert!(d <= TOL, "kv={kv} {case}: max abs logit diff {d} > {TOL}");
     }
+    // Right padding needs no mask for the real positions (their keys all precede them), so a
+    // trainer can keep SDPA's causal (flash) path: same logits at the unpadded positions.
+    let nomask = case_logits(&model, &refs, "right", false);
+    let d = max_diff_masked(&nomask, &refs["right_logits"], &refs["right_mask"]);
+    assert!(d <= TOL, "right padding without mask: {d}");
     // The comparison has teeth: ignoring the left padding changes the logits well beyond TOL.
     let wrong = case_logits(&model, &refs, "left", false);
     let d = max_diff_masked(&wrong, &refs["left_logits"], &refs["left_mask"]);
