@@ -7,13 +7,14 @@
 #   bench/generate.sh                                     # tiny model on the CPU
 #   DEVICE=cuda SHAPE=gemma3-1b N=1000 BATCH=128 bench/generate.sh
 #
+# THREADS=n sets the intra-op threads of both (0 = library default).
 # T2S_WORKER=path uses a prebuilt worker (no cargo build); WORK=dir keeps the model/prompts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 [ -f scripts/env.sh ] && source scripts/env.sh
 PYTHON=${PYTHON:-python3}
-SHAPE=${SHAPE:-tiny} N=${N:-64} BATCH=${BATCH:-16} MAX_NEW=${MAX_NEW:-32} DEVICE=${DEVICE:-cpu}
+SHAPE=${SHAPE:-tiny} N=${N:-64} BATCH=${BATCH:-16} MAX_NEW=${MAX_NEW:-32} DEVICE=${DEVICE:-cpu} THREADS=${THREADS:-0}
 WORK=${WORK:-$(mktemp -d)}
 if [ -n "${T2S_WORKER:-}" ]; then
   WORKER=$T2S_WORKER
@@ -35,12 +36,12 @@ if [ ! -f "$model/config.json" ]; then
 fi
 "$PYTHON" bench/make_prompts.py "$N" "$WORK/prompts.jsonl"
 peer=$("$PYTHON" bench/peers/peer_generate.py --model "$model" --prompts "$WORK/prompts.jsonl" \
-  --batch "$BATCH" --max-new "$MAX_NEW" --device "$DEVICE" 2>/dev/null | tail -n 1)
+  --batch "$BATCH" --max-new "$MAX_NEW" --device "$DEVICE" --threads "$THREADS" 2>/dev/null | tail -n 1)
 rm -f "$WORK/out.jsonl"
 cat >"$WORK/spec.json" <<JSON
 {"protocol": 1, "job": "generate", "device": "$DEVICE", "inputs": {"model": "$model"},
  "params": {"prompts_file": "$WORK/prompts.jsonl", "out_file": "$WORK/out.jsonl",
-            "max_new_tokens": $MAX_NEW, "batch_size": $BATCH, "greedy": true}}
+            "max_new_tokens": $MAX_NEW, "batch_size": $BATCH, "greedy": true, "threads": $THREADS}}
 JSON
 ours=$("$WORKER" "$WORK/spec.json" | tail -n 1)
 "$PYTHON" - "$peer" "$ours" <<'PY'

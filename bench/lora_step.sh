@@ -10,6 +10,7 @@
 #
 # PROFILE=release builds the worker with --release (default: the dev profile, whose
 # dependencies, tch included, are optimised; the tensor work runs in libtorch either way).
+# THREADS=n sets the intra-op threads of both (0 = library default).
 # T2S_WORKER=path uses a prebuilt worker and builds nothing. The cargo target dir is
 # $CARGO_TARGET_DIR (scripts/env.sh's default when unset).
 set -euo pipefail
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 source scripts/env.sh
 SHAPE=${SHAPE:-tiny} BATCH=${BATCH:-8} SEQ=${SEQ:-256} RANK=${RANK:-16} ALPHA=${ALPHA:-16}
-STEPS=${STEPS:-20} WARMUP=${WARMUP:-3} DEVICE=${DEVICE:-cpu} REPEATS=${REPEATS:-2}
+STEPS=${STEPS:-20} WARMUP=${WARMUP:-3} DEVICE=${DEVICE:-cpu} THREADS=${THREADS:-0} REPEATS=${REPEATS:-2}
 PROFILE=${PROFILE:-dev}
 if [ -n "${T2S_WORKER:-}" ]; then
   WORKER=$T2S_WORKER  # prebuilt (e.g. carried to the GPU machine)
@@ -33,7 +34,7 @@ trap 'rm -f "$spec"' EXIT
 cat >"$spec" <<JSON
 {"protocol": 1, "job": "bench-train", "device": "$DEVICE",
  "params": {"shape": "$SHAPE", "batch": $BATCH, "seq": $SEQ, "rank": $RANK, "alpha": $ALPHA,
-            "steps": $STEPS, "warmup": $WARMUP}}
+            "steps": $STEPS, "warmup": $WARMUP, "threads": $THREADS}}
 JSON
 peer_dev=$DEVICE
 [ "$peer_dev" = auto ] && peer_dev=$("$PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
@@ -41,7 +42,7 @@ peers=() ours=()
 for _ in $(seq "$REPEATS"); do
   peers+=("$("$PYTHON" bench/peers/peer_lora_train.py --shape "$SHAPE" --device "$peer_dev" \
       --batch "$BATCH" --seq "$SEQ" --rank "$RANK" --alpha "$ALPHA" --steps "$STEPS" \
-      --warmup "$WARMUP" 2>/dev/null | tail -n 1)")
+      --warmup "$WARMUP" --threads "$THREADS" 2>/dev/null | tail -n 1)")
   ours+=("$("$WORKER" "$spec" | tail -n 1)")
 done
 "$PYTHON" - "${#peers[@]}" "${peers[@]}" "${ours[@]}" <<'PY'

@@ -23,7 +23,10 @@ def main():
     p.add_argument("--max-new", type=int, default=128)
     p.add_argument("--eos", default="1,106")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     dtype = torch.bfloat16 if a.device.startswith("cuda") else torch.float32
     tok = AutoTokenizer.from_pretrained(a.model)
     model = Gemma3ForCausalLM.from_pretrained(a.model, torch_dtype=dtype,

@@ -34,15 +34,13 @@ impl RmsNorm {
         })
     }
 
-    /// Normalise over the last dim in fp32, multiply by `1 + w` in fp32, cast back.
+    /// Normalise over the last dim in fp32, multiply by `1 + w` in fp32, cast back
+    /// (libtorch's `rms_norm`: `x · rsqrt(mean(x²) + eps) · w`, one fused op where available).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x32 = x.f_to_kind(Kind::Float)?;
-        let var = x32
-            .f_square()?
-            .f_mean_dim(Some(&[-1i64][..]), true, Kind::Float)?;
-        let y = x32
-            .f_mul(&var.f_add_scalar(self.eps)?.f_rsqrt()?)?
-            .f_mul(&self.scale)?;
+        let dim = self.scale.size()[0];
+        let y =
+            x.f_to_kind(Kind::Float)?
+                .f_rms_norm([dim].as_slice(), Some(&self.scale), self.eps)?;
         Ok(y.f_to_kind(x.kind())?)
     }
 }
@@ -299,7 +297,9 @@ pub struct Inputs<'a> {
     pub ids: &'a Tensor,
     /// `[B, S]` int64 RoPE positions (HF `position_ids`).
     pub positions: &'a Tensor,
-    /// `[B, past + S]` bool, false at padding keys; `None` when nothing is padded.
+    /// `[B, past + S]` bool, false at padding keys; `None` when nothing is padded. Right
+    /// padding may also pass `None`: real positions only see earlier (real) keys, so their
+    /// outputs are exact and SDPA keeps its causal fast path; only pad positions differ.
     pub key_valid: Option<&'a Tensor>,
 }
 

@@ -407,3 +407,40 @@ fn adapter_for_another_base_fails_clearly() {
     let msg = lora::load(&mut m2b, dir.path()).unwrap_err().to_string();
     assert!(msg.contains("adapter_config.json"), "{msg}");
 }
+
+#[test]
+fn adamw_skips_parameters_without_gradient_like_torch() {
+    tch::manual_seed(9);
+    let init = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+    let g = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+    let a = init.copy().set_requires_grad(true);
+    let b = init.copy().set_requires_grad(true);
+    let frozen = Tensor::ones([5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    // Flat path (every parameter has a gradient) vs per-parameter path (one lacks it).
+    let mut flat = AdamW::new(vec![("a".into(), a.shallow_clone())], 0.05, 0.1).unwrap();
+    let mut each = AdamW::new(
+        vec![
+            ("b".into(), b.shallow_clone()),
+            ("f".into(), frozen.shallow_clone()),
+        ],
+        0.05,
+        0.1,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        for (p, o) in [(&a, &mut flat), (&b, &mut each)] {
+            o.zero_grad();
+            (p * &g).sum(Kind::Float).backward();
+            o.step().unwrap();
+        }
+    }
+    assert!(max_abs_diff(&a, &b) < 1e-7);
+    assert!(max_abs_diff(&a, &init) > 1e-3);
+    assert_eq!(
+        max_abs_diff(&frozen, &Tensor::ones([5], (Kind::Float, Device::Cpu))),
+        0.0
+    );
+    let st = each.state().unwrap();
+    let f_m = &st.iter().find(|(n, _)| n == "f.exp_avg").unwrap().1;
+    assert_eq!(f_m.abs().sum(Kind::Float).double_value(&[]), 0.0);
+}

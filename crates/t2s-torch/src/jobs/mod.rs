@@ -59,6 +59,12 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
             spec.protocol
         );
     }
+    // `threads`: libtorch intra-op threads for this job (default: libtorch's choice).
+    if let Some(n) = spec.params.get("threads").and_then(|v| v.as_u64()) {
+        if n > 0 {
+            tch::set_num_threads(n as i32);
+        }
+    }
     match spec.job.as_str() {
         "doctor" => doctor::run(spec),
         "generate" => generate::run(spec, ev),

@@ -10,8 +10,13 @@ use t2s_torch::gemma3::Inputs;
 use t2s_torch::Gemma3;
 use tch::{Device, Kind, Tensor};
 
+/// The repository root: `T2S_REPO_ROOT` if set (test binaries carried to another machine),
+/// else where this crate was built.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    match std::env::var_os("T2S_REPO_ROOT") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    }
 }
 
 /// The venv python if it has torch + transformers + peft; `None` (and a loud message) if not.
