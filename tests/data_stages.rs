@@ -139,6 +139,20 @@ fn data_stages_run_end_to_end() {
         assert!(d("eda").join(f).is_file(), "{f}");
     }
 
+    // Passthrough of an existing tokenizer.json: same bytes out, its blake3 in the key facts.
+    std::fs::copy(d("tok").join("tokenizer.json"), d("mine.json")).unwrap();
+    run("tokenizer", json!({"from": "mine.json"}), &[], &d("tok2")).unwrap();
+    assert_eq!(
+        std::fs::read(d("tok2").join("tokenizer.json")).unwrap(),
+        std::fs::read(d("mine.json")).unwrap()
+    );
+    let k = registry::lookup("tokenizer").unwrap();
+    let mut p = Map::new();
+    p.insert("from".into(), json!("mine.json"));
+    let facts = k.key_facts(&p, tmp.path()).unwrap();
+    let fp = t2s::data::tokenizer::fingerprint(&d("mine.json")).unwrap();
+    assert_eq!(facts.get("tokenizer_blake3"), Some(&fp));
+
     // A load over the bad-row threshold fails, naming the file.
     let bad = d("bad.jsonl");
     std::fs::write(&bad, "{\"id\": 1}\n{\"id\": 2}\n").unwrap();
