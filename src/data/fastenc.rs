@@ -75,7 +75,7 @@ fn eligible(tk: &Tokenizer) -> Option<Vec<(String, u32)>> {
         }
         added.push((t["content"].as_str()?.to_string(), t["id"].as_u64()? as u32));
     }
-    added.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    added.sort_by_key(|a| std::cmp::Reverse(a.0.len()));
     Some(added)
 }
 

@@ -58,6 +58,9 @@ impl StageKind for PreprocessStage {
         ctx.metrics
             .progress(0, Some(rows.len() as u64), "tokenizing");
         let (examples, report) = preprocess(&tk, rows, &params)?;
+        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StageError::Interrupted);
+        }
         if examples.is_empty() {
             return Err(StageError::Failed(format!(
                 "preprocess: all {} rows were dropped as longer than max_length {}; raise max_length or use truncation: truncate_context",
