@@ -54,14 +54,14 @@ if [ "${SKIP_PARITY:-0}" != 1 ]; then
 fi
 
 # --- LoRA training throughput, Gemma-3-1B shape, r=$RANK on q/k/v/o -------------------------
-with_gpu_mem peer_train python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank "$RANK" \
+with_gpu_mem peer_train timeout ${TRAIN_TIMEOUT:-150} python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank "$RANK" \
   --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" > "$OUT/train_peer.json" 2> "$OUT/train_peer.err"
 echo "peer train: $(cat "$OUT/train_peer.json")"; tail -3 "$OUT/train_peer.err"
 cat > /tmp/t2s-bench-train.json <<JSON
 {"protocol": 1, "job": "bench-train", "device": "cuda",
  "params": {"shape": "gemma3-1b", "batch": $BATCH, "seq": $SEQ, "rank": $RANK, "alpha": 16, "steps": $STEPS, "warmup": 3}}
 JSON
-with_gpu_mem t2s_train "$W" /tmp/t2s-bench-train.json > "$OUT/train_t2s.jsonl" 2> "$OUT/train_t2s.err"
+with_gpu_mem t2s_train timeout ${TRAIN_TIMEOUT:-150} "$W" /tmp/t2s-bench-train.json > "$OUT/train_t2s.jsonl" 2> "$OUT/train_t2s.err"
 echo "t2s train: $(tail -1 "$OUT/train_t2s.jsonl")"; tail -3 "$OUT/train_t2s.err"
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -83,14 +83,14 @@ PY
 # --- Batched greedy generation: 1,000 gretel-length prompts, 128 new tokens max ----------
 if [ "${SKIP_GEN:-0}" != 1 ]; then
   WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=${GEN_N:-1000} BATCH=${GEN_BATCH:-128} MAX_NEW=128 \
-    bash bench/generate.sh > "$OUT/generate.txt" 2>&1
+    timeout ${GEN_TIMEOUT:-240} bash bench/generate.sh > "$OUT/generate.txt" 2>&1
   echo "generation:"; tail -4 "$OUT/generate.txt"
 fi
 
 # --- A pipeline end to end on CUDA ---------------------------------------------------------
 if [ "${RUN_PIPELINE:-0}" = 1 ]; then
   root=/tmp/t2s-pipe; mkdir -p $root
-  ( cd $root && time "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/smoke.yaml}" ) > "$OUT/pipeline.txt" 2>&1
+  ( cd $root && time timeout ${PIPE_TIMEOUT:-120} "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/smoke.yaml}" ) > "$OUT/pipeline.txt" 2>&1
   echo "pipeline:"; tail -20 "$OUT/pipeline.txt"
 fi
 date -u
