@@ -40,19 +40,6 @@ with_gpu_mem() {
 } > "$OUT/doctor.txt" 2>&1
 echo "doctor done"; tail -12 "$OUT/doctor.txt"
 
-# --- Parity on CUDA: the model crate's parity/generation/LoRA tests with T2S_TEST_DEVICE=cuda
-# (fp32 at the CPU tolerance, bf16 at its stated one), test binaries built by prepare.sh.
-if [ "${SKIP_PARITY:-0}" != 1 ]; then
-  export T2S_REPO_ROOT=$PWD PYTHONUNBUFFERED=1
-  for t in .gpu/tests/parity-* .gpu/tests/generate-* .gpu/tests/lora-*; do
-    [ -x "$t" ] || continue
-    echo "== $t" >> "$OUT/parity.txt"
-    T2S_TEST_DEVICE=cuda timeout ${PARITY_TIMEOUT:-150} "$t" --nocapture --test-threads 1 >> "$OUT/parity.txt" 2>&1
-    echo "rc=$?" >> "$OUT/parity.txt"
-  done
-  echo "parity:"; grep -E "^test |test result|max|bf16|rc=" "$OUT/parity.txt" | tail -40
-fi
-
 # --- LoRA training throughput, Gemma-3-1B shape, r=$RANK on q/k/v/o -------------------------
 with_gpu_mem peer_train timeout ${TRAIN_TIMEOUT:-150} python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank "$RANK" \
   --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" > "$OUT/train_peer.json" 2> "$OUT/train_peer.err"
@@ -85,6 +72,19 @@ if [ "${SKIP_GEN:-0}" != 1 ]; then
   WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=${GEN_N:-1000} BATCH=${GEN_BATCH:-128} MAX_NEW=128 \
     timeout ${GEN_TIMEOUT:-240} bash bench/generate.sh > "$OUT/generate.txt" 2>&1
   echo "generation:"; tail -4 "$OUT/generate.txt"
+fi
+
+# --- Parity on CUDA: the model crate's parity/generation/LoRA tests with T2S_TEST_DEVICE=cuda
+# (fp32 at the CPU tolerance, bf16 at its stated one), test binaries built by prepare.sh.
+if [ "${SKIP_PARITY:-0}" != 1 ]; then
+  export T2S_REPO_ROOT=$PWD PYTHONUNBUFFERED=1
+  for t in .gpu/tests/parity-* .gpu/tests/generate-* .gpu/tests/lora-*; do
+    [ -x "$t" ] || continue
+    echo "== $t" >> "$OUT/parity.txt"
+    T2S_TEST_DEVICE=cuda timeout ${PARITY_TIMEOUT:-150} "$t" --nocapture --test-threads 1 >> "$OUT/parity.txt" 2>&1
+    echo "rc=$?" >> "$OUT/parity.txt"
+  done
+  echo "parity:"; grep -E "^test |test result|max|bf16|rc=" "$OUT/parity.txt" | tail -40
 fi
 
 # --- A pipeline end to end on CUDA ---------------------------------------------------------
