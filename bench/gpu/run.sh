@@ -12,7 +12,13 @@ mkdir -p "$OUT"
 TORCH_LIB=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 # scripts/env.sh expects a venv: point it at this machine's python.
-mkdir -p .gpu/venv/bin && ln -sf "$(command -v python3)" .gpu/venv/bin/python
+mkdir -p .gpu/venv/bin && printf '#!/bin/sh\nexec python3 "$@"\n' > .gpu/venv/bin/python && chmod +x .gpu/venv/bin/python
+# Shared libraries the t2s binary needs that the GPU image lacks (fontconfig for plot text).
+[ -d .gpu/lib ] && export LD_LIBRARY_PATH="$PWD/.gpu/lib:$LD_LIBRARY_PATH"
+if [ -d .gpu/fonts ] && [ ! -f /etc/fonts/fonts.conf ]; then
+  printf '<?xml version="1.0"?>\n<fontconfig><dir>%s</dir><cachedir>/tmp/t2s-fc</cachedir></fontconfig>\n' "$PWD/.gpu/fonts" > .gpu/fonts.conf
+  export FONTCONFIG_FILE=$PWD/.gpu/fonts.conf
+fi
 export T2S_VENV=$PWD/.gpu/venv PYTHON=python3 T2S_WORKER=$PWD/.gpu/t2s-worker
 W=.gpu/t2s-worker
 BATCH=${BATCH:-8} SEQ=${SEQ:-512} RANK=${RANK:-16} STEPS=${STEPS:-20}
@@ -41,6 +47,7 @@ with_gpu_mem() {
 echo "doctor done"; tail -12 "$OUT/doctor.txt"
 
 # --- LoRA training throughput, Gemma-3-1B shape, r=$RANK on q/k/v/o -------------------------
+if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 with_gpu_mem peer_train timeout ${TRAIN_TIMEOUT:-150} python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank "$RANK" \
   --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" > "$OUT/train_peer.json" 2> "$OUT/train_peer.err"
 echo "peer train: $(cat "$OUT/train_peer.json")"; tail -3 "$OUT/train_peer.err"
@@ -66,6 +73,7 @@ if ours.get("tokens_per_s") and peer.get("tokens_per_s"):
     print(f"ratio t2s/peer tokens/s: {ours['tokens_per_s']/peer['tokens_per_s']:.2f}x")
 print("memory:", mem)
 PY
+fi
 
 # --- Batched greedy generation: 1,000 gretel-length prompts, 128 new tokens max ----------
 if [ "${SKIP_GEN:-0}" != 1 ]; then
