@@ -1,1 +1,195 @@
-//! Command-line definitions (clap).
+//! Command-line definitions (clap derive only). Doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Reproducible, cached LLM fine-tuning experiments from a YAML pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "t2s", version, propagate_version = true)]
+pub struct Cli {
+    /// Project root holding `artifacts/` and `experiments/` [default: the current directory]
+    #[arg(long, global = true, env = "T2S_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// More log output: -v info, -vv debug (RUST_LOG overrides)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline: reuse what is cached, run what is stale
+    Run(RunArgs),
+    /// Show which nodes are cached and which are stale, and why
+    Status(StatusArgs),
+    /// Print the expanded graph of a pipeline
+    Dag(DagArgs),
+    /// List tracked runs, newest first
+    Runs(RunsArgs),
+    /// Show one run: its nodes, params and metrics
+    Show(ShowArgs),
+    /// Remove artifacts no node points to any more, and leftovers of killed runs
+    Gc(GcArgs),
+    /// Check the installation: version, paths, the libtorch worker and CUDA devices
+    Doctor,
+    /// Score predictions from any system (JSONL with context, gold and predicted SQL)
+    Evaluate(crate::commands::evaluate::EvaluateArgs),
+    /// Generate SQL for a request with a model and an optional LoRA adapter
+    Infer(InferArgs),
+    /// Render the comparison report of a tracked run (Markdown + self-contained HTML)
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Model directory in Hugging Face layout (config.json, model.safetensors, tokenizer.json)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// LoRA adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors)
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// The request in natural language (`@file` reads it from a file); omit for an interactive prompt
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// The database context: CREATE TABLE / INSERT statements (`@file` reads a file)
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Print the generated text verbatim instead of the extracted SQL
+    #[arg(long)]
+    pub raw: bool,
+    /// Most new tokens to generate
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: u64,
+    /// Greedy decoding (the default)
+    #[arg(long, conflicts_with = "sample")]
+    pub greedy: bool,
+    /// Sample instead of greedy decoding (see --temperature, --top-k, --top-p, --seed)
+    #[arg(long)]
+    pub sample: bool,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// 0 disables top-k
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto, cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run id (see `t2s runs`), or `latest`
+    pub run: String,
+    /// A second run to show side by side
+    #[arg(long, value_name = "RUN")]
+    pub compare: Option<String>,
+    /// Output directory (default: experiments/<pipeline>/<run>/)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Options shared by commands that load a pipeline file.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// The pipeline file (YAML)
+    pub file: PathBuf,
+
+    /// Override a parameter: `--set stage.param=value` (value is YAML; repeatable)
+    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Print the plan (each node, its key, hit / run / resume and why) and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Recompute NODE even if cached (node id or stage name; repeatable)
+    #[arg(long, value_name = "NODE")]
+    pub force: Vec<String>,
+
+    /// Run only NODE; its inputs must be cached (node id or stage name; repeatable)
+    #[arg(long, value_name = "NODE")]
+    pub only: Vec<String>,
+
+    /// Run NODE and what it needs, nothing downstream (node id or stage name; repeatable)
+    #[arg(long, value_name = "NODE")]
+    pub until: Vec<String>,
+
+    /// Nodes to run at once [default: the pipeline's `settings.jobs`, else half the CPUs]
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+
+    /// GPU-using nodes to run at once
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub gpu_slots: u32,
+
+    /// Check every cached artifact used against the blake3 of each file (not only sizes/mtimes)
+    #[arg(long)]
+    pub verify: bool,
+
+    /// No progress display
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Check cached artifacts against the blake3 of each file
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DagArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Graphviz DOT output
+    #[arg(long, conflicts_with = "mermaid")]
+    pub dot: bool,
+
+    /// Mermaid flowchart output
+    #[arg(long)]
+    pub mermaid: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// How many runs to list
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Run id (from `t2s runs`), or `last`
+    #[arg(default_value = "last")]
+    pub run: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// List what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also remove resume checkpoints of interrupted nodes
+    #[arg(long)]
+    pub partial: bool,
+}

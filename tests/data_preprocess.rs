@@ -171,3 +171,45 @@ fn trained_tokenizer_has_gemma_specials_as_single_tokens() {
     let e = tk.encode(text, false).unwrap();
     assert_eq!(tk.decode(e.get_ids(), false).unwrap(), text);
 }
+
+#[test]
+fn fast_encoder_equals_tokenizer_encode() {
+    use t2s::data::fastenc::{Encoder, Memo};
+    let rows = builtin::generate(12, 600);
+    let tk = train_bpe(&rows, 900, 2).unwrap();
+    let enc = Encoder::new(&tk);
+    assert!(
+        enc.is_fast(),
+        "a trained byte-level BPE takes the fast path"
+    );
+    let mut memo = Memo::new();
+    let mut texts: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            [
+                t2s::data::format::chat_prompt(&r.sql_prompt, &r.sql_context),
+                t2s::data::format::response(&r.sql),
+                t2s::data::format::raw_text(&r.sql_context, &r.sql),
+            ]
+        })
+        .collect();
+    for t in [
+        "",
+        " ",
+        "  x",
+        "a  \n\n  b\t\tc   ",
+        "it's they're we've I'm you'll he'd 'S 'x'",
+        "<bos><bos>x<eos> <start_of_turn>  <end_of_turn>\n",
+        "<bo<bos>s>",
+        "42.5e10 -- ;;; (x)",
+        "naïve café ✓ <eos>",
+        "\r\n\r\n end",
+        "trailing space ",
+    ] {
+        texts.push(t.to_string());
+    }
+    for t in &texts {
+        let want = tk.encode(t.as_str(), false).unwrap().get_ids().to_vec();
+        assert_eq!(enc.encode(t, &mut memo).unwrap(), want, "{t:?}");
+    }
+}

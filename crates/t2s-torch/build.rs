@@ -36,11 +36,10 @@ fn main() {
 /// `T2S_TORCH_BUILD_VERSION`: the torch version of the build environment, reported by
 /// `t2s-worker doctor` when the loaded library's version file cannot be found.
 fn record_torch_version() {
-    let out = std::process::Command::new(
-        std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
-    )
-    .args(["-c", "import torch; print(torch.__version__)"])
-    .output();
+    let out =
+        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .args(["-c", "import torch; print(torch.__version__)"])
+            .output();
     if let Ok(out) = out {
         if let Ok(v) = String::from_utf8(out.stdout) {
             println!("cargo:rustc-env=T2S_TORCH_BUILD_VERSION={}", v.trim());

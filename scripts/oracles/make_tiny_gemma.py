@@ -72,6 +72,9 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--std", type=float, default=0.15)
     p.add_argument("--shard-size", default=None, help="e.g. 50KB: write a sharded checkpoint")
+    p.add_argument("--hf-init", action="store_true",
+                   help="keep transformers' own init (std 0.02, zero norms): for benchmark shapes")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(a.seed)
@@ -85,14 +88,17 @@ def main():
     )
     cfg._attn_implementation = "eager"
     model = Gemma3ForCausalLM(cfg).to(torch.float32).eval()
-    with torch.no_grad():
-        for name, t in model.named_parameters():
-            if name.endswith("norm.weight"):
-                t.copy_(torch.randn_like(t) * 0.3)
-            elif "embed_tokens" in name:
-                t.copy_(torch.randn_like(t) * 0.1)
-            else:
-                t.copy_(torch.randn_like(t) * a.std)
+    if not a.hf_init:
+        with torch.no_grad():
+            for name, t in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    t.copy_(torch.randn_like(t) * 0.3)
+                elif "embed_tokens" in name:
+                    t.copy_(torch.randn_like(t) * 0.1)
+                else:
+                    t.copy_(torch.randn_like(t) * a.std)
+    if a.dtype == "bf16":
+        model = model.to(torch.bfloat16)
     kw = {"max_shard_size": a.shard_size} if a.shard_size else {}
     model.save_pretrained(a.out, safe_serialization=True, **kw)
     make_tokenizer(a.vocab, a.out)

@@ -1,1 +1,24 @@
-//! (module under construction: see ARCHITECTURE.md for its owner and contract)
+//! The content-addressed artifact store and the cache keys that address it.
+//!
+//! - `key`: the one canonical struct every input of a node's result is a field of, its blake3
+//!   digest, and the field-by-field diff `status` uses to say *why* a node is stale.
+//! - `manifest`: `MANIFEST.json` of a committed object (file → blake3, size, mtime, plus the key),
+//!   the cheap (size/mtime) and full (blake3) integrity checks.
+//! - `store`: the `artifacts/v1/` layout: staging → atomic commit into `objects/<key>/`, the
+//!   partial (resume) area, refs (node id → last committed key) and garbage collection.
+//! - `lock`: per-key file locks so concurrent runs never compute the same key twice.
+//!
+//! Nothing here knows about YAML, the tracking DB or how stages run.
+
+pub mod key;
+pub mod lock;
+pub mod manifest;
+pub mod store;
+
+pub use key::{CacheKey, FieldChange, KeyInput, STORE_FORMAT};
+pub use lock::KeyLock;
+pub use manifest::{FileEntry, Manifest};
+pub use store::{GcReport, Lookup, NodeRef, Staging, Store, StoreError};
+
+#[cfg(test)]
+mod store_tests;

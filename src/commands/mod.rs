@@ -1,1 +1,114 @@
-//! (module under construction: see ARCHITECTURE.md for its owner and contract)
+//! One file per verb. Each command returns an exit code or an error; `dispatch` prints errors
+//! and maps them: usage and configuration errors (invalid pipeline, unknown node name) exit 2,
+//! everything else 1.
+
+pub mod dag;
+pub mod doctor;
+pub mod evaluate;
+pub mod gc;
+pub mod infer;
+pub mod report;
+pub mod run;
+pub mod runs;
+pub mod show;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::pipeline::{Diagnostics, Pipeline};
+
+/// A usage or configuration error: printed as is, exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Run the parsed command line.
+pub fn dispatch(cli: Cli) -> ExitCode {
+    let root = match project_root(cli.root.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return report(e),
+    };
+    let result = match cli.command {
+        Command::Run(args) => run::run(&root, args),
+        Command::Status(args) => status::status(&root, args),
+        Command::Dag(args) => dag::dag(args),
+        Command::Runs(args) => runs::runs(&root, args),
+        Command::Show(args) => show::show(&root, args),
+        Command::Gc(args) => gc::gc(&root, args),
+        Command::Doctor => doctor::doctor(&root),
+        Command::Evaluate(args) => evaluate::run(&args).map(|c| ExitCode::from(c.clamp(0, 255) as u8)),
+        Command::Infer(args) => infer::infer(args),
+        Command::Report(args) => report::report(&root, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: anyhow::Error) -> ExitCode {
+    if let Some(d) = e.downcast_ref::<Diagnostics>() {
+        eprint!("{d}");
+        if !d.to_string().ends_with('\n') {
+            eprintln!();
+        }
+        return ExitCode::from(2);
+    }
+    if e.is::<UsageError>() || e.is::<crate::exec::plan::UnknownNode>() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    eprintln!("error: {e:#}");
+    ExitCode::from(1)
+}
+
+/// `--root` / `T2S_ROOT`, else the current directory; made absolute so stage paths stay valid.
+fn project_root(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir()?;
+    let root = match given {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) => cwd.join(p),
+        None => cwd,
+    };
+    if !root.is_dir() {
+        return Err(UsageError(format!(
+            "project root {} is not a directory; create it or fix --root / T2S_ROOT",
+            root.display()
+        ))
+        .into());
+    }
+    Ok(root)
+}
+
+/// Load and validate a pipeline file; diagnostics become an exit-2 error.
+pub fn load_pipeline(file: &Path, overrides: &[String]) -> anyhow::Result<Pipeline> {
+    Ok(crate::pipeline::load(file, overrides)?)
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut width = vec![0; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(c);
+                line.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

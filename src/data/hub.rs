@@ -3,6 +3,10 @@
 //! cache without any network, online download through `hf-hub` (with `HF_TOKEN`), and the
 //! pinned sizes and sha256 digests of gretel's parquet files.
 
+// Hub errors carry the repo, revision, file and cache path the user needs to act on; they
+// are rare, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

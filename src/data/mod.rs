@@ -2,13 +2,17 @@
 //! tokenization, splitting and EDA. No libtorch here.
 
 pub mod builtin;
+pub mod eda;
 pub mod examples;
+pub mod fastenc;
 pub mod format;
 pub mod hub;
 pub mod load;
+pub mod plots;
 pub mod preprocess;
 pub mod records;
 pub mod row;
+pub mod split;
 pub mod tokenizer;
 pub mod validate;
 

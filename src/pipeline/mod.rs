@@ -1,24 +1,74 @@
 //! Pipeline files: raw YAML → validated, matrix-expanded graph of nodes.
 //!
 //! The types below are the contract the executor consumes; parsing, validation, matrix expansion
-//! and graph rendering live in the submodules.
+//! and graph rendering live in the submodules:
+//! `yaml` (located YAML tree) → `raw` (fields with positions) → `overrides` (`--set`) →
+//! `graph` (needs, cycles, order) → `matrix` (scope, fan-out, substitution) → `validate`
+//! (params against the kind's specs). Every problem is collected into `Diagnostics`.
+//!
+//! # File format
+//! ```yaml
+//! name: sweep                 # optional, defaults to the file stem
+//! description: ...            # optional
+//! settings: {jobs: 4, device: cuda:0}   # optional
+//! stages:                     # required; order is kept (and used to break ties in the order)
+//!   train:
+//!     kind: command           # a registered stage kind
+//!     needs: [split]          # upstream stages
+//!     matrix: {lora_r: [4, 8, 16]}   # fan-out: train[lora_r=4], train[lora_r=8], ...
+//!     gather: false           # true: do not fan out with the needs, receive all instances
+//!     gpu: true               # optional override of the kind's GPU use
+//!     params:                 # checked against the kind's ParamSpecs; defaults filled
+//!       cmd: python3 train.py --rank ${matrix.lora_r}
+//! ```
+//! `${matrix.KEY}` is substituted in every string of `params`; a string that is exactly one
+//! reference takes the matrix value with its type. A stage needing a fanned-out stage fans out
+//! with it (instances of several fanned-out needs are combined where their shared keys agree).
+//! Matrix keys must be used by a reference; unknown fields, params and kinds are errors.
+
+mod diag;
+mod graph;
+mod matrix;
+mod overrides;
+mod raw;
+pub mod render;
+mod validate;
+mod yaml;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+
+pub use diag::{Diagnostic, Diagnostics, SET_FILE};
+pub use matrix::parse_node_id;
+
+use crate::stages::registry;
 
 /// A validated pipeline with its matrix expanded.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     /// `name:` from the file (defaults to the file stem).
     pub name: String,
+    /// `description:` from the file.
+    pub description: Option<String>,
     /// The pipeline file.
     pub file: PathBuf,
     /// blake3 of the file bytes.
     pub file_digest: String,
+    /// `settings:` from the file.
+    pub settings: Settings,
     /// Nodes in a topological order (every node after all its needs).
     pub nodes: Vec<Node>,
+}
+
+/// Run settings a pipeline file may carry (command-line flags win over them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// Parallel jobs (`--jobs`).
+    pub jobs: Option<usize>,
+    /// Device to run GPU stages on, e.g. `cuda:0` or `cpu`.
+    pub device: Option<String>,
 }
 
 /// One executable node: a stage instance (one matrix combination of a fanned-out stage).
@@ -36,4 +86,164 @@ pub struct Node {
     pub matrix: BTreeMap<String, Value>,
     /// Ids of upstream nodes, in `needs` order.
     pub needs: Vec<String>,
+    /// Whether the node takes a GPU slot: the stage's `gpu:` if given, else the kind's
+    /// `uses_gpu` of the resolved params.
+    pub gpu: bool,
+    /// `gather: true`: the node receives every instance of its fanned-out needs.
+    pub gather: bool,
+}
+
+impl Pipeline {
+    /// The directory of the pipeline file (relative paths in params resolve against it).
+    pub fn dir(&self) -> &Path {
+        match self.file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    }
+}
+
+/// What to do about a YAML syntax error, from the parser's message.
+fn yaml_hint(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("tab") {
+        "indent with spaces: YAML does not allow tabs for indentation"
+    } else if m.contains("quoted scalar") {
+        "close the quote that starts here"
+    } else if m.contains("flow sequence") || m.contains("flow mapping") {
+        "close the `[` or `{`, and quote values that contain `,` `[` `]` `{` `}`"
+    } else if m.contains("mapping values are not allowed") {
+        "quote values that contain `: `, e.g. `cmd: \"echo a: b\"`"
+    } else if m.contains("indentation") || m.contains("expected key") {
+        "check the indentation: the keys of one mapping must start in the same column"
+    } else {
+        "fix the YAML syntax here"
+    }
+}
+
+/// Load, validate and expand a pipeline file. `overrides` are `--set stage.param=value`
+/// arguments (the value is YAML; it applies to every matrix instance of the stage).
+/// On failure every problem found is returned, sorted by position.
+pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> {
+    let mut diags = diag::Collector::new(file, overrides);
+    let start = yaml::Loc {
+        set_arg: None,
+        line: 1,
+        col: 1,
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            diags.add(
+                start,
+                "",
+                format!("cannot read the pipeline file: {e}"),
+                Some("check the path given to t2s".into()),
+            );
+            return Err(diags.finish());
+        }
+    };
+    let Ok(src) = std::str::from_utf8(&bytes) else {
+        diags.add(start, "", "the pipeline file is not UTF-8 text", None);
+        return Err(diags.finish());
+    };
+    let root = match yaml::parse(src) {
+        Ok(root) => root,
+        Err(e) => {
+            diags.add(
+                e.loc,
+                "",
+                format!("invalid YAML: {}", e.message),
+                Some(match yaml::unclosed_bracket(src, e.loc) {
+                    Some((at, c)) => format!(
+                        "the `{c}` at line {}, column {} is never closed; close it, or quote values that contain `{c}`",
+                        at.line, at.col
+                    ),
+                    None => yaml_hint(&e.message).into(),
+                }),
+            );
+            return Err(diags.finish());
+        }
+    };
+    let mut raw = raw::read(root.as_ref(), start, &mut diags);
+    overrides::apply(overrides, &mut raw.stages, &mut diags);
+
+    let known_kinds = registry::kind_names();
+    let mut kinds = Vec::with_capacity(raw.stages.len());
+    for s in &raw.stages {
+        let kind = s.kind.as_ref().and_then(|k| {
+            let found = registry::lookup(&k.v);
+            if found.is_none() {
+                diags.add(
+                    k.loc,
+                    &format!("stages.{}.kind", s.name.v),
+                    format!("unknown stage kind `{}`", k.v),
+                    Some(diag::suggest(&k.v, "known kinds", &known_kinds)),
+                );
+            }
+            found
+        });
+        if let Some(kind) = kind {
+            validate::unknown_params(s, kind, &mut diags);
+        }
+        kinds.push(kind);
+    }
+
+    let mut nodes = Vec::new();
+    {
+        let g = graph::stage_graph(&raw.stages, &mut diags);
+        let broken = matrix::check_scope(&raw.stages, &g, &mut diags);
+        let instances = matrix::expand(&raw.stages, &g, &mut diags);
+        for &si in &g.order {
+            let s = &raw.stages[si];
+            let Some(kind) = kinds[si] else { continue };
+            let written: Map<String, Value> = s
+                .params
+                .iter()
+                .map(|(k, v)| (k.v.clone(), v.clone()))
+                .collect();
+            for inst in &instances[si] {
+                let substituted = matrix::substitute(&Value::Object(written.clone()), &inst.matrix);
+                let Value::Object(substituted) = substituted else {
+                    continue;
+                };
+                let Some(params) =
+                    validate::resolve(s, kind, &substituted, &broken[si], &mut diags)
+                else {
+                    continue;
+                };
+                nodes.push(Node {
+                    id: inst.id.clone(),
+                    stage: s.name.v.clone(),
+                    kind: kind.kind().to_string(),
+                    gpu: s.gpu.unwrap_or_else(|| kind.uses_gpu(&params)),
+                    params,
+                    matrix: inst.matrix.clone(),
+                    needs: inst.needs.clone(),
+                    gather: s.gather,
+                });
+            }
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags.finish());
+    }
+    let name = match raw.name {
+        Some(n) => n.v,
+        None => file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pipeline".into()),
+    };
+    Ok(Pipeline {
+        name,
+        description: raw.description,
+        file: file.to_path_buf(),
+        file_digest: blake3::hash(&bytes).to_hex().to_string(),
+        settings: Settings {
+            jobs: raw.jobs,
+            device: raw.device,
+        },
+        nodes,
+    })
 }

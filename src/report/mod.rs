@@ -1,1 +1,45 @@
-//! (module under construction: see ARCHITECTURE.md for its owner and contract)
+//! Comparison reports: Markdown plus one self-contained HTML file, rendered from a
+//! `ReportData` (which `load` fills from the tracking DB and the run's artifacts).
+//!
+//! Rendering is pure (data in, text out) so it is tested without a run; plots are drawn with
+//! plotters (SVG inlined in the HTML, PNG files beside the Markdown).
+
+pub mod html;
+pub mod load;
+pub mod markdown;
+pub mod model;
+pub mod plots;
+pub mod verdict;
+
+pub use model::{
+    Breakdown, LossCurve, MetricValue, NodeInfo, PairedComparison, ReportData, RunInfo, Variant,
+};
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Write `report.md`, `report.html` and the PNG figures into `dir` (created if needed).
+/// Files are written through temp names and renamed, so a crash never leaves a half report.
+pub fn write(data: &ReportData, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let figures = plots::Figures::draw(data)?;
+    for (name, png) in figures.pngs() {
+        write_atomic(&dir.join(name), png)?;
+    }
+    let md = markdown::render(data, &figures);
+    write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    let html = html::render(data, &figures);
+    write_atomic(&dir.join("report.html"), html.as_bytes())?;
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", path.display()))?;
+    Ok(())
+}

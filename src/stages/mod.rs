@@ -5,10 +5,16 @@
 //! its outputs into the staging directory, which the executor commits atomically on success.
 //! Stages never touch the cache, the tracking DB or the YAML directly.
 
+pub mod command;
 mod common;
+pub mod eda;
+pub mod evaluate;
 pub mod load;
+pub mod model;
 pub mod preprocess;
 pub mod registry;
+pub mod report;
+pub mod split;
 pub mod tokenizer;
 pub mod train;
 

@@ -39,7 +39,7 @@ impl StageKind for PreprocessStage {
     }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
         let p = ctx.params;
-        let rows_dir = input_with(ctx, crate::data::load::ROWS_FILE, "the `load` artifact")?;
+        let rows_dir = input_with(ctx, crate::data::load::REPORT_FILE, "the `load` artifact")?;
         let tok_dir = input_with(ctx, "tokenizer.json", "a `tokenizer` artifact")?;
         let tok_path = tok_dir.join("tokenizer.json");
         let tk = load(&tok_path)?;
@@ -58,6 +58,9 @@ impl StageKind for PreprocessStage {
         ctx.metrics
             .progress(0, Some(rows.len() as u64), "tokenizing");
         let (examples, report) = preprocess(&tk, rows, &params)?;
+        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StageError::Interrupted);
+        }
         if examples.is_empty() {
             return Err(StageError::Failed(format!(
                 "preprocess: all {} rows were dropped as longer than max_length {}; raise max_length or use truncation: truncate_context",

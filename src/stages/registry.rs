@@ -6,10 +6,16 @@ use super::StageKind;
 pub fn all() -> Vec<&'static dyn StageKind> {
     vec![
         // one entry per kind, e.g. &super::command::CommandStage,
+        &super::command::CommandStage,
         &super::load::LoadStage,
+        &super::eda::EdaStage,
         &super::tokenizer::TokenizerStage,
         &super::preprocess::PreprocessStage,
+        &super::split::SplitStage,
+        &super::evaluate::EvaluateStage,
+        &super::model::ModelStage,
         &super::train::TrainStage,
+        &super::report::ReportStage,
     ]
 }
 

@@ -85,9 +85,8 @@ impl StageKind for TokenizerStage {
         let p = ctx.params;
         let from = str_param(p, "from", "");
         let out = ctx.out_dir.join("tokenizer.json");
-        let source;
-        if from.is_empty() {
-            let dir = input_with(ctx, crate::data::load::ROWS_FILE, "the `load` artifact")?;
+        let source = if from.is_empty() {
+            let dir = input_with(ctx, crate::data::load::REPORT_FILE, "the `load` artifact")?;
             let mut rows = crate::data::read_rows(&dir)?;
             let max = u64_param(p, "max_rows", 0) as usize;
             if max > 0 {
@@ -102,13 +101,13 @@ impl StageKind for TokenizerStage {
             let tk = train_bpe(&rows, vocab, u64_param(p, "min_frequency", 2))?;
             tk.save(&out, false)
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
-            source = format!("trained on {} rows", rows.len());
+            format!("trained on {} rows", rows.len())
         } else {
             let path = resolve_from(from, p, ctx.pipeline_dir)?;
             load(&path)?;
             copy_into(&path, ctx.out_dir, "tokenizer.json")?;
-            source = from.to_string();
-        }
+            from.to_string()
+        };
         let tk = load(&out)?;
         let special = SpecialIds::of(&tk)?;
         let fp = fingerprint(&out)?;

@@ -83,14 +83,14 @@ fn gpu_present() -> bool {
     std::fs::read_dir("/proc/driver/nvidia/gpus").is_ok_and(|mut d| d.next().is_some())
 }
 
-fn is_model_dir(d: &Path) -> bool {
+pub(crate) fn is_model_dir(d: &Path) -> bool {
     d.join("config.json").is_file()
         && (d.join("model.safetensors").is_file()
             || d.join("model.safetensors.index.json").is_file())
 }
 
 /// blake3 over the files of a local model directory that define the weights.
-fn model_digest(dir: &Path) -> anyhow::Result<String> {
+pub(crate) fn model_digest(dir: &Path) -> anyhow::Result<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.path())
@@ -120,7 +120,7 @@ fn model_digest(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// The local directory of the `model` param (downloading an hf:// model into the HF cache).
-fn resolve_model(p: &Map<String, Value>, pipeline_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+pub(crate) fn resolve_model(p: &Map<String, Value>, pipeline_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     let m = p.get("model").and_then(Value::as_str).unwrap_or("");
     if m.is_empty() {
         return Ok(None);

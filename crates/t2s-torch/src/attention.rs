@@ -53,7 +53,10 @@ fn build(
     let mut m = allowed.f_unsqueeze(0)?.f_unsqueeze(0)?; // [1,1,S,K]
     if let Some(valid) = key_valid {
         let kl = past + s - key_start;
-        let v = valid.f_narrow(1, key_start, kl)?.f_unsqueeze(1)?.f_unsqueeze(1)?; // [B,1,1,K]
+        let v = valid
+            .f_narrow(1, key_start, kl)?
+            .f_unsqueeze(1)?
+            .f_unsqueeze(1)?; // [B,1,1,K]
         m = m.f_logical_and(&v)?;
     }
     // A query always sees itself, so rows of padding queries are never empty (an empty row

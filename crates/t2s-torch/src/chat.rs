@@ -33,7 +33,12 @@ pub fn extract_sql(reply: &str) -> String {
         let after = &s[start + 3..];
         // Skip the info string (e.g. `sql`) up to the end of the line.
         let body = match after.find('\n') {
-            Some(nl) if after[..nl].trim().chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Some(nl)
+                if after[..nl]
+                    .trim()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric()) =>
+            {
                 &after[nl + 1..]
             }
             _ => after,
@@ -44,7 +49,7 @@ pub fn extract_sql(reply: &str) -> String {
         };
         s = s.trim();
     }
-    if s.len() >= 4 && s[..4].eq_ignore_ascii_case("sql:") {
+    if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sql:")) {
         s = s[4..].trim_start();
     }
     let mut quote: Option<char> = None;
@@ -91,5 +96,8 @@ mod tests {
             "SELECT a\nFROM t"
         );
         assert_eq!(extract_sql("```\nSELECT 2\n```"), "SELECT 2");
+        // Multi-byte text never splits a character.
+        assert_eq!(extract_sql("ééé; x"), "ééé;");
+        assert_eq!(extract_sql("€"), "€");
     }
 }

@@ -133,17 +133,16 @@ fn rope_of(v: &Value, what: &str, file: &Path) -> Result<Rope> {
 fn scaling_factor(kind: &str, v: &Value, file: &Path) -> Result<f64> {
     match kind {
         "default" => Ok(1.0),
-        "linear" => v.get("factor").and_then(|x| x.as_f64()).ok_or_else(|| {
-            ModelError::Config {
+        "linear" => v
+            .get("factor")
+            .and_then(|x| x.as_f64())
+            .ok_or_else(|| ModelError::Config {
                 file: file.to_path_buf(),
                 message: "linear rope scaling without a numeric `factor`".into(),
-            }
-        }),
+            }),
         other => Err(ModelError::Config {
             file: file.to_path_buf(),
-            message: format!(
-                "rope type `{other}` is not supported (only `default` and `linear`)"
-            ),
+            message: format!("rope type `{other}` is not supported (only `default` and `linear`)"),
         }),
     }
 }
@@ -170,8 +169,7 @@ impl Config {
         if n <= 0 || self.hidden_size <= 0 || self.head_dim <= 0 || self.vocab_size <= 0 {
             return Err(err("sizes must be positive".into()));
         }
-        if self.num_key_value_heads <= 0
-            || self.num_attention_heads % self.num_key_value_heads != 0
+        if self.num_key_value_heads <= 0 || self.num_attention_heads % self.num_key_value_heads != 0
         {
             return Err(err(format!(
                 "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
@@ -188,7 +186,9 @@ impl Config {
             ));
         }
         if self.attention_bias {
-            return Err(err("attention_bias = true is not supported (Gemma-3 has none)".into()));
+            return Err(err(
+                "attention_bias = true is not supported (Gemma-3 has none)".into(),
+            ));
         }
         if self.use_bidirectional_attention {
             return Err(err("use_bidirectional_attention is not supported".into()));

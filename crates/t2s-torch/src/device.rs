@@ -112,3 +112,44 @@ pub fn libtorch_version() -> (String, String) {
         _ => ("unknown".into(), "not found".into()),
     }
 }
+
+/// `(used, total)` bytes of CUDA device memory as the driver sees it (`cudaMemGetInfo` of the
+/// current device): memory held by libtorch's caching allocator plus the CUDA context, i.e. an
+/// upper bound of the peak allocated tensors (the caching allocator does not give memory back
+/// during a run). `None` when the CUDA runtime is not loaded.
+///
+/// tch has no binding to the caching allocator's statistics; the CUDA runtime library that
+/// libtorch loaded is found in `/proc/self/maps` and the function looked up with `dlsym`.
+pub fn cuda_mem_used() -> Option<(u64, u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let path = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with("libcudart.so"))
+        })?
+        .to_string();
+    let cpath = std::ffi::CString::new(path).ok()?;
+    // SAFETY: dlopen with RTLD_NOLOAD only returns a handle to a library already mapped in
+    // this process; the symbol has the documented C signature
+    // `cudaError_t cudaMemGetInfo(size_t *free, size_t *total)`.
+    unsafe {
+        let h = libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+        if h.is_null() {
+            return None;
+        }
+        let sym = libc::dlsym(h, c"cudaMemGetInfo".as_ptr());
+        if sym.is_null() {
+            libc::dlclose(h);
+            return None;
+        }
+        let f: extern "C" fn(*mut usize, *mut usize) -> i32 = std::mem::transmute(sym);
+        let (mut free, mut total) = (0usize, 0usize);
+        let rc = f(&mut free, &mut total);
+        libc::dlclose(h);
+        (rc == 0).then_some(((total - free) as u64, total as u64))
+    }
+}

@@ -34,15 +34,13 @@ impl RmsNorm {
         })
     }
 
-    /// Normalise over the last dim in fp32, multiply by `1 + w` in fp32, cast back.
+    /// Normalise over the last dim in fp32, multiply by `1 + w` in fp32, cast back
+    /// (libtorch's `rms_norm`: `x · rsqrt(mean(x²) + eps) · w`, one fused op where available).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x32 = x.f_to_kind(Kind::Float)?;
-        let var = x32
-            .f_square()?
-            .f_mean_dim(Some(&[-1i64][..]), true, Kind::Float)?;
-        let y = x32
-            .f_mul(&var.f_add_scalar(self.eps)?.f_rsqrt()?)?
-            .f_mul(&self.scale)?;
+        let dim = self.scale.size()[0];
+        let y =
+            x.f_to_kind(Kind::Float)?
+                .f_rms_norm([dim].as_slice(), Some(&self.scale), self.eps)?;
         Ok(y.f_to_kind(x.kind())?)
     }
 }
@@ -114,7 +112,14 @@ fn inv_freq(rope: Rope, dim: i64, dev: Device) -> Result<Tensor> {
 }
 
 impl Attention {
-    fn load(ck: &dyn Source, p: &str, cfg: &Config, r: &Resolved, k: Kind, d: Device) -> Result<Self> {
+    fn load(
+        ck: &dyn Source,
+        p: &str,
+        cfg: &Config,
+        r: &Resolved,
+        k: Kind,
+        d: Device,
+    ) -> Result<Self> {
         let (h, kvh, hd, hid) = (
             cfg.num_attention_heads,
             cfg.num_key_value_heads,
@@ -205,8 +210,7 @@ impl Attention {
             return Ok(t.shallow_clone());
         }
         let (b, h, l, d) = t.size4()?;
-        Ok(t
-            .f_unsqueeze(2)?
+        Ok(t.f_unsqueeze(2)?
             .f_expand([b, h, rep, l, d], false)?
             .f_reshape([b, h * rep, l, d])?)
     }
@@ -239,9 +243,24 @@ impl Mlp {
 }
 
 impl Layer {
-    fn load(ck: &dyn Source, i: usize, cfg: &Config, r: &Resolved, k: Kind, d: Device) -> Result<Self> {
+    fn load(
+        ck: &dyn Source,
+        i: usize,
+        cfg: &Config,
+        r: &Resolved,
+        k: Kind,
+        d: Device,
+    ) -> Result<Self> {
         let p = format!("model.layers.{i}");
-        let norm = |n: &str| RmsNorm::load(ck, &format!("{p}.{n}"), cfg.hidden_size, cfg.rms_norm_eps, d);
+        let norm = |n: &str| {
+            RmsNorm::load(
+                ck,
+                &format!("{p}.{n}"),
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                d,
+            )
+        };
         Ok(Self {
             self_attn: Attention::load(ck, &format!("{p}.self_attn"), cfg, r, k, d)?,
             mlp: Mlp::load(ck, &format!("{p}.mlp"), cfg, k, d)?,
@@ -261,13 +280,9 @@ impl Layer {
         cache: Option<(&mut KvCache, usize)>,
         train: bool,
     ) -> Result<Tensor> {
-        let a = self.self_attn.forward(
-            &self.input_layernorm.forward(x)?,
-            rope,
-            mode,
-            cache,
-            train,
-        )?;
+        let a =
+            self.self_attn
+                .forward(&self.input_layernorm.forward(x)?, rope, mode, cache, train)?;
         let h = x.f_add(&self.post_attention_layernorm.forward(&a)?)?;
         let m = self
             .mlp
@@ -282,7 +297,9 @@ pub struct Inputs<'a> {
     pub ids: &'a Tensor,
     /// `[B, S]` int64 RoPE positions (HF `position_ids`).
     pub positions: &'a Tensor,
-    /// `[B, past + S]` bool, false at padding keys; `None` when nothing is padded.
+    /// `[B, past + S]` bool, false at padding keys; `None` when nothing is padded. Right
+    /// padding may also pass `None`: real positions only see earlier (real) keys, so their
+    /// outputs are exact and SDPA keeps its causal fast path; only pad positions differ.
     pub key_valid: Option<&'a Tensor>,
 }
 
@@ -302,7 +319,13 @@ impl Gemma3 {
     }
 
     /// Build from any weight source (a checkpoint, or `RandomInit` for benchmarks).
-    pub fn from_source(cfg: Config, cfg_file: &Path, ck: &dyn Source, kind: Kind, device: Device) -> Result<Self> {
+    pub fn from_source(
+        cfg: Config,
+        cfg_file: &Path,
+        ck: &dyn Source,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self> {
         let r = cfg.resolve(cfg_file)?;
         let (v, h) = (cfg.vocab_size, cfg.hidden_size);
         let embed_tokens = ck.get("model.embed_tokens.weight", &[v, h], kind, device)?;
@@ -347,10 +370,7 @@ impl Gemma3 {
 
     /// `cos, sin: [B,1,S,D]` in the model dtype from fp32 angles.
     fn rope_tables(&self, inv: &Tensor, pos: &Tensor) -> Result<(Tensor, Tensor)> {
-        let f = pos
-            .f_to_kind(Kind::Float)?
-            .f_unsqueeze(-1)?
-            .f_mul(inv)?;
+        let f = pos.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?.f_mul(inv)?;
         let emb = Tensor::f_cat(&[&f, &f], -1)?.f_unsqueeze(1)?;
         Ok((
             emb.f_cos()?.f_to_kind(self.kind)?,
@@ -377,13 +397,7 @@ impl Gemma3 {
                 )));
             }
         }
-        let masks = Masks::new(
-            past,
-            s,
-            self.cfg.sliding_window,
-            inp.key_valid,
-            self.device,
-        )?;
+        let masks = Masks::new(past, s, self.cfg.sliding_window, inp.key_valid, self.device)?;
         let mut x = Tensor::f_embedding(&self.embed_tokens, inp.ids, -1, false, false)?
             .f_mul(&self.embed_scale)?;
         let local = self.rope_tables(&self.inv_freq_local, inp.positions)?;

@@ -60,9 +60,12 @@ pub fn select(logits: &Tensor, s: &Sampling) -> Result<Tensor> {
         // HF TopPLogitsWarper: sort ascending, drop the tokens whose cumulative probability
         // stays <= 1 - top_p, always keep the most likely one.
         let (sorted, idx) = l.f_sort(-1, false)?;
-        let cum = sorted.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
+        let cum = sorted
+            .f_softmax(-1, Kind::Float)?
+            .f_cumsum(-1, Kind::Float)?;
         let remove = cum.f_le(1.0 - s.top_p)?;
-        let remove = remove.f_index_fill(1, &Tensor::from_slice(&[v - 1]).f_to_device(l.device())?, 0)?;
+        let remove =
+            remove.f_index_fill(1, &Tensor::from_slice(&[v - 1]).f_to_device(l.device())?, 0)?;
         let remove = remove.f_scatter(1, &idx, &remove)?;
         l = l.f_masked_fill(&remove, f64::NEG_INFINITY)?;
     }
@@ -104,8 +107,12 @@ pub fn generate(model: &Gemma3, prompts: &[Vec<i64>], opt: &GenOptions) -> Resul
         ids.extend(std::iter::repeat_n(opt.pad_id, pad).chain(p.iter().copied()));
         mask.extend(std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, p.len())));
     }
-    let ids = Tensor::f_from_slice(&ids)?.f_view([b, lmax])?.f_to_device(dev)?;
-    let mask = Tensor::f_from_slice(&mask)?.f_view([b, lmax])?.f_to_device(dev)?;
+    let ids = Tensor::f_from_slice(&ids)?
+        .f_view([b, lmax])?
+        .f_to_device(dev)?;
+    let mask = Tensor::f_from_slice(&mask)?
+        .f_view([b, lmax])?
+        .f_to_device(dev)?;
     let positions = mask
         .f_to_kind(Kind::Int64)?
         .f_cumsum(1, Kind::Int64)?
@@ -115,7 +122,10 @@ pub fn generate(model: &Gemma3, prompts: &[Vec<i64>], opt: &GenOptions) -> Resul
     // Slots after the prompt are always real tokens.
     let mut key_valid = if padded {
         Some(Tensor::f_cat(
-            &[mask, Tensor::f_ones([b, opt.max_new_tokens], (Kind::Bool, dev))?],
+            &[
+                mask,
+                Tensor::f_ones([b, opt.max_new_tokens], (Kind::Bool, dev))?,
+            ],
             1,
         )?)
     } else {
@@ -126,7 +136,11 @@ pub fn generate(model: &Gemma3, prompts: &[Vec<i64>], opt: &GenOptions) -> Resul
         &Inputs {
             ids: &ids,
             positions: &positions,
-            key_valid: key_valid.as_ref().map(|k| k.f_narrow(1, 0, lmax)).transpose()?.as_ref(),
+            key_valid: key_valid
+                .as_ref()
+                .map(|k| k.f_narrow(1, 0, lmax))
+                .transpose()?
+                .as_ref(),
         },
         Some(&mut cache),
         false,

@@ -65,7 +65,9 @@ impl Linear {
                 } else {
                     // PEFT: result = result + lora(x) * scaling, in the adapter dtype via type
                     // promotion, then cast back to the base result dtype.
-                    Ok(y.f_to_kind(delta.kind())?.f_add(&delta)?.f_to_kind(y.kind())?)
+                    Ok(y.f_to_kind(delta.kind())?
+                        .f_add(&delta)?
+                        .f_to_kind(y.kind())?)
                 }
             }
             _ => Ok(y),

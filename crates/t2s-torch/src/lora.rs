@@ -13,7 +13,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::gemma3::Gemma3;
-use crate::linear::{LoraAdapter, Linear};
+use crate::linear::{Linear, LoraAdapter};
 use crate::weights::{self, Checkpoint};
 
 const PREFIX: &str = "base_model.model.";
@@ -61,9 +61,9 @@ impl LoraConfig {
                 .map_err(|e| ModelError::Input(format!("target_modules regex `{re}`: {e}")))?;
             re.is_match(name)
         } else {
-            self.target_modules.iter().any(|t| {
-                t == "all-linear" || name == t || name.ends_with(&format!(".{t}"))
-            })
+            self.target_modules
+                .iter()
+                .any(|t| t == "all-linear" || name == t || name.ends_with(&format!(".{t}")))
         };
         if !hit {
             return Ok(false);
@@ -82,7 +82,10 @@ impl LoraConfig {
 
     fn validate(&self) -> Result<()> {
         if self.r <= 0 {
-            return Err(ModelError::Input(format!("LoRA rank r must be positive, got {}", self.r)));
+            return Err(ModelError::Input(format!(
+                "LoRA rank r must be positive, got {}",
+                self.r
+            )));
         }
         if !(0.0..1.0).contains(&self.lora_dropout) {
             return Err(ModelError::Input(format!(
@@ -138,8 +141,14 @@ pub fn params(model: &Gemma3) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
     for lin in model.linears() {
         if let Some(l) = &lin.lora {
-            out.push((format!("{PREFIX}{}.lora_A.weight", lin.name), l.a.shallow_clone()));
-            out.push((format!("{PREFIX}{}.lora_B.weight", lin.name), l.b.shallow_clone()));
+            out.push((
+                format!("{PREFIX}{}.lora_A.weight", lin.name),
+                l.a.shallow_clone(),
+            ));
+            out.push((
+                format!("{PREFIX}{}.lora_B.weight", lin.name),
+                l.b.shallow_clone(),
+            ));
         }
     }
     out
@@ -262,17 +271,24 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
         .map_err(|e| err(format!("adapter_config.json is not a PEFT config: {e}")))?;
     if let Some(t) = &c.peft_type {
         if t != "LORA" {
-            return Err(err(format!("peft_type is {t}; only LORA adapters are supported")));
+            return Err(err(format!(
+                "peft_type is {t}; only LORA adapters are supported"
+            )));
         }
     }
     if c.use_dora {
         return Err(err("DoRA adapters (use_dora) are not supported".into()));
     }
     if c.fan_in_fan_out {
-        return Err(err("fan_in_fan_out adapters are not supported (Gemma uses nn.Linear)".into()));
+        return Err(err(
+            "fan_in_fan_out adapters are not supported (Gemma uses nn.Linear)".into(),
+        ));
     }
     if c.bias.as_deref().is_some_and(|b| b != "none") {
-        return Err(err(format!("bias = {:?} is not supported (only \"none\")", c.bias)));
+        return Err(err(format!(
+            "bias = {:?} is not supported (only \"none\")",
+            c.bias
+        )));
     }
     if non_empty(&c.modules_to_save) {
         return Err(err("modules_to_save is not supported".into()));
@@ -284,7 +300,9 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
         Some(Value::String(s)) if s == "all-linear" => (vec![s.clone()], None),
         Some(Value::String(s)) => (Vec::new(), Some(s.clone())),
         Some(Value::Array(a)) => (
-            a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
             None,
         ),
         _ => return Err(err("adapter_config.json has no target_modules".into())),
@@ -327,9 +345,7 @@ pub fn load(model: &mut Gemma3, dir: &Path) -> Result<LoraConfig> {
     let ck = Checkpoint::open(&file)?;
     let known: std::collections::HashSet<String> = model
         .linears()
-        .flat_map(|l| {
-            ["lora_A", "lora_B"].map(|ab| format!("{PREFIX}{}.{ab}.weight", l.name))
-        })
+        .flat_map(|l| ["lora_A", "lora_B"].map(|ab| format!("{PREFIX}{}.{ab}.weight", l.name)))
         .collect();
     if let Some(stray) = ck.names().find(|n| !known.contains(*n)) {
         return Err(ModelError::Adapter {

@@ -57,7 +57,11 @@ pub fn stop_ids(model_dir: &Path, cfg: &Config, tok: &Tok) -> Vec<i64> {
             ids.extend(id_list(&v.get("eos_token_id").cloned()));
         }
     }
-    ids.extend(["<eos>", "<end_of_turn>"].iter().filter_map(|t| tok.token_id(t)));
+    ids.extend(
+        ["<eos>", "<end_of_turn>"]
+            .iter()
+            .filter_map(|t| tok.token_id(t)),
+    );
     ids.sort_unstable();
     ids.dedup();
     ids

@@ -239,13 +239,25 @@ pub fn save(tensors: &[(String, Tensor)], path: &Path) -> Result<(), ModelError>
 
 /// Something the model can take its weights from, by HF tensor name.
 pub trait Source {
-    fn get(&self, name: &str, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor, ModelError>;
+    fn get(
+        &self,
+        name: &str,
+        shape: &[i64],
+        kind: Kind,
+        device: Device,
+    ) -> Result<Tensor, ModelError>;
     fn contains(&self, name: &str) -> bool;
     fn origin(&self) -> PathBuf;
 }
 
 impl Source for Checkpoint {
-    fn get(&self, name: &str, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor, ModelError> {
+    fn get(
+        &self,
+        name: &str,
+        shape: &[i64],
+        kind: Kind,
+        device: Device,
+    ) -> Result<Tensor, ModelError> {
         Checkpoint::get(self, name, shape, kind, device)
     }
     fn contains(&self, name: &str) -> bool {
@@ -264,7 +276,13 @@ pub struct RandomInit {
 }
 
 impl Source for RandomInit {
-    fn get(&self, name: &str, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor, ModelError> {
+    fn get(
+        &self,
+        name: &str,
+        shape: &[i64],
+        kind: Kind,
+        device: Device,
+    ) -> Result<Tensor, ModelError> {
         let t = if shape.len() == 1 {
             Tensor::f_zeros(shape, (Kind::Float, device))?
         } else {

@@ -10,11 +10,24 @@ use t2s_torch::train::{chunked_ce, full_ce, shift_labels, AdamW, IGNORE};
 use t2s_torch::ModelError;
 use tch::{Device, Kind, Tensor};
 
-const ALL: &[&str] = &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+const ALL: &[&str] = &[
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
 
 fn logits(m: &t2s_torch::Gemma3, ids: &Tensor, pos: &Tensor) -> Tensor {
     let _g = tch::no_grad_guard();
-    m.forward(&Inputs { ids, positions: pos, key_valid: None }).unwrap()
+    m.forward(&Inputs {
+        ids,
+        positions: pos,
+        key_valid: None,
+    })
+    .unwrap()
 }
 
 #[test]
@@ -41,11 +54,18 @@ fn merged_equals_unmerged_and_unmerge_restores() {
     lora::attach(&mut m, &LoraConfig::new(4, 8.0, ALL)).unwrap();
     randomize_b(&mut m, 0.3);
     let unmerged = logits(&m, &ids, &pos);
-    assert!(max_abs_diff(&base, &unmerged) > 1e-2, "adapter must change the output");
+    assert!(
+        max_abs_diff(&base, &unmerged) > 1e-2,
+        "adapter must change the output"
+    );
     lora::merge(&mut m).unwrap();
     let merged = logits(&m, &ids, &pos);
     // fp32: merging reorders the sums; observed ~1e-6.
-    assert!(max_abs_diff(&merged, &unmerged) < 1e-4, "{}", max_abs_diff(&merged, &unmerged));
+    assert!(
+        max_abs_diff(&merged, &unmerged) < 1e-4,
+        "{}",
+        max_abs_diff(&merged, &unmerged)
+    );
     lora::unmerge(&mut m).unwrap();
     let again = logits(&m, &ids, &pos);
     assert!(max_abs_diff(&again, &unmerged) < 1e-4);
@@ -66,21 +86,55 @@ fn rslora_scale_is_alpha_over_sqrt_r() {
 #[test]
 fn only_a_and_b_receive_gradients() {
     let mut m = random_model(1, 2);
-    lora::attach(&mut m, &LoraConfig::new(4, 8.0, &["q_proj", "v_proj", "down_proj"])).unwrap();
+    lora::attach(
+        &mut m,
+        &LoraConfig::new(4, 8.0, &["q_proj", "v_proj", "down_proj"]),
+    )
+    .unwrap();
     randomize_b(&mut m, 0.1);
     let (ids, pos) = random_batch(97, 2, 8);
-    let h = m.forward_hidden(&Inputs { ids: &ids, positions: &pos, key_valid: None }, None, true).unwrap();
-    full_ce(&m, &h, &shift_labels(&ids).unwrap()).unwrap().backward();
+    let h = m
+        .forward_hidden(
+            &Inputs {
+                ids: &ids,
+                positions: &pos,
+                key_valid: None,
+            },
+            None,
+            true,
+        )
+        .unwrap();
+    full_ce(&m, &h, &shift_labels(&ids).unwrap())
+        .unwrap()
+        .backward();
     for l in m.linears() {
-        assert!(!l.weight.requires_grad(), "{} base weight is trainable", l.name);
-        assert!(!l.weight.grad().defined(), "{} base weight got a gradient", l.name);
+        assert!(
+            !l.weight.requires_grad(),
+            "{} base weight is trainable",
+            l.name
+        );
+        assert!(
+            !l.weight.grad().defined(),
+            "{} base weight got a gradient",
+            l.name
+        );
         match &l.lora {
             Some(a) => {
                 assert!(a.a.grad().defined() && a.b.grad().defined(), "{}", l.name);
-                assert!(a.a.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0, "{}", l.name);
-                assert!(a.b.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0, "{}", l.name);
+                assert!(
+                    a.a.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0,
+                    "{}",
+                    l.name
+                );
+                assert!(
+                    a.b.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0,
+                    "{}",
+                    l.name
+                );
             }
-            None => assert!(!["q_proj", "v_proj", "down_proj"].iter().any(|t| l.name.ends_with(t))),
+            None => assert!(!["q_proj", "v_proj", "down_proj"]
+                .iter()
+                .any(|t| l.name.ends_with(t))),
         }
     }
     assert!(!m.lm_head_weight().requires_grad());
@@ -103,13 +157,27 @@ fn chunked_loss_matches_full_cross_entropy_and_its_gradients() {
         loss.backward();
         params.iter().map(|(_, p)| p.grad().copy()).collect()
     };
-    let fwd = || m.forward_hidden(&Inputs { ids: &ids, positions: &pos, key_valid: None }, None, true).unwrap();
+    let fwd = || {
+        m.forward_hidden(
+            &Inputs {
+                ids: &ids,
+                positions: &pos,
+                key_valid: None,
+            },
+            None,
+            true,
+        )
+        .unwrap()
+    };
     let full = full_ce(&m, &fwd(), &t).unwrap();
     let full_v = full.double_value(&[]);
     let g_full = grads(full);
     for chunk in [1, 5, 1000] {
         let ch = chunked_ce(&m, &fwd(), &t, chunk).unwrap();
-        assert!((ch.double_value(&[]) - full_v).abs() < 1e-5, "chunk {chunk}: loss");
+        assert!(
+            (ch.double_value(&[]) - full_v).abs() < 1e-5,
+            "chunk {chunk}: loss"
+        );
         let g = grads(ch);
         for ((a, b), (n, _)) in g.iter().zip(&g_full).zip(&params) {
             assert!(max_abs_diff(a, b) < 1e-5, "chunk {chunk}: grad of {n}");
@@ -118,6 +186,7 @@ fn chunked_loss_matches_full_cross_entropy_and_its_gradients() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)]
 fn adamw_matches_torch_optim_adamw() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -131,7 +200,9 @@ fn adamw_matches_torch_optim_adamw() {
         let p = Tensor::randn(*s, (Kind::Float, Device::Cpu));
         inp.push((format!("p{i}"), p.copy()));
         params.push((format!("p{i}"), p.set_requires_grad(true)));
-        let gs: Vec<Tensor> = (0..steps).map(|_| Tensor::randn(*s, (Kind::Float, Device::Cpu))).collect();
+        let gs: Vec<Tensor> = (0..steps)
+            .map(|_| Tensor::randn(*s, (Kind::Float, Device::Cpu)))
+            .collect();
         for (k, g) in gs.iter().enumerate() {
             inp.push((format!("g{i}_{k}"), g.copy()));
         }
@@ -140,10 +211,32 @@ fn adamw_matches_torch_optim_adamw() {
     let fi = dir.path().join("in.safetensors");
     let fo = dir.path().join("out.safetensors");
     Tensor::write_safetensors(&inp, &fi).unwrap();
-    run_py(&py, "adamw_oracle.py", &["--inp", fi.to_str().unwrap(), "--out", fo.to_str().unwrap(),
-        "--lr", "0.01", "--wd", "0.1", "--steps", &steps.to_string()]);
+    run_py(
+        &py,
+        "adamw_oracle.py",
+        &[
+            "--inp",
+            fi.to_str().unwrap(),
+            "--out",
+            fo.to_str().unwrap(),
+            "--lr",
+            "0.01",
+            "--wd",
+            "0.1",
+            "--steps",
+            &steps.to_string(),
+        ],
+    );
     let want = read_st(&fo);
-    let mut opt = AdamW::new(params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect(), 0.01, 0.1).unwrap();
+    let mut opt = AdamW::new(
+        params
+            .iter()
+            .map(|(n, p)| (n.clone(), p.shallow_clone()))
+            .collect(),
+        0.01,
+        0.1,
+    )
+    .unwrap();
     for k in 0..steps {
         for (i, (_, p)) in params.iter().enumerate() {
             let mut g = p.grad();
@@ -167,7 +260,15 @@ fn adamw_matches_torch_optim_adamw() {
         }
     }
     // State round trip.
-    let mut opt2 = AdamW::new(params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect(), 0.01, 0.1).unwrap();
+    let mut opt2 = AdamW::new(
+        params
+            .iter()
+            .map(|(n, p)| (n.clone(), p.shallow_clone()))
+            .collect(),
+        0.01,
+        0.1,
+    )
+    .unwrap();
     opt2.load_state(&state).unwrap();
     assert_eq!(opt2.step, steps as i64);
 }
@@ -177,21 +278,50 @@ fn peft_adapter_loads_in_t2s_with_the_same_logits() {
     let Some(py) = python() else { return };
     let dir = tiny_model(&py, 2, false);
     let ad = dir.join("peft-adapter");
-    run_py(&py, "peft_make_adapter.py", &["--model", dir.to_str().unwrap(), "--out", ad.to_str().unwrap(), "--rslora"]);
+    run_py(
+        &py,
+        "peft_make_adapter.py",
+        &[
+            "--model",
+            dir.to_str().unwrap(),
+            "--out",
+            ad.to_str().unwrap(),
+            "--rslora",
+        ],
+    );
     let refs_file = dir.join("ref-peft.safetensors");
-    run_py(&py, "hf_logits.py", &["--model", dir.to_str().unwrap(), "--adapter", ad.to_str().unwrap(), "--out", refs_file.to_str().unwrap()]);
+    run_py(
+        &py,
+        "hf_logits.py",
+        &[
+            "--model",
+            dir.to_str().unwrap(),
+            "--adapter",
+            ad.to_str().unwrap(),
+            "--out",
+            refs_file.to_str().unwrap(),
+        ],
+    );
     let refs = read_st(&refs_file);
     let mut m = load(&dir);
     let cfg = lora::load(&mut m, &ad).unwrap();
     assert!(cfg.use_rslora && cfg.r == 4);
     for (case, padded) in [("full", false), ("left", true)] {
-        let d = max_diff_masked(&case_logits(&m, &refs, case, padded), &refs[&format!("{case}_logits")], &refs[&format!("{case}_mask")]);
+        let d = max_diff_masked(
+            &case_logits(&m, &refs, case, padded),
+            &refs[&format!("{case}_logits")],
+            &refs[&format!("{case}_mask")],
+        );
         eprintln!("PEFT adapter in t2s, {case}: {d:.3e}");
         assert!(d <= 1e-4, "{case}: {d}");
     }
     // Merged for generation: same logits within the fp32 merge tolerance.
     lora::merge(&mut m).unwrap();
-    let d = max_diff_masked(&case_logits(&m, &refs, "full", false), &refs["full_logits"], &refs["full_mask"]);
+    let d = max_diff_masked(
+        &case_logits(&m, &refs, "full", false),
+        &refs["full_logits"],
+        &refs["full_mask"],
+    );
     assert!(d <= 1e-4, "merged: {d}");
 }
 
@@ -200,7 +330,11 @@ fn t2s_adapter_loads_in_peft_with_the_same_logits() {
     let Some(py) = python() else { return };
     let dir = tiny_model(&py, 1, false);
     let mut m = load(&dir);
-    let mut c = LoraConfig::new(8, 16.0, &["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"]);
+    let mut c = LoraConfig::new(
+        8,
+        16.0,
+        &["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
+    );
     c.lora_dropout = 0.05;
     lora::attach(&mut m, &c).unwrap();
     randomize_b(&mut m, 0.2);
@@ -208,10 +342,25 @@ fn t2s_adapter_loads_in_peft_with_the_same_logits() {
     lora::save(&m, &c, &ad, dir.to_str().unwrap()).unwrap();
     assert_eq!(lora::read_config(&ad).unwrap(), c);
     let refs_file = dir.join("ref-t2s-adapter.safetensors");
-    run_py(&py, "hf_logits.py", &["--model", dir.to_str().unwrap(), "--adapter", ad.to_str().unwrap(), "--out", refs_file.to_str().unwrap()]);
+    run_py(
+        &py,
+        "hf_logits.py",
+        &[
+            "--model",
+            dir.to_str().unwrap(),
+            "--adapter",
+            ad.to_str().unwrap(),
+            "--out",
+            refs_file.to_str().unwrap(),
+        ],
+    );
     let refs = read_st(&refs_file);
     for (case, padded) in [("full", false), ("right", true)] {
-        let d = max_diff_masked(&case_logits(&m, &refs, case, padded), &refs[&format!("{case}_logits")], &refs[&format!("{case}_mask")]);
+        let d = max_diff_masked(
+            &case_logits(&m, &refs, case, padded),
+            &refs[&format!("{case}_logits")],
+            &refs[&format!("{case}_mask")],
+        );
         eprintln!("t2s adapter in PEFT, {case}: {d:.3e}");
         assert!(d <= 1e-4, "{case}: {d}");
     }
@@ -230,21 +379,68 @@ fn adapter_for_another_base_fails_clearly() {
     let err = lora::load(&mut m1, &ad).unwrap_err();
     assert!(matches!(err, ModelError::ShapeMismatch { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight"), "{msg}");
+    assert!(
+        msg.contains("base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight"),
+        "{msg}"
+    );
     assert!(msg.contains("another base model"), "{msg}");
 
     // A tensor naming a layer the base lacks.
     let t = Tensor::zeros([4, 32], (Kind::Float, Device::Cpu));
     let ad2 = dir.path().join("deeper");
     lora::save(&m2, &c, &ad2, "kv2").unwrap();
-    let mut tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(ad2.join("adapter_model.safetensors")).unwrap();
-    tensors.push(("base_model.model.model.layers.9.self_attn.k_proj.lora_A.weight".into(), t));
+    let mut tensors: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(ad2.join("adapter_model.safetensors")).unwrap();
+    tensors.push((
+        "base_model.model.model.layers.9.self_attn.k_proj.lora_A.weight".into(),
+        t,
+    ));
     Tensor::write_safetensors(&tensors, ad2.join("adapter_model.safetensors")).unwrap();
     let mut m2b = random_model(2, 7);
     let msg = lora::load(&mut m2b, &ad2).unwrap_err().to_string();
-    assert!(msg.contains("layers.9") && msg.contains("another base model"), "{msg}");
+    assert!(
+        msg.contains("layers.9") && msg.contains("another base model"),
+        "{msg}"
+    );
 
     // Missing files.
     let msg = lora::load(&mut m2b, dir.path()).unwrap_err().to_string();
     assert!(msg.contains("adapter_config.json"), "{msg}");
+}
+
+#[test]
+fn adamw_skips_parameters_without_gradient_like_torch() {
+    tch::manual_seed(9);
+    let init = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+    let g = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+    let a = init.copy().set_requires_grad(true);
+    let b = init.copy().set_requires_grad(true);
+    let frozen = Tensor::ones([5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    // Flat path (every parameter has a gradient) vs per-parameter path (one lacks it).
+    let mut flat = AdamW::new(vec![("a".into(), a.shallow_clone())], 0.05, 0.1).unwrap();
+    let mut each = AdamW::new(
+        vec![
+            ("b".into(), b.shallow_clone()),
+            ("f".into(), frozen.shallow_clone()),
+        ],
+        0.05,
+        0.1,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        for (p, o) in [(&a, &mut flat), (&b, &mut each)] {
+            o.zero_grad();
+            (p * &g).sum(Kind::Float).backward();
+            o.step().unwrap();
+        }
+    }
+    assert!(max_abs_diff(&a, &b) < 1e-7);
+    assert!(max_abs_diff(&a, &init) > 1e-3);
+    assert_eq!(
+        max_abs_diff(&frozen, &Tensor::ones([5], (Kind::Float, Device::Cpu))),
+        0.0
+    );
+    let st = each.state().unwrap();
+    let f_m = &st.iter().find(|(n, _)| n == "f.exp_avg").unwrap().1;
+    assert_eq!(f_m.abs().sum(Kind::Float).double_value(&[]), 0.0);
 }

@@ -8,7 +8,9 @@
 
 pub mod domains;
 mod templates_adv;
+mod templates_join;
 mod templates_select;
+mod templates_sets;
 mod templates_write;
 mod world;
 
@@ -151,12 +153,12 @@ fn templates(class: Class) -> &'static [Template] {
     match class {
         Class::Basic => templates_write::BASIC_ALL,
         Class::Aggregation => templates_select::AGGREGATION,
-        Class::SingleJoin => templates_select::SINGLE_JOIN,
-        Class::MultipleJoins => templates_select::MULTIPLE_JOINS,
+        Class::SingleJoin => templates_join::SINGLE_JOIN,
+        Class::MultipleJoins => templates_join::MULTIPLE_JOINS,
         Class::Subqueries => templates_adv::SUBQUERIES,
         Class::Window => templates_adv::WINDOW,
-        Class::SetOps => templates_adv::SET_OPS,
-        Class::Ctes => templates_adv::CTES,
+        Class::SetOps => templates_sets::SET_OPS,
+        Class::Ctes => templates_sets::CTES,
     }
 }
 

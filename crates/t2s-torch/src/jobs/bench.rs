@@ -113,7 +113,13 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "batch": batch, "seq": seq, "rank": rank, "steps": steps,
         "step_ms": 1000.0 * dt / steps as f64,
         "tokens_per_s": (batch * seq) as f64 * steps as f64 / dt,
-        "peak_mem_mb": Value::Null,
+        // CUDA: device memory in use at the end (caching allocator reserve + context), an
+        // upper bound of the peak; the peer reports torch.cuda.max_memory_allocated.
+        "peak_mem_mb": if dev.is_cuda() {
+            crate::device::cuda_mem_used().map(|(u, _)| u as f64 / 1048576.0)
+        } else {
+            None
+        },
         "peak_rss_mb": peak_rss_mb(),
         "final_loss": final_loss,
         "threads": tch::get_num_threads(),

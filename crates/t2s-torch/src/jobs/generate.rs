@@ -26,7 +26,8 @@ fn done_ids(out: &Path) -> anyhow::Result<HashSet<String>> {
     if !out.exists() {
         return Ok(ids);
     }
-    let text = std::fs::read_to_string(out).with_context(|| format!("cannot read {}", out.display()))?;
+    let text =
+        std::fs::read_to_string(out).with_context(|| format!("cannot read {}", out.display()))?;
     let mut good_len = 0usize;
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     for (i, line) in lines.iter().enumerate() {
@@ -40,7 +41,11 @@ fn done_ids(out: &Path) -> anyhow::Result<HashSet<String>> {
                 good_len += line.len();
             }
             _ if i + 1 == lines.len() => break,
-            Err(e) => bail!("{}:{}: not JSON ({e}); remove the file to start over", out.display(), i + 1),
+            Err(e) => bail!(
+                "{}:{}: not JSON ({e}); remove the file to start over",
+                out.display(),
+                i + 1
+            ),
             Ok(_) => unreachable!("only the last line can lack its newline"),
         }
     }
@@ -68,11 +73,16 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         }
         let v: Value = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not JSON", prompts_file.display(), i + 1))?;
-        let id = v.get("id").cloned().with_context(|| {
-            format!("{}:{}: missing `id`", prompts_file.display(), i + 1)
-        })?;
+        let id = v
+            .get("id")
+            .cloned()
+            .with_context(|| format!("{}:{}: missing `id`", prompts_file.display(), i + 1))?;
         let text = v.get("text").and_then(|t| t.as_str()).with_context(|| {
-            format!("{}:{}: missing string `text`", prompts_file.display(), i + 1)
+            format!(
+                "{}:{}: missing string `text`",
+                prompts_file.display(),
+                i + 1
+            )
         })?;
         if !seen.insert(id_key(&id)) {
             bail!("{}:{}: duplicate id {id}", prompts_file.display(), i + 1);
@@ -89,7 +99,10 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         .map(|(id, t)| Ok((id, l.tok.encode(&t)?)))
         .collect::<anyhow::Result<_>>()?;
     let max_pos = l.model.cfg.max_position_embeddings;
-    if let Some((id, ids)) = enc.iter().find(|(_, ids)| ids.len() as i64 + opt.max_new_tokens > max_pos) {
+    if let Some((id, ids)) = enc
+        .iter()
+        .find(|(_, ids)| ids.len() as i64 + opt.max_new_tokens > max_pos)
+    {
         bail!(
             "prompt {id} has {} tokens; with max_new_tokens {} it exceeds the model's context of {max_pos}",
             ids.len(),
@@ -121,14 +134,20 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
                 .collect();
             let text = l.tok.decode(&body)?;
             new_tokens += g.tokens.len() as u64;
-            buf.push_str(&json!({"id": id, "text": text, "new_tokens": g.tokens.len()}).to_string());
+            buf.push_str(
+                &json!({"id": id, "text": text, "new_tokens": g.tokens.len()}).to_string(),
+            );
             buf.push('\n');
         }
         out.write_all(buf.as_bytes())?;
         out.flush()?;
         written += batch.len() as u64;
         let dt = t0.elapsed().as_secs_f64();
-        ev.progress(written, Some(total), format!("{:.0} new tokens/s", new_tokens as f64 / dt.max(1e-9)));
+        ev.progress(
+            written,
+            Some(total),
+            format!("{:.0} new tokens/s", new_tokens as f64 / dt.max(1e-9)),
+        );
     }
     let dt = t0.elapsed().as_secs_f64();
     Ok(json!({

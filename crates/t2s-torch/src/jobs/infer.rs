@@ -19,16 +19,24 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let ids = l.tok.encode(&text)?;
     ev.log(
         "info",
-        format!("prompt of {} tokens on {}", ids.len(), crate::device::device_name(l.device)),
+        format!(
+            "prompt of {} tokens on {}",
+            ids.len(),
+            crate::device::device_name(l.device)
+        ),
     );
     let t0 = std::time::Instant::now();
-    let out = generate(&l.model, &[ids.clone()], &opt)
+    let out = generate(&l.model, std::slice::from_ref(&ids), &opt)
         .context("generation failed")?
         .pop()
         .context("no output row")?;
     let dt = t0.elapsed().as_secs_f64();
     let reply = l.tok.decode(&out.tokens)?;
-    let sql = if raw { Value::Null } else { json!(extract_sql(&reply)) };
+    let sql = if raw {
+        Value::Null
+    } else {
+        json!(extract_sql(&reply))
+    };
     Ok(json!({
         "text": reply,
         "sql": sql,

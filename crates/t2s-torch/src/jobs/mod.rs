@@ -59,15 +59,21 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
             spec.protocol
         );
     }
+    // `threads`: libtorch intra-op threads for this job (default: libtorch's choice).
+    if let Some(n) = spec.params.get("threads").and_then(|v| v.as_u64()) {
+        if n > 0 {
+            tch::set_num_threads(n as i32);
+        }
+    }
     match spec.job.as_str() {
         "doctor" => doctor::run(spec),
         "generate" => generate::run(spec, ev),
         "infer" => infer::run(spec, ev),
         "bench-train" => bench::run(spec, ev),
         "train" => crate::trainer::job::run(spec, ev),
-        other => bail!(
-            "unknown job `{other}` (this worker knows doctor, generate, infer, bench-train)"
-        ),
+        other => {
+            bail!("unknown job `{other}` (this worker knows doctor, generate, infer, bench-train, train)")
+        }
     }
 }
 
@@ -154,7 +160,10 @@ impl<'a> Params<'a> {
         match self.get(k) {
             None => Ok(default),
             Some(v) => v.as_u64().with_context(|| {
-                format!("job `{}`: param `{k}` must be a non-negative integer, got {v}", self.job)
+                format!(
+                    "job `{}`: param `{k}` must be a non-negative integer, got {v}",
+                    self.job
+                )
             }),
         }
     }
@@ -162,18 +171,21 @@ impl<'a> Params<'a> {
     pub fn f64(&self, k: &str, default: f64) -> anyhow::Result<f64> {
         match self.get(k) {
             None => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .with_context(|| format!("job `{}`: param `{k}` must be a number, got {v}", self.job)),
+            Some(v) => v.as_f64().with_context(|| {
+                format!("job `{}`: param `{k}` must be a number, got {v}", self.job)
+            }),
         }
     }
 
     pub fn bool(&self, k: &str, default: bool) -> anyhow::Result<bool> {
         match self.get(k) {
             None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .with_context(|| format!("job `{}`: param `{k}` must be true or false, got {v}", self.job)),
+            Some(v) => v.as_bool().with_context(|| {
+                format!(
+                    "job `{}`: param `{k}` must be true or false, got {v}",
+                    self.job
+                )
+            }),
         }
     }
 }

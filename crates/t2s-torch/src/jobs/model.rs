@@ -24,8 +24,12 @@ pub struct Loaded {
 /// Model from input `model`, adapter from input `adapter` (merged), on the spec's device.
 pub fn load(spec: &JobSpec) -> anyhow::Result<Loaded> {
     let p = Params::new(spec);
-    let model_dir = input_dir(spec, "model")?
-        .with_context(|| format!("job `{}` needs input `model` (an HF model directory)", spec.job))?;
+    let model_dir = input_dir(spec, "model")?.with_context(|| {
+        format!(
+            "job `{}` needs input `model` (an HF model directory)",
+            spec.job
+        )
+    })?;
     let device = parse_device(&spec.device)?;
     let kind = parse_kind(p.str("dtype")?.unwrap_or("auto"), device)?;
     let mut model = Gemma3::load(&model_dir, kind, device)?;
@@ -61,7 +65,10 @@ pub fn gen_options(spec: &JobSpec, l: &Loaded) -> anyhow::Result<GenOptions> {
         anyhow::bail!("job `{}`: top_p must be in (0, 1], got {top_p}", spec.job);
     }
     if !greedy && temperature <= 0.0 {
-        anyhow::bail!("job `{}`: temperature must be > 0 when sampling, got {temperature}", spec.job);
+        anyhow::bail!(
+            "job `{}`: temperature must be > 0 when sampling, got {temperature}",
+            spec.job
+        );
     }
     let seed = p.u64("seed", 0)?;
     tch::manual_seed(seed as i64);

@@ -10,8 +10,13 @@ use t2s_torch::gemma3::Inputs;
 use t2s_torch::Gemma3;
 use tch::{Device, Kind, Tensor};
 
+/// The repository root: `T2S_REPO_ROOT` if set (test binaries carried to another machine),
+/// else where this crate was built.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    match std::env::var_os("T2S_REPO_ROOT") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    }
 }
 
 /// The venv python if it has torch + transformers + peft; `None` (and a loud message) if not.
@@ -60,7 +65,10 @@ fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("test exe");
-        let name = exe.file_stem().and_then(|s| s.to_str()).unwrap_or("t2s-torch-test");
+        let name = exe
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("t2s-torch-test");
         let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("scratch dir");
@@ -77,10 +85,22 @@ pub fn tiny_model(py: &str, kv: i64, sharded: bool) -> PathBuf {
     if let Some(p) = m.get(&(kv, sharded)) {
         return p.clone();
     }
-    let dir = scratch().join(format!("tiny-kv{kv}-{}", if sharded { "sharded" } else { "single" }));
+    let dir = scratch().join(format!(
+        "tiny-kv{kv}-{}",
+        if sharded { "sharded" } else { "single" }
+    ));
     let d = dir.to_str().unwrap().to_string();
     let kvs = kv.to_string();
-    let mut args = vec!["--out", &d, "--kv-heads", &kvs, "--layers", "4", "--seed", &kvs];
+    let mut args = vec![
+        "--out",
+        &d,
+        "--kv-heads",
+        &kvs,
+        "--layers",
+        "4",
+        "--seed",
+        &kvs,
+    ];
     if sharded {
         args.extend(["--shard-size", "150KB"]);
     }
@@ -104,10 +124,18 @@ pub fn max_diff_masked(a: &Tensor, b: &Tensor, mask: &Tensor) -> f64 {
 }
 
 /// Logits of `model` for one reference case (`{case}_ids`, `_mask`, `_pos`).
-pub fn case_logits(model: &Gemma3, refs: &HashMap<String, Tensor>, case: &str, padded: bool) -> Tensor {
-    let ids = &refs[&format!("{case}_ids")];
-    let mask = refs[&format!("{case}_mask")].to_kind(Kind::Bool);
-    let pos = &refs[&format!("{case}_pos")];
+pub fn case_logits(
+    model: &Gemma3,
+    refs: &HashMap<String, Tensor>,
+    case: &str,
+    padded: bool,
+) -> Tensor {
+    let d = model.device;
+    let ids = &refs[&format!("{case}_ids")].to_device(d);
+    let mask = refs[&format!("{case}_mask")]
+        .to_kind(Kind::Bool)
+        .to_device(d);
+    let pos = &refs[&format!("{case}_pos")].to_device(d);
     let _g = tch::no_grad_guard();
     model
         .forward(&Inputs {
@@ -116,10 +144,21 @@ pub fn case_logits(model: &Gemma3, refs: &HashMap<String, Tensor>, case: &str, p
             key_valid: if padded { Some(&mask) } else { None },
         })
         .expect("forward")
+        .to_device(Device::Cpu)
+}
+
+/// The device parity tests run on: `T2S_TEST_DEVICE` (`cpu`, `cuda`, `cuda:N`), default cpu.
+pub fn test_device() -> Device {
+    let s = std::env::var("T2S_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    t2s_torch::device::parse_device(&s).expect("T2S_TEST_DEVICE")
 }
 
 pub fn load(dir: &Path) -> Gemma3 {
-    Gemma3::load(dir, Kind::Float, Device::Cpu).expect("load tiny model")
+    load_kind(dir, Kind::Float)
+}
+
+pub fn load_kind(dir: &Path, kind: Kind) -> Gemma3 {
+    Gemma3::load(dir, kind, test_device()).expect("load tiny model")
 }
 
 /// A tiny model with random weights, built in Rust (no Python needed).
@@ -145,7 +184,9 @@ pub fn random_model(kv: i64, seed: i64) -> Gemma3 {
 /// Random ids `[b, s]` in `[3, vocab)` and positions `0..s`.
 pub fn random_batch(vocab: i64, b: i64, s: i64) -> (Tensor, Tensor) {
     let ids = Tensor::randint_low(3, vocab, [b, s], (Kind::Int64, Device::Cpu));
-    let pos = Tensor::arange(s, (Kind::Int64, Device::Cpu)).unsqueeze(0).expand([b, s], false);
+    let pos = Tensor::arange(s, (Kind::Int64, Device::Cpu))
+        .unsqueeze(0)
+        .expand([b, s], false);
     (ids, pos)
 }
 
@@ -161,5 +202,8 @@ pub fn randomize_b(model: &mut Gemma3, scale: f64) {
 }
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_kind(Kind::Float) - b.to_kind(Kind::Float)).abs().max().double_value(&[])
+    (a.to_kind(Kind::Float) - b.to_kind(Kind::Float))
+        .abs()
+        .max()
+        .double_value(&[])
 }

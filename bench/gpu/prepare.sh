@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build the release binaries here and put what the GPU run needs into .gpu/ (git-ignored),
+# then call the device tool with carry [".gpu"] and `bash bench/gpu/run.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/env.sh
+cargo build --release --workspace --bins
+mkdir -p .gpu/tests
+cp "$CARGO_TARGET_DIR/release/t2s" "$CARGO_TARGET_DIR/release/t2s-worker" .gpu/
+# The model crate's parity tests, run there with T2S_TEST_DEVICE=cuda.
+if [ "${WITH_TESTS:-1}" = 1 ]; then
+  cargo test --release -p t2s-torch --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("executable") and m.get("target", {}).get("kind") == ["test"]:
+        print(m["executable"])' \
+    | while read -r exe; do
+        case "$(basename "$exe")" in parity-*|generate-*|lora-*) cp "$exe" .gpu/tests/ ;; esac
+      done
+fi
+strip .gpu/t2s .gpu/t2s-worker .gpu/tests/* 2>/dev/null || true
+ldd .gpu/t2s-worker | grep -q torch_cuda || { echo "t2s-worker does not link libtorch_cuda: CUDA would not register" >&2; exit 1; }
+du -sh .gpu

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Everything measured on the lent GPU machine, in one device command (see ../shared/gpu/README.md).
+# Prepared here by bench/gpu/prepare.sh (release binaries into .gpu/); run there as
+#   bash bench/gpu/run.sh            (results under $OUT)
+# Side by side on the same GPU: HF transformers + PEFT vs t2s for LoRA training throughput
+# (Gemma-3-1B shape, random weights) and batched greedy generation; plus doctor and the
+# quickstart/smoke pipeline on CUDA when asked (RUN_PIPELINE=1).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/t2s-gpu-out}
+mkdir -p "$OUT"
+TORCH_LIB=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib
+export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
+# scripts/env.sh expects a venv: point it at this machine's python.
+mkdir -p .gpu/venv/bin && ln -sf "$(command -v python3)" .gpu/venv/bin/python
+export T2S_VENV=$PWD/.gpu/venv PYTHON=python3 T2S_WORKER=$PWD/.gpu/t2s-worker
+W=.gpu/t2s-worker
+BATCH=${BATCH:-8} SEQ=${SEQ:-512} RANK=${RANK:-16} STEPS=${STEPS:-20}
+
+# Peak GPU memory of a command, sampled with nvidia-smi every 100 ms (MiB above the idle level).
+with_gpu_mem() {
+  local name=$1; shift
+  local base; base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+  ( while :; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1; sleep 0.1; done ) > "$OUT/mem_$name.txt" &
+  local poll=$!
+  "$@"; local rc=$?
+  kill $poll 2>/dev/null; wait $poll 2>/dev/null
+  local peak; peak=$(sort -n "$OUT/mem_$name.txt" | tail -1)
+  echo "{\"name\": \"$name\", \"gpu_mem_peak_mib\": $((peak - base)), \"idle_mib\": $base}" >> "$OUT/memory.jsonl"
+  return $rc
+}
+
+{
+  date -u; nvidia-smi; echo
+  python3 -c 'import torch,transformers,peft;print("torch",torch.__version__,"cuda",torch.version.cuda,"transformers",transformers.__version__,"peft",peft.__version__,"gpu",torch.cuda.get_device_name(0))'
+  echo '{"protocol":1,"job":"doctor","device":"auto"}' > /tmp/t2s-doctor.json
+  "$W" /tmp/t2s-doctor.json
+  .gpu/t2s --root /tmp/t2s-doctor-root doctor
+  ldd .gpu/t2s-worker | grep -E "torch|cuda" ; echo "t2s (orchestrator) torch libs: $(ldd .gpu/t2s | grep -c torch)"
+} > "$OUT/doctor.txt" 2>&1
+echo "doctor done"; tail -12 "$OUT/doctor.txt"
+
+# --- LoRA training throughput, Gemma-3-1B shape, r=$RANK on q/k/v/o -------------------------
+with_gpu_mem peer_train timeout ${TRAIN_TIMEOUT:-150} python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank "$RANK" \
+  --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" > "$OUT/train_peer.json" 2> "$OUT/train_peer.err"
+echo "peer train: $(cat "$OUT/train_peer.json")"; tail -3 "$OUT/train_peer.err"
+cat > /tmp/t2s-bench-train.json <<JSON
+{"protocol": 1, "job": "bench-train", "device": "cuda",
+ "params": {"shape": "gemma3-1b", "batch": $BATCH, "seq": $SEQ, "rank": $RANK, "alpha": 16, "steps": $STEPS, "warmup": 3}}
+JSON
+with_gpu_mem t2s_train timeout ${TRAIN_TIMEOUT:-150} "$W" /tmp/t2s-bench-train.json > "$OUT/train_t2s.jsonl" 2> "$OUT/train_t2s.err"
+echo "t2s train: $(tail -1 "$OUT/train_t2s.jsonl")"; tail -3 "$OUT/train_t2s.err"
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+peer = json.load(open(f"{out}/train_peer.json"))
+ev = json.loads(open(f"{out}/train_t2s.jsonl").read().strip().splitlines()[-1])
+ours = ev.get("value", {})
+mem = {json.loads(l)["name"]: json.loads(l) for l in open(f"{out}/memory.jsonl")}
+flop = 4.2e9
+for name, r in (("peer", peer), ("t2s", ours)):
+    if r.get("tokens_per_s"):
+        print(f"{name}: {r['tokens_per_s']:.0f} tok/s, MFU {r['tokens_per_s']*flop/790e12*100:.1f}% of 790 TF, "
+              f"step {r['step_ms']:.1f} ms")
+if ours.get("tokens_per_s") and peer.get("tokens_per_s"):
+    print(f"ratio t2s/peer tokens/s: {ours['tokens_per_s']/peer['tokens_per_s']:.2f}x")
+print("memory:", mem)
+PY
+
+# --- Batched greedy generation: 1,000 gretel-length prompts, 128 new tokens max ----------
+if [ "${SKIP_GEN:-0}" != 1 ]; then
+  WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=${GEN_N:-1000} BATCH=${GEN_BATCH:-128} MAX_NEW=128 \
+    timeout ${GEN_TIMEOUT:-240} bash bench/generate.sh > "$OUT/generate.txt" 2>&1
+  echo "generation:"; tail -4 "$OUT/generate.txt"
+fi
+
+# --- Parity on CUDA: the model crate's parity/generation/LoRA tests with T2S_TEST_DEVICE=cuda
+# (fp32 at the CPU tolerance, bf16 at its stated one), test binaries built by prepare.sh.
+if [ "${SKIP_PARITY:-0}" != 1 ]; then
+  export T2S_REPO_ROOT=$PWD PYTHONUNBUFFERED=1
+  for t in .gpu/tests/parity-* .gpu/tests/generate-* .gpu/tests/lora-*; do
+    [ -x "$t" ] || continue
+    echo "== $t" >> "$OUT/parity.txt"
+    T2S_TEST_DEVICE=cuda timeout ${PARITY_TIMEOUT:-150} "$t" --nocapture --test-threads 1 >> "$OUT/parity.txt" 2>&1
+    echo "rc=$?" >> "$OUT/parity.txt"
+  done
+  echo "parity:"; grep -E "^test |test result|max|bf16|rc=" "$OUT/parity.txt" | tail -40
+fi
+
+# --- A pipeline end to end on CUDA ---------------------------------------------------------
+if [ "${RUN_PIPELINE:-0}" = 1 ]; then
+  root=/tmp/t2s-pipe; mkdir -p $root
+  ( cd $root && time timeout ${PIPE_TIMEOUT:-120} "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/smoke.yaml}" ) > "$OUT/pipeline.txt" 2>&1
+  echo "pipeline:"; tail -20 "$OUT/pipeline.txt"
+fi
+date -u

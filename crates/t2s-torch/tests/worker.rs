@@ -1,0 +1,289 @@
+//! The `t2s-worker` binary end to end: doctor, infer (text equal to transformers' greedy
+//! generate; clean failures), generate (JSONL in/out, resume), bench-train.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+use t2s::worker::protocol::{JobSpec, WorkerEvent};
+
+struct Run {
+    code: i32,
+    events: Vec<WorkerEvent>,
+}
+
+impl Run {
+    fn result(&self) -> &Value {
+        assert_eq!(self.code, 0, "worker failed: {:?}", self.events);
+        match self.events.last() {
+            Some(WorkerEvent::Result { value }) => value,
+            other => panic!("last event is not a result: {other:?}"),
+        }
+    }
+    fn error(&self) -> String {
+        assert_ne!(self.code, 0, "worker should fail: {:?}", self.events);
+        match self.events.last() {
+            Some(WorkerEvent::Error { message }) => message.clone(),
+            other => panic!("last event is not an error: {other:?}"),
+        }
+    }
+}
+
+fn run_job(dir: &Path, spec: &JobSpec) -> Run {
+    let f = dir.join(format!("spec-{}.json", spec.job));
+    std::fs::write(&f, serde_json::to_string(spec).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_t2s-worker"))
+        .arg(&f)
+        .output()
+        .unwrap();
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+        .collect();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        events,
+    }
+}
+
+fn spec(job: &str, params: Value, inputs: &[(&str, &Path)]) -> JobSpec {
+    let mut s = JobSpec::new(job, params);
+    s.device = "cpu".into();
+    for (k, p) in inputs {
+        s.inputs.insert(k.to_string(), p.to_path_buf());
+    }
+    s
+}
+
+#[test]
+fn doctor_reports_libtorch_and_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_job(dir.path(), &spec("doctor", json!({}), &[]));
+    let v = r.result();
+    assert!(
+        v["libtorch_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("2.11.0"),
+        "{v}"
+    );
+    assert_eq!(v["default_device"], "cpu");
+    assert!(v["cuda_available"].is_boolean() && v["cuda_device_count"].is_i64());
+}
+
+#[test]
+fn unknown_job_and_bad_spec_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = run_job(dir.path(), &spec("nope", json!({}), &[])).error();
+    assert!(msg.contains("unknown job `nope`"), "{msg}");
+    let f = dir.path().join("bad.json");
+    std::fs::write(&f, "{").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_t2s-worker"))
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"event\":\"error\""));
+}
+
+#[test]
+fn infer_raw_greedy_equals_transformers_and_fails_cleanly() {
+    let Some(py) = python() else { return };
+    let dir = tiny_model(&py, 1, false);
+    let work = tempfile::tempdir().unwrap();
+    let (prompt, context) = (
+        "How many users are older than 30?",
+        "CREATE TABLE users (id INTEGER, age INTEGER);",
+    );
+    let params = json!({"prompt": prompt, "context": context, "raw": true, "greedy": true, "max_new_tokens": 24});
+    let r = run_job(
+        work.path(),
+        &spec("infer", params.clone(), &[("model", &dir)]),
+    );
+    let v = r.result().clone();
+    let rendered =
+        t2s_torch::chat::render_user_turn(&t2s_torch::chat::sql_instruction(prompt, context));
+    let hf: Value = serde_json::from_str(&run_py(
+        &py,
+        "hf_infer.py",
+        &[
+            "--model",
+            dir.to_str().unwrap(),
+            "--text",
+            &rendered,
+            "--max-new",
+            "24",
+            "--eos",
+            "1,106",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(v["text"], hf["text"], "worker {v} vs HF {hf}");
+    assert_eq!(
+        v["new_tokens"].as_u64().unwrap() as usize,
+        hf["ids"].as_array().unwrap().len()
+    );
+    assert!(v["sql"].is_null());
+    // Not raw: the SQL extraction is applied.
+    let mut p2 = params.clone();
+    p2["raw"] = json!(false);
+    let v2 = run_job(work.path(), &spec("infer", p2, &[("model", &dir)]))
+        .result()
+        .clone();
+    assert_eq!(
+        v2["sql"].as_str().unwrap(),
+        t2s_torch::chat::extract_sql(v2["text"].as_str().unwrap())
+    );
+
+    // Missing model directory.
+    let msg = run_job(
+        work.path(),
+        &spec(
+            "infer",
+            params.clone(),
+            &[("model", &work.path().join("nope"))],
+        ),
+    )
+    .error();
+    assert!(
+        msg.contains("input `model`") && msg.contains("nope"),
+        "{msg}"
+    );
+    // No config.json there.
+    let msg = run_job(
+        work.path(),
+        &spec("infer", params.clone(), &[("model", work.path())]),
+    )
+    .error();
+    assert!(msg.contains("config.json"), "{msg}");
+    // An adapter made for another base (2 KV heads: k/v shapes differ).
+    let other = tiny_model(&py, 2, false);
+    let ad = work.path().join("adapter-kv2");
+    run_py(
+        &py,
+        "peft_make_adapter.py",
+        &[
+            "--model",
+            other.to_str().unwrap(),
+            "--out",
+            ad.to_str().unwrap(),
+        ],
+    );
+    let msg = run_job(
+        work.path(),
+        &spec(
+            "infer",
+            params.clone(),
+            &[("model", &dir), ("adapter", &ad)],
+        ),
+    )
+    .error();
+    assert!(
+        msg.contains("k_proj") && msg.contains("another base model"),
+        "{msg}"
+    );
+    // A prompt beyond max_position_embeddings (512 in the tiny config).
+    let mut p3 = params.clone();
+    p3["context"] = json!("SELECT name FROM users; ".repeat(200));
+    let msg = run_job(work.path(), &spec("infer", p3, &[("model", &dir)])).error();
+    assert!(msg.contains("max_position_embeddings"), "{msg}");
+}
+
+#[test]
+fn generate_job_writes_jsonl_and_resumes() {
+    let Some(py) = python() else { return };
+    let dir = tiny_model(&py, 1, false);
+    let work = tempfile::tempdir().unwrap();
+    let prompts = work.path().join("prompts.jsonl");
+    let rows: Vec<String> = (0..5)
+        .map(|i| {
+            let text = t2s_torch::chat::render_user_turn(&format!(
+                "Request {i}: list {} users",
+                "all ".repeat(i)
+            ));
+            json!({"id": format!("r{i}"), "text": text}).to_string()
+        })
+        .collect();
+    std::fs::write(&prompts, rows.join("\n") + "\n").unwrap();
+    let out = work.path().join("out/gen.jsonl");
+    let params = json!({"prompts_file": prompts, "out_file": out, "max_new_tokens": 12, "batch_size": 2, "greedy": true});
+    let r = run_job(
+        work.path(),
+        &spec("generate", params.clone(), &[("model", &dir)]),
+    );
+    let v = r.result().clone();
+    assert_eq!(v["rows"], 5);
+    assert!(r.events.iter().any(|e| matches!(
+        e,
+        WorkerEvent::Progress {
+            done: 5,
+            total: Some(5),
+            ..
+        }
+    )));
+    let first = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<Value> = first
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    // Same text as generating one prompt alone through infer-like single batches.
+    let p1 = json!({"prompts_file": prompts, "out_file": work.path().join("single.jsonl"), "max_new_tokens": 12, "batch_size": 1, "greedy": true});
+    run_job(work.path(), &spec("generate", p1, &[("model", &dir)])).result();
+    let single = std::fs::read_to_string(work.path().join("single.jsonl")).unwrap();
+    let by_id = |s: &str| -> std::collections::BTreeMap<String, Value> {
+        s.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (v["id"].as_str().unwrap().to_string(), v)
+            })
+            .collect()
+    };
+    assert_eq!(by_id(&first), by_id(&single), "batch_size 2 vs 1");
+    // Resume: nothing to do.
+    let v = run_job(
+        work.path(),
+        &spec("generate", params.clone(), &[("model", &dir)]),
+    )
+    .result()
+    .clone();
+    assert_eq!(
+        (v["rows"].as_u64(), v["generated_rows"].as_u64()),
+        (Some(5), Some(0))
+    );
+    // A torn last line (crash mid-write) is cut off and its row regenerated.
+    let kept: Vec<&str> = first.lines().take(3).collect();
+    std::fs::write(&out, kept.join("\n") + "\n{\"id\": \"r").unwrap();
+    let v = run_job(work.path(), &spec("generate", params, &[("model", &dir)]))
+        .result()
+        .clone();
+    assert_eq!(
+        (v["rows"].as_u64(), v["generated_rows"].as_u64()),
+        (Some(5), Some(2))
+    );
+    assert_eq!(
+        by_id(&std::fs::read_to_string(&out).unwrap()),
+        by_id(&first)
+    );
+}
+
+#[test]
+fn bench_train_runs_the_tiny_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_job(
+        dir.path(),
+        &spec(
+            "bench-train",
+            json!({"shape": "tiny", "batch": 2, "seq": 32, "rank": 4, "steps": 2, "warmup": 1}),
+            &[],
+        ),
+    );
+    let v = r.result();
+    assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0);
+    let loss = v["final_loss"].as_f64().unwrap();
+    // Random init: loss ≈ ln(4096) ≈ 8.3.
+    assert!((loss - 4096f64.ln()).abs() < 1.0, "{loss}");
+}

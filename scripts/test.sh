@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up (venv, torch, Python oracles, Debian packages, build) and run every check:
+# formatting, clippy, and all tests of both crates (parity tests use the Python oracles).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+bash scripts/setup.sh
+source scripts/env.sh
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo test --release --workspace

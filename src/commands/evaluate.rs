@@ -1,0 +1,148 @@
+//! `t2s evaluate --predictions FILE.jsonl`: score predictions from any system with the same
+//! metrics as the `evaluate` stage, outside a pipeline. Several `--predictions` files are
+//! compared pairwise on execution accuracy (paired by example id; the first is the reference).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::eval::compare::{compare_all, SystemExec};
+use crate::eval::input::read_predictions;
+use crate::eval::render::{render_comparison, render_report};
+use crate::eval::sandbox::Limits;
+use crate::eval::score::{exec_vector, score_all, ScoreOptions};
+
+/// Score SQL predictions: BLEU, ROUGE, exact match, SQL validity and execution accuracy.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvaluateArgs {
+    /// JSONL file, one object per line: `sql_context`, gold `sql` (or `gold`), predicted
+    /// `prediction` (or `predicted_sql`, `pred`); optional `id`, `sql_complexity`,
+    /// `sql_task_type`, `domain` for paired tests and breakdowns. Repeat to compare systems.
+    #[arg(long = "predictions", value_name = "FILE", required = true)]
+    pub predictions: Vec<PathBuf>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Write per-example scores (JSONL, input order) of the first file here.
+    #[arg(long, value_name = "FILE")]
+    pub per_example: Option<PathBuf>,
+    /// Bootstrap resamples for the 95% confidence intervals.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap_samples: usize,
+    /// Seed of the bootstrap resamples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Wall-clock limit of one SQL statement, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub statement_timeout_ms: u64,
+    /// SQLite VM instruction budget of one SQL statement.
+    #[arg(long, default_value_t = 50_000_000)]
+    pub max_instructions: u64,
+}
+
+fn system_name(path: &std::path::Path, i: usize) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("system{}", i + 1))
+}
+
+/// Run the command; returns the process exit code.
+pub fn run(args: &EvaluateArgs) -> anyhow::Result<i32> {
+    let out = evaluate_files(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out.json)?);
+    } else {
+        print!("{}", out.text);
+    }
+    Ok(0)
+}
+
+/// What the command prints, in both forms.
+#[derive(Debug, Clone)]
+pub struct EvaluateOutput {
+    /// `--json` output: the report object (one file) or `{systems, comparisons}`.
+    pub json: serde_json::Value,
+    /// The readable tables.
+    pub text: String,
+}
+
+/// Score the files named by `args` (and write `--per-example`), without printing.
+pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
+    let opts = ScoreOptions {
+        limits: Limits {
+            max_instructions: args.max_instructions,
+            max_wall: Duration::from_millis(args.statement_timeout_ms),
+            ..Limits::default()
+        },
+        bootstrap_samples: args.bootstrap_samples,
+        seed: args.seed,
+    };
+    let mut reports = Vec::new();
+    let mut systems = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (i, path) in args.predictions.iter().enumerate() {
+        let items = read_predictions(path)?;
+        let (scores, report) = score_all(&items, &opts);
+        if i == 0 {
+            if let Some(out) = &args.per_example {
+                write_per_example(out, &items, &scores)?;
+            }
+        }
+        let mut name = system_name(path, i);
+        if names.contains(&name) {
+            name = format!("{name}#{}", i + 1);
+        }
+        names.push(name.clone());
+        systems.push(SystemExec {
+            name: name.clone(),
+            per_id: exec_vector(&items, &scores),
+        });
+        reports.push((name, report));
+    }
+    let comparisons = compare_all(&systems, args.bootstrap_samples, args.seed);
+
+    let json = if reports.len() == 1 {
+        serde_json::to_value(&reports[0].1)?
+    } else {
+        let mut systems = serde_json::Map::new();
+        for (n, r) in &reports {
+            systems.insert(n.clone(), serde_json::to_value(r)?);
+        }
+        json!({ "systems": systems, "comparisons": comparisons })
+    };
+    let mut text = String::new();
+    for (name, r) in &reports {
+        text.push_str(&render_report(name, r));
+        text.push('\n');
+    }
+    if !comparisons.is_empty() {
+        text.push_str("paired comparisons (execution accuracy):\n");
+        for c in &comparisons {
+            text.push_str(&render_comparison(&c.a, &c.b, &c.test));
+            text.push('\n');
+            if let Some(w) = &c.warning {
+                text.push_str(&format!("  warning: {w}\n"));
+            }
+        }
+    }
+    Ok(EvaluateOutput { json, text })
+}
+
+fn write_per_example(
+    out: &std::path::Path,
+    items: &[crate::eval::score::ScoreItem],
+    scores: &[crate::eval::score::ExampleScore],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let f = std::fs::File::create(out)
+        .with_context(|| format!("cannot create per-example file {}", out.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    for (it, s) in items.iter().zip(scores) {
+        let line = json!({"id": it.id, "gold": it.gold, "prediction": it.pred, "scores": s});
+        writeln!(w, "{line}")?;
+    }
+    w.flush()?;
+    Ok(())
+}

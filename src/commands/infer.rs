@@ -1,0 +1,123 @@
+//! `t2s infer`: one-shot or interactive Text-to-SQL generation with a model and an optional
+//! LoRA adapter. The work runs in the libtorch worker (`infer` job); this side checks inputs,
+//! reads `@file` arguments and prints the result.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use serde_json::{json, Value};
+
+use super::UsageError;
+use crate::cli::InferArgs;
+use crate::worker::{JobSpec, WorkerLauncher};
+
+pub fn infer(args: InferArgs) -> anyhow::Result<ExitCode> {
+    check_dir(&args.model, "--model", &["config.json", "tokenizer.json"])?;
+    if let Some(a) = &args.adapter {
+        check_dir(a, "--adapter", &["adapter_config.json", "adapter_model.safetensors"])?;
+    }
+    let worker = WorkerLauncher::locate()?;
+    match &args.prompt {
+        Some(prompt) => {
+            let prompt = read_arg(prompt, "--prompt")?;
+            let context = match &args.context {
+                Some(c) => read_arg(c, "--context")?,
+                None => String::new(),
+            };
+            let out = ask(&worker, &args, &prompt, &context)?;
+            print_result(&args, &out);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => interactive(&worker, &args),
+    }
+}
+
+fn interactive(worker: &WorkerLauncher, args: &InferArgs) -> anyhow::Result<ExitCode> {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut context = match &args.context {
+        Some(c) => read_arg(c, "--context")?,
+        None => String::new(),
+    };
+    eprintln!("t2s infer: type a request (empty line or Ctrl-D quits; `:context TEXT|@file` sets the database context)");
+    loop {
+        eprint!("request> ");
+        let _ = std::io::stderr().flush();
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        let line = line.trim();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(c) = line.strip_prefix(":context") {
+            context = read_arg(c.trim(), ":context")?;
+            eprintln!("context set ({} characters)", context.len());
+            continue;
+        }
+        match ask(worker, args, line, &context) {
+            Ok(out) => print_result(args, &out),
+            Err(e) => eprintln!("error: {e:#}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ask(worker: &WorkerLauncher, args: &InferArgs, prompt: &str, context: &str) -> anyhow::Result<Value> {
+    let mut spec = JobSpec::new(
+        "infer",
+        json!({
+            "prompt": prompt,
+            "context": context,
+            "raw": args.raw,
+            "max_new_tokens": args.max_new_tokens,
+            "greedy": !args.sample,
+            "temperature": args.temperature,
+            "top_k": args.top_k,
+            "top_p": args.top_p,
+            "seed": args.seed,
+        }),
+    );
+    spec.device = args.device.clone();
+    spec.inputs.insert("model".into(), args.model.clone());
+    if let Some(a) = &args.adapter {
+        spec.inputs.insert("adapter".into(), a.clone());
+    }
+    let cancel = AtomicBool::new(false);
+    Ok(worker.run(&spec, |_| {}, &cancel)?)
+}
+
+fn print_result(args: &InferArgs, out: &Value) {
+    let text = out.get("text").and_then(Value::as_str).unwrap_or_default();
+    if args.raw {
+        println!("{text}");
+    } else {
+        println!("{}", out.get("sql").and_then(Value::as_str).unwrap_or(text));
+    }
+}
+
+/// `@path` reads the file; anything else is the text itself.
+fn read_arg(value: &str, flag: &str) -> anyhow::Result<String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("{flag} @{path}: cannot read the file: {e}")).into()),
+        None => Ok(value.to_string()),
+    }
+}
+
+fn check_dir(dir: &Path, flag: &str, files: &[&str]) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        return Err(UsageError(format!("{flag} {}: no such directory", dir.display())).into());
+    }
+    for f in files {
+        if !dir.join(f).is_file() {
+            return Err(UsageError(format!(
+                "{flag} {}: missing {f} (expected a Hugging Face layout directory)",
+                dir.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! `t2s run FILE`: plan (`--dry-run`) or run a pipeline, tracked in the DB.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::cache::{key::short, Store};
+use crate::cli::RunArgs;
+use crate::exec::plan::{self, Decision, PlanOptions};
+use crate::exec::{progress, scheduler, LocalExecutor, RunOptions};
+use crate::runs::{status, RunInfo, Tracker};
+
+/// Set by Ctrl-C / SIGTERM; stages and the scheduler watch it.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let p = super::load_pipeline(&args.pipeline.file, &args.pipeline.set)?;
+    let opts = PlanOptions {
+        force: args.force.clone(),
+        only: args.only.clone(),
+        until: args.until.clone(),
+        verify: args.verify,
+    };
+    let selection = plan::select(&p, &opts)?;
+    let force = plan::matching(&p, &opts.force, "--force")?;
+    let store = Store::open(root)?;
+
+    if args.dry_run {
+        let planned = plan::plan(&p, &store, &opts)?;
+        let rows: Vec<Vec<String>> = planned
+            .iter()
+            .filter(|n| n.decision != Decision::Excluded)
+            .map(|n| {
+                let what = match n.decision {
+                    Decision::Hit => "hit",
+                    Decision::Run => "run",
+                    Decision::Resume => "resume",
+                    Decision::Missing => "missing",
+                    Decision::Excluded => "-",
+                };
+                vec![
+                    n.node.clone(),
+                    what.to_string(),
+                    n.key.as_deref().map(short).unwrap_or("-").to_string(),
+                    if n.decision == Decision::Hit {
+                        "cached".to_string()
+                    } else {
+                        n.reason.clone()
+                    },
+                ]
+            })
+            .collect();
+        print!("{}", super::table(&rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let t0 = Instant::now();
+    let tracker = Tracker::open(root)?;
+    // Ctrl-C or SIGTERM: stop starting nodes, let stages stop cleanly, commit nothing partial.
+    // Setting the handler fails only if one is already set (tests calling `run` twice).
+    let _ = ctrlc::set_handler(|| {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            // Second Ctrl-C: quit now. Safe: only staging dirs (never promoted) are left.
+            eprintln!("t2s: quitting now; nothing partial is committed");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "t2s: interrupting: waiting for running nodes to stop (Ctrl-C again to quit now)"
+        );
+    });
+    let run_id = tracker.start_run(&RunInfo {
+        pipeline: p.name.clone(),
+        file: p.file.display().to_string(),
+        file_digest: p.file_digest.clone(),
+        git_rev: git_rev(&plan::pipeline_dir(&p)),
+        argv: std::env::args().collect(),
+    })?;
+    let jobs = args
+        .jobs
+        .map(|j| j as usize)
+        .or(p.settings.jobs)
+        .unwrap_or_else(default_jobs);
+    let run_opts = RunOptions {
+        jobs,
+        gpu_slots: args.gpu_slots as usize,
+        selection,
+        force,
+        verify: args.verify,
+    };
+    let executor = LocalExecutor::new();
+    let display = progress::for_stderr(args.quiet);
+    let outcome = scheduler::run(
+        &p,
+        &store,
+        Some(&tracker),
+        run_id,
+        &executor,
+        &run_opts,
+        &CANCEL,
+        display.as_ref(),
+    );
+    let failed: Vec<&scheduler::NodeReport> = outcome
+        .nodes
+        .iter()
+        .filter(|n| n.status == crate::runs::node_status::FAILED)
+        .collect();
+    let error = match outcome.status {
+        status::INTERRUPTED => Some("interrupted".to_string()),
+        status::FAILED => Some(
+            failed
+                .iter()
+                .map(|n| format!("{}: {}", n.node, n.detail))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        _ => None,
+    };
+    tracker.finish_run(run_id, outcome.status, error.as_deref())?;
+
+    let rows: Vec<Vec<String>> = outcome
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.status.to_string(),
+                n.node.clone(),
+                n.key.as_deref().map(short).unwrap_or("-").to_string(),
+                progress::human_duration(n.duration),
+                n.detail.lines().next().unwrap_or_default().to_string(),
+            ]
+        })
+        .collect();
+    print!("{}", super::table(&rows));
+    let count = |s: &str| outcome.nodes.iter().filter(|n| n.status == s).count();
+    use crate::runs::node_status as ns;
+    println!(
+        "run {run_id} {}: {} ran, {} resumed, {} cached, {} failed, {} skipped in {}",
+        outcome.status,
+        count(ns::RAN),
+        count(ns::RESUMED),
+        count(ns::CACHED),
+        count(ns::FAILED) + count(ns::INTERRUPTED),
+        count(ns::SKIPPED),
+        progress::human_duration(t0.elapsed())
+    );
+    if outcome.status == status::SUCCEEDED && p.nodes.iter().any(|n| n.kind == "report") {
+        let fresh = outcome.nodes.iter().any(|n| n.status == ns::RAN || n.status == ns::RESUMED);
+        let latest = super::report::default_dir(root, &crate::report::RunInfo {
+            id: run_id,
+            pipeline: p.name.clone(),
+            started: String::new(),
+            ended: None,
+            status: String::new(),
+            host: String::new(),
+            t2s_version: String::new(),
+            facts: Default::default(),
+        });
+        if fresh {
+            match super::report::publish(root, &tracker, run_id) {
+                Ok(Some(path)) => println!("report: {}", path.display()),
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: could not render the run's report: {e:#}"),
+            }
+        } else {
+            // Nothing ran: the artifacts are those of an earlier run, whose report stands.
+            println!(
+                "report: unchanged; render it for this run with `t2s report {run_id}` (output: {})",
+                latest.display()
+            );
+        }
+    }
+    for n in &failed {
+        if n.detail.contains(&format!("`{}`", n.node)) {
+            eprintln!("error: {}", n.detail);
+        } else {
+            eprintln!("error: node {} failed: {}", n.node, n.detail);
+        }
+    }
+    match outcome.status {
+        status::SUCCEEDED => Ok(ExitCode::SUCCESS),
+        status::INTERRUPTED => {
+            eprintln!(
+                "t2s: run {run_id} interrupted; nothing partial was committed, rerun to continue"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        _ => Ok(ExitCode::FAILURE),
+    }
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| (n.get() / 2).max(1))
+        .unwrap_or(1)
+}
+
+/// The commit checked out in the repository containing `dir`, read from `.git` directly
+/// (spawning `git` would cost more than a whole cached run).
+fn git_rev(dir: &Path) -> Option<String> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let git = dir
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|g| g.exists())?;
+    let git = if git.is_file() {
+        // A worktree: `.git` is a file `gitdir: <path>`.
+        let text = std::fs::read_to_string(&git).ok()?;
+        let p = text.strip_prefix("gitdir:")?.trim();
+        git.parent()?.join(p)
+    } else {
+        git
+    };
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref:") else {
+        return Some(head.to_string());
+    };
+    let reference = reference.trim();
+    let common = std::fs::read_to_string(git.join("commondir"))
+        .ok()
+        .map(|c| git.join(c.trim()))
+        .unwrap_or_else(|| git.clone());
+    for base in [&git, &common] {
+        if let Ok(rev) = std::fs::read_to_string(base.join(reference)) {
+            return Some(rev.trim().to_string());
+        }
+        if let Ok(packed) = std::fs::read_to_string(base.join("packed-refs")) {
+            if let Some(line) = packed.lines().find(|l| l.ends_with(reference)) {
+                return line.split_whitespace().next().map(str::to_string);
+            }
+        }
+    }
+    None
+}

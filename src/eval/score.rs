@@ -1,0 +1,283 @@
+//! Scoring a set of predictions: per-example scores, corpus metrics with bootstrap CIs,
+//! execution buckets and breakdowns. Used by `t2s evaluate --predictions` and the `evaluate`
+//! stage, so both report exactly the same numbers.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::bleu::{
+    hf_from_stats, hf_segment, sb_from_stats, sb_segment, HfStats, SbStats, MAX_ORDER,
+};
+use super::exact::exact_match;
+use super::exec::{execution_match, Bucket, ExecResult};
+use super::rouge::{rouge_f, RougeF};
+use super::sandbox::Limits;
+use super::stats::{bootstrap_mean, bootstrap_with, mean, resample_indices, Estimate};
+
+/// One example to score.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreItem {
+    pub id: String,
+    pub context: String,
+    pub gold: String,
+    pub pred: String,
+    /// Gretel labels for breakdowns (empty when unknown).
+    pub sql_complexity: String,
+    pub sql_task_type: String,
+    pub domain: String,
+}
+
+/// Per-example scores.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExampleScore {
+    pub exact_match: bool,
+    pub rouge1: f64,
+    pub rouge2: f64,
+    #[serde(rename = "rougeL")]
+    pub rouge_l: f64,
+    /// HF bleu of this example alone (informative; corpus BLEU is not a mean of these).
+    pub bleu: f64,
+    pub exec: ExecResult,
+    #[serde(skip)]
+    hf: HfStats,
+    #[serde(skip)]
+    sb: SbStats,
+}
+
+/// Scoring options.
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    pub limits: Limits,
+    pub bootstrap_samples: usize,
+    pub seed: u64,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            bootstrap_samples: super::stats::DEFAULT_RESAMPLES,
+            seed: 0,
+        }
+    }
+}
+
+/// Counts of the execution buckets, with accuracy inside the scored ones.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Buckets {
+    pub nondeterministic: usize,
+    pub gold_fails: usize,
+    pub gold_empty: usize,
+    pub gold_empty_correct: usize,
+    pub gold_nonempty: usize,
+    pub gold_nonempty_correct: usize,
+}
+
+/// Metrics of one group of a breakdown.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupMetrics {
+    pub n: usize,
+    pub exact_match: f64,
+    pub valid_sql: f64,
+    #[serde(rename = "rougeL")]
+    pub rouge_l: f64,
+    /// Over the group's scored examples (`n_exec` of them); null when none.
+    pub execution_accuracy: Option<f64>,
+    pub n_exec: usize,
+}
+
+/// Everything `evaluate` reports for one system.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub n: usize,
+    /// HF `evaluate` bleu, 0..1.
+    pub bleu: Estimate,
+    /// sacrebleu corpus BLEU, 0..100.
+    pub sacrebleu: Estimate,
+    pub rouge1: Estimate,
+    pub rouge2: Estimate,
+    #[serde(rename = "rougeL")]
+    pub rouge_l: Estimate,
+    pub exact_match: Estimate,
+    pub valid_sql: Estimate,
+    /// Over the gold-empty and gold-nonempty buckets.
+    pub execution_accuracy: Estimate,
+    /// Over the gold-nonempty bucket only.
+    pub execution_accuracy_nonempty: Estimate,
+    /// BIRD-style set comparison, same examples as `execution_accuracy`.
+    pub execution_accuracy_set: Estimate,
+    pub buckets: Buckets,
+    pub breakdowns: BTreeMap<String, BTreeMap<String, GroupMetrics>>,
+    pub bootstrap_samples: usize,
+    pub seed: u64,
+}
+
+/// Score one example (text metrics and execution).
+pub fn score_one(item: &ScoreItem, limits: &Limits) -> ExampleScore {
+    let RougeF {
+        rouge1,
+        rouge2,
+        rouge_l,
+    } = rouge_f(&item.gold, &item.pred);
+    let hf = hf_segment(&item.pred, &[item.gold.as_str()], MAX_ORDER);
+    let sb = sb_segment(&item.pred, &[item.gold.as_str()]);
+    ExampleScore {
+        exact_match: exact_match(&item.pred, &item.gold),
+        rouge1,
+        rouge2,
+        rouge_l,
+        bleu: hf_from_stats(&hf, false).bleu,
+        exec: execution_match(&item.context, &item.gold, &item.pred, limits),
+        hf,
+        sb,
+    }
+}
+
+fn b(x: bool) -> f64 {
+    if x {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Score all examples in parallel and aggregate.
+pub fn score_all(items: &[ScoreItem], opts: &ScoreOptions) -> (Vec<ExampleScore>, Report) {
+    let scores: Vec<ExampleScore> = items
+        .par_iter()
+        .map(|it| score_one(it, &opts.limits))
+        .collect();
+    let report = aggregate(items, &scores, opts);
+    (scores, report)
+}
+
+/// Per-example execution correctness over the scored examples, keyed by id: what paired tests
+/// between systems use.
+pub fn exec_vector(items: &[ScoreItem], scores: &[ExampleScore]) -> BTreeMap<String, f64> {
+    items
+        .iter()
+        .zip(scores)
+        .filter(|(_, s)| s.exec.scored())
+        .map(|(it, s)| (it.id.clone(), b(s.exec.correct)))
+        .collect()
+}
+
+/// Corpus metrics, CIs, buckets and breakdowns from per-example scores.
+pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptions) -> Report {
+    let n = scores.len();
+    let ix = resample_indices(n, opts.bootstrap_samples, opts.seed);
+    let per = |f: &dyn Fn(&ExampleScore) -> f64| -> Vec<f64> { scores.iter().map(f).collect() };
+
+    let hf_point = {
+        let mut t = HfStats::default();
+        scores.iter().for_each(|s| t.add(&s.hf));
+        hf_from_stats(&t, false).bleu
+    };
+    let bleu = bootstrap_with(n, &ix, hf_point, |idx| {
+        let mut t = HfStats::default();
+        idx.iter().for_each(|&i| t.add(&scores[i as usize].hf));
+        hf_from_stats(&t, false).bleu
+    });
+    let sb_point = {
+        let mut t = SbStats::default();
+        scores.iter().for_each(|s| t.add(&s.sb));
+        sb_from_stats(&t).score
+    };
+    let sacrebleu = bootstrap_with(n, &ix, sb_point, |idx| {
+        let mut t = SbStats::default();
+        idx.iter().for_each(|&i| t.add(&scores[i as usize].sb));
+        sb_from_stats(&t).score
+    });
+
+    // Execution accuracy over subsets, each with its own resamples (same seed).
+    let subset_est = |keep: &dyn Fn(&ExampleScore) -> bool, val: &dyn Fn(&ExampleScore) -> f64| {
+        let v: Vec<f64> = scores.iter().filter(|s| keep(s)).map(val).collect();
+        let ix = resample_indices(v.len(), opts.bootstrap_samples, opts.seed);
+        bootstrap_mean(&v, &ix)
+    };
+    let execution_accuracy = subset_est(&|s| s.exec.scored(), &|s| b(s.exec.correct));
+    let execution_accuracy_nonempty =
+        subset_est(&|s| s.exec.bucket == Bucket::GoldNonempty, &|s| {
+            b(s.exec.correct)
+        });
+    let execution_accuracy_set = subset_est(&|s| s.exec.scored(), &|s| b(s.exec.set_match));
+
+    let mut buckets = Buckets::default();
+    for s in scores {
+        match s.exec.bucket {
+            Bucket::Nondeterministic => buckets.nondeterministic += 1,
+            Bucket::GoldFails => buckets.gold_fails += 1,
+            Bucket::GoldEmpty => {
+                buckets.gold_empty += 1;
+                buckets.gold_empty_correct += s.exec.correct as usize;
+            }
+            Bucket::GoldNonempty => {
+                buckets.gold_nonempty += 1;
+                buckets.gold_nonempty_correct += s.exec.correct as usize;
+            }
+        }
+    }
+
+    let mut breakdowns = BTreeMap::new();
+    type Getter = fn(&ScoreItem) -> &str;
+    let fields: [(&str, Getter); 3] = [
+        ("sql_complexity", |i| &i.sql_complexity),
+        ("sql_task_type", |i| &i.sql_task_type),
+        ("domain", |i| &i.domain),
+    ];
+    for (name, get) in fields {
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, it) in items.iter().enumerate() {
+            let k = get(it);
+            if !k.is_empty() {
+                groups.entry(k.to_string()).or_default().push(i);
+            }
+        }
+        if groups.is_empty() {
+            continue;
+        }
+        let table = groups
+            .into_iter()
+            .map(|(k, idx)| {
+                let pick = |f: &dyn Fn(&ExampleScore) -> f64| -> f64 {
+                    mean(&idx.iter().map(|&i| f(&scores[i])).collect::<Vec<_>>())
+                };
+                let ex: Vec<f64> = idx
+                    .iter()
+                    .filter(|&&i| scores[i].exec.scored())
+                    .map(|&i| b(scores[i].exec.correct))
+                    .collect();
+                let g = GroupMetrics {
+                    n: idx.len(),
+                    exact_match: pick(&|s| b(s.exact_match)),
+                    valid_sql: pick(&|s| b(s.exec.valid_sql)),
+                    rouge_l: pick(&|s| s.rouge_l),
+                    execution_accuracy: (!ex.is_empty()).then(|| mean(&ex)),
+                    n_exec: ex.len(),
+                };
+                (k, g)
+            })
+            .collect();
+        breakdowns.insert(name.to_string(), table);
+    }
+
+    Report {
+        n,
+        bleu,
+        sacrebleu,
+        rouge1: bootstrap_mean(&per(&|s| s.rouge1), &ix),
+        rouge2: bootstrap_mean(&per(&|s| s.rouge2), &ix),
+        rouge_l: bootstrap_mean(&per(&|s| s.rouge_l), &ix),
+        exact_match: bootstrap_mean(&per(&|s| b(s.exact_match)), &ix),
+        valid_sql: bootstrap_mean(&per(&|s| b(s.exec.valid_sql)), &ix),
+        execution_accuracy,
+        execution_accuracy_nonempty,
+        execution_accuracy_set,
+        buckets,
+        breakdowns,
+        bootstrap_samples: opts.bootstrap_samples,
+        seed: opts.seed,
+    }
+}

@@ -1,0 +1,298 @@
+//! Params against a kind's declared `ParamSpec`s: unknown names, required ones, types;
+//! defaults filled; then the kind's own `check_params`.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Number, Value};
+
+use super::diag::{suggest, Collector};
+use super::raw::RawStage;
+use super::yaml::{describe_value, Loc};
+use crate::stages::{ParamSpec, ParamType, StageKind};
+
+/// Stage-level check: params the kind does not declare.
+pub fn unknown_params(stage: &RawStage, kind: &dyn StageKind, diags: &mut Collector) {
+    let declared: Vec<&str> = kind.params().iter().map(|p| p.name).collect();
+    for (key, _) in &stage.params {
+        if !declared.contains(&key.v.as_str()) {
+            diags.add(
+                key.loc,
+                &format!("stages.{}.params.{}", stage.name.v, key.v),
+                format!("unknown param `{}` for kind `{}`", key.v, kind.kind()),
+                Some(suggest(&key.v, "its params", &declared)),
+            );
+        }
+    }
+}
+
+/// Node-level check of substituted params. Returns the params with defaults filled and values
+/// normalised (ints given for floats become floats), or `None` if a problem was found.
+/// `skip` names params already reported (unresolvable `${matrix.x}`).
+pub fn resolve(
+    stage: &RawStage,
+    kind: &dyn StageKind,
+    params: &Map<String, Value>,
+    skip: &BTreeSet<String>,
+    diags: &mut Collector,
+) -> Option<Map<String, Value>> {
+    let mut out = Map::new();
+    let mut ok = true;
+    for spec in kind.params() {
+        let path = format!("stages.{}.params.{}", stage.name.v, spec.name);
+        match params.get(spec.name) {
+            Some(_) if skip.contains(spec.name) => ok = false,
+            Some(v) => match check(spec.ty, v, &path) {
+                Ok(v) => {
+                    out.insert(spec.name.to_string(), v);
+                }
+                Err((at, msg, mut hint)) => {
+                    ok = false;
+                    if let Some(key) = exact_matrix_ref(stage, spec.name) {
+                        hint = Some(format!(
+                            "a param that is exactly `${{matrix.{key}}}` takes the matrix value with its type; \
+                             quote the matrix values or put text around the reference"
+                        ));
+                    }
+                    let loc = locate(stage, &at);
+                    diags.add(loc, &at, msg, hint);
+                }
+            },
+            None => match spec.default {
+                Some(f) => {
+                    out.insert(spec.name.to_string(), f());
+                }
+                None => {
+                    ok = false;
+                    diags.add(
+                        stage.params_loc,
+                        &path,
+                        format!(
+                            "missing required param `{}` of kind `{}`",
+                            spec.name,
+                            kind.kind()
+                        ),
+                        Some(format!(
+                            "add `{}:` ({}) under `params:`",
+                            spec.name,
+                            describe_spec(spec)
+                        )),
+                    );
+                }
+            },
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let mut clean = true;
+    for (name, msg) in kind.check_params(&out) {
+        clean = false;
+        let path = format!("stages.{}.params.{name}", stage.name.v);
+        diags.add(locate(stage, &path), &path, msg, None);
+    }
+    clean.then_some(out)
+}
+
+/// The matrix key when the param as written is exactly `${matrix.KEY}`.
+fn exact_matrix_ref<'s>(stage: &'s RawStage, param: &str) -> Option<&'s str> {
+    let (_, v) = stage.params.iter().find(|(k, _)| k.v == param)?;
+    v.as_str()?.strip_prefix("${matrix.")?.strip_suffix('}')
+}
+
+/// The position of a field path, or of its closest recorded parent.
+fn locate(stage: &RawStage, path: &str) -> Loc {
+    let mut p = path;
+    loop {
+        if let Some(l) = stage.locs.get(p) {
+            return *l;
+        }
+        match p.rfind(['.', '[']) {
+            Some(i) if p[..i].contains(".params.") => p = &p[..i],
+            _ => {
+                return stage
+                    .params
+                    .iter()
+                    .find(|(k, _)| {
+                        path.starts_with(&format!("stages.{}.params.{}", stage.name.v, k.v))
+                    })
+                    .map(|(k, _)| k.loc)
+                    .unwrap_or(stage.params_loc)
+            }
+        }
+    }
+}
+
+fn describe_spec(spec: &ParamSpec) -> String {
+    format!("{}: {}", expected(spec.ty), spec.doc)
+}
+
+fn expected(ty: ParamType) -> String {
+    match ty {
+        ParamType::Int => "an integer".into(),
+        ParamType::Float => "a number".into(),
+        ParamType::Bool => "true or false".into(),
+        ParamType::Str => "a string".into(),
+        ParamType::Enum(opts) => format!(
+            "one of {}",
+            opts.iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ParamType::StrList => "a list of strings".into(),
+        ParamType::IntList => "a list of integers".into(),
+        ParamType::StrMap => "a mapping of names to strings".into(),
+        ParamType::Any => "any value".into(),
+    }
+}
+
+type Problem = (String, String, Option<String>);
+
+fn wrong(ty: ParamType, v: &Value, path: &str) -> Problem {
+    let hint = match (ty, v) {
+        (ParamType::Int | ParamType::Float, Value::String(_)) => {
+            Some("write the number without quotes".into())
+        }
+        (ParamType::Str, Value::Number(_) | Value::Bool(_)) => {
+            Some("quote the value to make it a string".into())
+        }
+        (ParamType::StrList | ParamType::IntList, Value::String(_) | Value::Number(_)) => {
+            Some("write a list, e.g. `[a, b]`".into())
+        }
+        _ => None,
+    };
+    (
+        path.to_string(),
+        format!("expected {}, found {}", expected(ty), describe_value(v)),
+        hint,
+    )
+}
+
+/// Check one value against its type, returning the normalised value.
+fn check(ty: ParamType, v: &Value, path: &str) -> Result<Value, Problem> {
+    let is_int = |v: &Value| matches!(v, Value::Number(n) if n.is_i64() || n.is_u64());
+    match ty {
+        ParamType::Any => Ok(v.clone()),
+        ParamType::Int if is_int(v) => Ok(v.clone()),
+        ParamType::Float => match v.as_f64().and_then(Number::from_f64) {
+            Some(n) if v.is_number() => Ok(Value::Number(n)),
+            _ => Err(wrong(ty, v, path)),
+        },
+        ParamType::Bool if v.is_boolean() => Ok(v.clone()),
+        ParamType::Str if v.is_string() => Ok(v.clone()),
+        ParamType::Enum(opts) => match v.as_str() {
+            Some(s) if opts.contains(&s) => Ok(v.clone()),
+            Some(s) => Err((
+                path.to_string(),
+                format!("{s:?} is not {}", expected(ty)),
+                Some(suggest(s, "allowed values", opts)),
+            )),
+            None => Err(wrong(ty, v, path)),
+        },
+        ParamType::StrList | ParamType::IntList => {
+            let Value::Array(items) = v else {
+                return Err(wrong(ty, v, path));
+            };
+            let elem = if ty == ParamType::StrList {
+                ParamType::Str
+            } else {
+                ParamType::Int
+            };
+            for (i, x) in items.iter().enumerate() {
+                check(elem, x, &format!("{path}[{i}]"))?;
+            }
+            Ok(v.clone())
+        }
+        ParamType::StrMap => {
+            let Value::Object(m) = v else {
+                return Err(wrong(ty, v, path));
+            };
+            // Scalars are accepted and kept as text: `PORT: 8080` means the string "8080".
+            let mut out = Map::new();
+            for (k, x) in m {
+                let s = match x {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => {
+                        return Err((
+                            format!("{path}.{k}"),
+                            format!("expected a string, found {}", describe_value(other)),
+                            None,
+                        ))
+                    }
+                };
+                out.insert(k.clone(), Value::String(s));
+            }
+            Ok(Value::Object(out))
+        }
+        _ => Err(wrong(ty, v, path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(ty: ParamType, v: Value) -> Value {
+        check(ty, &v, "p").unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn err(ty: ParamType, v: Value) -> (String, String) {
+        let (path, msg, _) = check(ty, &v, "p").unwrap_err();
+        (path, msg)
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(ok(ParamType::Int, json!(3)), json!(3));
+        assert_eq!(
+            err(ParamType::Int, json!(3.5)).1,
+            "expected an integer, found the number 3.5"
+        );
+        assert_eq!(
+            err(ParamType::Int, json!("3")).1,
+            "expected an integer, found the string \"3\""
+        );
+        // An int where a float is expected is accepted and normalised, so 1 and 1.0 key alike.
+        assert_eq!(ok(ParamType::Float, json!(1)), json!(1.0));
+        assert_eq!(
+            err(ParamType::Float, json!("abc")).1,
+            "expected a number, found the string \"abc\""
+        );
+        assert!(check(ParamType::Float, &json!(true), "p").is_err());
+    }
+
+    #[test]
+    fn strings_bools_enums() {
+        assert_eq!(ok(ParamType::Str, json!("x")), json!("x"));
+        assert!(check(ParamType::Str, &json!(1), "p").is_err());
+        assert_eq!(ok(ParamType::Bool, json!(false)), json!(false));
+        assert!(check(ParamType::Bool, &json!("yes"), "p").is_err());
+        let e = ParamType::Enum(&["bf16", "f32"]);
+        assert_eq!(ok(e, json!("f32")), json!("f32"));
+        let (_, msg, hint) = check(e, &json!("bf61"), "p").unwrap_err();
+        assert_eq!(msg, "\"bf61\" is not one of `bf16`, `f32`");
+        assert_eq!(hint.as_deref(), Some("did you mean `bf16`?"));
+        assert!(check(e, &json!(16), "p").is_err());
+    }
+
+    #[test]
+    fn lists_maps_any() {
+        assert_eq!(ok(ParamType::IntList, json!([1, 2])), json!([1, 2]));
+        assert_eq!(err(ParamType::IntList, json!([1, "2"])).0, "p[1]");
+        assert_eq!(err(ParamType::StrList, json!(["a", 2])).0, "p[1]");
+        assert!(check(ParamType::StrList, &json!("a"), "p").is_err());
+        assert_eq!(
+            ok(ParamType::StrMap, json!({"A": 1, "B": true, "C": "x"})),
+            json!({"A": "1", "B": "true", "C": "x"})
+        );
+        assert_eq!(err(ParamType::StrMap, json!({"A": [1]})).0, "p.A");
+        assert!(check(ParamType::StrMap, &json!([1]), "p").is_err());
+        assert_eq!(
+            ok(ParamType::Any, json!({"x": [1, null]})),
+            json!({"x": [1, null]})
+        );
+    }
+}

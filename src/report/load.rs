@@ -1,0 +1,183 @@
+//! Fill a `ReportData` from the artifacts of a run: `evaluate` outputs (`metrics.json`,
+//! `predictions.jsonl`), `train` outputs (`trainer_state.json`) and `eda` figures. Paired tests
+//! are recomputed across every evaluated system from the per-example execution results, so
+//! systems evaluated in separate nodes (base and each adapter) are still compared pairwise.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::model::{Breakdown, LossCurve, MetricValue, PairedComparison, Variant};
+use crate::eval::compare::{compare_all, SystemExec};
+
+/// Metric keys of an evaluate report (`eval::score::Report`) → report metric names.
+const METRIC_KEYS: [(&str, &str); 8] = [
+    ("execution_accuracy", "execution_accuracy"),
+    ("exact_match", "exact_match"),
+    ("valid_sql", "valid_sql"),
+    ("bleu", "bleu"),
+    ("sacrebleu", "sacrebleu"),
+    ("rouge1", "rouge1"),
+    ("rouge2", "rouge2"),
+    ("rougeL", "rougeL"),
+];
+
+/// What one `evaluate` artifact contributes.
+pub struct Evaluated {
+    pub variants: Vec<Variant>,
+    pub execs: Vec<SystemExec>,
+}
+
+/// Read an evaluate artifact directory (written by `stages::evaluate`).
+pub fn evaluate_dir(dir: &Path, node: &str) -> anyhow::Result<Evaluated> {
+    let path = dir.join("metrics.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let metrics: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let systems = metrics
+        .get("systems")
+        .and_then(Value::as_object)
+        .with_context(|| format!("{}: no `systems` object", path.display()))?;
+    let mut variants = Vec::new();
+    for (name, report) in systems {
+        variants.push(variant(name, node, report));
+    }
+    let execs = exec_vectors(&dir.join("predictions.jsonl"))?;
+    Ok(Evaluated { variants, execs })
+}
+
+fn variant(name: &str, node: &str, report: &Value) -> Variant {
+    let mut metrics = BTreeMap::new();
+    for (src, dst) in METRIC_KEYS {
+        let Some(e) = report.get(src) else { continue };
+        let Some(value) = e.get("value").and_then(Value::as_f64) else { continue };
+        let (lo, hi) = (e.get("ci_low").and_then(Value::as_f64), e.get("ci_high").and_then(Value::as_f64));
+        metrics.insert(dst.to_string(), MetricValue { value, lo, hi });
+    }
+    let mut breakdowns = BTreeMap::new();
+    if let Some(dims) = report.get("breakdowns").and_then(Value::as_object) {
+        for (dim, classes) in dims {
+            let Some(classes) = classes.as_object() else { continue };
+            let rows = classes
+                .iter()
+                .filter_map(|(class, g)| {
+                    let value = g.get("execution_accuracy").and_then(Value::as_f64)?;
+                    let n = g.get("n_exec").or_else(|| g.get("n")).and_then(Value::as_u64).unwrap_or(0) as usize;
+                    Some(Breakdown { class: class.clone(), n, value })
+                })
+                .collect();
+            breakdowns.insert(dim.clone(), rows);
+        }
+    }
+    Variant {
+        name: display_name(name),
+        node: node.to_string(),
+        n: report.get("n").and_then(Value::as_u64).unwrap_or(0) as usize,
+        metrics,
+        breakdowns,
+    }
+}
+
+/// `train[lora_r=4]` → `lora_r=4`; other names unchanged.
+pub fn display_name(system: &str) -> String {
+    match (system.find('['), system.strip_suffix(']')) {
+        (Some(i), Some(s)) => s[i + 1..].to_string(),
+        _ => system.to_string(),
+    }
+}
+
+/// Per-system, per-example execution correctness from `predictions.jsonl`, over the examples
+/// execution accuracy is scored on (gold runs and is deterministic).
+fn exec_vectors(path: &Path) -> anyhow::Result<Vec<SystemExec>> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut by_system: Vec<SystemExec> = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        let system = v.get("system").and_then(Value::as_str).unwrap_or("base");
+        let id = match v.pointer("/row/id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => continue,
+        };
+        let exec = v.pointer("/scores/exec");
+        let bucket = exec.and_then(|e| e.get("bucket")).and_then(Value::as_str).unwrap_or("");
+        if !matches!(bucket, "gold_empty" | "gold_nonempty" | "GoldEmpty" | "GoldNonempty") {
+            continue;
+        }
+        let correct = exec.and_then(|e| e.get("correct")).and_then(Value::as_bool).unwrap_or(false);
+        let name = display_name(system);
+        let slot = match by_system.iter().position(|s| s.name == name) {
+            Some(p) => p,
+            None => {
+                by_system.push(SystemExec { name, per_id: BTreeMap::new() });
+                by_system.len() - 1
+            }
+        };
+        by_system[slot].per_id.insert(id, if correct { 1.0 } else { 0.0 });
+    }
+    Ok(by_system)
+}
+
+/// Paired tests of every system against every other, base first so diffs read "adapter − base".
+pub fn paired(mut execs: Vec<SystemExec>, resamples: usize, seed: u64) -> Vec<PairedComparison> {
+    execs.sort_by_key(|s| (s.name != "base", s.name.clone()));
+    compare_all(&execs, resamples, seed)
+        .into_iter()
+        .map(|c| PairedComparison {
+            a: c.a,
+            b: c.b,
+            metric: "execution_accuracy".into(),
+            diff: c.test.diff,
+            lo: c.test.diff_ci_low,
+            hi: c.test.diff_ci_high,
+            p_value: c.test.mcnemar_p,
+            n: c.test.n,
+        })
+        .collect()
+}
+
+/// Loss curves from a train artifact's `trainer_state.json` (None when absent).
+pub fn train_dir(dir: &Path, name: &str) -> anyhow::Result<Option<LossCurve>> {
+    let path = dir.join("trainer_state.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let state: crate::train_plan::state::TrainerState =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut curve = LossCurve { name: display_name(name), train: Vec::new(), eval: Vec::new() };
+    for e in &state.log_history {
+        if let Some(l) = e.loss {
+            curve.train.push((e.step as i64, l));
+        }
+        if let Some(l) = e.eval_loss {
+            curve.eval.push((e.step as i64, l));
+        }
+    }
+    Ok(Some(curve))
+}
+
+/// PNG figures of an EDA artifact, sorted by name.
+pub fn eda_figures(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "png") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

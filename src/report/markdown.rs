@@ -1,0 +1,253 @@
+//! The Markdown report (figures referenced as PNG files in the same directory).
+
+use std::fmt::Write;
+
+use super::model::{MetricValue, ReportData, MAIN_METRICS};
+use super::plots::Figures;
+use super::verdict;
+
+/// Format a metric for a table cell: value and CI, in percent for 0–1 metrics.
+pub fn cell(key: &str, m: &MetricValue) -> String {
+    let (scale, unit) = if key == "sacrebleu" {
+        (1.0, "")
+    } else {
+        (100.0, "")
+    };
+    match (m.lo, m.hi) {
+        (Some(lo), Some(hi)) => format!(
+            "{:.1}{unit} [{:.1}, {:.1}]",
+            m.value * scale,
+            lo * scale,
+            hi * scale
+        ),
+        _ => format!("{:.1}{unit}", m.value * scale),
+    }
+}
+
+/// Section titles, in order; the HTML uses the same.
+pub const SECTIONS: [&str; 8] = [
+    "Verdict",
+    "Metrics",
+    "Paired tests",
+    "Breakdowns",
+    "Training",
+    "Data (EDA)",
+    "Notes",
+    "Provenance",
+];
+
+pub fn render(data: &ReportData, figures: &Figures) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# {}\n", data.title);
+    let _ = writeln!(
+        s,
+        "Run {} of `{}` — {} — started {}{}\n",
+        data.run.id,
+        data.run.pipeline,
+        data.run.status,
+        data.run.started,
+        data.run
+            .ended
+            .as_deref()
+            .map(|e| format!(", ended {e}"))
+            .unwrap_or_default()
+    );
+
+    let _ = writeln!(s, "## {}\n", SECTIONS[0]);
+    let exec: Vec<_> = data
+        .paired
+        .iter()
+        .filter(|c| c.metric == "execution_accuracy")
+        .collect();
+    if exec.is_empty() {
+        let _ = writeln!(
+            s,
+            "No paired comparison was computed (fewer than two evaluated variants).\n"
+        );
+    }
+    for c in exec {
+        let _ = writeln!(s, "- {}", verdict::sentence(c));
+    }
+    for w in verdict::warnings(data) {
+        let _ = writeln!(s, "- **Warning:** {w}");
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "## {}\n", SECTIONS[1]);
+    let shown: Vec<_> = MAIN_METRICS
+        .iter()
+        .filter(|(k, _)| data.variants.iter().any(|v| v.metrics.contains_key(*k)))
+        .collect();
+    let _ = write!(s, "| variant | n |");
+    for (_, label) in &shown {
+        let _ = write!(s, " {label} |");
+    }
+    let _ = write!(s, "\n|---|---:|");
+    for _ in &shown {
+        let _ = write!(s, "---:|");
+    }
+    s.push('\n');
+    for v in &data.variants {
+        let _ = write!(s, "| {} | {} |", v.name, v.n);
+        for (k, _) in &shown {
+            let c = v
+                .metrics
+                .get(*k)
+                .map(|m| cell(k, m))
+                .unwrap_or_else(|| "–".into());
+            let _ = write!(s, " {c} |");
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "\nPercent, with 95% bootstrap confidence intervals in brackets (sacreBLEU on its own 0–100 scale).\n");
+    for f in &figures.list {
+        if f.name == "metrics" {
+            let _ = writeln!(s, "![{}]({}.png)\n", f.title, f.name);
+        }
+    }
+
+    let _ = writeln!(s, "## {}\n", SECTIONS[2]);
+    if data.paired.is_empty() {
+        let _ = writeln!(s, "None.\n");
+    } else {
+        let _ = writeln!(s, "| a | b | metric | a − b (points) | 95% CI | p | n |\n|---|---|---|---:|---|---:|---:|");
+        for c in &data.paired {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:+.1} | [{:+.1}, {:+.1}] | {:.4} | {} |",
+                c.a,
+                c.b,
+                c.metric,
+                100.0 * c.diff,
+                100.0 * c.lo,
+                100.0 * c.hi,
+                c.p_value,
+                c.n
+            );
+        }
+        s.push('\n');
+    }
+
+    let _ = writeln!(s, "## {}\n", SECTIONS[3]);
+    for dim in ["sql_complexity", "sql_task_type", "domain"] {
+        let mut classes: Vec<String> = data
+            .variants
+            .iter()
+            .flat_map(|v| {
+                v.breakdowns
+                    .get(dim)
+                    .into_iter()
+                    .flatten()
+                    .map(|b| b.class.clone())
+            })
+            .collect();
+        classes.sort();
+        classes.dedup();
+        if classes.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "### Execution accuracy by {dim}\n");
+        let _ = write!(s, "| {dim} |");
+        for v in &data.variants {
+            let _ = write!(s, " {} |", v.name);
+        }
+        let _ = write!(s, "\n|---|");
+        for _ in &data.variants {
+            let _ = write!(s, "---:|");
+        }
+        s.push('\n');
+        for c in &classes {
+            let _ = write!(s, "| {c} |");
+            for v in &data.variants {
+                let b = v
+                    .breakdowns
+                    .get(dim)
+                    .and_then(|rows| rows.iter().find(|b| &b.class == c));
+                match b {
+                    Some(b) => {
+                        let _ = write!(s, " {:.1} (n={}) |", 100.0 * b.value, b.n);
+                    }
+                    None => s.push_str(" – |"),
+                }
+            }
+            s.push('\n');
+        }
+        s.push('\n');
+    }
+    if figures.list.iter().any(|f| f.name == "by_complexity") {
+        let _ = writeln!(
+            s,
+            "![Execution accuracy by SQL complexity](by_complexity.png)\n"
+        );
+    }
+
+    let _ = writeln!(s, "## {}\n", SECTIONS[4]);
+    if figures.list.iter().any(|f| f.name == "loss") {
+        let _ = writeln!(s, "![Train and eval loss](loss.png)\n");
+    } else {
+        let _ = writeln!(s, "No training curves were recorded in this run.\n");
+    }
+    for c in &data.loss_curves {
+        let best = c
+            .eval
+            .iter()
+            .copied()
+            .fold(None::<(i64, f64)>, |b, p| match b {
+                Some(b) if b.1 <= p.1 => Some(b),
+                _ => Some(p),
+            });
+        if let Some((step, loss)) = best {
+            let _ = writeln!(s, "- {}: best eval loss {loss:.4} at step {step}", c.name);
+        }
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "## {}\n", SECTIONS[5]);
+    if data.eda_figures.is_empty() {
+        let _ = writeln!(s, "No EDA figures in this run.\n");
+    }
+    for f in &data.eda_figures {
+        let _ = writeln!(
+            s,
+            "![{}]({})\n",
+            f.file_stem().and_then(|x| x.to_str()).unwrap_or("figure"),
+            f.display()
+        );
+    }
+
+    let _ = writeln!(s, "## {}\n", SECTIONS[6]);
+    if data.notes.is_empty() {
+        let _ = writeln!(s, "None.\n");
+    }
+    for n in &data.notes {
+        let _ = writeln!(s, "- {n}");
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "## {}\n", SECTIONS[7]);
+    let _ = writeln!(
+        s,
+        "- host: {}\n- t2s: {}",
+        data.run.host, data.run.t2s_version
+    );
+    for (k, v) in &data.run.facts {
+        let _ = writeln!(s, "- {k}: {v}");
+    }
+    let _ = writeln!(
+        s,
+        "\n| node | kind | status | duration | key |\n|---|---|---|---:|---|"
+    );
+    for n in &data.nodes {
+        let d = n
+            .duration_s
+            .map(|d| format!("{d:.2} s"))
+            .unwrap_or_else(|| "–".into());
+        let key = n.key.get(..12).unwrap_or(&n.key);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {d} | `{key}` |",
+            n.id, n.kind, n.status
+        );
+    }
+    s
+}

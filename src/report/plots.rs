@@ -1,0 +1,367 @@
+//! Report figures drawn with plotters: metric bars with CI whiskers, loss curves, and
+//! per-class breakdowns. Each figure is drawn once per backend: SVG (inlined in the HTML) and
+//! PNG (beside the Markdown).
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::model::{ReportData, MAIN_METRICS};
+
+const W: u32 = 900;
+const H: u32 = 420;
+
+/// A drawn figure.
+pub struct Figure {
+    /// File stem, e.g. `metrics` → `metrics.png`.
+    pub name: String,
+    pub title: String,
+    pub svg: String,
+    pub png: Vec<u8>,
+}
+
+/// All figures of a report.
+pub struct Figures {
+    pub list: Vec<Figure>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Metrics,
+    Loss,
+    Complexity,
+}
+
+fn draw_kind<DB: DrawingBackend>(
+    kind: Kind,
+    data: &ReportData,
+    root: &DrawingArea<DB, Shift>,
+) -> anyhow::Result<()> {
+    match kind {
+        Kind::Metrics => draw_metrics(data, root),
+        Kind::Loss => draw_loss(data, root),
+        Kind::Complexity => draw_complexity(data, root),
+    }
+}
+
+impl Figures {
+    /// Draw every figure that the data supports (no loss curves → no loss figure).
+    pub fn draw(data: &ReportData) -> anyhow::Result<Self> {
+        let mut list = Vec::new();
+        let specs = [
+            (
+                "metrics",
+                "Metrics by variant (95% CI)",
+                !data.variants.is_empty(),
+                Kind::Metrics,
+            ),
+            (
+                "loss",
+                "Train and eval loss",
+                data.loss_curves
+                    .iter()
+                    .any(|c| !c.train.is_empty() || !c.eval.is_empty()),
+                Kind::Loss,
+            ),
+            (
+                "by_complexity",
+                "Execution accuracy by SQL complexity",
+                data.variants
+                    .iter()
+                    .any(|v| v.breakdowns.contains_key("sql_complexity")),
+                Kind::Complexity,
+            ),
+        ];
+        for (name, title, wanted, kind) in specs {
+            if !wanted {
+                continue;
+            }
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+                draw_kind(kind, data, &root)?;
+                root.present()
+                    .map_err(|e| anyhow!("drawing {name}.svg: {e}"))?;
+            }
+            let png = render_png(|root| draw_kind(kind, data, root))
+                .with_context(|| format!("drawing {name}.png"))?;
+            list.push(Figure {
+                name: name.to_string(),
+                title: title.to_string(),
+                svg,
+                png,
+            });
+        }
+        Ok(Self { list })
+    }
+
+    /// (file name, PNG bytes) for every figure.
+    pub fn pngs(&self) -> impl Iterator<Item = (String, &[u8])> {
+        self.list
+            .iter()
+            .map(|f| (format!("{}.png", f.name), f.png.as_slice()))
+    }
+}
+
+fn render_png(
+    draw: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<u8>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("figure.png");
+    {
+        let root = BitMapBackend::new(&path, (W, H)).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(std::fs::read(&path)?)
+}
+
+fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("plot: {e}")
+}
+
+fn palette(i: usize) -> RGBColor {
+    const COLORS: [RGBColor; 8] = [
+        RGBColor(0x4c, 0x72, 0xb0),
+        RGBColor(0xdd, 0x84, 0x52),
+        RGBColor(0x55, 0xa8, 0x68),
+        RGBColor(0xc4, 0x4e, 0x52),
+        RGBColor(0x81, 0x72, 0xb3),
+        RGBColor(0x93, 0x78, 0x60),
+        RGBColor(0xda, 0x8b, 0xc3),
+        RGBColor(0x8c, 0x8c, 0x8c),
+    ];
+    COLORS[i % COLORS.len()]
+}
+
+/// Grouped bars: metrics on x, one bar per variant, whiskers for the CI. Scores in [0, 1]
+/// (sacreBLEU's 0–100 is scaled down to share the axis).
+fn draw_metrics<DB: DrawingBackend>(
+    data: &ReportData,
+    root: &DrawingArea<DB, Shift>,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let metrics: Vec<(&str, &str)> = MAIN_METRICS
+        .iter()
+        .copied()
+        .filter(|(k, _)| data.variants.iter().any(|v| v.metrics.contains_key(*k)))
+        .collect();
+    let nv = data.variants.len().max(1);
+    let slots = metrics.len() * (nv + 1);
+    let mut chart = ChartBuilder::on(root)
+        .caption("Metrics by variant (95% CI)", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..slots.max(1) as f64, 0f64..1.05f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(metrics.len().max(1))
+        .x_label_formatter(&|x| {
+            let i = (*x / (nv + 1) as f64).floor() as usize;
+            metrics.get(i).map(|m| m.1.to_string()).unwrap_or_default()
+        })
+        .y_desc("score (0–1)")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (vi, v) in data.variants.iter().enumerate() {
+        let color = palette(vi);
+        let mut bars = Vec::new();
+        let mut whiskers = Vec::new();
+        for (mi, (key, _)) in metrics.iter().enumerate() {
+            let Some(m) = v.metrics.get(*key) else {
+                continue;
+            };
+            let scale = if *key == "sacrebleu" { 0.01 } else { 1.0 };
+            let x0 = (mi * (nv + 1) + vi) as f64 + 0.5;
+            bars.push(Rectangle::new(
+                [(x0, 0.0), (x0 + 0.9, m.value * scale)],
+                color.filled(),
+            ));
+            if let (Some(lo), Some(hi)) = (m.lo, m.hi) {
+                let xc = x0 + 0.45;
+                whiskers.push(PathElement::new(
+                    vec![(xc, lo * scale), (xc, hi * scale)],
+                    BLACK.stroke_width(2),
+                ));
+                for y in [lo * scale, hi * scale] {
+                    whiskers.push(PathElement::new(
+                        vec![(xc - 0.2, y), (xc + 0.2, y)],
+                        BLACK.stroke_width(2),
+                    ));
+                }
+            }
+        }
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(v.name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        chart.draw_series(whiskers).map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+fn draw_loss<DB: DrawingBackend>(
+    data: &ReportData,
+    root: &DrawingArea<DB, Shift>,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let all = data
+        .loss_curves
+        .iter()
+        .flat_map(|c| c.train.iter().chain(c.eval.iter()));
+    let (mut max_step, mut max_loss, mut min_loss) = (1i64, 0f64, f64::INFINITY);
+    for &(s, l) in all {
+        if l.is_finite() {
+            max_step = max_step.max(s);
+            max_loss = max_loss.max(l);
+            min_loss = min_loss.min(l);
+        }
+    }
+    if !min_loss.is_finite() {
+        min_loss = 0.0;
+    }
+    let pad = ((max_loss - min_loss) * 0.05).max(1e-3);
+    let mut chart = ChartBuilder::on(root)
+        .caption("Train (solid) and eval (dashed) loss", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0i64..max_step, (min_loss - pad).max(0.0)..(max_loss + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("optimizer step")
+        .y_desc("loss")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (i, c) in data.loss_curves.iter().enumerate() {
+        let color = palette(i);
+        chart
+            .draw_series(LineSeries::new(
+                c.train.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(c.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
+            });
+        if !c.eval.is_empty() {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    c.eval.iter().copied(),
+                    6,
+                    4,
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+            chart
+                .draw_series(c.eval.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+fn draw_complexity<DB: DrawingBackend>(
+    data: &ReportData,
+    root: &DrawingArea<DB, Shift>,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let mut classes: Vec<String> = data
+        .variants
+        .iter()
+        .flat_map(|v| {
+            v.breakdowns
+                .get("sql_complexity")
+                .into_iter()
+                .flatten()
+                .map(|b| b.class.clone())
+        })
+        .collect();
+    classes.sort();
+    classes.dedup();
+    let nv = data.variants.len().max(1);
+    let slots = classes.len() * (nv + 1);
+    let mut chart = ChartBuilder::on(root)
+        .caption("Execution accuracy by SQL complexity", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..slots.max(1) as f64, 0f64..1.05f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(classes.len().max(1))
+        .x_label_formatter(&|x| {
+            let i = (*x / (nv + 1) as f64).floor() as usize;
+            classes.get(i).cloned().unwrap_or_default()
+        })
+        .y_desc("execution accuracy")
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    for (vi, v) in data.variants.iter().enumerate() {
+        let color = palette(vi);
+        let rows = v
+            .breakdowns
+            .get("sql_complexity")
+            .cloned()
+            .unwrap_or_default();
+        let bars: Vec<_> = rows
+            .iter()
+            .filter_map(|b| {
+                let ci = classes.iter().position(|c| *c == b.class)?;
+                let x0 = (ci * (nv + 1) + vi) as f64 + 0.5;
+                Some(Rectangle::new(
+                    [(x0, 0.0), (x0 + 0.9, b.value)],
+                    color.filled(),
+                ))
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(v.name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Read a PNG for embedding; errors name the file.
+pub fn read_png(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading figure {}", path.display()))
+}

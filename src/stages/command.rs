@@ -1,0 +1,509 @@
+//! The `command` stage kind: a user's shell command as a cached pipeline step (DVC `cmd` stages).
+//!
+//! The command runs with `sh -c` in the pipeline file's directory. Declared `deps` (files or
+//! directories there) are hashed into the cache key; declared `outs` must exist in `$T2S_OUT`
+//! afterwards. Inputs, params and matrix values reach the command as environment variables.
+//! Dep directories are hashed recursively, skipping `__pycache__` (and `PYTHONDONTWRITEBYTECODE`
+//! is set). The command runs in its own process group: cancelling, the command's end, or the
+//! death of t2s itself (watched from inside the group) kill everything it started.
+//! Lines the command prints on stdout of the form `::metric NAME VALUE [STEP]`,
+//! `::progress DONE [TOTAL] [MESSAGE]` and `::resumed` feed the tracking DB and progress display.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{json, Map, Value};
+
+use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+
+/// How many trailing stderr lines a failure message quotes.
+const STDERR_TAIL: usize = 10;
+
+pub struct CommandStage;
+
+static PARAMS: &[ParamSpec] = &[
+    ParamSpec::required("cmd", ParamType::Str, "shell command, run with `sh -c` in the pipeline's directory"),
+    ParamSpec::optional("deps", ParamType::StrList, || json!([]), "input files or directories (relative to the pipeline file); their content is part of the cache key"),
+    ParamSpec::optional("outs", ParamType::StrList, || json!([]), "paths under $T2S_OUT the command must create"),
+    ParamSpec::optional("env", ParamType::StrMap, || json!({}), "extra environment variables"),
+];
+
+fn str_list<'a>(params: &'a Map<String, Value>, name: &str) -> Vec<&'a str> {
+    params
+        .get(name)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// `train-v2` → `TRAIN_V2`: a name usable in an environment variable.
+pub fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn valid_env_key(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Every file under `path` (or `path` itself), relative to `base`, with `/` separators.
+fn collect_files(
+    base: &Path,
+    path: &Path,
+    depth: usize,
+    out: &mut Vec<(String, PathBuf)>,
+) -> anyhow::Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
+        anyhow::ensure!(
+            depth < 64,
+            "directory nesting too deep at {}",
+            path.display()
+        );
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+        {
+            let entry = entry?;
+            // Python's bytecode caches appear when scripts run; they are not inputs.
+            if entry.file_name() == "__pycache__" {
+                continue;
+            }
+            collect_files(base, &entry.path(), depth + 1, out)?;
+        }
+    } else {
+        let rel = path.strip_prefix(base).unwrap_or(path);
+        let rel = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        out.push((rel, path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// blake3 over the dep's name and, for every file under it in sorted order, its path relative
+/// to the dep, its length and its bytes. Independent of where the project lives on disk.
+pub fn dep_digest(pipeline_dir: &Path, dep: &str) -> anyhow::Result<String> {
+    let root = pipeline_dir.join(dep);
+    if std::fs::metadata(&root).is_err() {
+        anyhow::bail!(
+            "command dep `{dep}` does not exist (looked for {}); create it or fix `deps`",
+            root.display()
+        );
+    }
+    let mut files = Vec::new();
+    collect_files(&root, &root, 0, &mut files)?;
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    h.update(dep.as_bytes());
+    h.update(&[0]);
+    for (rel, path) in files {
+        let mut f = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read dep file {}", path.display()))?;
+        let len = f.metadata()?.len();
+        h.update(rel.as_bytes());
+        h.update(&[0]);
+        h.update(&len.to_le_bytes());
+        std::io::copy(&mut f, &mut h)
+            .with_context(|| format!("cannot read dep file {}", path.display()))?;
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+impl StageKind for CommandStage {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+
+    /// One fact per dep (`dep:PATH` → content digest), so `status` can say which dep changed.
+    fn key_facts(
+        &self,
+        params: &Map<String, Value>,
+        pipeline_dir: &Path,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut facts = BTreeMap::new();
+        for dep in str_list(params, "deps") {
+            facts.insert(format!("dep:{dep}"), dep_digest(pipeline_dir, dep)?);
+        }
+        Ok(facts)
+    }
+
+    fn check_params(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if params
+            .get("cmd")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            problems.push(("cmd".into(), "the command is empty".into()));
+        }
+        for out in str_list(params, "outs") {
+            let p = Path::new(out);
+            if out.is_empty()
+                || p.is_absolute()
+                || p.components().any(|c| matches!(c, Component::ParentDir))
+            {
+                problems.push((
+                    "outs".into(),
+                    format!("output `{out}` must be a relative path inside $T2S_OUT (no `..`, not absolute)"),
+                ));
+            }
+        }
+        for dep in str_list(params, "deps") {
+            if dep.is_empty() {
+                problems.push(("deps".into(), "a dep path is empty".into()));
+            }
+        }
+        if let Some(env) = params.get("env").and_then(Value::as_object) {
+            for k in env.keys().filter(|k| !valid_env_key(k)) {
+                problems.push((
+                    "env".into(),
+                    format!("`{k}` is not a valid environment variable name"),
+                ));
+            }
+        }
+        problems
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let cmd = ctx
+            .params
+            .get("cmd")
+            .and_then(Value::as_str)
+            .ok_or_else(|| StageError::Failed("command stage without a `cmd` param".into()))?;
+        for dep in str_list(ctx.params, "deps") {
+            if std::fs::metadata(ctx.pipeline_dir.join(dep)).is_err() {
+                return Err(StageError::Failed(format!(
+                    "node `{}`: dep `{dep}` does not exist in {}",
+                    ctx.node_id,
+                    ctx.pipeline_dir.display()
+                )));
+            }
+        }
+        let mut command = shell_command(cmd, std::process::id());
+        command.current_dir(ctx.pipeline_dir);
+        for (k, v) in environment(ctx) {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().map_err(|e| {
+            StageError::Failed(format!("node `{}`: cannot start `sh`: {e}", ctx.node_id))
+        })?;
+        let pgid = child.id();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let outcome = Mutex::new(StageOutcome::default());
+        let tail = Mutex::new(VecDeque::new());
+        let mut cancelled = false;
+        let status = std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Some(out) = stdout {
+                    read_stdout(out, ctx, &outcome);
+                }
+            });
+            s.spawn(|| {
+                if let Some(err) = stderr {
+                    for line in lossy_lines(err) {
+                        tracing::info!(node = ctx.node_id, "{line}");
+                        let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                        t.push_back(line);
+                        if t.len() > STDERR_TAIL {
+                            t.pop_front();
+                        }
+                    }
+                }
+            });
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        // Leftover background processes would hold the pipes open (and outlive
+                        // the node): the node is done, so its whole group goes.
+                        kill_group(pgid);
+                        return Ok(status);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        kill_group(pgid);
+                        return Err(e);
+                    }
+                }
+                if ctx.cancel.load(Ordering::Relaxed) && !cancelled {
+                    cancelled = true;
+                    kill_group(pgid);
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let status = status.map_err(|e| {
+            StageError::Failed(format!(
+                "node `{}`: waiting for the command: {e}",
+                ctx.node_id
+            ))
+        })?;
+        if cancelled {
+            return Err(StageError::Interrupted);
+        }
+        if !status.success() {
+            let how = match (status.code(), status.signal()) {
+                (Some(c), _) => format!("exit status {c}"),
+                (None, Some(sig)) => format!("signal {sig}"),
+                _ => "an unknown status".into(),
+            };
+            let t = tail.into_inner().unwrap_or_else(|p| p.into_inner());
+            let lines = if t.is_empty() {
+                String::from(" (no stderr output)")
+            } else {
+                format!("; last stderr lines:\n  {}", Vec::from(t).join("\n  "))
+            };
+            return Err(StageError::Failed(format!(
+                "node `{}`: command failed with {how}{lines}",
+                ctx.node_id
+            )));
+        }
+        let missing: Vec<&str> = str_list(ctx.params, "outs")
+            .into_iter()
+            .filter(|o| std::fs::symlink_metadata(ctx.out_dir.join(o)).is_err())
+            .collect();
+        if !missing.is_empty() {
+            return Err(StageError::Failed(format!(
+                "node `{}`: the command succeeded but did not create its declared output{} {} in $T2S_OUT",
+                ctx.node_id,
+                if missing.len() > 1 { "s" } else { "" },
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(outcome.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// `sh -c CMD` in a new process group, with a watchdog in that group that kills the group
+/// when process `watch_pid` (t2s) is gone: a `kill -9` of t2s must not leave the command
+/// running on, writing into the partial area a rerun is using.
+fn shell_command(cmd: &str, watch_pid: u32) -> Command {
+    const WRAPPER: &str = "( while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -KILL 0 ) \
+                           </dev/null >/dev/null 2>&1 &\nexec sh -c \"$2\"";
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", WRAPPER, "t2s-command"])
+        .arg(watch_pid.to_string())
+        .arg(cmd)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    command
+}
+
+/// SIGKILL a process group (through `sh`'s builtin `kill`, which every system has).
+fn kill_group(pgid: u32) {
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -9 -{pgid} 2>/dev/null")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Lines of a child's output, tolerating invalid UTF-8 (a line that is not text must not stop
+/// the reader: the child would block on a full pipe).
+fn lossy_lines(r: impl Read) -> impl Iterator<Item = String> {
+    let mut reader = BufReader::new(r);
+    std::iter::from_fn(move || {
+        let mut buf = Vec::new();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                Some(String::from_utf8_lossy(&buf).into_owned())
+            }
+        }
+    })
+}
+
+/// Log stdout, and act on `::metric`, `::progress` and `::resumed` lines.
+fn read_stdout(out: impl Read, ctx: &StageContext<'_>, outcome: &Mutex<StageOutcome>) {
+    for line in lossy_lines(out) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["::metric", name, value, rest @ ..] => {
+                let (Ok(v), step) = (
+                    value.parse::<f64>(),
+                    rest.first().and_then(|s| s.parse::<i64>().ok()),
+                ) else {
+                    tracing::warn!(node = ctx.node_id, "ignoring malformed metric line: {line}");
+                    continue;
+                };
+                ctx.metrics.metric(name, step, v);
+                if step.is_none() {
+                    let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                    o.metrics.insert(name.to_string(), v);
+                }
+            }
+            ["::progress", done, rest @ ..] => {
+                let total = rest.first().and_then(|t| t.parse::<u64>().ok());
+                let skip = usize::from(total.is_some());
+                let msg = rest.get(skip..).map(|m| m.join(" ")).unwrap_or_default();
+                if let Ok(d) = done.parse::<u64>() {
+                    ctx.metrics.progress(d, total, &msg);
+                }
+            }
+            ["::resumed", ..] => outcome.lock().unwrap_or_else(|p| p.into_inner()).resumed = true,
+            _ => tracing::debug!(node = ctx.node_id, "{line}"),
+        }
+    }
+}
+
+/// The command runs in the pipeline's directory, so relative paths handed to it would point
+/// elsewhere: make them absolute against our own working directory.
+fn absolute(p: &Path) -> String {
+    if p.is_absolute() {
+        return p.display().to_string();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => cwd.join(p).display().to_string(),
+        Err(_) => p.display().to_string(),
+    }
+}
+
+/// The command's environment (see the module docs).
+fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("T2S_OUT".to_string(), absolute(ctx.out_dir)),
+        ("T2S_PARTIAL".to_string(), absolute(ctx.partial_dir)),
+        ("T2S_NODE".to_string(), ctx.node_id.to_string()),
+        ("T2S_STAGE".to_string(), ctx.stage_name.to_string()),
+    ];
+    let mut per_stage: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in ctx.inputs {
+        *per_stage.entry(&i.stage).or_default() += 1;
+    }
+    for i in ctx.inputs {
+        if per_stage.get(i.stage.as_str()) == Some(&1) {
+            env.push((
+                format!("T2S_INPUT_{}", env_name(&i.stage)),
+                absolute(&i.dir),
+            ));
+        }
+    }
+    let inputs: Vec<Value> = ctx
+        .inputs
+        .iter()
+        .map(|i| json!({"stage": i.stage, "node": i.node, "matrix": i.matrix, "dir": absolute(&i.dir)}))
+        .collect();
+    env.push(("T2S_INPUTS".into(), Value::Array(inputs).to_string()));
+    for (k, v) in ctx.params {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(_) | Value::Bool(_) | Value::Null => v.to_string(),
+            other => other.to_string(),
+        };
+        env.push((format!("T2S_PARAM_{}", env_name(k)), text));
+    }
+    let (_, matrix) = crate::pipeline::parse_node_id(ctx.node_id);
+    for (k, v) in matrix {
+        env.push((format!("T2S_MATRIX_{}", env_name(&k)), v));
+    }
+    if let Some(user) = ctx.params.get("env").and_then(Value::as_object) {
+        for (k, v) in user {
+            env.push((
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            ));
+        }
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gone(pid: &str) -> bool {
+        let alive = Command::new("sh")
+            .args(["-c", &format!("kill -0 {pid} 2>/dev/null")])
+            .status()
+            .is_ok_and(|s| s.success());
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| st.contains(") Z "))
+            .unwrap_or(true);
+        !alive || zombie
+    }
+
+    /// When the watched process (t2s) dies, the command and its children are killed.
+    #[test]
+    fn command_dies_with_its_watched_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let mut parent = Command::new("sleep").arg("600").spawn().unwrap();
+        let script = format!("sleep 600 & echo $! > '{}'; wait", pidfile.display());
+        let mut child = shell_command(&script, parent.id()).spawn().unwrap();
+        while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let grandchild = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "runs while the parent lives"
+        );
+        parent.kill().unwrap();
+        parent.wait().unwrap();
+        // The watchdog polls once a second; wait for it (bounded, not a timing assertion).
+        let mut status = None;
+        for _ in 0..1000 {
+            status = child.try_wait().unwrap();
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(status.is_some(), "command survived its parent");
+        for _ in 0..500 {
+            if gone(&grandchild) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("background child {grandchild} survived");
+    }
+
+    #[test]
+    fn lossy_lines_survive_invalid_utf8() {
+        let data: &[u8] = b"ok\n\xff\xfe bad\r\nlast";
+        let lines: Vec<String> = lossy_lines(data).collect();
+        assert_eq!(lines, ["ok", "\u{fffd}\u{fffd} bad", "last"]);
+    }
+}

@@ -1,0 +1,329 @@
+//! The `evaluate` stage: generate SQL for the test split with the base model and each adapter
+//! (the worker's `generate` job, LoRA merged, batched, resumable per batch), extract the SQL,
+//! score it (`eval::score`) and compare the systems pairwise (`eval::compare`).
+//!
+//! Inputs, found by what they hold: a `split` artifact (`test/rows.jsonl`; a preprocess-style
+//! artifact with `rows.jsonl` at its root is accepted too), a model directory (`config.json`)
+//! and zero or more adapters (`adapter_config.json`, e.g. fanned-out `train` nodes).
+//! Outputs: `predictions.jsonl` (one line per system and example: gold row, raw generation,
+//! extracted prediction, per-example scores) and `metrics.json` (`systems`: each system's
+//! report with CIs, buckets and breakdowns plus generation throughput; `comparisons`: paired
+//! tests with ranking warnings). Generations live in the partial area until committed, so an
+//! interrupted run continues where its last finished batch ended.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::{json, Map, Value};
+
+use super::common::{bool_param, str_param, u64_param};
+use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use crate::data::Row;
+use crate::eval::compare::{compare_all, SystemExec};
+use crate::eval::extract::extract_sql;
+use crate::eval::score::{exec_vector, score_all, ScoreItem, ScoreOptions};
+use crate::worker::{JobSpec, WorkerError, WorkerEvent};
+
+pub struct EvaluateStage;
+
+static PARAMS: [ParamSpec; 8] = [
+    ParamSpec::optional("subset", ParamType::Int, || json!(0),
+        "test examples to evaluate, drawn with `seed` (0 = the whole test split)"),
+    ParamSpec::optional("batch_size", ParamType::Int, || json!(16), "prompts per generation batch"),
+    ParamSpec::optional("max_new_tokens", ParamType::Int, || json!(256), "generation length limit"),
+    ParamSpec::optional("seed", ParamType::Int, || json!(0), "seed of the subset draw, generation and bootstrap"),
+    ParamSpec::optional("bootstrap_samples", ParamType::Int, || json!(1000), "bootstrap resamples for 95% CIs"),
+    ParamSpec::optional("include_base", ParamType::Bool, || json!(true),
+        "also evaluate the base model when adapters are given (the reference of paired tests)"),
+    ParamSpec::optional("device", ParamType::Str, || json!("auto"), "worker device: auto, cpu, cuda, cuda:N"),
+    ParamSpec::optional("statement_timeout_ms", ParamType::Int, || json!(5000), "wall-clock limit per SQL statement"),
+];
+
+/// One system to evaluate: a name and an optional adapter directory.
+struct System {
+    name: String,
+    adapter: Option<PathBuf>,
+}
+
+fn find_dir_with(dir: &Path, file: &str) -> Option<PathBuf> {
+    [dir.to_path_buf(), dir.join("model"), dir.join("adapter")]
+        .into_iter()
+        .find(|d| d.join(file).is_file())
+}
+
+fn failed(msg: impl Into<String>) -> StageError {
+    StageError::Failed(msg.into())
+}
+
+/// Read the test rows: from a split artifact, else from an examples artifact.
+fn test_rows(ctx: &StageContext<'_>) -> Result<Vec<Row>, StageError> {
+    for inp in ctx.inputs {
+        if inp.dir.join("test").join(crate::data::examples::ROWS_FILE).is_file() {
+            let ex = crate::data::load_split(&inp.dir, "test")?;
+            return Ok(ex.into_iter().map(|e| e.row).collect());
+        }
+    }
+    for inp in ctx.inputs {
+        if inp.dir.join(crate::data::examples::ROWS_FILE).is_file() {
+            let ex = crate::data::read_examples(&inp.dir)?;
+            return Ok(ex.into_iter().map(|e| e.row).collect());
+        }
+    }
+    Err(failed(format!(
+        "stage `{}` needs a `split` artifact (with test/rows.jsonl) among its needs",
+        ctx.stage_name
+    )))
+}
+
+/// A seeded draw of `n` rows (all when `n` is 0 or larger than the split), in split order.
+fn draw(rows: Vec<Row>, n: usize, seed: u64) -> Vec<Row> {
+    if n == 0 || n >= rows.len() {
+        return rows;
+    }
+    let mut idx: Vec<usize> = (0..rows.len()).collect();
+    idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let mut keep: Vec<usize> = idx.into_iter().take(n).collect();
+    keep.sort_unstable();
+    let mut rows: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+    keep.into_iter().filter_map(|i| rows[i].take()).collect()
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// Generated text and token count per example id.
+type Generations = HashMap<String, (String, u64)>;
+
+fn read_generations(path: &Path) -> anyhow::Result<Generations> {
+    let mut out = HashMap::new();
+    let f = std::fs::File::open(path)?;
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        let id = match &v["id"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let text = v["text"].as_str().unwrap_or_default().to_string();
+        out.insert(id, (text, v["new_tokens"].as_u64().unwrap_or(0)));
+    }
+    Ok(out)
+}
+
+/// Run (or resume) the worker's `generate` job for one system.
+fn generate(
+    ctx: &StageContext<'_>,
+    sys: &System,
+    model: &Path,
+    rows: &[Row],
+) -> Result<(Generations, Value), StageError> {
+    let dir = ctx.partial_dir.join(sanitize(&sys.name));
+    std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
+    let prompts = dir.join("prompts.jsonl");
+    let out_file = dir.join("generations.jsonl");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&prompts).map_err(anyhow::Error::from)?);
+    for r in rows {
+        let text = crate::data::format::chat_prompt(&r.sql_prompt, &r.sql_context);
+        writeln!(w, "{}", json!({"id": r.id.to_string(), "text": text})).map_err(anyhow::Error::from)?;
+    }
+    w.flush().map_err(anyhow::Error::from)?;
+    drop(w);
+    let p = ctx.params;
+    let mut spec = JobSpec::new(
+        "generate",
+        json!({
+            "prompts_file": prompts, "out_file": out_file,
+            "max_new_tokens": u64_param(p, "max_new_tokens", 256),
+            "batch_size": u64_param(p, "batch_size", 16),
+            "greedy": true, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+            "seed": u64_param(p, "seed", 0),
+        }),
+    );
+    spec.inputs.insert("model".into(), model.to_path_buf());
+    if let Some(a) = &sys.adapter {
+        spec.inputs.insert("adapter".into(), a.clone());
+    }
+    spec.partial_dir = Some(dir.clone());
+    spec.device = str_param(p, "device", "auto").to_string();
+    let total = rows.len() as u64;
+    let result = ctx
+        .worker
+        .run(
+            &spec,
+            |ev| match ev {
+                WorkerEvent::Progress { done, message, .. } => ctx.metrics.progress(
+                    *done,
+                    Some(total),
+                    &format!("{}: {message}", sys.name),
+                ),
+                WorkerEvent::Log { level, message } => {
+                    tracing::info!(target: "t2s::evaluate", "{level}: {message}")
+                }
+                _ => {}
+            },
+            ctx.cancel,
+        )
+        .map_err(|e| match e {
+            WorkerError::Interrupted { .. } => StageError::Interrupted,
+            other => failed(format!("generation for {}: {other}", sys.name)),
+        })?;
+    let gens = read_generations(&out_file)?;
+    if let Some(missing) = rows.iter().find(|r| !gens.contains_key(&r.id.to_string())) {
+        return Err(failed(format!(
+            "generation for {}: the worker wrote no output for example id {}; rerun to resume",
+            sys.name, missing.id
+        )));
+    }
+    Ok((gens, result))
+}
+
+impl StageKind for EvaluateStage {
+    fn kind(&self) -> &'static str {
+        "evaluate"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        &PARAMS
+    }
+    fn uses_gpu(&self, p: &Map<String, Value>) -> bool {
+        str_param(p, "device", "auto") != "cpu"
+    }
+    fn check_params(&self, p: &Map<String, Value>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for k in ["batch_size", "max_new_tokens", "bootstrap_samples", "statement_timeout_ms"] {
+            if p.get(k).and_then(Value::as_i64).is_some_and(|v| v < 1) {
+                out.push((k.to_string(), "must be at least 1".to_string()));
+            }
+        }
+        if p.get("subset").and_then(Value::as_i64).is_some_and(|v| v < 0) {
+            out.push(("subset".into(), "must be 0 (all) or a positive count".into()));
+        }
+        out
+    }
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let p = ctx.params;
+        let seed = u64_param(p, "seed", 0);
+        let rows = draw(test_rows(ctx)?, u64_param(p, "subset", 0) as usize, seed);
+        if rows.is_empty() {
+            return Err(failed("the test split is empty: nothing to evaluate"));
+        }
+        let model = ctx
+            .inputs
+            .iter()
+            .find_map(|i| find_dir_with(&i.dir, "config.json"))
+            .ok_or_else(|| failed(format!(
+                "stage `{}` needs a model directory (with config.json) among its needs",
+                ctx.stage_name
+            )))?;
+        let mut systems = Vec::new();
+        let adapters: Vec<System> = ctx
+            .inputs
+            .iter()
+            .filter_map(|i| {
+                find_dir_with(&i.dir, "adapter_config.json").map(|d| System {
+                    name: i.node.clone(),
+                    adapter: Some(d),
+                })
+            })
+            .collect();
+        if adapters.is_empty() || bool_param(p, "include_base", true) {
+            systems.push(System { name: "base".into(), adapter: None });
+        }
+        systems.extend(adapters);
+
+        let opts = ScoreOptions {
+            limits: crate::eval::sandbox::Limits {
+                max_wall: std::time::Duration::from_millis(u64_param(p, "statement_timeout_ms", 5000)),
+                ..Default::default()
+            },
+            bootstrap_samples: u64_param(p, "bootstrap_samples", 1000) as usize,
+            seed,
+        };
+        let resumed = systems
+            .iter()
+            .any(|s| ctx.partial_dir.join(sanitize(&s.name)).join("generations.jsonl").is_file());
+        let mut pred_out = std::io::BufWriter::new(
+            std::fs::File::create(ctx.out_dir.join("predictions.jsonl")).map_err(anyhow::Error::from)?,
+        );
+        let mut reports = Map::new();
+        let mut execs = Vec::new();
+        let mut outcome = StageOutcome { resumed, ..Default::default() };
+        let single = systems.len() == 1;
+        for sys in &systems {
+            let (gens, gen_result) = generate(ctx, sys, &model, &rows)?;
+            let items: Vec<ScoreItem> = rows
+                .iter()
+                .map(|r| ScoreItem {
+                    id: r.id.to_string(),
+                    context: r.sql_context.clone(),
+                    gold: r.sql.clone(),
+                    pred: extract_sql(&gens[&r.id.to_string()].0),
+                    sql_complexity: r.sql_complexity.clone(),
+                    sql_task_type: r.sql_task_type.clone(),
+                    domain: r.domain.clone(),
+                })
+                .collect();
+            ctx.metrics.progress(0, Some(items.len() as u64), &format!("{}: scoring", sys.name));
+            let (scores, report) = score_all(&items, &opts);
+            for ((r, it), s) in rows.iter().zip(&items).zip(&scores) {
+                let (text, new_tokens) = &gens[&it.id];
+                let line = json!({"system": sys.name, "row": r, "generation": text,
+                    "new_tokens": new_tokens, "prediction": it.pred, "scores": s});
+                writeln!(pred_out, "{line}").map_err(anyhow::Error::from)?;
+            }
+            let mut rv = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+            rv["generation"] = gen_result.clone();
+            reports.insert(sys.name.clone(), rv);
+            let prefix = if single { String::new() } else { format!("{}/", sys.name) };
+            let mut put = |k: &str, v: f64| {
+                ctx.metrics.metric(&format!("{prefix}{k}"), None, v);
+                outcome.metrics.insert(format!("{prefix}{k}"), v);
+            };
+            for (k, e) in [
+                ("execution_accuracy", &report.execution_accuracy),
+                ("exact_match", &report.exact_match),
+                ("valid_sql", &report.valid_sql),
+                ("bleu", &report.bleu),
+                ("sacrebleu", &report.sacrebleu),
+                ("rouge1", &report.rouge1),
+                ("rouge2", &report.rouge2),
+                ("rougeL", &report.rouge_l),
+            ] {
+                put(k, e.value);
+                put(&format!("{k}_ci_low"), e.ci_low);
+                put(&format!("{k}_ci_high"), e.ci_high);
+            }
+            if let Some(tps) = gen_result.get("tokens_per_s").and_then(Value::as_f64) {
+                put("gen_tokens_per_s", tps);
+            }
+            execs.push(SystemExec { name: sys.name.clone(), per_id: exec_vector(&items, &scores) });
+        }
+        pred_out.flush().map_err(anyhow::Error::from)?;
+        let comparisons = compare_all(&execs, opts.bootstrap_samples, seed);
+        for c in &comparisons {
+            if let Some(w) = &c.warning {
+                tracing::warn!(target: "t2s::evaluate", "{w}");
+            }
+        }
+        let metrics = json!({"n": rows.len(), "systems": reports, "comparisons": comparisons,
+            "rows_drawn": BTreeMap::from([("subset", u64_param(p, "subset", 0)), ("seed", seed)])});
+        std::fs::write(
+            ctx.out_dir.join("metrics.json"),
+            serde_json::to_vec_pretty(&metrics).map_err(anyhow::Error::from)?,
+        )
+        .map_err(anyhow::Error::from)?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,88 @@
+//! `model`: a pretrained model as a pipeline artifact — a local HF model directory or an
+//! `hf://owner/name` hub model (HF cache, revision, `HF_TOKEN`, offline mode), so `train` and
+//! `evaluate` nodes find it among their needs like any upstream model. Files are hard-linked
+//! into the artifact when the filesystem allows (no second copy of the weights), else copied.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{json, Map, Value};
+
+use super::train::{is_model_dir, model_digest, resolve_model};
+use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+
+pub struct ModelStage;
+
+/// Files of an HF model directory that an artifact keeps.
+const MODEL_FILES: [&str; 6] = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+];
+
+static PARAMS: [ParamSpec; 3] = [
+    ParamSpec::required("model", ParamType::Str, "HF model directory (relative to the pipeline) or hf://owner/name"),
+    ParamSpec::optional("revision", ParamType::Str, || json!("main"), "hub revision (a commit pins it)"),
+    ParamSpec::optional("offline", ParamType::Bool, || json!(false), "resolve hf:// from the local HF cache only (also HF_HUB_OFFLINE=1)"),
+];
+
+impl StageKind for ModelStage {
+    fn kind(&self) -> &'static str {
+        "model"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        &PARAMS
+    }
+    fn key_facts(&self, p: &Map<String, Value>, pipeline_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+        let m = p.get("model").and_then(Value::as_str).unwrap_or("");
+        let mut f = BTreeMap::new();
+        if m.starts_with("hf://") {
+            let rev = p.get("revision").and_then(Value::as_str).unwrap_or("main");
+            f.insert("model_hub".into(), format!("{m}@{rev}"));
+        } else {
+            let d = pipeline_dir.join(m);
+            if is_model_dir(&d) {
+                f.insert("model_blake3".into(), model_digest(&d)?);
+            }
+        }
+        Ok(f)
+    }
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let dir = resolve_model(ctx.params, ctx.pipeline_dir)?
+            .ok_or_else(|| StageError::Failed("`model` is empty: name an HF model directory or hf://owner/name".into()))?;
+        let mut shards = Vec::new();
+        if let Ok(text) = std::fs::read_to_string(dir.join("model.safetensors.index.json")) {
+            let index: Value = serde_json::from_str(&text).context("model.safetensors.index.json is not JSON")?;
+            if let Some(map) = index.get("weight_map").and_then(Value::as_object) {
+                shards = map.values().filter_map(Value::as_str).map(String::from).collect();
+                shards.sort();
+                shards.dedup();
+            }
+        }
+        for name in MODEL_FILES.iter().map(|s| s.to_string()).chain(shards) {
+            let src = dir.join(&name);
+            if !src.is_file() {
+                continue;
+            }
+            let src = std::fs::canonicalize(&src).with_context(|| format!("resolving {}", src.display()))?;
+            let dst = ctx.out_dir.join(&name);
+            if std::fs::hard_link(&src, &dst).is_err() {
+                std::fs::copy(&src, &dst).with_context(|| format!("copying {} into the artifact", src.display()))?;
+            }
+        }
+        if !is_model_dir(ctx.out_dir) {
+            return Err(StageError::Failed(format!(
+                "{}: no config.json + model.safetensors (or a sharded index) found",
+                dir.display()
+            )));
+        }
+        Ok(StageOutcome::default())
+    }
+}

@@ -1,0 +1,129 @@
+//! `report`: the comparison report of a sweep, from the artifacts of the nodes it gathers
+//! (`evaluate` → metrics and paired tests, `train` → loss curves, `eda` → figures).
+//! Writes `report.md`, `report.html` (self-contained) and PNG figures. After a run, `t2s run`
+//! and `t2s report RUN` re-render it with the run's provenance from the tracking DB.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::common::{str_param, u64_param};
+use super::{ParamSpec, ParamType, StageContext, StageError, StageInput, StageKind, StageOutcome};
+use crate::report::{self, load, ReportData, RunInfo};
+
+pub struct ReportStage;
+
+static PARAMS: [ParamSpec; 4] = [
+    ParamSpec::optional("title", ParamType::Str, || json!(""), "report title (default: the stage's pipeline)"),
+    ParamSpec::optional("notes", ParamType::StrList, || json!([]), "notes printed in the report"),
+    ParamSpec::optional("bootstrap_samples", ParamType::Int, || json!(1000), "resamples of the paired bootstrap"),
+    ParamSpec::optional("seed", ParamType::Int, || json!(0), "seed of the paired bootstrap"),
+];
+
+/// Build the report data from gathered inputs. `run` carries provenance when known.
+pub fn build(inputs: &[StageInput], params: &Map<String, Value>, run: RunInfo) -> anyhow::Result<ReportData> {
+    let mut variants = Vec::new();
+    let mut execs = Vec::new();
+    let mut loss_curves = Vec::new();
+    let mut eda_figures = Vec::new();
+    for input in inputs {
+        match input.kind.as_str() {
+            "evaluate" => {
+                let e = load::evaluate_dir(&input.dir, &input.node)?;
+                for v in e.variants {
+                    if !variants.iter().any(|x: &report::Variant| x.name == v.name) {
+                        variants.push(v);
+                    }
+                }
+                for s in e.execs {
+                    if !execs.iter().any(|x: &crate::eval::compare::SystemExec| x.name == s.name) {
+                        execs.push(s);
+                    }
+                }
+            }
+            "train" => {
+                if let Some(c) = load::train_dir(&input.dir, &input.node)? {
+                    loss_curves.push(c);
+                }
+            }
+            "eda" => eda_figures.extend(load::eda_figures(&input.dir)),
+            _ => {}
+        }
+    }
+    variants.sort_by_key(|v| (v.name != "base", v.name.clone()));
+    let paired = load::paired(execs, u64_param(params, "bootstrap_samples", 1000) as usize, u64_param(params, "seed", 0));
+    let mut notes: Vec<String> = params
+        .get("notes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|n| n.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    notes.extend(alpha_confound_note(inputs));
+    let title = match str_param(params, "title", "") {
+        "" => format!("{}: comparison report", run.pipeline),
+        t => t.to_string(),
+    };
+    Ok(ReportData {
+        title,
+        run,
+        compare: None,
+        variants,
+        paired,
+        loss_curves,
+        nodes: Vec::new(),
+        eda_figures,
+        notes,
+    })
+}
+
+/// A fixed `lora_alpha` across different ranks changes the LoRA scale (alpha/r) with r, which
+/// confounds a rank comparison: say so when the gathered adapters show it.
+fn alpha_confound_note(inputs: &[StageInput]) -> Option<String> {
+    let mut by_alpha: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for i in inputs.iter().filter(|i| i.kind == "train") {
+        let Ok(text) = std::fs::read_to_string(i.dir.join("adapter_config.json")) else { continue };
+        let Ok(cfg) = serde_json::from_str::<Value>(&text) else { continue };
+        let (Some(r), Some(alpha)) = (cfg.get("r").and_then(Value::as_i64), cfg.get("lora_alpha")) else { continue };
+        if cfg.get("use_rslora").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        by_alpha.entry(alpha.to_string()).or_default().push(r);
+    }
+    by_alpha.into_iter().find(|(_, rs)| rs.len() > 1).map(|(alpha, mut rs)| {
+        rs.sort();
+        format!(
+            "The adapters with r ∈ {rs:?} share lora_alpha = {alpha}, so their LoRA scale alpha/r differs ({}): rank and effective learning rate are confounded. Compare with alpha = 2r (pipelines/rank_sweep_scaled.yaml) or use_rslora.",
+            rs.iter().map(|r| format!("{:.2}", alpha.parse::<f64>().unwrap_or(0.0) / *r as f64)).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+impl StageKind for ReportStage {
+    fn kind(&self) -> &'static str {
+        "report"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        &PARAMS
+    }
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let run = RunInfo {
+            id: 0,
+            pipeline: ctx.stage_name.to_string(),
+            started: String::new(),
+            ended: None,
+            status: "artifact".into(),
+            host: String::new(),
+            t2s_version: env!("CARGO_PKG_VERSION").into(),
+            facts: BTreeMap::new(),
+        };
+        let data = build(ctx.inputs, ctx.params, run)?;
+        report::write(&data, ctx.out_dir)?;
+        let json = serde_json::to_vec_pretty(&data).map_err(anyhow::Error::from)?;
+        std::fs::write(ctx.out_dir.join("report.json"), json).map_err(anyhow::Error::from)?;
+        let mut outcome = StageOutcome::default();
+        outcome.metrics.insert("variants".into(), data.variants.len() as f64);
+        Ok(outcome)
+    }
+}

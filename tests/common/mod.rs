@@ -1,0 +1,226 @@
+//! Helpers shared by the integration tests: a temp project holding a copy of
+//! `pipelines/examples` (the 11-node command pipeline), the real `t2s` binary, and a `python3`
+//! shim on PATH that logs which node ran a command (and its pid) before running Python.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() != "__pycache__" {
+                copy_dir(&e.path(), &target);
+            }
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The Python the shim runs: `$PYTHON`, else the first `python3` on PATH.
+fn real_python() -> String {
+    if let Ok(p) = std::env::var("PYTHON") {
+        if Path::new(&p).is_file() {
+            return p;
+        }
+    }
+    "python3".to_string()
+}
+
+impl Project {
+    /// A temp root with `pipe/` = a copy of `pipelines/examples` and the python shim.
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/examples");
+        copy_dir(&examples, &dir.path().join("pipe"));
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let shim = bin.join("python3");
+        // Resolve the real interpreter before our shim shadows `python3` on PATH.
+        let python = which(&real_python()).expect("python3 is needed by the example pipeline");
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\necho \"$T2S_NODE\" >> \"{log}\"\necho $$ >> \"{pids}\"\nexec \"{py}\" \"$@\"\n",
+                log = dir.path().join("commands.log").display(),
+                pids = dir.path().join("pids.log").display(),
+                py = python.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Project { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pipeline(&self) -> PathBuf {
+        self.root().join("pipe/commands.yaml")
+    }
+
+    fn path_env(&self) -> String {
+        format!(
+            "{}:{}",
+            self.root().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// `t2s --root <root> ARGS` with the shim on PATH.
+    pub fn t2s(&self) -> Command {
+        let mut c = Command::cargo_bin("t2s").unwrap();
+        c.arg("--root")
+            .arg(self.root())
+            .env("PATH", self.path_env())
+            .env_remove("T2S_ROOT")
+            .env_remove("RUST_LOG")
+            .current_dir(self.root());
+        c
+    }
+
+    /// The same as a std command (for spawning without waiting).
+    pub fn t2s_std(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("t2s"));
+        c.arg("--root")
+            .arg(self.root())
+            .env("PATH", self.path_env())
+            .env_remove("T2S_ROOT")
+            .env_remove("RUST_LOG")
+            .current_dir(self.root());
+        c
+    }
+
+    /// `t2s run pipe/commands.yaml --jobs 4 EXTRA`, asserting success; returns stdout.
+    pub fn run_ok(&self, extra: &[&str]) -> String {
+        let out = self
+            .t2s()
+            .arg("run")
+            .arg(self.pipeline())
+            .args(["--jobs", "4"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "t2s run failed\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Node ids the shim logged, in order.
+    pub fn commands_run(&self) -> Vec<String> {
+        std::fs::read_to_string(self.root().join("commands.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn clear_log(&self) {
+        let _ = std::fs::remove_file(self.root().join("commands.log"));
+    }
+
+    pub fn objects_dir(&self) -> PathBuf {
+        self.root().join("artifacts/v1/objects")
+    }
+
+    /// node id → (key, file → blake3) of every committed object.
+    pub fn objects(&self) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+        let mut out = BTreeMap::new();
+        for e in std::fs::read_dir(self.objects_dir()).unwrap() {
+            let dir = e.unwrap().path();
+            let m = t2s::cache::Manifest::read(&dir).unwrap();
+            let files = m
+                .files
+                .iter()
+                .map(|(k, v)| (k.clone(), v.blake3.clone()))
+                .collect();
+            out.insert(m.node.clone(), (m.key.clone(), files));
+        }
+        out
+    }
+
+    /// The object dir of the latest object produced by `node`.
+    pub fn object_of(&self, node: &str) -> PathBuf {
+        let (key, _) = self.objects().remove(node).expect("node has an object");
+        self.objects_dir().join(key)
+    }
+
+    /// Full blake3 check of every committed object; panics naming the first bad one.
+    pub fn verify_all_objects(&self) {
+        for e in std::fs::read_dir(self.objects_dir()).unwrap() {
+            let dir = e.unwrap().path();
+            let m = t2s::cache::Manifest::read(&dir).unwrap();
+            let problems = m.check_full(&dir);
+            assert!(
+                problems.is_empty(),
+                "object {} is bad: {problems:?}",
+                dir.display()
+            );
+        }
+    }
+}
+
+/// Lines of `t2s run` stdout: node id → status.
+pub fn statuses(stdout: &str) -> BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter(|l| !l.starts_with("run "))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let status = w.next()?.to_string();
+            let node = w.next()?.to_string();
+            Some((node, status))
+        })
+        .collect()
+}
+
+pub const NODES: [&str; 11] = [
+    "load",
+    "eda",
+    "preprocess",
+    "split",
+    "train[lora_r=4]",
+    "train[lora_r=8]",
+    "train[lora_r=16]",
+    "evaluate[lora_r=4]",
+    "evaluate[lora_r=8]",
+    "evaluate[lora_r=16]",
+    "report",
+];
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Make a read-only artifact file writable and replace its content.
+pub fn overwrite(path: &Path, text: &str) {
+    let mut perms = std::fs::metadata(path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(path, perms).unwrap();
+    std::fs::write(path, text).unwrap();
+}

@@ -1,0 +1,173 @@
+//! `t2s evaluate --predictions`: a file from outside is scored with all metrics; bad lines are
+//! reported with file:line; several files are compared pairwise.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use t2s::commands::evaluate::{evaluate_files, EvaluateArgs};
+use t2s::eval::nearmiss;
+
+fn args(files: Vec<PathBuf>, json: bool) -> EvaluateArgs {
+    EvaluateArgs {
+        predictions: files,
+        json,
+        per_example: None,
+        bootstrap_samples: 200,
+        seed: 1,
+        statement_timeout_ms: 5000,
+        max_instructions: 50_000_000,
+    }
+}
+
+fn write_jsonl(path: &Path, rows: &[serde_json::Value]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for r in rows {
+        writeln!(f, "{r}").unwrap();
+    }
+}
+
+/// Real gretel rows (ids 5097-5099, `shared/reference/data_and_metrics.md` §1.4).
+fn gretel_rows() -> Vec<serde_json::Value> {
+    vec![
+        json!({"id": 5097, "domain": "forestry", "sql_complexity": "single join", "sql_task_type": "analytics and reporting",
+            "sql_context": "CREATE TABLE salesperson (salesperson_id INT, name TEXT, region TEXT); INSERT INTO salesperson (salesperson_id, name, region) VALUES (1, 'John Doe', 'North'), (2, 'Jane Smith', 'South'); CREATE TABLE timber_sales (sales_id INT, salesperson_id INT, volume REAL, sale_date DATE); INSERT INTO timber_sales (sales_id, salesperson_id, volume, sale_date) VALUES (1, 1, 120, '2021-01-01'), (2, 1, 150, '2021-02-01'), (3, 2, 180, '2021-01-01');",
+            "sql": "SELECT salesperson_id, name, SUM(volume) as total_volume FROM timber_sales JOIN salesperson ON timber_sales.salesperson_id = salesperson.salesperson_id GROUP BY salesperson_id, name ORDER BY total_volume DESC;",
+            "prediction": "SELECT s.salesperson_id, s.name, SUM(t.volume) AS total_volume FROM timber_sales t JOIN salesperson s ON t.salesperson_id = s.salesperson_id GROUP BY s.salesperson_id, s.name ORDER BY total_volume DESC;"}),
+        json!({"id": 5098, "domain": "defense industry", "sql_complexity": "aggregation", "sql_task_type": "analytics and reporting",
+            "sql_context": "CREATE TABLE equipment_maintenance (equipment_type VARCHAR(255), maintenance_frequency INT);",
+            "sql": "SELECT equipment_type, SUM(maintenance_frequency) AS total_maintenance_frequency FROM equipment_maintenance GROUP BY equipment_type;",
+            "predicted_sql": "select equipment_type, sum(maintenance_frequency) as total_maintenance_frequency from equipment_maintenance group by equipment_type"}),
+        json!({"id": 5099, "domain": "marine biology", "sql_complexity": "basic SQL", "sql_task_type": "analytics and reporting",
+            "sql_context": "CREATE TABLE marine_species (name VARCHAR(50), common_name VARCHAR(50), location VARCHAR(50));",
+            "gold": "SELECT COUNT(*) FROM marine_species WHERE location = 'Southern Ocean';",
+            "pred": "SELECT COUNT(*) FROM marine_species WHERE location = 'Arctic Ocean';"}),
+    ]
+}
+
+fn generated(seed: u64, n: usize) -> Vec<serde_json::Value> {
+    nearmiss::generate(n, seed)
+        .into_iter()
+        .map(|it| json!({"id": it.id, "sql_context": it.context, "sql": it.gold, "prediction": it.pred,
+                         "sql_complexity": it.sql_complexity, "sql_task_type": it.sql_task_type, "domain": it.domain}))
+        .collect()
+}
+
+#[test]
+fn scores_a_file_from_outside_with_all_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("preds.jsonl");
+    let mut rows = gretel_rows();
+    rows.extend(generated(3, 80));
+    write_jsonl(&p, &rows);
+    let out = evaluate_files(&args(vec![p.clone()], true)).unwrap();
+    let j = &out.json;
+    assert_eq!(j["n"], 83);
+    for k in [
+        "bleu",
+        "sacrebleu",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "exact_match",
+        "valid_sql",
+        "execution_accuracy",
+    ] {
+        let v = j[k]["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} missing"));
+        let (lo, hi) = (
+            j[k]["ci_low"].as_f64().unwrap(),
+            j[k]["ci_high"].as_f64().unwrap(),
+        );
+        assert!(lo <= v && v <= hi, "{k}: {lo} <= {v} <= {hi}");
+        let top = if k == "sacrebleu" { 100.0 } else { 1.0 };
+        assert!(
+            v > 0.0 && v < top,
+            "{k} = {v} should be strictly inside (0, {top})"
+        );
+    }
+    // Row 5097's gold is ambiguous in SQLite: bucketed, not scored.
+    assert!(j["buckets"]["gold_fails"].as_u64().unwrap() >= 1);
+    assert!(
+        j["breakdowns"]["sql_complexity"]["single join"]["n"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(out.text.contains("execution_accuracy") && out.text.contains("by domain"));
+
+    // Per-example output: one line per input row.
+    let mut a = args(vec![p], false);
+    let pe = dir.path().join("per.jsonl");
+    a.per_example = Some(pe.clone());
+    evaluate_files(&a).unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&pe)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 83);
+    assert_eq!(lines[1]["id"], "5098");
+    assert_eq!(lines[1]["scores"]["exact_match"], true);
+    // Row 5099 has no data rows: both counts are 0, so execution agrees though the literal
+    // differs (the weakness the buckets and exact match make visible).
+    assert_eq!(lines[2]["scores"]["exec"]["correct"], true);
+    assert_eq!(lines[2]["scores"]["exact_match"], false);
+    assert_eq!(lines[0]["scores"]["exec"]["bucket"], "gold_fails");
+}
+
+#[test]
+fn bad_lines_are_reported_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &p,
+        "{\"sql_context\": \"\", \"sql\": \"SELECT 1\", \"prediction\": \"SELECT 1\"}\n{\"sql\": \"SELECT 1\"}\n{oops\n",
+    )
+    .unwrap();
+    let e = evaluate_files(&args(vec![p.clone()], true))
+        .unwrap_err()
+        .to_string();
+    let shown = p.display().to_string();
+    assert!(e.contains(&format!("{shown}:2: missing field")), "{e}");
+    assert!(e.contains(&format!("{shown}:3: invalid JSON")), "{e}");
+    let missing = dir.path().join("nope.jsonl");
+    let e = evaluate_files(&args(vec![missing], true))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot read predictions file"), "{e}");
+}
+
+#[test]
+fn several_files_are_compared_pairwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let gold_rows = generated(11, 120);
+    // "base": the near-miss predictions; "tuned": gold copied as prediction (always right).
+    let base = dir.path().join("base.jsonl");
+    write_jsonl(&base, &gold_rows);
+    let tuned_rows: Vec<serde_json::Value> = gold_rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["prediction"] = r["sql"].clone();
+            r
+        })
+        .collect();
+    let tuned = dir.path().join("tuned.jsonl");
+    write_jsonl(&tuned, &tuned_rows);
+    let out = evaluate_files(&args(vec![base, tuned], true)).unwrap();
+    let c = &out.json["comparisons"][0];
+    assert_eq!(
+        (c["a"].as_str(), c["b"].as_str()),
+        (Some("tuned"), Some("base"))
+    );
+    assert!(c["diff"].as_f64().unwrap() > 0.0);
+    assert_eq!(c["only_b"], 0);
+    assert!(c["mcnemar_p"].as_f64().unwrap() < 0.01);
+    assert_eq!(
+        out.json["systems"]["tuned"]["execution_accuracy"]["value"],
+        1.0
+    );
+    assert!(out.text.contains("paired comparisons"));
+}

@@ -1,0 +1,149 @@
+//! The report renders every section, embeds every figure, and writes complete files.
+
+use std::collections::BTreeMap;
+
+use t2s::report::{
+    self, Breakdown, LossCurve, MetricValue, NodeInfo, PairedComparison, ReportData, RunInfo,
+    Variant,
+};
+
+fn variant(name: &str, ex: f64) -> Variant {
+    let mut metrics = BTreeMap::new();
+    metrics.insert(
+        "execution_accuracy".into(),
+        MetricValue::with_ci(ex, ex - 0.05, ex + 0.05),
+    );
+    metrics.insert(
+        "bleu".into(),
+        MetricValue::with_ci(ex / 2.0, ex / 2.0 - 0.02, ex / 2.0 + 0.02),
+    );
+    metrics.insert("sacrebleu".into(), MetricValue::point(ex * 50.0));
+    let mut breakdowns = BTreeMap::new();
+    breakdowns.insert(
+        "sql_complexity".into(),
+        vec![
+            Breakdown {
+                class: "aggregation".into(),
+                n: 40,
+                value: ex,
+            },
+            Breakdown {
+                class: "basic SQL".into(),
+                n: 60,
+                value: ex + 0.1,
+            },
+        ],
+    );
+    Variant {
+        name: name.into(),
+        node: format!("evaluate[{name}]"),
+        n: 200,
+        metrics,
+        breakdowns,
+    }
+}
+
+fn sample() -> ReportData {
+    ReportData {
+        title: "rank sweep".into(),
+        run: RunInfo {
+            id: 3,
+            pipeline: "quickstart".into(),
+            started: "2026-11-26 10:00:00".into(),
+            ended: Some("2026-11-26 10:15:00".into()),
+            status: "succeeded".into(),
+            host: "ci".into(),
+            t2s_version: "0.1.0".into(),
+            facts: BTreeMap::from([("device".to_string(), "cpu".to_string())]),
+        },
+        compare: None,
+        variants: vec![
+            variant("base", 0.1),
+            variant("lora_r=4", 0.4),
+            variant("lora_r=8", 0.45),
+        ],
+        paired: vec![PairedComparison {
+            a: "lora_r=4".into(),
+            b: "base".into(),
+            metric: "execution_accuracy".into(),
+            diff: 0.3,
+            lo: 0.22,
+            hi: 0.38,
+            p_value: 0.00001,
+            n: 200,
+        }],
+        loss_curves: vec![LossCurve {
+            name: "lora_r=4".into(),
+            train: (1..50).map(|s| (s, 3.0 / s as f64 + 0.5)).collect(),
+            eval: vec![(10, 1.0), (20, 0.8), (30, 0.85)],
+        }],
+        nodes: vec![NodeInfo {
+            id: "train[lora_r=4]".into(),
+            kind: "train".into(),
+            status: "ran".into(),
+            key: "0123456789abcdef".into(),
+            duration_s: Some(12.5),
+        }],
+        eda_figures: vec![],
+        notes: vec!["alpha fixed at 16 changes the LoRA scale with r".into()],
+    }
+}
+
+#[test]
+fn writes_markdown_html_and_figures_with_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    report::write(&sample(), dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    for section in report::markdown::SECTIONS {
+        assert!(
+            md.contains(&format!("## {section}")),
+            "markdown lacks {section}"
+        );
+        assert!(
+            html.contains(&format!(">{section}</h2>")),
+            "html lacks {section}"
+        );
+    }
+    assert!(md.contains("lora_r=4 beats base on execution accuracy by +30.0 points"));
+    assert!(
+        md.contains("| lora_r=8 | 200 | 45.0 [40.0, 50.0] |"),
+        "{md}"
+    );
+    for fig in ["metrics.png", "loss.png", "by_complexity.png"] {
+        let bytes = std::fs::read(dir.path().join(fig)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{fig} is not a PNG");
+        assert!(md.contains(&format!("]({fig})")));
+    }
+    // Self-contained: every image is a data URI, nothing points at a file.
+    assert_eq!(html.matches("<img").count(), 3);
+    assert_eq!(html.matches("src=\"data:image/svg+xml;base64,").count(), 3);
+    assert!(!html.contains(".png\""));
+    // No temp files left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn empty_run_still_renders_all_sections() {
+    let mut data = sample();
+    data.variants.clear();
+    data.paired.clear();
+    data.loss_curves.clear();
+    let dir = tempfile::tempdir().unwrap();
+    report::write(&data, dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("fewer than two evaluated variants"));
+    assert!(!dir.path().join("metrics.png").exists());
+}
+
+#[test]
+#[ignore = "writes a sample report to $T2S_REPORT_SAMPLE for a person to look at"]
+fn sample_report_for_eyes() {
+    let dir = std::env::var("T2S_REPORT_SAMPLE").unwrap_or_else(|_| "/tmp/t2s-report-sample".into());
+    report::write(&sample(), std::path::Path::new(&dir)).unwrap();
+}
