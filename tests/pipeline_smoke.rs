@@ -24,7 +24,9 @@ fn worker() -> Option<PathBuf> {
 
 fn t2s(root: &std::path::Path, worker: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_t2s"));
-    c.current_dir(root).env("T2S_WORKER", worker).env("T2S_ROOT", root);
+    c.current_dir(root)
+        .env("T2S_WORKER", worker)
+        .env("T2S_ROOT", root);
     c
 }
 
@@ -36,34 +38,67 @@ fn smoke_pipeline_runs_end_to_end_then_is_all_cached() {
     let root = tempfile::tempdir().unwrap();
     let pipeline = repo().join("pipelines/smoke.yaml");
 
-    let out = t2s(root.path(), &worker).arg("run").arg(&pipeline).output().unwrap();
+    let out = t2s(root.path(), &worker)
+        .arg("run")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "smoke run failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("17 ran, 0 resumed, 0 cached, 0 failed"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "smoke run failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("17 ran, 0 resumed, 0 cached, 0 failed"),
+        "{stdout}"
+    );
 
     let report_dir = root.path().join("experiments/smoke/1");
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     for section in t2s::report::markdown::SECTIONS {
-        assert!(md.contains(&format!("## {section}")), "report lacks section {section}:\n{md}");
+        assert!(
+            md.contains(&format!("## {section}")),
+            "report lacks section {section}:\n{md}"
+        );
     }
     for variant in ["| base |", "| lora_r=4 |", "| lora_r=8 |", "| lora_r=16 |"] {
         assert!(md.contains(variant), "metrics table lacks {variant}:\n{md}");
     }
-    assert!(md.contains("lora_r=4 ") && md.contains("base on execution accuracy"), "{md}");
+    assert!(
+        md.contains("lora_r=4 ") && md.contains("base on execution accuracy"),
+        "{md}"
+    );
     let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
-    assert!(html.contains("data:image/svg+xml;base64,") && html.contains("data:image/png;base64,"), "figures must be embedded");
+    assert!(
+        html.contains("data:image/svg+xml;base64,") && html.contains("data:image/png;base64,"),
+        "figures must be embedded"
+    );
     for png in ["metrics.png", "loss.png", "by_complexity.png"] {
         let bytes = std::fs::read(report_dir.join(png)).unwrap();
         assert_eq!(&bytes[..4], b"\x89PNG", "{png}");
     }
 
-    let again = t2s(root.path(), &worker).arg("run").arg(&pipeline).output().unwrap();
+    let again = t2s(root.path(), &worker)
+        .arg("run")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{stdout}");
-    assert!(stdout.contains("0 ran, 0 resumed, 17 cached"), "second run must be all cache hits:\n{stdout}");
+    assert!(
+        stdout.contains("0 ran, 0 resumed, 17 cached"),
+        "second run must be all cache hits:\n{stdout}"
+    );
 
     // `t2s report` re-renders from the tracking DB for any past run.
-    let rep = t2s(root.path(), &worker).args(["report", "1"]).output().unwrap();
-    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    let rep = t2s(root.path(), &worker)
+        .args(["report", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        rep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rep.stderr)
+    );
 }

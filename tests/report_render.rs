@@ -144,6 +144,7 @@ fn empty_run_still_renders_all_sections() {
 #[test]
 #[ignore = "writes a sample report to $T2S_REPORT_SAMPLE for a person to look at"]
 fn sample_report_for_eyes() {
-    let dir = std::env::var("T2S_REPORT_SAMPLE").unwrap_or_else(|_| "/tmp/t2s-report-sample".into());
+    let dir =
+        std::env::var("T2S_REPORT_SAMPLE").unwrap_or_else(|_| "/tmp/t2s-report-sample".into());
     report::write(&sample(), std::path::Path::new(&dir)).unwrap();
 }

@@ -16,7 +16,11 @@ use crate::worker::{JobSpec, WorkerLauncher};
 pub fn infer(args: InferArgs) -> anyhow::Result<ExitCode> {
     check_dir(&args.model, "--model", &["config.json", "tokenizer.json"])?;
     if let Some(a) = &args.adapter {
-        check_dir(a, "--adapter", &["adapter_config.json", "adapter_model.safetensors"])?;
+        check_dir(
+            a,
+            "--adapter",
+            &["adapter_config.json", "adapter_model.safetensors"],
+        )?;
     }
     let worker = WorkerLauncher::locate()?;
     match &args.prompt {
@@ -64,7 +68,12 @@ fn interactive(worker: &WorkerLauncher, args: &InferArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn ask(worker: &WorkerLauncher, args: &InferArgs, prompt: &str, context: &str) -> anyhow::Result<Value> {
+fn ask(
+    worker: &WorkerLauncher,
+    args: &InferArgs,
+    prompt: &str,
+    context: &str,
+) -> anyhow::Result<Value> {
     let mut spec = JobSpec::new(
         "infer",
         json!({

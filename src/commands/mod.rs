@@ -38,7 +38,9 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Show(args) => show::show(&root, args),
         Command::Gc(args) => gc::gc(&root, args),
         Command::Doctor => doctor::doctor(&root),
-        Command::Evaluate(args) => evaluate::run(&args).map(|c| ExitCode::from(c.clamp(0, 255) as u8)),
+        Command::Evaluate(args) => {
+            evaluate::run(&args).map(|c| ExitCode::from(c.clamp(0, 255) as u8))
+        }
         Command::Infer(args) => infer::infer(args),
         Command::Report(args) => report::report(&root, args),
     };

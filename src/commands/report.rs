@@ -34,7 +34,9 @@ pub fn report(root: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
 
 /// `experiments/<pipeline>/<run>/`.
 pub fn default_dir(root: &Path, run: &RunInfo) -> PathBuf {
-    root.join("experiments").join(&run.pipeline).join(run.id.to_string())
+    root.join("experiments")
+        .join(&run.pipeline)
+        .join(run.id.to_string())
 }
 
 /// Render the report of `run` into its default directory if the run has anything to report.
@@ -52,14 +54,19 @@ pub fn publish(root: &Path, tracker: &Tracker, run: i64) -> anyhow::Result<Optio
 /// Report data of one tracked run: artifacts of its evaluate/train/eda nodes, params of its
 /// report node (title, notes), provenance from the DB.
 pub fn build(tracker: &Tracker, which: &str) -> anyhow::Result<ReportData> {
-    let run = tracker.run(which).with_context(|| format!("run `{which}`"))?;
+    let run = tracker
+        .run(which)
+        .with_context(|| format!("run `{which}`"))?;
     let nodes = tracker.nodes(run.id)?;
     let params = tracker.params(run.id)?;
     let mut report_params = Map::new();
     for p in &params {
         let is_report = nodes.iter().any(|n| n.node == p.node && n.kind == "report");
         if is_report {
-            report_params.insert(p.name.clone(), serde_json::from_str(&p.value).unwrap_or(Value::Null));
+            report_params.insert(
+                p.name.clone(),
+                serde_json::from_str(&p.value).unwrap_or(Value::Null),
+            );
         }
     }
     let mut inputs = Vec::new();
@@ -67,7 +74,12 @@ pub fn build(tracker: &Tracker, which: &str) -> anyhow::Result<ReportData> {
         if !REPORTED_KINDS.contains(&n.kind.as_str()) {
             continue;
         }
-        let Some(dir) = n.artifact.as_ref().map(PathBuf::from).filter(|d| d.is_dir()) else {
+        let Some(dir) = n
+            .artifact
+            .as_ref()
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+        else {
             continue;
         };
         let matrix = crate::pipeline::parse_node_id(&n.node)
@@ -78,10 +90,19 @@ pub fn build(tracker: &Tracker, which: &str) -> anyhow::Result<ReportData> {
                 (k, v)
             })
             .collect();
-        inputs.push(StageInput { stage: n.stage.clone(), node: n.node.clone(), kind: n.kind.clone(), matrix, dir });
+        inputs.push(StageInput {
+            stage: n.stage.clone(),
+            node: n.node.clone(),
+            kind: n.kind.clone(),
+            matrix,
+            dir,
+        });
     }
     let mut facts = BTreeMap::new();
-    facts.insert("pipeline file".to_string(), format!("{} (blake3 {})", run.file, short(&run.file_digest)));
+    facts.insert(
+        "pipeline file".to_string(),
+        format!("{} (blake3 {})", run.file, short(&run.file_digest)),
+    );
     if let Some(rev) = &run.git_rev {
         facts.insert("git revision".to_string(), rev.clone());
     }
@@ -98,7 +119,9 @@ pub fn build(tracker: &Tracker, which: &str) -> anyhow::Result<ReportData> {
     let mut data = crate::stages::report::build(&inputs, &report_params, info)?;
     for m in tracker.metrics(run.id, true)? {
         if m.name == "gen_tokens_per_s" || m.name.ends_with("/gen_tokens_per_s") {
-            data.run.facts.insert(format!("{} {}", m.node, m.name), format!("{:.1}", m.value));
+            data.run
+                .facts
+                .insert(format!("{} {}", m.node, m.name), format!("{:.1}", m.value));
         }
     }
     data.nodes = nodes

@@ -145,17 +145,23 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         progress::human_duration(t0.elapsed())
     );
     if outcome.status == status::SUCCEEDED && p.nodes.iter().any(|n| n.kind == "report") {
-        let fresh = outcome.nodes.iter().any(|n| n.status == ns::RAN || n.status == ns::RESUMED);
-        let latest = super::report::default_dir(root, &crate::report::RunInfo {
-            id: run_id,
-            pipeline: p.name.clone(),
-            started: String::new(),
-            ended: None,
-            status: String::new(),
-            host: String::new(),
-            t2s_version: String::new(),
-            facts: Default::default(),
-        });
+        let fresh = outcome
+            .nodes
+            .iter()
+            .any(|n| n.status == ns::RAN || n.status == ns::RESUMED);
+        let latest = super::report::default_dir(
+            root,
+            &crate::report::RunInfo {
+                id: run_id,
+                pipeline: p.name.clone(),
+                started: String::new(),
+                ended: None,
+                status: String::new(),
+                host: String::new(),
+                t2s_version: String::new(),
+                facts: Default::default(),
+            },
+        );
         if fresh {
             match super::report::publish(root, &tracker, run_id) {
                 Ok(Some(path)) => println!("report: {}", path.display()),

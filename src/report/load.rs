@@ -34,8 +34,10 @@ pub struct Evaluated {
 /// Read an evaluate artifact directory (written by `stages::evaluate`).
 pub fn evaluate_dir(dir: &Path, node: &str) -> anyhow::Result<Evaluated> {
     let path = dir.join("metrics.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let metrics: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let metrics: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let systems = metrics
         .get("systems")
         .and_then(Value::as_object)
@@ -52,20 +54,35 @@ fn variant(name: &str, node: &str, report: &Value) -> Variant {
     let mut metrics = BTreeMap::new();
     for (src, dst) in METRIC_KEYS {
         let Some(e) = report.get(src) else { continue };
-        let Some(value) = e.get("value").and_then(Value::as_f64) else { continue };
-        let (lo, hi) = (e.get("ci_low").and_then(Value::as_f64), e.get("ci_high").and_then(Value::as_f64));
+        let Some(value) = e.get("value").and_then(Value::as_f64) else {
+            continue;
+        };
+        let (lo, hi) = (
+            e.get("ci_low").and_then(Value::as_f64),
+            e.get("ci_high").and_then(Value::as_f64),
+        );
         metrics.insert(dst.to_string(), MetricValue { value, lo, hi });
     }
     let mut breakdowns = BTreeMap::new();
     if let Some(dims) = report.get("breakdowns").and_then(Value::as_object) {
         for (dim, classes) in dims {
-            let Some(classes) = classes.as_object() else { continue };
+            let Some(classes) = classes.as_object() else {
+                continue;
+            };
             let rows = classes
                 .iter()
                 .filter_map(|(class, g)| {
                     let value = g.get("execution_accuracy").and_then(Value::as_f64)?;
-                    let n = g.get("n_exec").or_else(|| g.get("n")).and_then(Value::as_u64).unwrap_or(0) as usize;
-                    Some(Breakdown { class: class.clone(), n, value })
+                    let n = g
+                        .get("n_exec")
+                        .or_else(|| g.get("n"))
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0) as usize;
+                    Some(Breakdown {
+                        class: class.clone(),
+                        n,
+                        value,
+                    })
                 })
                 .collect();
             breakdowns.insert(dim.clone(), rows);
@@ -98,7 +115,8 @@ fn exec_vectors(path: &Path) -> anyhow::Result<Vec<SystemExec>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(&line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
         let system = v.get("system").and_then(Value::as_str).unwrap_or("base");
         let id = match v.pointer("/row/id") {
             Some(Value::String(s)) => s.clone(),
@@ -106,20 +124,34 @@ fn exec_vectors(path: &Path) -> anyhow::Result<Vec<SystemExec>> {
             None => continue,
         };
         let exec = v.pointer("/scores/exec");
-        let bucket = exec.and_then(|e| e.get("bucket")).and_then(Value::as_str).unwrap_or("");
-        if !matches!(bucket, "gold_empty" | "gold_nonempty" | "GoldEmpty" | "GoldNonempty") {
+        let bucket = exec
+            .and_then(|e| e.get("bucket"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !matches!(
+            bucket,
+            "gold_empty" | "gold_nonempty" | "GoldEmpty" | "GoldNonempty"
+        ) {
             continue;
         }
-        let correct = exec.and_then(|e| e.get("correct")).and_then(Value::as_bool).unwrap_or(false);
+        let correct = exec
+            .and_then(|e| e.get("correct"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let name = display_name(system);
         let slot = match by_system.iter().position(|s| s.name == name) {
             Some(p) => p,
             None => {
-                by_system.push(SystemExec { name, per_id: BTreeMap::new() });
+                by_system.push(SystemExec {
+                    name,
+                    per_id: BTreeMap::new(),
+                });
                 by_system.len() - 1
             }
         };
-        by_system[slot].per_id.insert(id, if correct { 1.0 } else { 0.0 });
+        by_system[slot]
+            .per_id
+            .insert(id, if correct { 1.0 } else { 0.0 });
     }
     Ok(by_system)
 }
@@ -148,10 +180,15 @@ pub fn train_dir(dir: &Path, name: &str) -> anyhow::Result<Option<LossCurve>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let state: crate::train_plan::state::TrainerState =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let mut curve = LossCurve { name: display_name(name), train: Vec::new(), eval: Vec::new() };
+    let mut curve = LossCurve {
+        name: display_name(name),
+        train: Vec::new(),
+        eval: Vec::new(),
+    };
     for e in &state.log_history {
         if let Some(l) = e.loss {
             curve.train.push((e.step as i64, l));
@@ -168,7 +205,9 @@ pub fn eda_figures(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {

@@ -25,9 +25,23 @@ const MODEL_FILES: [&str; 6] = [
 ];
 
 static PARAMS: [ParamSpec; 3] = [
-    ParamSpec::required("model", ParamType::Str, "HF model directory (relative to the pipeline) or hf://owner/name"),
-    ParamSpec::optional("revision", ParamType::Str, || json!("main"), "hub revision (a commit pins it)"),
-    ParamSpec::optional("offline", ParamType::Bool, || json!(false), "resolve hf:// from the local HF cache only (also HF_HUB_OFFLINE=1)"),
+    ParamSpec::required(
+        "model",
+        ParamType::Str,
+        "HF model directory (relative to the pipeline) or hf://owner/name",
+    ),
+    ParamSpec::optional(
+        "revision",
+        ParamType::Str,
+        || json!("main"),
+        "hub revision (a commit pins it)",
+    ),
+    ParamSpec::optional(
+        "offline",
+        ParamType::Bool,
+        || json!(false),
+        "resolve hf:// from the local HF cache only (also HF_HUB_OFFLINE=1)",
+    ),
 ];
 
 impl StageKind for ModelStage {
@@ -40,7 +54,11 @@ impl StageKind for ModelStage {
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
     }
-    fn key_facts(&self, p: &Map<String, Value>, pipeline_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    fn key_facts(
+        &self,
+        p: &Map<String, Value>,
+        pipeline_dir: &Path,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
         let m = p.get("model").and_then(Value::as_str).unwrap_or("");
         let mut f = BTreeMap::new();
         if m.starts_with("hf://") {
@@ -55,13 +73,21 @@ impl StageKind for ModelStage {
         Ok(f)
     }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let dir = resolve_model(ctx.params, ctx.pipeline_dir)?
-            .ok_or_else(|| StageError::Failed("`model` is empty: name an HF model directory or hf://owner/name".into()))?;
+        let dir = resolve_model(ctx.params, ctx.pipeline_dir)?.ok_or_else(|| {
+            StageError::Failed(
+                "`model` is empty: name an HF model directory or hf://owner/name".into(),
+            )
+        })?;
         let mut shards = Vec::new();
         if let Ok(text) = std::fs::read_to_string(dir.join("model.safetensors.index.json")) {
-            let index: Value = serde_json::from_str(&text).context("model.safetensors.index.json is not JSON")?;
+            let index: Value =
+                serde_json::from_str(&text).context("model.safetensors.index.json is not JSON")?;
             if let Some(map) = index.get("weight_map").and_then(Value::as_object) {
-                shards = map.values().filter_map(Value::as_str).map(String::from).collect();
+                shards = map
+                    .values()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect();
                 shards.sort();
                 shards.dedup();
             }
@@ -71,10 +97,12 @@ impl StageKind for ModelStage {
             if !src.is_file() {
                 continue;
             }
-            let src = std::fs::canonicalize(&src).with_context(|| format!("resolving {}", src.display()))?;
+            let src = std::fs::canonicalize(&src)
+                .with_context(|| format!("resolving {}", src.display()))?;
             let dst = ctx.out_dir.join(&name);
             if std::fs::hard_link(&src, &dst).is_err() {
-                std::fs::copy(&src, &dst).with_context(|| format!("copying {} into the artifact", src.display()))?;
+                std::fs::copy(&src, &dst)
+                    .with_context(|| format!("copying {} into the artifact", src.display()))?;
             }
         }
         if !is_model_dir(ctx.out_dir) {

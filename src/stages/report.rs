@@ -14,14 +14,38 @@ use crate::report::{self, load, ReportData, RunInfo};
 pub struct ReportStage;
 
 static PARAMS: [ParamSpec; 4] = [
-    ParamSpec::optional("title", ParamType::Str, || json!(""), "report title (default: the stage's pipeline)"),
-    ParamSpec::optional("notes", ParamType::StrList, || json!([]), "notes printed in the report"),
-    ParamSpec::optional("bootstrap_samples", ParamType::Int, || json!(1000), "resamples of the paired bootstrap"),
-    ParamSpec::optional("seed", ParamType::Int, || json!(0), "seed of the paired bootstrap"),
+    ParamSpec::optional(
+        "title",
+        ParamType::Str,
+        || json!(""),
+        "report title (default: the stage's pipeline)",
+    ),
+    ParamSpec::optional(
+        "notes",
+        ParamType::StrList,
+        || json!([]),
+        "notes printed in the report",
+    ),
+    ParamSpec::optional(
+        "bootstrap_samples",
+        ParamType::Int,
+        || json!(1000),
+        "resamples of the paired bootstrap",
+    ),
+    ParamSpec::optional(
+        "seed",
+        ParamType::Int,
+        || json!(0),
+        "seed of the paired bootstrap",
+    ),
 ];
 
 /// Build the report data from gathered inputs. `run` carries provenance when known.
-pub fn build(inputs: &[StageInput], params: &Map<String, Value>, run: RunInfo) -> anyhow::Result<ReportData> {
+pub fn build(
+    inputs: &[StageInput],
+    params: &Map<String, Value>,
+    run: RunInfo,
+) -> anyhow::Result<ReportData> {
     let mut variants = Vec::new();
     let mut execs = Vec::new();
     let mut loss_curves = Vec::new();
@@ -36,7 +60,10 @@ pub fn build(inputs: &[StageInput], params: &Map<String, Value>, run: RunInfo) -
                     }
                 }
                 for s in e.execs {
-                    if !execs.iter().any(|x: &crate::eval::compare::SystemExec| x.name == s.name) {
+                    if !execs
+                        .iter()
+                        .any(|x: &crate::eval::compare::SystemExec| x.name == s.name)
+                    {
                         execs.push(s);
                     }
                 }
@@ -51,11 +78,19 @@ pub fn build(inputs: &[StageInput], params: &Map<String, Value>, run: RunInfo) -
         }
     }
     variants.sort_by_key(|v| (v.name != "base", v.name.clone()));
-    let paired = load::paired(execs, u64_param(params, "bootstrap_samples", 1000) as usize, u64_param(params, "seed", 0));
+    let paired = load::paired(
+        execs,
+        u64_param(params, "bootstrap_samples", 1000) as usize,
+        u64_param(params, "seed", 0),
+    );
     let mut notes: Vec<String> = params
         .get("notes")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|n| n.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     notes.extend(alpha_confound_note(inputs));
     let title = match str_param(params, "title", "") {
@@ -80,9 +115,16 @@ pub fn build(inputs: &[StageInput], params: &Map<String, Value>, run: RunInfo) -
 fn alpha_confound_note(inputs: &[StageInput]) -> Option<String> {
     let mut by_alpha: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for i in inputs.iter().filter(|i| i.kind == "train") {
-        let Ok(text) = std::fs::read_to_string(i.dir.join("adapter_config.json")) else { continue };
-        let Ok(cfg) = serde_json::from_str::<Value>(&text) else { continue };
-        let (Some(r), Some(alpha)) = (cfg.get("r").and_then(Value::as_i64), cfg.get("lora_alpha")) else { continue };
+        let Ok(text) = std::fs::read_to_string(i.dir.join("adapter_config.json")) else {
+            continue;
+        };
+        let Ok(cfg) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let (Some(r), Some(alpha)) = (cfg.get("r").and_then(Value::as_i64), cfg.get("lora_alpha"))
+        else {
+            continue;
+        };
         if cfg.get("use_rslora").and_then(Value::as_bool) == Some(true) {
             continue;
         }
@@ -123,7 +165,9 @@ impl StageKind for ReportStage {
         let json = serde_json::to_vec_pretty(&data).map_err(anyhow::Error::from)?;
         std::fs::write(ctx.out_dir.join("report.json"), json).map_err(anyhow::Error::from)?;
         let mut outcome = StageOutcome::default();
-        outcome.metrics.insert("variants".into(), data.variants.len() as f64);
+        outcome
+            .metrics
+            .insert("variants".into(), data.variants.len() as f64);
         Ok(outcome)
     }
 }

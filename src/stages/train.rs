@@ -120,7 +120,10 @@ pub(crate) fn model_digest(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// The local directory of the `model` param (downloading an hf:// model into the HF cache).
-pub(crate) fn resolve_model(p: &Map<String, Value>, pipeline_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+pub(crate) fn resolve_model(
+    p: &Map<String, Value>,
+    pipeline_dir: &Path,
+) -> anyhow::Result<Option<PathBuf>> {
     let m = p.get("model").and_then(Value::as_str).unwrap_or("");
     if m.is_empty() {
         return Ok(None);
