@@ -3,7 +3,6 @@
 
 pub mod attention;
 pub mod cache;
-pub mod chat;
 pub mod config;
 pub mod device;
 pub mod error;

@@ -104,8 +104,7 @@ fn infer_raw_greedy_equals_transformers_and_fails_cleanly() {
         &spec("infer", params.clone(), &[("model", &dir)]),
     );
     let v = r.result().clone();
-    let rendered =
-        t2s_torch::chat::render_user_turn(&t2s_torch::chat::sql_instruction(prompt, context));
+    let rendered = t2s::data::format::chat_prompt(prompt, context);
     let hf: Value = serde_json::from_str(&run_py(
         &py,
         "hf_infer.py",
@@ -135,7 +134,7 @@ fn infer_raw_greedy_equals_transformers_and_fails_cleanly() {
         .clone();
     assert_eq!(
         v2["sql"].as_str().unwrap(),
-        t2s_torch::chat::extract_sql(v2["text"].as_str().unwrap())
+        t2s::eval::extract::extract_sql(v2["text"].as_str().unwrap())
     );
 
     // Missing model directory.
@@ -200,7 +199,7 @@ fn generate_job_writes_jsonl_and_resumes() {
     let prompts = work.path().join("prompts.jsonl");
     let rows: Vec<String> = (0..5)
         .map(|i| {
-            let text = t2s_torch::chat::render_user_turn(&format!(
+            let text = t2s::data::format::chat_prompt_from_content(&format!(
                 "Request {i}: list {} users",
                 "all ".repeat(i)
             ));

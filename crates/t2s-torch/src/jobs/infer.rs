@@ -5,8 +5,9 @@ use serde_json::{json, Value};
 use t2s::worker::protocol::JobSpec;
 
 use super::{model, Events, Params};
-use crate::chat::{extract_sql, render_user_turn, sql_instruction};
 use crate::generate::generate;
+use t2s::data::format::chat_prompt;
+use t2s::eval::extract::extract_sql;
 
 pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let p = Params::new(spec);
@@ -15,7 +16,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let raw = p.bool("raw", false)?;
     let l = model::load(spec)?;
     let opt = model::gen_options(spec, &l)?;
-    let text = render_user_turn(&sql_instruction(prompt, context));
+    let text = chat_prompt(prompt, context);
     let ids = l.tok.encode(&text)?;
     ev.log(
         "info",
