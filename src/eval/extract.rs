@@ -40,7 +40,7 @@ fn after_sql_prefix(text: &str) -> Option<&str> {
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
-        if trimmed.len() >= 4 && trimmed[..4].eq_ignore_ascii_case("sql:") {
+        if trimmed.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sql:")) {
             let lead = line.len() - trimmed.len();
             return Some(&text[offset + lead + 4..]);
         }
@@ -84,6 +84,14 @@ fn cut_prose(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_output_does_not_panic() {
+        // Regression: a byte slice at 4 inside a multi-byte char panicked (random-model output).
+        assert_eq!(extract_sql("ÀÀÀ"), "ÀÀÀ");
+        assert_eq!(extract_sql("éé SQL: x"), "éé SQL: x");
+        assert_eq!(extract_sql("\u{1F600}\nSQL: SELECT 1;"), "SELECT 1;");
+    }
 
     #[test]
     fn seed_prefix_and_trailing_prose() {
