@@ -40,7 +40,10 @@ fn after_sql_prefix(text: &str) -> Option<&str> {
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
-        if trimmed.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sql:")) {
+        if trimmed
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("sql:"))
+        {
             let lead = line.len() - trimmed.len();
             return Some(&text[offset + lead + 4..]);
         }
