@@ -171,3 +171,55 @@ fn several_files_are_compared_pairwise() {
     );
     assert!(out.text.contains("paired comparisons"));
 }
+
+/// The same through the real binary: `t2s evaluate --predictions FILE --json` prints one JSON
+/// object with every metric and its CI; a bad line exits non-zero naming file:line.
+#[test]
+fn t2s_binary_evaluate_predictions_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("preds.jsonl");
+    write_jsonl(&file, &gretel_rows());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_t2s"))
+        .args(["evaluate", "--predictions"])
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let v = if v.get("n").is_some() {
+        v
+    } else {
+        v["systems"]
+            .as_object()
+            .and_then(|m| m.values().next())
+            .cloned()
+            .unwrap_or(v)
+    };
+    assert_eq!(v["n"], 3, "{v}");
+    for k in [
+        "bleu",
+        "sacrebleu",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "exact_match",
+        "valid_sql",
+        "execution_accuracy",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k} in {v}");
+    }
+    std::fs::write(&file, "{\"sql\": \"SELECT 1\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_t2s"))
+        .args(["evaluate", "--predictions"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("preds.jsonl:1"), "{err}");
+}
