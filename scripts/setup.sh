@@ -13,6 +13,7 @@ need_apt=()
 for pkg in build-essential pkg-config libfontconfig1-dev fonts-dejavu-core sqlite3; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "${T2S_WITH_CHROMIUM:-0}" = 1 ]; then
   dpkg -s chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
