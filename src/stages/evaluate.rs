@@ -30,16 +30,54 @@ use crate::worker::{JobSpec, WorkerError, WorkerEvent};
 pub struct EvaluateStage;
 
 static PARAMS: [ParamSpec; 8] = [
-    ParamSpec::optional("subset", ParamType::Int, || json!(0),
-        "test examples to evaluate, drawn with `seed` (0 = the whole test split)"),
-    ParamSpec::optional("batch_size", ParamType::Int, || json!(16), "prompts per generation batch"),
-    ParamSpec::optional("max_new_tokens", ParamType::Int, || json!(256), "generation length limit"),
-    ParamSpec::optional("seed", ParamType::Int, || json!(0), "seed of the subset draw, generation and bootstrap"),
-    ParamSpec::optional("bootstrap_samples", ParamType::Int, || json!(1000), "bootstrap resamples for 95% CIs"),
-    ParamSpec::optional("include_base", ParamType::Bool, || json!(true),
-        "also evaluate the base model when adapters are given (the reference of paired tests)"),
-    ParamSpec::optional("device", ParamType::Str, || json!("auto"), "worker device: auto, cpu, cuda, cuda:N"),
-    ParamSpec::optional("statement_timeout_ms", ParamType::Int, || json!(5000), "wall-clock limit per SQL statement"),
+    ParamSpec::optional(
+        "subset",
+        ParamType::Int,
+        || json!(0),
+        "test examples to evaluate, drawn with `seed` (0 = the whole test split)",
+    ),
+    ParamSpec::optional(
+        "batch_size",
+        ParamType::Int,
+        || json!(16),
+        "prompts per generation batch",
+    ),
+    ParamSpec::optional(
+        "max_new_tokens",
+        ParamType::Int,
+        || json!(256),
+        "generation length limit",
+    ),
+    ParamSpec::optional(
+        "seed",
+        ParamType::Int,
+        || json!(0),
+        "seed of the subset draw, generation and bootstrap",
+    ),
+    ParamSpec::optional(
+        "bootstrap_samples",
+        ParamType::Int,
+        || json!(1000),
+        "bootstrap resamples for 95% CIs",
+    ),
+    ParamSpec::optional(
+        "include_base",
+        ParamType::Bool,
+        || json!(true),
+        "also evaluate the base model when adapters are given (the reference of paired tests)",
+    ),
+    ParamSpec::optional(
+        "device",
+        ParamType::Str,
+        || json!("auto"),
+        "worker device: auto, cpu, cuda, cuda:N",
+    ),
+    ParamSpec::optional(
+        "statement_timeout_ms",
+        ParamType::Int,
+        || json!(5000),
+        "wall-clock limit per SQL statement",
+    ),
 ];
 
 /// One system to evaluate: a name and an optional adapter directory.
@@ -61,7 +99,12 @@ fn failed(msg: impl Into<String>) -> StageError {
 /// Read the test rows: from a split artifact, else from an examples artifact.
 fn test_rows(ctx: &StageContext<'_>) -> Result<Vec<Row>, StageError> {
     for inp in ctx.inputs {
-        if inp.dir.join("test").join(crate::data::examples::ROWS_FILE).is_file() {
+        if inp
+            .dir
+            .join("test")
+            .join(crate::data::examples::ROWS_FILE)
+            .is_file()
+        {
             let ex = crate::data::load_split(&inp.dir, "test")?;
             return Ok(ex.into_iter().map(|e| e.row).collect());
         }
@@ -93,7 +136,13 @@ fn draw(rows: Vec<Row>, n: usize, seed: u64) -> Vec<Row> {
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -131,10 +180,12 @@ fn generate(
     std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
     let prompts = dir.join("prompts.jsonl");
     let out_file = dir.join("generations.jsonl");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&prompts).map_err(anyhow::Error::from)?);
+    let mut w =
+        std::io::BufWriter::new(std::fs::File::create(&prompts).map_err(anyhow::Error::from)?);
     for r in rows {
         let text = crate::data::format::chat_prompt(&r.sql_prompt, &r.sql_context);
-        writeln!(w, "{}", json!({"id": r.id.to_string(), "text": text})).map_err(anyhow::Error::from)?;
+        writeln!(w, "{}", json!({"id": r.id.to_string(), "text": text}))
+            .map_err(anyhow::Error::from)?;
     }
     w.flush().map_err(anyhow::Error::from)?;
     drop(w);
@@ -161,11 +212,10 @@ fn generate(
         .run(
             &spec,
             |ev| match ev {
-                WorkerEvent::Progress { done, message, .. } => ctx.metrics.progress(
-                    *done,
-                    Some(total),
-                    &format!("{}: {message}", sys.name),
-                ),
+                WorkerEvent::Progress { done, message, .. } => {
+                    ctx.metrics
+                        .progress(*done, Some(total), &format!("{}: {message}", sys.name))
+                }
                 WorkerEvent::Log { level, message } => {
                     tracing::info!(target: "t2s::evaluate", "{level}: {message}")
                 }
@@ -202,13 +252,24 @@ impl StageKind for EvaluateStage {
     }
     fn check_params(&self, p: &Map<String, Value>) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        for k in ["batch_size", "max_new_tokens", "bootstrap_samples", "statement_timeout_ms"] {
+        for k in [
+            "batch_size",
+            "max_new_tokens",
+            "bootstrap_samples",
+            "statement_timeout_ms",
+        ] {
             if p.get(k).and_then(Value::as_i64).is_some_and(|v| v < 1) {
                 out.push((k.to_string(), "must be at least 1".to_string()));
             }
         }
-        if p.get("subset").and_then(Value::as_i64).is_some_and(|v| v < 0) {
-            out.push(("subset".into(), "must be 0 (all) or a positive count".into()));
+        if p.get("subset")
+            .and_then(Value::as_i64)
+            .is_some_and(|v| v < 0)
+        {
+            out.push((
+                "subset".into(),
+                "must be 0 (all) or a positive count".into(),
+            ));
         }
         out
     }
@@ -223,10 +284,12 @@ impl StageKind for EvaluateStage {
             .inputs
             .iter()
             .find_map(|i| find_dir_with(&i.dir, "config.json"))
-            .ok_or_else(|| failed(format!(
-                "stage `{}` needs a model directory (with config.json) among its needs",
-                ctx.stage_name
-            )))?;
+            .ok_or_else(|| {
+                failed(format!(
+                    "stage `{}` needs a model directory (with config.json) among its needs",
+                    ctx.stage_name
+                ))
+            })?;
         let mut systems = Vec::new();
         let adapters: Vec<System> = ctx
             .inputs
@@ -239,27 +302,41 @@ impl StageKind for EvaluateStage {
             })
             .collect();
         if adapters.is_empty() || bool_param(p, "include_base", true) {
-            systems.push(System { name: "base".into(), adapter: None });
+            systems.push(System {
+                name: "base".into(),
+                adapter: None,
+            });
         }
         systems.extend(adapters);
 
         let opts = ScoreOptions {
             limits: crate::eval::sandbox::Limits {
-                max_wall: std::time::Duration::from_millis(u64_param(p, "statement_timeout_ms", 5000)),
+                max_wall: std::time::Duration::from_millis(u64_param(
+                    p,
+                    "statement_timeout_ms",
+                    5000,
+                )),
                 ..Default::default()
             },
             bootstrap_samples: u64_param(p, "bootstrap_samples", 1000) as usize,
             seed,
         };
-        let resumed = systems
-            .iter()
-            .any(|s| ctx.partial_dir.join(sanitize(&s.name)).join("generations.jsonl").is_file());
+        let resumed = systems.iter().any(|s| {
+            ctx.partial_dir
+                .join(sanitize(&s.name))
+                .join("generations.jsonl")
+                .is_file()
+        });
         let mut pred_out = std::io::BufWriter::new(
-            std::fs::File::create(ctx.out_dir.join("predictions.jsonl")).map_err(anyhow::Error::from)?,
+            std::fs::File::create(ctx.out_dir.join("predictions.jsonl"))
+                .map_err(anyhow::Error::from)?,
         );
         let mut reports = Map::new();
         let mut execs = Vec::new();
-        let mut outcome = StageOutcome { resumed, ..Default::default() };
+        let mut outcome = StageOutcome {
+            resumed,
+            ..Default::default()
+        };
         let single = systems.len() == 1;
         for sys in &systems {
             let (gens, gen_result) = generate(ctx, sys, &model, &rows)?;
@@ -275,7 +352,11 @@ impl StageKind for EvaluateStage {
                     domain: r.domain.clone(),
                 })
                 .collect();
-            ctx.metrics.progress(0, Some(items.len() as u64), &format!("{}: scoring", sys.name));
+            ctx.metrics.progress(
+                0,
+                Some(items.len() as u64),
+                &format!("{}: scoring", sys.name),
+            );
             let (scores, report) = score_all(&items, &opts);
             for ((r, it), s) in rows.iter().zip(&items).zip(&scores) {
                 let (text, new_tokens) = &gens[&it.id];
@@ -286,7 +367,11 @@ impl StageKind for EvaluateStage {
             let mut rv = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
             rv["generation"] = gen_result.clone();
             reports.insert(sys.name.clone(), rv);
-            let prefix = if single { String::new() } else { format!("{}/", sys.name) };
+            let prefix = if single {
+                String::new()
+            } else {
+                format!("{}/", sys.name)
+            };
             let mut put = |k: &str, v: f64| {
                 ctx.metrics.metric(&format!("{prefix}{k}"), None, v);
                 outcome.metrics.insert(format!("{prefix}{k}"), v);
@@ -308,7 +393,10 @@ impl StageKind for EvaluateStage {
             if let Some(tps) = gen_result.get("tokens_per_s").and_then(Value::as_f64) {
                 put("gen_tokens_per_s", tps);
             }
-            execs.push(SystemExec { name: sys.name.clone(), per_id: exec_vector(&items, &scores) });
+            execs.push(SystemExec {
+                name: sys.name.clone(),
+                per_id: exec_vector(&items, &scores),
+            });
         }
         pred_out.flush().map_err(anyhow::Error::from)?;
         let comparisons = compare_all(&execs, opts.bootstrap_samples, seed);
