@@ -11,7 +11,7 @@ TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 if [ "$PROFILE" = release ]; then FLAG=--release; DIR=release; else FLAG=; DIR=debug; fi
 cargo build -q $FLAG --example eval_bench_exec
 RUST=$("$CARGO_TARGET_DIR/$DIR/examples/eval_bench_exec" "$N" "$SEED" "$TMP/rust.txt" "$TMP/rows.jsonl")
-PY=$("$PYTHON" bench/eval_exec_peer.py "$TMP/rows.jsonl" "$TMP/py.txt")
+PY=$("$PYTHON" scripts/oracles/exec_ref.py "$TMP/rows.jsonl" "$TMP/py.txt")
 echo "t2s:    $RUST"
 echo "python: $PY"
 "$PYTHON" - "$RUST" "$PY" "$TMP/rust.txt" "$TMP/py.txt" <<'PYEOF'

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Peer for bench/eval_exec.sh: execution accuracy the way Python evaluators do it (Spider
-test-suite `result_eq` on sqlite3, DISTINCT kept, single process), with writes compared by
-table snapshots. Prints rows/s as JSON and writes one 0/1/- verdict per line."""
+"""Reference and peer for tests/eval_exec.rs and bench/eval_exec.sh: execution accuracy the
+way Python evaluators do it (Spider test-suite `result_eq` on sqlite3, DISTINCT kept, single
+process), with writes compared by table snapshots. Usage: exec_ref.py ROWS.jsonl VERDICTS_OUT;
+prints rows/s as JSON and writes one 0/1/- verdict per line."""
 import itertools
 import json
 import sqlite3
