@@ -21,7 +21,7 @@ fn close(a: f64, b: f64, what: &str) {
 fn bootstrap_and_paired_tests_match_python_replay() {
     let items = nearmiss::generate(240, 99);
     let opts = ScoreOptions {
-        bootstrap_samples: 400,
+        bootstrap_samples: 200,
         seed: 17,
         ..ScoreOptions::default()
     };
@@ -32,7 +32,7 @@ fn bootstrap_and_paired_tests_match_python_replay() {
         .iter()
         .map(|s| s.exec.valid_sql as u8 as f64)
         .collect();
-    let ix = resample_indices(a.len(), 400, 17);
+    let ix = resample_indices(a.len(), 200, 17);
     let est = bootstrap_mean(&a, &ix);
     let pc = paired_compare(&a, &b, &ix);
 

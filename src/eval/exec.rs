@@ -93,19 +93,6 @@ pub fn execution_match(context: &str, gold: &str, pred: &str, limits: &Limits) -
         gold_error: None,
         pred_error: None,
     };
-    // The prediction's own database: validity first, execution later.
-    let pred_db = Sandbox::from_context(context, limits);
-    if let Ok(db) = &pred_db {
-        match db.check(pred) {
-            Ok(()) => res.valid_sql = true,
-            Err(e) => res.pred_error = Some(e.to_string()),
-        }
-    }
-    if let Some(tok) = nondeterministic_token(gold) {
-        res.bucket = Bucket::Nondeterministic;
-        res.gold_error = Some(format!("gold uses non-deterministic {tok}"));
-        return res;
-    }
     let gold_db = match Sandbox::from_context(context, limits) {
         Ok(db) => db,
         Err(e) => {
@@ -113,82 +100,130 @@ pub fn execution_match(context: &str, gold: &str, pred: &str, limits: &Limits) -
             return res;
         }
     };
-    let pred_db = match pred_db {
-        Ok(db) => db,
+    // Validity, on the database as the context left it.
+    let pred_readonly = match gold_db.readonly(pred) {
+        Ok(ro) => {
+            res.valid_sql = true;
+            Some(ro)
+        }
         Err(e) => {
-            res.gold_error = Some(format!("context: {e}"));
-            return res;
+            res.pred_error = Some(e.to_string());
+            None
         }
     };
-    let before = match snapshot(&gold_db) {
-        Ok(s) => s,
-        Err(e) => {
-            res.gold_error = Some(format!("snapshot: {e}"));
-            return res;
-        }
-    };
-    let gold_out = match gold_db.run(gold) {
-        Ok(o) => o,
+    if let Some(tok) = nondeterministic_token(gold) {
+        res.bucket = Bucket::Nondeterministic;
+        res.gold_error = Some(format!("gold uses non-deterministic {tok}"));
+        return res;
+    }
+    let gold_readonly = match gold_db.readonly(gold) {
+        Ok(ro) => ro,
         Err(e) => {
             res.gold_error = Some(e.to_string());
             return res;
         }
     };
-    if gold_out.readonly {
-        res.kind = StmtKind::Query;
-        res.bucket = if gold_out.rows.is_empty() {
-            Bucket::GoldEmpty
-        } else {
-            Bucket::GoldNonempty
-        };
-        if !res.valid_sql {
-            return res;
+    if gold_readonly {
+        query_match(&gold_db, gold, pred, pred_readonly, &mut res);
+    } else {
+        write_match(
+            &gold_db,
+            context,
+            gold,
+            pred,
+            pred_readonly,
+            limits,
+            &mut res,
+        );
+    }
+    res
+}
+
+/// The gold is a query: compare results. A read-only prediction runs on the same database
+/// (nothing changed it), so only one database is built.
+fn query_match(db: &Sandbox, gold: &str, pred: &str, pred_ro: Option<bool>, res: &mut ExecResult) {
+    res.kind = StmtKind::Query;
+    let gold_out = match db.run(gold) {
+        Ok(o) => o,
+        Err(e) => {
+            res.gold_error = Some(e.to_string());
+            return;
         }
-        match pred_db.run(pred) {
-            Ok(p) if !p.readonly => {
-                res.pred_error = Some("the prediction writes but the gold is a query".into());
-            }
+    };
+    res.bucket = if gold_out.rows.is_empty() {
+        Bucket::GoldEmpty
+    } else {
+        Bucket::GoldNonempty
+    };
+    match pred_ro {
+        None => {}
+        Some(false) => {
+            res.pred_error = Some("the prediction writes but the gold is a query".into());
+        }
+        Some(true) => match db.run(pred) {
             Ok(p) => {
                 res.correct = result_eq(&gold_out, &p, has_outer_order_by(gold));
                 res.set_match = set_eq(&gold_out.rows, &p.rows);
             }
             Err(e) => res.pred_error = Some(e.to_string()),
-        }
-        return res;
+        },
     }
+}
+
+/// The gold writes (DML or DDL): compare the databases after gold and after prediction.
+fn write_match(
+    gold_db: &Sandbox,
+    context: &str,
+    gold: &str,
+    pred: &str,
+    pred_ro: Option<bool>,
+    limits: &Limits,
+    res: &mut ExecResult,
+) {
     res.kind = match first_keyword(gold).as_deref() {
         Some("CREATE" | "DROP" | "ALTER") => StmtKind::Ddl,
         _ => StmtKind::Write,
     };
-    let after = match snapshot(&gold_db) {
-        Ok(s) => s,
+    let snap = |db: &Sandbox, res: &mut ExecResult| match snapshot(db) {
+        Ok(s) => Some(s),
         Err(e) => {
             res.gold_error = Some(format!("snapshot: {e}"));
-            return res;
+            None
         }
+    };
+    let Some(before) = snap(gold_db, res) else {
+        return;
+    };
+    if let Err(e) = gold_db.run(gold) {
+        res.gold_error = Some(e.to_string());
+        return;
+    }
+    let Some(after) = snap(gold_db, res) else {
+        return;
     };
     res.bucket = if after == before {
         Bucket::GoldEmpty
     } else {
         Bucket::GoldNonempty
     };
-    if !res.valid_sql {
-        return res;
-    }
-    match pred_db.run(pred) {
-        Ok(p) if p.readonly => {
+    match pred_ro {
+        None => {}
+        Some(true) => {
             res.pred_error = Some("the prediction does not write but the gold does".into());
         }
-        Ok(_) => match snapshot(&pred_db) {
-            Ok(s) => {
-                res.correct = s == after;
-                res.set_match = res.correct;
+        Some(false) => {
+            let result = Sandbox::from_context(context, limits)
+                .and_then(|db| db.run(pred).map(|_| db))
+                .and_then(|db| snapshot(&db));
+            match result {
+                Ok(s) => {
+                    res.correct = s == after;
+                    res.set_match = res.correct;
+                }
+                Err(e) => res.pred_error = Some(e.to_string()),
             }
-            Err(e) => res.pred_error = Some(format!("snapshot: {e}")),
-        },
-        Err(e) => res.pred_error = Some(e.to_string()),
+        }
     }
-    res
 }
 
 /// One example for [`execution_match_many`].

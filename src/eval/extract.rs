@@ -1,6 +1,8 @@
 //! Pulling the SQL statement out of a model's generated text. Pure; shared with the worker.
 //!
 //! Rules, in order:
+//! 0. Everything from the first end marker (`<end_of_turn>`, `<eos>`) on is dropped, in case
+//!    the decoder kept special tokens.
 //! 1. If the text has a fenced code block (```` ```sql ```` or ```` ``` ````), take the first
 //!    block's body (an unterminated fence runs to the end).
 //! 2. Otherwise, if a line starts with the seed's `SQL:` prefix (any case), take the text after
@@ -12,11 +14,18 @@
 
 /// Extract the SQL statement from generated text (see the module doc).
 pub fn extract_sql(text: &str) -> String {
+    let text = END_MARKERS
+        .iter()
+        .filter_map(|m| text.find(m))
+        .min()
+        .map_or(text, |i| &text[..i]);
     let body = fenced_block(text)
         .or_else(|| after_sql_prefix(text))
         .unwrap_or(text);
     cut_prose(body).trim().to_string()
 }
+
+const END_MARKERS: &[&str] = &["<end_of_turn>", "<eos>"];
 
 fn fenced_block(text: &str) -> Option<&str> {
     let start = text.find("```")?;
@@ -126,5 +135,7 @@ mod tests {
             "SELECT a\nFROM t"
         );
         assert_eq!(extract_sql(""), "");
+        assert_eq!(extract_sql("SELECT 5<end_of_turn>\nmore"), "SELECT 5");
+        assert_eq!(extract_sql("SQL: ```sql\nSELECT 6\n```<eos>"), "SELECT 6");
     }
 }

@@ -230,6 +230,19 @@ impl Sandbox {
         self.check_trip(r)
     }
 
+    /// Prepare `sql` (all checks of [`Sandbox::run`]) and tell whether it leaves the database
+    /// unchanged (`sqlite3_stmt_readonly`), without running it.
+    pub fn readonly(&self, sql: &str) -> Result<bool, SandboxError> {
+        let sql = precheck(sql)?;
+        self.arm();
+        let r = self
+            .conn
+            .prepare(sql)
+            .map(|s| s.readonly())
+            .map_err(map_prepare_err);
+        self.check_trip(r)
+    }
+
     /// Run exactly one untrusted statement and collect its rows.
     pub fn run(&self, sql: &str) -> Result<Outcome, SandboxError> {
         let sql = precheck(sql)?;

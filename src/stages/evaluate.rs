@@ -29,7 +29,7 @@ use crate::worker::{JobSpec, WorkerError, WorkerEvent};
 
 pub struct EvaluateStage;
 
-static PARAMS: [ParamSpec; 8] = [
+static PARAMS: [ParamSpec; 9] = [
     ParamSpec::optional(
         "subset",
         ParamType::Int,
@@ -65,6 +65,12 @@ static PARAMS: [ParamSpec; 8] = [
         ParamType::Bool,
         || json!(true),
         "also evaluate the base model when adapters are given (the reference of paired tests)",
+    ),
+    ParamSpec::optional(
+        "format",
+        ParamType::Enum(&["chat", "raw"]),
+        || json!("chat"),
+        "prompt format the model was trained on: chat (Gemma template, seed prompt) or raw (<bos>{context}\\n)",
     ),
     ParamSpec::optional(
         "device",
@@ -183,7 +189,11 @@ fn generate(
     let mut w =
         std::io::BufWriter::new(std::fs::File::create(&prompts).map_err(anyhow::Error::from)?);
     for r in rows {
-        let text = crate::data::format::chat_prompt(&r.sql_prompt, &r.sql_context);
+        let text = if str_param(ctx.params, "format", "chat") == "raw" {
+            format!("{}{}\n", crate::data::format::BOS, r.sql_context)
+        } else {
+            crate::data::format::chat_prompt(&r.sql_prompt, &r.sql_context)
+        };
         writeln!(w, "{}", json!({"id": r.id.to_string(), "text": text}))
             .map_err(anyhow::Error::from)?;
     }
