@@ -156,20 +156,32 @@ impl Tracker {
         let mut conn = Connection::open(&path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql)?;
-        migrate(&mut conn).map_err(|e| match e {
-            MigrateError::Sql(source) => sql(source),
-            MigrateError::TooNew(found) => TrackerError::TooNew {
-                path: path.clone(),
-                found,
-                known: MIGRATIONS.len() as i64,
-            },
-        })?;
+        // Two processes opening a fresh database at once: switching it to WAL (or the first
+        // statements after) can return SQLITE_BUSY without consulting the busy handler
+        // (WAL-index recovery). Retry the whole setup a while instead of failing the run
+        // (regression: two concurrent first runs).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match setup(&mut conn) {
+                Err(MigrateError::Sql(rusqlite::Error::SqliteFailure(e, _)))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Ok(()) => break,
+                Err(MigrateError::Sql(source)) => return Err(sql(source)),
+                Err(MigrateError::TooNew(found)) => {
+                    return Err(TrackerError::TooNew {
+                        path: path.clone(),
+                        found,
+                        known: MIGRATIONS.len() as i64,
+                    })
+                }
+            }
+        }
         Ok(Tracker {
             conn: Mutex::new(conn),
             path,
@@ -340,6 +352,14 @@ impl From<rusqlite::Error> for MigrateError {
     fn from(e: rusqlite::Error) -> Self {
         MigrateError::Sql(e)
     }
+}
+
+/// Pragmas and migrations of a freshly opened connection.
+fn setup(conn: &mut Connection) -> Result<(), MigrateError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(conn)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
