@@ -42,6 +42,16 @@ pub enum Command {
     Infer(InferArgs),
     /// Render the comparison report of a tracked run (Markdown + self-contained HTML)
     Report(ReportArgs),
+    /// Run one node inside a Slurm job (written into job scripts by `run --executor slurm`)
+    #[command(hide = true)]
+    ExecNode(ExecNodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecNodeArgs {
+    /// The node spec written by the controller
+    #[arg(long)]
+    pub spec: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +153,22 @@ pub struct RunArgs {
     /// No progress display
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Where nodes run: `local` (this machine) or `slurm` (one batch job per node; the project
+    /// root must be on a filesystem the compute nodes share) [default: the pipeline's
+    /// `settings.executor`, else local]. With `--dry-run`, slurm also prints the sbatch
+    /// commands (Slurm need not be installed for that)
+    #[arg(long, value_name = "EXECUTOR", value_parser = ["local", "slurm"])]
+    pub executor: Option<String>,
+
+    /// After a node fails, still run the nodes that do not depend on it (the default with
+    /// `--executor slurm`)
+    #[arg(long, conflicts_with = "fail_fast")]
+    pub keep_going: bool,
+
+    /// After a node fails, start nothing more (the default with `--executor local`)
+    #[arg(long)]
+    pub fail_fast: bool,
 }
 
 #[derive(Debug, Args)]

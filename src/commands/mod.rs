@@ -5,6 +5,7 @@
 pub mod dag;
 pub mod doctor;
 pub mod evaluate;
+pub mod exec_node;
 pub mod gc;
 pub mod infer;
 pub mod report;
@@ -43,6 +44,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         }
         Command::Infer(args) => infer::infer(args),
         Command::Report(args) => report::report(&root, args),
+        Command::ExecNode(args) => exec_node::exec_node(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
-//! `t2s run FILE`: plan (`--dry-run`) or run a pipeline, tracked in the DB.
+//! `t2s run FILE`: plan (`--dry-run`) or run a pipeline, tracked in the DB, on the local or
+//! the Slurm executor.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,7 +9,9 @@ use std::time::Instant;
 use crate::cache::{key::short, Store};
 use crate::cli::RunArgs;
 use crate::exec::plan::{self, Decision, PlanOptions};
-use crate::exec::{progress, scheduler, LocalExecutor, RunOptions};
+use crate::exec::slurm::{self, SlurmExecutor};
+use crate::exec::{progress, scheduler, Executor, LocalExecutor, RunOptions};
+use crate::pipeline::{ExecutorKind, Pipeline};
 use crate::runs::{status, RunInfo, Tracker};
 
 /// Set by Ctrl-C / SIGTERM; stages and the scheduler watch it.
@@ -25,6 +28,12 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let selection = plan::select(&p, &opts)?;
     let force = plan::matching(&p, &opts.force, "--force")?;
     let store = Store::open(root)?;
+    let executor_kind = args
+        .executor
+        .as_deref()
+        .and_then(ExecutorKind::parse)
+        .or(p.settings.executor)
+        .unwrap_or_default();
 
     if args.dry_run {
         let planned = plan::plan(&p, &store, &opts)?;
@@ -52,9 +61,16 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         print!("{}", super::table(&rows));
+        if executor_kind == ExecutorKind::Slurm {
+            print_sbatch_commands(root, &p, &planned);
+        }
         return Ok(ExitCode::SUCCESS);
     }
 
+    if executor_kind == ExecutorKind::Slurm {
+        // Before anything runs or is recorded: a missing Slurm is a setup problem, said at once.
+        slurm::preflight().map_err(|e| super::UsageError(e.to_string()))?;
+    }
     let t0 = Instant::now();
     let tracker = Tracker::open(root)?;
     // Ctrl-C or SIGTERM: stop starting nodes, let stages stop cleanly, commit nothing partial.
@@ -76,26 +92,35 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         git_rev: git_rev(&plan::pipeline_dir(&p)),
         argv: std::env::args().collect(),
     })?;
-    let jobs = args
-        .jobs
-        .map(|j| j as usize)
-        .or(p.settings.jobs)
-        .unwrap_or_else(default_jobs);
+    let slurm = executor_kind == ExecutorKind::Slurm;
+    // On Slurm, `--jobs` bounds the jobs submitted at once; by default every ready node is
+    // submitted and Slurm queues them (`settings.jobs` sizes the local machine, not a cluster),
+    // and GPUs are Slurm's to allocate (`slurm.gpus`), not device slots here.
+    let jobs = match (args.jobs, slurm) {
+        (Some(j), _) => j as usize,
+        (None, true) => p.nodes.len().max(1),
+        (None, false) => p.settings.jobs.unwrap_or_else(default_jobs),
+    };
     let run_opts = RunOptions {
         jobs,
-        gpu_slots: args.gpu_slots as usize,
+        gpu_slots: if slurm { jobs } else { args.gpu_slots as usize },
         selection,
         force,
         verify: args.verify,
+        keep_going: args.keep_going || (slurm && !args.fail_fast),
     };
-    let executor = LocalExecutor::new();
+    let executor: Box<dyn Executor> = if slurm {
+        Box::new(SlurmExecutor::new(root, run_id, &p.name)?)
+    } else {
+        Box::new(LocalExecutor::new())
+    };
     let display = progress::for_stderr(args.quiet);
     let outcome = scheduler::run(
         &p,
         &store,
         Some(&tracker),
         run_id,
-        &executor,
+        executor.as_ref(),
         &run_opts,
         &CANCEL,
         display.as_ref(),
@@ -192,6 +217,33 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
         _ => Ok(ExitCode::FAILURE),
+    }
+}
+
+/// `--dry-run --executor slurm`: the sbatch command of every node that would run. Paths hold
+/// `<run>` for the run id, which exists only once the run starts.
+fn print_sbatch_commands(root: &Path, p: &Pipeline, planned: &[plan::Planned]) {
+    let run_dir = slurm::sbatch::run_dir(root, "<run>");
+    let lines: Vec<String> = p
+        .nodes
+        .iter()
+        .zip(planned)
+        .filter(|(_, n)| matches!(n.decision, Decision::Run | Decision::Resume))
+        .map(|(node, _)| {
+            let files = slurm::sbatch::JobFiles::new(&run_dir, &node.id);
+            slurm::sbatch::command_line(&slurm::sbatch::args(&p.name, node, &files, root))
+        })
+        .collect();
+    if lines.is_empty() {
+        println!("\nslurm: nothing to submit (every node is cached)");
+        return;
+    }
+    println!(
+        "\nslurm: the run would submit these jobs, each once its inputs are committed \
+         (nothing was submitted; each job script runs `t2s exec-node` on its node):"
+    );
+    for l in lines {
+        println!("{l}");
     }
 }
 

@@ -76,6 +76,7 @@ pub(super) fn finished(
             params: params_of(node),
             final_metrics,
             artifact,
+            exec: None,
         },
         report: NodeReport {
             node: node.id.clone(),

@@ -6,20 +6,24 @@
 //!   device slots, fail-fast, Ctrl-C; per-key locks, staging and atomic commit, tracking.
 //! - `progress`: the per-node display (bars on a terminal, log lines otherwise).
 //!
+//! - `slurm`: the Slurm executor (each node a batch job running `t2s exec-node`).
+//!
 //! The seam for other backends is [`Executor`]: the scheduler decides *what* runs and owns
 //! the cache and the DB; an executor only does one node's work given its paths. The local
-//! executor calls the stage in-process; a Slurm executor would submit the same node spec as a
-//! job (the artifact dirs being on a shared filesystem) and wait for it. Stages do not change.
+//! executor calls the stage in-process; the Slurm executor submits the same node as a job (the
+//! artifact dirs being on a shared filesystem) and waits for it. Stages do not change.
 
 mod done;
 pub mod plan;
 pub mod progress;
 pub mod scheduler;
+pub mod slurm;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use crate::pipeline::Node;
+use crate::runs::ExecRecord;
 use crate::stages::{MetricsSink, StageContext, StageError, StageInput, StageKind, StageOutcome};
 use crate::worker::WorkerLauncher;
 
@@ -40,6 +44,9 @@ pub struct NodeJob<'a> {
     pub pipeline_dir: &'a Path,
     pub metrics: &'a dyn MetricsSink,
     pub cancel: &'a AtomicBool,
+    /// Where the node is executed (a job id and its state, as they become known): recorded in
+    /// the tracking DB at once. Executors that have nothing to add need not call it.
+    pub on_exec: &'a (dyn Fn(&ExecRecord) + Sync),
 }
 
 /// Where node work runs. Implementations must be callable from several scheduler threads.

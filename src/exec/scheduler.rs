@@ -1,15 +1,15 @@
-//! Running a pipeline on an [`Executor`]: readiness, parallelism, GPU slots, fail-fast,
-//! cancellation, and per node: key → cache lookup → lock → staging → run → atomic commit.
+//! Running a pipeline on an [`Executor`]: readiness, parallelism, GPU slots, fail-fast (or
+//! keep-going), cancellation, and per node: key → cache lookup → lock → staging → run → atomic commit.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cache::{key::short, KeyInput, Lookup, Manifest, Store};
 use crate::pipeline::Pipeline;
-use crate::runs::{node_status, now_rfc3339, NodeRecord, NodeSink, Tracker};
+use crate::runs::{node_status, now_rfc3339, ExecRecord, NodeRecord, NodeSink, Tracker};
 use crate::stages::{StageError, StageInput};
 
 use super::done::{finished, skipped, Done};
@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub force: BTreeSet<usize>,
     /// Full integrity check of cached artifacts.
     pub verify: bool,
+    /// After a node fails, still start nodes that do not depend on it (else: fail fast, start
+    /// nothing more and let running nodes finish).
+    pub keep_going: bool,
 }
 
 /// What happened to one node.
@@ -127,7 +130,8 @@ pub fn run(
         loop {
             // Skip what can no longer run: dependents of failures, and everything not yet
             // started once the run stops (fail-fast or Ctrl-C).
-            let stopping = first_failure.is_some() || cancel.load(Ordering::Relaxed);
+            let stopping =
+                (first_failure.is_some() && !opts.keep_going) || cancel.load(Ordering::Relaxed);
             for i in 0..n {
                 if !matches!(state[i], State::Pending) {
                     continue;
@@ -373,6 +377,15 @@ fn process_node(
     let on_progress =
         |done: u64, total: Option<u64>, msg: &str| sh.progress.update(&node.id, done, total, msg);
     let sink = NodeSink::new(sh.tracker, sh.run_id, &node.id, &on_progress);
+    let exec_seen: Mutex<Option<ExecRecord>> = Mutex::new(None);
+    let on_exec = |e: &ExecRecord| {
+        *exec_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+        if let Some(t) = sh.tracker {
+            if let Err(err) = t.record_execution(sh.run_id, &node.id, e) {
+                tracing::warn!("could not record the execution of {}: {err}", node.id);
+            }
+        }
+    };
     let job = NodeJob {
         node,
         kind,
@@ -383,6 +396,7 @@ fn process_node(
         pipeline_dir: &sh.pipeline_dir,
         metrics: &sink,
         cancel: sh.cancel,
+        on_exec: &on_exec,
     };
     let result =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.executor.run_node(&job)))
@@ -397,6 +411,17 @@ fn process_node(
     sink.flush();
     let already = sink.final_names();
     drop(sink);
+    let exec = exec_seen
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(|| ExecRecord {
+            executor: sh.executor.name().to_string(),
+            ..Default::default()
+        });
+    let with_exec = |mut done: Done| {
+        done.record.exec = Some(exec.clone());
+        done
+    };
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
@@ -409,7 +434,7 @@ fn process_node(
                 (node_status::FAILED, format!("{e:#}"))
             };
             sh.progress.finish(&node.id, status, t0.elapsed(), &msg);
-            return fail(status, Some(key), msg);
+            return with_exec(fail(status, Some(key), msg));
         }
     };
     let status = if outcome.resumed {
@@ -429,7 +454,7 @@ fn process_node(
         Err(e) => {
             sh.progress
                 .finish(&node.id, node_status::FAILED, t0.elapsed(), &e.to_string());
-            return fail(node_status::FAILED, Some(key), e.to_string());
+            return with_exec(fail(node_status::FAILED, Some(key), e.to_string()));
         }
     };
     drop(lock);
@@ -446,7 +471,7 @@ fn process_node(
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     let dir = sh.store.object_dir(&key);
-    finished(
+    with_exec(finished(
         node,
         status,
         Some(key),
@@ -456,5 +481,5 @@ fn process_node(
         None,
         why,
         metrics,
-    )
+    ))
 }

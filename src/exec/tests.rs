@@ -71,6 +71,16 @@ fn run(
     fake: &Fake,
     jobs: usize,
 ) -> scheduler::RunOutcome {
+    run_with(dir, p, fake, jobs, false)
+}
+
+fn run_with(
+    dir: &std::path::Path,
+    p: &crate::pipeline::Pipeline,
+    fake: &Fake,
+    jobs: usize,
+    keep_going: bool,
+) -> scheduler::RunOutcome {
     let store = Store::open(dir).unwrap();
     let tracker = Tracker::open(dir).unwrap();
     let id = tracker
@@ -88,6 +98,7 @@ fn run(
         selection: vec![Selection::Run; p.nodes.len()],
         force: BTreeSet::new(),
         verify: false,
+        keep_going,
     };
     let cancel = AtomicBool::new(false);
     let out = scheduler::run(p, &store, Some(&tracker), id, fake, &opts, &cancel, &Silent);
@@ -187,6 +198,30 @@ fn fail_fast_starts_nothing_new_after_a_failure() {
         "{}",
         d.detail
     );
+}
+
+#[test]
+fn keep_going_runs_independent_nodes_after_a_failure_and_records_the_executor() {
+    let (dir, p) = setup();
+    let fake = Fake {
+        ran: Mutex::new(vec![]),
+        behaviour: |job| (job.node.id == "a").then(|| Err(StageError::Failed("a broke".into()))),
+    };
+    let out = run_with(dir.path(), &p, &fake, 1, true);
+    assert_eq!(out.status, "failed");
+    assert_eq!(status_of(&out, "a"), node_status::FAILED);
+    assert_eq!(status_of(&out, "b"), node_status::SKIPPED);
+    assert_eq!(status_of(&out, "c"), node_status::SKIPPED);
+    assert_eq!(status_of(&out, "d"), node_status::RAN);
+    // e has a's key; it runs on its own (a's failure is not a's key being unusable).
+    assert_eq!(status_of(&out, "e"), node_status::RAN);
+    let tracker = Tracker::open(dir.path()).unwrap();
+    let execs = tracker.executions(1).unwrap();
+    let names: Vec<(&str, &str)> = execs
+        .iter()
+        .map(|e| (e.node.as_str(), e.exec.executor.as_str()))
+        .collect();
+    assert_eq!(names, [("a", "fake"), ("d", "fake"), ("e", "fake")]);
 }
 
 #[test]

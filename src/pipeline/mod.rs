@@ -10,7 +10,7 @@
 //! ```yaml
 //! name: sweep                 # optional, defaults to the file stem
 //! description: ...            # optional
-//! settings: {jobs: 4, device: cuda:0}   # optional
+//! settings: {jobs: 4, device: cuda:0}   # optional; also executor: slurm, slurm: {...}
 //! stages:                     # required; order is kept (and used to break ties in the order)
 //!   train:
 //!     kind: command           # a registered stage kind
@@ -18,6 +18,7 @@
 //!     matrix: {lora_r: [4, 8, 16]}   # fan-out: train[lora_r=4], train[lora_r=8], ...
 //!     gather: false           # true: do not fan out with the needs, receive all instances
 //!     gpu: true               # optional override of the kind's GPU use
+//!     slurm: {gpus: 1, time: "02:00:00"}   # resources when run by the Slurm executor
 //!     params:                 # checked against the kind's ParamSpecs; defaults filled
 //!       cmd: python3 train.py --rank ${matrix.lora_r}
 //! ```
@@ -32,6 +33,7 @@ mod matrix;
 mod overrides;
 mod raw;
 pub mod render;
+mod slurm;
 mod validate;
 mod yaml;
 
@@ -42,6 +44,7 @@ use serde_json::{Map, Value};
 
 pub use diag::{Diagnostic, Diagnostics, SET_FILE};
 pub use matrix::parse_node_id;
+pub use slurm::{valid_mem, valid_time, ExecutorKind, SlurmResources};
 
 use crate::stages::registry;
 
@@ -69,10 +72,13 @@ pub struct Settings {
     pub jobs: Option<usize>,
     /// Device to run GPU stages on, e.g. `cuda:0` or `cpu`.
     pub device: Option<String>,
+    /// Where nodes run (`--executor`).
+    pub executor: Option<ExecutorKind>,
 }
 
 /// One executable node: a stage instance (one matrix combination of a fanned-out stage).
-#[derive(Debug, Clone)]
+/// Serializable: the Slurm executor hands the node to its job as JSON.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// Stable id: the stage name, plus `[k=v,...]` for matrix instances (keys sorted).
     pub id: String,
@@ -91,6 +97,9 @@ pub struct Node {
     pub gpu: bool,
     /// `gather: true`: the node receives every instance of its fanned-out needs.
     pub gather: bool,
+    /// Slurm resources (`settings.slurm` merged with the stage's `slurm:`); used only by the
+    /// Slurm executor, not part of the cache key.
+    pub slurm: SlurmResources,
 }
 
 impl Pipeline {
@@ -221,6 +230,7 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> 
                     matrix: inst.matrix.clone(),
                     needs: inst.needs.clone(),
                     gather: s.gather,
+                    slurm: raw.slurm.merged(&s.slurm),
                 });
             }
         }
@@ -243,6 +253,7 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> 
         settings: Settings {
             jobs: raw.jobs,
             device: raw.device,
+            executor: raw.executor,
         },
         nodes,
     })

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::diag::{suggest, Collector};
+use super::slurm::{self, ExecutorKind, SlurmResources};
 use super::yaml::{describe_value, Loc, YKind, YNode};
 
 /// A value with its position.
@@ -21,6 +22,9 @@ pub struct RawPipeline {
     pub description: Option<String>,
     pub jobs: Option<usize>,
     pub device: Option<String>,
+    pub executor: Option<ExecutorKind>,
+    /// `settings.slurm`: Slurm resources of every stage.
+    pub slurm: SlurmResources,
     pub stages: Vec<RawStage>,
 }
 
@@ -40,11 +44,13 @@ pub struct RawStage {
     pub matrix: Vec<(Sp<String>, Vec<Sp<Value>>)>,
     pub gather: bool,
     pub gpu: Option<bool>,
+    /// The stage's own `slurm:` block.
+    pub slurm: SlurmResources,
 }
 
 const TOP_FIELDS: &[&str] = &["name", "description", "settings", "stages"];
-const SETTINGS_FIELDS: &[&str] = &["jobs", "device"];
-const STAGE_FIELDS: &[&str] = &["kind", "params", "needs", "matrix", "gather", "gpu"];
+const SETTINGS_FIELDS: &[&str] = &["jobs", "device", "executor", "slurm"];
+const STAGE_FIELDS: &[&str] = &["kind", "params", "needs", "matrix", "gather", "gpu", "slurm"];
 
 /// Stage names become node ids and environment variable names: keep them simple.
 pub fn valid_name(name: &str) -> bool {
@@ -230,6 +236,8 @@ fn read_settings(node: &YNode, raw: &mut RawPipeline, diags: &mut Collector) {
                 ),
             },
             "device" => raw.device = want_string(v, &path, diags),
+            "executor" => raw.executor = slurm::read_executor(v, &path, diags),
+            "slurm" => raw.slurm = slurm::read_block(v, &path, diags),
             _ => unknown_field(&key, "settings", SETTINGS_FIELDS, diags),
         }
     }
@@ -256,6 +264,7 @@ fn read_stage(name: Sp<String>, body: &YNode, diags: &mut Collector) -> Option<R
         matrix: Vec::new(),
         gather: false,
         gpu: None,
+        slurm: SlurmResources::default(),
     };
     for (key, v) in fields {
         let fpath = join(&path, &key.v);
@@ -285,6 +294,7 @@ fn read_stage(name: Sp<String>, body: &YNode, diags: &mut Collector) -> Option<R
             "matrix" => stage.matrix = read_matrix(v, &fpath, diags),
             "gather" => stage.gather = want_bool(v, &fpath, diags).unwrap_or(false),
             "gpu" => stage.gpu = want_bool(v, &fpath, diags),
+            "slurm" => stage.slurm = slurm::read_block(v, &fpath, diags),
             _ => unknown_field(&key, &path, STAGE_FIELDS, diags),
         }
     }

@@ -91,6 +91,17 @@ const MIGRATIONS: &[&str] = &[
         bytes INTEGER NOT NULL,
         PRIMARY KEY(run, node)
     );",
+    // 2: where each node that ran was executed (local, or a Slurm job with its state and log).
+    "CREATE TABLE executions(
+        run INTEGER NOT NULL REFERENCES runs(id),
+        node TEXT NOT NULL,
+        executor TEXT NOT NULL,
+        job_id TEXT,
+        state TEXT,
+        log TEXT,
+        updated TEXT NOT NULL,
+        PRIMARY KEY(run, node)
+    );",
 ];
 
 /// One metric value: name, step (`None` for final values), value, time (RFC 3339).
@@ -124,6 +135,8 @@ pub struct NodeRecord {
     pub final_metrics: Vec<(String, f64)>,
     /// The committed artifact: (path, digest, files, bytes).
     pub artifact: Option<(String, String, i64, i64)>,
+    /// Where it was executed (`None` for nodes that did not run: cached, skipped).
+    pub exec: Option<super::ExecRecord>,
 }
 
 /// A connection to the tracking DB; usable from several threads.
@@ -307,6 +320,10 @@ impl Tracker {
                 if let (Some((path, digest, files, bytes)), Some(key)) = (&r.artifact, &r.key) {
                     artifact
                         .execute(params![run, r.node, key, digest, path, files, bytes])
+                        .map_err(|e| self.sql_err(e))?;
+                }
+                if let Some(exec) = &r.exec {
+                    super::executions::write(&tx, run, &r.node, exec)
                         .map_err(|e| self.sql_err(e))?;
                 }
             }

@@ -1,14 +1,17 @@
-//! The tracking database `<root>/experiments/t2s.db`: runs, nodes, params, metrics, artifacts.
+//! The tracking database `<root>/experiments/t2s.db`: runs, nodes, params, metrics, artifacts,
+//! executions (where each node ran: local, or a Slurm job id with its state and log).
 //!
 //! This is the only module that speaks SQL. The schema is created and upgraded by numbered
 //! migrations (`migrations` table); the file is plain SQLite in WAL mode, so `sqlite3` opens it
 //! while a run writes. Writers batch their statements: a fully cached rerun costs a handful.
 
 mod db;
+mod executions;
 mod query;
 mod sink;
 
 pub use db::{MetricPoint, NodeRecord, RunInfo, Tracker, TrackerError};
+pub use executions::{ExecRecord, ExecRow};
 pub use query::{MetricRow, NodeRow, ParamRow, RunRow};
 pub use sink::NodeSink;
 

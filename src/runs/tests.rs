@@ -29,6 +29,7 @@ fn record(node: &str, status: &'static str) -> NodeRecord {
         params: vec![("cmd".into(), json!("true")), ("n".into(), json!(3))],
         final_metrics: vec![("acc".into(), 0.75)],
         artifact: Some(("/a/k".into(), "dg".into(), 2, 10)),
+        exec: None,
     }
 }
 
@@ -44,7 +45,7 @@ fn migrations_apply_once_and_reopen_is_idempotent() {
         .lock()
         .query_row("SELECT count(*) FROM migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(versions, 1);
+    assert_eq!(versions, 2);
     let mode: String = t
         .lock()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

@@ -79,7 +79,7 @@ impl ParamSpec {
 }
 
 /// An upstream node's committed artifact, handed to a stage as an input.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StageInput {
     /// Stage name in the pipeline (e.g. `train`).
     pub stage: String,
