@@ -1,5 +1,5 @@
-//! `t2s show RUN`: one run's facts, nodes (ran / cached / resumed, durations), params and
-//! metrics.
+//! `t2s show RUN`: one run's facts, nodes (ran / cached / resumed, durations), Slurm jobs (id,
+//! state, log), params and metrics.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,6 +65,29 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     print!("{}", super::table(&rows));
+
+    // Slurm jobs of the run (local executions have nothing more to say).
+    let jobs: Vec<Vec<String>> = tracker
+        .executions(run.id)?
+        .into_iter()
+        .filter(|e| e.exec.job_id.is_some())
+        .map(|e| {
+            vec![
+                format!("  {}", e.node),
+                format!(
+                    "{} job {}",
+                    e.exec.executor,
+                    e.exec.job_id.unwrap_or_default()
+                ),
+                e.exec.state.unwrap_or_else(|| "-".into()),
+                e.exec.log.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if !jobs.is_empty() {
+        println!("\njobs:");
+        print!("{}", super::table(&jobs));
+    }
 
     let params = tracker.params(run.id)?;
     if !params.is_empty() {
