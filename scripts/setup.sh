@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything t2s needs on a bare Debian machine, then build it (release).
-#   - Debian packages: compilers, fontconfig (figures), sqlite3 CLI, chromium (report test)
+#   - Debian packages: compilers, fontconfig (figures), sqlite3 CLI, chromium (report test),
+#     slurm-wlm + munge (a real Slurm for the Slurm executor's test: scripts/slurm/start.sh)
 #   - a venv with torch 2.11.0 (libtorch for the worker) and the Python oracles used by tests
 #   - cargo build of both binaries
 # Idempotent: a second run only checks.
@@ -10,7 +11,7 @@ cd "$here"
 source scripts/env.sh
 
 need_apt=()
-for pkg in build-essential pkg-config libfontconfig1-dev fonts-dejavu-core sqlite3; do
+for pkg in build-essential pkg-config libfontconfig1-dev fonts-dejavu-core sqlite3 slurm-wlm munge; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)

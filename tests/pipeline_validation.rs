@@ -289,3 +289,24 @@ fn oversized_combination_of_needs_is_refused() {
         "{d}"
     );
 }
+
+#[test]
+fn slurm_blocks_and_executor() {
+    let d = problems("slurm_block.yaml", &[]);
+    let paths: Vec<&str> = d.iter().map(|x| x.path.as_str()).collect();
+    for p in [
+        "settings.executor",
+        "settings.slurm.tme",
+        "stages.train.slurm.gres",
+        "stages.train.slurm.cpus",
+        "stages.train.slurm.mem",
+        "stages.train.slurm.time",
+        "stages.train.slurm.account",
+        "stages.train.slurm.extra_args[1]",
+        "stages.train.slurm.extra_args[2]",
+        "stages.eval.slurm",
+    ] {
+        assert!(paths.contains(&p), "{p} not in {paths:?}");
+    }
+    insta::assert_snapshot!("slurm_block", text("slurm_block.yaml", &[]));
+}

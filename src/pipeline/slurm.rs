@@ -210,14 +210,14 @@ pub fn read_block(node: &YNode, path: &str, diags: &mut Collector) -> SlurmResou
             "mem" => match value.map(scalar_text) {
                 Some(Some(s)) if valid_mem(&s) => out.mem = Some(s),
                 _ => bad(
-                    format!("invalid memory size {}", v.describe()),
+                    format!("expected a memory size, found {}", v.describe()),
                     "write a whole number with an optional unit K, M, G or T, e.g. `16G` or `500M` (no unit: megabytes)",
                 ),
             },
             "time" => match value.map(scalar_text) {
                 Some(Some(s)) if valid_time(&s) => out.time = Some(s),
                 _ => bad(
-                    format!("invalid time limit {}", v.describe()),
+                    format!("expected a Slurm time limit, found {}", v.describe()),
                     "use a Slurm time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (quote it, e.g. `time: \"02:00:00\"`)",
                 ),
             },
