@@ -143,15 +143,21 @@ fn statuses(stdout: &str) -> BTreeMap<String, String> {
         .lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
-            Some((w.nth(1)?.to_string(), l.split_whitespace().next()?.to_string()))
+            Some((
+                w.nth(1)?.to_string(),
+                l.split_whitespace().next()?.to_string(),
+            ))
         })
         .collect()
 }
 
+/// file → blake3, and final metric → value, of one node.
+type NodeResult = (BTreeMap<String, String>, BTreeMap<String, String>);
+
 /// What a node computed, minus what legitimately differs between two project roots and two
 /// executions: absolute paths (adapter_config.json), timings (metrics.json, tokens/s) and the
 /// report that embeds both.
-fn results(root: &Path) -> BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String>)> {
+fn results(root: &Path) -> BTreeMap<String, NodeResult> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(root.join("artifacts/v1/objects")).unwrap() {
         let m = t2s::cache::Manifest::read(&e.unwrap().path()).unwrap();
@@ -223,7 +229,11 @@ fn slurm_executor_runs_the_smoke_pipeline_caches_resumes_and_reports_failures() 
         ids.insert(e.exec.job_id.clone().unwrap());
     }
     assert_eq!(ids.len(), 17, "one job per node: {ids:?}");
-    assert_eq!(results(root), results(local.path()), "slurm and local results differ");
+    assert_eq!(
+        results(root),
+        results(local.path()),
+        "slurm and local results differ"
+    );
     // Training curves reach the tracking DB through the controller.
     for node in ["base", "train[lora_r=4]"] {
         let n = step_metrics(root, 1, node);
@@ -473,11 +483,12 @@ stages:
         "{out}"
     );
     // `--executor local` overrides the pipeline's `settings.executor`.
-    let out = run_ok(
-        t2s(root.path())
-            .arg("run")
-            .arg(&file)
-            .args(["--dry-run", "--executor", "local"]),
-    );
+    let out =
+        run_ok(
+            t2s(root.path())
+                .arg("run")
+                .arg(&file)
+                .args(["--dry-run", "--executor", "local"]),
+        );
     assert!(!out.contains("sbatch"), "{out}");
 }

@@ -50,7 +50,9 @@ pub struct RawStage {
 
 const TOP_FIELDS: &[&str] = &["name", "description", "settings", "stages"];
 const SETTINGS_FIELDS: &[&str] = &["jobs", "device", "executor", "slurm"];
-const STAGE_FIELDS: &[&str] = &["kind", "params", "needs", "matrix", "gather", "gpu", "slurm"];
+const STAGE_FIELDS: &[&str] = &[
+    "kind", "params", "needs", "matrix", "gather", "gpu", "slurm",
+];
 
 /// Stage names become node ids and environment variable names: keep them simple.
 pub fn valid_name(name: &str) -> bool {

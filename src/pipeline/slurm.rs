@@ -118,7 +118,10 @@ const OWNED_OPTIONS: &[(&str, &str)] = &[
     ("--wrap", "t2s writes the job script"),
     ("--wait", "t2s polls the job itself"),
     ("-W", "t2s polls the job itself"),
-    ("--export", "the job needs this environment (libtorch, T2S_WORKER)"),
+    (
+        "--export",
+        "the job needs this environment (libtorch, T2S_WORKER)",
+    ),
 ];
 
 /// Read `settings.executor`.
@@ -154,7 +157,10 @@ pub fn read_block(node: &YNode, path: &str, diags: &mut Collector) -> SlurmResou
         diags.add(
             node.loc,
             path,
-            format!("expected a mapping of Slurm resources, found {}", node.describe()),
+            format!(
+                "expected a mapping of Slurm resources, found {}",
+                node.describe()
+            ),
             Some(format!("allowed fields: {}", FIELDS.join(", "))),
         );
         return out;
@@ -169,7 +175,12 @@ pub fn read_block(node: &YNode, path: &str, diags: &mut Collector) -> SlurmResou
         let fpath = format!("{path}.{key}");
         let value = v.to_value().ok();
         let mut bad = |msg: String, hint: &str| {
-            diags.add(v.loc, &fpath, msg, (!hint.is_empty()).then(|| hint.to_string()))
+            diags.add(
+                v.loc,
+                &fpath,
+                msg,
+                (!hint.is_empty()).then(|| hint.to_string()),
+            )
         };
         match key {
             "partition" | "account" | "gres" => match value {
@@ -255,7 +266,10 @@ fn read_extra_args(v: &YNode, path: &str, diags: &mut Collector) -> Vec<String> 
         diags.add(
             v.loc,
             path,
-            format!("expected a list of sbatch arguments, found {}", v.describe()),
+            format!(
+                "expected a list of sbatch arguments, found {}",
+                v.describe()
+            ),
             Some("write e.g. `extra_args: [\"--constraint=a100\", \"--exclusive\"]`".into()),
         );
         return Vec::new();
@@ -326,10 +340,7 @@ pub fn valid_time(s: &str) -> bool {
     match s.split_once('-') {
         Some((days, rest)) => {
             let parts: Vec<&str> = rest.split(':').collect();
-            num(days)
-                && num(parts[0])
-                && parts.len() <= 3
-                && parts[1..].iter().all(|p| below60(p))
+            num(days) && num(parts[0]) && parts.len() <= 3 && parts[1..].iter().all(|p| below60(p))
         }
         None => {
             let parts: Vec<&str> = s.split(':').collect();
@@ -360,12 +371,27 @@ mod tests {
     #[test]
     fn time_limits() {
         for ok in [
-            "90", "30:00", "02:00:00", "1-00", "1-12:30", "2-00:00:00", "0", "UNLIMITED",
+            "90",
+            "30:00",
+            "02:00:00",
+            "1-00",
+            "1-12:30",
+            "2-00:00:00",
+            "0",
+            "UNLIMITED",
         ] {
             assert!(valid_time(ok), "{ok}");
         }
         for bad in [
-            "", "1h", "2:60", "1:2:3:4", "1-", "-1", "1-2:3:4:5", "02:00:0a", "1-24:61",
+            "",
+            "1h",
+            "2:60",
+            "1:2:3:4",
+            "1-",
+            "-1",
+            "1-2:3:4:5",
+            "02:00:0a",
+            "1-24:61",
         ] {
             assert!(!valid_time(bad), "{bad}");
         }

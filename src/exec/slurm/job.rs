@@ -94,20 +94,33 @@ pub fn run(spec_file: &Path, cancel: &AtomicBool) -> anyhow::Result<bool> {
     let t0 = Instant::now();
     let result = run_spec(&spec, cancel);
     write_json(&spec.result, &result).map_err(|e| {
-        anyhow::anyhow!("cannot write the result file {}: {e}", spec.result.display())
+        anyhow::anyhow!(
+            "cannot write the result file {}: {e}",
+            spec.result.display()
+        )
     })?;
     let took = crate::exec::progress::human_duration(t0.elapsed());
     match &result {
         JobResult::Succeeded { resumed, .. } => eprintln!(
             "t2s exec-node: node {} {} in {took}",
             spec.node.id,
-            if *resumed { "resumed and finished" } else { "finished" }
+            if *resumed {
+                "resumed and finished"
+            } else {
+                "finished"
+            }
         ),
         JobResult::Failed { error } => {
-            eprintln!("t2s exec-node: node {} failed after {took}: {error}", spec.node.id)
+            eprintln!(
+                "t2s exec-node: node {} failed after {took}: {error}",
+                spec.node.id
+            )
         }
         JobResult::Interrupted => {
-            eprintln!("t2s exec-node: node {} interrupted after {took}", spec.node.id)
+            eprintln!(
+                "t2s exec-node: node {} interrupted after {took}",
+                spec.node.id
+            )
         }
     }
     Ok(matches!(result, JobResult::Succeeded { .. }))

@@ -77,7 +77,10 @@ pub fn preflight() -> Result<(), SlurmError> {
         String::from_utf8_lossy(&out.stderr)
     );
     if !out.status.success() || !text.contains("is UP") {
-        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output");
         return Err(SlurmError::NoController(first.trim().to_string()));
     }
     Ok(())
@@ -317,7 +320,9 @@ fn finish(
         .unwrap_or_default();
     let job = format!("slurm job {id} {state}{exit} (log: {log})");
     match result {
-        Some(Ok(r @ JobResult::Succeeded { .. })) if status.is_none_or(|s| s.state == "COMPLETED") => {
+        Some(Ok(r @ JobResult::Succeeded { .. }))
+            if status.is_none_or(|s| s.state == "COMPLETED") =>
+        {
             Ok(r.outcome().unwrap_or_default())
         }
         Some(Ok(JobResult::Failed { error })) => Err(StageError::Failed(format!("{job}: {error}"))),
@@ -359,7 +364,12 @@ mod tests {
         let failed = JobResult::Failed {
             error: "stage `bad`: command exited with status 3".into(),
         };
-        let e = err(finish("42", Some(&st("FAILED", "1:0")), Some(Ok(failed)), "/x/job.log"));
+        let e = err(finish(
+            "42",
+            Some(&st("FAILED", "1:0")),
+            Some(Ok(failed)),
+            "/x/job.log",
+        ));
         assert_eq!(
             e,
             "slurm job 42 FAILED, exit code 1:0 (log: /x/job.log): stage `bad`: command exited with status 3"
@@ -369,7 +379,10 @@ mod tests {
     #[test]
     fn a_job_without_result_is_reported_from_its_state() {
         let e = err(finish("7", Some(&st("TIMEOUT", "0:15")), None, "/l"));
-        assert!(e.starts_with("slurm job 7 TIMEOUT, exit code 0:15 (log: /l): "), "{e}");
+        assert!(
+            e.starts_with("slurm job 7 TIMEOUT, exit code 0:15 (log: /l): "),
+            "{e}"
+        );
         assert!(e.contains("slurm.time"), "{e}");
         let e = err(finish("8", Some(&st("CANCELLED", "0:15")), None, "/l"));
         assert!(e.contains("CANCELLED") && e.contains("resume"), "{e}");
@@ -386,7 +399,13 @@ mod tests {
             resumed: true,
             metrics: [("acc".to_string(), Some(0.5))].into(),
         };
-        let o = finish("1", Some(&st("COMPLETED", "0:0")), Some(Ok(ok.clone())), "/l").unwrap();
+        let o = finish(
+            "1",
+            Some(&st("COMPLETED", "0:0")),
+            Some(Ok(ok.clone())),
+            "/l",
+        )
+        .unwrap();
         assert!(o.resumed);
         assert_eq!(o.metrics["acc"], 0.5);
         // A job Slurm has forgotten: its result file decides.

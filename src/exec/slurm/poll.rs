@@ -154,7 +154,13 @@ mod tests {
             assert!(s.is_terminal());
             assert!(!s.advice().is_empty());
         }
-        for running in ["PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED"] {
+        for running in [
+            "PENDING",
+            "RUNNING",
+            "COMPLETING",
+            "CONFIGURING",
+            "REQUEUED",
+        ] {
             let s = JobStatus {
                 state: running.into(),
                 reason: None,

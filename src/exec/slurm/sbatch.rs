@@ -139,7 +139,12 @@ pub fn submit(args: &[String]) -> Result<String, String> {
         ));
     }
     // `--parsable` prints `ID` or `ID;CLUSTER`.
-    let id = stdout.trim().split(';').next().unwrap_or_default().to_string();
+    let id = stdout
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '_') {
         return Err(format!(
             "sbatch printed no job id (output: {:?})",
@@ -213,7 +218,13 @@ mod tests {
         );
         // No resources: only what t2s needs.
         assert_eq!(
-            args("smoke", &node(SlurmResources::default()), &files, Path::new("/p")).len(),
+            args(
+                "smoke",
+                &node(SlurmResources::default()),
+                &files,
+                Path::new("/p")
+            )
+            .len(),
             5
         );
     }

@@ -112,8 +112,8 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
 }
 
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))
 }
@@ -178,7 +178,7 @@ mod tests {
         };
         let line = serde_json::to_string(&m).unwrap();
         write!(f, "{line}\n{}", &line[..10]).unwrap();
-        assert_eq!(r.read_new(), [m.clone()]);
+        assert_eq!(r.read_new(), std::slice::from_ref(&m));
         write!(f, "{}\nnot json\n", &line[10..]).unwrap();
         assert_eq!(r.read_new(), [m]);
         assert!(r.read_new().is_empty());
