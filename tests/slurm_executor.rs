@@ -6,7 +6,8 @@
 //! 1. The smoke pipeline with `--executor slurm`: every node runs as a Slurm job (ids in the
 //!    DB), and the results equal those of the local executor.
 //! 2. A second run submits no job.
-//! 3. `scancel` of a training job, then a rerun: training resumes from its checkpoint.
+//! 3. `scancel` of a training job, then a rerun: training resumes from its checkpoint (also
+//!    after a `kill -9` of the controller, whose orphaned job stops when the rerun takes over).
 //! 4. A node failing inside its job reports the stage error, the job id and the log path;
 //!    independent nodes complete.
 //!
@@ -201,7 +202,9 @@ fn slurm_executor_runs_the_smoke_pipeline_caches_resumes_and_reports_failures() 
 
     // 1. The same pipeline, local and on Slurm: same results, every node a job.
     let local = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
     run_ok(t2s(local.path()).arg("run").arg(smoke()).arg("-q"));
+    let local_run = t0.elapsed();
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let t0 = Instant::now();
@@ -247,6 +250,7 @@ fn slurm_executor_runs_the_smoke_pipeline_caches_resumes_and_reports_failures() 
     );
 
     // 2. Everything cached: no job.
+    let t2 = Instant::now();
     let out = run_ok(
         cluster
             .t2s(root)
@@ -257,6 +261,7 @@ fn slurm_executor_runs_the_smoke_pipeline_caches_resumes_and_reports_failures() 
     assert!(out.contains("0 ran, 0 resumed, 17 cached"), "{out}");
     assert!(tracker(root).executions(2).unwrap().is_empty());
     assert!(!root.join("experiments/slurm/2").exists());
+    let cached_run = t2.elapsed();
 
     // 3. scancel of a training job after its first checkpoint, then a rerun resumes it.
     let t3 = Instant::now();
@@ -298,12 +303,42 @@ fn slurm_executor_runs_the_smoke_pipeline_caches_resumes_and_reports_failures() 
     }
     let execs = tracker(root).executions(3).unwrap();
     assert_eq!(execs[0].exec.state.as_deref(), Some("CANCELLED"));
-    let out = run_ok(cluster.t2s(root).arg("run").arg(smoke()).args(longer));
-    assert_eq!(statuses(&out)["base"], "resumed", "{out}");
+    // The controller itself dies (kill -9) while its job runs: the rerun cancels the orphan
+    // before it submits its own job, then resumes.
+    let mut controller = cluster
+        .t2s(root)
+        .arg("run")
+        .arg(smoke())
+        .args(longer)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let orphan = wait_for_running_job(root, 4);
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    let out = cluster
+        .t2s(root)
+        .arg("run")
+        .arg(smoke())
+        .args(longer)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("cancelled slurm job {orphan} (node base of run 4")),
+        "{stderr}"
+    );
+    let execs = tracker(root).executions(4).unwrap();
+    assert_eq!(execs[0].exec.state.as_deref(), Some("CANCELLED"));
+    assert_eq!(statuses(&stdout)["base"], "resumed", "{stdout}");
+    let out = stdout;
     assert!(out.contains("0 ran, 1 resumed"), "{out}");
     let resume_phase = t3.elapsed();
 
     // 4. A node failing inside its job; the independent branch completes.
+    let t4 = Instant::now();
     let pipeline = root.join("failing.yaml");
     std::fs::write(
         &pipeline,
@@ -341,7 +376,7 @@ stages:
     assert_eq!(st["after_bad"], "skipped", "{stdout}");
     assert_eq!(st["good"], "ran", "{stdout}");
     assert_eq!(st["after_good"], "ran", "{stdout}");
-    let run = 5;
+    let run = 6;
     let bad = tracker(root)
         .executions(run)
         .unwrap()
@@ -362,9 +397,13 @@ stages:
         .unwrap()
         .contains("command failed with exit status 3"));
     eprintln!(
-        "timings: slurm smoke run {:.1}s, resume phase {:.1}s, whole test {:.1}s",
+        "timings: local smoke run {:.1}s, slurm smoke run {:.1}s, cached slurm rerun {:.1}s, \
+         scancel/kill/resume phase {:.1}s, failing pipeline {:.1}s, whole test {:.1}s",
+        local_run.as_secs_f64(),
         first.as_secs_f64(),
+        cached_run.as_secs_f64(),
         resume_phase.as_secs_f64(),
+        t4.elapsed().as_secs_f64(),
         t_all.elapsed().as_secs_f64()
     );
 }
@@ -395,6 +434,23 @@ fn wait_for_checkpoint_then_job(root: &Path, run: i64) -> String {
             if ckpt {
                 return job;
             }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait until node `base` of run `run` has a job Slurm runs; its id.
+fn wait_for_running_job(root: &Path, run: i64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "no running job within 120 s");
+        let running = t2s::runs::Tracker::open(root)
+            .ok()
+            .and_then(|t| t.executions(run).ok())
+            .and_then(|e| e.into_iter().find(|e| e.node == "base"))
+            .filter(|e| e.exec.state.as_deref() == Some("RUNNING"));
+        if let Some(job) = running.and_then(|e| e.exec.job_id) {
+            return job;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

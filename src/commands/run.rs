@@ -85,6 +85,11 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             "t2s: interrupting: waiting for running nodes to stop (Ctrl-C again to quit now)"
         );
     });
+    if executor_kind == ExecutorKind::Slurm {
+        for line in slurm::cancel_orphans(&tracker) {
+            eprintln!("t2s: {line}");
+        }
+    }
     let run_id = tracker.start_run(&RunInfo {
         pipeline: p.name.clone(),
         file: p.file.display().to_string(),

@@ -86,6 +86,50 @@ impl Tracker {
     }
 }
 
+/// A Slurm job recorded by a run that is still `running` in the DB, whose last known state is
+/// `state`: candidates for orphans once their run's process is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenJob {
+    pub run: i64,
+    pub node: String,
+    pub job_id: String,
+    pub state: Option<String>,
+    pub log: Option<String>,
+    /// Whether the run's process is known to be gone (same host, pid not alive).
+    pub run_dead: bool,
+}
+
+impl Tracker {
+    /// Slurm jobs of runs still marked running (their own jobs, or a killed run's).
+    pub fn open_jobs(&self) -> Result<Vec<OpenJob>, TrackerError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.run, e.node, e.job_id, e.state, e.log, r.host, r.pid
+                 FROM executions e JOIN runs r ON r.id = e.run
+                 WHERE e.executor = 'slurm' AND e.job_id IS NOT NULL AND r.status = ?1
+                 ORDER BY e.run, e.node",
+            )
+            .map_err(|e| self.sql_err(e))?;
+        let here = super::host_name();
+        let rows = stmt
+            .query_map([super::status::RUNNING], |r| {
+                let host: String = r.get(5)?;
+                let pid: i64 = r.get(6)?;
+                Ok(OpenJob {
+                    run: r.get(0)?,
+                    node: r.get(1)?,
+                    job_id: r.get(2)?,
+                    state: r.get(3)?,
+                    log: r.get(4)?,
+                    run_dead: host == here && !super::pid_alive(pid),
+                })
+            })
+            .map_err(|e| self.sql_err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql_err(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ mod query;
 mod sink;
 
 pub use db::{MetricPoint, NodeRecord, RunInfo, Tracker, TrackerError};
-pub use executions::{ExecRecord, ExecRow};
+pub use executions::{ExecRecord, ExecRow, OpenJob};
 pub use query::{MetricRow, NodeRow, ParamRow, RunRow};
 pub use sink::NodeSink;
 

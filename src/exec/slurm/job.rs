@@ -147,6 +147,16 @@ fn run_spec(spec: &NodeSpec, cancel: &AtomicBool) -> JobResult {
             ))
         }
     };
+    run_stage(spec, kind, &sink, cancel)
+}
+
+fn run_stage(
+    spec: &NodeSpec,
+    kind: &'static dyn crate::stages::StageKind,
+    sink: &EventSink,
+    cancel: &AtomicBool,
+) -> JobResult {
+    let failed = |error: String| JobResult::Failed { error };
     let executor = LocalExecutor::new();
     let no_exec = |_: &crate::runs::ExecRecord| {};
     let job = NodeJob {
@@ -157,7 +167,7 @@ fn run_spec(spec: &NodeSpec, cancel: &AtomicBool) -> JobResult {
         out_dir: &spec.out_dir,
         partial_dir: &spec.partial_dir,
         pipeline_dir: &spec.pipeline_dir,
-        metrics: &sink,
+        metrics: sink,
         cancel,
         on_exec: &no_exec,
     };
