@@ -138,11 +138,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "NODE")]
     pub until: Vec<String>,
 
-    /// Nodes to run at once [default: the pipeline's `settings.jobs`, else half the CPUs]
+    /// Nodes to run at once [default: the pipeline's `settings.jobs`, else half the CPUs; with
+    /// `--executor slurm`: every ready node, Slurm queues the jobs]
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
 
-    /// GPU-using nodes to run at once
+    /// GPU-using nodes to run at once (with `--executor slurm`, Slurm allocates GPUs instead)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub gpu_slots: u32,
 

@@ -523,14 +523,14 @@ stages:
         [
             format!(
                 "sbatch --parsable --job-name=t2s:res:a '--output={}/a/job.log' --chdir={} \
-                 --partition=gpu --gres=gpu:1 --mem=16G --time=02:00:00 --qos=high '{}/a/job.sh'",
+                 --export=ALL --partition=gpu --gres=gpu:1 --mem=16G --time=02:00:00 --qos=high '{}/a/job.sh'",
                 dir.display(),
                 root.path().display(),
                 dir.display()
             ),
             format!(
                 "sbatch --parsable --job-name=t2s:res:b '--output={}/b/job.log' --chdir={} \
-                 --partition=gpu --time=02:00:00 '{}/b/job.sh'",
+                 --export=ALL --partition=gpu --time=02:00:00 '{}/b/job.sh'",
                 dir.display(),
                 root.path().display(),
                 dir.display()

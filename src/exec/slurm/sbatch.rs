@@ -72,6 +72,9 @@ pub fn args(pipeline: &str, node: &Node, files: &JobFiles, root: &Path) -> Vec<S
         format!("--job-name=t2s:{pipeline}:{}", node.id),
         format!("--output={}", files.log.display()),
         format!("--chdir={}", root.display()),
+        // The job needs the environment of `t2s run` (libtorch's LD_LIBRARY_PATH, HF_HOME...)
+        // even where a site makes `--export=NONE` the default.
+        "--export=ALL".to_string(),
     ];
     let opt = |name: &str, v: &Option<String>| v.as_ref().map(|v| format!("--{name}={v}"));
     a.extend(opt("partition", &r.partition));
@@ -201,6 +204,7 @@ mod tests {
                 "--job-name=t2s:smoke:train[lora_r=4]",
                 "--output=/p/experiments/slurm/3/train.lora_r=4/job.log",
                 "--chdir=/p",
+                "--export=ALL",
                 "--partition=gpu",
                 "--account=nlp",
                 "--gres=gpu:1",
@@ -225,7 +229,7 @@ mod tests {
                 Path::new("/p")
             )
             .len(),
-            5
+            6
         );
     }
 
