@@ -85,7 +85,8 @@ fn database_opens_in_plain_sqlite3() {
     let query =
         "SELECT r.status, count(*) FROM runs r JOIN nodes n ON n.run = r.id GROUP BY r.id; \
                  SELECT count(*) FROM metrics WHERE name = 'loss' AND step IS NOT NULL; \
-                 SELECT max(version) FROM migrations;";
+                 SELECT max(version) FROM migrations; \
+                 SELECT executor, count(*) FROM executions GROUP BY executor;";
     let out = match common::which("sqlite3") {
         Some(sqlite3) => std::process::Command::new(sqlite3).arg(&db).arg(query).output().unwrap(),
         // No sqlite3 CLI: the same SQLite library through Python's stdlib.
@@ -103,6 +104,6 @@ fn database_opens_in_plain_sqlite3() {
     );
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        "succeeded|11\n15\n1\n"
+        "succeeded|11\n15\n2\nlocal|11\n"
     );
 }
