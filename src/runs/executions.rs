@@ -165,4 +165,45 @@ mod tests {
             }]
         );
     }
+
+    #[test]
+    fn open_jobs_of_a_run_whose_process_is_gone_are_marked_dead() {
+        let root = tempfile::tempdir().unwrap();
+        let t = Tracker::open(root.path()).unwrap();
+        let run = t
+            .start_run(&crate::runs::RunInfo {
+                pipeline: "p".into(),
+                file: "p.yaml".into(),
+                file_digest: "d".into(),
+                git_rev: None,
+                argv: vec![],
+            })
+            .unwrap();
+        let job = ExecRecord {
+            executor: "slurm".into(),
+            job_id: Some("5".into()),
+            state: Some("RUNNING".into()),
+            log: None,
+        };
+        t.record_execution(run, "train", &job).unwrap();
+        let local = ExecRecord {
+            executor: "local".into(),
+            ..Default::default()
+        };
+        t.record_execution(run, "load", &local).unwrap();
+        let open = t.open_jobs().unwrap();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert!(!open[0].run_dead, "this process is alive");
+        // No process has this pid: the run was killed without finishing its row.
+        t.lock()
+            .execute("UPDATE runs SET pid = 2147483646 WHERE id = ?1", [run])
+            .unwrap();
+        assert!(t.open_jobs().unwrap()[0].run_dead);
+        t.finish_run(run, crate::runs::status::FAILED, None)
+            .unwrap();
+        assert!(
+            t.open_jobs().unwrap().is_empty(),
+            "a finished run has no open jobs"
+        );
+    }
 }
