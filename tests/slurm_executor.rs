@@ -6,8 +6,9 @@
 //! 1. The smoke pipeline with `--executor slurm`: every node runs as a Slurm job (ids in the
 //!    DB), and the results equal those of the local executor.
 //! 2. A second run submits no job.
-//! 3. `scancel` of a training job, then a rerun: training resumes from its checkpoint (also
-//!    after a `kill -9` of the controller, whose orphaned job stops when the rerun takes over).
+//! 3. `scancel` of a training job, then a rerun: training resumes from its checkpoint. Also:
+//!    after a `kill -9` of the controller, the next run cancels the orphaned job; Ctrl-C of a
+//!    run cancels its job.
 //! 4. A node failing inside its job reports the stage error, the job id and the log path;
 //!    independent nodes complete.
 //!
@@ -310,8 +311,8 @@ fn slurm_executor_runs_the_smoke_pipeline_caches_resumes_and_reports_failures() 
     }
     let execs = tracker(root).executions(3).unwrap();
     assert_eq!(execs[0].exec.state.as_deref(), Some("CANCELLED"));
-    // The controller itself dies (kill -9) while its job runs: the rerun cancels the orphan
-    // before it submits its own job, then resumes.
+
+    // The controller itself dies (kill -9) while its job runs: the job is orphaned.
     let mut controller = cluster
         .t2s(root)
         .arg("run")
@@ -324,23 +325,38 @@ fn slurm_executor_runs_the_smoke_pipeline_caches_resumes_and_reports_failures() 
     let orphan = wait_for_running_job(root, 4);
     controller.kill().unwrap();
     controller.wait().unwrap();
-    let out = cluster
+    // The next run cancels that orphan before it submits its own job; Ctrl-C of this run
+    // then cancels its job in turn.
+    let interrupted = cluster
         .t2s(root)
         .arg("run")
         .arg(smoke())
         .args(longer)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let job5 = wait_for_running_job(root, 5);
+    let sigint = Command::new("kill")
+        .args(["-INT", &interrupted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    let out = interrupted.wait_with_output().unwrap();
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!out.status.success(), "{stdout}");
     assert!(
         stderr.contains(&format!("cancelled slurm job {orphan} (node base of run 4")),
         "{stderr}"
     );
-    let execs = tracker(root).executions(4).unwrap();
-    assert_eq!(execs[0].exec.state.as_deref(), Some("CANCELLED"));
-    assert_eq!(statuses(&stdout)["base"], "resumed", "{stdout}");
-    let out = stdout;
+    assert_eq!(statuses(&stdout)["base"], "interrupted", "{stdout}");
+    let state = |run: i64| tracker(root).executions(run).unwrap()[0].exec.clone();
+    assert_eq!(state(4).state.as_deref(), Some("CANCELLED"));
+    assert_eq!(state(5).job_id.as_deref(), Some(job5.as_str()));
+    assert_eq!(state(5).state.as_deref(), Some("CANCELLED"));
+    // Then a rerun resumes.
+    let out = run_ok(cluster.t2s(root).arg("run").arg(smoke()).args(longer));
+    assert_eq!(statuses(&out)["base"], "resumed", "{out}");
     assert!(out.contains("0 ran, 1 resumed"), "{out}");
     let resume_phase = t3.elapsed();
 
@@ -383,7 +399,7 @@ stages:
     assert_eq!(st["after_bad"], "skipped", "{stdout}");
     assert_eq!(st["good"], "ran", "{stdout}");
     assert_eq!(st["after_good"], "ran", "{stdout}");
-    let run = 6;
+    let run = 7;
     let bad = tracker(root)
         .executions(run)
         .unwrap()

@@ -84,7 +84,8 @@ pub fn preflight() -> Result<(), SlurmError> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    if !out.status.success() || !text.contains("is UP") {
+    // One `is UP` is enough: with a backup controller, the other one may be down.
+    if !text.contains("is UP") {
         let first = text
             .lines()
             .find(|l| !l.trim().is_empty())

@@ -2,6 +2,7 @@
 //! that end a job, `scancel`, and how often to ask. (`sacct` needs an accounting database many
 //! small clusters lack; `scontrol` answers from the controller itself.)
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -75,7 +76,9 @@ pub fn parse(text: &str) -> Option<JobStatus> {
 
 /// Ask the controller about `job`. An error is a failure to ask (controller unreachable...).
 pub fn query(job: &str) -> Result<Query, String> {
+    // Own process group, as sbatch's (see `sbatch::submit`): a Ctrl-C is for t2s only.
     let out = Command::new("scontrol")
+        .process_group(0)
         .args(["-o", "show", "job", job])
         .output()
         .map_err(|e| format!("cannot run scontrol: {e}"))?;
@@ -102,6 +105,7 @@ pub fn query(job: &str) -> Result<Query, String> {
 /// `scancel JOB`; failures are returned for the log, not fatal (the job may have ended).
 pub fn cancel(job: &str) -> Result<(), String> {
     let out = Command::new("scancel")
+        .process_group(0)
         .arg(job)
         .output()
         .map_err(|e| format!("cannot run scancel: {e}"))?;

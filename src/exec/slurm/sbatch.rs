@@ -4,6 +4,7 @@
 //! `sbatch --parsable`. Pure functions except [`submit`], so `--dry-run` prints exactly what a
 //! run would submit.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -129,6 +130,9 @@ pub fn command_line(args: &[String]) -> String {
 /// Submit; returns the job id.
 pub fn submit(args: &[String]) -> Result<String, String> {
     let out = Command::new("sbatch")
+        // Own process group: a Ctrl-C at the terminal is for t2s, which cancels its jobs
+        // itself; it must not kill an sbatch half-way (a job submitted, its id lost).
+        .process_group(0)
         .args(args)
         .output()
         .map_err(|e| format!("cannot run sbatch: {e}"))?;
