@@ -269,6 +269,12 @@ impl StageKind for TrainStage {
                 WorkerError::JobFailed { message, .. } => fail(message),
                 other => fail(other.to_string()),
             })?;
+        let result_json = serde_json::to_vec_pretty(&result).map_err(anyhow::Error::from)?;
+        std::fs::write(
+            ctx.out_dir.join(crate::report::load::TRAIN_RESULT),
+            result_json,
+        )
+        .map_err(anyhow::Error::from)?;
         let metrics = result
             .get("metrics")
             .and_then(Value::as_object)
