@@ -108,16 +108,13 @@ impl StageKind for LoadStage {
             f.insert("hub_revision".into(), lp.revision);
         } else {
             let path = lp.base_dir.join(&lp.source);
-            let bytes = std::fs::read(&path).map_err(|e| {
+            let digest = crate::cache::file_digest::digest_file(&path).map_err(|e| {
                 anyhow::anyhow!(
-                    "source {}: cannot read it ({e}); check the path",
+                    "source {}: cannot read it ({e:#}); check the path",
                     path.display()
                 )
             })?;
-            f.insert(
-                "source_blake3".into(),
-                blake3::hash(&bytes).to_hex().to_string(),
-            );
+            f.insert("source_blake3".into(), digest);
         }
         Ok(f)
     }
