@@ -8,7 +8,7 @@ Unlike the peer benchmark it starts the prompt with the one <bos> of Gemma's cha
 trims the user content (the template's `| trim`), as the real Gemma template does.
 
 Modes: chat (above), raw (`<bos>{context}\\n{sql}<eos>`, every token a label) and commented
-(`<bos>{context}\\n-- {request}\\n{sql}<eos>`, one `-- ` per request line, every token a label).
+(`<bos>-- {request}\\n{context}\\n{sql}<eos>`, one `-- ` per request line, every token a label).
 With --max-length, longer examples are dropped (t2s's `truncation: drop`).
 
 Input: JSONL rows with id, sql_prompt, sql_context, sql. Output: JSONL {id, input_ids, labels}
@@ -50,7 +50,7 @@ def main():
             lines = [l[:-1] if l.endswith("\r") else l for l in p.strip().split("\n")]
             return "\n".join(f"-- {line}" for line in lines)
         te = tok.encode_batch(
-            [f"<bos>{r['sql_context']}\n{comment(r['sql_prompt'])}\n{r['sql']}<eos>" for r in rows],
+            [f"<bos>{comment(r['sql_prompt'])}\n{r['sql_context']}\n{r['sql']}<eos>" for r in rows],
             add_special_tokens=False)
         encoded = [(t.ids, list(t.ids)) for t in te]
     else:

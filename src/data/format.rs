@@ -40,12 +40,12 @@ pub fn raw_text(context: &str, sql: &str) -> String {
     format!("{BOS}{context}\n{sql}{EOS}")
 }
 
-/// Commented SQL, as code corpora have it: `<bos>{context}\n-- {request}\n{sql}<eos>`, each
+/// Commented SQL, as code corpora have it: `<bos>-- {request}\n{context}\n{sql}<eos>`, each
 /// line of the request behind its own `-- `. Pretraining text that pairs requests with
-/// queries without the chat template.
+/// queries without the chat template, in the chat prompt's order (request, then context).
 pub fn commented_text(request: &str, context: &str, sql: &str) -> String {
     let comment: Vec<String> = request.trim().lines().map(|l| format!("-- {l}")).collect();
-    format!("{BOS}{context}\n{}\n{sql}{EOS}", comment.join("\n"))
+    format!("{BOS}{}\n{context}\n{sql}{EOS}", comment.join("\n"))
 }
 
 #[cfg(test)]
@@ -73,7 +73,7 @@ mod tests {
                 "CREATE TABLE t (a INT);",
                 "SELECT 1;"
             ),
-            "<bos>CREATE TABLE t (a INT);\n-- How many?\n-- Only open ones.\nSELECT 1;<eos>"
+            "<bos>-- How many?\n-- Only open ones.\nCREATE TABLE t (a INT);\nSELECT 1;<eos>"
         );
     }
 }

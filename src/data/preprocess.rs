@@ -21,7 +21,7 @@ pub enum Mode {
     Chat,
     /// `<bos>{context}\n{sql}<eos>`, every token a label.
     Raw,
-    /// `<bos>{context}\n-- {request}\n{sql}<eos>`, every token a label.
+    /// `<bos>-- {request}\n{context}\n{sql}<eos>`, every token a label.
     Commented,
 }
 
