@@ -134,3 +134,25 @@ fn prompts_vary_and_rarely_repeat() {
     let max = rows.iter().map(|r| r.sql_context.len()).max().unwrap();
     assert!(max < 1200, "longest context {max} chars");
 }
+
+#[test]
+fn domain_subset_draws_only_those_domains_and_all_domains_is_the_default() {
+    let names = vec!["banking".to_string(), "music".to_string()];
+    let ds = builtin::domains_named(&names).unwrap();
+    let rows = builtin::generate_in(3, 400, &ds);
+    let seen: BTreeSet<&str> = rows.iter().map(|r| r.domain.as_str()).collect();
+    assert_eq!(seen, BTreeSet::from(["banking", "music"]));
+    // Every domain listed is the same as no restriction: identical rows.
+    let all: Vec<String> = builtin::domains::domains()
+        .iter()
+        .map(|d| d.name.to_string())
+        .collect();
+    let every = builtin::domains_named(&all).unwrap();
+    assert_eq!(
+        builtin::generate_in(3, 50, &every),
+        builtin::generate(3, 50)
+    );
+    // A typo names itself and lists the known domains.
+    let err = builtin::domains_named(&["bankin".to_string()]).unwrap_err();
+    assert!(err.contains("`bankin`") && err.contains("banking"), "{err}");
+}

@@ -64,7 +64,11 @@ fn preprocess_matches_python_reference_for_every_row() {
         })
         .collect();
 
-    for (mode, name) in [(Mode::Chat, "chat"), (Mode::Raw, "raw")] {
+    for (mode, name) in [
+        (Mode::Chat, "chat"),
+        (Mode::Raw, "raw"),
+        (Mode::Commented, "commented"),
+    ] {
         let p = Params {
             mode,
             max_length: 100_000,

@@ -30,6 +30,33 @@ fn t2s(root: &std::path::Path, worker: &std::path::Path) -> Command {
     c
 }
 
+/// The HTML report as a reader's browser shows it: Debian's chromium, headless, through
+/// scripts/check_report_browser.py (Playwright). No console or page errors, no failed loads,
+/// every figure decoded and laid out; the full-page screenshot is kept for a human to look at.
+fn open_in_headless_chromium(html: &std::path::Path) {
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smoke-report.png");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .arg(repo().join("scripts/check_report_browser.py"))
+        .arg(html)
+        .arg("--screenshot")
+        .arg(&shot)
+        // metrics, loss, by-complexity, and the EDA figures.
+        .args(["--min-images", "5"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the report has problems in headless Chromium (needs chromium and playwright: \
+         T2S_WITH_CHROMIUM=1 bash scripts/setup.sh)\n{stdout}\n{stderr}"
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    eprintln!("report screenshot: {}", shot.display());
+}
+
 #[test]
 fn smoke_pipeline_runs_end_to_end_then_is_all_cached() {
     let Some(worker) = worker() else {
@@ -78,6 +105,7 @@ fn smoke_pipeline_runs_end_to_end_then_is_all_cached() {
         let bytes = std::fs::read(report_dir.join(png)).unwrap();
         assert_eq!(&bytes[..4], b"\x89PNG", "{png}");
     }
+    open_in_headless_chromium(&report_dir.join("report.html"));
 
     let again = t2s(root.path(), &worker)
         .arg("run")

@@ -310,3 +310,31 @@ fn slurm_blocks_and_executor() {
     }
     insta::assert_snapshot!("slurm_block", text("slurm_block.yaml", &[]));
 }
+
+#[test]
+fn x_prefixed_top_level_fields_hold_yaml_anchors_and_are_otherwise_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "name: anchors\n\
+         x-domains: &domains [banking, music]\n\
+         stages:\n  \
+           a:\n    kind: load\n    params: {source: \"builtin:10\", domains: *domains}\n  \
+           b:\n    kind: load\n    params: {source: \"builtin:20\", domains: *domains}\n",
+    )
+    .unwrap();
+    let p = load(&file, &[]).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(p.nodes.len(), 2);
+    for n in &p.nodes {
+        assert_eq!(n.params["domains"], serde_json::json!(["banking", "music"]));
+    }
+    // Only `x-` is free-form: another unknown top-level field is still an error.
+    std::fs::write(
+        &file,
+        "name: p\ny-domains: []\nstages:\n  a: {kind: load}\n",
+    )
+    .unwrap();
+    let d = load(&file, &[]).unwrap_err().to_string();
+    assert!(d.contains("unknown field `y-domains`"), "{d}");
+}

@@ -41,7 +41,7 @@ with_gpu_mem() {
   python3 -c 'import torch,transformers,peft;print("torch",torch.__version__,"cuda",torch.version.cuda,"transformers",transformers.__version__,"peft",peft.__version__,"gpu",torch.cuda.get_device_name(0))'
   echo '{"protocol":1,"job":"doctor","device":"auto"}' > /tmp/t2s-doctor.json
   "$W" /tmp/t2s-doctor.json
-  .gpu/t2s --root /tmp/t2s-doctor-root doctor
+  mkdir -p /tmp/t2s-doctor-root && .gpu/t2s --root /tmp/t2s-doctor-root doctor
   ldd .gpu/t2s-worker | grep -E "torch|cuda" ; echo "t2s (orchestrator) torch libs: $(ldd .gpu/t2s | grep -c torch)"
 } > "$OUT/doctor.txt" 2>&1
 echo "doctor done"; tail -12 "$OUT/doctor.txt"

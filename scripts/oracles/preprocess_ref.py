@@ -7,7 +7,8 @@ add_special_tokens=False, concatenate, and mask the prompt part of the labels wi
 Unlike the peer benchmark it starts the prompt with the one <bos> of Gemma's chat template and
 trims the user content (the template's `| trim`), as the real Gemma template does.
 
-Modes: chat (above) and raw (`<bos>{context}\\n{sql}<eos>`, every token a label).
+Modes: chat (above), raw (`<bos>{context}\\n{sql}<eos>`, every token a label) and commented
+(`<bos>-- {request}\\n{context}\\n{sql}<eos>`, one `-- ` per request line, every token a label).
 With --max-length, longer examples are dropped (t2s's `truncation: drop`).
 
 Input: JSONL rows with id, sql_prompt, sql_context, sql. Output: JSONL {id, input_ids, labels}
@@ -32,7 +33,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("rows_jsonl")
     ap.add_argument("tokenizer_json")
-    ap.add_argument("--mode", choices=["chat", "raw"], default="chat")
+    ap.add_argument("--mode", choices=["chat", "raw", "commented"], default="chat")
     ap.add_argument("--max-length", type=int, default=0)
     a = ap.parse_args()
     tok = Tokenizer.from_file(a.tokenizer_json)
@@ -43,6 +44,15 @@ def main():
                               add_special_tokens=False)
         ae = tok.encode_batch([f"SQL: {r['sql']}<eos>" for r in rows], add_special_tokens=False)
         encoded = [(p.ids + r.ids, [-100] * len(p.ids) + r.ids) for p, r in zip(pe, ae)]
+    elif a.mode == "commented":
+        def comment(p):
+            # Rust's str::lines: split on \n, drop one trailing \r per line.
+            lines = [l[:-1] if l.endswith("\r") else l for l in p.strip().split("\n")]
+            return "\n".join(f"-- {line}" for line in lines)
+        te = tok.encode_batch(
+            [f"<bos>{comment(r['sql_prompt'])}\n{r['sql_context']}\n{r['sql']}<eos>" for r in rows],
+            add_special_tokens=False)
+        encoded = [(t.ids, list(t.ids)) for t in te]
     else:
         te = tok.encode_batch([f"<bos>{r['sql_context']}\n{r['sql']}<eos>" for r in rows],
                               add_special_tokens=False)

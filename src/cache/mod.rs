@@ -6,10 +6,12 @@
 //!   the cheap (size/mtime) and full (blake3) integrity checks.
 //! - `store`: the `artifacts/v1/` layout: staging → atomic commit into `objects/<key>/`, the
 //!   partial (resume) area, refs (node id → last committed key) and garbage collection.
+//! - `file_digest`: blake3 of external input files, memoised by (path, inode, size, mtime).
 //! - `lock`: per-key file locks so concurrent runs never compute the same key twice.
 //!
 //! Nothing here knows about YAML, the tracking DB or how stages run.
 
+pub mod file_digest;
 pub mod key;
 pub mod lock;
 pub mod manifest;

@@ -40,6 +40,14 @@ pub fn raw_text(context: &str, sql: &str) -> String {
     format!("{BOS}{context}\n{sql}{EOS}")
 }
 
+/// Commented SQL, as code corpora have it: `<bos>-- {request}\n{context}\n{sql}<eos>`, each
+/// line of the request behind its own `-- `. Pretraining text that pairs requests with
+/// queries without the chat template, in the chat prompt's order (request, then context).
+pub fn commented_text(request: &str, context: &str, sql: &str) -> String {
+    let comment: Vec<String> = request.trim().lines().map(|l| format!("-- {l}")).collect();
+    format!("{BOS}{}\n{context}\n{sql}{EOS}", comment.join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +63,17 @@ mod tests {
         );
         assert_eq!(p.matches("<bos>").count(), 1);
         assert_eq!(response("SELECT 1;"), "SQL: SELECT 1;<eos>");
+    }
+
+    #[test]
+    fn commented_text_puts_each_request_line_behind_a_comment() {
+        assert_eq!(
+            commented_text(
+                " How many?\nOnly open ones. ",
+                "CREATE TABLE t (a INT);",
+                "SELECT 1;"
+            ),
+            "<bos>-- How many?\n-- Only open ones.\nCREATE TABLE t (a INT);\nSELECT 1;<eos>"
+        );
     }
 }

@@ -38,6 +38,8 @@ pub struct LoadParams {
     pub offline: bool,
     /// Keep at most this many rows per split (0 = all).
     pub limit: usize,
+    /// Built-in sources only: draw rows from these domains (empty = all).
+    pub domains: Vec<String>,
     /// Relative local paths resolve against this directory.
     pub base_dir: PathBuf,
 }
@@ -52,6 +54,7 @@ impl LoadParams {
             max_row_chars: 20_000,
             offline: false,
             limit: 0,
+            domains: Vec::new(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -119,7 +122,13 @@ pub fn load(p: &LoadParams) -> anyhow::Result<Loaded> {
                 p.source
             )
         })?;
-        let rows = super::builtin::generate(p.seed, n);
+        let rows = if p.domains.is_empty() {
+            super::builtin::generate(p.seed, n)
+        } else {
+            let ds = super::builtin::domains_named(&p.domains)
+                .map_err(|e| anyhow::anyhow!("source `{}`: {e}", p.source))?;
+            super::builtin::generate_in(p.seed, n, &ds)
+        };
         out.report.files.push(FileCounts {
             file: p.source.clone(),
             format: "builtin".into(),

@@ -10,7 +10,7 @@ use tokenizers::Tokenizer;
 
 use super::examples::Stored;
 use super::fastenc::{Encoder, Memo};
-use super::format::{chat_prompt, raw_text, response};
+use super::format::{chat_prompt, commented_text, raw_text, response};
 use super::load::LoadedRow;
 
 /// Output format.
@@ -21,6 +21,8 @@ pub enum Mode {
     Chat,
     /// `<bos>{context}\n{sql}<eos>`, every token a label.
     Raw,
+    /// `<bos>-- {request}\n{context}\n{sql}<eos>`, every token a label.
+    Commented,
 }
 
 /// What to do with an example longer than `max_length`.
@@ -98,6 +100,7 @@ pub fn encode_row(
             Ok((ids, plen))
         }
         Mode::Raw => Ok((encode(tk, &raw_text(context, sql))?, 0)),
+        Mode::Commented => Ok((encode(tk, &commented_text(prompt, context, sql))?, 0)),
     }
 }
 
@@ -118,6 +121,7 @@ pub fn encode_row_with(
             Ok((ids, plen))
         }
         Mode::Raw => Ok((enc.encode(&raw_text(context, sql), memo)?, 0)),
+        Mode::Commented => Ok((enc.encode(&commented_text(prompt, context, sql), memo)?, 0)),
     }
 }
 

@@ -205,6 +205,9 @@ pub fn read(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) -> Ra
                     }
                 }
             }
+            // Extension fields, as in Compose files: free-form, typically YAML anchors that
+            // stages refer to (`x-domains: &domains [...]`, then `domains: *domains`).
+            k if k.starts_with("x-") => {}
             _ => unknown_field(&key, "", TOP_FIELDS, diags),
         }
     }

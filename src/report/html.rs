@@ -9,9 +9,9 @@ use super::markdown;
 use super::model::ReportData;
 use super::plots::{read_png, Figures};
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
-table{border-collapse:collapse;margin:1em 0;font-size:0.92em}th,td{border:1px solid #ccc;padding:4px 8px}\
-th{background:#f3f3f3}td{text-align:right}td:first-child{text-align:left}img{max-width:100%;height:auto;border:1px solid #eee}\
+const CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
+table{border-collapse:collapse;margin:1em 0;font-size:0.85em;display:block;max-width:100%;overflow-x:auto}th,td{border:1px solid #ccc;padding:4px 6px}\
+th{background:#f3f3f3}td{text-align:right;white-space:nowrap}td:first-child{text-align:left}img{max-width:100%;height:auto;border:1px solid #eee}\
 code{background:#f5f5f5;padding:0 3px}h1{border-bottom:2px solid #4c72b0}h2{margin-top:1.8em;border-bottom:1px solid #ddd}";
 
 pub fn render(data: &ReportData, figures: &Figures) -> String {

@@ -29,6 +29,8 @@ const METRIC_KEYS: [(&str, &str); 8] = [
 pub struct Evaluated {
     pub variants: Vec<Variant>,
     pub execs: Vec<SystemExec>,
+    /// Devices the systems were generated on (`cpu`, `cuda:0`...).
+    pub devices: Vec<String>,
 }
 
 /// Read an evaluate artifact directory (written by `stages::evaluate`).
@@ -43,11 +45,19 @@ pub fn evaluate_dir(dir: &Path, node: &str) -> anyhow::Result<Evaluated> {
         .and_then(Value::as_object)
         .with_context(|| format!("{}: no `systems` object", path.display()))?;
     let mut variants = Vec::new();
+    let mut devices = Vec::new();
     for (name, report) in systems {
         variants.push(variant(name, node, report));
+        if let Some(d) = report.pointer("/generation/device").and_then(Value::as_str) {
+            devices.push(d.to_string());
+        }
     }
     let execs = exec_vectors(&dir.join("predictions.jsonl"))?;
-    Ok(Evaluated { variants, execs })
+    Ok(Evaluated {
+        variants,
+        execs,
+        devices,
+    })
 }
 
 fn variant(name: &str, node: &str, report: &Value) -> Variant {
@@ -158,7 +168,7 @@ fn exec_vectors(path: &Path) -> anyhow::Result<Vec<SystemExec>> {
 
 /// Paired tests of every system against every other, base first so diffs read "adapter − base".
 pub fn paired(mut execs: Vec<SystemExec>, resamples: usize, seed: u64) -> Vec<PairedComparison> {
-    execs.sort_by_key(|s| (s.name != "base", s.name.clone()));
+    execs.sort_by_key(|s| super::model::display_order(&s.name));
     compare_all(&execs, resamples, seed)
         .into_iter()
         .map(|c| PairedComparison {
@@ -199,6 +209,17 @@ pub fn train_dir(dir: &Path, name: &str) -> anyhow::Result<Option<LossCurve>> {
     }
     Ok(Some(curve))
 }
+
+/// The device a train artifact was trained on, from its `train_result.json` (absent in
+/// artifacts made before that file existed).
+pub fn train_device(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(TRAIN_RESULT)).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v.get("device")?.as_str().map(String::from)
+}
+
+/// The worker's result of a train node, kept beside the model.
+pub const TRAIN_RESULT: &str = "train_result.json";
 
 /// PNG figures of an EDA artifact, sorted by name.
 pub fn eda_figures(dir: &Path) -> Vec<PathBuf> {

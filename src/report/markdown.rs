@@ -114,14 +114,14 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
         for c in &data.paired {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:+.1} | [{:+.1}, {:+.1}] | {:.4} | {} |",
+                "| {} | {} | {} | {:+.1} | [{:+.1}, {:+.1}] | {} | {} |",
                 c.a,
                 c.b,
                 c.metric,
                 100.0 * c.diff,
                 100.0 * c.lo,
                 100.0 * c.hi,
-                c.p_value,
+                super::verdict::fmt_p(c.p_value),
                 c.n
             );
         }

@@ -128,3 +128,57 @@ pub const MAIN_METRICS: [(&str, &str); 8] = [
     ("rouge2", "ROUGE-2"),
     ("rougeL", "ROUGE-L"),
 ];
+
+/// One run of a name split for natural ordering: digits compare as numbers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NamePart {
+    Number(u64),
+    Text(String),
+}
+
+/// The order variants are shown in: `base` first, then natural order, so `lora_r=4` comes
+/// before `lora_r=16` (a plain string sort puts 16 first).
+pub fn display_order(name: &str) -> (bool, Vec<NamePart>) {
+    let mut parts = Vec::new();
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        let digits = c.is_ascii_digit();
+        let end = rest
+            .find(|ch: char| ch.is_ascii_digit() != digits)
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(end);
+        parts.push(match run.parse::<u64>() {
+            Ok(n) if digits => NamePart::Number(n),
+            _ => NamePart::Text(run.to_string()),
+        });
+        rest = tail;
+    }
+    (name != "base", parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_order;
+
+    #[test]
+    fn variants_sort_base_first_then_by_rank_numerically() {
+        let mut names = vec![
+            "lora_r=16",
+            "lora_r=4",
+            "base",
+            "lora_r=8",
+            "lora_r=8 (run 2)",
+        ];
+        names.sort_by_key(|n| display_order(n));
+        assert_eq!(
+            names,
+            [
+                "base",
+                "lora_r=4",
+                "lora_r=8",
+                "lora_r=8 (run 2)",
+                "lora_r=16"
+            ]
+        );
+    }
+}

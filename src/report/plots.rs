@@ -136,75 +136,41 @@ fn palette(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-/// Grouped bars: metrics on x, one bar per variant, whiskers for the CI. Scores in [0, 1]
-/// (sacreBLEU's 0–100 is scaled down to share the axis).
+/// Metrics on x, one bar per variant, whiskers for the CI. Scores in [0, 1] (sacreBLEU's
+/// 0–100 is scaled down to share the axis).
 fn draw_metrics<DB: DrawingBackend>(
     data: &ReportData,
     root: &DrawingArea<DB, Shift>,
 ) -> anyhow::Result<()> {
-    root.fill(&WHITE).map_err(err)?;
     let metrics: Vec<(&str, &str)> = MAIN_METRICS
         .iter()
         .copied()
         .filter(|(k, _)| data.variants.iter().any(|v| v.metrics.contains_key(*k)))
         .collect();
-    let nv = data.variants.len().max(1);
-    let slots = metrics.len() * (nv + 1);
-    let mut chart = ChartBuilder::on(root)
-        .caption("Metrics by variant (95% CI)", ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..slots.max(1) as f64, 0f64..1.05f64)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(metrics.len().max(1))
-        .x_label_formatter(&|x| {
-            let i = (*x / (nv + 1) as f64).floor() as usize;
-            metrics.get(i).map(|m| m.1.to_string()).unwrap_or_default()
+    let series = data
+        .variants
+        .iter()
+        .map(|v| {
+            let bars = metrics
+                .iter()
+                .map(|(key, _)| {
+                    let scale = if *key == "sacrebleu" { 0.01 } else { 1.0 };
+                    v.metrics.get(*key).map(|m| Bar {
+                        value: m.value * scale,
+                        ci: m.lo.zip(m.hi).map(|(lo, hi)| (lo * scale, hi * scale)),
+                    })
+                })
+                .collect();
+            (v.name.clone(), bars)
         })
-        .y_desc("score (0–1)")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
-    for (vi, v) in data.variants.iter().enumerate() {
-        let color = palette(vi);
-        let mut bars = Vec::new();
-        let mut whiskers = Vec::new();
-        for (mi, (key, _)) in metrics.iter().enumerate() {
-            let Some(m) = v.metrics.get(*key) else {
-                continue;
-            };
-            let scale = if *key == "sacrebleu" { 0.01 } else { 1.0 };
-            let x0 = (mi * (nv + 1) + vi) as f64 + 0.5;
-            bars.push(Rectangle::new(
-                [(x0, 0.0), (x0 + 0.9, m.value * scale)],
-                color.filled(),
-            ));
-            if let (Some(lo), Some(hi)) = (m.lo, m.hi) {
-                let xc = x0 + 0.45;
-                whiskers.push(PathElement::new(
-                    vec![(xc, lo * scale), (xc, hi * scale)],
-                    BLACK.stroke_width(2),
-                ));
-                for y in [lo * scale, hi * scale] {
-                    whiskers.push(PathElement::new(
-                        vec![(xc - 0.2, y), (xc + 0.2, y)],
-                        BLACK.stroke_width(2),
-                    ));
-                }
-            }
-        }
-        chart
-            .draw_series(bars)
-            .map_err(err)?
-            .label(v.name.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-        chart.draw_series(whiskers).map_err(err)?;
-    }
-    legend(&mut chart, 14)
+        .collect::<Vec<_>>();
+    let groups: Vec<String> = metrics.iter().map(|m| m.1.to_string()).collect();
+    let style = GroupedBars {
+        caption: "Metrics by variant (95% CI)",
+        y_desc: "score (0–1)",
+        label_size: 14,
+    };
+    grouped_bars(root, &style, &groups, &series)
 }
 
 fn draw_loss<DB: DrawingBackend>(
@@ -271,11 +237,11 @@ fn draw_loss<DB: DrawingBackend>(
     legend(&mut chart, 14)
 }
 
+/// SQL complexity classes on x, one bar per variant: execution accuracy.
 fn draw_complexity<DB: DrawingBackend>(
     data: &ReportData,
     root: &DrawingArea<DB, Shift>,
 ) -> anyhow::Result<()> {
-    root.fill(&WHITE).map_err(err)?;
     let mut classes: Vec<String> = data
         .variants
         .iter()
@@ -289,52 +255,114 @@ fn draw_complexity<DB: DrawingBackend>(
         .collect();
     classes.sort();
     classes.dedup();
-    let nv = data.variants.len().max(1);
-    let slots = classes.len() * (nv + 1);
+    let series = data
+        .variants
+        .iter()
+        .map(|v| {
+            let rows = v.breakdowns.get("sql_complexity");
+            let bars = classes
+                .iter()
+                .map(|c| {
+                    let b = rows?.iter().find(|b| b.class == *c)?;
+                    Some(Bar {
+                        value: b.value,
+                        ci: None,
+                    })
+                })
+                .collect();
+            (v.name.clone(), bars)
+        })
+        .collect::<Vec<_>>();
+    let style = GroupedBars {
+        caption: "Execution accuracy by SQL complexity",
+        y_desc: "execution accuracy",
+        label_size: 12,
+    };
+    grouped_bars(root, &style, &classes, &series)
+}
+
+/// One bar of a grouped bar chart: a value in [0, 1] and its confidence interval.
+struct Bar {
+    value: f64,
+    ci: Option<(f64, f64)>,
+}
+
+/// Titles and label size of a grouped bar chart.
+struct GroupedBars<'a> {
+    caption: &'a str,
+    y_desc: &'a str,
+    label_size: u32,
+}
+
+/// Groups on x (a tick and label under the centre of each), one coloured bar per series in
+/// each group, CI whiskers where a bar has them; y in [0, 1].
+fn grouped_bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    style: &GroupedBars<'_>,
+    groups: &[String],
+    series: &[(String, Vec<Option<Bar>>)],
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    // Group g is centred on x = g, so the mesh's integer key points fall under the groups;
+    // its bars share the middle 80% of [g - 0.5, g + 0.5].
+    let nv = series.len().max(1);
+    let bar_w = 0.8 / nv as f64;
+    let last = groups.len().max(1) as f64 - 0.5;
     let mut chart = ChartBuilder::on(root)
-        .caption("Execution accuracy by SQL complexity", ("sans-serif", 22))
+        .caption(style.caption, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..slots.max(1) as f64, 0f64..1.05f64)
+        .build_cartesian_2d(-0.5f64..last, 0f64..1.05f64)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(classes.len().max(1))
+        .x_labels(groups.len().max(1))
         .x_label_formatter(&|x| {
-            let i = (*x / (nv + 1) as f64).floor() as usize;
-            classes.get(i).cloned().unwrap_or_default()
+            let g = x.round();
+            ((x - g).abs() < 1e-6 && g >= 0.0)
+                .then(|| groups.get(g as usize).cloned())
+                .flatten()
+                .unwrap_or_default()
         })
-        .y_desc("execution accuracy")
-        .label_style(("sans-serif", 12))
+        .y_desc(style.y_desc)
+        .label_style(("sans-serif", style.label_size))
         .draw()
         .map_err(err)?;
-    for (vi, v) in data.variants.iter().enumerate() {
+    for (vi, (name, bars)) in series.iter().enumerate() {
         let color = palette(vi);
-        let rows = v
-            .breakdowns
-            .get("sql_complexity")
-            .cloned()
-            .unwrap_or_default();
-        let bars: Vec<_> = rows
-            .iter()
-            .filter_map(|b| {
-                let ci = classes.iter().position(|c| *c == b.class)?;
-                let x0 = (ci * (nv + 1) + vi) as f64 + 0.5;
-                Some(Rectangle::new(
-                    [(x0, 0.0), (x0 + 0.9, b.value)],
-                    color.filled(),
-                ))
-            })
-            .collect();
+        let mut rects = Vec::new();
+        let mut whiskers = Vec::new();
+        for (g, bar) in bars.iter().enumerate() {
+            let Some(bar) = bar else { continue };
+            let x0 = g as f64 - 0.4 + vi as f64 * bar_w;
+            rects.push(Rectangle::new(
+                [(x0, 0.0), (x0 + 0.9 * bar_w, bar.value)],
+                color.filled(),
+            ));
+            if let Some((lo, hi)) = bar.ci {
+                let xc = x0 + 0.45 * bar_w;
+                whiskers.push(PathElement::new(
+                    vec![(xc, lo), (xc, hi)],
+                    BLACK.stroke_width(2),
+                ));
+                for y in [lo, hi] {
+                    whiskers.push(PathElement::new(
+                        vec![(xc - 0.2 * bar_w, y), (xc + 0.2 * bar_w, y)],
+                        BLACK.stroke_width(2),
+                    ));
+                }
+            }
+        }
         chart
-            .draw_series(bars)
+            .draw_series(rects)
             .map_err(err)?
-            .label(v.name.clone())
+            .label(name.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        chart.draw_series(whiskers).map_err(err)?;
     }
-    legend(&mut chart, 13)
+    legend(&mut chart, style.label_size)
 }
 
 /// Read a PNG for embedding; errors name the file.

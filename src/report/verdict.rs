@@ -11,7 +11,7 @@ pub fn sentence(c: &PairedComparison) -> String {
     let metric = c.metric.replace('_', " ");
     let pts = |x: f64| format!("{:+.1}", 100.0 * x);
     let ci = format!("95% CI {} to {}", pts(c.lo), pts(c.hi));
-    let stats = format!("{ci}, p = {}, n = {}", fmt_p(c.p_value), c.n);
+    let stats = format!("{ci}, p {}, n = {}", p_relation(c.p_value), c.n);
     let significant = c.p_value < ALPHA && (c.lo > 0.0 || c.hi < 0.0);
     if significant && c.diff > 0.0 {
         format!(
@@ -37,11 +37,22 @@ pub fn sentence(c: &PairedComparison) -> String {
     }
 }
 
-fn fmt_p(p: f64) -> String {
+/// A p-value for a table cell: four decimals, or `< 0.0001` below that.
+pub fn fmt_p(p: f64) -> String {
     if p < 1e-4 {
         "< 0.0001".to_string()
     } else {
         format!("{p:.4}")
+    }
+}
+
+/// A p-value in a sentence: `= 0.0044` or `< 0.0001`.
+fn p_relation(p: f64) -> String {
+    let v = fmt_p(p);
+    if v.starts_with('<') {
+        v
+    } else {
+        format!("= {v}")
     }
 }
 
@@ -94,6 +105,14 @@ mod tests {
             s,
             "lora_r=8 beats base on execution accuracy by +12.5 points (95% CI +8.1 to +16.9, p = 0.0004, n = 200)."
         );
+    }
+
+    #[test]
+    fn tiny_p_values_read_as_an_inequality() {
+        let s = sentence(&cmp(0.098, 0.062, 0.135, 0.0));
+        assert!(s.contains("p < 0.0001, n = 200"), "{s}");
+        assert_eq!(fmt_p(0.00002), "< 0.0001");
+        assert_eq!(fmt_p(0.1686), "0.1686");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::data::load::{load, write_output, LoadParams};
 
 pub struct LoadStage;
 
-static PARAMS: [ParamSpec; 7] = [
+static PARAMS: [ParamSpec; 8] = [
     ParamSpec::optional(
         "source",
         ParamType::Str,
@@ -55,6 +55,12 @@ static PARAMS: [ParamSpec; 7] = [
         || json!(0),
         "keep at most this many rows per split (0 = all)",
     ),
+    ParamSpec::optional(
+        "domains",
+        ParamType::StrList,
+        || json!([]),
+        "builtin sources: generate rows of these domains only (empty = all 34)",
+    ),
 ];
 
 fn str_param<'a>(p: &'a Map<String, Value>, k: &str, d: &'a str) -> &'a str {
@@ -76,6 +82,15 @@ pub fn load_params(p: &Map<String, Value>, pipeline_dir: &Path) -> LoadParams {
         .unwrap_or(20000) as usize;
     lp.offline = p.get("offline").and_then(Value::as_bool).unwrap_or(false);
     lp.limit = p.get("limit").and_then(Value::as_u64).unwrap_or(0) as usize;
+    lp.domains = p
+        .get("domains")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
     lp.base_dir = pipeline_dir.to_path_buf();
     lp
 }
@@ -108,16 +123,13 @@ impl StageKind for LoadStage {
             f.insert("hub_revision".into(), lp.revision);
         } else {
             let path = lp.base_dir.join(&lp.source);
-            let bytes = std::fs::read(&path).map_err(|e| {
+            let digest = crate::cache::file_digest::digest_file(&path).map_err(|e| {
                 anyhow::anyhow!(
-                    "source {}: cannot read it ({e}); check the path",
+                    "source {}: cannot read it ({e:#}); check the path",
                     path.display()
                 )
             })?;
-            f.insert(
-                "source_blake3".into(),
-                blake3::hash(&bytes).to_hex().to_string(),
-            );
+            f.insert("source_blake3".into(), digest);
         }
         Ok(f)
     }
@@ -138,6 +150,17 @@ impl StageKind for LoadStage {
                     "source".into(),
                     format!("`{src}`: write builtin:<rows>, e.g. builtin:20000"),
                 ));
+            }
+        }
+        let domains = load_params(params, Path::new(".")).domains;
+        if !domains.is_empty() {
+            if !src.starts_with("builtin:") {
+                out.push((
+                    "domains".into(),
+                    format!("only built-in sources have domains to choose; remove it or use builtin:<rows> (source is `{src}`)"),
+                ));
+            } else if let Err(e) = crate::data::builtin::domains_named(&domains) {
+                out.push(("domains".into(), e));
             }
         }
         if src.starts_with("hf://") {

@@ -11,6 +11,7 @@ pub mod eda;
 pub mod evaluate;
 pub mod load;
 pub mod model;
+pub mod model_source;
 pub mod preprocess;
 pub mod registry;
 pub mod report;

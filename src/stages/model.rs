@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{json, Map, Value};
 
-use super::train::{is_model_dir, model_digest, resolve_model};
+use super::model_source::{is_model_dir, model_digest, resolve_model};
 use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
 
 pub struct ModelStage;

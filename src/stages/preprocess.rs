@@ -14,8 +14,8 @@ use crate::data::tokenizer::{fingerprint, load, SpecialIds};
 pub struct PreprocessStage;
 
 static PARAMS: [ParamSpec; 3] = [
-    ParamSpec::optional("format", ParamType::Enum(&["chat", "raw"]), || json!("chat"),
-        "chat: Gemma chat template, prompt masked; raw: <bos>{context}\\n{sql}<eos>, all tokens labels"),
+    ParamSpec::optional("format", ParamType::Enum(&["chat", "raw", "commented"]), || json!("chat"),
+        "chat: Gemma chat template, prompt masked; raw: <bos>{context}\\n{sql}<eos>; commented: <bos>-- {request}\\n{context}\\n{sql}<eos> (raw and commented: all tokens labels)"),
     ParamSpec::optional("max_length", ParamType::Int, || json!(512), "maximum tokens per example"),
     ParamSpec::optional("truncation", ParamType::Enum(&["drop", "truncate_right", "truncate_context"]),
         || json!("drop"), "what to do with longer examples"),
@@ -45,10 +45,10 @@ impl StageKind for PreprocessStage {
         let tk = load(&tok_path)?;
         let special = SpecialIds::of(&tk)?;
         let params = Params {
-            mode: if str_param(p, "format", "chat") == "raw" {
-                Mode::Raw
-            } else {
-                Mode::Chat
+            mode: match str_param(p, "format", "chat") {
+                "raw" => Mode::Raw,
+                "commented" => Mode::Commented,
+                _ => Mode::Chat,
             },
             max_length: u64_param(p, "max_length", 512) as usize,
             truncation: Truncation::parse(str_param(p, "truncation", "drop"))

@@ -44,8 +44,9 @@ static PARAMS: [ParamSpec; 4] = [
 pub fn build(
     inputs: &[StageInput],
     params: &Map<String, Value>,
-    run: RunInfo,
+    mut run: RunInfo,
 ) -> anyhow::Result<ReportData> {
+    let mut devices: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut variants = Vec::new();
     let mut execs = Vec::new();
     let mut loss_curves = Vec::new();
@@ -54,6 +55,10 @@ pub fn build(
         match input.kind.as_str() {
             "evaluate" => {
                 let e = load::evaluate_dir(&input.dir, &input.node)?;
+                devices
+                    .entry("generation device")
+                    .or_default()
+                    .extend(e.devices);
                 for v in e.variants {
                     if !variants.iter().any(|x: &report::Variant| x.name == v.name) {
                         variants.push(v);
@@ -72,12 +77,23 @@ pub fn build(
                 if let Some(c) = load::train_dir(&input.dir, &input.node)? {
                     loss_curves.push(c);
                 }
+                devices
+                    .entry("training device")
+                    .or_default()
+                    .extend(load::train_device(&input.dir));
             }
             "eda" => eda_figures.extend(load::eda_figures(&input.dir)),
             _ => {}
         }
     }
-    variants.sort_by_key(|v| (v.name != "base", v.name.clone()));
+    for (fact, mut found) in devices {
+        found.sort();
+        found.dedup();
+        if !found.is_empty() {
+            run.facts.insert(fact.to_string(), found.join(", "));
+        }
+    }
+    variants.sort_by_key(|v| crate::report::model::display_order(&v.name));
     let paired = load::paired(
         execs,
         u64_param(params, "bootstrap_samples", 1000) as usize,

@@ -8,10 +8,11 @@
 //! Checkpoints go to the partial area, so a rerun of the same key resumes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+use super::model_source::{is_model_dir, model_digest, resolve_model};
 use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
 use crate::train_plan::{Init, SchedulerKind, TrainParams};
 use crate::worker::{JobSpec, WorkerError, WorkerEvent};
@@ -81,74 +82,6 @@ fn gpu_present() -> bool {
         return false;
     }
     std::fs::read_dir("/proc/driver/nvidia/gpus").is_ok_and(|mut d| d.next().is_some())
-}
-
-pub(crate) fn is_model_dir(d: &Path) -> bool {
-    d.join("config.json").is_file()
-        && (d.join("model.safetensors").is_file()
-            || d.join("model.safetensors.index.json").is_file())
-}
-
-/// blake3 over the files of a local model directory that define the weights.
-pub(crate) fn model_digest(dir: &Path) -> anyhow::Result<String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            n == "config.json"
-                || n == "tokenizer.json"
-                || n.ends_with(".safetensors")
-                || n.ends_with(".safetensors.index.json")
-        })
-        .collect();
-    files.sort();
-    let mut h = blake3::Hasher::new();
-    for f in files {
-        h.update(
-            f.file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default()
-                .as_bytes(),
-        );
-        h.update_reader(std::fs::File::open(&f)?)?;
-    }
-    Ok(h.finalize().to_hex().to_string())
-}
-
-/// The local directory of the `model` param (downloading an hf:// model into the HF cache).
-pub(crate) fn resolve_model(
-    p: &Map<String, Value>,
-    pipeline_dir: &Path,
-) -> anyhow::Result<Option<PathBuf>> {
-    let m = p.get("model").and_then(Value::as_str).unwrap_or("");
-    if m.is_empty() {
-        return Ok(None);
-    }
-    if m.starts_with("hf://") {
-        let uri = crate::data::hub::parse_uri(m)?;
-        let rev = p.get("revision").and_then(Value::as_str).unwrap_or("main");
-        let offline = p.get("offline").and_then(Value::as_bool).unwrap_or(false);
-        let kind = crate::data::hub::Kind::Model;
-        let cfg = crate::data::hub::fetch(kind, &uri.repo, rev, "config.json", offline)?;
-        for f in ["tokenizer.json", "model.safetensors"] {
-            crate::data::hub::fetch(kind, &uri.repo, rev, f, offline)?;
-        }
-        for f in ["tokenizer_config.json", "generation_config.json"] {
-            let _ = crate::data::hub::fetch(kind, &uri.repo, rev, f, offline);
-        }
-        return Ok(cfg.parent().map(Path::to_path_buf));
-    }
-    let d = pipeline_dir.join(m);
-    anyhow::ensure!(
-        is_model_dir(&d),
-        "model `{m}`: {} is not an HF model directory (config.json + model.safetensors)",
-        d.display()
-    );
-    Ok(Some(d))
 }
 
 impl StageKind for TrainStage {
@@ -269,6 +202,12 @@ impl StageKind for TrainStage {
                 WorkerError::JobFailed { message, .. } => fail(message),
                 other => fail(other.to_string()),
             })?;
+        let result_json = serde_json::to_vec_pretty(&result).map_err(anyhow::Error::from)?;
+        std::fs::write(
+            ctx.out_dir.join(crate::report::load::TRAIN_RESULT),
+            result_json,
+        )
+        .map_err(anyhow::Error::from)?;
         let metrics = result
             .get("metrics")
             .and_then(Value::as_object)

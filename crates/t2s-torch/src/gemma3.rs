@@ -18,9 +18,12 @@ use crate::error::{ModelError, Result};
 use crate::linear::Linear;
 use crate::weights::{Checkpoint, Source};
 
-/// RMSNorm with the Gemma `(1 + w)` weight, kept as `1 + w` in fp32.
+/// RMSNorm with the Gemma `(1 + w)` weight in fp32. A frozen norm keeps `1 + w` precomputed;
+/// a trainable one (full fine-tuning: `w` requires grad) forms `1 + w` in each forward so the
+/// gradient reaches `w`, which is what the checkpoint stores and the optimizer updates.
 #[derive(Debug)]
 pub struct RmsNorm {
+    weight: Tensor,
     scale: Tensor,
     eps: f64,
 }
@@ -28,8 +31,13 @@ pub struct RmsNorm {
 impl RmsNorm {
     fn load(ck: &dyn Source, name: &str, dim: i64, eps: f64, dev: Device) -> Result<Self> {
         let w = ck.get(&format!("{name}.weight"), &[dim], Kind::Float, dev)?;
+        let scale = {
+            let _g = tch::no_grad_guard();
+            w.f_add_scalar(1.0)?
+        };
         Ok(Self {
-            scale: w.f_add_scalar(1.0)?,
+            weight: w,
+            scale,
             eps,
         })
     }
@@ -38,9 +46,16 @@ impl RmsNorm {
     /// (libtorch's `rms_norm`: `x · rsqrt(mean(x²) + eps) · w`, one fused op where available).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dim = self.scale.size()[0];
-        let y =
-            x.f_to_kind(Kind::Float)?
-                .f_rms_norm([dim].as_slice(), Some(&self.scale), self.eps)?;
+        let trained;
+        let scale = if self.weight.requires_grad() {
+            trained = self.weight.f_add_scalar(1.0)?;
+            &trained
+        } else {
+            &self.scale
+        };
+        let y = x
+            .f_to_kind(Kind::Float)?
+            .f_rms_norm([dim].as_slice(), Some(scale), self.eps)?;
         Ok(y.f_to_kind(x.kind())?)
     }
 }

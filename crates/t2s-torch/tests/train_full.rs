@@ -102,7 +102,8 @@ fn random_init_full_training_then_lora_on_top() {
     assert_eq!(cfg["vocab_size"], json!(vocab));
     assert_eq!(cfg["hidden_size"], json!(32));
 
-    // The export is a regular HF checkpoint: t2s loads it; norms (frozen) are exported as is.
+    // The export is a regular HF checkpoint: t2s loads it. The RMSNorm weights trained too
+    // (they start at 0, Gemma's `1 + w` init), as in HF full fine-tuning.
     let m = t2s_torch::Gemma3::load(&out, Kind::Float, Device::Cpu).unwrap();
     let st: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(out.join("model.safetensors"))
@@ -110,7 +111,16 @@ fn random_init_full_training_then_lora_on_top() {
             .into_iter()
             .collect();
     assert!(st.contains_key("model.embed_tokens.weight") && st.contains_key("model.norm.weight"));
-    assert_eq!(st["model.norm.weight"].abs().max().double_value(&[]), 0.0);
+    for norm in [
+        "model.norm.weight",
+        "model.layers.0.input_layernorm.weight",
+        "model.layers.0.self_attn.q_norm.weight",
+    ] {
+        assert!(
+            st[norm].abs().max().double_value(&[]) > 0.0,
+            "{norm} did not train"
+        );
+    }
     let ids = Tensor::from_slice(&[2i64, 10, 11, 12, 13, 14, 10, 11]).unsqueeze(0);
     let pos = Tensor::arange(8, (Kind::Int64, Device::Cpu)).unsqueeze(0);
     let mine = {

@@ -171,11 +171,32 @@ fn row_rng(seed: u64, index: u64) -> ChaCha8Rng {
 
 /// Generate row `index` (0-based) of the corpus for `seed`. Its id is `index + 1`.
 pub fn generate_row(seed: u64, index: u64) -> Row {
+    generate_row_in(seed, index, &domains::domains().iter().collect::<Vec<_>>())
+}
+
+/// The domains named, in the order given; an unknown name is an error that lists the known ones.
+pub fn domains_named(names: &[String]) -> Result<Vec<&'static domains::Domain>, String> {
+    let all = domains::domains();
+    names
+        .iter()
+        .map(|n| {
+            all.iter().find(|d| d.name == n.as_str()).ok_or_else(|| {
+                let known: Vec<&str> = all.iter().map(|d| d.name).collect();
+                format!(
+                    "unknown built-in domain `{n}`; known domains: {}",
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// [`generate_row`] drawing the domain from `ds` only (all rows of a corpus share `ds`).
+pub fn generate_row_in(seed: u64, index: u64, ds: &[&'static domains::Domain]) -> Row {
     let mut rng = row_rng(seed, index);
-    let ds = domains::domains();
     let d = {
         use rand::Rng;
-        &ds[rng.random_range(0..ds.len())]
+        ds[rng.random_range(0..ds.len())]
     };
     let world = World::build(d, &mut rng);
     let mut g = Gen {
@@ -203,8 +224,14 @@ pub fn generate_row(seed: u64, index: u64) -> Row {
 
 /// Generate `n` rows for `seed`, in parallel; identical output for identical arguments.
 pub fn generate(seed: u64, n: usize) -> Vec<Row> {
+    let all: Vec<&'static domains::Domain> = domains::domains().iter().collect();
+    generate_in(seed, n, &all)
+}
+
+/// [`generate`] over the domains `ds` only (non-empty).
+pub fn generate_in(seed: u64, n: usize, ds: &[&'static domains::Domain]) -> Vec<Row> {
     (0..n as u64)
         .into_par_iter()
-        .map(|i| generate_row(seed, i))
+        .map(|i| generate_row_in(seed, i, ds))
         .collect()
 }

@@ -79,8 +79,9 @@ impl Trainable for LoraModel {
     }
 }
 
-/// Hands out another source's tensors, marking matrices trainable and remembering every
-/// tensor by its HF name (for the optimizer and the export).
+/// Hands out another source's tensors, marking every one trainable (matrices and the RMSNorm
+/// weights, as HF full fine-tuning does) and remembering each by its HF name (for the
+/// optimizer, which keeps norms out of weight decay, and the export).
 struct Recording<'a> {
     inner: &'a dyn Source,
     seen: RefCell<Vec<(String, Tensor)>>,
@@ -94,12 +95,10 @@ impl Source for Recording<'_> {
         kind: Kind,
         device: Device,
     ) -> Result<Tensor, ModelError> {
-        let t = self.inner.get(name, shape, kind, device)?;
-        let t = if shape.len() > 1 {
-            t.f_set_requires_grad(true)?
-        } else {
-            t
-        };
+        let t = self
+            .inner
+            .get(name, shape, kind, device)?
+            .f_set_requires_grad(true)?;
         self.seen
             .borrow_mut()
             .push((name.to_string(), t.shallow_clone()));
@@ -113,8 +112,7 @@ impl Source for Recording<'_> {
     }
 }
 
-/// A Gemma-3 whose weights all train, except the RMSNorm weights: the model layer keeps
-/// them as a derived `1 + w` tensor, so they stay frozen (and are exported unchanged).
+/// A Gemma-3 whose weights all train, RMSNorm weights included.
 pub struct FullModel {
     pub model: Gemma3,
     /// Every tensor of the checkpoint by HF name, sharing storage with the model.
