@@ -43,7 +43,7 @@ def main():
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not os.path.exists(chromium):
         sys.exit(f"{chromium} not found: install Debian's chromium (scripts/setup.sh does, "
-                 f"with T2S_WITH_CHROMIUM=1) or set CHROMIUM")
+                 f"with T2S_FOR_TESTS=1) or set CHROMIUM")
     url = "file://" + os.path.abspath(a.report)
     console_errors, page_errors, failed_requests = [], [], []
     with sync_playwright() as p:

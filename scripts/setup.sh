@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything t2s needs on a bare Debian machine, then build it (release).
-#   - Debian packages: compilers, fontconfig (figures), sqlite3 CLI, chromium (report test),
+#   - Debian packages: compilers, fontconfig (figures), sqlite3 CLI; with T2S_FOR_TESTS=1
+#     (scripts/test.sh) also what the tests drive: chromium (the report opened in a browser) and
 #     slurm-wlm + munge (a real Slurm for the Slurm executor's test: scripts/slurm/start.sh)
 #   - a venv with torch 2.11.0 (libtorch for the worker) and the Python oracles used by tests
 #   - cargo build of both binaries
@@ -11,13 +12,14 @@ cd "$here"
 source scripts/env.sh
 
 need_apt=()
-for pkg in build-essential pkg-config libfontconfig1-dev fonts-dejavu-core sqlite3 slurm-wlm munge; do
+pkgs=(build-essential pkg-config libfontconfig1-dev fonts-dejavu-core sqlite3)
+if [ "${T2S_FOR_TESTS:-0}" = 1 ]; then
+  pkgs+=(chromium slurm-wlm munge)
+fi
+for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
-if [ "${T2S_WITH_CHROMIUM:-0}" = 1 ]; then
-  dpkg -s chromium >/dev/null 2>&1 || need_apt+=(chromium)
-fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -4,8 +4,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
-# The report test opens the HTML report in headless Chromium (Debian package).
-T2S_WITH_CHROMIUM=1 bash scripts/setup.sh
+# T2S_FOR_TESTS: also the Debian packages the tests drive (Chromium for the report, Slurm).
+T2S_FOR_TESTS=1 bash scripts/setup.sh
 source scripts/env.sh
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings

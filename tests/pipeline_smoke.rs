@@ -50,7 +50,7 @@ fn open_in_headless_chromium(html: &std::path::Path) {
     assert!(
         out.status.success(),
         "the report has problems in headless Chromium (needs chromium and playwright: \
-         T2S_WITH_CHROMIUM=1 bash scripts/setup.sh)\n{stdout}\n{stderr}"
+         T2S_FOR_TESTS=1 bash scripts/setup.sh)\n{stdout}\n{stderr}"
     );
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");

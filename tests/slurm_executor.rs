@@ -55,7 +55,7 @@ impl Cluster {
             assert!(
                 which(tool).is_some(),
                 "`{tool}` is not installed: the Slurm executor is tested against a real Slurm; \
-                 run `bash scripts/setup.sh` (it installs slurm-wlm and munge)"
+                 run `T2S_FOR_TESTS=1 bash scripts/setup.sh` (it installs slurm-wlm and munge)"
             );
         }
         let lock = std::fs::File::create(std::env::temp_dir().join("t2s-slurm-test.lock")).unwrap();

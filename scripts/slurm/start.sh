@@ -3,7 +3,7 @@
 # executor: munge, slurmctld and slurmd as root, without systemd or cgroups, everything under
 # DIR. Prints the path of its slurm.conf (export it as SLURM_CONF). Stop it with stop.sh DIR.
 #   usage: scripts/slurm/start.sh DIR
-# Needs the Debian packages slurm-wlm and munge (scripts/setup.sh installs them) and root.
+# Needs the Debian packages slurm-wlm and munge (T2S_FOR_TESTS=1 scripts/setup.sh installs them) and root.
 set -euo pipefail
 dir="${1:?usage: start.sh DIR}"
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -11,7 +11,7 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 for tool in slurmctld slurmd munged sbatch scontrol; do
   if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "start.sh: $tool is missing: install slurm-wlm and munge (bash scripts/setup.sh does)" >&2
+    echo "start.sh: $tool is missing: install slurm-wlm and munge (T2S_FOR_TESTS=1 bash scripts/setup.sh does)" >&2
     exit 1
   fi
 done
