@@ -313,7 +313,8 @@ fn grouped_bars<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(-0.5f64..last, 0f64..1.05f64)
+        // Headroom above 1.0 for the legend, so it never covers a bar.
+        .build_cartesian_2d(-0.5f64..last, 0f64..1.35f64)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -327,6 +328,13 @@ fn grouped_bars<DB: DrawingBackend>(
                 .unwrap_or_default()
         })
         .y_desc(style.y_desc)
+        .y_label_formatter(&|y| {
+            if *y <= 1.0 + 1e-9 {
+                format!("{y:.1}")
+            } else {
+                String::new()
+            }
+        })
         .label_style(("sans-serif", style.label_size))
         .draw()
         .map_err(err)?;
