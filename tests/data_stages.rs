@@ -160,3 +160,76 @@ fn data_stages_run_end_to_end() {
     let msg = format!("{e:#}");
     assert!(msg.contains("bad.jsonl") && msg.contains("2 of 2"), "{msg}");
 }
+
+/// A corpus split with the task's split among its needs drops every row whose request or
+/// query is in the task's validation or test set (pretraining must not see eval answers).
+#[test]
+fn corpus_split_is_decontaminated_against_the_task_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    // Two domains: the generator repeats requests, so the corpus overlaps the task.
+    let domains = json!(["banking", "music"]);
+    for (name, seed, rows) in [("load", 5, 300), ("corpus", 77, 900)] {
+        let src = format!("builtin:{rows}");
+        run(
+            "load",
+            json!({"source": src, "seed": seed, "domains": domains}),
+            &[],
+            &d(name),
+        )
+        .unwrap();
+    }
+    run(
+        "tokenizer",
+        json!({"vocab_size": 600}),
+        &[("load", &d("load"))],
+        &d("tok"),
+    )
+    .unwrap();
+    for (name, src, format) in [("pre", "load", "chat"), ("cpre", "corpus", "commented")] {
+        run(
+            "preprocess",
+            json!({"format": format, "max_length": 2000}),
+            &[("load", &d(src)), ("tokenizer", &d("tok"))],
+            &d(name),
+        )
+        .unwrap();
+    }
+    run(
+        "split",
+        json!({"validation_size": 30, "test_size": 60}),
+        &[("preprocess", &d("pre"))],
+        &d("split"),
+    )
+    .unwrap();
+    let o = run(
+        "split",
+        json!({"validation_size": 20, "test_size": 0}),
+        &[("preprocess", &d("cpre")), ("split", &d("split"))],
+        &d("csplit"),
+    )
+    .unwrap();
+    let dropped = o.metrics["decontaminated_rows"] as usize;
+    assert!(dropped > 0, "the corpus should overlap the task here");
+    let held: Vec<_> = ["validation", "test"]
+        .iter()
+        .flat_map(|s| t2s::data::load_split(&d("split"), s).unwrap())
+        .collect();
+    let corpus: Vec<_> = ["train", "validation"]
+        .iter()
+        .flat_map(|s| t2s::data::load_split(&d("csplit"), s).unwrap())
+        .collect();
+    assert_eq!(corpus.len() + dropped, 900);
+    for c in &corpus {
+        assert!(
+            held.iter()
+                .all(|h| h.row.sql_prompt != c.row.sql_prompt && h.row.sql != c.row.sql),
+            "corpus row {} leaks an evaluation request or query",
+            c.row.id
+        );
+    }
+    let rep: Value =
+        serde_json::from_slice(&std::fs::read(d("csplit").join("split_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(rep["decontaminated"], json!(dropped));
+}

@@ -80,6 +80,10 @@ pub struct SplitReport {
     pub stratify: Option<String>,
     /// subset → class → rows (when stratified).
     pub classes: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Rows dropped before splitting because their request or query is in a held-out set
+    /// ([`decontaminate`]).
+    #[serde(default)]
+    pub decontaminated: usize,
 }
 
 /// The value of a row field by name (for stratification).
@@ -263,4 +267,68 @@ pub fn split(items: Vec<Stored>, p: &SplitParams) -> (BTreeMap<String, Vec<Store
         rep.sizes.insert(k.clone(), v.len());
     }
     (out, rep)
+}
+
+/// Drop the examples whose request or query also appears (trimmed, exactly) among `held_out`,
+/// typically the validation and test rows of the task a corpus is meant to pretrain for: what
+/// a model sees in pretraining must not contain the answers it is evaluated on. Returns the
+/// kept examples in input order and how many were dropped.
+pub fn decontaminate(items: Vec<Stored>, held_out: &[Stored]) -> (Vec<Stored>, usize) {
+    use std::collections::HashSet;
+    let prompts: HashSet<&str> = held_out
+        .iter()
+        .map(|s| s.row.row.sql_prompt.trim())
+        .collect();
+    let queries: HashSet<&str> = held_out.iter().map(|s| s.row.row.sql.trim()).collect();
+    let before = items.len();
+    let kept: Vec<Stored> = items
+        .into_iter()
+        .filter(|s| {
+            !prompts.contains(s.row.row.sql_prompt.trim())
+                && !queries.contains(s.row.row.sql.trim())
+        })
+        .collect();
+    let dropped = before - kept.len();
+    (kept, dropped)
+}
+
+#[cfg(test)]
+mod decontaminate_tests {
+    use super::*;
+    use crate::data::LoadedRow;
+
+    fn stored(id: i64, prompt: &str, sql: &str) -> Stored {
+        let mut row = crate::data::builtin::generate_row(1, id as u64);
+        row.id = id;
+        row.sql_prompt = prompt.into();
+        row.sql = sql.into();
+        Stored {
+            row: LoadedRow {
+                split: "train".into(),
+                row,
+            },
+            ids: vec![2, 1],
+            prompt_len: 0,
+        }
+    }
+
+    #[test]
+    fn rows_sharing_a_request_or_a_query_with_held_out_rows_are_dropped() {
+        let held = vec![stored(
+            100,
+            "How many ships?",
+            "SELECT COUNT(*) FROM ships;",
+        )];
+        let corpus = vec![
+            stored(1, "How many ships? ", "SELECT 1;"),
+            stored(2, "Other request", " SELECT COUNT(*) FROM ships;"),
+            stored(3, "How many boats?", "SELECT COUNT(*) FROM boats;"),
+            stored(4, "how many ships?", "SELECT 2;"),
+        ];
+        let (kept, dropped) = decontaminate(corpus, &held);
+        assert_eq!(dropped, 2);
+        let ids: Vec<i64> = kept.iter().map(|s| s.row.row.id).collect();
+        // Matching is exact after trimming: a case change is another request.
+        assert_eq!(ids, [3, 4]);
+    }
 }

@@ -1,13 +1,16 @@
 //! The `split` stage: a preprocess artifact → `train/`, `validation/`, `test/` (each in the
 //! examples layout; read with `data::load_split`) + `split_report.json`. Seeded, optionally
 //! stratified, no id or prompt in two subsets, the data's own test split used when present.
+//! With another `split` artifact among its needs (a pretraining corpus split next to the task's
+//! split), rows whose request or query occurs in that split's validation or test set are
+//! dropped first, so pretraining never sees the evaluation's answers.
 
 use serde_json::{json, Map, Value};
 
 use super::common::{bool_param, copy_into, input_with, str_param, u64_param};
 use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
 use crate::data::examples::{read_stored, write_stored, INDEX_FILE};
-use crate::data::split::{field, split, Size, SplitParams};
+use crate::data::split::{decontaminate, field, split, Size, SplitParams};
 
 pub struct SplitStage;
 
@@ -112,7 +115,18 @@ impl StageKind for SplitStage {
         })?;
         let dir = input_with(ctx, INDEX_FILE, "the `preprocess` artifact")?;
         let items = read_stored(&dir)?;
-        let (subsets, report) = split(items, &sp);
+        let mut held_out = Vec::new();
+        for input in ctx.inputs.iter().filter(|i| i.kind == "split") {
+            for subset in ["validation", "test"] {
+                let d = input.dir.join(subset);
+                if d.join(INDEX_FILE).is_file() {
+                    held_out.extend(read_stored(&d)?);
+                }
+            }
+        }
+        let (items, dropped) = decontaminate(items, &held_out);
+        let (subsets, mut report) = split(items, &sp);
+        report.decontaminated = dropped;
         for (name, items) in &subsets {
             write_stored(&ctx.out_dir.join(name), items)?;
         }
@@ -129,6 +143,10 @@ impl StageKind for SplitStage {
         let mut o = StageOutcome::default();
         for (k, v) in &report.sizes {
             o.metrics.insert(format!("{k}_rows"), *v as f64);
+        }
+        if !held_out.is_empty() {
+            o.metrics
+                .insert("decontaminated_rows".into(), dropped as f64);
         }
         Ok(o)
     }
