@@ -134,8 +134,8 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_execution_is_recorded_then_updated() {
+    /// A tracker in a temp root with one started run (the root must outlive the tracker).
+    fn started_run() -> (tempfile::TempDir, Tracker, i64) {
         let root = tempfile::tempdir().unwrap();
         let t = Tracker::open(root.path()).unwrap();
         let run = t
@@ -147,6 +147,12 @@ mod tests {
                 argv: vec![],
             })
             .unwrap();
+        (root, t, run)
+    }
+
+    #[test]
+    fn an_execution_is_recorded_then_updated() {
+        let (_root, t, run) = started_run();
         let mut e = ExecRecord {
             executor: "slurm".into(),
             job_id: Some("17".into()),
@@ -168,17 +174,7 @@ mod tests {
 
     #[test]
     fn open_jobs_of_a_run_whose_process_is_gone_are_marked_dead() {
-        let root = tempfile::tempdir().unwrap();
-        let t = Tracker::open(root.path()).unwrap();
-        let run = t
-            .start_run(&crate::runs::RunInfo {
-                pipeline: "p".into(),
-                file: "p.yaml".into(),
-                file_digest: "d".into(),
-                git_rev: None,
-                argv: vec![],
-            })
-            .unwrap();
+        let (_root, t, run) = started_run();
         let job = ExecRecord {
             executor: "slurm".into(),
             job_id: Some("5".into()),
