@@ -95,7 +95,7 @@ fn o_union_all(g: &mut Gen) -> Query {
     let (w, v) = (g.w, &g.w.d.event);
     let ys = w.years();
     let y1 = g.pick(&ys);
-    let others: Vec<i64> = (2019..=2023).filter(|y| *y != y1).collect();
+    let others: Vec<i64> = super::world::YEARS.filter(|y| *y != y1).collect();
     let y2 = g.pick(&others);
     let prompt = format!(
         "Show the {} of {} from {y1} and from {y2} in one list, keeping duplicates.",

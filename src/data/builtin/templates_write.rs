@@ -48,7 +48,7 @@ fn d_insert_event(g: &mut Gen) -> Query {
     let eid = g.int(1, w.ents.len() as i64);
     let aid = g.int(1, w.agents.len() as i64);
     let m = g.int(v.range.0, v.range.1);
-    let y = g.int(2019, 2024);
+    let y = g.int(*super::world::YEARS.start(), *super::world::YEARS.end() + 1);
     let prompt = format!(
         "Record a new {} with id {id} for {} {eid} and {} {aid}: {} {m} in {y}.",
         v.singular, e.singular, a.singular, v.measure_noun

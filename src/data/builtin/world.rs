@@ -7,6 +7,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::domains::Domain;
 
+/// The years events fall in (and the years requests may name).
+pub const YEARS: std::ops::RangeInclusive<i64> = 2010..=2024;
+
 /// Which tables a query's context needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tables {
@@ -161,7 +164,7 @@ impl World {
                 ent: rng.random_range(1..n_e as i64),
                 ag: rng.random_range(1..n_a as i64),
                 measure: nice(rng, d.event.range),
-                year: rng.random_range(2019..=2023),
+                year: rng.random_range(YEARS),
             })
             .collect();
 
