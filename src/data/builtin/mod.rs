@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::data::Row;
-pub use world::{Tables, World};
+pub use world::{Tables, World, YEARS};
 
 /// Bump when generated output changes (part of the load stage's cache key).
 pub const GENERATOR_VERSION: u32 = 2;

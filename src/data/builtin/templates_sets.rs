@@ -1,7 +1,7 @@
 //! Set-operation (UNION, INTERSECT, EXCEPT) and CTE templates.
 
 use super::templates_select::q;
-use super::{Class, Gen, Query, Tables, Task, Template};
+use super::{Class, Gen, Query, Tables, Task, Template, YEARS};
 
 fn o_union(g: &mut Gen) -> Query {
     let (w, e, a) = (g.w, &g.w.d.entity, &g.w.d.agent);
@@ -95,7 +95,7 @@ fn o_union_all(g: &mut Gen) -> Query {
     let (w, v) = (g.w, &g.w.d.event);
     let ys = w.years();
     let y1 = g.pick(&ys);
-    let others: Vec<i64> = super::world::YEARS.filter(|y| *y != y1).collect();
+    let others: Vec<i64> = YEARS.filter(|y| *y != y1).collect();
     let y2 = g.pick(&others);
     let prompt = format!(
         "Show the {} of {} from {y1} and from {y2} in one list, keeping duplicates.",

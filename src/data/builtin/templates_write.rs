@@ -2,7 +2,7 @@
 //! full list of basic-SQL templates. Every statement changes the database it runs against.
 
 use super::templates_select::{b_count_cat, b_events_year, b_list_by_cat, b_num_filter, b_top, q};
-use super::{Class, Gen, Query, Tables, Task, Template};
+use super::{Class, Gen, Query, Tables, Task, Template, YEARS};
 
 fn d_insert(g: &mut Gen) -> Query {
     let (w, e) = (g.w, &g.w.d.entity);
@@ -48,7 +48,8 @@ fn d_insert_event(g: &mut Gen) -> Query {
     let eid = g.int(1, w.ents.len() as i64);
     let aid = g.int(1, w.agents.len() as i64);
     let m = g.int(v.range.0, v.range.1);
-    let y = g.int(*super::world::YEARS.start(), *super::world::YEARS.end() + 1);
+    // A new event may also fall in the year after the last one recorded.
+    let y = g.int(*YEARS.start(), *YEARS.end() + 1);
     let prompt = format!(
         "Record a new {} with id {id} for {} {eid} and {} {aid}: {} {m} in {y}.",
         v.singular, e.singular, a.singular, v.measure_noun
