@@ -15,7 +15,7 @@ use crate::attention::{AttnMode, Masks};
 use crate::cache::KvCache;
 use crate::config::{Config, Resolved, Rope};
 use crate::error::{ModelError, Result};
-use crate::linear::Linear;
+use crate::linear::{fuse_frozen, fused_forward, Linear};
 use crate::weights::{Checkpoint, Source};
 
 /// RMSNorm with the Gemma `(1 + w)` weight in fp32. A frozen norm keeps `1 + w` precomputed;
@@ -42,20 +42,24 @@ impl RmsNorm {
         })
     }
 
+    /// `1 + w` in fp32: precomputed when frozen, formed here when `w` trains.
+    fn factor(&self) -> Result<Tensor> {
+        if self.weight.requires_grad() {
+            Ok(self.weight.f_add_scalar(1.0)?)
+        } else {
+            Ok(self.scale.shallow_clone())
+        }
+    }
+
     /// Normalise over the last dim in fp32, multiply by `1 + w` in fp32, cast back
     /// (libtorch's `rms_norm`: `x · rsqrt(mean(x²) + eps) · w`, one fused op where available).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dim = self.scale.size()[0];
-        let trained;
-        let scale = if self.weight.requires_grad() {
-            trained = self.weight.f_add_scalar(1.0)?;
-            &trained
-        } else {
-            &self.scale
-        };
-        let y = x
-            .f_to_kind(Kind::Float)?
-            .f_rms_norm([dim].as_slice(), Some(scale), self.eps)?;
+        let y = x.f_to_kind(Kind::Float)?.f_rms_norm(
+            [dim].as_slice(),
+            Some(&self.factor()?),
+            self.eps,
+        )?;
         Ok(y.f_to_kind(x.kind())?)
     }
 }
@@ -66,8 +70,14 @@ pub struct Attention {
     pub k_proj: Linear,
     pub v_proj: Linear,
     pub o_proj: Linear,
+    /// q/k/v weights as one `[(heads + 2·kv_heads)·head_dim, hidden]` tensor (frozen base):
+    /// one GEMM instead of three. `None` when they train (see `linear::fuse_frozen`).
+    qkv: Option<Tensor>,
     q_norm: RmsNorm,
     k_norm: RmsNorm,
+    /// Frozen norms: `1 + w` of q_norm for each query head then k_norm for each KV head,
+    /// `[heads + kv_heads, head_dim]`, so one normalisation covers the queries and keys.
+    qk_factor: Option<Tensor>,
     heads: i64,
     kv_heads: i64,
     head_dim: i64,
@@ -79,6 +89,8 @@ pub struct Mlp {
     pub gate_proj: Linear,
     pub up_proj: Linear,
     pub down_proj: Linear,
+    /// gate and up weights as one `[2·intermediate, hidden]` tensor (frozen base).
+    gate_up: Option<Tensor>,
 }
 
 #[derive(Debug)]
@@ -141,18 +153,53 @@ impl Attention {
             cfg.head_dim,
             cfg.hidden_size,
         );
-        Ok(Self {
-            q_proj: linear(ck, format!("{p}.q_proj"), h * hd, hid, k, d)?,
-            k_proj: linear(ck, format!("{p}.k_proj"), kvh * hd, hid, k, d)?,
-            v_proj: linear(ck, format!("{p}.v_proj"), kvh * hd, hid, k, d)?,
+        let mut q_proj = linear(ck, format!("{p}.q_proj"), h * hd, hid, k, d)?;
+        let mut k_proj = linear(ck, format!("{p}.k_proj"), kvh * hd, hid, k, d)?;
+        let mut v_proj = linear(ck, format!("{p}.v_proj"), kvh * hd, hid, k, d)?;
+        let qkv = fuse_frozen(&mut [&mut q_proj, &mut k_proj, &mut v_proj])?;
+        let mut att = Self {
+            q_proj,
+            k_proj,
+            v_proj,
             o_proj: linear(ck, format!("{p}.o_proj"), hid, h * hd, k, d)?,
+            qkv,
             q_norm: RmsNorm::load(ck, &format!("{p}.q_norm"), hd, cfg.rms_norm_eps, d)?,
             k_norm: RmsNorm::load(ck, &format!("{p}.k_norm"), hd, cfg.rms_norm_eps, d)?,
+            qk_factor: None,
             heads: h,
             kv_heads: kvh,
             head_dim: hd,
             scaling: r.scaling,
-        })
+        };
+        if !att.q_norm.weight.requires_grad() && !att.k_norm.weight.requires_grad() {
+            let _g = tch::no_grad_guard();
+            att.qk_factor = Some(att.qk_factor()?);
+        }
+        Ok(att)
+    }
+
+    fn qk_factor(&self) -> Result<Tensor> {
+        if let Some(f) = &self.qk_factor {
+            return Ok(f.shallow_clone());
+        }
+        let hd = self.head_dim;
+        Ok(Tensor::f_cat(
+            &[
+                self.q_norm.factor()?.f_expand([self.heads, hd], false)?,
+                self.k_norm.factor()?.f_expand([self.kv_heads, hd], false)?,
+            ],
+            0,
+        )?)
+    }
+
+    /// q_norm on the query heads and k_norm on the key heads of `qk: [B, S, heads + kv_heads,
+    /// D]`, as one fp32 normalisation times the per-head `1 + w` (HF's RMSNorm arithmetic).
+    fn qk_norm(&self, qk: &Tensor) -> Result<Tensor> {
+        let y = qk
+            .f_to_kind(Kind::Float)?
+            .f_rms_norm([self.head_dim].as_slice(), None::<&Tensor>, self.q_norm.eps)?
+            .f_mul(&self.qk_factor()?)?;
+        Ok(y.f_to_kind(qk.kind())?)
     }
 
     fn forward(
@@ -164,14 +211,16 @@ impl Attention {
         train: bool,
     ) -> Result<Tensor> {
         let (b, s, _) = x.size3()?;
-        let split = |t: Tensor, n: i64| -> Result<Tensor> {
-            Ok(t.f_view([b, s, n, self.head_dim])?.f_transpose(1, 2)?)
-        };
-        let q = split(self.q_proj.forward(x, train)?, self.heads)?;
-        let k = split(self.k_proj.forward(x, train)?, self.kv_heads)?;
-        let v = split(self.v_proj.forward(x, train)?, self.kv_heads)?;
-        let q = rope(&self.q_norm.forward(&q)?, cos, sin)?;
-        let k = rope(&self.k_norm.forward(&k)?, cos, sin)?;
+        let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let parts = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let heads =
+            fused_forward(self.qkv.as_ref(), &parts, x, train)?.f_view([b, s, h + 2 * kvh, hd])?;
+        // Queries and keys share the normalisation and the rotation: [B, S, h + kvh, D].
+        let qk =
+            rope(&self.qk_norm(&heads.f_narrow(2, 0, h + kvh)?)?, cos, sin)?.f_transpose(1, 2)?;
+        let q = qk.f_narrow(1, 0, h)?;
+        let k = qk.f_narrow(1, h, kvh)?;
+        let v = heads.f_narrow(2, h + kvh, kvh)?.f_transpose(1, 2)?;
         let (k, v) = match cache {
             Some((c, layer)) => c.update(layer, &k, &v, mode.key_start())?,
             None => (k, v),
@@ -185,75 +234,82 @@ impl Attention {
                 0.0,
                 true,
                 self.scaling,
-                self.kv_heads != self.heads,
+                kvh != h,
             )?,
-            AttnMode::All { .. } => Tensor::f_scaled_dot_product_attention::<Tensor>(
-                &q,
-                &k,
-                &v,
-                None,
-                0.0,
-                false,
-                self.scaling,
-                self.kv_heads != self.heads,
-            )?,
-            AttnMode::Masked { mask, .. } => {
-                // Kernels taking an explicit mask do not all support GQA: expand the KV heads
-                // (query head h uses KV head h / n_rep, as HF's repeat_kv).
-                let (k, v) = (self.expand_kv(&k)?, self.expand_kv(&v)?);
-                Tensor::f_scaled_dot_product_attention(
-                    &q,
-                    &k,
-                    &v,
-                    Some(mask),
-                    0.0,
-                    false,
-                    self.scaling,
-                    false,
-                )?
-            }
+            AttnMode::All { .. } => self.grouped_attention(&q, &k, &v, None)?,
+            AttnMode::Masked { mask, .. } => self.grouped_attention(&q, &k, &v, Some(mask))?,
         };
-        let out = out
-            .f_transpose(1, 2)?
-            .f_reshape([b, s, self.heads * self.head_dim])?;
+        let out = out.f_transpose(1, 2)?.f_reshape([b, s, h * hd])?;
         self.o_proj.forward(&out, train)
     }
 
-    fn expand_kv(&self, t: &Tensor) -> Result<Tensor> {
-        let rep = self.heads / self.kv_heads;
-        if rep == 1 {
-            return Ok(t.shallow_clone());
-        }
-        let (b, h, l, d) = t.size4()?;
-        Ok(t.f_unsqueeze(2)?
-            .f_expand([b, h, rep, l, d], false)?
-            .f_reshape([b, h * rep, l, d])?)
+    /// Grouped-query attention without copying keys and values per query head (HF's
+    /// `repeat_kv`): the `rep` query heads that share a KV head become `rep · S` query rows
+    /// against it, and the mask rows `[B|1, 1, S, K]` repeat to match. At a one-token decode
+    /// step the fold is a view. Returns `[B, heads, S, D]`.
+    fn grouped_attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, h, s, d) = q.size4()?;
+        let rep = h / self.kv_heads;
+        let folded = q.f_reshape([b, self.kv_heads, rep * s, d])?;
+        let mask = match mask {
+            Some(m) if rep > 1 && s > 1 => Some(m.f_repeat([1, 1, rep, 1])?),
+            Some(m) => Some(m.shallow_clone()),
+            None => None,
+        };
+        let out = Tensor::f_scaled_dot_product_attention(
+            &folded,
+            k,
+            v,
+            mask.as_ref(),
+            0.0,
+            false,
+            self.scaling,
+            false,
+        )?;
+        Ok(out.f_reshape([b, h, s, d])?)
     }
 }
 
-/// `x·cos + rotate_half(x)·sin` with split-half rotation. `cos/sin: [B,1,S,D]`.
-fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+/// `x·cos + rotate_half(x)·sin` with split-half rotation, as
+/// `x·cos + roll(x, D/2)·sin_signed` where `sin_signed` has its first half negated (so the
+/// product equals `rotate_half(x)·sin` exactly). `x: [B, S, heads, D]`, tables `[B, S, 1, D]`.
+fn rope(x: &Tensor, cos: &Tensor, sin_signed: &Tensor) -> Result<Tensor> {
     let half = x.size()[3] / 2;
-    let x1 = x.f_narrow(3, 0, half)?;
-    let x2 = x.f_narrow(3, half, half)?;
-    let rot = Tensor::f_cat(&[x2.f_neg()?, x1], 3)?;
-    Ok(x.f_mul(cos)?.f_add(&rot.f_mul(sin)?)?)
+    Ok(x.f_mul(cos)?
+        .f_addcmul(&x.f_roll([half].as_slice(), [3i64].as_slice())?, sin_signed)?)
 }
 
 impl Mlp {
     fn load(ck: &dyn Source, p: &str, cfg: &Config, k: Kind, d: Device) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let mut gate_proj = linear(ck, format!("{p}.gate_proj"), i, h, k, d)?;
+        let mut up_proj = linear(ck, format!("{p}.up_proj"), i, h, k, d)?;
+        let gate_up = fuse_frozen(&mut [&mut gate_proj, &mut up_proj])?;
         Ok(Self {
-            gate_proj: linear(ck, format!("{p}.gate_proj"), i, h, k, d)?,
-            up_proj: linear(ck, format!("{p}.up_proj"), i, h, k, d)?,
+            gate_proj,
+            up_proj,
             down_proj: linear(ck, format!("{p}.down_proj"), h, i, k, d)?,
+            gate_up,
         })
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let g = self.gate_proj.forward(x, train)?.f_gelu("tanh")?;
-        let u = self.up_proj.forward(x, train)?;
-        self.down_proj.forward(&g.f_mul(&u)?, train)
+        let i = self.gate_proj.out_features();
+        let gu = fused_forward(
+            self.gate_up.as_ref(),
+            &[&self.gate_proj, &self.up_proj],
+            x,
+            train,
+        )?;
+        let g = gu.f_narrow(-1, 0, i)?.f_gelu("tanh")?;
+        self.down_proj
+            .forward(&g.f_mul(&gu.f_narrow(-1, i, i)?)?, train)
     }
 }
 
@@ -383,14 +439,14 @@ impl Gemma3 {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
-    /// `cos, sin: [B,1,S,D]` in the model dtype from fp32 angles.
+    /// `cos, sin_signed: [B,S,1,D]` in the model dtype from fp32 angles (HF's `cat(f, f)`
+    /// tables; `sin_signed` is `cat(-sin f, sin f)`, see `rope`).
     fn rope_tables(&self, inv: &Tensor, pos: &Tensor) -> Result<(Tensor, Tensor)> {
         let f = pos.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?.f_mul(inv)?;
-        let emb = Tensor::f_cat(&[&f, &f], -1)?.f_unsqueeze(1)?;
-        Ok((
-            emb.f_cos()?.f_to_kind(self.kind)?,
-            emb.f_sin()?.f_to_kind(self.kind)?,
-        ))
+        let (c, sn) = (f.f_cos()?, f.f_sin()?);
+        let cos = Tensor::f_cat(&[&c, &c], -1)?.f_unsqueeze(2)?;
+        let sin = Tensor::f_cat(&[&sn.f_neg()?, &sn], -1)?.f_unsqueeze(2)?;
+        Ok((cos.f_to_kind(self.kind)?, sin.f_to_kind(self.kind)?))
     }
 
     /// Hidden states after the final norm, `[B, S, H]`. With a cache, the new keys/values are

@@ -48,29 +48,34 @@ impl Linear {
     /// `x: [..., in]` → `[..., out]`. `train` enables LoRA dropout.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = x.f_linear::<Tensor>(&self.weight, None)?;
-        match &self.lora {
-            Some(l) if !l.merged => {
-                let xa = x.f_to_kind(l.a.kind())?;
-                let xa = if train && l.dropout > 0.0 {
-                    xa.f_dropout(l.dropout, true)?
-                } else {
-                    xa
-                };
-                let delta = xa
-                    .f_linear::<Tensor>(&l.a, None)?
-                    .f_linear::<Tensor>(&l.b, None)?
-                    .f_mul_scalar(l.scale)?;
-                if y.kind() == delta.kind() {
-                    Ok(y.f_add(&delta)?)
-                } else {
-                    // PEFT: result = result + lora(x) * scaling, in the adapter dtype via type
-                    // promotion, then cast back to the base result dtype.
-                    Ok(y.f_to_kind(delta.kind())?
-                        .f_add(&delta)?
-                        .f_to_kind(y.kind())?)
-                }
-            }
-            _ => Ok(y),
+        self.add_lora(x, y, train)
+    }
+
+    /// The unmerged adapter's term `scale · B(A(dropout(x)))` in the adapter dtype, or `None`.
+    /// `x` may already be in the adapter dtype (callers sharing one cast across modules).
+    pub fn lora_delta(&self, x: &Tensor, train: bool) -> Result<Option<Tensor>> {
+        let Some(l) = self.lora.as_ref().filter(|l| !l.merged) else {
+            return Ok(None);
+        };
+        let xa = x.f_to_kind(l.a.kind())?;
+        let xa = if train && l.dropout > 0.0 {
+            xa.f_dropout(l.dropout, true)?
+        } else {
+            xa
+        };
+        Ok(Some(
+            xa.f_linear::<Tensor>(&l.a, None)?
+                .f_linear::<Tensor>(&l.b, None)?
+                .f_mul_scalar(l.scale)?,
+        ))
+    }
+
+    /// `y` (this layer's base output for `x`, possibly computed by a fused GEMM) plus the
+    /// unmerged adapter's term.
+    pub fn add_lora(&self, x: &Tensor, y: Tensor, train: bool) -> Result<Tensor> {
+        match self.lora_delta(x, train)? {
+            Some(delta) => add_in_adapter_dtype(y, &delta),
+            None => Ok(y),
         }
     }
 
@@ -112,4 +117,74 @@ impl Linear {
         }
         Ok(())
     }
+}
+
+/// PEFT: `result = result + lora(x) * scaling`, in the adapter dtype via type promotion, then
+/// cast back to the base result dtype.
+pub fn add_in_adapter_dtype(y: Tensor, delta: &Tensor) -> Result<Tensor> {
+    if y.kind() == delta.kind() {
+        Ok(y.f_add(delta)?)
+    } else {
+        Ok(y.f_to_kind(delta.kind())?
+            .f_add(delta)?
+            .f_to_kind(y.kind())?)
+    }
+}
+
+/// Point the frozen linears over one input at rows of a single `[Σ out, in]` weight, so their
+/// base outputs come from one GEMM (`fused_forward`). Each keeps its name and adapter; its
+/// weight becomes a view of the fused tensor, so merging an adapter writes through. Trainable
+/// weights (full fine-tuning) stay leaves of their own: `None`.
+pub fn fuse_frozen(parts: &mut [&mut Linear]) -> Result<Option<Tensor>> {
+    if parts.iter().any(|l| l.weight.requires_grad()) {
+        return Ok(None);
+    }
+    let _g = tch::no_grad_guard();
+    let fused = Tensor::f_cat(&parts.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0)?;
+    let mut offset = 0;
+    for l in parts.iter_mut() {
+        let n = l.out_features();
+        l.weight = fused.f_narrow(0, offset, n)?;
+        offset += n;
+    }
+    Ok(Some(fused))
+}
+
+/// `[..., Σ out]`: the outputs of `parts` side by side (PEFT's numerics per module, adapters
+/// included), computed with the fused weight when there is one.
+pub fn fused_forward(
+    fused: Option<&Tensor>,
+    parts: &[&Linear],
+    x: &Tensor,
+    train: bool,
+) -> Result<Tensor> {
+    let y = match fused {
+        Some(w) => x.f_linear::<Tensor>(w, None)?,
+        None => {
+            let ws: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
+            x.f_linear::<Tensor>(&Tensor::f_cat(&ws, 0)?, None)?
+        }
+    };
+    let Some(kind) = parts
+        .iter()
+        .find_map(|l| l.lora.as_ref().filter(|a| !a.merged).map(|a| a.a.kind()))
+    else {
+        return Ok(y);
+    };
+    // One cast of the input for every adapter; each still draws its own dropout mask.
+    let xa = x.f_to_kind(kind)?;
+    let mut lead = y.size();
+    lead.pop();
+    let deltas = parts
+        .iter()
+        .map(|l| match l.lora_delta(&xa, train)? {
+            Some(d) => Ok(d),
+            None => {
+                let mut shape = lead.clone();
+                shape.push(l.out_features());
+                Ok(Tensor::f_zeros(shape.as_slice(), (kind, y.device()))?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    add_in_adapter_dtype(y, &Tensor::f_cat(&deltas, -1)?)
 }
