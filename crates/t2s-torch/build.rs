@@ -6,6 +6,7 @@
 //! (PyPI's torch wheels ship it).
 fn main() {
     record_torch_version();
+    build_cuda_graph_shim();
     let libtorch = std::env::var("LIBTORCH").ok().or_else(|| {
         let out = std::process::Command::new(
             std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
@@ -24,6 +25,7 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
             println!("cargo:rustc-link-arg=-L{}", lib.display());
             println!("cargo:rustc-link-arg=-ltorch_cuda");
+            println!("cargo:rustc-link-arg=-lc10_cuda");
             println!("cargo:rustc-link-arg=-Wl,--as-needed");
         }
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
@@ -45,4 +47,63 @@ fn record_torch_version() {
             println!("cargo:rustc-env=T2S_TORCH_BUILD_VERSION={}", v.trim());
         }
     }
+}
+
+/// Compile `csrc/cuda_graph.cpp` (CUDA graph capture/replay, which tch lacks) against the
+/// venv's libtorch headers and the CUDA runtime headers PyPI's torch brings along
+/// (`nvidia/*/include`), and set `cfg(t2s_cuda_graph)`. Without those headers (a CPU-only
+/// torch build) the worker builds without it and decodes eagerly.
+fn build_cuda_graph_shim() {
+    println!("cargo::rustc-check-cfg=cfg(t2s_cuda_graph)");
+    println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
+    let probe = r#"
+import glob, os, torch
+t = os.path.dirname(torch.__file__)
+site = os.path.dirname(t)
+def dirs(pattern, depth):
+    found = sorted(glob.glob(os.path.join(site, pattern)))
+    return [os.path.dirname(f) if depth == 1 else os.path.dirname(os.path.dirname(f)) for f in found]
+# cuda_runtime_api.h from nvidia-cuda-runtime; crt/host_config.h, which nvcc's package would
+# bring, from the copy triton (a torch dependency) bundles.
+api = dirs("nvidia/*/include/cuda_runtime_api.h", 1) + dirs("triton/backends/nvidia/include/cuda_runtime_api.h", 1)
+crt = dirs("nvidia/*/include/crt/host_config.h", 2) + dirs("triton/backends/nvidia/include/crt/host_config.h", 2)
+print(t)
+print(int(torch._C._GLIBCXX_USE_CXX11_ABI))
+print(os.pathsep.join(api[:1] + crt[:1]) if api and crt else "")
+"#;
+    let Ok(out) =
+        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .args(["-c", probe])
+            .output()
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let [torch_dir, abi, cuda_includes] = lines[..] else {
+        println!("cargo:warning=torch not importable: building without CUDA graphs");
+        return;
+    };
+    let torch_include = std::path::Path::new(torch_dir).join("include");
+    let cuda_lib = std::path::Path::new(torch_dir).join("lib/libtorch_cuda.so");
+    if cuda_includes.is_empty()
+        || !torch_include.join("ATen/cuda/CUDAGraph.h").is_file()
+        || !cuda_lib.is_file()
+    {
+        println!("cargo:warning=no CUDA headers next to torch: building without CUDA graphs");
+        return;
+    }
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/cuda_graph.cpp")
+        .include(&torch_include)
+        .include(torch_include.join("torch/csrc/api/include"))
+        .includes(std::env::split_paths(cuda_includes))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag_if_supported("-Wno-unused-parameter")
+        .flag_if_supported("-Wno-deprecated-declarations")
+        .warnings(false)
+        .compile("t2s_cuda_graph");
+    println!("cargo:rustc-cfg=t2s_cuda_graph");
 }

@@ -66,6 +66,27 @@ fn build(
 }
 
 impl Masks {
+    /// One decode step at the device-side `slot: [1]` int64 over the whole cache
+    /// (`key_valid: [B, capacity]`, false at padding): key `k` is visible iff it is valid and
+    /// `k <= slot`, and for sliding layers also `k > slot - window`. Built from tensors only,
+    /// so it can be captured in a CUDA graph.
+    pub fn at_slot(slot: &Tensor, key_valid: &Tensor, window: i64) -> Result<Self> {
+        let cap = key_valid.size()[1];
+        let k = Tensor::f_arange(cap, (Kind::Int64, key_valid.device()))?;
+        let seen = k.f_le_tensor(slot)?.f_logical_and(key_valid)?; // [B, cap]
+        let in_window = k.f_gt_tensor(&slot.f_sub_scalar(window)?)?;
+        let as_mask = |m: Tensor| -> Result<AttnMode> {
+            Ok(AttnMode::Masked {
+                mask: m.f_unsqueeze(1)?.f_unsqueeze(1)?,
+                key_start: 0,
+            })
+        };
+        Ok(Self {
+            sliding: as_mask(seen.f_logical_and(&in_window)?)?,
+            full: as_mask(seen)?,
+        })
+    }
+
     /// `past`: slots already in the cache; `s`: new slots; `key_valid: [B, past + s]` or `None`
     /// when no slot is padding.
     pub fn new(

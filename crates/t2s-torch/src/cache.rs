@@ -63,6 +63,21 @@ impl KvCache {
         ))
     }
 
+    /// Store one decode step's keys/values `[B, kvh, 1, D]` of `layer` at the device-side
+    /// `slot: [1]` int64 and return the whole buffers: fixed shapes and no host value, so the
+    /// step can be captured in a CUDA graph. Does not move `len` (the caller tracks slots).
+    pub fn write_at(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+        slot: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let _ = self.k[layer].f_index_copy_(2, slot, k)?;
+        let _ = self.v[layer].f_index_copy_(2, slot, v)?;
+        Ok((self.k[layer].shallow_clone(), self.v[layer].shallow_clone()))
+    }
+
     /// Called once per forward, after every layer stored its slots.
     pub fn advance(&mut self, s: i64) {
         self.len += s;

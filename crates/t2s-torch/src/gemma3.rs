@@ -207,7 +207,7 @@ impl Attention {
         x: &Tensor,
         (cos, sin): (&Tensor, &Tensor),
         mode: &AttnMode,
-        cache: Option<(&mut KvCache, usize)>,
+        cache: Option<CacheWrite>,
         train: bool,
     ) -> Result<Tensor> {
         let (b, s, _) = x.size3()?;
@@ -222,7 +222,8 @@ impl Attention {
         let k = qk.f_narrow(1, h, kvh)?;
         let v = heads.f_narrow(2, h + kvh, kvh)?.f_transpose(1, 2)?;
         let (k, v) = match cache {
-            Some((c, layer)) => c.update(layer, &k, &v, mode.key_start())?,
+            Some((c, layer, Some(slot))) => c.write_at(layer, &k, &v, slot)?,
+            Some((c, layer, None)) => c.update(layer, &k, &v, mode.key_start())?,
             None => (k, v),
         };
         let out = match mode {
@@ -348,7 +349,7 @@ impl Layer {
         x: &Tensor,
         rope: (&Tensor, &Tensor),
         mode: &AttnMode,
-        cache: Option<(&mut KvCache, usize)>,
+        cache: Option<CacheWrite>,
         train: bool,
     ) -> Result<Tensor> {
         let a =
@@ -361,6 +362,10 @@ impl Layer {
         Ok(h.f_add(&self.post_feedforward_layernorm.forward(&m)?)?)
     }
 }
+
+/// A layer's KV cache, its index, and where this call's keys go: after the filled slots
+/// (`None`), or at a device-side slot (a fixed-shape decode step).
+type CacheWrite<'a> = (&'a mut KvCache, usize, Option<&'a Tensor>);
 
 /// The inputs of one forward call.
 pub struct Inputs<'a> {
@@ -469,21 +474,58 @@ impl Gemma3 {
             }
         }
         let masks = Masks::new(past, s, self.cfg.sliding_window, inp.key_valid, self.device)?;
-        let mut x = Tensor::f_embedding(&self.embed_tokens, inp.ids, -1, false, false)?
+        let h = self.run_layers(
+            inp.ids,
+            inp.positions,
+            &masks,
+            cache.as_deref_mut(),
+            None,
+            train,
+        )?;
+        if let Some(c) = cache {
+            c.advance(s);
+        }
+        Ok(h)
+    }
+
+    /// One decode step with fixed shapes: `ids, positions: [B, 1]`, keys/values written at
+    /// the device-side `slot: [1]` int64, attention over the whole cache under
+    /// `key_valid: [B, capacity]`. No host value is read, so the step can be captured in a
+    /// CUDA graph and replayed with new `ids`/`positions`/`slot` contents. The cache's `len`
+    /// does not move. Returns the final-normed hidden states `[B, 1, H]`.
+    pub fn decode_at_slot(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        key_valid: &Tensor,
+        slot: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let masks = Masks::at_slot(slot, key_valid, self.cfg.sliding_window)?;
+        self.run_layers(ids, positions, &masks, Some(cache), Some(slot), false)
+    }
+
+    fn run_layers(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        masks: &Masks,
+        mut cache: Option<&mut KvCache>,
+        slot: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let mut x = Tensor::f_embedding(&self.embed_tokens, ids, -1, false, false)?
             .f_mul(&self.embed_scale)?;
-        let local = self.rope_tables(&self.inv_freq_local, inp.positions)?;
-        let global = self.rope_tables(&self.inv_freq_global, inp.positions)?;
+        let local = self.rope_tables(&self.inv_freq_local, positions)?;
+        let global = self.rope_tables(&self.inv_freq_global, positions)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let (mode, rt) = if layer.sliding {
                 (&masks.sliding, (&local.0, &local.1))
             } else {
                 (&masks.full, (&global.0, &global.1))
             };
-            let c = cache.as_deref_mut().map(|c| (c, i));
+            let c = cache.as_deref_mut().map(|c| (c, i, slot));
             x = layer.forward(&x, rt, mode, c, train)?;
-        }
-        if let Some(c) = cache {
-            c.advance(s);
         }
         self.norm.forward(&x)
     }

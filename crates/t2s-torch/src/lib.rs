@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod cache;
 pub mod config;
+pub mod cuda_graph;
 pub mod device;
 pub mod error;
 pub mod gemma3;

@@ -1,11 +1,13 @@
 //! Generation: greedy tokens identical to transformers' `generate(do_sample=False)` with
 //! prompts longer than the sliding window; left-padded batches equal each prompt alone;
-//! seeded sampling is reproducible; stop tokens end rows.
+//! seeded sampling is reproducible; stop tokens end rows. Every decoder (dynamic shapes,
+//! fixed shapes, and on CUDA the fixed-shape step replayed as a CUDA graph) must give the
+//! same tokens.
 
 mod common;
 
 use common::*;
-use t2s_torch::generate::{generate, GenOptions, Sampling};
+use t2s_torch::generate::{generate, generate_report, Decoder, GenOptions, Sampling};
 
 fn opts(max_new: i64, stop: Vec<i64>) -> GenOptions {
     GenOptions {
@@ -13,7 +15,21 @@ fn opts(max_new: i64, stop: Vec<i64>) -> GenOptions {
         stop_ids: stop,
         pad_id: 0,
         sampling: Sampling::greedy(),
+        decoder: Decoder::Dynamic,
     }
+}
+
+/// The decoders this device runs: the graph one only where CUDA graphs can be captured.
+fn decoders() -> Vec<Decoder> {
+    let mut d = vec![Decoder::Dynamic, Decoder::Static];
+    if Decoder::Graph.resolve(test_device()).is_ok() {
+        d.push(Decoder::Graph);
+    }
+    d
+}
+
+fn with(decoder: Decoder, o: GenOptions) -> GenOptions {
+    GenOptions { decoder, ..o }
 }
 
 #[derive(serde::Deserialize)]
@@ -62,35 +78,41 @@ fn greedy_64_tokens_match_transformers_past_the_window() {
                     .tokens
             })
             .collect();
-        let batch: Vec<Vec<i64>> = generate(&model, &r.prompts, &opts(64, vec![]))
-            .unwrap()
-            .into_iter()
-            .map(|g| g.tokens)
-            .collect();
-        for i in 0..r.prompts.len() {
-            assert_eq!(alone[i].len(), 64);
-            assert_eq!(alone[i], r.alone[i], "kv={kv} prompt {i} alone vs HF");
-            assert_eq!(
-                batch[i], r.batch[i],
-                "kv={kv} prompt {i} batched vs HF batched"
-            );
-            assert_eq!(
-                batch[i], alone[i],
-                "kv={kv} prompt {i}: left-padded batch vs alone"
-            );
+        for decoder in decoders() {
+            let report =
+                generate_report(&model, &r.prompts, &with(decoder, opts(64, vec![]))).unwrap();
+            assert_eq!(report.decoder, decoder, "{:?}", report.graph_fallback);
+            let batch: Vec<Vec<i64>> = report.rows.into_iter().map(|g| g.tokens).collect();
+            for i in 0..r.prompts.len() {
+                assert_eq!(alone[i].len(), 64);
+                assert_eq!(alone[i], r.alone[i], "kv={kv} prompt {i} alone vs HF");
+                assert_eq!(
+                    batch[i], r.batch[i],
+                    "kv={kv} {decoder:?} prompt {i} batched vs HF batched"
+                );
+                assert_eq!(
+                    batch[i], alone[i],
+                    "kv={kv} {decoder:?} prompt {i}: left-padded batch vs alone"
+                );
+            }
         }
         if kv == 2 {
             continue; // the stop-id variant once is enough (Python runs are slow on 2 cores)
         }
         // With stop ids, rows end at <eos>/<end_of_turn> exactly where HF stops.
         let r = hf(&py, &dir, "1,106", "gen-stop.json");
-        let got = generate(&model, &r.prompts, &opts(64, vec![1, 106])).unwrap();
-        for (i, g) in got.iter().enumerate() {
-            assert_eq!(g.tokens, r.batch[i], "kv={kv} prompt {i} with stop ids");
-            assert_eq!(
-                g.stopped,
-                g.tokens.last().is_some_and(|t| *t == 1 || *t == 106)
-            );
+        for decoder in decoders() {
+            let got = generate(&model, &r.prompts, &with(decoder, opts(64, vec![1, 106]))).unwrap();
+            for (i, g) in got.iter().enumerate() {
+                assert_eq!(
+                    g.tokens, r.batch[i],
+                    "kv={kv} {decoder:?} prompt {i} with stop ids"
+                );
+                assert_eq!(
+                    g.stopped,
+                    g.tokens.last().is_some_and(|t| *t == 1 || *t == 106)
+                );
+            }
         }
     }
 }
@@ -104,10 +126,12 @@ fn left_padded_batch_equals_each_prompt_alone() {
         .enumerate()
         .map(|(k, &n)| (0..n).map(|j| 3 + ((j * 7 + k * 13) % 90) as i64).collect())
         .collect();
-    let batch = generate(&model, &prompts, &opts(24, vec![])).unwrap();
-    for (p, b) in prompts.iter().zip(&batch) {
-        let one = generate(&model, std::slice::from_ref(p), &opts(24, vec![])).unwrap();
-        assert_eq!(one[0].tokens, b.tokens);
+    for decoder in decoders() {
+        let batch = generate(&model, &prompts, &with(decoder, opts(24, vec![]))).unwrap();
+        for (p, b) in prompts.iter().zip(&batch) {
+            let one = generate(&model, std::slice::from_ref(p), &opts(24, vec![])).unwrap();
+            assert_eq!(one[0].tokens, b.tokens, "{decoder:?}");
+        }
     }
 }
 
@@ -119,20 +143,22 @@ fn finished_rows_are_dropped_without_disturbing_the_others() {
     // Stop on the 3rd token row 1 emits: row 1 ends there, the others continue unchanged
     // (unless they emit that token too, where they stop as well).
     let stop = free[1].tokens[2];
-    let got = generate(&model, &prompts, &opts(20, vec![stop])).unwrap();
-    for (f, g) in free.iter().zip(&got) {
-        let cut = f
-            .tokens
-            .iter()
-            .position(|&t| t == stop)
-            .map_or(f.tokens.len(), |i| i + 1);
-        assert_eq!(g.tokens, f.tokens[..cut]);
-        assert_eq!(
-            g.stopped,
-            cut < f.tokens.len() || f.tokens.last() == Some(&stop)
-        );
+    for decoder in decoders() {
+        let got = generate(&model, &prompts, &with(decoder, opts(20, vec![stop]))).unwrap();
+        for (f, g) in free.iter().zip(&got) {
+            let cut = f
+                .tokens
+                .iter()
+                .position(|&t| t == stop)
+                .map_or(f.tokens.len(), |i| i + 1);
+            assert_eq!(g.tokens, f.tokens[..cut]);
+            assert_eq!(
+                g.stopped,
+                cut < f.tokens.len() || f.tokens.last() == Some(&stop)
+            );
+        }
+        assert!(got[1].stopped && got[1].tokens.len() <= 3, "{decoder:?}");
     }
-    assert!(got[1].stopped && got[1].tokens.len() <= 3);
 }
 
 #[test]
@@ -149,6 +175,7 @@ fn seeded_sampling_is_reproducible_and_respects_top_k() {
             top_k: 1,
             top_p: 1.0,
         },
+        decoder: Decoder::Dynamic,
     };
     // top_k = 1 is greedy.
     let g = generate(&model, &prompts, &opts(16, vec![])).unwrap();
@@ -185,4 +212,55 @@ fn prompt_beyond_the_context_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("vocabulary"), "{err}");
+}
+
+#[test]
+fn seeded_sampling_is_the_same_with_fixed_shapes() {
+    // The fixed-shape decoder draws from the same generator in the same order.
+    let model = random_model(1, 15);
+    let prompts: Vec<Vec<i64>> = vec![(3..12).collect(), (30..34).collect(), (50..70).collect()];
+    let o = GenOptions {
+        sampling: Sampling {
+            greedy: false,
+            temperature: 1.0,
+            top_k: 20,
+            top_p: 0.9,
+        },
+        ..opts(16, vec![])
+    };
+    let mut runs = Vec::new();
+    for decoder in decoders() {
+        tch::manual_seed(3);
+        runs.push((
+            decoder,
+            generate(&model, &prompts, &with(decoder, o.clone())).unwrap(),
+        ));
+    }
+    for (decoder, rows) in &runs[1..] {
+        assert_eq!(rows, &runs[0].1, "{decoder:?} vs {:?}", runs[0].0);
+    }
+}
+
+#[test]
+fn a_graph_decoder_without_cuda_is_a_clear_error() {
+    let model = random_model(1, 16);
+    if model.device.is_cuda() {
+        return;
+    }
+    let err = generate(
+        &model,
+        &[vec![5, 6]],
+        &with(Decoder::Graph, opts(4, vec![])),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("decoder `graph` needs a CUDA model"), "{err}");
+    assert_eq!(
+        Decoder::Auto.resolve(model.device).unwrap(),
+        Decoder::Dynamic
+    );
+    assert!(Decoder::parse("fast")
+        .unwrap_err()
+        .to_string()
+        .contains("expected auto"));
 }

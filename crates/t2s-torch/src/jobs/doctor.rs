@@ -24,5 +24,8 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
         "devices": devices,
         "default_device": default_device,
         "threads": tch::get_num_threads(),
+        // Decoding with CUDA graphs: built in, and usable here (a CUDA device is present).
+        "cuda_graphs_built": cfg!(t2s_cuda_graph),
+        "cuda_graphs_usable": crate::cuda_graph::available(),
     }))
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use t2s::worker::protocol::JobSpec;
 
 use super::{model, Events, Params};
-use crate::generate::generate;
+use crate::generate::{generate_report, Decoder};
 
 fn id_key(v: &Value) -> String {
     v.to_string()
@@ -93,7 +93,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     }
     let skipped = done.len();
     let l = model::load(spec)?;
-    let opt = model::gen_options(spec, &l)?;
+    let mut opt = model::gen_options(spec, &l)?;
     let mut enc: Vec<(Value, Vec<i64>)> = rows
         .into_iter()
         .map(|(id, t)| Ok((id, l.tok.encode(&t)?)))
@@ -121,9 +121,18 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let total = enc.len() as u64;
     let (mut written, mut new_tokens) = (0u64, 0u64);
     let t0 = std::time::Instant::now();
+    let mut decoder = opt.decoder.resolve(l.device)?;
+    let mut graph_fallback = None;
     for batch in enc.chunks(batch_size) {
         let prompts: Vec<Vec<i64>> = batch.iter().map(|(_, ids)| ids.clone()).collect();
-        let gens = generate(&l.model, &prompts, &opt)?;
+        let report = generate_report(&l.model, &prompts, &opt)?;
+        if report.graph_fallback.is_some() {
+            // Capturing failed once: it will fail the same way for the next batches.
+            opt.decoder = Decoder::Static;
+            decoder = Decoder::Static;
+            graph_fallback = report.graph_fallback;
+        }
+        let gens = report.rows;
         let mut buf = String::new();
         for ((id, _), g) in batch.iter().zip(&gens) {
             let body: Vec<i64> = g
@@ -158,5 +167,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "tokens_per_s": if dt > 0.0 { new_tokens as f64 / dt } else { 0.0 },
         "seconds": dt,
         "device": crate::device::device_name(l.device),
+        "decoder": decoder.name(),
+        "graph_fallback": graph_fallback,
     }))
 }

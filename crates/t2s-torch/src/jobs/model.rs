@@ -8,7 +8,7 @@ use tch::Device;
 
 use super::{input_dir, Params};
 use crate::device::{parse_device, parse_kind};
-use crate::generate::{GenOptions, Sampling};
+use crate::generate::{Decoder, GenOptions, Sampling};
 use crate::tok::{stop_ids, Tok};
 use crate::{lora, Gemma3};
 
@@ -82,5 +82,6 @@ pub fn gen_options(spec: &JobSpec, l: &Loaded) -> anyhow::Result<GenOptions> {
             top_k: p.u64("top_k", 0)? as i64,
             top_p,
         },
+        decoder: Decoder::parse(p.str("decoder")?.unwrap_or("auto"))?,
     })
 }

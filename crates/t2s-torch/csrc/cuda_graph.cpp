@@ -1,0 +1,96 @@
+// CUDA graph capture and replay for t2s-worker (tch exposes none): a thin C ABI over
+// at::cuda::CUDAGraph and c10's stream pool. Only out-of-line libtorch/c10 functions are
+// called, so the object links against libtorch_cuda and libc10_cuda alone (no direct cudart
+// reference). Every entry point catches exceptions and returns the message instead.
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <optional>
+
+namespace {
+
+struct Graph {
+  at::cuda::CUDAGraph graph;
+  c10::DeviceIndex device;
+  // The stream current before `enter`, restored by `leave`.
+  std::optional<c10::cuda::CUDAStream> previous;
+};
+
+char* message(const std::exception& e) { return strdup(e.what()); }
+
+template <typename F>
+int guarded(char** err, F f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    *err = message(e);
+  } catch (...) {
+    *err = strdup("unknown C++ exception");
+  }
+  return 1;
+}
+
+}  // namespace
+
+extern "C" {
+
+void* t2s_graph_new(int device, char** err) {
+  Graph* g = nullptr;
+  guarded(err, [&] {
+    g = new Graph();
+    g->device = static_cast<c10::DeviceIndex>(device);
+  });
+  return g;
+}
+
+// Make a side stream current (capture cannot run on the default stream); warm-up work and the
+// capture itself run there.
+int t2s_graph_enter(void* h, char** err) {
+  auto* g = static_cast<Graph*>(h);
+  return guarded(err, [&] {
+    c10::cuda::device_synchronize();
+    g->previous = c10::cuda::getCurrentCUDAStream(g->device);
+    c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, g->device));
+  });
+}
+
+int t2s_graph_capture_begin(void* h, char** err) {
+  auto* g = static_cast<Graph*>(h);
+  return guarded(err, [&] {
+    c10::cuda::device_synchronize();
+    g->graph.capture_begin();
+  });
+}
+
+int t2s_graph_capture_end(void* h, char** err) {
+  auto* g = static_cast<Graph*>(h);
+  return guarded(err, [&] { g->graph.capture_end(); });
+}
+
+// Back to the stream that was current before `enter`, after the side stream's work is done.
+int t2s_graph_leave(void* h, char** err) {
+  auto* g = static_cast<Graph*>(h);
+  return guarded(err, [&] {
+    c10::cuda::device_synchronize();
+    if (g->previous) {
+      c10::cuda::setCurrentCUDAStream(*g->previous);
+      g->previous.reset();
+    }
+  });
+}
+
+int t2s_graph_replay(void* h, char** err) {
+  auto* g = static_cast<Graph*>(h);
+  return guarded(err, [&] { g->graph.replay(); });
+}
+
+void t2s_graph_free(void* h) { delete static_cast<Graph*>(h); }
+
+void t2s_free_message(char* m) { free(m); }
+
+}  // extern "C"

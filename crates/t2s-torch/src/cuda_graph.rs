@@ -1,0 +1,139 @@
+//! CUDA graphs: record a fixed-shape piece of work once and replay it with one launch, so a
+//! decode step of a 1B model costs its GPU time instead of ~1,800 kernel launches from the
+//! host. tch has no binding; `csrc/cuda_graph.cpp` wraps `at::cuda::CUDAGraph` (compiled by
+//! `build.rs` when the CUDA headers that come with PyPI's torch are present).
+//!
+//! As with `torch.cuda.graph`: the work runs once eagerly on a side stream (warm-up: lazy
+//! cuBLAS/allocator setup), is captured on that stream, and every replay reads the same
+//! input tensors and writes the same output tensors (allocated in the graph's private memory
+//! pool during capture). Callers update inputs in place between replays.
+
+use crate::error::{ModelError, Result};
+
+#[cfg(t2s_cuda_graph)]
+mod ffi {
+    use std::os::raw::{c_char, c_int, c_void};
+    extern "C" {
+        pub fn t2s_graph_new(device: c_int, err: *mut *mut c_char) -> *mut c_void;
+        pub fn t2s_graph_enter(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_capture_begin(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_capture_end(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_leave(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_replay(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_free(g: *mut c_void);
+        pub fn t2s_free_message(m: *mut c_char);
+    }
+}
+
+/// Whether this build can capture CUDA graphs (and a CUDA device is present).
+pub fn available() -> bool {
+    cfg!(t2s_cuda_graph) && tch::Cuda::is_available()
+}
+
+/// A captured graph. Dropping it releases the graph; its memory pool is freed once the
+/// output tensors from the capture are dropped too.
+pub struct CudaGraph {
+    #[cfg(t2s_cuda_graph)]
+    handle: *mut std::os::raw::c_void,
+}
+
+#[cfg(t2s_cuda_graph)]
+fn check(rc: std::os::raw::c_int, err: *mut std::os::raw::c_char, what: &str) -> Result<()> {
+    if rc == 0 {
+        return Ok(());
+    }
+    let msg = if err.is_null() {
+        "no message".to_string()
+    } else {
+        // SAFETY: the shim returns a strdup'ed NUL-terminated string, freed here once.
+        let m = unsafe { std::ffi::CStr::from_ptr(err) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { ffi::t2s_free_message(err) };
+        m
+    };
+    Err(ModelError::Input(format!("CUDA graph {what}: {msg}")))
+}
+
+impl CudaGraph {
+    /// Run `work` once eagerly (warm-up), then capture it on a side stream of `device`.
+    /// Returns the graph and what the captured call returned (its output tensors, which every
+    /// replay overwrites). `work` must only launch device work on fixed shapes: no host
+    /// synchronisation, no host-to-device copies, no shape that depends on data.
+    #[cfg(t2s_cuda_graph)]
+    pub fn capture<T>(device: usize, mut work: impl FnMut() -> Result<T>) -> Result<(Self, T)> {
+        use std::ptr::null_mut;
+        let mut err = null_mut();
+        // SAFETY: plain C ABI calls on a handle this struct owns; errors come back as codes.
+        let handle = unsafe { ffi::t2s_graph_new(device as i32, &mut err) };
+        if handle.is_null() {
+            check(1, err, "create")?;
+        }
+        let graph = Self { handle };
+        check(
+            unsafe { ffi::t2s_graph_enter(handle, &mut err) },
+            err,
+            "side stream",
+        )?;
+        let captured = (|| -> Result<T> {
+            work()?;
+            check(
+                unsafe { ffi::t2s_graph_capture_begin(handle, &mut err) },
+                err,
+                "capture",
+            )?;
+            let out = work();
+            // End the capture even when the work failed, so the stream leaves capture mode.
+            let mut end_err = null_mut();
+            let end = check(
+                unsafe { ffi::t2s_graph_capture_end(handle, &mut end_err) },
+                end_err,
+                "capture end",
+            );
+            let out = out?;
+            end?;
+            Ok(out)
+        })();
+        let mut leave_err = null_mut();
+        let left = check(
+            unsafe { ffi::t2s_graph_leave(handle, &mut leave_err) },
+            leave_err,
+            "leave side stream",
+        );
+        let out = captured?;
+        left?;
+        Ok((graph, out))
+    }
+
+    #[cfg(not(t2s_cuda_graph))]
+    pub fn capture<T>(_device: usize, _work: impl FnMut() -> Result<T>) -> Result<(Self, T)> {
+        Err(ModelError::Input(
+            "this t2s-worker was built without CUDA graph support (no CUDA headers next to torch at build time)".into(),
+        ))
+    }
+
+    /// Launch the captured work once (on the current stream).
+    pub fn replay(&self) -> Result<()> {
+        #[cfg(t2s_cuda_graph)]
+        {
+            let mut err = std::ptr::null_mut();
+            check(
+                unsafe { ffi::t2s_graph_replay(self.handle, &mut err) },
+                err,
+                "replay",
+            )
+        }
+        #[cfg(not(t2s_cuda_graph))]
+        Ok(())
+    }
+}
+
+impl Drop for CudaGraph {
+    fn drop(&mut self) {
+        #[cfg(t2s_cuda_graph)]
+        // SAFETY: the handle came from t2s_graph_new and is freed exactly once.
+        unsafe {
+            ffi::t2s_graph_free(self.handle)
+        };
+    }
+}
