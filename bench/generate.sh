@@ -8,7 +8,8 @@
 #   DEVICE=cuda SHAPE=gemma3-1b N=1000 BATCH=128 bench/generate.sh
 #   SHAPE=overhead THREADS=1 bench/generate.sh            # dispatch overhead per decode step
 #
-# THREADS=n sets the intra-op threads of both (0 = library default).
+# THREADS=n sets the intra-op threads of both (0 = library default). DECODERS="graph dynamic"
+# runs t2s once per decoder (default: auto, i.e. graph on CUDA, dynamic on the CPU).
 # T2S_WORKER=path uses a prebuilt worker (no cargo build); WORK=dir keeps the model/prompts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,11 +44,14 @@ fi
 "$PYTHON" bench/make_prompts.py "$N" "$WORK/prompts.jsonl"
 peer=$("$PYTHON" bench/peers/peer_generate.py --model "$model" --prompts "$WORK/prompts.jsonl" \
   --batch "$BATCH" --max-new "$MAX_NEW" --device "$DEVICE" --threads "$THREADS" 2>/dev/null | tail -n 1)
+# One t2s run per decoder in DECODERS (auto, dynamic, static, graph), each against the peer.
+for decoder in ${DECODERS:-auto}; do
 rm -f "$WORK/out.jsonl"
 cat >"$WORK/spec.json" <<JSON
 {"protocol": 1, "job": "generate", "device": "$DEVICE", "inputs": {"model": "$model"},
  "params": {"prompts_file": "$WORK/prompts.jsonl", "out_file": "$WORK/out.jsonl",
-            "max_new_tokens": $MAX_NEW, "batch_size": $BATCH, "greedy": true, "threads": $THREADS}}
+            "max_new_tokens": $MAX_NEW, "batch_size": $BATCH, "greedy": true, "threads": $THREADS,
+            "decoder": "$decoder"}}
 JSON
 ours=$("$WORKER" "$WORK/spec.json" | tail -n 1)
 "$PYTHON" - "$peer" "$ours" <<'PY'
@@ -59,7 +63,8 @@ if ev.get("event") != "result":
 o = ev["value"]
 print("peer (transformers generate):", json.dumps(p))
 print("t2s-worker generate:         ", json.dumps(o))
-print(f"ratio t2s/peer new tokens/s: {o['tokens_per_s'] / p['tokens_per_s']:.2f}x "
+print(f"ratio t2s ({o.get('decoder')})/peer new tokens/s: {o['tokens_per_s'] / p['tokens_per_s']:.2f}x "
       f"(t2s {o['tokens_per_s']:.0f}, peer {p['tokens_per_s']:.0f}; new tokens t2s "
       f"{o['new_tokens']}, peer {p['new_tokens']})")
 PY
+done

@@ -2,9 +2,10 @@
 # Everything measured on the lent GPU machine, in one device command (see ../shared/gpu/README.md).
 # Prepared here by bench/gpu/prepare.sh (release binaries into .gpu/); run there as
 #   bash bench/gpu/run.sh            (results under $OUT)
-# Side by side on the same GPU: HF transformers + PEFT vs t2s for LoRA training throughput
+# Results: at most 8 files under $OUT (doctor, memory, train_peer, train_t2s, train.err,
+# generate, parity, pipeline). Side by side on the same GPU: HF transformers + PEFT vs t2s for LoRA training throughput
 # (Gemma-3-1B shape, random weights) and batched greedy generation; plus doctor and the
-# quickstart/smoke pipeline on CUDA when asked (RUN_PIPELINE=1).
+# quickstart pipeline on CUDA (RUN_PIPELINE=0 skips it; PIPELINE=pipelines/smoke.yaml for the toy one).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/t2s-gpu-out}
@@ -27,11 +28,11 @@ BATCH=${BATCH:-8} SEQ=${SEQ:-512} RANK=${RANK:-16} STEPS=${STEPS:-20}
 with_gpu_mem() {
   local name=$1; shift
   local base; base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
-  ( while :; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1; sleep 0.1; done ) > "$OUT/mem_$name.txt" &
+  ( while :; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1; sleep 0.1; done ) > "/tmp/mem_$name.txt" &
   local poll=$!
   "$@"; local rc=$?
   kill $poll 2>/dev/null; wait $poll 2>/dev/null
-  local peak; peak=$(sort -n "$OUT/mem_$name.txt" | tail -1)
+  local peak; peak=$(sort -n "/tmp/mem_$name.txt" | tail -1)
   echo "{\"name\": \"$name\", \"gpu_mem_peak_mib\": $((peak - base)), \"idle_mib\": $base}" >> "$OUT/memory.jsonl"
   return $rc
 }
@@ -49,14 +50,14 @@ echo "doctor done"; tail -12 "$OUT/doctor.txt"
 # --- LoRA training throughput, Gemma-3-1B shape, r=$RANK on q/k/v/o -------------------------
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 with_gpu_mem peer_train timeout ${TRAIN_TIMEOUT:-150} python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank "$RANK" \
-  --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" > "$OUT/train_peer.json" 2> "$OUT/train_peer.err"
-echo "peer train: $(cat "$OUT/train_peer.json")"; tail -3 "$OUT/train_peer.err"
+  --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" > "$OUT/train_peer.json" 2> "$OUT/train.err"
+echo "peer train: $(cat "$OUT/train_peer.json")"; tail -3 "$OUT/train.err"
 cat > /tmp/t2s-bench-train.json <<JSON
 {"protocol": 1, "job": "bench-train", "device": "cuda",
  "params": {"shape": "gemma3-1b", "batch": $BATCH, "seq": $SEQ, "rank": $RANK, "alpha": 16, "steps": $STEPS, "warmup": 3}}
 JSON
-with_gpu_mem t2s_train timeout ${TRAIN_TIMEOUT:-150} "$W" /tmp/t2s-bench-train.json > "$OUT/train_t2s.jsonl" 2> "$OUT/train_t2s.err"
-echo "t2s train: $(tail -1 "$OUT/train_t2s.jsonl")"; tail -3 "$OUT/train_t2s.err"
+with_gpu_mem t2s_train timeout ${TRAIN_TIMEOUT:-150} "$W" /tmp/t2s-bench-train.json > "$OUT/train_t2s.jsonl" 2>> "$OUT/train.err"
+echo "t2s train: $(tail -1 "$OUT/train_t2s.jsonl")"; tail -3 "$OUT/train.err"
 python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -73,13 +74,20 @@ if ours.get("tokens_per_s") and peer.get("tokens_per_s"):
     print(f"ratio t2s/peer tokens/s: {ours['tokens_per_s']/peer['tokens_per_s']:.2f}x")
 print("memory:", mem)
 PY
+# The same at twice the batch (t2s only): how far a larger token batch lifts MFU.
+sed "s/\"batch\": $BATCH/\"batch\": $((BATCH * 2))/" /tmp/t2s-bench-train.json > /tmp/t2s-bench-train2.json
+timeout ${TRAIN_TIMEOUT:-150} "$W" /tmp/t2s-bench-train2.json > /tmp/train_b2x.jsonl 2>> "$OUT/train.err"
+tail -1 /tmp/train_b2x.jsonl >> "$OUT/train_t2s.jsonl"
+echo "t2s train, batch $((BATCH * 2)): $(tail -1 /tmp/train_b2x.jsonl)"
 fi
 
 # --- Batched greedy generation: 1,000 gretel-length prompts, 128 new tokens max ----------
 if [ "${SKIP_GEN:-0}" != 1 ]; then
+  # graph: the decode step captured as a CUDA graph; dynamic: op by op (the previous default).
   WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=${GEN_N:-1000} BATCH=${GEN_BATCH:-128} MAX_NEW=128 \
-    timeout ${GEN_TIMEOUT:-240} bash bench/generate.sh > "$OUT/generate.txt" 2>&1
-  echo "generation:"; tail -4 "$OUT/generate.txt"
+    DECODERS="${GEN_DECODERS:-graph dynamic}" \
+    timeout ${GEN_TIMEOUT:-300} bash bench/generate.sh > "$OUT/generate.txt" 2>&1
+  echo "generation:"; grep -E "ratio|Error|error" "$OUT/generate.txt" | tail -6
 fi
 
 # --- Parity on CUDA: the model crate's parity/generation/LoRA tests with T2S_TEST_DEVICE=cuda
@@ -96,9 +104,9 @@ if [ "${SKIP_PARITY:-0}" != 1 ]; then
 fi
 
 # --- A pipeline end to end on CUDA ---------------------------------------------------------
-if [ "${RUN_PIPELINE:-0}" = 1 ]; then
+if [ "${RUN_PIPELINE:-1}" = 1 ]; then
   root=/tmp/t2s-pipe; mkdir -p $root
-  ( cd $root && time timeout ${PIPE_TIMEOUT:-120} "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/smoke.yaml}" ) > "$OUT/pipeline.txt" 2>&1
+  ( cd $root && time timeout ${PIPE_TIMEOUT:-240} "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/quickstart.yaml}" ) > "$OUT/pipeline.txt" 2>&1
   echo "pipeline:"; tail -20 "$OUT/pipeline.txt"
 fi
 date -u
