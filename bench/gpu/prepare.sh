@@ -20,5 +20,12 @@ for l in sys.stdin:
       done
 fi
 strip .gpu/t2s .gpu/t2s-worker .gpu/tests/* 2>/dev/null || true
+# The orchestrator draws the report's charts with fontconfig/freetype, which the GPU image may
+# lack: bundle the shared libraries it links (glibc's own excepted) and one font family.
+mkdir -p .gpu/lib .gpu/fonts
+ldd .gpu/t2s | awk '/=> \// {print $3}' \
+  | grep -v -E '/(libc|libm|libgcc_s|libpthread|libdl|librt|ld-linux[^/]*)\.so' \
+  | xargs -r -I{} cp -L {} .gpu/lib/
+cp -r /usr/share/fonts/truetype/dejavu .gpu/fonts/ 2>/dev/null || echo "no DejaVu fonts here: charts on the GPU machine may lack text" >&2
 ldd .gpu/t2s-worker | grep -q torch_cuda || { echo "t2s-worker does not link libtorch_cuda: CUDA would not register" >&2; exit 1; }
 du -sh .gpu

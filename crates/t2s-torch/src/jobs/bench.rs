@@ -36,6 +36,44 @@ fn sync(dev: Device) {
     }
 }
 
+/// Time forward, loss, backward and optimizer separately (device synchronised after each).
+fn phase_profile(
+    model: &Gemma3,
+    opt: &mut AdamW,
+    ids: &Tensor,
+    positions: &Tensor,
+    targets: &Tensor,
+    chunk: i64,
+    dev: Device,
+) -> anyhow::Result<Value> {
+    const STEPS: u32 = 3;
+    let mut ms = [0.0f64; 4];
+    let mut lap = |i: usize, t: &mut std::time::Instant| {
+        sync(dev);
+        ms[i] += t.elapsed().as_secs_f64() * 1000.0 / STEPS as f64;
+        *t = std::time::Instant::now();
+    };
+    for _ in 0..STEPS {
+        sync(dev);
+        let mut t = std::time::Instant::now();
+        let inp = Inputs {
+            ids,
+            positions,
+            key_valid: None,
+        };
+        let h = model.forward_hidden(&inp, None, true)?;
+        lap(0, &mut t);
+        let loss = chunked_ce(model, &h, targets, chunk)?;
+        lap(1, &mut t);
+        loss.f_backward()?;
+        lap(2, &mut t);
+        opt.step()?;
+        opt.zero_grad();
+        lap(3, &mut t);
+    }
+    Ok(json!({"forward": ms[0], "loss_and_head": ms[1], "backward": ms[2], "optimizer": ms[3]}))
+}
+
 /// Peak resident memory of this process (Linux `VmHWM`), MiB.
 fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -101,6 +139,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     }
     sync(dev);
     let dt = t0.elapsed().as_secs_f64();
+    let phases = phase_profile(&model, &mut opt, &ids, &positions, &targets, chunk, dev)?;
     let final_loss = match last {
         Some(l) => l.f_double_value(&[])?,
         None => f64::NAN,
@@ -122,6 +161,9 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         },
         "peak_rss_mb": peak_rss_mb(),
         "final_loss": final_loss,
+        // Mean ms per phase over 3 more steps, synchronising after each phase (so the sum
+        // exceeds step_ms by the overlap the sync removes): where a step's time goes.
+        "phase_ms": phases,
         "threads": tch::get_num_threads(),
     }))
 }
