@@ -7,6 +7,7 @@
 #
 #   bench/decode_overhead.sh                       # this checkout's release worker
 #   WORKERS="old=/tmp/t2s-worker-old new=" bench/decode_overhead.sh   # compare builds
+# (a worker older than the decoder option ignores it and is listed once, as dynamic)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
@@ -35,7 +36,7 @@ for round in $(seq "$ROUNDS"); do
             "batch_size": 4, "greedy": true, "threads": 1, "decoder": "$d"}}
 JSON
       "$bin" "$WORK/spec.json" | tail -n 1 \
-        | "$PYTHON" -c 'import json,sys; v=json.load(sys.stdin)["value"]; print(sys.argv[1], v["tokens_per_s"])' "$name/$d" >> "$results"
+        | "$PYTHON" -c 'import json,sys; v=json.load(sys.stdin)["value"]; print(sys.argv[1] + "/" + v.get("decoder", "dynamic"), v["tokens_per_s"])' "$name" >> "$results"
     done
   done
 done

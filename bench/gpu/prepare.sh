@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
 cargo build --release --workspace --bins
-mkdir -p .gpu/tests
+rm -rf .gpu/tests && mkdir -p .gpu/tests   # no stale test binaries from an earlier build
 cp "$CARGO_TARGET_DIR/release/t2s" "$CARGO_TARGET_DIR/release/t2s-worker" .gpu/
 # The model crate's parity tests, run there with T2S_TEST_DEVICE=cuda.
 if [ "${WITH_TESTS:-1}" = 1 ]; then
