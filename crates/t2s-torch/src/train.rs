@@ -59,35 +59,63 @@ pub fn chunked_ce(model: &Gemma3, hidden: &Tensor, targets: &Tensor, chunk: i64)
             let len = chunk.min(n - start);
             let hc = hd.f_narrow(0, start, len)?;
             let tc = ts.f_narrow(0, start, len)?.f_unsqueeze(1)?;
-            let z = hc.f_linear::<Tensor>(w, None)?.f_to_kind(Kind::Float)?;
-            let logits = match cap {
-                Some(c) => z.f_div_scalar(c)?.f_tanh()?.f_mul_scalar(c)?,
-                None => z,
+            let z = hc.f_linear::<Tensor>(w, None)?;
+            let (nll, g) = match cap {
+                None => chunk_loss_and_grad(&z, &tc, w.kind())?,
+                Some(c) => capped_chunk_loss_and_grad(&z, &tc, c, w.kind())?,
             };
-            let lse = logits.f_logsumexp([-1i64].as_slice(), true)?;
-            let tgt = logits.f_gather(1, &tc, false)?;
-            loss_sum = loss_sum.f_add(&lse.f_sub(&tgt)?.f_sum(Kind::Float)?)?;
-            // d(mean CE)/d logits = (softmax − onehot) / n
-            let mut g = logits.f_sub(&lse)?.f_exp()?;
-            let _ = g.f_scatter_add_(
-                1,
-                &tc,
-                &Tensor::f_full([len, 1], -1.0, (Kind::Float, g.device()))?,
-            )?;
-            let mut g = g.f_div_scalar(n as f64)?;
-            if let Some(c) = cap {
-                let t = logits.f_div_scalar(c)?;
-                g = g.f_mul(&t.f_square()?.f_neg()?.f_add_scalar(1.0)?)?;
-            }
-            grads.push(g.f_to_kind(w.kind())?.f_matmul(w)?);
+            loss_sum = loss_sum.f_add(&nll)?;
+            grads.push(g.f_matmul(w)?);
             start += len;
         }
-        (loss_sum, Tensor::f_cat(&grads, 0)?)
+        // d(mean CE)/dh = (softmax − onehot) W / n
+        (loss_sum, Tensor::f_cat(&grads, 0)?.f_div_scalar(n as f64)?)
     };
     let loss = loss_sum.f_div_scalar(n as f64)?;
     // value: loss; gradient w.r.t. hs: `grad`.
     let s = hs.f_mul(&grad)?.f_sum(Kind::Float)?;
     Ok(s.f_sub(&s.f_detach()?)?.f_add(&loss)?)
+}
+
+/// Summed NLL (fp32 scalar) of one chunk of logits `z: [c, V]` (model dtype) at targets
+/// `tc: [c, 1]`, and `softmax(z) − onehot` in `kind` for the gradient. Two passes over the
+/// logits, each reading them once: `log_softmax` in fp32 for the loss (exact for any logit gap)
+/// and `softmax` written straight in the weight dtype, which the gradient GEMM uses anyway.
+fn chunk_loss_and_grad(z: &Tensor, tc: &Tensor, kind: Kind) -> Result<(Tensor, Tensor)> {
+    let nll = z
+        .f_log_softmax(-1, Kind::Float)?
+        .f_gather(1, tc, false)?
+        .f_sum(Kind::Float)?
+        .f_neg()?;
+    let mut g = z.f_softmax(-1, kind)?;
+    let len = tc.size()[0];
+    let _ = g.f_scatter_add_(1, tc, &Tensor::f_full([len, 1], -1.0, (kind, z.device()))?)?;
+    Ok((nll, g))
+}
+
+/// The same with Gemma-2-style final soft-capping `c · tanh(z / c)` (chain rule through the
+/// cap), in fp32.
+fn capped_chunk_loss_and_grad(
+    z: &Tensor,
+    tc: &Tensor,
+    c: f64,
+    kind: Kind,
+) -> Result<(Tensor, Tensor)> {
+    let t = z.f_to_kind(Kind::Float)?.f_div_scalar(c)?.f_tanh()?;
+    let logits = t.f_mul_scalar(c)?;
+    let lse = logits.f_logsumexp([-1i64].as_slice(), true)?;
+    let nll = lse
+        .f_sub(&logits.f_gather(1, tc, false)?)?
+        .f_sum(Kind::Float)?;
+    let mut g = logits.f_sub(&lse)?.f_exp()?;
+    let len = tc.size()[0];
+    let _ = g.f_scatter_add_(
+        1,
+        tc,
+        &Tensor::f_full([len, 1], -1.0, (Kind::Float, g.device()))?,
+    )?;
+    let g = g.f_mul(&t.f_square()?.f_neg()?.f_add_scalar(1.0)?)?;
+    Ok((nll, g.f_to_kind(kind)?))
 }
 
 /// Reference loss through full logits and autograd (for tests and small models).

@@ -186,6 +186,51 @@ fn chunked_loss_matches_full_cross_entropy_and_its_gradients() {
 }
 
 #[test]
+fn chunked_loss_in_bf16_matches_full_cross_entropy() {
+    // bf16 weights: the chunked loss reads the same bf16 logits in fp32 (log_softmax), and its
+    // gradient (softmax written in bf16) agrees with autograd's to bf16 rounding.
+    let mut m = random_model_kind(1, 4, Kind::BFloat16);
+    lora::attach(&mut m, &LoraConfig::new(4, 8.0, ALL)).unwrap();
+    randomize_b(&mut m, 0.1);
+    let (ids, pos) = random_batch(97, 3, 11);
+    let t = shift_labels(&ids).unwrap();
+    let params = lora::params(&m);
+    let grads = |loss: Tensor| -> Vec<Tensor> {
+        for (_, p) in &params {
+            p.shallow_clone().zero_grad();
+        }
+        loss.backward();
+        params.iter().map(|(_, p)| p.grad().copy()).collect()
+    };
+    let fwd = || {
+        let inp = Inputs {
+            ids: &ids,
+            positions: &pos,
+            key_valid: None,
+        };
+        m.forward_hidden(&inp, None, true).unwrap()
+    };
+    let full = full_ce(&m, &fwd(), &t).unwrap();
+    let full_v = full.double_value(&[]);
+    let g_full = grads(full);
+    let ch = chunked_ce(&m, &fwd(), &t, 7).unwrap();
+    let ch_v = ch.double_value(&[]);
+    assert!(
+        (ch_v - full_v).abs() < 1e-4 * full_v.abs(),
+        "loss {ch_v} vs {full_v}"
+    );
+    for ((a, b), (n, _)) in grads(ch).iter().zip(&g_full).zip(&params) {
+        let scale = b.abs().max().double_value(&[]);
+        assert!(scale > 0.0, "{n}: no gradient");
+        assert!(
+            max_abs_diff(a, b) <= 0.03 * scale,
+            "{n}: max |Δgrad| {} vs max |grad| {scale}",
+            max_abs_diff(a, b)
+        );
+    }
+}
+
+#[test]
 #[allow(clippy::needless_range_loop)]
 fn adamw_matches_torch_optim_adamw() {
     let Some(py) = python() else { return };

@@ -163,6 +163,11 @@ pub fn load_kind(dir: &Path, kind: Kind) -> Gemma3 {
 
 /// A tiny model with random weights, built in Rust (no Python needed).
 pub fn random_model(kv: i64, seed: i64) -> Gemma3 {
+    random_model_kind(kv, seed, Kind::Float)
+}
+
+/// `random_model` with its weights in `kind`.
+pub fn random_model_kind(kv: i64, seed: i64, kind: Kind) -> Gemma3 {
     let cfg: t2s_torch::config::Config = serde_json::from_value(serde_json::json!({
         "vocab_size": 97, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3,
         "num_attention_heads": 4, "num_key_value_heads": kv, "head_dim": 8,
@@ -175,7 +180,7 @@ pub fn random_model(kv: i64, seed: i64) -> Gemma3 {
         cfg,
         Path::new("<test>"),
         &t2s_torch::weights::RandomInit { std: 0.2 },
-        Kind::Float,
+        kind,
         Device::Cpu,
     )
     .expect("random model")
