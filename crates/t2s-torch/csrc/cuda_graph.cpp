@@ -1,15 +1,22 @@
 // CUDA graph capture and replay for t2s-worker (tch exposes none): a thin C ABI over
-// at::cuda::CUDAGraph and c10's stream pool. Only out-of-line libtorch/c10 functions are
+// at::cuda::CUDAGraph and c10's stream pool, plus the device properties doctor reports. Only out-of-line libtorch/c10 functions are
 // called, so the object links against libtorch_cuda and libc10_cuda alone (no direct cudart
 // reference). Every entry point catches exceptions and returns the message instead.
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <optional>
+
+// Declared in ATen/cuda/CUDAContextLight.h, whose other includes (cuBLAS, cuSPARSE) need
+// headers PyPI's CUDA packages do not ship; this one declaration is all we use.
+namespace at::cuda {
+cudaDeviceProp* getDeviceProperties(c10::DeviceIndex device);
+}
 
 namespace {
 
@@ -92,5 +99,18 @@ int t2s_graph_replay(void* h, char** err) {
 void t2s_graph_free(void* h) { delete static_cast<Graph*>(h); }
 
 void t2s_free_message(char* m) { free(m); }
+
+// The device's name (NUL-terminated into `name`), total memory in bytes and compute
+// capability, from the properties libtorch caches (for `doctor`).
+int t2s_cuda_device_info(int device, char* name, int name_len, unsigned long long* total_bytes,
+                         int* major, int* minor, char** err) {
+  return guarded(err, [&] {
+    const cudaDeviceProp* p = at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(device));
+    snprintf(name, static_cast<size_t>(name_len), "%s", p->name);
+    *total_bytes = p->totalGlobalMem;
+    *major = p->major;
+    *minor = p->minor;
+  });
+}
 
 }  // extern "C"

@@ -1,4 +1,4 @@
-//! CUDA graphs: record a fixed-shape piece of work once and replay it with one launch, so a
+//! CUDA graphs (and the CUDA device facts `doctor` reports, from the same shim): record a fixed-shape piece of work once and replay it with one launch, so a
 //! decode step of a 1B model costs its GPU time instead of ~1,800 kernel launches from the
 //! host. tch has no binding; `csrc/cuda_graph.cpp` wraps `at::cuda::CUDAGraph` (compiled by
 //! `build.rs` when the CUDA headers that come with PyPI's torch are present).
@@ -22,12 +22,67 @@ mod ffi {
         pub fn t2s_graph_replay(g: *mut c_void, err: *mut *mut c_char) -> c_int;
         pub fn t2s_graph_free(g: *mut c_void);
         pub fn t2s_free_message(m: *mut c_char);
+        pub fn t2s_cuda_device_info(
+            device: c_int,
+            name: *mut c_char,
+            name_len: c_int,
+            total_bytes: *mut u64,
+            major: *mut c_int,
+            minor: *mut c_int,
+            err: *mut *mut c_char,
+        ) -> c_int;
     }
 }
 
 /// Whether this build can capture CUDA graphs (and a CUDA device is present).
 pub fn available() -> bool {
     cfg!(t2s_cuda_graph) && tch::Cuda::is_available()
+}
+
+/// What `doctor` reports of one CUDA device.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub total_memory_bytes: u64,
+    pub capability: (i32, i32),
+}
+
+/// Name, memory and compute capability of CUDA device `index` (needs the shim: `None` in a
+/// build without it, or when the device cannot be queried).
+pub fn device_info(index: usize) -> Option<DeviceInfo> {
+    #[cfg(t2s_cuda_graph)]
+    {
+        let mut name = vec![0 as std::os::raw::c_char; 256];
+        let (mut total, mut major, mut minor) = (0u64, 0, 0);
+        let mut err = std::ptr::null_mut();
+        // SAFETY: the buffer outlives the call and its length is passed; outputs are plain.
+        let rc = unsafe {
+            ffi::t2s_cuda_device_info(
+                index as i32,
+                name.as_mut_ptr(),
+                name.len() as i32,
+                &mut total,
+                &mut major,
+                &mut minor,
+                &mut err,
+            )
+        };
+        check(rc, err, "device properties").ok()?;
+        // SAFETY: snprintf NUL-terminated the buffer.
+        let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        Some(DeviceInfo {
+            name,
+            total_memory_bytes: total,
+            capability: (major, minor),
+        })
+    }
+    #[cfg(not(t2s_cuda_graph))]
+    {
+        let _ = index;
+        None
+    }
 }
 
 /// A captured graph. Dropping it releases the graph; its memory pool is freed once the

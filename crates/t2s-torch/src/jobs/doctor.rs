@@ -9,7 +9,16 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
     let (version, source) = libtorch_version();
     let n = tch::Cuda::device_count();
     let devices: Vec<Value> = (0..n.max(0))
-        .map(|i| json!({"index": i, "name": format!("cuda:{i}")}))
+        .map(|i| {
+            let mut d = json!({"index": i, "name": format!("cuda:{i}")});
+            if let Some(info) = crate::cuda_graph::device_info(i as usize) {
+                d["gpu"] = json!(info.name);
+                d["memory_mib"] = json!(info.total_memory_bytes / (1 << 20));
+                d["compute_capability"] =
+                    json!(format!("{}.{}", info.capability.0, info.capability.1));
+            }
+            d
+        })
         .collect();
     let default_device = parse_device(&spec.device)
         .map(device_name)
