@@ -19,6 +19,16 @@ fn opts(max_new: i64, stop: Vec<i64>) -> GenOptions {
     }
 }
 
+/// Seeded sampling through both warpers: temperature 1, top-k 20, top-p 0.9.
+fn top_k_top_p() -> Sampling {
+    Sampling {
+        greedy: false,
+        temperature: 1.0,
+        top_k: 20,
+        top_p: 0.9,
+    }
+}
+
 /// The decoders this device runs: the graph one only where CUDA graphs can be captured.
 fn decoders() -> Vec<Decoder> {
     let mut d = vec![Decoder::Dynamic, Decoder::Static];
@@ -182,12 +192,7 @@ fn seeded_sampling_is_reproducible_and_respects_top_k() {
     tch::manual_seed(1);
     assert_eq!(generate(&model, &prompts, &o).unwrap(), g);
     let o = GenOptions {
-        sampling: Sampling {
-            greedy: false,
-            temperature: 1.0,
-            top_k: 20,
-            top_p: 0.9,
-        },
+        sampling: top_k_top_p(),
         ..o
     };
     tch::manual_seed(7);
@@ -220,12 +225,7 @@ fn seeded_sampling_is_the_same_with_fixed_shapes() {
     let model = random_model(1, 15);
     let prompts: Vec<Vec<i64>> = vec![(3..12).collect(), (30..34).collect(), (50..70).collect()];
     let o = GenOptions {
-        sampling: Sampling {
-            greedy: false,
-            temperature: 1.0,
-            top_k: 20,
-            top_p: 0.9,
-        },
+        sampling: top_k_top_p(),
         ..opts(16, vec![])
     };
     let mut runs = Vec::new();

@@ -140,6 +140,25 @@ fn only_a_and_b_receive_gradients() {
     assert!(!m.lm_head_weight().requires_grad());
 }
 
+/// The adapters' gradients of `loss` (zeroed first), copied out.
+fn grads_of(params: &[(String, Tensor)], loss: Tensor) -> Vec<Tensor> {
+    for (_, p) in params {
+        p.shallow_clone().zero_grad();
+    }
+    loss.backward();
+    params.iter().map(|(_, p)| p.grad().copy()).collect()
+}
+
+/// Final hidden states of an unpadded batch in training mode (LoRA dropout on).
+fn train_hidden(m: &t2s_torch::Gemma3, ids: &Tensor, pos: &Tensor) -> Tensor {
+    let inp = Inputs {
+        ids,
+        positions: pos,
+        key_valid: None,
+    };
+    m.forward_hidden(&inp, None, true).unwrap()
+}
+
 #[test]
 fn chunked_loss_matches_full_cross_entropy_and_its_gradients() {
     let mut m = random_model(2, 3);
@@ -150,25 +169,8 @@ fn chunked_loss_matches_full_cross_entropy_and_its_gradients() {
     // Ignore a prompt part of each row.
     let _ = t.narrow(1, 0, 4).fill_(IGNORE);
     let params = lora::params(&m);
-    let grads = |loss: Tensor| -> Vec<Tensor> {
-        for (_, p) in &params {
-            p.shallow_clone().zero_grad();
-        }
-        loss.backward();
-        params.iter().map(|(_, p)| p.grad().copy()).collect()
-    };
-    let fwd = || {
-        m.forward_hidden(
-            &Inputs {
-                ids: &ids,
-                positions: &pos,
-                key_valid: None,
-            },
-            None,
-            true,
-        )
-        .unwrap()
-    };
+    let grads = |loss: Tensor| grads_of(&params, loss);
+    let fwd = || train_hidden(&m, &ids, &pos);
     let full = full_ce(&m, &fwd(), &t).unwrap();
     let full_v = full.double_value(&[]);
     let g_full = grads(full);
@@ -195,21 +197,8 @@ fn chunked_loss_in_bf16_matches_full_cross_entropy() {
     let (ids, pos) = random_batch(97, 3, 11);
     let t = shift_labels(&ids).unwrap();
     let params = lora::params(&m);
-    let grads = |loss: Tensor| -> Vec<Tensor> {
-        for (_, p) in &params {
-            p.shallow_clone().zero_grad();
-        }
-        loss.backward();
-        params.iter().map(|(_, p)| p.grad().copy()).collect()
-    };
-    let fwd = || {
-        let inp = Inputs {
-            ids: &ids,
-            positions: &pos,
-            key_valid: None,
-        };
-        m.forward_hidden(&inp, None, true).unwrap()
-    };
+    let grads = |loss: Tensor| grads_of(&params, loss);
+    let fwd = || train_hidden(&m, &ids, &pos);
     let full = full_ce(&m, &fwd(), &t).unwrap();
     let full_v = full.double_value(&[]);
     let g_full = grads(full);
