@@ -54,9 +54,8 @@ pub fn device_info(index: usize) -> Option<DeviceInfo> {
     {
         let mut name = vec![0 as std::os::raw::c_char; 256];
         let (mut total, mut major, mut minor) = (0u64, 0, 0);
-        let mut err = std::ptr::null_mut();
         // SAFETY: the buffer outlives the call and its length is passed; outputs are plain.
-        let rc = unsafe {
+        call("device properties", |e| unsafe {
             ffi::t2s_cuda_device_info(
                 index as i32,
                 name.as_mut_ptr(),
@@ -64,10 +63,10 @@ pub fn device_info(index: usize) -> Option<DeviceInfo> {
                 &mut total,
                 &mut major,
                 &mut minor,
-                &mut err,
+                e,
             )
-        };
-        check(rc, err, "device properties").ok()?;
+        })
+        .ok()?;
         // SAFETY: snprintf NUL-terminated the buffer.
         let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
             .to_string_lossy()
@@ -110,6 +109,17 @@ fn check(rc: std::os::raw::c_int, err: *mut std::os::raw::c_char, what: &str) ->
     Err(ModelError::Input(format!("CUDA graph {what}: {msg}")))
 }
 
+/// Call one shim entry point with a fresh error slot; `what` names the step in the error.
+#[cfg(t2s_cuda_graph)]
+fn call(
+    what: &str,
+    f: impl FnOnce(*mut *mut std::os::raw::c_char) -> std::os::raw::c_int,
+) -> Result<()> {
+    let mut err = std::ptr::null_mut();
+    let rc = f(&mut err);
+    check(rc, err, what)
+}
+
 impl CudaGraph {
     /// Run `work` once eagerly (warm-up), then capture it on a side stream of `device`.
     /// Returns the graph and what the captured call returned (its output tensors, which every
@@ -125,36 +135,26 @@ impl CudaGraph {
             check(1, err, "create")?;
         }
         let graph = Self { handle };
-        check(
-            unsafe { ffi::t2s_graph_enter(handle, &mut err) },
-            err,
-            "side stream",
-        )?;
+        call("side stream", |e| unsafe {
+            ffi::t2s_graph_enter(handle, e)
+        })?;
         let captured = (|| -> Result<T> {
             work()?;
-            check(
-                unsafe { ffi::t2s_graph_capture_begin(handle, &mut err) },
-                err,
-                "capture",
-            )?;
+            call("capture", |e| unsafe {
+                ffi::t2s_graph_capture_begin(handle, e)
+            })?;
             let out = work();
             // End the capture even when the work failed, so the stream leaves capture mode.
-            let mut end_err = null_mut();
-            let end = check(
-                unsafe { ffi::t2s_graph_capture_end(handle, &mut end_err) },
-                end_err,
-                "capture end",
-            );
+            let end = call("capture end", |e| unsafe {
+                ffi::t2s_graph_capture_end(handle, e)
+            });
             let out = out?;
             end?;
             Ok(out)
         })();
-        let mut leave_err = null_mut();
-        let left = check(
-            unsafe { ffi::t2s_graph_leave(handle, &mut leave_err) },
-            leave_err,
-            "leave side stream",
-        );
+        let left = call("leave side stream", |e| unsafe {
+            ffi::t2s_graph_leave(handle, e)
+        });
         let out = captured?;
         left?;
         Ok((graph, out))
@@ -171,12 +171,8 @@ impl CudaGraph {
     pub fn replay(&self) -> Result<()> {
         #[cfg(t2s_cuda_graph)]
         {
-            let mut err = std::ptr::null_mut();
-            check(
-                unsafe { ffi::t2s_graph_replay(self.handle, &mut err) },
-                err,
-                "replay",
-            )
+            let handle = self.handle;
+            call("replay", |e| unsafe { ffi::t2s_graph_replay(handle, e) })
         }
         #[cfg(not(t2s_cuda_graph))]
         Ok(())

@@ -48,7 +48,10 @@ impl Linear {
     /// `x: [..., in]` → `[..., out]`. `train` enables LoRA dropout.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = x.f_linear::<Tensor>(&self.weight, None)?;
-        self.add_lora(x, y, train)
+        match self.lora_delta(x, train)? {
+            Some(delta) => add_in_adapter_dtype(y, &delta),
+            None => Ok(y),
+        }
     }
 
     /// The unmerged adapter's term `scale · B(A(dropout(x)))` in the adapter dtype, or `None`.
@@ -68,15 +71,6 @@ impl Linear {
                 .f_linear::<Tensor>(&l.b, None)?
                 .f_mul_scalar(l.scale)?,
         ))
-    }
-
-    /// `y` (this layer's base output for `x`, possibly computed by a fused GEMM) plus the
-    /// unmerged adapter's term.
-    pub fn add_lora(&self, x: &Tensor, y: Tensor, train: bool) -> Result<Tensor> {
-        match self.lora_delta(x, train)? {
-            Some(delta) => add_in_adapter_dtype(y, &delta),
-            None => Ok(y),
-        }
     }
 
     /// `scale · B A` in the adapter dtype, `[out, in]`.

@@ -149,6 +149,16 @@ fn grads_of(params: &[(String, Tensor)], loss: Tensor) -> Vec<Tensor> {
     params.iter().map(|(_, p)| p.grad().copy()).collect()
 }
 
+/// `m` with rank-4 adapters on every linear (B randomised), a random 3 × 11 batch, and its
+/// shifted targets.
+fn loss_fixture(mut m: t2s_torch::Gemma3) -> (t2s_torch::Gemma3, Tensor, Tensor, Tensor) {
+    lora::attach(&mut m, &LoraConfig::new(4, 8.0, ALL)).unwrap();
+    randomize_b(&mut m, 0.1);
+    let (ids, pos) = random_batch(97, 3, 11);
+    let t = shift_labels(&ids).unwrap();
+    (m, ids, pos, t)
+}
+
 /// Final hidden states of an unpadded batch in training mode (LoRA dropout on).
 fn train_hidden(m: &t2s_torch::Gemma3, ids: &Tensor, pos: &Tensor) -> Tensor {
     let inp = Inputs {
@@ -161,11 +171,7 @@ fn train_hidden(m: &t2s_torch::Gemma3, ids: &Tensor, pos: &Tensor) -> Tensor {
 
 #[test]
 fn chunked_loss_matches_full_cross_entropy_and_its_gradients() {
-    let mut m = random_model(2, 3);
-    lora::attach(&mut m, &LoraConfig::new(4, 8.0, ALL)).unwrap();
-    randomize_b(&mut m, 0.1);
-    let (ids, pos) = random_batch(97, 3, 11);
-    let t = shift_labels(&ids).unwrap();
+    let (m, ids, pos, t) = loss_fixture(random_model(2, 3));
     // Ignore a prompt part of each row.
     let _ = t.narrow(1, 0, 4).fill_(IGNORE);
     let params = lora::params(&m);
@@ -191,11 +197,7 @@ fn chunked_loss_matches_full_cross_entropy_and_its_gradients() {
 fn chunked_loss_in_bf16_matches_full_cross_entropy() {
     // bf16 weights: the chunked loss reads the same bf16 logits in fp32 (log_softmax), and its
     // gradient (softmax written in bf16) agrees with autograd's to bf16 rounding.
-    let mut m = random_model_kind(1, 4, Kind::BFloat16);
-    lora::attach(&mut m, &LoraConfig::new(4, 8.0, ALL)).unwrap();
-    randomize_b(&mut m, 0.1);
-    let (ids, pos) = random_batch(97, 3, 11);
-    let t = shift_labels(&ids).unwrap();
+    let (m, ids, pos, t) = loss_fixture(random_model_kind(1, 4, Kind::BFloat16));
     let params = lora::params(&m);
     let grads = |loss: Tensor| grads_of(&params, loss);
     let fwd = || train_hidden(&m, &ids, &pos);

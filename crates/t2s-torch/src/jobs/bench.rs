@@ -36,40 +36,51 @@ fn sync(dev: Device) {
     }
 }
 
-/// Time forward, loss, backward and optimizer separately (device synchronised after each).
-fn phase_profile(
+/// The fixed batch every step trains on.
+struct Batch {
+    ids: Tensor,
+    positions: Tensor,
+    targets: Tensor,
+    chunk: i64,
+}
+
+/// One LoRA training step; `lap(phase)` is called after forward (0), loss and LM head (1),
+/// backward (2) and optimizer (3). Returns the detached loss.
+fn train_step(
     model: &Gemma3,
     opt: &mut AdamW,
-    ids: &Tensor,
-    positions: &Tensor,
-    targets: &Tensor,
-    chunk: i64,
-    dev: Device,
-) -> anyhow::Result<Value> {
+    b: &Batch,
+    lap: &mut dyn FnMut(usize),
+) -> anyhow::Result<Tensor> {
+    let inp = Inputs {
+        ids: &b.ids,
+        positions: &b.positions,
+        key_valid: None,
+    };
+    let h = model.forward_hidden(&inp, None, true)?;
+    lap(0);
+    let loss = chunked_ce(model, &h, &b.targets, b.chunk)?;
+    lap(1);
+    loss.f_backward()?;
+    lap(2);
+    opt.step()?;
+    opt.zero_grad();
+    lap(3);
+    Ok(loss.f_detach()?)
+}
+
+/// Time forward, loss, backward and optimizer separately (device synchronised after each).
+fn phase_profile(model: &Gemma3, opt: &mut AdamW, b: &Batch, dev: Device) -> anyhow::Result<Value> {
     const STEPS: u32 = 3;
     let mut ms = [0.0f64; 4];
-    let mut lap = |i: usize, t: &mut std::time::Instant| {
-        sync(dev);
-        ms[i] += t.elapsed().as_secs_f64() * 1000.0 / STEPS as f64;
-        *t = std::time::Instant::now();
-    };
     for _ in 0..STEPS {
         sync(dev);
         let mut t = std::time::Instant::now();
-        let inp = Inputs {
-            ids,
-            positions,
-            key_valid: None,
-        };
-        let h = model.forward_hidden(&inp, None, true)?;
-        lap(0, &mut t);
-        let loss = chunked_ce(model, &h, targets, chunk)?;
-        lap(1, &mut t);
-        loss.f_backward()?;
-        lap(2, &mut t);
-        opt.step()?;
-        opt.zero_grad();
-        lap(3, &mut t);
+        let _ = train_step(model, opt, b, &mut |phase| {
+            sync(dev);
+            ms[phase] += t.elapsed().as_secs_f64() * 1000.0 / STEPS as f64;
+            t = std::time::Instant::now();
+        })?;
     }
     Ok(json!({"forward": ms[0], "loss_and_head": ms[1], "backward": ms[2], "optimizer": ms[3]}))
 }
@@ -112,34 +123,28 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         .f_unsqueeze(0)?
         .f_expand([batch, seq], false)?;
     let chunk = p.u64("chunk", default_chunk(cfg.vocab_size) as u64)? as i64;
-    let step = |model: &Gemma3, opt: &mut AdamW| -> anyhow::Result<Tensor> {
-        let inp = Inputs {
-            ids: &ids,
-            positions: &positions,
-            key_valid: None,
-        };
-        let h = model.forward_hidden(&inp, None, true)?;
-        let loss = chunked_ce(model, &h, &targets, chunk)?;
-        loss.f_backward()?;
-        opt.step()?;
-        opt.zero_grad();
-        Ok(loss.f_detach()?)
+    let data = Batch {
+        ids,
+        positions,
+        targets,
+        chunk,
     };
+    let step = |opt: &mut AdamW| train_step(&model, opt, &data, &mut |_| ());
     for _ in 0..warmup {
-        let _ = step(&model, &mut opt)?;
+        let _ = step(&mut opt)?;
     }
     sync(dev);
     let t0 = std::time::Instant::now();
     let mut last = None;
     for i in 0..steps {
-        last = Some(step(&model, &mut opt)?);
+        last = Some(step(&mut opt)?);
         if (i + 1) % 5 == 0 || i + 1 == steps {
             ev.progress(i + 1, Some(steps), "");
         }
     }
     sync(dev);
     let dt = t0.elapsed().as_secs_f64();
-    let phases = phase_profile(&model, &mut opt, &ids, &positions, &targets, chunk, dev)?;
+    let phases = phase_profile(&model, &mut opt, &data, dev)?;
     let final_loss = match last {
         Some(l) => l.f_double_value(&[])?,
         None => f64::NAN,

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use t2s::worker::protocol::JobSpec;
 
 use super::{model, Events, Params};
-use crate::generate::{generate_report, Decoder};
+use crate::generate::generate_report;
 
 fn id_key(v: &Value) -> String {
     v.to_string()
@@ -123,15 +123,13 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let t0 = std::time::Instant::now();
     let mut decoder = opt.decoder.resolve(l.device)?;
     let mut graph_fallback = None;
+    // A failed capture falls back to `static` for its batch; later batches start there.
     for batch in enc.chunks(batch_size) {
         let prompts: Vec<Vec<i64>> = batch.iter().map(|(_, ids)| ids.clone()).collect();
         let report = generate_report(&l.model, &prompts, &opt)?;
-        if report.graph_fallback.is_some() {
-            // Capturing failed once: it will fail the same way for the next batches.
-            opt.decoder = Decoder::Static;
-            decoder = Decoder::Static;
-            graph_fallback = report.graph_fallback;
-        }
+        decoder = report.decoder;
+        opt.decoder = decoder;
+        graph_fallback = graph_fallback.or(report.graph_fallback);
         let gens = report.rows;
         let mut buf = String::new();
         for ((id, _), g) in batch.iter().zip(&gens) {
