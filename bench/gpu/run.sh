@@ -23,6 +23,12 @@ fi
 export T2S_VENV=$PWD/.gpu/venv PYTHON=python3 T2S_WORKER=$PWD/.gpu/t2s-worker
 W=.gpu/t2s-worker
 BATCH=${BATCH:-8} SEQ=${SEQ:-512} RANK=${RANK:-16} STEPS=${STEPS:-20}
+# The whole script keeps inside BUDGET seconds (the device call's limit less a margin): each
+# section's timeout is capped by the time left, and a section with under 15 s left is skipped,
+# so the results already under $OUT come back and the summary is printed.
+START=$(date +%s) BUDGET=${BUDGET:-560}
+cap() { local left=$((START + BUDGET - $(date +%s))); echo $(( $1 < left ? $1 : left )); }
+has_time() { [ "$(cap 15)" -ge 15 ] || { echo "skipped $1: out of time" | tee -a "$OUT/doctor.txt"; false; }; }
 
 # Peak GPU memory of a command, sampled with nvidia-smi every 100 ms (MiB above the idle level).
 with_gpu_mem() {
@@ -48,15 +54,15 @@ with_gpu_mem() {
 echo "doctor done"; tail -12 "$OUT/doctor.txt"
 
 # --- LoRA training throughput, Gemma-3-1B shape, r=$RANK on q/k/v/o -------------------------
-if [ "${SKIP_TRAIN:-0}" != 1 ]; then
-with_gpu_mem peer_train timeout ${TRAIN_TIMEOUT:-150} python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank "$RANK" \
+if [ "${SKIP_TRAIN:-0}" != 1 ] && has_time train; then
+with_gpu_mem peer_train timeout "$(cap ${TRAIN_TIMEOUT:-150})" python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank "$RANK" \
   --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" > "$OUT/train_peer.json" 2> "$OUT/train.err"
 echo "peer train: $(cat "$OUT/train_peer.json")"; tail -3 "$OUT/train.err"
 cat > /tmp/t2s-bench-train.json <<JSON
 {"protocol": 1, "job": "bench-train", "device": "cuda",
  "params": {"shape": "gemma3-1b", "batch": $BATCH, "seq": $SEQ, "rank": $RANK, "alpha": 16, "steps": $STEPS, "warmup": 3}}
 JSON
-with_gpu_mem t2s_train timeout ${TRAIN_TIMEOUT:-150} "$W" /tmp/t2s-bench-train.json > "$OUT/train_t2s.jsonl" 2>> "$OUT/train.err"
+with_gpu_mem t2s_train timeout "$(cap ${TRAIN_TIMEOUT:-150})" "$W" /tmp/t2s-bench-train.json > "$OUT/train_t2s.jsonl" 2>> "$OUT/train.err"
 echo "t2s train: $(tail -1 "$OUT/train_t2s.jsonl")"; tail -3 "$OUT/train.err"
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -74,39 +80,45 @@ if ours.get("tokens_per_s") and peer.get("tokens_per_s"):
     print(f"ratio t2s/peer tokens/s: {ours['tokens_per_s']/peer['tokens_per_s']:.2f}x")
 print("memory:", mem)
 PY
-# The same at twice the batch (t2s only): how far a larger token batch lifts MFU.
-sed "s/\"batch\": $BATCH/\"batch\": $((BATCH * 2))/" /tmp/t2s-bench-train.json > /tmp/t2s-bench-train2.json
-timeout ${TRAIN_TIMEOUT:-150} "$W" /tmp/t2s-bench-train2.json > /tmp/train_b2x.jsonl 2>> "$OUT/train.err"
-tail -1 /tmp/train_b2x.jsonl >> "$OUT/train_t2s.jsonl"
-echo "t2s train, batch $((BATCH * 2)): $(tail -1 /tmp/train_b2x.jsonl)"
+# The same at larger batches (t2s only): how far a larger token batch lifts MFU.
+for big in ${BIG_BATCHES:-$((BATCH * 2)) $((BATCH * 4))}; do
+  has_time "train batch $big" || break
+  sed "s/\"batch\": $BATCH/\"batch\": $big/" /tmp/t2s-bench-train.json > /tmp/t2s-bench-train-big.json
+  timeout "$(cap ${TRAIN_TIMEOUT:-150})" "$W" /tmp/t2s-bench-train-big.json > /tmp/train_big.jsonl 2>> "$OUT/train.err"
+  tail -1 /tmp/train_big.jsonl >> "$OUT/train_t2s.jsonl"
+  echo "t2s train, batch $big: $(tail -1 /tmp/train_big.jsonl)"
+done
 fi
 
 # --- Batched greedy generation: 1,000 gretel-length prompts, 128 new tokens max ----------
-if [ "${SKIP_GEN:-0}" != 1 ]; then
+if [ "${SKIP_GEN:-0}" != 1 ] && has_time generation; then
   # graph: the decode step captured as a CUDA graph; dynamic: op by op (the previous default).
   WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=${GEN_N:-1000} BATCH=${GEN_BATCH:-128} MAX_NEW=128 \
     DECODERS="${GEN_DECODERS:-graph dynamic}" \
-    timeout ${GEN_TIMEOUT:-300} bash bench/generate.sh > "$OUT/generate.txt" 2>&1
+    timeout "$(cap ${GEN_TIMEOUT:-260})" bash bench/generate.sh > "$OUT/generate.txt" 2>&1
   echo "generation:"; grep -E "ratio|Error|error" "$OUT/generate.txt" | tail -6
 fi
 
-# --- Parity on CUDA: the model crate's parity/generation/LoRA tests with T2S_TEST_DEVICE=cuda
-# (fp32 at the CPU tolerance, bf16 at its stated one), test binaries built by prepare.sh.
-if [ "${SKIP_PARITY:-0}" != 1 ]; then
+# --- Parity on CUDA and a pipeline end to end, side by side (neither is timed against a peer).
+# Parity: the model crate's parity/generation/LoRA tests with T2S_TEST_DEVICE=cuda (fp32 at the
+# CPU tolerance, bf16 at its stated one), test binaries built by prepare.sh.
+run_parity() {
   export T2S_REPO_ROOT=$PWD PYTHONUNBUFFERED=1
   for t in .gpu/tests/parity-* .gpu/tests/generate-* .gpu/tests/lora-*; do
     [ -x "$t" ] || continue
     echo "== $t" >> "$OUT/parity.txt"
-    T2S_TEST_DEVICE=cuda timeout ${PARITY_TIMEOUT:-150} "$t" --nocapture --test-threads 1 >> "$OUT/parity.txt" 2>&1
+    T2S_TEST_DEVICE=cuda timeout "$(cap ${PARITY_TIMEOUT:-150})" "$t" --nocapture --test-threads 1 >> "$OUT/parity.txt" 2>&1
     echo "rc=$?" >> "$OUT/parity.txt"
   done
-  echo "parity:"; grep -E "^test |test result|max|bf16|rc=" "$OUT/parity.txt" | tail -40
-fi
-
-# --- A pipeline end to end on CUDA ---------------------------------------------------------
-if [ "${RUN_PIPELINE:-1}" = 1 ]; then
+}
+if [ "${SKIP_PARITY:-0}" != 1 ] && has_time parity; then run_parity & parity_pid=$!; fi
+if [ "${RUN_PIPELINE:-1}" = 1 ] && has_time pipeline; then
   root=/tmp/t2s-pipe; mkdir -p $root
-  ( cd $root && time timeout ${PIPE_TIMEOUT:-240} "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/quickstart.yaml}" ) > "$OUT/pipeline.txt" 2>&1
-  echo "pipeline:"; tail -20 "$OUT/pipeline.txt"
+  ( cd $root && time timeout "$(cap ${PIPE_TIMEOUT:-400})" "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/quickstart.yaml}" ) > "$OUT/pipeline.txt" 2>&1
+  # The report's headline table, when the pipeline got that far.
+  find $root -name 'report.md' -newer /tmp/t2s-doctor.json -exec head -40 {} \; >> "$OUT/pipeline.txt" 2>/dev/null
+  echo "pipeline:"; grep -E "ran in|failed|error|real" "$OUT/pipeline.txt" | tail -24
 fi
+[ -n "${parity_pid:-}" ] && wait "$parity_pid"
+[ -f "$OUT/parity.txt" ] && { echo "parity:"; grep -E "^test |test result|rc=" "$OUT/parity.txt" | tail -40; }
 date -u
