@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use t2s_torch::generate::{generate, generate_report, Decoder, GenOptions, Sampling};
+use tch::Device;
 
 fn opts(max_new: i64, stop: Vec<i64>) -> GenOptions {
     GenOptions {
@@ -29,13 +30,18 @@ fn top_k_top_p() -> Sampling {
     }
 }
 
-/// The decoders this device runs: the graph one only where CUDA graphs can be captured.
-fn decoders() -> Vec<Decoder> {
+/// The decoders a model on `device` runs: the graph one only where CUDA graphs can be captured.
+fn decoders(device: Device) -> Vec<Decoder> {
     let mut d = vec![Decoder::Dynamic, Decoder::Static];
-    if Decoder::Graph.resolve(test_device()).is_ok() {
+    if Decoder::Graph.resolve(device).is_ok() {
         d.push(Decoder::Graph);
     }
     d
+}
+
+/// A tiny random model (fp32) on the device the tests run on (`T2S_TEST_DEVICE`).
+fn model_on_test_device(kv: i64, seed: i64) -> t2s_torch::Gemma3 {
+    random_model_on(kv, seed, tch::Kind::Float, test_device())
 }
 
 fn with(decoder: Decoder, o: GenOptions) -> GenOptions {
@@ -88,7 +94,7 @@ fn greedy_64_tokens_match_transformers_past_the_window() {
                     .tokens
             })
             .collect();
-        for decoder in decoders() {
+        for decoder in decoders(model.device) {
             let report =
                 generate_report(&model, &r.prompts, &with(decoder, opts(64, vec![]))).unwrap();
             assert_eq!(report.decoder, decoder, "{:?}", report.graph_fallback);
@@ -111,7 +117,7 @@ fn greedy_64_tokens_match_transformers_past_the_window() {
         }
         // With stop ids, rows end at <eos>/<end_of_turn> exactly where HF stops.
         let r = hf(&py, &dir, "1,106", "gen-stop.json");
-        for decoder in decoders() {
+        for decoder in decoders(model.device) {
             let got = generate(&model, &r.prompts, &with(decoder, opts(64, vec![1, 106]))).unwrap();
             for (i, g) in got.iter().enumerate() {
                 assert_eq!(
@@ -130,13 +136,13 @@ fn greedy_64_tokens_match_transformers_past_the_window() {
 #[test]
 fn left_padded_batch_equals_each_prompt_alone() {
     // Rust-only: window 4, prompts of 3..17 tokens, 24 new tokens.
-    let model = random_model(2, 11);
+    let model = model_on_test_device(2, 11);
     let prompts: Vec<Vec<i64>> = [17usize, 3, 9, 5]
         .iter()
         .enumerate()
         .map(|(k, &n)| (0..n).map(|j| 3 + ((j * 7 + k * 13) % 90) as i64).collect())
         .collect();
-    for decoder in decoders() {
+    for decoder in decoders(model.device) {
         let batch = generate(&model, &prompts, &with(decoder, opts(24, vec![]))).unwrap();
         for (p, b) in prompts.iter().zip(&batch) {
             let one = generate(&model, std::slice::from_ref(p), &opts(24, vec![])).unwrap();
@@ -147,13 +153,13 @@ fn left_padded_batch_equals_each_prompt_alone() {
 
 #[test]
 fn finished_rows_are_dropped_without_disturbing_the_others() {
-    let model = random_model(1, 12);
+    let model = model_on_test_device(1, 12);
     let prompts: Vec<Vec<i64>> = vec![(3..15).collect(), (20..26).collect(), (40..49).collect()];
     let free = generate(&model, &prompts, &opts(20, vec![])).unwrap();
     // Stop on the 3rd token row 1 emits: row 1 ends there, the others continue unchanged
     // (unless they emit that token too, where they stop as well).
     let stop = free[1].tokens[2];
-    for decoder in decoders() {
+    for decoder in decoders(model.device) {
         let got = generate(&model, &prompts, &with(decoder, opts(20, vec![stop]))).unwrap();
         for (f, g) in free.iter().zip(&got) {
             let cut = f
@@ -173,7 +179,7 @@ fn finished_rows_are_dropped_without_disturbing_the_others() {
 
 #[test]
 fn seeded_sampling_is_reproducible_and_respects_top_k() {
-    let model = random_model(1, 13);
+    let model = model_on_test_device(1, 13);
     let prompts: Vec<Vec<i64>> = vec![(3..12).collect(), (30..34).collect()];
     let o = GenOptions {
         max_new_tokens: 16,
@@ -207,7 +213,7 @@ fn seeded_sampling_is_reproducible_and_respects_top_k() {
 
 #[test]
 fn prompt_beyond_the_context_is_an_error() {
-    let model = random_model(1, 14);
+    let model = model_on_test_device(1, 14);
     let long: Vec<i64> = vec![5; 60];
     let err = generate(&model, &[long], &opts(10, vec![]))
         .unwrap_err()
@@ -222,14 +228,14 @@ fn prompt_beyond_the_context_is_an_error() {
 #[test]
 fn seeded_sampling_is_the_same_with_fixed_shapes() {
     // The fixed-shape decoder draws from the same generator in the same order.
-    let model = random_model(1, 15);
+    let model = model_on_test_device(1, 15);
     let prompts: Vec<Vec<i64>> = vec![(3..12).collect(), (30..34).collect(), (50..70).collect()];
     let o = GenOptions {
         sampling: top_k_top_p(),
         ..opts(16, vec![])
     };
     let mut runs = Vec::new();
-    for decoder in decoders() {
+    for decoder in decoders(model.device) {
         tch::manual_seed(3);
         runs.push((
             decoder,
@@ -243,10 +249,7 @@ fn seeded_sampling_is_the_same_with_fixed_shapes() {
 
 #[test]
 fn a_graph_decoder_without_cuda_is_a_clear_error() {
-    let model = random_model(1, 16);
-    if model.device.is_cuda() {
-        return;
-    }
+    let model = random_model(1, 16); // always on the CPU
     let err = generate(
         &model,
         &[vec![5, 6]],

@@ -168,6 +168,11 @@ pub fn random_model(kv: i64, seed: i64) -> Gemma3 {
 
 /// `random_model` with its weights in `kind`.
 pub fn random_model_kind(kv: i64, seed: i64, kind: Kind) -> Gemma3 {
+    random_model_on(kv, seed, kind, Device::Cpu)
+}
+
+/// `random_model_kind` on `device` (tests that follow `T2S_TEST_DEVICE` pass `test_device()`).
+pub fn random_model_on(kv: i64, seed: i64, kind: Kind, device: Device) -> Gemma3 {
     let cfg: t2s_torch::config::Config = serde_json::from_value(serde_json::json!({
         "vocab_size": 97, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3,
         "num_attention_heads": 4, "num_key_value_heads": kv, "head_dim": 8,
@@ -181,7 +186,7 @@ pub fn random_model_kind(kv: i64, seed: i64, kind: Kind) -> Gemma3 {
         Path::new("<test>"),
         &t2s_torch::weights::RandomInit { std: 0.2 },
         kind,
-        Device::Cpu,
+        device,
     )
     .expect("random model")
 }
