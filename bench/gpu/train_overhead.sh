@@ -3,6 +3,8 @@
 # fewer steps, then, from the tracking DB, each node's wall time against the time between its
 # step metrics (the steady-state step), its evaluations and what is left (start, checkpoints,
 # the end). Beside it, bench-train on the same tiny shape at fixed sizes, for the step alone.
+# T2S_SDPA_CUDNN (0|1, unset: torch's choice) passes through to the worker; TAG names the
+# output file (train_overhead$TAG.txt).
 # Prepared by bench/gpu/prepare.sh; run on the device machine as `bash bench/gpu/train_overhead.sh`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,9 +17,9 @@ root=/tmp/t2s-train-overhead
 rm -rf $root && mkdir -p $root
 ( cd $root && time timeout "${PIPE_TIMEOUT:-150}" "$OLDPWD/.gpu/t2s" run "$OLDPWD/pipelines/quickstart.yaml" \
     --until train --set base.max_steps="${BASE_STEPS:-300}" --set train.max_steps="${LORA_STEPS:-100}" \
-    --set base.eval_steps=100 --set train.eval_steps=50 --set train.save_steps=50 ) > "$OUT/train_overhead.txt" 2>&1
-tail -8 "$OUT/train_overhead.txt"
-python3 - "$root/experiments/t2s.db" <<'PY' | tee -a "$OUT/train_overhead.txt"
+    --set base.eval_steps=100 --set train.eval_steps=50 --set train.save_steps=50 ) > "$OUT/train_overhead${TAG:-}.txt" 2>&1
+tail -8 "$OUT/train_overhead${TAG:-}.txt"
+python3 - "$root/experiments/t2s.db" <<'PY' | tee -a "$OUT/train_overhead${TAG:-}.txt"
 import sqlite3, statistics, sys
 from datetime import datetime
 db = sqlite3.connect(sys.argv[1])
@@ -40,5 +42,5 @@ for node, started, ended in db.execute(
 PY
 for seq in 256 512; do
   echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"tiny\",\"batch\":8,\"seq\":$seq,\"rank\":16,\"alpha\":16,\"steps\":40,\"warmup\":5}}" > /tmp/bt.json
-  echo "bench-train tiny b8 seq $seq: $(timeout 60 .gpu/t2s-worker /tmp/bt.json 2>/dev/null | tail -1)" | tee -a "$OUT/train_overhead.txt"
+  echo "bench-train tiny b8 seq $seq: $(timeout 60 .gpu/t2s-worker /tmp/bt.json 2>/dev/null | tail -1)" | tee -a "$OUT/train_overhead${TAG:-}.txt"
 done

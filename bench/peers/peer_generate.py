@@ -9,6 +9,7 @@ the stop token, as t2s counts them.
 """
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -27,6 +28,9 @@ def main():
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    # T2S_SDPA_CUDNN=0|1 switches SDPA's cuDNN attention as it does for t2s-worker (unset: torch's choice).
+    if os.environ.get("T2S_SDPA_CUDNN", "").strip() in ("0", "1"):
+        torch.backends.cuda.enable_cudnn_sdp(os.environ["T2S_SDPA_CUDNN"].strip() == "1")
     dtype = torch.bfloat16 if a.device.startswith("cuda") else torch.float32
     tok = AutoTokenizer.from_pretrained(a.model)
     model = Gemma3ForCausalLM.from_pretrained(a.model, torch_dtype=dtype,

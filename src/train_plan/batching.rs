@@ -194,10 +194,20 @@ pub struct PaddedBatch {
     pub real_tokens: usize,
 }
 
-/// Right-pad `(input_ids, labels)` pairs with `pad_id` / -100.
-pub fn pad_right(examples: &[(&[u32], &[i64])], pad_id: u32) -> PaddedBatch {
+/// Right-pad `(input_ids, labels)` pairs with `pad_id` / -100 to the longest row rounded up
+/// to a multiple of `multiple`, but not past `limit` (a longer row still sets the length).
+pub fn pad_right(
+    examples: &[(&[u32], &[i64])],
+    pad_id: u32,
+    multiple: usize,
+    limit: usize,
+) -> PaddedBatch {
     let rows = examples.len();
-    let cols = examples.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+    let longest = examples.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+    let cols = longest
+        .next_multiple_of(multiple.max(1))
+        .min(limit)
+        .max(longest);
     let mut input_ids = vec![pad_id as i64; rows * cols];
     let mut labels = vec![-100i64; rows * cols];
     let mut loss_tokens = 0;
@@ -291,11 +301,33 @@ mod tests {
     fn right_padding_masks_pads_and_counts_loss_tokens() {
         let a: (&[u32], &[i64]) = (&[2, 10, 11, 12], &[-100, -100, 11, 12]);
         let b: (&[u32], &[i64]) = (&[2, 20], &[-100, 20]);
-        let p = pad_right(&[a, b], 0);
+        let p = pad_right(&[a, b], 0, 1, 512);
         assert_eq!((p.rows, p.cols), (2, 4));
         assert_eq!(p.input_ids, vec![2, 10, 11, 12, 2, 20, 0, 0]);
         assert_eq!(p.labels, vec![-100, -100, 11, 12, -100, 20, -100, -100]);
         assert_eq!(p.loss_tokens, 3);
         assert_eq!(p.real_tokens, 6);
+    }
+
+    #[test]
+    fn padding_to_a_multiple_adds_only_pads_and_stops_at_the_limit() {
+        let a: (&[u32], &[i64]) = (&[2, 10, 11], &[-100, 10, 11]);
+        let plain = pad_right(&[a], 0, 1, 512);
+        let p = pad_right(&[a], 0, 8, 512);
+        assert_eq!(p.cols, 8);
+        assert_eq!(p.input_ids, vec![2, 10, 11, 0, 0, 0, 0, 0]);
+        assert_eq!(&p.labels[..3], &plain.labels[..]);
+        assert!(p.labels[3..].iter().all(|&l| l == -100));
+        assert_eq!(
+            (p.loss_tokens, p.real_tokens),
+            (plain.loss_tokens, plain.real_tokens)
+        );
+        assert_eq!(pad_right(&[a], 0, 8, 5).cols, 5, "never past the limit");
+        assert_eq!(
+            pad_right(&[a], 0, 8, 2).cols,
+            3,
+            "a longer row still sets the length"
+        );
+        assert_eq!(pad_right(&[a], 0, 0, 512).cols, 3, "0 means no rounding");
     }
 }

@@ -51,6 +51,9 @@ pub struct TrainParams {
     /// > 0: batches hold at most this many (padded) tokens instead of `batch_size` examples.
     pub token_budget: u64,
     pub max_length: u64,
+    /// Pad each micro-batch's length up to a multiple of this (never past `max_length`);
+    /// 0: automatic, see [`TrainParams::pad_multiple`].
+    pub pad_to_multiple_of: u64,
     pub group_by_length: bool,
     pub shuffle: bool,
     pub epochs: f64,
@@ -98,6 +101,7 @@ impl Default for TrainParams {
             batch_size: 8,
             token_budget: 0,
             max_length: 512,
+            pad_to_multiple_of: 0,
             group_by_length: true,
             shuffle: true,
             epochs: 1.0,
@@ -125,6 +129,19 @@ impl TrainParams {
             BatchBy::Tokens(self.token_budget as usize)
         } else {
             BatchBy::Examples(self.batch_size as usize)
+        }
+    }
+
+    /// The multiple batch lengths are padded to. Automatic: 64 on CUDA, where every new batch
+    /// shape costs planning on the host (cuDNN builds an attention graph per shape), so a
+    /// 512-token limit gives at most 8 lengths; 1 on the CPU, where padding is only extra work.
+    /// Real tokens never attend to right padding and padding carries no loss, so the losses
+    /// and gradients are the same either way.
+    pub fn pad_multiple(&self, cuda: bool) -> usize {
+        match self.pad_to_multiple_of {
+            0 if cuda => 64,
+            0 => 1,
+            n => n as usize,
         }
     }
 

@@ -1,7 +1,9 @@
 // CUDA graph capture and replay for t2s-worker (tch exposes none): a thin C ABI over
-// at::cuda::CUDAGraph and c10's stream pool, plus the device properties doctor reports. Only out-of-line libtorch/c10 functions are
+// at::cuda::CUDAGraph and c10's stream pool, plus the device properties doctor reports and the
+// switch of SDPA's cuDNN attention backend. Only out-of-line libtorch/c10 functions are
 // called, so the object links against libtorch_cuda and libc10_cuda alone (no direct cudart
 // reference). Every entry point catches exceptions and returns the message instead.
+#include <ATen/Context.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
@@ -112,5 +114,13 @@ int t2s_cuda_device_info(int device, char* name, int name_len, unsigned long lon
     *minor = p->minor;
   });
 }
+
+// Whether SDPA may choose cuDNN attention (libtorch's own setting, which the
+// `torch.backends.cuda.enable_cudnn_sdp` switch sets in Python).
+int t2s_sdp_set_cudnn(int enabled, char** err) {
+  return guarded(err, [&] { at::globalContext().setSDPUseCuDNN(enabled != 0); });
+}
+
+int t2s_sdp_cudnn_enabled() { return at::globalContext().userEnabledCuDNNSDP() ? 1 : 0; }
 
 }  // extern "C"

@@ -31,6 +31,8 @@ mod ffi {
             minor: *mut c_int,
             err: *mut *mut c_char,
         ) -> c_int;
+        pub fn t2s_sdp_set_cudnn(enabled: c_int, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_sdp_cudnn_enabled() -> c_int;
     }
 }
 
@@ -84,6 +86,51 @@ pub fn device_info(index: usize) -> Option<DeviceInfo> {
     }
 }
 
+/// The environment variable that switches SDPA's cuDNN attention backend: `0` off, `1` on,
+/// unset or empty: libtorch's choice. libtorch 2.11 tries cuDNN attention first on sm90/sm100
+/// and builds one cuDNN graph per new problem shape (batch, lengths), host time that a run of
+/// ever-changing shapes pays again and again; `0` leaves flash and memory-efficient attention.
+pub const SDPA_CUDNN_ENV: &str = "T2S_SDPA_CUDNN";
+
+/// Apply [`SDPA_CUDNN_ENV`] (a bad value is an error naming it). Without the shim the switch
+/// cannot be reached: setting it is then an error rather than a silent no-op.
+pub fn apply_sdpa_cudnn_env() -> Result<()> {
+    let value = std::env::var(SDPA_CUDNN_ENV).unwrap_or_default();
+    let enabled = match value.trim() {
+        "" => return Ok(()),
+        "0" => false,
+        "1" => true,
+        other => {
+            return Err(ModelError::Input(format!(
+                "{SDPA_CUDNN_ENV}={other}: expected 0 (no cuDNN attention) or 1"
+            )))
+        }
+    };
+    #[cfg(t2s_cuda_graph)]
+    {
+        // SAFETY: plain value in, error slot owned by `call`.
+        call("SDPA cuDNN switch", |e| unsafe {
+            ffi::t2s_sdp_set_cudnn(enabled as i32, e)
+        })
+    }
+    #[cfg(not(t2s_cuda_graph))]
+    Err(ModelError::Input(format!(
+        "{SDPA_CUDNN_ENV}={} needs a worker built with the CUDA shim (see `t2s doctor`)",
+        enabled as i32
+    )))
+}
+
+/// Whether SDPA may choose cuDNN attention (`None` without the shim).
+pub fn sdpa_cudnn_enabled() -> Option<bool> {
+    #[cfg(t2s_cuda_graph)]
+    {
+        // SAFETY: reads a flag of libtorch's global context.
+        Some(unsafe { ffi::t2s_sdp_cudnn_enabled() } != 0)
+    }
+    #[cfg(not(t2s_cuda_graph))]
+    None
+}
+
 /// A captured graph. Dropping it releases the graph; its memory pool is freed once the
 /// output tensors from the capture are dropped too.
 pub struct CudaGraph {
@@ -106,7 +153,7 @@ fn check(rc: std::os::raw::c_int, err: *mut std::os::raw::c_char, what: &str) ->
         unsafe { ffi::t2s_free_message(err) };
         m
     };
-    Err(ModelError::Input(format!("CUDA graph {what}: {msg}")))
+    Err(ModelError::Input(format!("CUDA {what}: {msg}")))
 }
 
 /// Call one shim entry point with a fresh error slot; `what` names the step in the error.
@@ -135,24 +182,24 @@ impl CudaGraph {
             check(1, err, "create")?;
         }
         let graph = Self { handle };
-        call("side stream", |e| unsafe {
+        call("graph side stream", |e| unsafe {
             ffi::t2s_graph_enter(handle, e)
         })?;
         let captured = (|| -> Result<T> {
             work()?;
-            call("capture", |e| unsafe {
+            call("graph capture", |e| unsafe {
                 ffi::t2s_graph_capture_begin(handle, e)
             })?;
             let out = work();
             // End the capture even when the work failed, so the stream leaves capture mode.
-            let end = call("capture end", |e| unsafe {
+            let end = call("graph capture end", |e| unsafe {
                 ffi::t2s_graph_capture_end(handle, e)
             });
             let out = out?;
             end?;
             Ok(out)
         })();
-        let left = call("leave side stream", |e| unsafe {
+        let left = call("graph: leave side stream", |e| unsafe {
             ffi::t2s_graph_leave(handle, e)
         });
         let out = captured?;
@@ -172,7 +219,9 @@ impl CudaGraph {
         #[cfg(t2s_cuda_graph)]
         {
             let handle = self.handle;
-            call("replay", |e| unsafe { ffi::t2s_graph_replay(handle, e) })
+            call("graph replay", |e| unsafe {
+                ffi::t2s_graph_replay(handle, e)
+            })
         }
         #[cfg(not(t2s_cuda_graph))]
         Ok(())

@@ -33,12 +33,19 @@ impl Run {
 }
 
 fn run_job(dir: &Path, spec: &JobSpec) -> Run {
+    run_job_env(dir, spec, None)
+}
+
+/// `run_job` with `T2S_SDPA_CUDNN` set to `sdpa_cudnn` (removed when `None`).
+fn run_job_env(dir: &Path, spec: &JobSpec, sdpa_cudnn: Option<&str>) -> Run {
     let f = dir.join(format!("spec-{}.json", spec.job));
     std::fs::write(&f, serde_json::to_string(spec).unwrap()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_t2s-worker"))
-        .arg(&f)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_t2s-worker"));
+    match sdpa_cudnn {
+        Some(v) => cmd.env("T2S_SDPA_CUDNN", v),
+        None => cmd.env_remove("T2S_SDPA_CUDNN"),
+    };
+    let out = cmd.arg(&f).output().unwrap();
     let events = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
@@ -72,6 +79,34 @@ fn doctor_reports_libtorch_and_devices() {
     );
     assert_eq!(v["default_device"], "cpu");
     assert!(v["cuda_available"].is_boolean() && v["cuda_device_count"].is_i64());
+}
+
+#[test]
+fn the_sdpa_cudnn_switch_is_applied_and_a_bad_value_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = spec("doctor", json!({}), &[]);
+    let default = run_job_env(dir.path(), &doctor, None).result()["sdpa_cudnn"].clone();
+    let off = run_job_env(dir.path(), &doctor, Some("0"));
+    if default.is_null() {
+        // A worker without the CUDA shim cannot reach the switch: an error, not a no-op.
+        assert!(off
+            .error()
+            .contains("needs a worker built with the CUDA shim"));
+    } else {
+        assert_eq!(
+            default,
+            json!(true),
+            "libtorch allows cuDNN attention by default"
+        );
+        assert_eq!(off.result()["sdpa_cudnn"], json!(false));
+        let on = run_job_env(dir.path(), &doctor, Some("1"));
+        assert_eq!(on.result()["sdpa_cudnn"], json!(true));
+    }
+    let bad = run_job_env(dir.path(), &doctor, Some("yes")).error();
+    assert!(
+        bad.contains("T2S_SDPA_CUDNN=yes") && bad.contains("expected 0"),
+        "{bad}"
+    );
 }
 
 #[test]

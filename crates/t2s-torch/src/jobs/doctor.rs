@@ -36,5 +36,7 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
         // Decoding with CUDA graphs: built in, and usable here (a CUDA device is present).
         "cuda_graphs_built": cfg!(t2s_cuda_graph),
         "cuda_graphs_usable": crate::cuda_graph::available(),
+        // SDPA may pick cuDNN attention (T2S_SDPA_CUDNN=0|1 switches it; null: not reachable).
+        "sdpa_cudnn": crate::cuda_graph::sdpa_cudnn_enabled(),
     }))
 }

@@ -58,6 +58,7 @@ fn micro(
     examples: &[TrainExample],
     idx: &[usize],
     pad_id: i64,
+    p: &TrainParams,
     dev: tch::Device,
 ) -> anyhow::Result<Micro> {
     let pairs: Vec<(&[u32], &[i64])> = idx
@@ -69,7 +70,12 @@ fn micro(
             )
         })
         .collect();
-    let p = pad_right(&pairs, pad_id.max(0) as u32);
+    let p = pad_right(
+        &pairs,
+        pad_id.max(0) as u32,
+        p.pad_multiple(dev.is_cuda()),
+        p.max_length as usize,
+    );
     let shape = [p.rows as i64, p.cols as i64];
     Ok(Micro {
         ids: Tensor::f_from_slice(&p.input_ids)?
@@ -121,7 +127,7 @@ pub fn eval_loss(
     let _g = tch::no_grad_guard();
     let (mut sum, mut n) = (0.0f64, 0usize);
     for idx in plan.epoch(0) {
-        let m = micro(examples, &idx, pad_id, model.device())?;
+        let m = micro(examples, &idx, pad_id, p, model.device())?;
         if m.loss_tokens == 0 {
             continue;
         }
@@ -258,7 +264,7 @@ pub fn train(
         let batches = &epoch_cache.as_ref().map(|(_, b)| b).expect("set above")[range];
         let micros = batches
             .iter()
-            .map(|idx| micro(train, idx, cfg.pad_id, model.device()))
+            .map(|idx| micro(train, idx, cfg.pad_id, p, model.device()))
             .collect::<anyhow::Result<Vec<_>>>()?;
         // HF with num_items_in_batch: every micro-batch's summed loss over the tokens of the
         // whole optimizer step.
