@@ -54,6 +54,7 @@ struct Micro {
     real_tokens: usize,
 }
 
+/// One micro-batch on `dev`, right-padded to a length rounded up as `p.pad_multiple` says.
 fn micro(
     examples: &[TrainExample],
     idx: &[usize],
@@ -70,22 +71,22 @@ fn micro(
             )
         })
         .collect();
-    let p = pad_right(
+    let batch = pad_right(
         &pairs,
         pad_id.max(0) as u32,
         p.pad_multiple(dev.is_cuda()),
         p.max_length as usize,
     );
-    let shape = [p.rows as i64, p.cols as i64];
+    let shape = [batch.rows as i64, batch.cols as i64];
     Ok(Micro {
-        ids: Tensor::f_from_slice(&p.input_ids)?
+        ids: Tensor::f_from_slice(&batch.input_ids)?
             .f_reshape(shape)?
             .f_to_device(dev)?,
-        labels: Tensor::f_from_slice(&p.labels)?
+        labels: Tensor::f_from_slice(&batch.labels)?
             .f_reshape(shape)?
             .f_to_device(dev)?,
-        loss_tokens: p.loss_tokens,
-        real_tokens: p.real_tokens,
+        loss_tokens: batch.loss_tokens,
+        real_tokens: batch.real_tokens,
     })
 }
 
