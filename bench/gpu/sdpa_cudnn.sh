@@ -8,7 +8,8 @@
 #   3. batched greedy generation on the 1B shape, 256 prompts: t2s dynamic (key length grows
 #      every step) and graph, and HF generate.
 # Prepared by bench/gpu/prepare.sh; run there as `bash bench/gpu/sdpa_cudnn.sh` (results under
-# $OUT: train_overhead.txt, train_overhead_nocudnn.txt, sdpa.txt). About 6 minutes on an H200.
+# $OUT: train_overhead.txt, train_overhead_nocudnn.txt, sdpa.txt, and profile_1b_b*.json with
+# the kernel summaries). About 6 minutes on an H200.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/t2s-gpu-out}
@@ -24,8 +25,13 @@ for setting in default 0; do
   [ "$(left)" -gt 60 ] || { echo "skipped the rest: out of time" | tee -a "$OUT/sdpa.txt"; break; }
   echo "== SDPA cuDNN: $setting" | tee -a "$OUT/sdpa.txt"
   PIPE_TIMEOUT=$(( $(left) < 100 ? $(left) : 100 )) bash bench/gpu/train_overhead.sh 2>&1 | grep -E "wall|bench-train" | tee -a "$OUT/sdpa.txt"
-  echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":8,\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":20,\"warmup\":3}}" > /tmp/bt1b.json
-  echo "t2s bench-train 1B b8x512: $(timeout 90 .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1)" | tee -a "$OUT/sdpa.txt"
+  # The 1B step, with 2 more steps under libtorch's profiler (GPU time by kernel) in the result.
+  for b in 8 ${BIG_BATCH:-32}; do
+    [ "$setting" = 0 ] && [ "$b" != 8 ] && continue
+    echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":$b,\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":20,\"warmup\":3,\"profile\":\"/tmp/trace_b$b.json\"}}" > /tmp/bt1b.json
+    timeout 120 .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$OUT/profile_1b_b$b$TAG.json"
+    python3 bench/gpu/profile_summary.py "$OUT/profile_1b_b$b$TAG.json" 2>&1 | tee -a "$OUT/sdpa.txt"
+  done
   echo "peer 1B b8x512: $(timeout 120 python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank 16 --batch 8 --seq 512 --steps 20 2>/dev/null | tail -1)" | tee -a "$OUT/sdpa.txt"
   WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=256 BATCH=128 MAX_NEW=128 DECODERS="dynamic graph" \
     timeout 150 bash bench/generate.sh 2>/dev/null | grep ratio | tee -a "$OUT/sdpa.txt"

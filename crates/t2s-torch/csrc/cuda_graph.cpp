@@ -1,10 +1,11 @@
 // CUDA graph capture and replay for t2s-worker (tch exposes none): a thin C ABI over
-// at::cuda::CUDAGraph and c10's stream pool, plus the device properties doctor reports and the
-// switch of SDPA's cuDNN attention backend. Only out-of-line libtorch/c10 functions are
+// at::cuda::CUDAGraph and c10's stream pool, plus the device properties doctor reports, the
+// switch of SDPA's cuDNN attention backend and libtorch's (Kineto) profiler. Only out-of-line libtorch/c10 functions are
 // called, so the object links against libtorch_cuda and libc10_cuda alone (no direct cudart
 // reference). Every entry point catches exceptions and returns the message instead.
 #include <ATen/Context.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -122,5 +123,23 @@ int t2s_sdp_set_cudnn(int enabled, char** err) {
 }
 
 int t2s_sdp_cudnn_enabled() { return at::globalContext().userEnabledCuDNNSDP() ? 1 : 0; }
+
+// Start libtorch's Kineto profiler on this thread (and the autograd threads it starts): CPU
+// ops, and with `cuda` the CUDA kernels and runtime calls (through CUPTI).
+int t2s_profile_start(int cuda, char** err) {
+  return guarded(err, [&] {
+    using namespace torch::profiler::impl;
+    const ProfilerConfig config(ProfilerState::KINETO);
+    std::set<ActivityType> activities{ActivityType::CPU};
+    if (cuda) activities.insert(ActivityType::CUDA);
+    torch::autograd::profiler::prepareProfiler(config, activities);
+    torch::autograd::profiler::enableProfiler(config, activities);
+  });
+}
+
+// Stop the profiler and save what it saw as a Chrome trace (JSON) at `path`.
+int t2s_profile_stop(const char* path, char** err) {
+  return guarded(err, [&] { torch::autograd::profiler::disableProfiler()->save(path); });
+}
 
 }  // extern "C"

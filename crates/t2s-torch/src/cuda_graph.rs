@@ -33,6 +33,8 @@ mod ffi {
         ) -> c_int;
         pub fn t2s_sdp_set_cudnn(enabled: c_int, err: *mut *mut c_char) -> c_int;
         pub fn t2s_sdp_cudnn_enabled() -> c_int;
+        pub fn t2s_profile_start(cuda: c_int, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_profile_stop(path: *const c_char, err: *mut *mut c_char) -> c_int;
     }
 }
 
@@ -129,6 +131,42 @@ pub fn sdpa_cudnn_enabled() -> Option<bool> {
     }
     #[cfg(not(t2s_cuda_graph))]
     None
+}
+
+/// Start libtorch's profiler (CPU ops; with `cuda`, CUDA kernels too). Needs the shim.
+pub fn profile_start(cuda: bool) -> Result<()> {
+    #[cfg(t2s_cuda_graph)]
+    {
+        // SAFETY: plain value in, error slot owned by `call`.
+        call("profiler start", |e| unsafe {
+            ffi::t2s_profile_start(cuda as i32, e)
+        })
+    }
+    #[cfg(not(t2s_cuda_graph))]
+    Err(ModelError::Input(format!(
+        "profiling (cuda: {cuda}) needs a worker built with the CUDA shim (see `t2s doctor`)"
+    )))
+}
+
+/// Stop the profiler and save its Chrome trace at `path`.
+pub fn profile_stop(path: &std::path::Path) -> Result<()> {
+    let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|_| {
+        ModelError::Input(format!("profile path {}: has a NUL byte", path.display()))
+    })?;
+    #[cfg(t2s_cuda_graph)]
+    {
+        // SAFETY: the path outlives the call; error slot owned by `call`.
+        call("profiler stop", |e| unsafe {
+            ffi::t2s_profile_stop(c_path.as_ptr(), e)
+        })
+    }
+    #[cfg(not(t2s_cuda_graph))]
+    {
+        drop(c_path);
+        Err(ModelError::Input(
+            "profiling needs a worker built with the CUDA shim".into(),
+        ))
+    }
 }
 
 /// A captured graph. Dropping it releases the graph; its memory pool is freed once the

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod jobs;
 pub mod linear;
 pub mod lora;
+pub mod profile;
 pub mod tok;
 pub mod train;
 pub mod trainer;

@@ -321,3 +321,39 @@ fn bench_train_runs_the_tiny_shape() {
     // Random init: loss ≈ ln(4096) ≈ 8.3.
     assert!((loss - 4096f64.ln()).abs() < 1.0, "{loss}");
 }
+
+#[test]
+fn bench_train_profile_writes_a_trace_and_summarises_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    let job = spec(
+        "bench-train",
+        json!({"shape": "tiny", "batch": 2, "seq": 32, "rank": 4, "steps": 1, "warmup": 0,
+               "profile": trace}),
+        &[],
+    );
+    let shim = run_job(dir.path(), &spec("doctor", json!({}), &[])).result()["cuda_graphs_built"]
+        == json!(true);
+    let r = run_job(dir.path(), &job);
+    if !shim {
+        assert!(r
+            .error()
+            .contains("needs a worker built with the CUDA shim"));
+        return;
+    }
+    let p = &r.result()["profile"];
+    assert!(trace.is_file());
+    assert_eq!(p["steps"], json!(2));
+    let ops: Vec<&str> = p["top_cpu_ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        ops.contains(&"aten::mm"),
+        "matrix products dominate a step: {ops:?}"
+    );
+    // On the CPU no kernel runs on a GPU.
+    assert_eq!(p["kernels_per_step"], json!(0.0));
+}

@@ -1,6 +1,8 @@
 //! `bench-train`: LoRA training steps on random weights, the same work as
 //! `shared/bench/peer_lora_train.py` (LoRA r/alpha on q/k/v/o with dropout 0.05, AdamW lr 2e-5
-//! wd 0.01, random ids in [3, vocab), loss on all tokens), timed after warm-up.
+//! wd 0.01, random ids in [3, vocab), loss on all tokens), timed after warm-up. With
+//! `profile: <trace.json>`, 2 more steps run under libtorch's profiler: the Chrome trace is
+//! written there and the result summarises GPU time by kernel and the longest CPU ops.
 
 use serde_json::{json, Value};
 use t2s::worker::protocol::JobSpec;
@@ -85,6 +87,28 @@ fn phase_profile(model: &Gemma3, opt: &mut AdamW, b: &Batch, dev: Device) -> any
     Ok(json!({"forward": ms[0], "loss_and_head": ms[1], "backward": ms[2], "optimizer": ms[3]}))
 }
 
+/// Run `steps` steps under libtorch's profiler, save the trace at `path`, and summarise it.
+fn profiled_steps(
+    model: &Gemma3,
+    opt: &mut AdamW,
+    b: &Batch,
+    dev: Device,
+    path: &std::path::Path,
+) -> anyhow::Result<Value> {
+    const STEPS: u64 = 2;
+    sync(dev);
+    crate::cuda_graph::profile_start(dev.is_cuda())?;
+    let t = std::time::Instant::now();
+    let ran = (0..STEPS).try_for_each(|_| train_step(model, opt, b, &mut |_| ()).map(drop));
+    sync(dev);
+    let wall_ms = t.elapsed().as_secs_f64() * 1000.0;
+    // Stop even when a step failed, so the profiler is not left running.
+    let stopped = crate::cuda_graph::profile_stop(path);
+    ran?;
+    stopped?;
+    crate::profile::summarize(path, STEPS, wall_ms, 25)
+}
+
 /// Peak resident memory of this process (Linux `VmHWM`), MiB.
 fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -145,6 +169,16 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     sync(dev);
     let dt = t0.elapsed().as_secs_f64();
     let phases = phase_profile(&model, &mut opt, &data, dev)?;
+    let profile = match p.str("profile")? {
+        Some(path) => Some(profiled_steps(
+            &model,
+            &mut opt,
+            &data,
+            dev,
+            std::path::Path::new(path),
+        )?),
+        None => None,
+    };
     let final_loss = match last {
         Some(l) => l.f_double_value(&[])?,
         None => f64::NAN,
@@ -169,6 +203,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         // Mean ms per phase over 3 more steps, synchronising after each phase (so the sum
         // exceeds step_ms by the overlap the sync removes): where a step's time goes.
         "phase_ms": phases,
+        "profile": profile,
         "threads": tch::get_num_threads(),
     }))
 }
