@@ -6,7 +6,7 @@
 //! (PyPI's torch wheels ship it).
 fn main() {
     record_torch_version();
-    build_cuda_graph_shim();
+    build_shim();
     let libtorch = std::env::var("LIBTORCH").ok().or_else(|| {
         let out = std::process::Command::new(
             std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
@@ -49,13 +49,20 @@ fn record_torch_version() {
     }
 }
 
-/// Compile `csrc/cuda_graph.cpp` (CUDA graph capture/replay, which tch lacks) against the
-/// venv's libtorch headers and the CUDA runtime headers PyPI's torch brings along
-/// (`nvidia/*/include`), and set `cfg(t2s_cuda_graph)`. Without those headers (a CPU-only
-/// torch build) the worker builds without it and decodes eagerly.
-fn build_cuda_graph_shim() {
-    println!("cargo::rustc-check-cfg=cfg(t2s_cuda_graph)");
-    println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
+/// Compile `csrc/shim.cpp` (CUDA graph capture/replay, SDPA backend switch, profiler: what tch
+/// lacks) against the venv's libtorch headers and the CUDA runtime headers PyPI's torch brings
+/// along (`nvidia/*/include`), and set `cfg(t2s_shim)`. Without those headers (a CPU-only torch
+/// build) the worker builds without it: it decodes eagerly and cannot profile.
+fn build_shim() {
+    println!("cargo::rustc-check-cfg=cfg(t2s_shim)");
+    println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    // T2S_NO_SHIM=1 builds without it, as on a machine without the CUDA headers (CI checks that
+    // this build compiles too).
+    println!("cargo:rerun-if-env-changed=T2S_NO_SHIM");
+    if std::env::var_os("T2S_NO_SHIM").is_some_and(|v| v == "1") {
+        println!("cargo:warning=T2S_NO_SHIM=1: building t2s-worker without the C++ shim");
+        return;
+    }
     let probe = r#"
 import glob, os, torch
 t = os.path.dirname(torch.__file__)
@@ -95,7 +102,7 @@ print(os.pathsep.join(api[:1] + crt[:1]) if api and crt else "")
     }
     cc::Build::new()
         .cpp(true)
-        .file("csrc/cuda_graph.cpp")
+        .file("csrc/shim.cpp")
         .include(&torch_include)
         .include(torch_include.join("torch/csrc/api/include"))
         .includes(std::env::split_paths(cuda_includes))
@@ -104,6 +111,6 @@ print(os.pathsep.join(api[:1] + crt[:1]) if api and crt else "")
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-Wno-deprecated-declarations")
         .warnings(false)
-        .compile("t2s_cuda_graph");
-    println!("cargo:rustc-cfg=t2s_cuda_graph");
+        .compile("t2s_shim");
+    println!("cargo:rustc-cfg=t2s_shim");
 }

@@ -82,7 +82,7 @@ impl Decoder {
             Self::Auto => Ok(Self::Dynamic),
             Self::Graph if !graphs => Err(ModelError::Input(format!(
                 "decoder `graph` needs a CUDA model and a worker built with CUDA graph support (model on {device:?}, support built: {})",
-                cfg!(t2s_cuda_graph)
+                cfg!(t2s_shim)
             ))),
             d => Ok(d),
         }

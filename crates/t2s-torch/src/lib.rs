@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod linear;
 pub mod lora;
 pub mod profile;
+pub mod shim;
 pub mod tok;
 pub mod train;
 pub mod trainer;

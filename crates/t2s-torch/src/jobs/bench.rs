@@ -97,13 +97,13 @@ fn profiled_steps(
 ) -> anyhow::Result<Value> {
     const STEPS: u64 = 2;
     sync(dev);
-    crate::cuda_graph::profile_start(dev.is_cuda())?;
+    crate::shim::profile_start(dev.is_cuda())?;
     let t = std::time::Instant::now();
     let ran = (0..STEPS).try_for_each(|_| train_step(model, opt, b, &mut |_| ()).map(drop));
     sync(dev);
     let wall_ms = t.elapsed().as_secs_f64() * 1000.0;
     // Stop even when a step failed, so the profiler is not left running.
-    let stopped = crate::cuda_graph::profile_stop(path);
+    let stopped = crate::shim::profile_stop(path);
     ran?;
     stopped?;
     crate::profile::summarize(path, STEPS, wall_ms, 25)

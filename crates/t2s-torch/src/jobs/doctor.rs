@@ -11,7 +11,7 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
     let devices: Vec<Value> = (0..n.max(0))
         .map(|i| {
             let mut d = json!({"index": i, "name": format!("cuda:{i}")});
-            if let Some(info) = crate::cuda_graph::device_info(i as usize) {
+            if let Some(info) = crate::shim::device_info(i as usize) {
                 d["gpu"] = json!(info.name);
                 d["memory_mib"] = json!(info.total_memory_bytes / (1 << 20));
                 d["compute_capability"] =
@@ -34,9 +34,9 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
         "default_device": default_device,
         "threads": tch::get_num_threads(),
         // Decoding with CUDA graphs: built in, and usable here (a CUDA device is present).
-        "cuda_graphs_built": cfg!(t2s_cuda_graph),
+        "cuda_graphs_built": cfg!(t2s_shim),
         "cuda_graphs_usable": crate::cuda_graph::available(),
         // SDPA may pick cuDNN attention (T2S_SDPA_CUDNN=0|1 switches it; null: not reachable).
-        "sdpa_cudnn": crate::cuda_graph::sdpa_cudnn_enabled(),
+        "sdpa_cudnn": crate::shim::sdpa_cudnn_enabled(),
     }))
 }

@@ -1,8 +1,9 @@
-// CUDA graph capture and replay for t2s-worker (tch exposes none): a thin C ABI over
-// at::cuda::CUDAGraph and c10's stream pool, plus the device properties doctor reports, the
-// switch of SDPA's cuDNN attention backend and libtorch's (Kineto) profiler. Only out-of-line libtorch/c10 functions are
-// called, so the object links against libtorch_cuda and libc10_cuda alone (no direct cudart
-// reference). Every entry point catches exceptions and returns the message instead.
+// What t2s-worker needs of libtorch that tch does not bind: CUDA graph capture and replay (a
+// thin C ABI over at::cuda::CUDAGraph and c10's stream pool), the device properties doctor
+// reports, the switch of SDPA's cuDNN attention backend and libtorch's (Kineto) profiler. Only
+// out-of-line libtorch/c10 functions are called, so the object links against libtorch_cuda and
+// libc10_cuda alone (no direct cudart reference). Every entry point catches exceptions and
+// returns the message instead.
 #include <ATen/Context.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <torch/csrc/autograd/profiler_kineto.h>

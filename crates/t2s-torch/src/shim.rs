@@ -1,0 +1,194 @@
+//! The C++ shim `csrc/shim.cpp`: what t2s-worker needs of libtorch that tch does not bind.
+//! CUDA graph capture/replay (used by [`crate::cuda_graph`]), the CUDA device facts `doctor`
+//! reports, the switch of SDPA's cuDNN attention, and libtorch's profiler. `build.rs` compiles
+//! it against the venv's torch headers when the CUDA headers that come with PyPI's torch are
+//! present, and sets `cfg(t2s_shim)`; without it these functions say so.
+
+use crate::error::{ModelError, Result};
+
+#[cfg(t2s_shim)]
+pub(crate) mod ffi {
+    use std::os::raw::{c_char, c_int, c_void};
+    extern "C" {
+        pub fn t2s_graph_new(device: c_int, err: *mut *mut c_char) -> *mut c_void;
+        pub fn t2s_graph_enter(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_capture_begin(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_capture_end(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_leave(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_replay(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_graph_free(g: *mut c_void);
+        pub fn t2s_free_message(m: *mut c_char);
+        pub fn t2s_cuda_device_info(
+            device: c_int,
+            name: *mut c_char,
+            name_len: c_int,
+            total_bytes: *mut u64,
+            major: *mut c_int,
+            minor: *mut c_int,
+            err: *mut *mut c_char,
+        ) -> c_int;
+        pub fn t2s_sdp_set_cudnn(enabled: c_int, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_sdp_cudnn_enabled() -> c_int;
+        pub fn t2s_profile_start(cuda: c_int, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_profile_stop(path: *const c_char, err: *mut *mut c_char) -> c_int;
+    }
+}
+
+/// What `doctor` reports of one CUDA device.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub total_memory_bytes: u64,
+    pub capability: (i32, i32),
+}
+
+/// Name, memory and compute capability of CUDA device `index` (needs the shim: `None` in a
+/// build without it, or when the device cannot be queried).
+pub fn device_info(index: usize) -> Option<DeviceInfo> {
+    #[cfg(t2s_shim)]
+    {
+        let mut name = vec![0 as std::os::raw::c_char; 256];
+        let (mut total, mut major, mut minor) = (0u64, 0, 0);
+        // SAFETY: the buffer outlives the call and its length is passed; outputs are plain.
+        call("device properties", |e| unsafe {
+            ffi::t2s_cuda_device_info(
+                index as i32,
+                name.as_mut_ptr(),
+                name.len() as i32,
+                &mut total,
+                &mut major,
+                &mut minor,
+                e,
+            )
+        })
+        .ok()?;
+        // SAFETY: snprintf NUL-terminated the buffer.
+        let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        Some(DeviceInfo {
+            name,
+            total_memory_bytes: total,
+            capability: (major, minor),
+        })
+    }
+    #[cfg(not(t2s_shim))]
+    {
+        let _ = index;
+        None
+    }
+}
+
+/// The environment variable that switches SDPA's cuDNN attention backend: `0` off, `1` on,
+/// unset or empty: libtorch's choice. libtorch 2.11 tries cuDNN attention first on sm90/sm100
+/// and builds one cuDNN graph per new problem shape (batch, lengths), host time that a run of
+/// ever-changing shapes pays again and again; `0` leaves flash and memory-efficient attention.
+pub const SDPA_CUDNN_ENV: &str = "T2S_SDPA_CUDNN";
+
+/// Apply [`SDPA_CUDNN_ENV`] (a bad value is an error naming it). Without the shim the switch
+/// cannot be reached: setting it is then an error rather than a silent no-op.
+pub fn apply_sdpa_cudnn_env() -> Result<()> {
+    let value = std::env::var(SDPA_CUDNN_ENV).unwrap_or_default();
+    let enabled = match value.trim() {
+        "" => return Ok(()),
+        "0" => false,
+        "1" => true,
+        other => {
+            return Err(ModelError::Input(format!(
+                "{SDPA_CUDNN_ENV}={other}: expected 0 (no cuDNN attention) or 1"
+            )))
+        }
+    };
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: plain value in, error slot owned by `call`.
+        call("SDPA cuDNN switch", |e| unsafe {
+            ffi::t2s_sdp_set_cudnn(enabled as i32, e)
+        })
+    }
+    #[cfg(not(t2s_shim))]
+    Err(ModelError::Input(format!(
+        "{SDPA_CUDNN_ENV}={} needs a worker built with the CUDA shim (see `t2s doctor`)",
+        enabled as i32
+    )))
+}
+
+/// Whether SDPA may choose cuDNN attention (`None` without the shim).
+pub fn sdpa_cudnn_enabled() -> Option<bool> {
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: reads a flag of libtorch's global context.
+        Some(unsafe { ffi::t2s_sdp_cudnn_enabled() } != 0)
+    }
+    #[cfg(not(t2s_shim))]
+    None
+}
+
+/// Start libtorch's profiler (CPU ops; with `cuda`, CUDA kernels too). Needs the shim.
+pub fn profile_start(cuda: bool) -> Result<()> {
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: plain value in, error slot owned by `call`.
+        call("profiler start", |e| unsafe {
+            ffi::t2s_profile_start(cuda as i32, e)
+        })
+    }
+    #[cfg(not(t2s_shim))]
+    Err(ModelError::Input(format!(
+        "profiling (cuda: {cuda}) needs a worker built with the CUDA shim (see `t2s doctor`)"
+    )))
+}
+
+/// Stop the profiler and save its Chrome trace at `path`.
+pub fn profile_stop(path: &std::path::Path) -> Result<()> {
+    let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|_| {
+        ModelError::Input(format!("profile path {}: has a NUL byte", path.display()))
+    })?;
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: the path outlives the call; error slot owned by `call`.
+        call("profiler stop", |e| unsafe {
+            ffi::t2s_profile_stop(c_path.as_ptr(), e)
+        })
+    }
+    #[cfg(not(t2s_shim))]
+    {
+        drop(c_path);
+        Err(ModelError::Input(
+            "profiling needs a worker built with the CUDA shim".into(),
+        ))
+    }
+}
+
+#[cfg(t2s_shim)]
+pub(crate) fn check(
+    rc: std::os::raw::c_int,
+    err: *mut std::os::raw::c_char,
+    what: &str,
+) -> Result<()> {
+    if rc == 0 {
+        return Ok(());
+    }
+    let msg = if err.is_null() {
+        "no message".to_string()
+    } else {
+        // SAFETY: the shim returns a strdup'ed NUL-terminated string, freed here once.
+        let m = unsafe { std::ffi::CStr::from_ptr(err) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { ffi::t2s_free_message(err) };
+        m
+    };
+    Err(ModelError::Input(format!("CUDA {what}: {msg}")))
+}
+
+/// Call one shim entry point with a fresh error slot; `what` names the step in the error.
+#[cfg(t2s_shim)]
+pub(crate) fn call(
+    what: &str,
+    f: impl FnOnce(*mut *mut std::os::raw::c_char) -> std::os::raw::c_int,
+) -> Result<()> {
+    let mut err = std::ptr::null_mut();
+    let rc = f(&mut err);
+    check(rc, err, what)
+}
