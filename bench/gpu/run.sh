@@ -27,7 +27,7 @@ BATCH=${BATCH:-8} SEQ=${SEQ:-512} RANK=${RANK:-16} STEPS=${STEPS:-20}
 # section's timeout is capped by the time left, and a section with under 15 s left is skipped,
 # so the results already under $OUT come back and the summary is printed.
 START=$(date +%s) BUDGET=${BUDGET:-560}
-cap() { local left=$((START + BUDGET - $(date +%s))); echo $(( $1 < left ? $1 : left )); }
+cap() { local left=$((START + BUDGET - $(date +%s))); [ "$left" -lt 1 ] && left=1; echo $(( $1 < left ? $1 : left )); }
 has_time() { [ "$(cap 15)" -ge 15 ] || { echo "skipped $1: out of time" | tee -a "$OUT/doctor.txt"; false; }; }
 
 # Peak GPU memory of a command, sampled with nvidia-smi every 100 ms (MiB above the idle level).
