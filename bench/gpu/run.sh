@@ -8,26 +8,11 @@
 # quickstart pipeline on CUDA (RUN_PIPELINE=0 skips it; PIPELINE=pipelines/smoke.yaml for the toy one).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/t2s-gpu-out}
-mkdir -p "$OUT"
-TORCH_LIB=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib
-export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
-# scripts/env.sh expects a venv: point it at this machine's python.
-mkdir -p .gpu/venv/bin && printf '#!/bin/sh\nexec python3 "$@"\n' > .gpu/venv/bin/python && chmod +x .gpu/venv/bin/python
-# Shared libraries the t2s binary needs that the GPU image lacks (fontconfig for plot text).
-[ -d .gpu/lib ] && export LD_LIBRARY_PATH="$PWD/.gpu/lib:$LD_LIBRARY_PATH"
-if [ -d .gpu/fonts ] && [ ! -f /etc/fonts/fonts.conf ]; then
-  printf '<?xml version="1.0"?>\n<fontconfig><dir>%s</dir><cachedir>/tmp/t2s-fc</cachedir></fontconfig>\n' "$PWD/.gpu/fonts" > .gpu/fonts.conf
-  export FONTCONFIG_FILE=$PWD/.gpu/fonts.conf
-fi
-export T2S_VENV=$PWD/.gpu/venv PYTHON=python3 T2S_WORKER=$PWD/.gpu/t2s-worker
+# Libraries, Python, .gpu binaries, $OUT and `cap` (each section's timeout capped by what is
+# left of BUDGET; a section with under 15 s left is skipped).
+source bench/gpu/env.sh
 W=.gpu/t2s-worker
 BATCH=${BATCH:-8} SEQ=${SEQ:-512} RANK=${RANK:-16} STEPS=${STEPS:-20}
-# The whole script keeps inside BUDGET seconds (the device call's limit less a margin): each
-# section's timeout is capped by the time left, and a section with under 15 s left is skipped,
-# so the results already under $OUT come back and the summary is printed.
-START=$(date +%s) BUDGET=${BUDGET:-560}
-cap() { local left=$((START + BUDGET - $(date +%s))); [ "$left" -lt 1 ] && left=1; echo $(( $1 < left ? $1 : left )); }
 has_time() { [ "$(cap 15)" -ge 15 ] || { echo "skipped $1: out of time" | tee -a "$OUT/doctor.txt"; false; }; }
 
 # Peak GPU memory of a command, sampled with nvidia-smi every 100 ms (MiB above the idle level).

@@ -15,14 +15,8 @@
 # capped by what is left of BUDGET seconds (default 540); about 6 minutes on an H200.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/t2s-gpu-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib:${LD_LIBRARY_PATH:-}"
-mkdir -p .gpu/venv/bin && printf '#!/bin/sh\nexec python3 "$@"\n' > .gpu/venv/bin/python && chmod +x .gpu/venv/bin/python
-export T2S_VENV=$PWD/.gpu/venv PYTHON=python3 T2S_WORKER=$PWD/.gpu/t2s-worker
-START=$(date +%s) BUDGET=${BUDGET:-540}
-# The smaller of $1 seconds and what is left; 1 (run nothing to speak of) under 15 s left.
-cap() { local left=$((START + BUDGET - $(date +%s))); [ "$left" -lt 15 ] && left=1; echo $(( $1 < left ? $1 : left )); }
+BUDGET=${BUDGET:-540}
+source bench/gpu/env.sh
 say() { echo "$*" | tee -a "$OUT/sdpa.txt"; }
 # Run the rest of the line with T2S_SDPA_CUDNN unset (default) or 0 (nocudnn).
 with_sdpa() {

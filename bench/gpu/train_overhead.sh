@@ -8,11 +8,7 @@
 # Prepared by bench/gpu/prepare.sh; run on the device machine as `bash bench/gpu/train_overhead.sh`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/t2s-gpu-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib:${LD_LIBRARY_PATH:-}"
-[ -d .gpu/lib ] && export LD_LIBRARY_PATH="$PWD/.gpu/lib:$LD_LIBRARY_PATH"
-export T2S_WORKER=$PWD/.gpu/t2s-worker
+source bench/gpu/env.sh
 root=/tmp/t2s-train-overhead
 rm -rf $root && mkdir -p $root
 ( cd $root && time timeout "${PIPE_TIMEOUT:-150}" "$OLDPWD/.gpu/t2s" run "$OLDPWD/pipelines/quickstart.yaml" \

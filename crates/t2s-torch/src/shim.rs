@@ -107,10 +107,15 @@ pub fn apply_sdpa_cudnn_env() -> Result<()> {
         })
     }
     #[cfg(not(t2s_shim))]
-    Err(ModelError::Input(format!(
-        "{SDPA_CUDNN_ENV}={} needs a worker built with the CUDA shim (see `t2s doctor`)",
-        enabled as i32
-    )))
+    Err(no_shim(&format!("{SDPA_CUDNN_ENV}={}", enabled as i32)))
+}
+
+/// What a call that needs the shim says in a worker built without it.
+#[cfg(not(t2s_shim))]
+fn no_shim(what: &str) -> ModelError {
+    ModelError::Input(format!(
+        "{what} needs a worker built with the CUDA shim (see `t2s doctor`)"
+    ))
 }
 
 /// Whether SDPA may choose cuDNN attention (`None` without the shim).
@@ -134,30 +139,23 @@ pub fn profile_start(cuda: bool) -> Result<()> {
         })
     }
     #[cfg(not(t2s_shim))]
-    Err(ModelError::Input(format!(
-        "profiling (cuda: {cuda}) needs a worker built with the CUDA shim (see `t2s doctor`)"
-    )))
+    Err(no_shim(&format!("profiling (cuda: {cuda})")))
 }
 
 /// Stop the profiler and save its Chrome trace at `path`.
 pub fn profile_stop(path: &std::path::Path) -> Result<()> {
-    let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|_| {
-        ModelError::Input(format!("profile path {}: has a NUL byte", path.display()))
-    })?;
     #[cfg(t2s_shim)]
     {
+        let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|_| {
+            ModelError::Input(format!("profile path {}: has a NUL byte", path.display()))
+        })?;
         // SAFETY: the path outlives the call; error slot owned by `call`.
         call("profiler stop", |e| unsafe {
             ffi::t2s_profile_stop(c_path.as_ptr(), e)
         })
     }
     #[cfg(not(t2s_shim))]
-    {
-        drop(c_path);
-        Err(ModelError::Input(
-            "profiling needs a worker built with the CUDA shim".into(),
-        ))
-    }
+    Err(no_shim(&format!("profiling to {}", path.display())))
 }
 
 #[cfg(t2s_shim)]

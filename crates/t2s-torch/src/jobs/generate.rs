@@ -121,14 +121,13 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let total = enc.len() as u64;
     let (mut written, mut new_tokens) = (0u64, 0u64);
     let t0 = std::time::Instant::now();
-    let mut decoder = opt.decoder.resolve(l.device)?;
+    opt.decoder = opt.decoder.resolve(l.device)?;
     let mut graph_fallback = None;
     // A failed capture falls back to `static` for its batch; later batches start there.
     for batch in enc.chunks(batch_size) {
         let prompts: Vec<Vec<i64>> = batch.iter().map(|(_, ids)| ids.clone()).collect();
         let report = generate_report(&l.model, &prompts, &opt)?;
-        decoder = report.decoder;
-        opt.decoder = decoder;
+        opt.decoder = report.decoder;
         graph_fallback = graph_fallback.or(report.graph_fallback);
         let gens = report.rows;
         let mut buf = String::new();
@@ -165,7 +164,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "tokens_per_s": if dt > 0.0 { new_tokens as f64 / dt } else { 0.0 },
         "seconds": dt,
         "device": crate::device::device_name(l.device),
-        "decoder": decoder.name(),
+        "decoder": opt.decoder.name(),
         "graph_fallback": graph_fallback,
     }))
 }
