@@ -43,7 +43,7 @@ static PARAMS: [ParamSpec; 38] = [
     ParamSpec::optional("batch_size", Int, || json!(8), "examples per micro-batch"),
     ParamSpec::optional("token_budget", Int, || json!(0), "> 0: micro-batches of at most this many padded tokens instead"),
     ParamSpec::optional("max_length", Int, || json!(512), "longer examples are left out (counted)"),
-    ParamSpec::optional("pad_to_multiple_of", Int, || json!(0), "pad batch lengths to a multiple of N, at most max_length (0: 64 on CUDA, 1 on CPU)"),
+    ParamSpec::optional("pad_to_multiple_of", Int, || json!(0), "pad batch lengths to a multiple of N, within max_length and token_budget (0: 64 on CUDA, 1 on CPU)"),
     ParamSpec::optional("group_by_length", Bool, || json!(true), "bucket examples of similar length (less padding)"),
     ParamSpec::optional("shuffle", Bool, || json!(true), "visit batches in a seeded order each epoch"),
     ParamSpec::optional("epochs", Float, || json!(1.0), "passes over the train split"),

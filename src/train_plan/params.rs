@@ -51,8 +51,8 @@ pub struct TrainParams {
     /// > 0: batches hold at most this many (padded) tokens instead of `batch_size` examples.
     pub token_budget: u64,
     pub max_length: u64,
-    /// Pad each micro-batch's length up to a multiple of this (never past `max_length`);
-    /// 0: automatic, see [`TrainParams::pad_multiple`].
+    /// Pad each micro-batch's length up to a multiple of this, never past
+    /// [`TrainParams::pad_limit`]; 0: automatic, see [`TrainParams::pad_multiple`].
     pub pad_to_multiple_of: u64,
     pub group_by_length: bool,
     pub shuffle: bool,
@@ -142,6 +142,16 @@ impl TrainParams {
             0 if cuda => 64,
             0 => 1,
             n => n as usize,
+        }
+    }
+
+    /// The longest a padded batch of `rows` examples may become: `max_length`, and with a
+    /// token budget no longer than the budget allows (rounding up must not break it).
+    pub fn pad_limit(&self, rows: usize) -> usize {
+        let limit = self.max_length as usize;
+        match self.token_budget as usize {
+            0 => limit,
+            budget => limit.min(budget / rows.max(1)),
         }
     }
 
@@ -287,6 +297,22 @@ mod tests {
             ["betas", "token_budget", "early_stopping_patience", "device"]
         );
         assert!(TrainParams::default().problems().is_empty());
+    }
+
+    #[test]
+    fn padding_stays_within_max_length_and_the_token_budget() {
+        let p = TrainParams {
+            max_length: 512,
+            ..Default::default()
+        };
+        assert_eq!(p.pad_limit(8), 512);
+        let p = TrainParams {
+            token_budget: 2048,
+            ..p
+        };
+        assert_eq!(p.pad_limit(8), 256);
+        assert_eq!(p.pad_limit(2), 512);
+        assert_eq!((p.pad_multiple(true), p.pad_multiple(false)), (64, 1));
     }
 
     #[test]

@@ -54,7 +54,8 @@ struct Micro {
     real_tokens: usize,
 }
 
-/// One micro-batch on `dev`, right-padded to a length rounded up as `p.pad_multiple` says.
+/// One micro-batch on `dev`, right-padded to a length rounded up as `p.pad_multiple` says
+/// (within `p.pad_limit`).
 fn micro(
     examples: &[TrainExample],
     idx: &[usize],
@@ -75,7 +76,7 @@ fn micro(
         &pairs,
         pad_id.max(0) as u32,
         p.pad_multiple(dev.is_cuda()),
-        p.max_length as usize,
+        p.pad_limit(pairs.len()),
     );
     let shape = [batch.rows as i64, batch.cols as i64];
     Ok(Micro {
