@@ -11,13 +11,15 @@
 # PROFILE=release builds the worker with --release (default: the dev profile, whose
 # dependencies, tch included, are optimised; the tensor work runs in libtorch either way).
 # THREADS=n sets the intra-op threads of both (0 = library default).
+# LAYERS=n overrides the shape's layer count in both (0 = the shape's): LAYERS=26 on the tiny
+# shape gives the 1B model's op count with little arithmetic, i.e. per-op overhead.
 # T2S_WORKER=path uses a prebuilt worker and builds nothing. The cargo target dir is
 # $CARGO_TARGET_DIR (scripts/env.sh's default when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 source scripts/env.sh
-SHAPE=${SHAPE:-tiny} BATCH=${BATCH:-8} SEQ=${SEQ:-256} RANK=${RANK:-16} ALPHA=${ALPHA:-16}
+SHAPE=${SHAPE:-tiny} LAYERS=${LAYERS:-0} BATCH=${BATCH:-8} SEQ=${SEQ:-256} RANK=${RANK:-16} ALPHA=${ALPHA:-16}
 STEPS=${STEPS:-20} WARMUP=${WARMUP:-3} DEVICE=${DEVICE:-cpu} THREADS=${THREADS:-0} REPEATS=${REPEATS:-2}
 PROFILE=${PROFILE:-dev}
 if [ -n "${T2S_WORKER:-}" ]; then
@@ -29,12 +31,14 @@ else
   cargo build -q -p t2s-torch --bin t2s-worker
   WORKER="$CARGO_TARGET_DIR/debug/t2s-worker"
 fi
+layers_json=""
+if [ "$LAYERS" -gt 0 ]; then layers_json=", \"layers\": $LAYERS"; fi
 spec=$(mktemp --suffix .json)
 trap 'rm -f "$spec"' EXIT
 cat >"$spec" <<JSON
 {"protocol": 1, "job": "bench-train", "device": "$DEVICE",
  "params": {"shape": "$SHAPE", "batch": $BATCH, "seq": $SEQ, "rank": $RANK, "alpha": $ALPHA,
-            "steps": $STEPS, "warmup": $WARMUP, "threads": $THREADS}}
+            "steps": $STEPS, "warmup": $WARMUP, "threads": $THREADS$layers_json}}
 JSON
 peer_dev=$DEVICE
 [ "$peer_dev" = auto ] && peer_dev=$("$PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
@@ -42,7 +46,7 @@ peers=() ours=()
 for _ in $(seq "$REPEATS"); do
   peers+=("$("$PYTHON" bench/peers/peer_lora_train.py --shape "$SHAPE" --device "$peer_dev" \
       --batch "$BATCH" --seq "$SEQ" --rank "$RANK" --alpha "$ALPHA" --steps "$STEPS" \
-      --warmup "$WARMUP" --threads "$THREADS" 2>/dev/null | tail -n 1)")
+      --warmup "$WARMUP" --threads "$THREADS" --layers "$LAYERS" 2>/dev/null | tail -n 1)")
   ours+=("$("$WORKER" "$spec" | tail -n 1)")
 done
 "$PYTHON" - "${#peers[@]}" "${peers[@]}" "${ours[@]}" <<'PY'

@@ -1,6 +1,7 @@
 //! The only t2s code that links libtorch: the Gemma-3 text model, LoRA with PEFT semantics,
 //! batched generation with a KV cache, training building blocks, and the worker jobs.
 
+pub mod adamw;
 pub mod attention;
 pub mod cache;
 pub mod config;

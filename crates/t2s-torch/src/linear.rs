@@ -66,10 +66,12 @@ impl Linear {
         } else {
             xa
         };
+        // `scale` multiplies the rank-r activations rather than the output: the same product
+        // up to fp32 rounding, over r columns instead of `out`.
         Ok(Some(
             xa.f_linear::<Tensor>(&l.a, None)?
-                .f_linear::<Tensor>(&l.b, None)?
-                .f_mul_scalar(l.scale)?,
+                .f_mul_scalar(l.scale)?
+                .f_linear::<Tensor>(&l.b, None)?,
         ))
     }
 
@@ -114,15 +116,12 @@ impl Linear {
 }
 
 /// PEFT: `result = result + lora(x) * scaling`, in the adapter dtype via type promotion, then
-/// cast back to the base result dtype.
-pub fn add_in_adapter_dtype(y: Tensor, delta: &Tensor) -> Result<Tensor> {
-    if y.kind() == delta.kind() {
-        Ok(y.f_add(delta)?)
-    } else {
-        Ok(y.f_to_kind(delta.kind())?
-            .f_add(delta)?
-            .f_to_kind(y.kind())?)
-    }
+/// cast back to the base result dtype. Done as one in-place add into `y` (a fresh product):
+/// libtorch sums in the promoted dtype and rounds once into `y`'s dtype, the values of
+/// upcast, add and downcast without their two extra passes over `[tokens, out]`.
+pub fn add_in_adapter_dtype(mut y: Tensor, delta: &Tensor) -> Result<Tensor> {
+    let _ = y.f_add_(delta)?;
+    Ok(y)
 }
 
 /// Point the frozen linears over one input at rows of a single `[Σ out, in]` weight, so their
@@ -181,4 +180,33 @@ pub fn fused_forward(
         })
         .collect::<Result<Vec<_>>>()?;
     add_in_adapter_dtype(y, &Tensor::f_cat(&deltas, -1)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn in_place_adapter_add_equals_upcast_add_downcast_bit_for_bit() {
+        tch::manual_seed(3);
+        let y = Tensor::randn([64, 96], (Kind::BFloat16, Device::Cpu));
+        let d = Tensor::randn([64, 96], (Kind::Float, Device::Cpu)) * 1e-2;
+        let want = y
+            .to_kind(Kind::Float)
+            .f_add(&d)
+            .unwrap()
+            .to_kind(Kind::BFloat16);
+        let got = add_in_adapter_dtype(y.copy(), &d).unwrap();
+        assert_eq!(got.kind(), Kind::BFloat16);
+        assert!(got.equal(&want));
+        // Gradients reach both operands, each in its own dtype.
+        let d = d.set_requires_grad(true);
+        let y = y.set_requires_grad(true);
+        let out = add_in_adapter_dtype(y.f_mul_scalar(1.0).unwrap(), &d).unwrap();
+        out.to_kind(Kind::Float).sum(Kind::Float).backward();
+        assert_eq!(d.grad().kind(), Kind::Float);
+        assert_eq!(y.grad().kind(), Kind::BFloat16);
+        assert_eq!(d.grad().sum(Kind::Float).double_value(&[]), 64.0 * 96.0);
+    }
 }

@@ -63,7 +63,7 @@ fn train_step(
     lap(0);
     let loss = chunked_ce(model, &h, &b.targets, b.chunk)?;
     lap(1);
-    loss.f_backward()?;
+    opt.backward(&loss)?;
     lap(2);
     opt.step()?;
     opt.zero_grad();
@@ -120,7 +120,10 @@ fn peak_rss_mb() -> Option<f64> {
 pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let p = Params::new(spec);
     let shape = p.str("shape")?.unwrap_or("tiny");
-    let cfg = shape_config(shape)?;
+    let mut cfg = shape_config(shape)?;
+    // `layers` overrides the shape's depth: e.g. the tiny shape at the 1B model's 26 layers
+    // has its per-layer op count, so its step time is mostly per-op host overhead.
+    cfg.num_hidden_layers = p.u64("layers", cfg.num_hidden_layers as u64)?.max(1) as i64;
     let batch = p.u64("batch", 8)? as i64;
     let seq = p.u64("seq", 256)? as i64;
     let rank = p.u64("rank", 16)? as i64;
@@ -141,8 +144,11 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     lc.lora_dropout = 0.05;
     lora::attach(&mut model, &lc)?;
     let mut opt = AdamW::new(lora::params(&model), 2e-5, 0.01)?;
-    let ids = Tensor::f_randint_low(3, cfg.vocab_size, [batch, seq], (Kind::Int64, dev))?;
-    let targets = shift_labels(&ids)?;
+    // Targets stay on the host, as the train job's labels do (see `chunked_ce`).
+    let host_ids =
+        Tensor::f_randint_low(3, cfg.vocab_size, [batch, seq], (Kind::Int64, Device::Cpu))?;
+    let targets = shift_labels(&host_ids)?;
+    let ids = host_ids.f_to_device(dev)?;
     let positions = Tensor::f_arange(seq, (Kind::Int64, dev))?
         .f_unsqueeze(0)?
         .f_expand([batch, seq], false)?;
@@ -188,6 +194,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "shape": shape,
         "device": device_name(dev),
         "dtype": format!("{kind:?}"),
+        "layers": cfg.num_hidden_layers,
         "batch": batch, "seq": seq, "rank": rank, "steps": steps,
         "step_ms": 1000.0 * dt / steps as f64,
         "tokens_per_s": (batch * seq) as f64 * steps as f64 / dt,

@@ -33,7 +33,9 @@ pub trait Trainable {
     /// the model so in-place optimizer updates change the model.
     fn trainable(&self) -> Vec<(String, Tensor)>;
     /// Mean cross-entropy over the loss tokens (HF's shifted causal-LM loss) of one
-    /// right-padded micro-batch: `ids`, `labels` are `[B, S]` int64 on the model's device.
+    /// right-padded micro-batch: `ids`, `labels` are `[B, S]` int64, `ids` on the model's
+    /// device, `labels` on the CPU (the labelled positions are found there, so a GPU never
+    /// waits for that data-dependent step) or on the model's device.
     fn mean_loss(&self, ids: &Tensor, labels: &Tensor, train: bool) -> anyhow::Result<Tensor>;
     /// Write the final artifact (PEFT adapter, or full HF weights) into `dir`.
     fn export(&self, dir: &Path) -> anyhow::Result<()>;

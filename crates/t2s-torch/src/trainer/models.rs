@@ -161,7 +161,8 @@ impl Trainable for FullModel {
     fn mean_loss(&self, ids: &Tensor, labels: &Tensor, train: bool) -> anyhow::Result<Tensor> {
         // Full logits: the chunked loss sends no gradient into the (tied) LM head weight.
         let h = hidden(&self.model, ids, train)?;
-        Ok(full_ce(&self.model, &h, &shift_labels(labels)?)?)
+        let targets = shift_labels(labels)?.f_to_device_(h.device(), Kind::Int64, true, false)?;
+        Ok(full_ce(&self.model, &h, &targets)?)
     }
 
     fn export(&self, dir: &Path) -> anyhow::Result<()> {

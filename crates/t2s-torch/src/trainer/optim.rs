@@ -1,5 +1,5 @@
-//! Optimizer plumbing around the model layer's `AdamW`: HF's weight-decay parameter groups
-//! and `torch.nn.utils.clip_grad_norm_`.
+//! Optimizer plumbing around the model layer's `AdamW`: HF's weight-decay parameter groups,
+//! one backward pass for all of them, and `torch.nn.utils.clip_grad_norm_`.
 
 use tch::{Kind, Tensor};
 
@@ -46,6 +46,50 @@ impl Optimizer {
         Ok(Self { groups })
     }
 
+    /// Backpropagate `loss` once and add the gradients to every group's flat gradient.
+    pub fn backward(&mut self, loss: &Tensor) -> anyhow::Result<()> {
+        let inputs: Vec<&Tensor> = self
+            .groups
+            .iter()
+            .flat_map(|(_, g)| g.params().iter().map(|(_, p)| p))
+            .collect();
+        let mut grads = Tensor::f_run_backward(&[loss], &inputs, false, false)?.into_iter();
+        for (_, g) in &mut self.groups {
+            let mine: Vec<Tensor> = grads.by_ref().take(g.params().len()).collect();
+            g.accumulate(mine)?;
+        }
+        Ok(())
+    }
+
+    /// `torch.nn.utils.clip_grad_norm_` over all groups: the global L2 norm of the gradients
+    /// before clipping (a 0-dim fp32 tensor on the device, so reading it can wait until the
+    /// update is queued); they are scaled by `min(1, max_norm / (norm + 1e-6))`.
+    /// `max_norm <= 0` only measures. Zero without gradients.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> anyhow::Result<Tensor> {
+        let _g = tch::no_grad_guard();
+        let mut squares = Vec::new();
+        for (_, g) in &self.groups {
+            if let Some(n) = g.grad_norm()? {
+                squares.push(n.f_square()?);
+            }
+        }
+        if squares.is_empty() {
+            return Ok(Tensor::f_zeros([], (Kind::Float, tch::Device::Cpu))?);
+        }
+        let total = Tensor::f_stack(&squares, 0)?.f_sum(Kind::Float)?.f_sqrt()?;
+        if max_norm > 0.0 {
+            let coef = Tensor::f_full([], max_norm, (Kind::Float, total.device()))?
+                .f_div(&total.f_add_scalar(1e-6)?)?
+                .f_clamp_max(1.0)?;
+            for (_, g) in &mut self.groups {
+                if g.grad_norm()?.is_some() {
+                    g.scale_grad(&coef)?;
+                }
+            }
+        }
+        Ok(total)
+    }
+
     pub fn step(&mut self, lr: f64) -> anyhow::Result<()> {
         for (_, g) in &mut self.groups {
             g.lr = lr;
@@ -87,36 +131,6 @@ impl Optimizer {
     }
 }
 
-/// `torch.nn.utils.clip_grad_norm_(params, max_norm)`: the global L2 norm of all gradients
-/// (returned, before clipping); gradients are scaled by `min(1, max_norm / (norm + 1e-6))`.
-/// `max_norm <= 0` only measures.
-pub fn clip_grad_norm(params: &[(String, Tensor)], max_norm: f64) -> anyhow::Result<f64> {
-    let _g = tch::no_grad_guard();
-    let grads: Vec<Tensor> = params
-        .iter()
-        .map(|(_, p)| p.grad())
-        .filter(|g| g.defined())
-        .collect();
-    if grads.is_empty() {
-        return Ok(0.0);
-    }
-    let norms = grads
-        .iter()
-        .map(|g| g.f_to_kind(Kind::Float)?.f_norm())
-        .collect::<Result<Vec<_>, _>>()?;
-    let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
-    if max_norm > 0.0 {
-        let coef = Tensor::f_full([], max_norm, (Kind::Float, total.device()))?
-            .f_div(&total.f_add_scalar(1e-6)?)?
-            .f_clamp_max(1.0)?;
-        for g in &grads {
-            let mut g = g.shallow_clone();
-            let _ = g.f_mul_(&coef.f_to_kind(g.kind())?)?;
-        }
-    }
-    Ok(total.f_double_value(&[])?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,22 +148,26 @@ mod tests {
     }
 
     #[test]
-    fn clipping_scales_to_max_norm_and_returns_the_pre_clip_norm() {
+    fn clipping_scales_to_max_norm_over_both_groups_and_returns_the_pre_clip_norm() {
+        // One tensor that decays, one that does not: two groups, one global norm.
         let a = Tensor::from_slice(&[3.0f32]).set_requires_grad(true);
         let b = Tensor::from_slice(&[4.0f32]).set_requires_grad(true);
-        (&a * &a * 0.5 + &b * &b * 0.5).sum(Kind::Float).backward();
         let ps = vec![
-            ("a".to_string(), a.shallow_clone()),
-            ("b".to_string(), b.shallow_clone()),
+            ("w.weight".to_string(), a.shallow_clone()),
+            ("model.norm.weight".to_string(), b.shallow_clone()),
         ];
-        let n = clip_grad_norm(&ps, 1.0).unwrap();
+        let mut opt = Optimizer::new(&ps, (0.9, 0.999), 1e-8, 0.0).unwrap();
+        assert_eq!(opt.groups.len(), 2);
+        let none = opt.clip_grad_norm(1.0).unwrap().double_value(&[]);
+        assert_eq!(none, 0.0, "no gradient yet");
+        opt.backward(&(&a * &a * 0.5 + &b * &b * 0.5).sum(Kind::Float))
+            .unwrap();
+        let n = opt.clip_grad_norm(1.0).unwrap().double_value(&[]);
         assert!((n - 5.0).abs() < 1e-6);
-        let ga = a.grad().double_value(&[0]);
-        let gb = b.grad().double_value(&[0]);
-        assert!(((ga * ga + gb * gb).sqrt() - 1.0).abs() < 1e-5);
-        // Under the limit nothing changes.
-        let n2 = clip_grad_norm(&ps, 10.0).unwrap();
+        // Clipped to norm 1: measuring again gives 1, and a larger limit changes nothing.
+        let n2 = opt.clip_grad_norm(10.0).unwrap().double_value(&[]);
         assert!((n2 - 1.0).abs() < 1e-5);
-        assert!((a.grad().double_value(&[0]) - ga).abs() < 1e-7);
+        let n3 = opt.clip_grad_norm(0.0).unwrap().double_value(&[]);
+        assert!((n3 - 1.0).abs() < 1e-5);
     }
 }

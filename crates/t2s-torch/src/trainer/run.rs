@@ -14,7 +14,7 @@ use t2s::worker::protocol::WorkerEvent;
 use tch::Tensor;
 
 use super::checkpoint::{self, Meta};
-use super::optim::{clip_grad_norm, Optimizer};
+use super::optim::Optimizer;
 use super::{TrainExample, Trainable};
 
 const TAG_DROPOUT: u64 = 2;
@@ -48,13 +48,15 @@ pub struct TrainOutcome {
 
 /// A micro-batch as tensors plus its loss-token count.
 struct Micro {
+    /// On the model's device.
     ids: Tensor,
+    /// On the CPU (see `Trainable::mean_loss`).
     labels: Tensor,
     loss_tokens: usize,
     real_tokens: usize,
 }
 
-/// One micro-batch on `dev`, right-padded to a length rounded up as `p.pad_multiple` says
+/// One micro-batch (ids on `dev`, labels on the host), right-padded to a length rounded up as `p.pad_multiple` says
 /// (within `p.pad_limit`).
 fn micro(
     examples: &[TrainExample],
@@ -80,12 +82,11 @@ fn micro(
     );
     let shape = [batch.rows as i64, batch.cols as i64];
     Ok(Micro {
+        // Uploaded without waiting for the device (host memory is staged at once).
         ids: Tensor::f_from_slice(&batch.input_ids)?
             .f_reshape(shape)?
-            .f_to_device(dev)?,
-        labels: Tensor::f_from_slice(&batch.labels)?
-            .f_reshape(shape)?
-            .f_to_device(dev)?,
+            .f_to_device_(dev, tch::Kind::Int64, true, false)?,
+        labels: Tensor::f_from_slice(&batch.labels)?.f_reshape(shape)?,
         loss_tokens: batch.loss_tokens,
         real_tokens: batch.real_tokens,
     })
@@ -127,7 +128,8 @@ pub fn eval_loss(
     )
     .map_err(|e| anyhow::anyhow!("validation split: {e}"))?;
     let _g = tch::no_grad_guard();
-    let (mut sum, mut n) = (0.0f64, 0usize);
+    // Summed on the device and read once: no wait for the device per batch.
+    let (mut sum, mut n): (Option<Tensor>, usize) = (None, 0);
     for idx in plan.epoch(0) {
         let m = micro(examples, &idx, pad_id, p, model.device())?;
         if m.loss_tokens == 0 {
@@ -135,14 +137,18 @@ pub fn eval_loss(
         }
         let l = model
             .mean_loss(&m.ids, &m.labels, false)?
-            .f_double_value(&[])?;
-        sum += l * m.loss_tokens as f64;
+            .f_to_kind(tch::Kind::Double)?
+            .f_mul_scalar(m.loss_tokens as f64)?;
+        sum = Some(match sum {
+            None => l,
+            Some(s) => s.f_add(&l)?,
+        });
         n += m.loss_tokens;
     }
-    if n == 0 {
-        bail!("the validation split has no answer tokens to score; check its labels");
+    match sum {
+        Some(s) if n > 0 => Ok(s.f_double_value(&[])? / n as f64),
+        _ => bail!("the validation split has no answer tokens to score; check its labels"),
     }
-    Ok(sum / n as f64)
 }
 
 /// Train `model` on `train` (evaluating on `valid`), emitting metric and progress events.
@@ -271,7 +277,9 @@ pub fn train(
         // HF with num_items_in_batch: every micro-batch's summed loss over the tokens of the
         // whole optimizer step.
         let n_items: usize = micros.iter().map(|m| m.loss_tokens).sum();
-        let mut step_loss = 0.0f64;
+        // The step's loss and gradient norm stay on the device until the update is queued:
+        // one wait for the device per step, after all its work is issued.
+        let mut loss_sum: Option<Tensor> = None;
         let mut step_tokens = 0u64;
         for (j, m) in micros.iter().enumerate() {
             step_tokens += m.real_tokens as u64;
@@ -279,16 +287,27 @@ pub fn train(
                 continue;
             }
             tch::manual_seed(derive_seed(p.seed, TAG_DROPOUT, g * ga + j as u64) as i64);
-            let run_micro = || -> anyhow::Result<f64> {
+            let mut run_micro = || -> anyhow::Result<Tensor> {
                 let l = model.mean_loss(&m.ids, &m.labels, true)?;
                 let scaled = l.f_mul_scalar(m.loss_tokens as f64 / n_items as f64)?;
-                scaled.f_backward()?;
-                Ok(scaled.f_double_value(&[])?)
+                opt.backward(&scaled)?;
+                Ok(scaled.f_detach()?)
             };
-            step_loss += run_micro().map_err(|e| explain(e, p))?;
+            let l = run_micro().map_err(|e| explain(e, p))?;
+            loss_sum = Some(match loss_sum {
+                None => l,
+                Some(sum) => sum.f_add(&l)?,
+            });
         }
+        let grad_norm = opt.clip_grad_norm(p.max_grad_norm)?;
+        let lr = sched.lr(g);
+        opt.step(lr)?;
+        opt.zero_grad();
+        let step_loss = match loss_sum {
+            Some(t) => t.f_double_value(&[])?,
+            None => 0.0,
+        };
         if !step_loss.is_finite() {
-            opt.zero_grad();
             let kept = cfg
                 .partial_dir
                 .and_then(|d| {
@@ -307,10 +326,7 @@ pub fn train(
                 p.lr
             );
         }
-        let grad_norm = clip_grad_norm(&params, p.max_grad_norm)?;
-        let lr = sched.lr(g);
-        opt.step(lr)?;
-        opt.zero_grad();
+        let grad_norm = grad_norm.f_double_value(&[])?;
         ran += 1;
         state.global_step = g + 1;
         state.epoch = steps.epoch_after(g);
