@@ -215,12 +215,14 @@ impl Attention {
         let parts = [&self.q_proj, &self.k_proj, &self.v_proj];
         let heads =
             fused_forward(self.qkv.as_ref(), &parts, x, train)?.f_view([b, s, h + 2 * kvh, hd])?;
+        // Splits, not narrows: the backward of a split is one concatenation of the parts'
+        // gradients, where each narrow would scatter its gradient into a zero-filled copy of
+        // the whole tensor and the copies would then be summed.
+        let [qk, v] = split2(&heads, [h + kvh, kvh], 2)?;
         // Queries and keys share the normalisation and the rotation: [B, S, h + kvh, D].
-        let qk =
-            rope(&self.qk_norm(&heads.f_narrow(2, 0, h + kvh)?)?, cos, sin)?.f_transpose(1, 2)?;
-        let q = qk.f_narrow(1, 0, h)?;
-        let k = qk.f_narrow(1, h, kvh)?;
-        let v = heads.f_narrow(2, h + kvh, kvh)?.f_transpose(1, 2)?;
+        let qk = rope(&self.qk_norm(&qk)?, cos, sin)?.f_transpose(1, 2)?;
+        let [q, k] = split2(&qk, [h, kvh], 1)?;
+        let v = v.f_transpose(1, 2)?;
         let (k, v) = match cache {
             Some((c, layer, Some(slot))) => c.write_at(layer, &k, &v, slot)?,
             Some((c, layer, None)) => c.update(layer, &k, &v, mode.key_start())?,
@@ -277,6 +279,18 @@ impl Attention {
     }
 }
 
+/// `t` split along `dim` into two parts of the given sizes (views).
+fn split2(t: &Tensor, sizes: [i64; 2], dim: i64) -> Result<[Tensor; 2]> {
+    let mut parts = t.f_split_with_sizes(sizes.as_slice(), dim)?.into_iter();
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => Ok([a, b]),
+        _ => Err(ModelError::Input(format!(
+            "cannot split {:?} into {sizes:?} along {dim}",
+            t.size()
+        ))),
+    }
+}
+
 /// `x·cos + rotate_half(x)·sin` with split-half rotation, as
 /// `x·cos + roll(x, D/2)·sin_signed` where `sin_signed` has its first half negated (so the
 /// product equals `rotate_half(x)·sin` exactly). `x: [B, S, heads, D]`, tables `[B, S, 1, D]`.
@@ -308,9 +322,9 @@ impl Mlp {
             x,
             train,
         )?;
-        let g = gu.f_narrow(-1, 0, i)?.f_gelu("tanh")?;
+        let [gate, up] = split2(&gu, [i, i], -1)?;
         self.down_proj
-            .forward(&g.f_mul(&gu.f_narrow(-1, i, i)?)?, train)
+            .forward(&gate.f_gelu("tanh")?.f_mul(&up)?, train)
     }
 }
 
