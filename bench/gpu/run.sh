@@ -85,11 +85,11 @@ if [ "${SKIP_GEN:-0}" != 1 ] && has_time generation; then
 fi
 
 # --- Parity on CUDA and a pipeline end to end, side by side (neither is timed against a peer).
-# Parity: the model crate's parity/generation/LoRA tests with T2S_TEST_DEVICE=cuda (fp32 at the
+# Parity: the model crate's parity/generation/LoRA/training-loop tests with T2S_TEST_DEVICE=cuda (fp32 at the
 # CPU tolerance, bf16 at its stated one), test binaries built by prepare.sh.
 run_parity() {
   export T2S_REPO_ROOT=$PWD PYTHONUNBUFFERED=1
-  for t in .gpu/tests/parity-* .gpu/tests/generate-* .gpu/tests/lora-*; do
+  for t in .gpu/tests/parity-* .gpu/tests/generate-* .gpu/tests/lora-* .gpu/tests/train_parity-*; do
     [ -x "$t" ] || continue
     echo "== $t" >> "$OUT/parity.txt"
     T2S_TEST_DEVICE=cuda timeout "$(cap ${PARITY_TIMEOUT:-150})" "$t" --nocapture --test-threads 1 >> "$OUT/parity.txt" 2>&1

@@ -1,11 +1,12 @@
 //! The training loop against transformers + PEFT + torch.optim.AdamW (scripts/oracles/train_ref.py):
 //! a tiny random Gemma-3, LoRA with dropout 0, the same initial adapter (t2s's, saved in PEFT
 //! layout) and the same batches: the first 20 optimizer-step losses agree within 1e-3
-//! relative. The adapter t2s writes then loads in PEFT and gives t2s's logits.
+//! relative. The adapter t2s writes then loads in PEFT and gives t2s's logits. t2s trains on
+//! `T2S_TEST_DEVICE` (the CPU by default; the oracle always runs on the CPU in fp32).
 
 mod common;
 
-use common::{max_abs_diff, python, read_st, run_py, tiny_model};
+use common::{max_abs_diff, python, read_st, run_py, test_device, tiny_model};
 use serde_json::json;
 use t2s::train_plan::batching::mix64;
 use t2s::train_plan::{BatchPlan, SchedulerKind, StepPlan, TrainParams};
@@ -65,7 +66,8 @@ fn first_20_step_losses_match_peft_and_the_adapter_loads_in_peft() {
         ..Default::default()
     };
     let data = examples(40, 500, 3);
-    let base = t2s_torch::Gemma3::load(&model_dir, Kind::Float, Device::Cpu).unwrap();
+    let dev = test_device();
+    let base = t2s_torch::Gemma3::load(&model_dir, Kind::Float, dev).unwrap();
     tch::manual_seed(p.seed as i64);
     let lc = LoraConfig::new(4, 8.0, &["q_proj", "k_proj", "v_proj", "o_proj"]);
     let lm = LoraModel::new(base, lc, "tiny".into()).unwrap();
@@ -174,9 +176,9 @@ fn first_20_step_losses_match_peft_and_the_adapter_loads_in_peft() {
 
     // PEFT reads the adapter t2s wrote and gives the same logits as t2s.
     let peft: Vec<f64> = serde_json::from_value(r["probe_logits"].clone()).unwrap();
-    let ids = Tensor::from_slice(&probe).unsqueeze(0);
+    let ids = Tensor::from_slice(&probe).unsqueeze(0).to_device(dev);
     let s = ids.size()[1];
-    let pos = Tensor::arange(s, (Kind::Int64, Device::Cpu)).unsqueeze(0);
+    let pos = Tensor::arange(s, (Kind::Int64, dev)).unsqueeze(0);
     let mine = {
         let _g = tch::no_grad_guard();
         lm.model
@@ -186,6 +188,7 @@ fn first_20_step_losses_match_peft_and_the_adapter_loads_in_peft() {
                 key_valid: None,
             })
             .unwrap()
+            .to_device(Device::Cpu)
     };
     let theirs = Tensor::from_slice(&peft).reshape(mine.size());
     let d = max_abs_diff(&mine, &theirs);
