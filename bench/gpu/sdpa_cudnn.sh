@@ -2,7 +2,7 @@
 # The work that changes batch shapes from call to call, with SDPA's cuDNN attention left to
 # torch (on sm90 it is tried first, and one cuDNN graph is built per new problem shape) and
 # switched off (T2S_SDPA_CUDNN=0, honoured by t2s-worker and by both peer scripts), most
-# telling first:
+# telling first (after 0., a correctness check of the training loop on CUDA):
 #   1. the quickstart's training nodes, shortened (bench/gpu/train_overhead.sh): the step of the
 #      real loop, whose batch lengths vary, against bench-train at one fixed shape;
 #   2. the 1B LoRA step (fixed shape) with 2 more steps under libtorch's profiler (GPU time by
@@ -23,6 +23,14 @@ with_sdpa() {
   local setting=$1; shift
   if [ "$setting" = nocudnn ]; then T2S_SDPA_CUDNN=0 "$@"; else env -u T2S_SDPA_CUDNN "$@"; fi
 }
+
+# 0. The training loop against transformers + PEFT on CUDA (the step changed after the last GPU
+#    run: flat AdamW, host-side label selection, reads deferred to the end of the step).
+for t in .gpu/tests/train_parity-*; do
+  [ -x "$t" ] || continue
+  say "== training-loop parity on CUDA ($t)"
+  T2S_REPO_ROOT=$PWD T2S_TEST_DEVICE=cuda timeout "$(cap 90)" "$t" --test-threads 1 2>&1 | tail -3 | tee -a "$OUT/sdpa.txt"
+done
 
 # 1. The real training loop (varying batch lengths) against one fixed shape.
 for s in default nocudnn; do
