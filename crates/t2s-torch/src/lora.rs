@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::gemma3::Gemma3;
@@ -101,7 +101,8 @@ impl LoraConfig {
 }
 
 /// Add fresh adapters (A uniform ±1/√in, B zero, fp32, trainable) to every targeted linear.
-/// Returns how many modules got one.
+/// A is drawn from libtorch's CPU generator and moved to the model's device, so a seed gives
+/// the same adapters on every device. Returns how many modules got one.
 pub fn attach(model: &mut Gemma3, cfg: &LoraConfig) -> Result<usize> {
     cfg.validate()?;
     let scale = cfg.scale();
@@ -113,8 +114,9 @@ pub fn attach(model: &mut Gemma3, cfg: &LoraConfig) -> Result<usize> {
         let (out, inp) = (lin.out_features(), lin.in_features());
         let dev = lin.weight.device();
         let bound = 1.0 / (inp as f64).sqrt();
-        let a = Tensor::f_empty([cfg.r, inp], (Kind::Float, dev))?
+        let a = Tensor::f_empty([cfg.r, inp], (Kind::Float, Device::Cpu))?
             .f_uniform_(-bound, bound)?
+            .f_to_device(dev)?
             .f_set_requires_grad(true)?;
         let b = Tensor::f_zeros([out, cfg.r], (Kind::Float, dev))?.f_set_requires_grad(true)?;
         lin.lora = Some(LoraAdapter {

@@ -269,10 +269,24 @@ impl Source for Checkpoint {
 }
 
 /// Random weights as HF's `_init_weights`: N(0, std) for matrices, zeros for the Gemma norms
-/// (stored as offsets from 1). Draws from libtorch's global generator (seed it first).
+/// (stored as offsets from 1). Draws from libtorch's global CPU generator (seed it first) and
+/// moves the values to the device, so a seed gives the same weights on every device; with
+/// `device_rng` (benchmarks, where drawing a 1B model on the host would only cost time) it
+/// draws on the device.
 #[derive(Debug, Clone, Copy)]
 pub struct RandomInit {
     pub std: f64,
+    pub device_rng: bool,
+}
+
+impl RandomInit {
+    /// Host-drawn: the same weights for a seed on every device.
+    pub fn new(std: f64) -> Self {
+        Self {
+            std,
+            device_rng: false,
+        }
+    }
 }
 
 impl Source for RandomInit {
@@ -284,12 +298,15 @@ impl Source for RandomInit {
         device: Device,
     ) -> Result<Tensor, ModelError> {
         let t = if shape.len() == 1 {
-            Tensor::f_zeros(shape, (Kind::Float, device))?
+            Tensor::f_zeros(shape, (kind, device))?
         } else {
-            Tensor::f_randn(shape, (Kind::Float, device))?.f_mul_scalar(self.std)?
+            let at = if self.device_rng { device } else { Device::Cpu };
+            Tensor::f_randn(shape, (Kind::Float, at))?
+                .f_mul_scalar(self.std)?
+                .f_to_device_(device, kind, false, false)?
         };
         let _ = name;
-        Ok(t.f_to_kind(kind)?)
+        Ok(t)
     }
     fn contains(&self, name: &str) -> bool {
         name != "lm_head.weight"

@@ -75,6 +75,34 @@ fn merged_equals_unmerged_and_unmerge_restores() {
     assert!(max_abs_diff(&logits(&m, &ids, &pos), &base) < 1e-4);
 }
 
+/// A seed gives the same random weights and the same fresh adapters on the test device as on
+/// the CPU: both are drawn on the host (on a CUDA test device this compares two devices).
+#[test]
+fn a_seed_gives_the_same_weights_and_adapters_on_every_device() {
+    let dev = test_device();
+    let mut here = random_model_on(1, 5, Kind::Float, dev);
+    let mut cpu = random_model_on(1, 5, Kind::Float, Device::Cpu);
+    let lc = LoraConfig::new(4, 8.0, ALL);
+    tch::manual_seed(9);
+    lora::attach(&mut here, &lc).unwrap();
+    tch::manual_seed(9);
+    lora::attach(&mut cpu, &lc).unwrap();
+    for (a, b) in here.linears().zip(cpu.linears()) {
+        assert_eq!(a.weight.device(), dev);
+        assert!(
+            a.weight.to_device(Device::Cpu).equal(&b.weight),
+            "{}",
+            a.name
+        );
+        let (la, lb) = (a.lora.as_ref().unwrap(), b.lora.as_ref().unwrap());
+        assert!(
+            la.a.to_device(Device::Cpu).equal(&lb.a),
+            "{} lora_A",
+            a.name
+        );
+    }
+}
+
 #[test]
 fn rslora_scale_is_alpha_over_sqrt_r() {
     let mut c = LoraConfig::new(16, 32.0, ALL);

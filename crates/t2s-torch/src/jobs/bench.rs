@@ -136,7 +136,10 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let mut model = Gemma3::from_source(
         cfg.clone(),
         std::path::Path::new("<bench shape>"),
-        &RandomInit { std: 0.02 },
+        &RandomInit {
+            std: 0.02,
+            device_rng: true,
+        },
         kind,
         dev,
     )?;

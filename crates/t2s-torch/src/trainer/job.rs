@@ -113,7 +113,7 @@ fn build_model(
                 .and_then(Value::as_f64)
                 .unwrap_or(0.02);
             let files = tokenizer_files(tok.parent().unwrap_or(Path::new(".")));
-            let m = FullModel::new(&cfg_file, &RandomInit { std }, kind, device, files)?;
+            let m = FullModel::new(&cfg_file, &RandomInit::new(std), kind, device, files)?;
             let pad = pad_id(&cfg);
             Ok((Box::new(m), pad))
         }

@@ -184,7 +184,7 @@ pub fn random_model_on(kv: i64, seed: i64, kind: Kind, device: Device) -> Gemma3
     Gemma3::from_source(
         cfg,
         Path::new("<test>"),
-        &t2s_torch::weights::RandomInit { std: 0.2 },
+        &t2s_torch::weights::RandomInit::new(0.2),
         kind,
         device,
     )

@@ -88,7 +88,7 @@ pub fn tiny_model_dir(dir: &Path, vocab: i64) -> PathBuf {
     tch::manual_seed(5);
     let m = FullModel::new(
         &cfg_file,
-        &RandomInit { std: 0.2 },
+        &RandomInit::new(0.2),
         Kind::Float,
         Device::Cpu,
         vec![],
