@@ -166,6 +166,17 @@ pub fn fused_forward(
     };
     // One cast of the input for every adapter; each still draws its own dropout mask.
     let xa = x.f_to_kind(kind)?;
+    if let Some(us) = rank_activations(parts, &xa, train)? {
+        let deltas = parts
+            .iter()
+            .zip(us)
+            .map(|(l, u)| {
+                let b = &l.lora.as_ref().expect("checked by rank_activations").b;
+                Ok(u.f_linear::<Tensor>(b, None)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return add_in_adapter_dtype(y, &Tensor::f_cat(&deltas, -1)?);
+    }
     let mut lead = y.size();
     lead.pop();
     let deltas = parts
@@ -182,10 +193,120 @@ pub fn fused_forward(
     add_in_adapter_dtype(y, &Tensor::f_cat(&deltas, -1)?)
 }
 
+/// `scale · A(dropout(x))` of every part's adapter (`[.., r]` each), batched: without dropout
+/// one GEMM against the A matrices side by side; with dropout one draw over `n` copies of `x`
+/// (each adapter still gets its own mask, as in PEFT) and one batched GEMM. `None` when the
+/// parts do not all carry an unmerged adapter with the same dropout (and, with dropout, the
+/// same rank): then each adapter runs on its own.
+fn rank_activations(parts: &[&Linear], xa: &Tensor, train: bool) -> Result<Option<Vec<Tensor>>> {
+    let Some(ad) = parts
+        .iter()
+        .map(|l| l.lora.as_ref().filter(|a| !a.merged))
+        .collect::<Option<Vec<&LoraAdapter>>>()
+    else {
+        return Ok(None);
+    };
+    let p = ad.first().map_or(0.0, |a| a.dropout);
+    if ad.len() < 2 || ad.iter().any(|a| a.dropout != p) {
+        return Ok(None);
+    }
+    let ranks: Vec<i64> = ad.iter().map(|a| a.a.size()[0]).collect();
+    let mut lead = xa.size();
+    let inp = lead.pop().unwrap_or(1);
+    let one_scale = ad.iter().all(|a| a.scale == ad[0].scale);
+    let scaled = |u: Tensor| -> Result<Tensor> {
+        Ok(if one_scale {
+            u.f_mul_scalar(ad[0].scale)?
+        } else {
+            u
+        })
+    };
+    let us: Vec<Tensor> = if !(train && p > 0.0) {
+        let a_all = Tensor::f_cat(&ad.iter().map(|a| &a.a).collect::<Vec<_>>(), 0)?;
+        scaled(xa.f_linear::<Tensor>(&a_all, None)?)?.f_split_with_sizes(ranks.as_slice(), -1)?
+    } else {
+        if ranks.iter().any(|&r| r != ranks[0]) {
+            return Ok(None);
+        }
+        let (n, rows) = (ad.len() as i64, xa.numel() as i64 / inp.max(1));
+        let copies = xa
+            .f_reshape([1, rows, inp])?
+            .f_expand([n, rows, inp], false)?
+            .f_dropout(p, true)?;
+        let a_all = Tensor::f_stack(&ad.iter().map(|a| &a.a).collect::<Vec<_>>(), 0)?;
+        let mut shape = lead.clone();
+        shape.push(ranks[0]);
+        scaled(copies.f_bmm(&a_all.f_transpose(1, 2)?)?)?
+            .f_unbind(0)?
+            .into_iter()
+            .map(|u| u.f_reshape(shape.as_slice()))
+            .collect::<std::result::Result<_, _>>()?
+    };
+    if one_scale {
+        return Ok(Some(us));
+    }
+    Ok(Some(
+        us.into_iter()
+            .zip(&ad)
+            .map(|(u, a)| u.f_mul_scalar(a.scale))
+            .collect::<std::result::Result<_, _>>()?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::Device;
+
+    fn identity_adapted(name: &str, dropout: f64) -> Linear {
+        let mut l = Linear::new(
+            name.into(),
+            Tensor::zeros([4, 4], (Kind::Float, Device::Cpu)),
+        );
+        l.lora = Some(LoraAdapter {
+            a: Tensor::eye(4, (Kind::Float, Device::Cpu)).set_requires_grad(true),
+            b: Tensor::eye(4, (Kind::Float, Device::Cpu)).set_requires_grad(true),
+            scale: 2.0,
+            dropout,
+            merged: false,
+        });
+        l
+    }
+
+    #[test]
+    fn batched_adapters_equal_one_by_one_and_each_draws_its_own_dropout_mask() {
+        let parts = [
+            identity_adapted("q", 0.5),
+            identity_adapted("k", 0.5),
+            identity_adapted("v", 0.5),
+        ];
+        let refs: Vec<&Linear> = parts.iter().collect();
+        let x = Tensor::randn([2, 128, 4], (Kind::Float, Device::Cpu));
+        // Without dropout (eval): exactly the per-adapter sum, `scale · B A x` = 2x per part.
+        let y = fused_forward(None, &refs, &x, false).unwrap();
+        assert_eq!(y.size(), vec![2, 128, 12]);
+        for part in y.split(4, -1) {
+            assert!(part.allclose(&(&x * 2.0), 1e-6, 1e-6, false));
+        }
+        // With dropout (train): every element of a part is 0 or 2x / (1 - p) = 4x, each part
+        // with its own mask, and the adapters receive gradients.
+        let ones = Tensor::ones([2, 128, 4], (Kind::Float, Device::Cpu));
+        let y = fused_forward(None, &refs, &ones, true).unwrap();
+        let masks: Vec<Tensor> = y.split(4, -1).into_iter().map(|p| p.gt(0.0)).collect();
+        for (part, kept) in y.split(4, -1).iter().zip(&masks) {
+            let kept_f = kept.to_kind(Kind::Float);
+            assert!(part.allclose(&(&kept_f * 4.0), 1e-6, 1e-6, false));
+            let share = kept_f.mean(Kind::Float).double_value(&[]);
+            assert!((0.35..0.65).contains(&share), "kept share {share}");
+        }
+        assert!(!masks[0].equal(&masks[1]) && !masks[1].equal(&masks[2]));
+        y.sum(Kind::Float).backward();
+        for l in &parts {
+            let a = l.lora.as_ref().unwrap();
+            assert!(a.a.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+            assert!(a.b.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        }
+    }
 
     #[test]
     fn in_place_adapter_add_equals_upcast_add_downcast_bit_for_bit() {
