@@ -29,7 +29,7 @@ use crate::worker::{JobSpec, WorkerError, WorkerEvent};
 
 pub struct EvaluateStage;
 
-static PARAMS: [ParamSpec; 9] = [
+static PARAMS: [ParamSpec; 11] = [
     ParamSpec::optional(
         "subset",
         ParamType::Int,
@@ -77,6 +77,18 @@ static PARAMS: [ParamSpec; 9] = [
         ParamType::Str,
         || json!("auto"),
         "worker device: auto, cpu, cuda, cuda:N",
+    ),
+    ParamSpec::optional(
+        "dtype",
+        ParamType::Enum(&["auto", "float32", "bfloat16"]),
+        || json!("auto"),
+        "generation weights: auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16",
+    ),
+    ParamSpec::optional(
+        "merge_adapter",
+        ParamType::Bool,
+        || json!(true),
+        "fold each LoRA adapter into the base weights before generating (false: keep it separate, in fp32)",
     ),
     ParamSpec::optional(
         "statement_timeout_ms",
@@ -208,6 +220,8 @@ fn generate(
             "batch_size": u64_param(p, "batch_size", 16),
             "greedy": true, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
             "seed": u64_param(p, "seed", 0),
+            "dtype": str_param(p, "dtype", "auto"),
+            "merge_adapter": bool_param(p, "merge_adapter", true),
         }),
     );
     spec.inputs.insert("model".into(), model.to_path_buf());

@@ -357,3 +357,59 @@ fn bench_train_profile_writes_a_trace_and_summarises_it() {
     // On the CPU no kernel runs on a GPU.
     assert_eq!(p["kernels_per_step"], json!(0.0));
 }
+
+/// `merge_adapter: false` keeps the adapter separate (fp32) and generates what the merged
+/// model generates (greedy, fp32: the same tokens); the adapter does change the output.
+#[test]
+fn generate_with_the_adapter_merged_or_kept_separate_gives_the_same_text() {
+    let Some(py) = python() else { return };
+    let dir = tiny_model(&py, 1, false);
+    let work = tempfile::tempdir().unwrap();
+    let ad = work.path().join("adapter");
+    run_py(
+        &py,
+        "peft_make_adapter.py",
+        &[
+            "--model",
+            dir.to_str().unwrap(),
+            "--out",
+            ad.to_str().unwrap(),
+        ],
+    );
+    let prompts = work.path().join("prompts.jsonl");
+    let rows: Vec<String> = (0..3)
+        .map(|i| {
+            let text = t2s::data::format::chat_prompt_from_content(&format!("Request {i}"));
+            json!({"id": format!("r{i}"), "text": text}).to_string()
+        })
+        .collect();
+    std::fs::write(&prompts, rows.join("\n") + "\n").unwrap();
+    let gen = |name: &str, extra: Value, adapter: bool| -> String {
+        let out = work.path().join(format!("{name}.jsonl"));
+        let mut params = json!({"prompts_file": prompts, "out_file": out, "max_new_tokens": 10,
+                                "batch_size": 3, "greedy": true, "dtype": "float32"});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        let mut inputs = vec![("model", dir.as_path())];
+        if adapter {
+            inputs.push(("adapter", ad.as_path()));
+        }
+        run_job(work.path(), &spec("generate", params, &inputs)).result();
+        std::fs::read_to_string(out).unwrap()
+    };
+    let merged = gen("merged", json!({}), true);
+    let separate = gen("separate", json!({"merge_adapter": false}), true);
+    let base = gen("base", json!({}), false);
+    assert_eq!(merged, separate);
+    assert_ne!(merged, base, "the adapter should change the generations");
+    // A bad value is a clear error naming the param.
+    let out = work.path().join("bad.jsonl");
+    let params = json!({"prompts_file": prompts, "out_file": out, "merge_adapter": "no"});
+    let msg = run_job(
+        work.path(),
+        &spec("generate", params, &[("model", &dir), ("adapter", &ad)]),
+    )
+    .error();
+    assert!(msg.contains("merge_adapter"), "{msg}");
+}

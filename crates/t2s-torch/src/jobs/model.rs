@@ -21,7 +21,8 @@ pub struct Loaded {
     pub model_dir: PathBuf,
 }
 
-/// Model from input `model`, adapter from input `adapter` (merged), on the spec's device.
+/// Model from input `model`, adapter from input `adapter` (merged unless `merge_adapter` is
+/// false), in param `dtype` (auto: bf16 on CUDA, fp32 on CPU) on the spec's device.
 pub fn load(spec: &JobSpec) -> anyhow::Result<Loaded> {
     let p = Params::new(spec);
     let model_dir = input_dir(spec, "model")?.with_context(|| {
@@ -36,7 +37,11 @@ pub fn load(spec: &JobSpec) -> anyhow::Result<Loaded> {
     if let Some(adapter) = input_dir(spec, "adapter")? {
         lora::load(&mut model, &adapter)
             .with_context(|| format!("loading adapter {}", adapter.display()))?;
-        lora::merge(&mut model)?;
+        // Merged for speed unless asked not to (param `merge_adapter`): merging into bf16
+        // weights rounds the adapter's delta to the weights' precision.
+        if p.bool("merge_adapter", true)? {
+            lora::merge(&mut model)?;
+        }
     }
     let tok = Tok::load(&model_dir)?;
     let stop = stop_ids(&model_dir, &model.cfg, &tok);
