@@ -5,7 +5,9 @@
 # Results: at most 8 files under $OUT (doctor, memory, train_peer, train_t2s, train.err,
 # generate, parity, pipeline). Side by side on the same GPU: HF transformers + PEFT vs t2s for LoRA training throughput
 # (Gemma-3-1B shape, random weights) and batched greedy generation; plus doctor and the
-# quickstart pipeline on CUDA (RUN_PIPELINE=0 skips it; PIPELINE=pipelines/smoke.yaml for the toy one).
+# quickstart pipeline on CUDA (RUN_PIPELINE=0 skips it; PIPELINE=pipelines/smoke.yaml for the toy one;
+# PIPE_ARGS adds `t2s run` arguments, e.g. PIPE_ARGS="--set base.dtype=float32" trains the
+# quickstart's base in fp32: does the bf16 base cost the GPU quickstart its accuracy?).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # Libraries, Python, .gpu binaries, $OUT and `cap` (each section's timeout capped by what is
@@ -99,7 +101,7 @@ run_parity() {
 if [ "${SKIP_PARITY:-0}" != 1 ] && has_time parity; then run_parity & parity_pid=$!; fi
 if [ "${RUN_PIPELINE:-1}" = 1 ] && has_time pipeline; then
   root=/tmp/t2s-pipe; mkdir -p $root
-  ( cd $root && time timeout "$(cap ${PIPE_TIMEOUT:-400})" "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/quickstart.yaml}" ) > "$OUT/pipeline.txt" 2>&1
+  ( cd $root && time timeout "$(cap ${PIPE_TIMEOUT:-400})" "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/quickstart.yaml}" ${PIPE_ARGS:-} ) > "$OUT/pipeline.txt" 2>&1
   # The report's headline table, when the pipeline got that far.
   find $root -name 'report.md' -newer /tmp/t2s-doctor.json -exec head -40 {} \; >> "$OUT/pipeline.txt" 2>/dev/null
   echo "pipeline:"; grep -E "ran in|failed|error|real" "$OUT/pipeline.txt" | tail -24
