@@ -67,10 +67,11 @@ impl Optimizer {
     /// `max_norm <= 0` only measures. Zero without gradients.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> anyhow::Result<Tensor> {
         let _g = tch::no_grad_guard();
-        let mut squares = Vec::new();
-        for (_, g) in &self.groups {
+        let (mut squares, mut with_grad) = (Vec::new(), Vec::new());
+        for (i, (_, g)) in self.groups.iter().enumerate() {
             if let Some(n) = g.grad_norm()? {
                 squares.push(n.f_square()?);
+                with_grad.push(i);
             }
         }
         if squares.is_empty() {
@@ -81,10 +82,8 @@ impl Optimizer {
             let coef = Tensor::f_full([], max_norm, (Kind::Float, total.device()))?
                 .f_div(&total.f_add_scalar(1e-6)?)?
                 .f_clamp_max(1.0)?;
-            for (_, g) in &mut self.groups {
-                if g.grad_norm()?.is_some() {
-                    g.scale_grad(&coef)?;
-                }
+            for i in with_grad {
+                self.groups[i].1.scale_grad(&coef)?;
             }
         }
         Ok(total)

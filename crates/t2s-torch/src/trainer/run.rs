@@ -56,8 +56,8 @@ struct Micro {
     real_tokens: usize,
 }
 
-/// One micro-batch (ids on `dev`, labels on the host), right-padded to a length rounded up as `p.pad_multiple` says
-/// (within `p.pad_limit`).
+/// One micro-batch (ids on `dev`, labels on the host), right-padded to a length rounded up as
+/// `p.pad_multiple` says (within `p.pad_limit`).
 fn micro(
     examples: &[TrainExample],
     idx: &[usize],
