@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{python, run_py, tiny_model};
+use common::{peft_adapter, python, run_py, tiny_model};
 use serde_json::Value;
 
 /// `t2s`, built next to this test's target dir by `cargo test --workspace`.
@@ -141,16 +141,7 @@ fn t2s_infer_raw_greedy_equals_transformers_and_rejects_bad_inputs() {
     // An adapter made for another base (2 KV heads: k/v shapes differ).
     let other = tiny_model(&py, 2, false);
     let adapter = work.path().join("adapter-kv2");
-    run_py(
-        &py,
-        "peft_make_adapter.py",
-        &[
-            "--model",
-            other.to_str().unwrap(),
-            "--out",
-            adapter.to_str().unwrap(),
-        ],
-    );
+    peft_adapter(&py, &other, &adapter, &[]);
     let out = infer(&[
         "--model",
         m,

@@ -342,17 +342,7 @@ fn peft_adapter_loads_in_t2s_with_the_same_logits() {
     let Some(py) = python() else { return };
     let dir = tiny_model(&py, 2, false);
     let ad = dir.join("peft-adapter");
-    run_py(
-        &py,
-        "peft_make_adapter.py",
-        &[
-            "--model",
-            dir.to_str().unwrap(),
-            "--out",
-            ad.to_str().unwrap(),
-            "--rslora",
-        ],
-    );
+    peft_adapter(&py, &dir, &ad, &["--rslora"]);
     let refs_file = dir.join("ref-peft.safetensors");
     run_py(
         &py,

@@ -196,16 +196,7 @@ fn infer_raw_greedy_equals_transformers_and_fails_cleanly() {
     // An adapter made for another base (2 KV heads: k/v shapes differ).
     let other = tiny_model(&py, 2, false);
     let ad = work.path().join("adapter-kv2");
-    run_py(
-        &py,
-        "peft_make_adapter.py",
-        &[
-            "--model",
-            other.to_str().unwrap(),
-            "--out",
-            ad.to_str().unwrap(),
-        ],
-    );
+    peft_adapter(&py, &other, &ad, &[]);
     let msg = run_job(
         work.path(),
         &spec(
@@ -366,16 +357,7 @@ fn generate_with_the_adapter_merged_or_kept_separate_gives_the_same_text() {
     let dir = tiny_model(&py, 1, false);
     let work = tempfile::tempdir().unwrap();
     let ad = work.path().join("adapter");
-    run_py(
-        &py,
-        "peft_make_adapter.py",
-        &[
-            "--model",
-            dir.to_str().unwrap(),
-            "--out",
-            ad.to_str().unwrap(),
-        ],
-    );
+    peft_adapter(&py, &dir, &ad, &[]);
     let prompts = work.path().join("prompts.jsonl");
     let rows: Vec<String> = (0..3)
         .map(|i| {

@@ -43,6 +43,20 @@ pub fn python() -> Option<String> {
 }
 
 /// Run `scripts/oracles/<script>` with args; panics with its stderr on failure.
+/// A PEFT LoRA adapter with random non-zero A and B for the model at `model`, written by PEFT
+/// itself into `out` (`scripts/oracles/peft_make_adapter.py`; `extra`: more of its flags).
+#[allow(dead_code)]
+pub fn peft_adapter(py: &str, model: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "--model",
+        model.to_str().expect("utf-8 path"),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    run_py(py, "peft_make_adapter.py", &args);
+}
+
 pub fn run_py(py: &str, script: &str, args: &[&str]) -> String {
     let path = repo_root().join("scripts/oracles").join(script);
     let out = Command::new(py)
