@@ -50,12 +50,14 @@ fn record_torch_version() {
 }
 
 /// Compile `csrc/shim.cpp` (CUDA graph capture/replay, SDPA backend switch, profiler: what tch
-/// lacks) against the venv's libtorch headers and the CUDA runtime headers PyPI's torch brings
+/// lacks) and `csrc/fused.cpp` (fused CUDA kernels, compiled at run time by NVRTC) against the venv's libtorch headers and the CUDA runtime headers PyPI's torch brings
 /// along (`nvidia/*/include`), and set `cfg(t2s_shim)`. Without those headers (a CPU-only torch
 /// build) the worker builds without it: it decodes eagerly and cannot profile.
 fn build_shim() {
     println!("cargo::rustc-check-cfg=cfg(t2s_shim)");
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/fused.cpp");
+    println!("cargo:rerun-if-changed=csrc/fused_kernels.cu");
     // T2S_NO_SHIM=1 builds without it, as on a machine without the CUDA headers (CI checks that
     // this build compiles too).
     println!("cargo:rerun-if-env-changed=T2S_NO_SHIM");
@@ -100,9 +102,19 @@ print(os.pathsep.join(api[:1] + crt[:1]) if api and crt else "")
         println!("cargo:warning=no CUDA headers next to torch: building without CUDA graphs");
         return;
     }
+    // The kernel source as a C++ raw string literal for fused.cpp to hand to NVRTC.
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let kernels = std::fs::read_to_string("csrc/fused_kernels.cu").expect("csrc/fused_kernels.cu");
+    std::fs::write(
+        out_dir.join("fused_kernels.inc"),
+        format!("R\"CUDA({kernels})CUDA\"\n"),
+    )
+    .expect("write fused_kernels.inc");
     cc::Build::new()
         .cpp(true)
+        .include(&out_dir)
         .file("csrc/shim.cpp")
+        .file("csrc/fused.cpp")
         .include(&torch_include)
         .include(torch_include.join("torch/csrc/api/include"))
         .includes(std::env::split_paths(cuda_includes))

@@ -1,7 +1,7 @@
 //! Device and dtype selection from the job spec (`auto`, `cpu`, `cuda`, `cuda:N`;
 //! `auto|fp32|bf16`), and the libtorch version facts.
 
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
 
@@ -43,6 +43,19 @@ fn cuda(i: usize) -> Result<Device> {
         )));
     }
     Ok(Device::Cuda(i))
+}
+
+/// Copy host data `t` to `dev` without making the host wait for the device. A copy from
+/// pageable host memory may wait for the stream to drain (the driver stages it through pinned
+/// memory), which would stall the host mid-step; from pinned memory it is a queued DMA, and
+/// libtorch's pinned allocator keeps the buffer alive until the copy is done. The CPU gets `t`
+/// as is.
+pub fn upload(t: &Tensor, dev: Device) -> Result<Tensor> {
+    if !dev.is_cuda() || t.device() == dev {
+        return Ok(t.f_to_device(dev)?);
+    }
+    let pinned = t.f_pin_memory(dev)?;
+    Ok(pinned.f_to_device_(dev, pinned.kind(), true, false)?)
 }
 
 /// Parse a dtype; `auto` is bf16 on CUDA and fp32 on the CPU.

@@ -15,6 +15,7 @@ use crate::attention::{AttnMode, Masks};
 use crate::cache::KvCache;
 use crate::config::{Config, Resolved, Rope};
 use crate::error::{ModelError, Result};
+use crate::fused;
 use crate::linear::{fuse_frozen, fused_forward, Linear};
 use crate::weights::{Checkpoint, Source};
 
@@ -54,13 +55,24 @@ impl RmsNorm {
     /// Normalise over the last dim in fp32, multiply by `1 + w` in fp32, cast back
     /// (libtorch's `rms_norm`: `x · rsqrt(mean(x²) + eps) · w`, one fused op where available).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_add(x, None)
+    }
+
+    /// `residual + norm(x)` (the sandwich residual, added in the model dtype as HF does), or
+    /// `norm(x)`. A frozen norm of a bf16 CUDA tensor is one fused kernel (`fused`).
+    pub fn forward_add(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        if !self.weight.requires_grad() && fused::serves(x) {
+            return fused::rms_norm(x, &self.scale, 1, self.eps, residual);
+        }
         let dim = self.scale.size()[0];
-        let y = x.f_to_kind(Kind::Float)?.f_rms_norm(
-            [dim].as_slice(),
-            Some(&self.factor()?),
-            self.eps,
-        )?;
-        Ok(y.f_to_kind(x.kind())?)
+        let y = x
+            .f_to_kind(Kind::Float)?
+            .f_rms_norm([dim].as_slice(), Some(&self.factor()?), self.eps)?
+            .f_to_kind(x.kind())?;
+        Ok(match residual {
+            Some(r) => r.f_add(&y)?,
+            None => y,
+        })
     }
 }
 
@@ -195,6 +207,12 @@ impl Attention {
     /// q_norm on the query heads and k_norm on the key heads of `qk: [B, S, heads + kv_heads,
     /// D]`, as one fp32 normalisation times the per-head `1 + w` (HF's RMSNorm arithmetic).
     fn qk_norm(&self, qk: &Tensor) -> Result<Tensor> {
+        if let Some(factor) = &self.qk_factor {
+            if fused::serves(qk) {
+                let heads = self.heads + self.kv_heads;
+                return fused::rms_norm(qk, factor, heads, self.q_norm.eps, None);
+            }
+        }
         let y = qk
             .f_to_kind(Kind::Float)?
             .f_rms_norm([self.head_dim].as_slice(), None::<&Tensor>, self.q_norm.eps)?
@@ -322,9 +340,13 @@ impl Mlp {
             x,
             train,
         )?;
-        let [gate, up] = split2(&gu, [i, i], -1)?;
-        self.down_proj
-            .forward(&gate.f_gelu("tanh")?.f_mul(&up)?, train)
+        let act = if fused::serves(&gu) {
+            fused::gelu_gate(&gu)?
+        } else {
+            let [gate, up] = split2(&gu, [i, i], -1)?;
+            gate.f_gelu("tanh")?.f_mul(&up)?
+        };
+        self.down_proj.forward(&act, train)
     }
 }
 
@@ -369,11 +391,11 @@ impl Layer {
         let a =
             self.self_attn
                 .forward(&self.input_layernorm.forward(x)?, rope, mode, cache, train)?;
-        let h = x.f_add(&self.post_attention_layernorm.forward(&a)?)?;
+        let h = self.post_attention_layernorm.forward_add(&a, Some(x))?;
         let m = self
             .mlp
             .forward(&self.pre_feedforward_layernorm.forward(&h)?, train)?;
-        Ok(h.f_add(&self.post_feedforward_layernorm.forward(&m)?)?)
+        self.post_feedforward_layernorm.forward_add(&m, Some(&h))
     }
 }
 

@@ -56,8 +56,8 @@ pub fn chunked_ce(model: &Gemma3, hidden: &Tensor, targets: &Tensor, chunk: i64)
         (sel, ts)
     } else {
         (
-            sel.f_to_device_(dev, Kind::Int64, true, false)?,
-            ts.f_to_device_(dev, Kind::Int64, true, false)?,
+            crate::device::upload(&sel, dev)?,
+            crate::device::upload(&ts, dev)?,
         )
     };
     let hs = flat_h.f_index_select(0, &sel)?;

@@ -161,7 +161,7 @@ impl Trainable for FullModel {
     fn mean_loss(&self, ids: &Tensor, labels: &Tensor, train: bool) -> anyhow::Result<Tensor> {
         // Full logits: the chunked loss sends no gradient into the (tied) LM head weight.
         let h = hidden(&self.model, ids, train)?;
-        let targets = shift_labels(labels)?.f_to_device_(h.device(), Kind::Int64, true, false)?;
+        let targets = crate::device::upload(&shift_labels(labels)?, h.device())?;
         Ok(full_ce(&self.model, &h, &targets)?)
     }
 

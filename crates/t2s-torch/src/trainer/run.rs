@@ -82,10 +82,11 @@ fn micro(
     );
     let shape = [batch.rows as i64, batch.cols as i64];
     Ok(Micro {
-        // Uploaded without waiting for the device (host memory is staged at once).
-        ids: Tensor::f_from_slice(&batch.input_ids)?
-            .f_reshape(shape)?
-            .f_to_device_(dev, tch::Kind::Int64, true, false)?,
+        // Uploaded from pinned memory: the host does not wait for the device.
+        ids: crate::device::upload(
+            &Tensor::f_from_slice(&batch.input_ids)?.f_reshape(shape)?,
+            dev,
+        )?,
         labels: Tensor::f_from_slice(&batch.labels)?.f_reshape(shape)?,
         loss_tokens: batch.loss_tokens,
         real_tokens: batch.real_tokens,

@@ -1,0 +1,134 @@
+// The fused kernels (see fused.cpp), compiled at run time by NVRTC: bf16 stored as raw
+// 16-bit values, all math in fp32, every rounding of libtorch's unfused bf16 program kept.
+// Plain CUDA C++ with no includes, so a host emulation (tests/fused_emu/emulate.cpp) can run
+// the same source on the CPU.
+typedef unsigned short bf16_t;
+
+__device__ __forceinline__ float bf2f(bf16_t v) {
+  return __uint_as_float(((unsigned int)v) << 16);
+}
+
+// Round to nearest even, NaN to the canonical quiet NaN: c10::BFloat16's conversion.
+__device__ __forceinline__ bf16_t f2bf(float f) {
+  unsigned int u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)0x7fc0u;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (bf16_t)(u >> 16);
+}
+
+// The sum of `v` over the block, returned to every thread (blockDim.x a multiple of 32).
+__device__ __forceinline__ float block_sum(float v, float* smem) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  float t = lane < warps ? smem[lane] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+  return t;
+}
+
+// libtorch's tanh-GELU (GeluCUDAKernelImpl / GeluBackwardCUDAKernelImpl, opmath float).
+#define T2S_BETA ((float)(1.41421356237309504880 * 1.12837916709551257390 * 0.5))
+#define T2S_KAPPA 0.044715f
+
+__device__ __forceinline__ float gelu_tanh(float x) {
+  const float x_cube = x * x * x;
+  const float inner = T2S_BETA * (x + T2S_KAPPA * x_cube);
+  return 0.5f * x * (1.0f + tanhf(inner));
+}
+
+__device__ __forceinline__ float gelu_tanh_backward(float dy, float x) {
+  const float x_sq = x * x;
+  const float x_cube = x_sq * x;
+  const float inner = T2S_BETA * (x + T2S_KAPPA * x_cube);
+  const float tanh_inner = tanhf(inner);
+  const float left = 0.5f * x;
+  const float right = 1.0f + tanh_inner;
+  const float left_derivative = 0.5f * right;
+  const float right_derivative =
+      left * (1.0f - tanh_inner * tanh_inner) * T2S_BETA * (1.0f + 3.0f * T2S_KAPPA * x_sq);
+  return dy * (left_derivative + right_derivative);
+}
+
+// One block per row; row = token * heads + head. x rows live at x + token * x_tok + head * D;
+// w is [w_heads, D] (w_heads 1 or heads); y, res and rstd are contiguous [rows, D] / [rows].
+extern "C" __global__ void t2s_rms_fwd(const bf16_t* __restrict__ x, long long x_tok,
+                                       const float* __restrict__ w, int w_heads,
+                                       const bf16_t* __restrict__ res, bf16_t* __restrict__ y,
+                                       float* __restrict__ rstd, int heads, int D, float eps) {
+  __shared__ float smem[32];
+  const long long row = blockIdx.x;
+  const long long tok = row / heads;
+  const int head = (int)(row - tok * heads);
+  const bf16_t* xr = x + tok * x_tok + (long long)head * D;
+  const float* wr = w + (w_heads > 1 ? (long long)head * D : 0LL);
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) {
+    const float v = bf2f(xr[i]);
+    ss += v * v;
+  }
+  const float r = rsqrtf(block_sum(ss, smem) / (float)D + eps);
+  if (threadIdx.x == 0) rstd[row] = r;
+  bf16_t* yr = y + row * D;
+  const bf16_t* rr = res ? res + row * D : 0;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) {
+    bf16_t v = f2bf((bf2f(xr[i]) * r) * wr[i]);
+    if (rr) v = f2bf(bf2f(rr[i]) + bf2f(v));
+    yr[i] = v;
+  }
+}
+
+// dx = r * g * w - x * r^3 * sum(g * w * x) / D, per row; g and dx contiguous [rows, D].
+extern "C" __global__ void t2s_rms_bwd(const bf16_t* __restrict__ g,
+                                       const bf16_t* __restrict__ x, long long x_tok,
+                                       const float* __restrict__ w, int w_heads,
+                                       const float* __restrict__ rstd, bf16_t* __restrict__ dx,
+                                       int heads, int D) {
+  __shared__ float smem[32];
+  const long long row = blockIdx.x;
+  const long long tok = row / heads;
+  const int head = (int)(row - tok * heads);
+  const bf16_t* xr = x + tok * x_tok + (long long)head * D;
+  const float* wr = w + (w_heads > 1 ? (long long)head * D : 0LL);
+  const bf16_t* gr = g + row * D;
+  float dot = 0.0f;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) dot += bf2f(gr[i]) * wr[i] * bf2f(xr[i]);
+  const float r = rstd[row];
+  const float c = block_sum(dot, smem) * r * r * r / (float)D;
+  bf16_t* dr = dx + row * D;
+  for (int i = threadIdx.x; i < D; i += blockDim.x)
+    dr[i] = f2bf(bf2f(gr[i]) * wr[i] * r - bf2f(xr[i]) * c);
+}
+
+// out[t, j] = bf16(bf16(gelu(gu[t, j])) * gu[t, I + j]); blockIdx.y strides over rows.
+extern "C" __global__ void t2s_gelu_gate_fwd(const bf16_t* __restrict__ gu, long long rows,
+                                             int I, bf16_t* __restrict__ out) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= I) return;
+  for (long long t = blockIdx.y; t < rows; t += gridDim.y) {
+    const bf16_t* r = gu + t * 2LL * I;
+    const float a = bf2f(f2bf(gelu_tanh(bf2f(r[j]))));
+    out[t * I + j] = f2bf(a * bf2f(r[I + j]));
+  }
+}
+
+// The gradient of both halves of gu from g = d out, with the unfused program's roundings:
+// d up = bf16(g * a), d a = bf16(g * up), d gate = bf16(gelu'(gate) * d a).
+extern "C" __global__ void t2s_gelu_gate_bwd(const bf16_t* __restrict__ g,
+                                             const bf16_t* __restrict__ gu, long long rows,
+                                             int I, bf16_t* __restrict__ dgu) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= I) return;
+  for (long long t = blockIdx.y; t < rows; t += gridDim.y) {
+    const bf16_t* r = gu + t * 2LL * I;
+    const float gg = bf2f(g[t * I + j]);
+    const float x = bf2f(r[j]);
+    const float up = bf2f(r[I + j]);
+    const float a = bf2f(f2bf(gelu_tanh(x)));
+    const float da = bf2f(f2bf(gg * up));
+    bf16_t* d = dgu + t * 2LL * I;
+    d[I + j] = f2bf(gg * a);
+    d[j] = f2bf(gelu_tanh_backward(da, x));
+  }
+}

@@ -1,0 +1,311 @@
+//! Fused CUDA kernels for bf16 models (`csrc/fused.cpp`): the Gemma RMSNorm (fp32 math, bf16
+//! in and out, optionally with the residual add after it) and the tanh-GELU gate of the MLP,
+//! each one kernel forward and one backward instead of a chain of casts and elementwise
+//! kernels. NVRTC compiles them at run time for the device at hand.
+//!
+//! They serve bf16 CUDA tensors only, and only after a self-check on the device: on first use
+//! the kernels are compiled and their outputs and gradients compared with libtorch's unfused
+//! ops ([`reference_rms_norm`], [`reference_gelu_gate`]). A failure is logged once and the
+//! unfused ops serve from then on, so a broken or missing NVRTC costs speed, never results.
+//! `T2S_FUSED=0` (or [`set_enabled`]) turns them off.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{ModelError, Result};
+
+/// The environment variable that turns the fused kernels off (`0`) or on (`1`, the default).
+pub const FUSED_ENV: &str = "T2S_FUSED";
+
+/// 0: the environment decides; 1: on; 2: off.
+static SWITCH: AtomicU8 = AtomicU8::new(0);
+
+/// Turn the fused kernels on or off for this process (overrides [`FUSED_ENV`]).
+pub fn set_enabled(on: bool) {
+    SWITCH.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+fn wanted() -> bool {
+    match SWITCH.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => std::env::var(FUSED_ENV).map_or(true, |v| v.trim() != "0"),
+    }
+}
+
+/// Per CUDA device: `Ok` once the kernels compiled and passed the self-check, else why not.
+fn readiness() -> &'static Mutex<HashMap<usize, std::result::Result<(), String>>> {
+    static READY: OnceLock<Mutex<HashMap<usize, std::result::Result<(), String>>>> =
+        OnceLock::new();
+    READY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Whether the fused kernels are usable on `dev`: compiles and self-checks them on first call
+/// for a CUDA device (`Err` says why not; the CPU is never served). Not while `wanted` is off.
+pub fn status(dev: Device) -> std::result::Result<(), String> {
+    let Device::Cuda(index) = dev else {
+        return Err("the fused kernels are CUDA kernels".into());
+    };
+    if !wanted() {
+        return Err(format!("turned off ({FUSED_ENV}=0)"));
+    }
+    let mut ready = readiness().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = ready.get(&index) {
+        return r.clone();
+    }
+    let result = prepare(index)
+        .and_then(|()| tch::with_grad(|| self_check(dev)))
+        .map_err(|e| e.to_string());
+    if let Err(e) = &result {
+        tracing::warn!("fused CUDA kernels off on cuda:{index}, unfused ops serve: {e}");
+    }
+    ready.insert(index, result.clone());
+    result
+}
+
+/// Whether `x` goes through the fused kernels: a bf16 CUDA tensor on a device where they
+/// passed their self-check.
+pub fn serves(x: &Tensor) -> bool {
+    x.kind() == Kind::BFloat16 && x.device().is_cuda() && status(x.device()).is_ok()
+}
+
+/// Compile the kernels for compute capability `major.minor` with NVRTC alone (no device): a
+/// check of the kernel source that runs on any machine with libnvrtc.
+pub fn compile_check(major: i32, minor: i32) -> Result<()> {
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: plain values in, error slot owned by `call`.
+        crate::shim::call("fused kernels NVRTC compile", |e| unsafe {
+            ffi::t2s_fused_compile_check(major, minor, e)
+        })
+    }
+    #[cfg(not(t2s_shim))]
+    Err(no_shim(&format!(
+        "compiling the fused kernels for sm_{major}{minor}"
+    )))
+}
+
+fn prepare(index: usize) -> Result<()> {
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: plain value in, error slot owned by `call`.
+        crate::shim::call("fused kernels load", |e| unsafe {
+            ffi::t2s_fused_prepare(index as i32, e)
+        })
+    }
+    #[cfg(not(t2s_shim))]
+    Err(no_shim(&format!("the fused kernels on cuda:{index}")))
+}
+
+/// Gemma's RMSNorm of bf16 `x` over its last dim `D`, `(x · rsqrt(mean(x²) + eps)) · w` in
+/// fp32, rounded to bf16, then `residual + y` in bf16 when a residual is given. `weight` is
+/// fp32 `[D]`, or `[heads, D]` with `x: [..., heads, D]` (the q/k norms, where `x` may be a
+/// strided view). Differentiable in `x` and `residual` (the weight is frozen). Call only where
+/// [`serves`] holds.
+pub fn rms_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    heads: i64,
+    eps: f64,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    #[cfg(t2s_shim)]
+    {
+        let mut out = std::ptr::null_mut();
+        let res = residual.map_or(std::ptr::null_mut(), |r| r.as_ptr() as *mut _);
+        // SAFETY: the tensor handles are live `at::Tensor*` for the call; the shim stores a
+        // new `at::Tensor*` in `out` on success, owned by the returned `Tensor`.
+        crate::shim::call("fused RMSNorm", |e| unsafe {
+            ffi::t2s_fused_rms_norm(
+                x.as_ptr() as *mut _,
+                weight.as_ptr() as *mut _,
+                res,
+                heads,
+                eps,
+                &mut out,
+                e,
+            )
+        })?;
+        // SAFETY: see above.
+        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+    }
+    #[cfg(not(t2s_shim))]
+    {
+        let _ = (x, weight, heads, eps, residual);
+        Err(no_shim("the fused RMSNorm"))
+    }
+}
+
+/// `gelu_tanh(gu[..., :I]) · gu[..., I:]` of the fused gate/up projection `gu: [..., 2I]`
+/// (bf16), with the unfused program's roundings. Call only where [`serves`] holds.
+pub fn gelu_gate(gu: &Tensor) -> Result<Tensor> {
+    #[cfg(t2s_shim)]
+    {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: as in `rms_norm`.
+        crate::shim::call("fused GELU gate", |e| unsafe {
+            ffi::t2s_fused_gelu_gate(gu.as_ptr() as *mut _, &mut out, e)
+        })?;
+        // SAFETY: as in `rms_norm`.
+        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+    }
+    #[cfg(not(t2s_shim))]
+    {
+        let _ = gu;
+        Err(no_shim("the fused GELU gate"))
+    }
+}
+
+/// What [`rms_norm`] computes, with libtorch's unfused ops (the model's path without the
+/// fused kernels).
+pub fn reference_rms_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    heads: i64,
+    eps: f64,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    let d = x.size().last().copied().unwrap_or(0);
+    let w = if heads > 1 && weight.numel() as i64 == heads * d {
+        weight.f_view([heads, d])?
+    } else {
+        weight.f_view([d])?
+    };
+    let y = x
+        .f_to_kind(Kind::Float)?
+        .f_rms_norm([d].as_slice(), None::<&Tensor>, eps)?
+        .f_mul(&w)?
+        .f_to_kind(x.kind())?;
+    Ok(match residual {
+        Some(r) => r.f_add(&y)?,
+        None => y,
+    })
+}
+
+/// What [`gelu_gate`] computes, with libtorch's unfused ops.
+pub fn reference_gelu_gate(gu: &Tensor) -> Result<Tensor> {
+    let i = gu.size().last().copied().unwrap_or(0) / 2;
+    let parts = gu.f_split(i, -1)?;
+    Ok(parts[0].f_gelu("tanh")?.f_mul(&parts[1])?)
+}
+
+/// Largest |a − b| relative to the larger of 1 and max |b|.
+fn relative_gap(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let (a, b) = (a.f_to_kind(Kind::Float)?, b.f_to_kind(Kind::Float)?);
+    let gap = a.f_sub(&b)?.f_abs()?.f_max()?.f_double_value(&[])?;
+    let scale = b.f_abs()?.f_max()?.f_double_value(&[])?.max(1.0);
+    Ok(gap / scale)
+}
+
+/// Outputs and input gradients of `fused` and `reference` on the same inputs, compared: each
+/// within `tol` of the reference's magnitude (bf16 rounding may differ by one unit, 2^-8,
+/// where fp32 sums are taken in another order).
+fn compare(
+    what: &str,
+    inputs: &[&Tensor],
+    fused: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    reference: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    tol: f64,
+) -> Result<()> {
+    let run = |f: &dyn Fn(&[Tensor]) -> Result<Tensor>| -> Result<(Tensor, Vec<Tensor>)> {
+        let leaves: Vec<Tensor> = inputs
+            .iter()
+            .map(|t| Ok(t.f_detach()?.f_set_requires_grad(true)?))
+            .collect::<Result<_>>()?;
+        let y = f(&leaves)?;
+        let up = Tensor::f_ones_like(&y)?
+            .f_mul_scalar(0.5)?
+            .f_add(&y.f_detach()?)?;
+        let loss = y
+            .f_to_kind(Kind::Float)?
+            .f_mul(&up.f_to_kind(Kind::Float)?)?;
+        let grads = Tensor::f_run_backward(&[loss.f_sum(Kind::Float)?], &leaves, false, false)?;
+        Ok((y.f_detach()?, grads))
+    };
+    let (yf, gf) = run(fused)?;
+    let (yr, gr) = run(reference)?;
+    let mut worst = relative_gap(&yf, &yr)?;
+    for (a, b) in gf.iter().zip(&gr) {
+        worst = worst.max(relative_gap(a, b)?);
+    }
+    if worst.is_finite() && worst <= tol {
+        Ok(())
+    } else {
+        Err(ModelError::Input(format!(
+            "self-check of the fused {what}: differs from libtorch's ops by {worst:.3e} (limit {tol:.1e})"
+        )))
+    }
+}
+
+/// The fused kernels against libtorch's unfused ops on small random inputs, outputs and
+/// gradients: a hidden-size norm with a residual, per-head norms of a strided view, the gate.
+pub fn self_check(dev: Device) -> Result<()> {
+    const TOL: f64 = 2e-2;
+    let opts = (Kind::BFloat16, dev);
+    let eps = 1e-6;
+    let x = Tensor::f_randn([3, 5, 96], opts)?;
+    let res = Tensor::f_randn([3, 5, 96], opts)?;
+    let w = Tensor::f_randn([96], (Kind::Float, dev))?
+        .f_mul_scalar(0.1)?
+        .f_add_scalar(1.0)?;
+    compare(
+        "RMSNorm + residual",
+        &[&x, &res],
+        &|t| rms_norm(&t[0], &w, 1, eps, Some(&t[1])),
+        &|t| reference_rms_norm(&t[0], &w, 1, eps, Some(&t[1])),
+        TOL,
+    )?;
+    // q/k heads of a fused projection: [B, S, 6, D] whose first 5 heads are normalised.
+    let qkv = Tensor::f_randn([2, 3, 6, 64], opts)?;
+    let wh = Tensor::f_randn([5, 64], (Kind::Float, dev))?
+        .f_mul_scalar(0.1)?
+        .f_add_scalar(1.0)?;
+    compare(
+        "per-head RMSNorm",
+        &[&qkv],
+        &|t| rms_norm(&t[0].f_narrow(2, 0, 5)?, &wh, 5, eps, None),
+        &|t| reference_rms_norm(&t[0].f_narrow(2, 0, 5)?, &wh, 5, eps, None),
+        TOL,
+    )?;
+    let gu = Tensor::f_randn([2, 3, 2 * 80], opts)?;
+    compare(
+        "GELU gate",
+        &[&gu],
+        &|t| gelu_gate(&t[0]),
+        &|t| reference_gelu_gate(&t[0]),
+        TOL,
+    )
+}
+
+#[cfg(not(t2s_shim))]
+fn no_shim(what: &str) -> ModelError {
+    ModelError::Input(format!(
+        "{what} needs a worker built with the CUDA shim (see `t2s doctor`)"
+    ))
+}
+
+#[cfg(t2s_shim)]
+mod ffi {
+    use std::os::raw::{c_char, c_int, c_longlong, c_void};
+    extern "C" {
+        pub fn t2s_fused_compile_check(major: c_int, minor: c_int, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_fused_prepare(device: c_int, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_fused_rms_norm(
+            x: *mut c_void,
+            w: *mut c_void,
+            res: *mut c_void,
+            heads: c_longlong,
+            eps: f64,
+            out: *mut *mut c_void,
+            err: *mut *mut c_char,
+        ) -> c_int;
+        pub fn t2s_fused_gelu_gate(
+            gu: *mut c_void,
+            out: *mut *mut c_void,
+            err: *mut *mut c_char,
+        ) -> c_int;
+    }
+}

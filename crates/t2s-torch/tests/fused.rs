@@ -1,0 +1,367 @@
+//! The fused CUDA kernels (`t2s_torch::fused`): their source compiles with NVRTC on any
+//! machine that has libnvrtc (the CPU CI included), and run on the CPU by a host emulation of
+//! CUDA threads (`tests/fused_emu/emulate.cpp`) they compute what libtorch's unfused ops do,
+//! outputs and gradients; on a CUDA test device
+//! (`T2S_TEST_DEVICE=cuda`) they pass their self-check, match libtorch's unfused ops at real
+//! widths (1152-wide norms, 6912-wide gate, more rows than a grid dimension holds), and a bf16
+//! model with LoRA gives the same logits and adapter gradients with and without them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+use t2s_torch::fused;
+use t2s_torch::gemma3::Inputs;
+use t2s_torch::lora::{self, LoraConfig};
+use tch::{Device, Kind, Tensor};
+
+#[test]
+fn kernel_source_compiles_with_nvrtc_for_ampere_and_hopper() {
+    for (major, minor) in [(8, 0), (9, 0)] {
+        match fused::compile_check(major, minor) {
+            Ok(()) => {}
+            Err(e)
+                if e.to_string()
+                    .contains("needs a worker built with the CUDA shim") =>
+            {
+                eprintln!("skipped: {e}");
+                return;
+            }
+            Err(e) => panic!("sm_{major}{minor}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_cpu_is_never_served() {
+    let x = Tensor::zeros([2, 8], (Kind::BFloat16, Device::Cpu));
+    assert!(!fused::serves(&x));
+    assert!(fused::status(Device::Cpu).is_err());
+}
+
+fn cuda_device() -> Option<Device> {
+    let dev = test_device();
+    if dev.is_cuda() {
+        Some(dev)
+    } else {
+        eprintln!("skipped: T2S_TEST_DEVICE is not a CUDA device");
+        None
+    }
+}
+
+/// Output and input gradients of `f` at `inputs` (leaves made here), for a fixed upstream.
+fn with_grads(inputs: &[&Tensor], f: &dyn Fn(&[Tensor]) -> Tensor) -> (Tensor, Vec<Tensor>) {
+    let leaves: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.detach().set_requires_grad(true))
+        .collect();
+    let y = f(&leaves);
+    let up = y.detach().to_kind(Kind::Float).cos();
+    let loss = (y.to_kind(Kind::Float) * up).sum(Kind::Float);
+    let g = Tensor::run_backward(&[loss], &leaves, false, false);
+    (y.detach(), g)
+}
+
+fn relative(a: &Tensor, b: &Tensor) -> f64 {
+    max_abs_diff(a, b) / b.abs().max().double_value(&[]).max(1.0)
+}
+
+#[test]
+fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
+    let Some(dev) = cuda_device() else { return };
+    fused::status(dev).expect("fused kernels compile and pass the self-check");
+    let bf = (Kind::BFloat16, dev);
+    let eps = 1e-6;
+    // Hidden-size norm with the residual add, as the 1B model's post-norms.
+    let x = Tensor::randn([4, 33, 1152], bf) * 3.0;
+    let res = Tensor::randn([4, 33, 1152], bf);
+    let w = Tensor::randn([1152], (Kind::Float, dev)) * 0.3 + 1.0;
+    let (yf, gf) = with_grads(&[&x, &res], &|t| {
+        fused::rms_norm(&t[0], &w, 1, eps, Some(&t[1])).unwrap()
+    });
+    let (yr, gr) = with_grads(&[&x, &res], &|t| {
+        fused::reference_rms_norm(&t[0], &w, 1, eps, Some(&t[1])).unwrap()
+    });
+    assert!(relative(&yf, &yr) < 1e-2, "norm+residual output");
+    for (a, b) in gf.iter().zip(&gr) {
+        assert!(relative(a, b) < 1e-2, "norm+residual gradient");
+    }
+    // q/k norms: 4 query + 1 key heads of 256 inside a [B, S, 6, 256] projection.
+    let qkv = Tensor::randn([3, 17, 6, 256], bf);
+    let wh = Tensor::randn([5, 256], (Kind::Float, dev)) * 0.3 + 1.0;
+    let (yf, gf) = with_grads(&[&qkv], &|t| {
+        fused::rms_norm(&t[0].narrow(2, 0, 5), &wh, 5, eps, None).unwrap()
+    });
+    let (yr, gr) = with_grads(&[&qkv], &|t| {
+        fused::reference_rms_norm(&t[0].narrow(2, 0, 5), &wh, 5, eps, None).unwrap()
+    });
+    assert!(relative(&yf, &yr) < 1e-2, "per-head norm output");
+    assert!(relative(&gf[0], &gr[0]) < 1e-2, "per-head norm gradient");
+    // The v heads got no gradient from the norm.
+    assert_eq!(
+        gf[0].narrow(2, 5, 1).abs().max().double_value(&[]),
+        0.0,
+        "gradient leaked into the unnormalised heads"
+    );
+    // The gate at the 1B width, and with more rows than one grid dimension holds.
+    for (rows, i) in [(2 * 129, 6912), (70_000, 64)] {
+        let gu = Tensor::randn([rows, 2 * i], bf) * 2.0;
+        let (yf, gf) = with_grads(&[&gu], &|t| fused::gelu_gate(&t[0]).unwrap());
+        let (yr, gr) = with_grads(&[&gu], &|t| fused::reference_gelu_gate(&t[0]).unwrap());
+        assert!(relative(&yf, &yr) < 1e-2, "gate output ({rows} x {i})");
+        assert!(
+            relative(&gf[0], &gr[0]) < 1e-2,
+            "gate gradient ({rows} x {i})"
+        );
+    }
+}
+
+#[test]
+fn a_bf16_lora_model_gives_the_same_logits_and_gradients_with_and_without_fusion() {
+    let Some(dev) = cuda_device() else { return };
+    let mut m = random_model_on(1, 7, Kind::BFloat16, dev);
+    lora::attach(
+        &mut m,
+        &LoraConfig::new(4, 8.0, &["q_proj", "k_proj", "v_proj", "o_proj"]),
+    )
+    .unwrap();
+    randomize_b(&mut m, 0.1);
+    let (ids, pos) = random_batch(97, 2, 12);
+    let (ids, pos) = (ids.to_device(dev), pos.to_device(dev));
+    let params = lora::params(&m);
+    let run = |on: bool| {
+        fused::set_enabled(on);
+        let x = m
+            .forward(&Inputs {
+                ids: &ids,
+                positions: &pos,
+                key_valid: None,
+            })
+            .unwrap();
+        let loss = x.to_kind(Kind::Float).square().mean(Kind::Float);
+        let leaves: Vec<&Tensor> = params.iter().map(|(_, t)| t).collect();
+        let g = Tensor::run_backward(&[loss], &leaves, false, false);
+        (x.detach(), g)
+    };
+    let (lf, gf) = run(true);
+    let (lu, gu) = run(false);
+    fused::set_enabled(true);
+    let d = relative(&lf, &lu);
+    eprintln!("logits fused vs unfused: relative max |Δ| {d:.3e}");
+    assert!(d < 0.05, "logits differ by {d}");
+    for ((a, b), (n, _)) in gf.iter().zip(&gu).zip(&params) {
+        let scale = b.abs().max().double_value(&[]);
+        assert!(scale > 0.0, "{n}: no gradient");
+        assert!(
+            max_abs_diff(a, b) <= 0.05 * scale,
+            "{n}: max |Δgrad| {} vs max |grad| {scale}",
+            max_abs_diff(a, b)
+        );
+    }
+}
+
+// --- the kernels' arithmetic on the CPU, through the host emulation -------------------------
+
+/// `tests/fused_emu/emulate.cpp` built once per test process (a C++20 compiler is needed, as
+/// for building the worker's shim).
+fn emulator() -> &'static Path {
+    static EMU: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, exe) = EMU.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("emulate");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fused_emu/emulate.cpp");
+        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+        let out = Command::new(&cxx)
+            .args(["-std=c++20", "-O2", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cxx}: {e}"));
+        assert!(
+            out.status.success(),
+            "building the emulation failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (dir, exe)
+    });
+    exe
+}
+
+fn write_bf16(path: &Path, t: &Tensor) {
+    let raw = t.contiguous().view_dtype(Kind::Int16).flatten(0, -1);
+    let v = Vec::<i16>::try_from(&raw).unwrap();
+    std::fs::write(
+        path,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+}
+
+fn write_f32(path: &Path, t: &Tensor) {
+    let v = Vec::<f32>::try_from(&t.contiguous().flatten(0, -1)).unwrap();
+    std::fs::write(
+        path,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+}
+
+fn read_bf16(path: &Path, shape: &[i64]) -> Tensor {
+    let bytes = std::fs::read(path).unwrap();
+    let v: Vec<i16> = bytes
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    Tensor::from_slice(&v)
+        .view_dtype(Kind::BFloat16)
+        .reshape(shape)
+}
+
+fn read_f32(path: &Path) -> Tensor {
+    let bytes = std::fs::read(path).unwrap();
+    let v: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Tensor::from_slice(&v)
+}
+
+fn emulate(args: &[String]) {
+    let out = Command::new(emulator()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "emulate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The emulated norm kernels on `x_buf` (the buffer the rows live in) against
+/// `reference_rms_norm` on `rows_of(x_buf)`, outputs, rstd and input gradients.
+fn check_emulated_norm(
+    x_buf: &Tensor,
+    rows_of: &dyn Fn(&Tensor) -> Tensor,
+    heads: i64,
+    w: &Tensor,
+    residual: bool,
+    threads: i64,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let x = rows_of(x_buf);
+    let d = *x.size().last().unwrap();
+    let rows = x.numel() as i64 / d;
+    let x_tok = if heads > 1 {
+        x_buf.stride()[x_buf.dim() - 3]
+    } else {
+        d
+    };
+    let res = Tensor::randn(x.size(), (Kind::BFloat16, Device::Cpu));
+    let g = Tensor::randn(x.size(), (Kind::BFloat16, Device::Cpu));
+    let eps = 1e-6;
+    write_bf16(&p("x.bin"), x_buf);
+    write_f32(&p("w.bin"), w);
+    write_bf16(&p("res.bin"), &res);
+    write_bf16(&p("g.bin"), &g);
+    let w_heads = w.numel() as i64 / d;
+    emulate(&[
+        "rms".to_string(),
+        dir.path().display().to_string(),
+        rows.to_string(),
+        heads.to_string(),
+        d.to_string(),
+        x_tok.to_string(),
+        w_heads.to_string(),
+        (residual as i32).to_string(),
+        eps.to_string(),
+        threads.to_string(),
+    ]);
+    let leaf = x_buf.detach().set_requires_grad(true);
+    let xr = rows_of(&leaf);
+    let y = fused::reference_rms_norm(&xr, w, heads, eps, residual.then_some(&res)).unwrap();
+    let loss = (y.to_kind(Kind::Float) * g.to_kind(Kind::Float)).sum(Kind::Float);
+    let dbuf = Tensor::run_backward(&[loss], &[&leaf], false, false).remove(0);
+    let dx_ref = rows_of(&dbuf);
+    let y_emu = read_bf16(&p("y.bin"), &x.size());
+    let dx_emu = read_bf16(&p("dx.bin"), &x.size());
+    let rstd_ref = (x
+        .to_kind(Kind::Float)
+        .square()
+        .mean_dim(-1, false, Kind::Float)
+        + eps)
+        .rsqrt()
+        .flatten(0, -1);
+    let what = format!("norm D={d} heads={heads} residual={residual} threads={threads}");
+    assert!(relative(&y_emu, &y.detach()) < 1e-2, "{what}: output");
+    assert!(relative(&dx_emu, &dx_ref) < 1e-2, "{what}: gradient");
+    assert!(
+        relative(&read_f32(&p("rstd.bin")), &rstd_ref) < 1e-5,
+        "{what}: rstd"
+    );
+    // Teeth: a gradient without the normalisation's own term is far off.
+    let w_rows = w.view([w_heads, d]).repeat([rows / w_heads, 1]);
+    let naive = (g.reshape([rows, d]).to_kind(Kind::Float) * w_rows * rstd_ref.view([rows, 1]))
+        .to_kind(Kind::BFloat16);
+    if !residual {
+        let gap = relative(&naive, &dx_ref.reshape([rows, d]));
+        assert!(gap > 2e-2, "{what}: the check cannot tell ({gap})");
+    }
+}
+
+#[test]
+fn emulated_norm_kernels_match_libtorch() {
+    tch::manual_seed(11);
+    let w = |n: i64| Tensor::randn([n], (Kind::Float, Device::Cpu)) * 0.3 + 1.0;
+    let bf = (Kind::BFloat16, Device::Cpu);
+    // Hidden-size rows, with and without the residual, fewer threads than columns.
+    let x = Tensor::randn([5, 96], bf) * 3.0;
+    check_emulated_norm(&x, &|t| t.shallow_clone(), 1, &w(96), true, 64);
+    check_emulated_norm(&x, &|t| t.shallow_clone(), 1, &w(96), false, 32);
+    let x = Tensor::randn([2, 1152], bf);
+    check_emulated_norm(&x, &|t| t.shallow_clone(), 1, &w(1152), true, 256);
+    // q/k norms: the first 5 of 6 heads of a [B, S, 6, D] projection, per-head weights.
+    let qkv = Tensor::randn([2, 3, 6, 64], bf);
+    let wh = Tensor::randn([5, 64], (Kind::Float, Device::Cpu)) * 0.3 + 1.0;
+    check_emulated_norm(&qkv, &|t| t.narrow(2, 0, 5), 5, &wh, false, 64);
+}
+
+#[test]
+fn emulated_gate_kernels_match_libtorch() {
+    tch::manual_seed(12);
+    let bf = (Kind::BFloat16, Device::Cpu);
+    // 7 rows over a grid 3 rows high (the row loop), 40 columns over 2 blocks of 32 threads.
+    let (rows, i) = (7i64, 40i64);
+    let gu = Tensor::randn([rows, 2 * i], bf) * 2.0;
+    let g = Tensor::randn([rows, i], bf);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    write_bf16(&p("gu.bin"), &gu);
+    write_bf16(&p("g.bin"), &g);
+    emulate(&[
+        "gate".into(),
+        dir.path().display().to_string(),
+        rows.to_string(),
+        i.to_string(),
+        "3".into(),
+        "32".into(),
+    ]);
+    let leaf = gu.detach().set_requires_grad(true);
+    let y = fused::reference_gelu_gate(&leaf).unwrap();
+    let loss = (y.to_kind(Kind::Float) * g.to_kind(Kind::Float)).sum(Kind::Float);
+    let dgu = Tensor::run_backward(&[loss], &[&leaf], false, false).remove(0);
+    let out = read_bf16(&p("out.bin"), &[rows, i]);
+    let dgu_emu = read_bf16(&p("dgu.bin"), &[rows, 2 * i]);
+    assert!(relative(&out, &y.detach()) < 1e-2, "gate output");
+    assert!(relative(&dgu_emu, &dgu) < 1e-2, "gate gradient");
+    // Bit-level: the same roundings as the unfused program, so nearly every value is equal.
+    let equal = out
+        .eq_tensor(&y.detach())
+        .to_kind(Kind::Float)
+        .mean(Kind::Float);
+    assert!(
+        equal.double_value(&[]) > 0.95,
+        "gate output equal in {equal}"
+    );
+}

@@ -1,0 +1,153 @@
+// Runs csrc/fused_kernels.cu on the CPU: every CUDA thread of a block is a std::thread,
+// __syncthreads is a barrier and __shfl_xor_sync exchanges through a block-wide slot array
+// between two barriers (every kernel calls its shuffles with all threads of the block, so
+// this equals the warp semantics). Blocks run one after another. Used by tests/fused.rs to
+// check the kernels' arithmetic against libtorch on a machine without a GPU.
+//
+//   emulate rms  <dir> <rows> <heads> <D> <x_tok> <w_heads> <has_res> <eps> <threads>
+//     reads  dir/x.bin (bf16), w.bin (f32), res.bin (bf16, if has_res), g.bin (bf16)
+//     writes dir/y.bin (bf16), rstd.bin (f32), dx.bin (bf16)
+//   emulate gate <dir> <rows> <I> <grid_y> <threads>
+//     reads  dir/gu.bin (bf16), g.bin (bf16); writes dir/out.bin, dgu.bin (bf16)
+#include <barrier>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+static dim3 blockIdx, blockDim, gridDim;
+static thread_local dim3 threadIdx;
+static std::unique_ptr<std::barrier<>> block_barrier;
+static float shuffle_slots[1024];
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+
+static void __syncthreads() { block_barrier->arrive_and_wait(); }
+
+static float __shfl_xor_sync(unsigned, float v, int lane_mask) {
+  shuffle_slots[threadIdx.x] = v;
+  __syncthreads();
+  const float other = shuffle_slots[threadIdx.x ^ static_cast<unsigned>(lane_mask)];
+  __syncthreads();
+  return other;
+}
+
+static float __uint_as_float(unsigned int u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static unsigned int __float_as_uint(float f) {
+  unsigned int u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+static float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+
+#include "../../csrc/fused_kernels.cu"
+
+// Launch `kernel` on a grid of blocks, each block's threads concurrently.
+static void launch(dim3 grid, dim3 block, const std::function<void()>& kernel) {
+  gridDim = grid;
+  blockDim = block;
+  for (unsigned by = 0; by < grid.y; ++by) {
+    for (unsigned bx = 0; bx < grid.x; ++bx) {
+      blockIdx.x = bx;
+      blockIdx.y = by;
+      block_barrier = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(block.x));
+      std::vector<std::thread> threads;
+      for (unsigned t = 0; t < block.x; ++t)
+        threads.emplace_back([t, &kernel] {
+          threadIdx.x = t;
+          kernel();
+        });
+      for (auto& th : threads) th.join();
+    }
+  }
+}
+
+template <typename T>
+static std::vector<T> read(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) {
+    std::fprintf(stderr, "cannot read %s\n", path.c_str());
+    std::exit(2);
+  }
+  const auto bytes = static_cast<size_t>(f.tellg());
+  std::vector<T> v(bytes / sizeof(T));
+  f.seekg(0);
+  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(bytes));
+  return v;
+}
+
+template <typename T>
+static void write(const std::string& path, const std::vector<T>& v) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(T)));
+}
+
+int main(int argc, char** argv) {
+  if (argc < 3) return 2;
+  const std::string what = argv[1], dir = std::string(argv[2]) + "/";
+  if (what == "rms" && argc == 11) {
+    const long long rows = std::atoll(argv[3]);
+    const int heads = std::atoi(argv[4]), D = std::atoi(argv[5]);
+    const long long x_tok = std::atoll(argv[6]);
+    const int w_heads = std::atoi(argv[7]);
+    const bool has_res = std::atoi(argv[8]) != 0;
+    const float eps = static_cast<float>(std::atof(argv[9]));
+    const unsigned threads = static_cast<unsigned>(std::atoi(argv[10]));
+    const auto x = read<bf16_t>(dir + "x.bin");
+    const auto w = read<float>(dir + "w.bin");
+    const auto g = read<bf16_t>(dir + "g.bin");
+    const std::vector<bf16_t> res = has_res ? read<bf16_t>(dir + "res.bin") : std::vector<bf16_t>();
+    std::vector<bf16_t> y(static_cast<size_t>(rows * D)), dx(y.size());
+    std::vector<float> rstd(static_cast<size_t>(rows));
+    const dim3 grid{static_cast<unsigned>(rows), 1, 1}, block{threads, 1, 1};
+    launch(grid, block, [&] {
+      t2s_rms_fwd(x.data(), x_tok, w.data(), w_heads, has_res ? res.data() : nullptr, y.data(),
+                  rstd.data(), heads, D, eps);
+    });
+    launch(grid, block, [&] {
+      t2s_rms_bwd(g.data(), x.data(), x_tok, w.data(), w_heads, rstd.data(), dx.data(), heads,
+                  D);
+    });
+    write(dir + "y.bin", y);
+    write(dir + "rstd.bin", rstd);
+    write(dir + "dx.bin", dx);
+    return 0;
+  }
+  if (what == "gate" && argc == 7) {
+    const long long rows = std::atoll(argv[3]);
+    const int I = std::atoi(argv[4]);
+    const unsigned grid_y = static_cast<unsigned>(std::atoi(argv[5]));
+    const unsigned threads = static_cast<unsigned>(std::atoi(argv[6]));
+    const auto gu = read<bf16_t>(dir + "gu.bin");
+    const auto g = read<bf16_t>(dir + "g.bin");
+    std::vector<bf16_t> out(static_cast<size_t>(rows * I)), dgu(gu.size());
+    const dim3 grid{(static_cast<unsigned>(I) + threads - 1) / threads, grid_y, 1};
+    const dim3 block{threads, 1, 1};
+    launch(grid, block, [&] { t2s_gelu_gate_fwd(gu.data(), rows, I, out.data()); });
+    launch(grid, block, [&] { t2s_gelu_gate_bwd(g.data(), gu.data(), rows, I, dgu.data()); });
+    write(dir + "out.bin", out);
+    write(dir + "dgu.bin", dgu);
+    return 0;
+  }
+  std::fprintf(stderr, "usage: see the header of emulate.cpp\n");
+  return 2;
+}
