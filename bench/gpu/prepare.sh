@@ -16,7 +16,7 @@ for l in sys.stdin:
     if m.get("executable") and m.get("target", {}).get("kind") == ["test"]:
         print(m["executable"])' \
     | while read -r exe; do
-        case "$(basename "$exe")" in parity-*|generate-*|lora-*|train_parity-*) cp "$exe" .gpu/tests/ ;; esac
+        case "$(basename "$exe")" in parity-*|generate-*|lora-*|train_parity-*|fused-*) cp "$exe" .gpu/tests/ ;; esac
       done
 fi
 strip .gpu/t2s .gpu/t2s-worker .gpu/tests/* 2>/dev/null || true

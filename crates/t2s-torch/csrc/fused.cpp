@@ -6,6 +6,8 @@
 //     optionally followed by the residual add bf16(res + y); per-head weights for the q/k norms
 //     of a strided [tokens, heads, D] view. One kernel forward, one backward (the unfused
 //     chain is cast, norm, cast, add: four kernels each way and fp32 copies of the input).
+//   * The q/k norms and RoPE after them in one kernel each way (unfused: the norm chain, then
+//     mul, roll and addcmul forward and five kernels back).
 //   * The tanh-GELU gate of the MLP, gelu(gate) * up, read straight from the fused gate/up
 //     projection [tokens, 2I]: one kernel forward, and one backward that writes the gradient
 //     of both halves (unfused: gelu, mul, then mul, mul, gelu-backward and a concatenation).
@@ -49,9 +51,9 @@ const char* kSource =
 #include "fused_kernels.inc"
     ;
 
-const char* kKernels[] = {"t2s_rms_fwd", "t2s_rms_bwd", "t2s_gelu_gate_fwd",
-                          "t2s_gelu_gate_bwd"};
-enum Kernel { RmsFwd, RmsBwd, GeluGateFwd, GeluGateBwd, KernelCount };
+const char* kKernels[] = {"t2s_rms_fwd",       "t2s_rms_bwd",     "t2s_gelu_gate_fwd",
+                          "t2s_gelu_gate_bwd", "t2s_qk_rope_fwd", "t2s_qk_rope_bwd"};
+enum Kernel { RmsFwd, RmsBwd, GeluGateFwd, GeluGateBwd, QkRopeFwd, QkRopeBwd, KernelCount };
 
 // --- NVRTC, loaded from the process or from the nvidia packages beside torch ---------------
 
@@ -377,6 +379,76 @@ struct GemmaRmsNorm : public torch::autograd::Function<GemmaRmsNorm> {
   }
 };
 
+// The q/k norms then RoPE (t2s_qk_rope_*): `x: [..., heads, D]` as in GemmaRmsNorm, `cos`
+// and `sin` bf16 with one row of D per token (`[..., 1, D]`, the sign of rotate_half in sin).
+struct QkNormRope : public torch::autograd::Function<QkNormRope> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& w, const at::Tensor& cos, const at::Tensor& sin,
+                            int64_t heads, double eps) {
+    check_bf16_cuda(x, "q/k input");
+    check_bf16_cuda(cos, "RoPE cos");
+    check_bf16_cuda(sin, "RoPE sin");
+    const int64_t D = x.size(-1);
+    TORCH_CHECK(D % 2 == 0, "RoPE needs an even head dim, got ", D);
+    TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.numel() == heads * D,
+                "q/k norm weight must be contiguous fp32 [heads, D]");
+    const int64_t rows = x.numel() / D, tokens = rows / heads;
+    TORCH_CHECK(cos.numel() == tokens * D && sin.numel() == tokens * D,
+                "RoPE tables must hold one row of ", D, " per token (", tokens, " tokens)");
+    DeviceGuard guard(x.device());
+    auto [xr, tok_stride] = as_rows(x, heads);
+    const at::Tensor c = cos.contiguous(), sn = sin.contiguous();
+    auto y = at::empty(x.sizes(), x.options());
+    auto rstd = at::empty({rows}, x.options().dtype(at::kFloat));
+    if (rows > 0) {
+      const void* xp = xr.data_ptr();
+      const void* wp = w.data_ptr();
+      const void* cp = c.data_ptr();
+      const void* sp = sn.data_ptr();
+      void* yp = y.data_ptr();
+      void* rp = rstd.data_ptr();
+      long long xt = tok_stride;
+      int wh = static_cast<int>(heads), h = static_cast<int>(heads), d = static_cast<int>(D);
+      float e = static_cast<float>(eps);
+      void* args[] = {&xp, &xt, &wp, &wh, &cp, &sp, &yp, &rp, &h, &d, &e};
+      launch(x, QkRopeFwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
+    }
+    ctx->save_for_backward({xr, w, c, sn, rstd});
+    ctx->saved_data["heads"] = heads;
+    ctx->saved_data["tok_stride"] = tok_stride;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+                                     at::Tensor(), at::Tensor()};
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w = saved[1], &c = saved[2], &sn = saved[3],
+                     &rstd = saved[4];
+    const int64_t heads = ctx->saved_data["heads"].toInt();
+    const int64_t D = x.size(-1);
+    DeviceGuard guard(x.device());
+    const at::Tensor g = grads[0].to(at::kBFloat16).contiguous();
+    auto dx = at::empty(x.sizes(), g.options());
+    const int64_t rows = rstd.numel();
+    if (rows > 0) {
+      const void* gp = g.data_ptr();
+      const void* xp = x.data_ptr();
+      const void* wp = w.data_ptr();
+      const void* cp = c.data_ptr();
+      const void* snp = sn.data_ptr();
+      const void* rp = rstd.data_ptr();
+      void* dp = dx.data_ptr();
+      long long xt = ctx->saved_data["tok_stride"].toInt();
+      int wh = static_cast<int>(heads), h = static_cast<int>(heads), d = static_cast<int>(D);
+      void* args[] = {&gp, &xp, &xt, &wp, &wh, &cp, &snp, &rp, &dp, &h, &d};
+      launch(x, QkRopeBwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
+    }
+    return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 dim3 gate_grid(int64_t rows, int64_t I, int threads) {
   const auto cols = static_cast<unsigned>((I + threads - 1) / threads);
   return dim3(cols, static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(rows, 1), 65535)));
@@ -468,6 +540,18 @@ int t2s_fused_rms_norm(void* x, void* w, void* res, long long heads, double eps,
     const at::Tensor& r = res ? *static_cast<at::Tensor*>(res) : none;
     at::Tensor y = GemmaRmsNorm::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(w),
                                        r, static_cast<int64_t>(heads), eps);
+    *out = new at::Tensor(std::move(y));
+  });
+}
+
+// RoPE(q/k norm(x)) for x [..., heads, D] (see QkNormRope). `*out` receives a new tensor.
+int t2s_fused_qk_norm_rope(void* x, void* w, void* cos, void* sin, long long heads, double eps,
+                           void** out, char** err) {
+  return guard_errors(err, [&] {
+    at::Tensor y = QkNormRope::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(w),
+                                     *static_cast<at::Tensor*>(cos),
+                                     *static_cast<at::Tensor*>(sin), static_cast<int64_t>(heads),
+                                     eps);
     *out = new at::Tensor(std::move(y));
   });
 }

@@ -132,3 +132,77 @@ extern "C" __global__ void t2s_gelu_gate_bwd(const bf16_t* __restrict__ g,
     d[j] = f2bf(gelu_tanh_backward(da, x));
   }
 }
+
+// The q/k norms followed by split-half RoPE, one row (token, head) per block: y = the bf16
+// norm output as in t2s_rms_fwd, out[i] = bf16(bf16(y[i] cos[i]) + y[i ± D/2] sin[i]) (the
+// model's `x·cos` then `addcmul(roll(x, D/2), sin_signed)`), cos and sin (bf16, the sign of
+// rotate_half folded into sin) one row of D per token.
+__device__ __forceinline__ float normed(const bf16_t* xr, const float* wr, float r, int i) {
+  return bf2f(f2bf((bf2f(xr[i]) * r) * wr[i]));
+}
+
+extern "C" __global__ void t2s_qk_rope_fwd(const bf16_t* __restrict__ x, long long x_tok,
+                                           const float* __restrict__ w, int w_heads,
+                                           const bf16_t* __restrict__ cos,
+                                           const bf16_t* __restrict__ sin,
+                                           bf16_t* __restrict__ y, float* __restrict__ rstd,
+                                           int heads, int D, float eps) {
+  __shared__ float smem[32];
+  const long long row = blockIdx.x;
+  const long long tok = row / heads;
+  const int head = (int)(row - tok * heads);
+  const bf16_t* xr = x + tok * x_tok + (long long)head * D;
+  const float* wr = w + (w_heads > 1 ? (long long)head * D : 0LL);
+  const bf16_t* cr = cos + tok * D;
+  const bf16_t* sr = sin + tok * D;
+  const int half = D / 2;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) {
+    const float v = bf2f(xr[i]);
+    ss += v * v;
+  }
+  const float r = rsqrtf(block_sum(ss, smem) / (float)D + eps);
+  if (threadIdx.x == 0) rstd[row] = r;
+  bf16_t* yr = y + row * D;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) {
+    const int p = i < half ? i + half : i - half;
+    const float a = bf2f(f2bf(normed(xr, wr, r, i) * bf2f(cr[i])));
+    yr[i] = f2bf(a + normed(xr, wr, r, p) * bf2f(sr[i]));
+  }
+}
+
+// Its backward: the gradient of the norm output, gy[j] = bf16(bf16(g[j] cos[j]) +
+// bf16(g[q] sin[q])) with q = j + D/2 (mod D), the position whose rotation reads j; then the
+// norm's backward as in t2s_rms_bwd.
+__device__ __forceinline__ float rope_grad(const bf16_t* gr, const bf16_t* cr, const bf16_t* sr,
+                                           int j, int half) {
+  const int q = j < half ? j + half : j - half;
+  return bf2f(f2bf(bf2f(f2bf(bf2f(gr[j]) * bf2f(cr[j]))) + bf2f(f2bf(bf2f(gr[q]) * bf2f(sr[q])))));
+}
+
+extern "C" __global__ void t2s_qk_rope_bwd(const bf16_t* __restrict__ g,
+                                           const bf16_t* __restrict__ x, long long x_tok,
+                                           const float* __restrict__ w, int w_heads,
+                                           const bf16_t* __restrict__ cos,
+                                           const bf16_t* __restrict__ sin,
+                                           const float* __restrict__ rstd,
+                                           bf16_t* __restrict__ dx, int heads, int D) {
+  __shared__ float smem[32];
+  const long long row = blockIdx.x;
+  const long long tok = row / heads;
+  const int head = (int)(row - tok * heads);
+  const bf16_t* xr = x + tok * x_tok + (long long)head * D;
+  const float* wr = w + (w_heads > 1 ? (long long)head * D : 0LL);
+  const bf16_t* cr = cos + tok * D;
+  const bf16_t* sr = sin + tok * D;
+  const bf16_t* gr = g + row * D;
+  const int half = D / 2;
+  float dot = 0.0f;
+  for (int i = threadIdx.x; i < D; i += blockDim.x)
+    dot += rope_grad(gr, cr, sr, i, half) * wr[i] * bf2f(xr[i]);
+  const float r = rstd[row];
+  const float c = block_sum(dot, smem) * r * r * r / (float)D;
+  bf16_t* dr = dx + row * D;
+  for (int i = threadIdx.x; i < D; i += blockDim.x)
+    dr[i] = f2bf(rope_grad(gr, cr, sr, i, half) * wr[i] * r - bf2f(xr[i]) * c);
+}

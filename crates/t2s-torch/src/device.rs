@@ -54,8 +54,9 @@ pub fn upload(t: &Tensor, dev: Device) -> Result<Tensor> {
     if !dev.is_cuda() || t.device() == dev {
         return Ok(t.f_to_device(dev)?);
     }
-    let pinned = t.f_pin_memory(dev)?;
-    Ok(pinned.f_to_device_(dev, pinned.kind(), true, false)?)
+    // Unpinned (if pinning fails) the copy is still right, only maybe waited for.
+    let src = t.f_pin_memory(dev).unwrap_or_else(|_| t.shallow_clone());
+    Ok(src.f_to_device_(dev, src.kind(), true, false)?)
 }
 
 /// Parse a dtype; `auto` is bf16 on CUDA and fp32 on the CPU.

@@ -1,11 +1,12 @@
 //! Fused CUDA kernels for bf16 models (`csrc/fused.cpp`): the Gemma RMSNorm (fp32 math, bf16
-//! in and out, optionally with the residual add after it) and the tanh-GELU gate of the MLP,
+//! in and out, optionally with the residual add after it), the q/k norms with the RoPE after
+//! them, and the tanh-GELU gate of the MLP,
 //! each one kernel forward and one backward instead of a chain of casts and elementwise
 //! kernels. NVRTC compiles them at run time for the device at hand.
 //!
 //! They serve bf16 CUDA tensors only, and only after a self-check on the device: on first use
 //! the kernels are compiled and their outputs and gradients compared with libtorch's unfused
-//! ops ([`reference_rms_norm`], [`reference_gelu_gate`]). A failure is logged once and the
+//! ops ([`reference_rms_norm`], [`reference_qk_norm_rope`], [`reference_gelu_gate`]). A failure is logged once and the
 //! unfused ops serve from then on, so a broken or missing NVRTC costs speed, never results.
 //! `T2S_FUSED=0` (or [`set_enabled`]) turns them off.
 
@@ -29,10 +30,11 @@ pub fn set_enabled(on: bool) {
 }
 
 fn wanted() -> bool {
+    static FROM_ENV: OnceLock<bool> = OnceLock::new();
     match SWITCH.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
-        _ => std::env::var(FUSED_ENV).map_or(true, |v| v.trim() != "0"),
+        _ => *FROM_ENV.get_or_init(|| std::env::var(FUSED_ENV).map_or(true, |v| v.trim() != "0")),
     }
 }
 
@@ -139,6 +141,44 @@ pub fn rms_norm(
     }
 }
 
+/// The q/k norms then split-half RoPE: `rope(rms_norm(x) · w)` with the model's roundings,
+/// `x: [..., heads, D]` bf16 (may be a strided view), `weight: [heads, D]` fp32, `cos`/`sin`
+/// bf16 `[..., 1, D]` (one row per token; `sin` with rotate_half's sign folded in, as
+/// `Gemma3`'s RoPE tables). Call only where [`serves`] holds.
+pub fn qk_norm_rope(
+    x: &Tensor,
+    weight: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    heads: i64,
+    eps: f64,
+) -> Result<Tensor> {
+    #[cfg(t2s_shim)]
+    {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: as in `rms_norm`.
+        crate::shim::call("fused q/k norm + RoPE", |e| unsafe {
+            ffi::t2s_fused_qk_norm_rope(
+                x.as_ptr() as *mut _,
+                weight.as_ptr() as *mut _,
+                cos.as_ptr() as *mut _,
+                sin.as_ptr() as *mut _,
+                heads,
+                eps,
+                &mut out,
+                e,
+            )
+        })?;
+        // SAFETY: as in `rms_norm`.
+        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+    }
+    #[cfg(not(t2s_shim))]
+    {
+        let _ = (x, weight, cos, sin, heads, eps);
+        Err(no_shim("the fused q/k norm + RoPE"))
+    }
+}
+
 /// `gelu_tanh(gu[..., :I]) · gu[..., I:]` of the fused gate/up projection `gu: [..., 2I]`
 /// (bf16), with the unfused program's roundings. Call only where [`serves`] holds.
 pub fn gelu_gate(gu: &Tensor) -> Result<Tensor> {
@@ -183,6 +223,18 @@ pub fn reference_rms_norm(
         Some(r) => r.f_add(&y)?,
         None => y,
     })
+}
+
+/// What [`qk_norm_rope`] computes, with libtorch's unfused ops (the model's path).
+pub fn reference_qk_norm_rope(
+    x: &Tensor,
+    weight: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    heads: i64,
+    eps: f64,
+) -> Result<Tensor> {
+    crate::gemma3::rope(&reference_rms_norm(x, weight, heads, eps, None)?, cos, sin)
 }
 
 /// What [`gelu_gate`] computes, with libtorch's unfused ops.
@@ -270,6 +322,17 @@ pub fn self_check(dev: Device) -> Result<()> {
         &|t| reference_rms_norm(&t[0].f_narrow(2, 0, 5)?, &wh, 5, eps, None),
         TOL,
     )?;
+    let (cos, sin) = (
+        Tensor::f_randn([2, 3, 1, 64], opts)?,
+        Tensor::f_randn([2, 3, 1, 64], opts)?,
+    );
+    compare(
+        "q/k norm + RoPE",
+        &[&qkv],
+        &|t| qk_norm_rope(&t[0].f_narrow(2, 0, 5)?, &wh, &cos, &sin, 5, eps),
+        &|t| reference_qk_norm_rope(&t[0].f_narrow(2, 0, 5)?, &wh, &cos, &sin, 5, eps),
+        TOL,
+    )?;
     let gu = Tensor::f_randn([2, 3, 2 * 80], opts)?;
     compare(
         "GELU gate",
@@ -297,6 +360,17 @@ mod ffi {
             x: *mut c_void,
             w: *mut c_void,
             res: *mut c_void,
+            heads: c_longlong,
+            eps: f64,
+            out: *mut *mut c_void,
+            err: *mut *mut c_char,
+        ) -> c_int;
+        #[allow(clippy::too_many_arguments)]
+        pub fn t2s_fused_qk_norm_rope(
+            x: *mut c_void,
+            w: *mut c_void,
+            cos: *mut c_void,
+            sin: *mut c_void,
             heads: c_longlong,
             eps: f64,
             out: *mut *mut c_void,

@@ -207,12 +207,6 @@ impl Attention {
     /// q_norm on the query heads and k_norm on the key heads of `qk: [B, S, heads + kv_heads,
     /// D]`, as one fp32 normalisation times the per-head `1 + w` (HF's RMSNorm arithmetic).
     fn qk_norm(&self, qk: &Tensor) -> Result<Tensor> {
-        if let Some(factor) = &self.qk_factor {
-            if fused::serves(qk) {
-                let heads = self.heads + self.kv_heads;
-                return fused::rms_norm(qk, factor, heads, self.q_norm.eps, None);
-            }
-        }
         let y = qk
             .f_to_kind(Kind::Float)?
             .f_rms_norm([self.head_dim].as_slice(), None::<&Tensor>, self.q_norm.eps)?
@@ -238,7 +232,13 @@ impl Attention {
         // the whole tensor and the copies would then be summed.
         let [qk, v] = split2(&heads, [h + kvh, kvh], 2)?;
         // Queries and keys share the normalisation and the rotation: [B, S, h + kvh, D].
-        let qk = rope(&self.qk_norm(&qk)?, cos, sin)?.f_transpose(1, 2)?;
+        let qk = match &self.qk_factor {
+            Some(f) if fused::serves(&qk) => {
+                fused::qk_norm_rope(&qk, f, cos, sin, h + kvh, self.q_norm.eps)?
+            }
+            _ => rope(&self.qk_norm(&qk)?, cos, sin)?,
+        }
+        .f_transpose(1, 2)?;
         let [q, k] = split2(&qk, [h, kvh], 1)?;
         let v = v.f_transpose(1, 2)?;
         let (k, v) = match cache {
@@ -312,7 +312,7 @@ fn split2(t: &Tensor, sizes: [i64; 2], dim: i64) -> Result<[Tensor; 2]> {
 /// `x·cos + rotate_half(x)·sin` with split-half rotation, as
 /// `x·cos + roll(x, D/2)·sin_signed` where `sin_signed` has its first half negated (so the
 /// product equals `rotate_half(x)·sin` exactly). `x: [B, S, heads, D]`, tables `[B, S, 1, D]`.
-fn rope(x: &Tensor, cos: &Tensor, sin_signed: &Tensor) -> Result<Tensor> {
+pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin_signed: &Tensor) -> Result<Tensor> {
     let half = x.size()[3] / 2;
     Ok(x.f_mul(cos)?
         .f_addcmul(&x.f_roll([half].as_slice(), [3i64].as_slice())?, sin_signed)?)

@@ -100,6 +100,21 @@ fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
     });
     assert!(relative(&yf, &yr) < 1e-2, "per-head norm output");
     assert!(relative(&gf[0], &gr[0]) < 1e-2, "per-head norm gradient");
+    let (cos, sin) = (
+        Tensor::randn([3, 17, 1, 256], bf),
+        Tensor::randn([3, 17, 1, 256], bf),
+    );
+    let (yf, gf2) = with_grads(&[&qkv], &|t| {
+        fused::qk_norm_rope(&t[0].narrow(2, 0, 5), &wh, &cos, &sin, 5, eps).unwrap()
+    });
+    let (yr, gr2) = with_grads(&[&qkv], &|t| {
+        fused::reference_qk_norm_rope(&t[0].narrow(2, 0, 5), &wh, &cos, &sin, 5, eps).unwrap()
+    });
+    assert!(relative(&yf, &yr) < 1e-2, "q/k norm + RoPE output");
+    assert!(
+        relative(&gf2[0], &gr2[0]) < 1e-2,
+        "q/k norm + RoPE gradient"
+    );
     // The v heads got no gradient from the norm.
     assert_eq!(
         gf[0].narrow(2, 5, 1).abs().max().double_value(&[]),
@@ -166,7 +181,7 @@ fn a_bf16_lora_model_gives_the_same_logits_and_gradients_with_and_without_fusion
 // --- the kernels' arithmetic on the CPU, through the host emulation -------------------------
 
 /// `tests/fused_emu/emulate.cpp` built once per test process (a C++20 compiler is needed, as
-/// for building the worker's shim).
+/// for building the worker's shim; `CXX` names another than `c++`).
 fn emulator() -> &'static Path {
     static EMU: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, exe) = EMU.get_or_init(|| {
@@ -364,4 +379,57 @@ fn emulated_gate_kernels_match_libtorch() {
         equal.double_value(&[]) > 0.95,
         "gate output equal in {equal}"
     );
+}
+
+#[test]
+fn emulated_qk_norm_rope_kernels_match_libtorch() {
+    tch::manual_seed(13);
+    let bf = (Kind::BFloat16, Device::Cpu);
+    // 4 query + 1 key heads of D = 64 inside a [2, 3, 6, 64] projection; tables per token.
+    let (heads, d) = (5i64, 64i64);
+    let qkv = Tensor::randn([2, 3, 6, d], bf) * 2.0;
+    let w = Tensor::randn([heads, d], (Kind::Float, Device::Cpu)) * 0.3 + 1.0;
+    let ang = Tensor::randn([2, 3, 1, d], (Kind::Float, Device::Cpu));
+    let (cos, sin) = (
+        ang.cos().to_kind(Kind::BFloat16),
+        ang.sin().to_kind(Kind::BFloat16),
+    );
+    let g = Tensor::randn([2, 3, heads, d], bf);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    write_bf16(&p("x.bin"), &qkv);
+    write_f32(&p("w.bin"), &w);
+    write_bf16(&p("cos.bin"), &cos);
+    write_bf16(&p("sin.bin"), &sin);
+    write_bf16(&p("g.bin"), &g);
+    let eps = 1e-6;
+    emulate(&[
+        "rope".into(),
+        dir.path().display().to_string(),
+        (2 * 3 * heads).to_string(),
+        heads.to_string(),
+        d.to_string(),
+        (6 * d).to_string(),
+        eps.to_string(),
+        "32".into(),
+    ]);
+    let leaf = qkv.detach().set_requires_grad(true);
+    let y = fused::reference_qk_norm_rope(&leaf.narrow(2, 0, heads), &w, &cos, &sin, heads, eps)
+        .unwrap();
+    let loss = (y.to_kind(Kind::Float) * g.to_kind(Kind::Float)).sum(Kind::Float);
+    let dbuf = Tensor::run_backward(&[loss], &[&leaf], false, false).remove(0);
+    let y_emu = read_bf16(&p("y.bin"), &[2, 3, heads, d]);
+    let dx_emu = read_bf16(&p("dx.bin"), &[2, 3, heads, d]);
+    assert!(
+        relative(&y_emu, &y.detach()) < 1e-2,
+        "q/k norm + RoPE output"
+    );
+    assert!(
+        relative(&dx_emu, &dbuf.narrow(2, 0, heads)) < 1e-2,
+        "q/k norm + RoPE gradient"
+    );
+    // Teeth: the norm alone (no rotation) is far from the output.
+    let unrotated =
+        fused::reference_rms_norm(&qkv.narrow(2, 0, heads), &w, heads, eps, None).unwrap();
+    assert!(relative(&unrotated, &y.detach()) > 0.1);
 }

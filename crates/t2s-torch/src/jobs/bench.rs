@@ -3,6 +3,7 @@
 //! wd 0.01, random ids in [3, vocab), loss on all tokens), timed after warm-up. With
 //! `profile: <trace.json>`, 2 more steps run under libtorch's profiler: the Chrome trace is
 //! written there and the result summarises GPU time by kernel and the longest CPU ops.
+//! `fused: false` turns the fused CUDA kernels (`crate::fused`) off, for a with/without run.
 
 use serde_json::{json, Value};
 use t2s::worker::protocol::JobSpec;
@@ -132,6 +133,13 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let warmup = p.u64("warmup", 3)?;
     let dev = parse_device(&spec.device)?;
     let kind = parse_kind(p.str("dtype")?.unwrap_or("auto"), dev)?;
+    // `fused: false` measures libtorch's unfused ops (the fused kernels serve bf16 on CUDA).
+    crate::fused::set_enabled(p.bool("fused", true)?);
+    let fused = if kind == Kind::BFloat16 && dev.is_cuda() {
+        crate::fused::status(dev).map_or_else(|e| e, |()| "on".to_string())
+    } else {
+        "not used (bf16 on CUDA only)".to_string()
+    };
     tch::manual_seed(0);
     let mut model = Gemma3::from_source(
         cfg.clone(),
@@ -197,6 +205,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "shape": shape,
         "device": device_name(dev),
         "dtype": format!("{kind:?}"),
+        "fused_kernels": fused,
         "layers": cfg.num_hidden_layers,
         "batch": batch, "seq": seq, "rank": rank, "steps": steps,
         "step_ms": 1000.0 * dt / steps as f64,

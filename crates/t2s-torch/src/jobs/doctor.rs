@@ -17,6 +17,9 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
                 d["compute_capability"] =
                     json!(format!("{}.{}", info.capability.0, info.capability.1));
             }
+            // The fused bf16 kernels: compiled by NVRTC and self-checked here, or why not.
+            d["fused_kernels"] = json!(crate::fused::status(tch::Device::Cuda(i as usize))
+                .map_or_else(|e| e, |()| "ok".to_string()));
             d
         })
         .collect();

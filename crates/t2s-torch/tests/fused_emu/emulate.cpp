@@ -7,6 +7,8 @@
 //   emulate rms  <dir> <rows> <heads> <D> <x_tok> <w_heads> <has_res> <eps> <threads>
 //     reads  dir/x.bin (bf16), w.bin (f32), res.bin (bf16, if has_res), g.bin (bf16)
 //     writes dir/y.bin (bf16), rstd.bin (f32), dx.bin (bf16)
+//   emulate rope <dir> <rows> <heads> <D> <x_tok> <eps> <threads>
+//     reads  dir/x.bin, w.bin ([heads, D] f32), cos.bin, sin.bin, g.bin; writes y.bin, dx.bin
 //   emulate gate <dir> <rows> <I> <grid_y> <threads>
 //     reads  dir/gu.bin (bf16), g.bin (bf16); writes dir/out.bin, dgu.bin (bf16)
 #include <barrier>
@@ -129,6 +131,32 @@ int main(int argc, char** argv) {
     });
     write(dir + "y.bin", y);
     write(dir + "rstd.bin", rstd);
+    write(dir + "dx.bin", dx);
+    return 0;
+  }
+  if (what == "rope" && argc == 9) {
+    const long long rows = std::atoll(argv[3]);
+    const int heads = std::atoi(argv[4]), D = std::atoi(argv[5]);
+    const long long x_tok = std::atoll(argv[6]);
+    const float eps = static_cast<float>(std::atof(argv[7]));
+    const unsigned threads = static_cast<unsigned>(std::atoi(argv[8]));
+    const auto x = read<bf16_t>(dir + "x.bin");
+    const auto w = read<float>(dir + "w.bin");
+    const auto cos = read<bf16_t>(dir + "cos.bin");
+    const auto sin = read<bf16_t>(dir + "sin.bin");
+    const auto g = read<bf16_t>(dir + "g.bin");
+    std::vector<bf16_t> y(static_cast<size_t>(rows * D)), dx(y.size());
+    std::vector<float> rstd(static_cast<size_t>(rows));
+    const dim3 grid{static_cast<unsigned>(rows), 1, 1}, block{threads, 1, 1};
+    launch(grid, block, [&] {
+      t2s_qk_rope_fwd(x.data(), x_tok, w.data(), heads, cos.data(), sin.data(), y.data(),
+                      rstd.data(), heads, D, eps);
+    });
+    launch(grid, block, [&] {
+      t2s_qk_rope_bwd(g.data(), x.data(), x_tok, w.data(), heads, cos.data(), sin.data(),
+                      rstd.data(), dx.data(), heads, D);
+    });
+    write(dir + "y.bin", y);
     write(dir + "dx.bin", dx);
     return 0;
   }

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The next lent GPU's run for issue 8's open item (40% MFU), most telling first; each piece's
+# timeout is capped by what is left of BUDGET seconds (default 540), so what ran comes back:
+#   0. correctness on CUDA: the fused kernels (self-check, model widths, a bf16 LoRA model with
+#      and without them), bf16/fp32 parity with transformers, the training loop against
+#      transformers + PEFT;
+#   1. the 1B LoRA step (bench-train, fixed shape) at batch 8 and 32 with the fused kernels and
+#      without (`fused: false`), the fused runs profiled (GPU time by kernel), and the peer
+#      (transformers + PEFT) at batch 8 in the same call for the ratio;
+#   2. the real training loop (varying batch lengths) with SDPA's cuDNN attention left to torch
+#      and off (T2S_SDPA_CUDNN=0), against bench-train at one shape;
+#   3. batched greedy generation, 256 prompts, cuDNN attention default and off, t2s against HF.
+# Prepared by bench/gpu/prepare.sh; run there as `bash bench/gpu/mfu.sh` (about 8 minutes on an
+# H200). Results under $OUT: mfu.txt (the summary), train_1b_*.json, peer_b8.json,
+# train_overhead*.txt.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUDGET=${BUDGET:-540}
+source bench/gpu/env.sh
+say() { echo "$*" | tee -a "$OUT/mfu.txt"; }
+# Run the rest of the line with T2S_SDPA_CUDNN unset (default) or 0 (nocudnn).
+with_sdpa() {
+  local setting=$1; shift
+  if [ "$setting" = nocudnn ]; then T2S_SDPA_CUDNN=0 "$@"; else env -u T2S_SDPA_CUDNN "$@"; fi
+}
+say "$(date -u) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
+
+# 0. Correctness on CUDA.
+for t in .gpu/tests/fused-* .gpu/tests/parity-* .gpu/tests/train_parity-*; do
+  [ -x "$t" ] || continue
+  say "== $(basename "$t") on CUDA"
+  T2S_REPO_ROOT=$PWD T2S_TEST_DEVICE=cuda timeout "$(cap 90)" "$t" --test-threads 1 --skip emulated 2>&1 \
+    | grep -E "^test |test result|panicked|Δ" | tail -25 | tee -a "$OUT/mfu.txt"
+done
+
+# 1. The 1B step: fused kernels on (profiled) and off, batch 8 and 32; the peer at batch 8.
+for run in "on 8" "off 8" "on ${BIG_BATCH:-32}" "off ${BIG_BATCH:-32}"; do
+  set -- $run
+  say "== t2s 1B step, batch $2, fused kernels $1"
+  fused=true; [ "$1" = off ] && fused=false
+  profile=""; [ "$1" = on ] && profile=",\"profile\":\"/tmp/trace_b$2.json\""
+  echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":$2,\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":20,\"warmup\":3,\"fused\":$fused$profile}}" > /tmp/bt1b.json
+  timeout "$(cap 90)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$OUT/train_1b_$1_b$2.json"
+  python3 bench/gpu/profile_summary.py "$OUT/train_1b_$1_b$2.json" 2>&1 | tee -a "$OUT/mfu.txt"
+done
+say "== peer (transformers + PEFT) 1B step, batch 8"
+timeout "$(cap 120)" python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank 16 \
+  --batch 8 --seq 512 --steps 20 2>/dev/null | tail -1 > "$OUT/peer_b8.json"
+cat "$OUT/peer_b8.json" | tee -a "$OUT/mfu.txt"
+python3 - "$OUT" <<'PY' | tee -a "$OUT/mfu.txt"
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+def tps(name):
+    try:
+        t = json.loads((out / name).read_text().strip().splitlines()[-1])
+        return (t.get("value") or t).get("tokens_per_s")
+    except Exception:
+        return None
+peer = tps("peer_b8.json")
+for f in ("on_b8", "off_b8", "on_b32", "off_b32"):
+    v = tps(f"train_1b_{f}.json")
+    if v:
+        ratio = f", {v / peer:.2f}x the peer at b8" if peer else ""
+        print(f"t2s {f}: {v:.0f} tok/s, MFU {v * 4.2e9 / 790e12 * 100:.1f}%{ratio}")
+PY
+
+# 2. The real training loop (varying batch lengths) against one fixed shape.
+for s in default nocudnn; do
+  say "== real loop, SDPA cuDNN $s"
+  tag=""; [ "$s" = nocudnn ] && tag=_nocudnn
+  PIPE_TIMEOUT=$(cap 90) TAG=$tag BASE_STEPS=150 LORA_STEPS=60 with_sdpa $s bash bench/gpu/train_overhead.sh 2>&1 \
+    | grep -E "wall|bench-train" | tee -a "$OUT/mfu.txt"
+done
+
+# 3. Generation: t2s dynamic and graph against HF generate, both sides under the same setting.
+for s in default nocudnn; do
+  say "== generation, 256 prompts, SDPA cuDNN $s"
+  WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=256 BATCH=128 MAX_NEW=128 DECODERS="dynamic graph" \
+    with_sdpa $s timeout "$(cap 150)" bash bench/generate.sh 2>&1 | grep -E "ratio|rror" | tee -a "$OUT/mfu.txt"
+done
+date -u | tee -a "$OUT/mfu.txt"
