@@ -2,6 +2,8 @@
 //! HF `tokenizers`, the same tokenizer.json) for every row of a generated corpus; plus the
 //! trained tokenizer's special tokens and the examples file round trip.
 
+mod common;
+
 mod data_common;
 
 use std::path::Path;
@@ -20,7 +22,7 @@ fn oracle(
     mode: &str,
     max_length: usize,
 ) -> Vec<(i64, Vec<u32>, Vec<i64>)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracles/preprocess_ref.py");
+    let script = common::repo_dir().join("scripts/oracles/preprocess_ref.py");
     let out = Command::new(python())
         .arg(script)
         .arg(rows)

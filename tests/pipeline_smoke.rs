@@ -4,11 +4,13 @@
 //! SQLite scoring, report). The run succeeds, the report has every section, and a second run
 //! is all cache hits.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    common::repo_dir()
 }
 
 /// The worker binary next to the test binary's target dir (built by `cargo test --workspace`).

@@ -15,13 +15,15 @@
 //! And without a cluster: 5. no Slurm on PATH fails at once; `--dry-run` prints the sbatch
 //! commands.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    common::repo_dir()
 }
 
 fn smoke() -> PathBuf {

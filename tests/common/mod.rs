@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+/// The repository (this package's directory) as `cargo test` reports it at run time: a test
+/// binary reused from a shared target dir may have been built in another checkout, whose
+/// compile-time path is gone. Falls back to the compile-time path outside `cargo test`.
+pub fn repo_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 pub struct Project {
     pub dir: tempfile::TempDir,
 }
@@ -42,7 +50,7 @@ impl Project {
     /// A temp root with `pipe/` = a copy of `pipelines/examples` and the python shim.
     pub fn new() -> Project {
         let dir = tempfile::tempdir().unwrap();
-        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/examples");
+        let examples = repo_dir().join("pipelines/examples");
         copy_dir(&examples, &dir.path().join("pipe"));
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();

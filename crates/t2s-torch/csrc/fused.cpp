@@ -8,6 +8,9 @@
 //     chain is cast, norm, cast, add: four kernels each way and fp32 copies of the input).
 //   * The q/k norms and RoPE after them in one kernel each way (unfused: the norm chain, then
 //     mul, roll and addcmul forward and five kernels back).
+//   * The cross-entropy of a chunk of logits with its gradient, in place (two passes over the
+//     logits instead of log_softmax, gather, softmax and scatter-add; not autograd: the
+//     chunked loss computes its gradient itself).
 //   * The tanh-GELU gate of the MLP, gelu(gate) * up, read straight from the fused gate/up
 //     projection [tokens, 2I]: one kernel forward, and one backward that writes the gradient
 //     of both halves (unfused: gelu, mul, then mul, mul, gelu-backward and a concatenation).
@@ -52,8 +55,18 @@ const char* kSource =
     ;
 
 const char* kKernels[] = {"t2s_rms_fwd",       "t2s_rms_bwd",     "t2s_gelu_gate_fwd",
-                          "t2s_gelu_gate_bwd", "t2s_qk_rope_fwd", "t2s_qk_rope_bwd"};
-enum Kernel { RmsFwd, RmsBwd, GeluGateFwd, GeluGateBwd, QkRopeFwd, QkRopeBwd, KernelCount };
+                          "t2s_gelu_gate_bwd", "t2s_qk_rope_fwd", "t2s_qk_rope_bwd",
+                          "t2s_ce_rows"};
+enum Kernel {
+  RmsFwd,
+  RmsBwd,
+  GeluGateFwd,
+  GeluGateBwd,
+  QkRopeFwd,
+  QkRopeBwd,
+  CeRows,
+  KernelCount
+};
 
 // --- NVRTC, loaded from the process or from the nvidia packages beside torch ---------------
 
@@ -553,6 +566,33 @@ int t2s_fused_qk_norm_rope(void* x, void* w, void* cos, void* sin, long long hea
                                      *static_cast<at::Tensor*>(sin), static_cast<int64_t>(heads),
                                      eps);
     *out = new at::Tensor(std::move(y));
+  });
+}
+
+// Cross-entropy rows of logits z [rows, V] (bf16, contiguous) at int64 `targets` [rows]: the
+// fp32 NLL per row into `*out` (a new tensor), and z overwritten with softmax(z) - onehot in
+// bf16 (the gradient of the summed NLL). Not differentiable: the caller owns the gradient.
+int t2s_fused_ce_rows(void* z, void* targets, void** out, char** err) {
+  return guard_errors(err, [&] {
+    at::Tensor& zt = *static_cast<at::Tensor*>(z);
+    const at::Tensor& tt = *static_cast<at::Tensor*>(targets);
+    check_bf16_cuda(zt, "logits");
+    TORCH_CHECK(zt.dim() == 2 && zt.is_contiguous(), "logits must be contiguous [rows, V]");
+    TORCH_CHECK(tt.scalar_type() == at::kLong && tt.device() == zt.device() &&
+                    tt.numel() == zt.size(0),
+                "targets must be int64 [rows] on the logits' device");
+    DeviceGuard guard(zt.device());
+    const at::Tensor t = tt.contiguous();
+    auto nll = at::empty({zt.size(0)}, zt.options().dtype(at::kFloat));
+    if (zt.size(0) > 0) {
+      void* zp = zt.data_ptr();
+      const void* tp = t.data_ptr();
+      void* np = nll.data_ptr();
+      int v = static_cast<int>(zt.size(1));
+      void* args[] = {&zp, &tp, &v, &np};
+      launch(zt, CeRows, dim3(static_cast<unsigned>(zt.size(0))), dim3(1024), args);
+    }
+    *out = new at::Tensor(std::move(nll));
   });
 }
 

@@ -206,3 +206,63 @@ extern "C" __global__ void t2s_qk_rope_bwd(const bf16_t* __restrict__ g,
   for (int i = threadIdx.x; i < D; i += blockDim.x)
     dr[i] = f2bf(rope_grad(gr, cr, sr, i, half) * wr[i] * r - bf2f(xr[i]) * c);
 }
+
+// Cross-entropy of a chunk of logits z [rows, V] (bf16), one row per block, forward and
+// backward in two passes over the row: the log-sum-exp in fp32 by an online max and sum,
+// nll[row] = lse - z[target]; then z is overwritten in place with the gradient of the summed
+// NLL, bf16(softmax(z)) minus one at the target (what softmax in bf16 then a scatter-add of
+// -1 compute). The targets are valid indices (ignored positions were left out).
+#define T2S_LOWEST (-3.402823466e+38f)
+
+__device__ __forceinline__ void max_sum_merge(float& m, float& s, float m2, float s2) {
+  const float mm = fmaxf(m, m2);
+  s = s * expf(m - mm) + s2 * expf(m2 - mm);
+  m = mm;
+}
+
+extern "C" __global__ void t2s_ce_rows(bf16_t* __restrict__ z,
+                                       const long long* __restrict__ targets, int V,
+                                       float* __restrict__ nll) {
+  __shared__ float sm_m[32];
+  __shared__ float sm_s[32];
+  const long long row = blockIdx.x;
+  bf16_t* zr = z + row * (long long)V;
+  float m = T2S_LOWEST, s = 0.0f;
+  for (int i = threadIdx.x; i < V; i += blockDim.x) {
+    const float v = bf2f(zr[i]);
+    if (v > m) {
+      s = s * expf(m - v) + 1.0f;
+      m = v;
+    } else {
+      s += expf(v - m);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+    const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    max_sum_merge(m, s, m2, s2);
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) {
+    sm_m[warp] = m;
+    sm_s[warp] = s;
+  }
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  m = lane < warps ? sm_m[lane] : T2S_LOWEST;
+  s = lane < warps ? sm_s[lane] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+    const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    max_sum_merge(m, s, m2, s2);
+  }
+  const float lse = m + logf(s);
+  const long long t = targets[row];
+  if (threadIdx.x == 0) nll[row] = lse - bf2f(zr[t]);
+  __syncthreads();  // zr[t] is read before any thread overwrites the row
+  for (int i = threadIdx.x; i < V; i += blockDim.x) {
+    bf16_t p = f2bf(expf(bf2f(zr[i]) - lse));
+    if (i == t) p = f2bf(bf2f(p) - 1.0f);
+    zr[i] = p;
+  }
+}

@@ -1,13 +1,14 @@
 //! Fused CUDA kernels for bf16 models (`csrc/fused.cpp`): the Gemma RMSNorm (fp32 math, bf16
 //! in and out, optionally with the residual add after it), the q/k norms with the RoPE after
-//! them, and the tanh-GELU gate of the MLP,
-//! each one kernel forward and one backward instead of a chain of casts and elementwise
-//! kernels. NVRTC compiles them at run time for the device at hand.
+//! them and the tanh-GELU gate of the MLP (each one kernel forward and one backward instead of
+//! a chain of casts and elementwise kernels), and the chunked loss's cross-entropy with its
+//! gradient (one kernel, in place). NVRTC compiles them at run time for the device at hand.
 //!
 //! They serve bf16 CUDA tensors only, and only after a self-check on the device: on first use
 //! the kernels are compiled and their outputs and gradients compared with libtorch's unfused
-//! ops ([`reference_rms_norm`], [`reference_qk_norm_rope`], [`reference_gelu_gate`]). A failure is logged once and the
-//! unfused ops serve from then on, so a broken or missing NVRTC costs speed, never results.
+//! ops ([`reference_rms_norm`], [`reference_qk_norm_rope`], [`reference_gelu_gate`],
+//! `train::ce_rows_unfused`). A failure is logged once and the unfused ops serve from then
+//! on, so a broken or missing NVRTC costs speed, never results.
 //! `T2S_FUSED=0` (or [`set_enabled`]) turns them off.
 
 use std::collections::HashMap;
@@ -179,6 +180,35 @@ pub fn qk_norm_rope(
     }
 }
 
+/// Cross-entropy rows of a chunk of logits `z: [rows, V]` (bf16, contiguous) at int64
+/// `targets: [rows]` on its device: returns the fp32 NLL per row and overwrites `z` with
+/// `softmax(z) − onehot` in bf16 (the gradient of the summed NLL w.r.t. the logits). Not
+/// differentiable: for the chunked loss, which hands its gradient to autograd itself. Call
+/// only where [`serves`] holds.
+pub fn ce_rows(z: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    #[cfg(t2s_shim)]
+    {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: as in `rms_norm`; the kernel writes into `z`'s storage, which the caller
+        // owns and no other tensor reads meanwhile (a fresh logits chunk).
+        crate::shim::call("fused cross-entropy", |e| unsafe {
+            ffi::t2s_fused_ce_rows(
+                z.as_ptr() as *mut _,
+                targets.as_ptr() as *mut _,
+                &mut out,
+                e,
+            )
+        })?;
+        // SAFETY: as in `rms_norm`.
+        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+    }
+    #[cfg(not(t2s_shim))]
+    {
+        let _ = (z, targets);
+        Err(no_shim("the fused cross-entropy"))
+    }
+}
+
 /// `gelu_tanh(gu[..., :I]) · gu[..., I:]` of the fused gate/up projection `gu: [..., 2I]`
 /// (bf16), with the unfused program's roundings. Call only where [`serves`] holds.
 pub fn gelu_gate(gu: &Tensor) -> Result<Tensor> {
@@ -333,6 +363,18 @@ pub fn self_check(dev: Device) -> Result<()> {
         &|t| reference_qk_norm_rope(&t[0].f_narrow(2, 0, 5)?, &wh, &cos, &sin, 5, eps),
         TOL,
     )?;
+    // Cross-entropy rows (no autograd: outputs compared, NLL and the in-place gradient).
+    let z = Tensor::f_randn([5, 300], opts)?.f_mul_scalar(3.0)?;
+    let t = Tensor::f_from_slice(&[0i64, 299, 17, 150, 3])?.f_to_device(dev)?;
+    let (nll_ref, g_ref) = crate::train::ce_rows_unfused(&z, &t.f_view([-1, 1])?, Kind::BFloat16)?;
+    let zf = z.f_detach_copy()?;
+    let nll = ce_rows(&zf, &t)?;
+    let gap = relative_gap(&nll, &nll_ref)?.max(relative_gap(&zf, &g_ref)?);
+    if !(gap.is_finite() && gap <= TOL) {
+        return Err(ModelError::Input(format!(
+            "self-check of the fused cross-entropy: differs from libtorch's ops by {gap:.3e}"
+        )));
+    }
     let gu = Tensor::f_randn([2, 3, 2 * 80], opts)?;
     compare(
         "GELU gate",
@@ -362,6 +404,12 @@ mod ffi {
             res: *mut c_void,
             heads: c_longlong,
             eps: f64,
+            out: *mut *mut c_void,
+            err: *mut *mut c_char,
+        ) -> c_int;
+        pub fn t2s_fused_ce_rows(
+            z: *mut c_void,
+            targets: *mut c_void,
             out: *mut *mut c_void,
             err: *mut *mut c_char,
         ) -> c_int;

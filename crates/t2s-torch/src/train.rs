@@ -8,6 +8,7 @@
 use tch::{Kind, Tensor};
 
 use crate::error::{ModelError, Result};
+use crate::fused;
 use crate::gemma3::Gemma3;
 
 pub use crate::adamw::AdamW;
@@ -93,14 +94,26 @@ pub fn chunked_ce(model: &Gemma3, hidden: &Tensor, targets: &Tensor, chunk: i64)
 }
 
 /// Summed NLL (fp32 scalar) of one chunk of logits `z: [c, V]` (model dtype) at targets
-/// `tc: [c, 1]`, and `softmax(z) − onehot` in `kind` for the gradient. Two passes over the
-/// logits, each reading them once: `log_softmax` in fp32 for the loss (exact for any logit gap)
-/// and `softmax` written straight in the weight dtype, which the gradient GEMM uses anyway.
+/// `tc: [c, 1]`, and `softmax(z) − onehot` in `kind` for the gradient. On a CUDA device with
+/// the fused kernels, one kernel computes both and writes the gradient over `z` in place.
 fn chunk_loss_and_grad(z: &Tensor, tc: &Tensor, kind: Kind) -> Result<(Tensor, Tensor)> {
+    if z.kind() == kind && fused::serves(z) {
+        let nll = fused::ce_rows(z, &tc.f_view([-1])?)?;
+        return Ok((nll.f_sum(Kind::Float)?, z.shallow_clone()));
+    }
+    let (nll, g) = ce_rows_unfused(z, tc, kind)?;
+    Ok((nll.f_sum(Kind::Float)?, g))
+}
+
+/// NLL per row (fp32 `[c]`) and `softmax(z) − onehot` in `kind`, with libtorch's ops: two
+/// passes over the logits, each reading them once: `log_softmax` in fp32 for the loss (exact
+/// for any logit gap) and `softmax` written straight in the weight dtype, which the gradient
+/// GEMM uses anyway.
+pub fn ce_rows_unfused(z: &Tensor, tc: &Tensor, kind: Kind) -> Result<(Tensor, Tensor)> {
     let nll = z
         .f_log_softmax(-1, Kind::Float)?
         .f_gather(1, tc, false)?
-        .f_sum(Kind::Float)?
+        .f_view([-1])?
         .f_neg()?;
     let mut g = z.f_softmax(-1, kind)?;
     let len = tc.size()[0];

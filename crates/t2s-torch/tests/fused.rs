@@ -115,6 +115,15 @@ fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
         relative(&gf2[0], &gr2[0]) < 1e-2,
         "q/k norm + RoPE gradient"
     );
+    // Cross-entropy rows at the 1B vocabulary, in place.
+    let z = Tensor::randn([6, 262_144], bf) * 3.0;
+    let t = Tensor::from_slice(&[0i64, 262_143, 1, 100_000, 5, 42]).to_device(dev);
+    let (nll_ref, g_ref) =
+        t2s_torch::train::ce_rows_unfused(&z, &t.view([-1, 1]), Kind::BFloat16).unwrap();
+    let zf = z.copy();
+    let nll = fused::ce_rows(&zf, &t).unwrap();
+    assert!(relative(&nll, &nll_ref) < 1e-5, "cross-entropy NLL");
+    assert!(relative(&zf, &g_ref) < 1e-2, "cross-entropy gradient");
     // The v heads got no gradient from the norm.
     assert_eq!(
         gf[0].narrow(2, 5, 1).abs().max().double_value(&[]),
@@ -187,7 +196,7 @@ fn emulator() -> &'static Path {
     let (_, exe) = EMU.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let exe = dir.path().join("emulate");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fused_emu/emulate.cpp");
+        let src = repo_root().join("crates/t2s-torch/tests/fused_emu/emulate.cpp");
         let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
         let out = Command::new(&cxx)
             .args(["-std=c++20", "-O2", "-pthread", "-o"])
@@ -432,4 +441,43 @@ fn emulated_qk_norm_rope_kernels_match_libtorch() {
     let unrotated =
         fused::reference_rms_norm(&qkv.narrow(2, 0, heads), &w, heads, eps, None).unwrap();
     assert!(relative(&unrotated, &y.detach()) > 0.1);
+}
+
+#[test]
+fn emulated_cross_entropy_kernel_matches_libtorch() {
+    tch::manual_seed(14);
+    // Fewer threads than columns, a row with its target at each end, a dominant logit.
+    let (rows, v) = (4i64, 200i64);
+    let z = Tensor::randn([rows, v], (Kind::BFloat16, Device::Cpu)) * 4.0;
+    let _ = z.get(2).get(5).fill_(30.0);
+    let t = Tensor::from_slice(&[0i64, 199, 5, 77]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    write_bf16(&p("z.bin"), &z);
+    let tv = Vec::<i64>::try_from(&t).unwrap();
+    std::fs::write(
+        p("t.bin"),
+        tv.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    emulate(&[
+        "ce".into(),
+        dir.path().display().to_string(),
+        rows.to_string(),
+        v.to_string(),
+        "64".into(),
+    ]);
+    let (nll, g) = t2s_torch::train::ce_rows_unfused(&z, &t.view([-1, 1]), Kind::BFloat16).unwrap();
+    let nll_emu = read_f32(&p("nll.bin"));
+    let g_emu = read_bf16(&p("grad.bin"), &[rows, v]);
+    assert!(relative(&nll_emu, &nll) < 1e-5, "nll {nll_emu} vs {nll}");
+    assert!(relative(&g_emu, &g) < 1e-2, "gradient");
+    // The target columns carry the −1: the gradient sums to ~0 per row.
+    let row_sums = g_emu
+        .to_kind(Kind::Float)
+        .sum_dim_intlist(-1, false, Kind::Float);
+    assert!(
+        row_sums.abs().max().double_value(&[]) < 0.05,
+        "row sums {row_sums}"
+    );
 }

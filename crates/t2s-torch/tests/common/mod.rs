@@ -11,12 +11,15 @@ use t2s_torch::Gemma3;
 use tch::{Device, Kind, Tensor};
 
 /// The repository root: `T2S_REPO_ROOT` if set (test binaries carried to another machine),
-/// else where this crate was built.
+/// else this crate's directory as `cargo test` reports it at run time (a binary reused from a
+/// shared target dir may have been built in another checkout), else where it was built.
 pub fn repo_root() -> PathBuf {
-    match std::env::var_os("T2S_REPO_ROOT") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    if let Some(p) = std::env::var_os("T2S_REPO_ROOT") {
+        return PathBuf::from(p);
     }
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    crate_dir.join("../..")
 }
 
 /// The venv python if it has torch + transformers + peft; `None` (and a loud message) if not.

@@ -9,6 +9,8 @@
 //     writes dir/y.bin (bf16), rstd.bin (f32), dx.bin (bf16)
 //   emulate rope <dir> <rows> <heads> <D> <x_tok> <eps> <threads>
 //     reads  dir/x.bin, w.bin ([heads, D] f32), cos.bin, sin.bin, g.bin; writes y.bin, dx.bin
+//   emulate ce   <dir> <rows> <V> <threads>
+//     reads  dir/z.bin (bf16 [rows, V]), t.bin (int64); writes nll.bin (f32), grad.bin (bf16)
 //   emulate gate <dir> <rows> <I> <grid_y> <threads>
 //     reads  dir/gu.bin (bf16), g.bin (bf16); writes dir/out.bin, dgu.bin (bf16)
 #include <barrier>
@@ -60,6 +62,7 @@ static unsigned int __float_as_uint(float f) {
 }
 
 static float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+using std::fmaxf;
 
 #include "../../csrc/fused_kernels.cu"
 
@@ -158,6 +161,19 @@ int main(int argc, char** argv) {
     });
     write(dir + "y.bin", y);
     write(dir + "dx.bin", dx);
+    return 0;
+  }
+  if (what == "ce" && argc == 6) {
+    const long long rows = std::atoll(argv[3]);
+    const int V = std::atoi(argv[4]);
+    const unsigned threads = static_cast<unsigned>(std::atoi(argv[5]));
+    auto z = read<bf16_t>(dir + "z.bin");
+    const auto t = read<long long>(dir + "t.bin");
+    std::vector<float> nll(static_cast<size_t>(rows));
+    launch(dim3{static_cast<unsigned>(rows), 1, 1}, dim3{threads, 1, 1},
+           [&] { t2s_ce_rows(z.data(), t.data(), V, nll.data()); });
+    write(dir + "nll.bin", nll);
+    write(dir + "grad.bin", z);
     return 0;
   }
   if (what == "gate" && argc == 7) {
