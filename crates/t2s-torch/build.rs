@@ -58,6 +58,7 @@ fn build_shim() {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/fused.cpp");
     println!("cargo:rerun-if-changed=csrc/fused_kernels.cu");
+    println!("cargo:rerun-if-changed=csrc/guarded.h");
     // T2S_NO_SHIM=1 builds without it, as on a machine without the CUDA headers (CI checks that
     // this build compiles too).
     println!("cargo:rerun-if-env-changed=T2S_NO_SHIM");

@@ -24,6 +24,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "guarded.h"
+
 #include <cuda.h>
 #include <dirent.h>
 #include <dlfcn.h>
@@ -85,6 +87,12 @@ struct Nvrtc {
   decltype(&nvrtcGetSupportedArchs) archs;
 };
 
+void* symbol(void* lib, const char* lib_name, const char* name) {
+  void* p = dlsym(lib, name);
+  if (p == nullptr) throw std::runtime_error(std::string(lib_name) + " lacks " + name);
+  return p;
+}
+
 // The directory of the libtorch_cuda this code is linked with (…/site-packages/torch/lib).
 std::string torch_lib_dir() {
   Dl_info info{};
@@ -131,11 +139,7 @@ const Nvrtc& nvrtc() {
     std::string tried;
     void* h = open_nvrtc(&tried);
     if (h == nullptr) throw std::runtime_error("libnvrtc not found (tried " + tried + ")");
-    auto sym = [&](const char* name) {
-      void* p = dlsym(h, name);
-      if (p == nullptr) throw std::runtime_error(std::string("libnvrtc lacks ") + name);
-      return p;
-    };
+    auto sym = [&](const char* name) { return symbol(h, "libnvrtc", name); };
     Nvrtc a{};
     a.create = reinterpret_cast<decltype(a.create)>(sym("nvrtcCreateProgram"));
     a.compile = reinterpret_cast<decltype(a.compile)>(sym("nvrtcCompileProgram"));
@@ -220,11 +224,7 @@ const Driver& driver() {
   static Driver api = [] {
     void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (h == nullptr) throw std::runtime_error("libcuda.so.1 not found");
-    auto sym = [&](const char* name) {
-      void* p = dlsym(h, name);
-      if (p == nullptr) throw std::runtime_error(std::string("libcuda lacks ") + name);
-      return p;
-    };
+    auto sym = [&](const char* name) { return symbol(h, "libcuda", name); };
     Driver d{};
     d.load = reinterpret_cast<decltype(d.load)>(sym("cuModuleLoadData"));
     d.function = reinterpret_cast<decltype(d.function)>(sym("cuModuleGetFunction"));
@@ -511,21 +511,6 @@ struct GeluGate : public torch::autograd::Function<GeluGate> {
   }
 };
 
-char* dup(const std::string& s) { return strdup(s.c_str()); }
-
-template <typename F>
-int guard_errors(char** err, F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    *err = dup(e.what());
-  } catch (...) {
-    *err = dup("unknown C++ exception");
-  }
-  return 1;
-}
-
 }  // namespace
 
 extern "C" {
@@ -533,7 +518,7 @@ extern "C" {
 // Compile the kernels for compute capability major.minor with NVRTC only (no device, no
 // driver): checks the source on any machine that has libnvrtc.
 int t2s_fused_compile_check(int major, int minor, char** err) {
-  return guard_errors(err, [&] {
+  return t2s::guarded(err, [&] {
     bool is_cubin = false;
     (void)compile(major, minor, &is_cubin);
   });
@@ -541,14 +526,14 @@ int t2s_fused_compile_check(int major, int minor, char** err) {
 
 // Compile and load the kernels for CUDA device `device` now (they otherwise load on first use).
 int t2s_fused_prepare(int device, char** err) {
-  return guard_errors(err, [&] { (void)module_for(static_cast<c10::DeviceIndex>(device)); });
+  return t2s::guarded(err, [&] { (void)module_for(static_cast<c10::DeviceIndex>(device)); });
 }
 
 // y = [res +] (x * rstd) * w over the last dim, `heads` rows per token (see GemmaRmsNorm);
 // `res` may be null. `*out` receives a new tensor the caller owns.
 int t2s_fused_rms_norm(void* x, void* w, void* res, long long heads, double eps, void** out,
                        char** err) {
-  return guard_errors(err, [&] {
+  return t2s::guarded(err, [&] {
     const at::Tensor none;
     const at::Tensor& r = res ? *static_cast<at::Tensor*>(res) : none;
     at::Tensor y = GemmaRmsNorm::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(w),
@@ -560,7 +545,7 @@ int t2s_fused_rms_norm(void* x, void* w, void* res, long long heads, double eps,
 // RoPE(q/k norm(x)) for x [..., heads, D] (see QkNormRope). `*out` receives a new tensor.
 int t2s_fused_qk_norm_rope(void* x, void* w, void* cos, void* sin, long long heads, double eps,
                            void** out, char** err) {
-  return guard_errors(err, [&] {
+  return t2s::guarded(err, [&] {
     at::Tensor y = QkNormRope::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(w),
                                      *static_cast<at::Tensor*>(cos),
                                      *static_cast<at::Tensor*>(sin), static_cast<int64_t>(heads),
@@ -573,7 +558,7 @@ int t2s_fused_qk_norm_rope(void* x, void* w, void* cos, void* sin, long long hea
 // fp32 NLL per row into `*out` (a new tensor), and z overwritten with softmax(z) - onehot in
 // bf16 (the gradient of the summed NLL). Not differentiable: the caller owns the gradient.
 int t2s_fused_ce_rows(void* z, void* targets, void** out, char** err) {
-  return guard_errors(err, [&] {
+  return t2s::guarded(err, [&] {
     at::Tensor& zt = *static_cast<at::Tensor*>(z);
     const at::Tensor& tt = *static_cast<at::Tensor*>(targets);
     check_bf16_cuda(zt, "logits");
@@ -598,7 +583,7 @@ int t2s_fused_ce_rows(void* z, void* targets, void** out, char** err) {
 
 // gelu_tanh(gu[..., :I]) * gu[..., I:] for gu [..., 2I]. `*out` receives a new tensor.
 int t2s_fused_gelu_gate(void* gu, void** out, char** err) {
-  return guard_errors(err, [&] {
+  return t2s::guarded(err, [&] {
     at::Tensor y = GeluGate::apply(*static_cast<at::Tensor*>(gu));
     *out = new at::Tensor(std::move(y));
   });

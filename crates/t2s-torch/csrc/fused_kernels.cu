@@ -51,24 +51,47 @@ __device__ __forceinline__ float gelu_tanh_backward(float dy, float x) {
   return dy * (left_derivative + right_derivative);
 }
 
-// One block per row; row = token * heads + head. x rows live at x + token * x_tok + head * D;
-// w is [w_heads, D] (w_heads 1 or heads); y, res and rstd are contiguous [rows, D] / [rows].
-extern "C" __global__ void t2s_rms_fwd(const bf16_t* __restrict__ x, long long x_tok,
-                                       const float* __restrict__ w, int w_heads,
-                                       const bf16_t* __restrict__ res, bf16_t* __restrict__ y,
-                                       float* __restrict__ rstd, int heads, int D, float eps) {
-  __shared__ float smem[32];
-  const long long row = blockIdx.x;
-  const long long tok = row / heads;
-  const int head = (int)(row - tok * heads);
-  const bf16_t* xr = x + tok * x_tok + (long long)head * D;
-  const float* wr = w + (w_heads > 1 ? (long long)head * D : 0LL);
+// One (token, head) row of a norm kernel: block `blockIdx.x` = token * heads + head; x rows
+// live at x + token * x_tok + head * D, w is [w_heads, D] (w_heads 1 or heads).
+struct Row {
+  long long row, tok;
+  const bf16_t* x;
+  const float* w;
+};
+
+__device__ __forceinline__ Row row_of(const bf16_t* x, long long x_tok, const float* w,
+                                      int w_heads, int heads, int D) {
+  Row r;
+  r.row = blockIdx.x;
+  r.tok = r.row / heads;
+  const int head = (int)(r.row - r.tok * heads);
+  r.x = x + r.tok * x_tok + (long long)head * D;
+  r.w = w + (w_heads > 1 ? (long long)head * D : 0LL);
+  return r;
+}
+
+// rsqrt(mean(x^2) + eps) of one row, in fp32, returned to every thread of the block.
+__device__ __forceinline__ float row_rstd(const bf16_t* xr, int D, float eps, float* smem) {
   float ss = 0.0f;
   for (int i = threadIdx.x; i < D; i += blockDim.x) {
     const float v = bf2f(xr[i]);
     ss += v * v;
   }
-  const float r = rsqrtf(block_sum(ss, smem) / (float)D + eps);
+  return rsqrtf(block_sum(ss, smem) / (float)D + eps);
+}
+
+// RMSNorm (+ residual), one row per block (see Row); y, res and rstd are contiguous
+// [rows, D] / [rows].
+extern "C" __global__ void t2s_rms_fwd(const bf16_t* __restrict__ x, long long x_tok,
+                                       const float* __restrict__ w, int w_heads,
+                                       const bf16_t* __restrict__ res, bf16_t* __restrict__ y,
+                                       float* __restrict__ rstd, int heads, int D, float eps) {
+  __shared__ float smem[32];
+  const Row rw = row_of(x, x_tok, w, w_heads, heads, D);
+  const long long row = rw.row;
+  const bf16_t* xr = rw.x;
+  const float* wr = rw.w;
+  const float r = row_rstd(xr, D, eps, smem);
   if (threadIdx.x == 0) rstd[row] = r;
   bf16_t* yr = y + row * D;
   const bf16_t* rr = res ? res + row * D : 0;
@@ -86,11 +109,10 @@ extern "C" __global__ void t2s_rms_bwd(const bf16_t* __restrict__ g,
                                        const float* __restrict__ rstd, bf16_t* __restrict__ dx,
                                        int heads, int D) {
   __shared__ float smem[32];
-  const long long row = blockIdx.x;
-  const long long tok = row / heads;
-  const int head = (int)(row - tok * heads);
-  const bf16_t* xr = x + tok * x_tok + (long long)head * D;
-  const float* wr = w + (w_heads > 1 ? (long long)head * D : 0LL);
+  const Row rw = row_of(x, x_tok, w, w_heads, heads, D);
+  const long long row = rw.row;
+  const bf16_t* xr = rw.x;
+  const float* wr = rw.w;
   const bf16_t* gr = g + row * D;
   float dot = 0.0f;
   for (int i = threadIdx.x; i < D; i += blockDim.x) dot += bf2f(gr[i]) * wr[i] * bf2f(xr[i]);
@@ -148,20 +170,14 @@ extern "C" __global__ void t2s_qk_rope_fwd(const bf16_t* __restrict__ x, long lo
                                            bf16_t* __restrict__ y, float* __restrict__ rstd,
                                            int heads, int D, float eps) {
   __shared__ float smem[32];
-  const long long row = blockIdx.x;
-  const long long tok = row / heads;
-  const int head = (int)(row - tok * heads);
-  const bf16_t* xr = x + tok * x_tok + (long long)head * D;
-  const float* wr = w + (w_heads > 1 ? (long long)head * D : 0LL);
-  const bf16_t* cr = cos + tok * D;
-  const bf16_t* sr = sin + tok * D;
+  const Row rw = row_of(x, x_tok, w, w_heads, heads, D);
+  const long long row = rw.row;
+  const bf16_t* xr = rw.x;
+  const float* wr = rw.w;
+  const bf16_t* cr = cos + rw.tok * D;
+  const bf16_t* sr = sin + rw.tok * D;
   const int half = D / 2;
-  float ss = 0.0f;
-  for (int i = threadIdx.x; i < D; i += blockDim.x) {
-    const float v = bf2f(xr[i]);
-    ss += v * v;
-  }
-  const float r = rsqrtf(block_sum(ss, smem) / (float)D + eps);
+  const float r = row_rstd(xr, D, eps, smem);
   if (threadIdx.x == 0) rstd[row] = r;
   bf16_t* yr = y + row * D;
   for (int i = threadIdx.x; i < D; i += blockDim.x) {
@@ -188,13 +204,12 @@ extern "C" __global__ void t2s_qk_rope_bwd(const bf16_t* __restrict__ g,
                                            const float* __restrict__ rstd,
                                            bf16_t* __restrict__ dx, int heads, int D) {
   __shared__ float smem[32];
-  const long long row = blockIdx.x;
-  const long long tok = row / heads;
-  const int head = (int)(row - tok * heads);
-  const bf16_t* xr = x + tok * x_tok + (long long)head * D;
-  const float* wr = w + (w_heads > 1 ? (long long)head * D : 0LL);
-  const bf16_t* cr = cos + tok * D;
-  const bf16_t* sr = sin + tok * D;
+  const Row rw = row_of(x, x_tok, w, w_heads, heads, D);
+  const long long row = rw.row;
+  const bf16_t* xr = rw.x;
+  const float* wr = rw.w;
+  const bf16_t* cr = cos + rw.tok * D;
+  const bf16_t* sr = sin + rw.tok * D;
   const bf16_t* gr = g + row * D;
   const int half = D / 2;
   float dot = 0.0f;

@@ -10,6 +10,8 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "guarded.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,22 +33,9 @@ struct Graph {
   std::optional<c10::cuda::CUDAStream> previous;
 };
 
-char* message(const std::exception& e) { return strdup(e.what()); }
-
-template <typename F>
-int guarded(char** err, F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    *err = message(e);
-  } catch (...) {
-    *err = strdup("unknown C++ exception");
-  }
-  return 1;
-}
-
 }  // namespace
+
+using t2s::guarded;
 
 extern "C" {
 

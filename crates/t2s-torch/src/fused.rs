@@ -117,23 +117,11 @@ pub fn rms_norm(
 ) -> Result<Tensor> {
     #[cfg(t2s_shim)]
     {
-        let mut out = std::ptr::null_mut();
-        let res = residual.map_or(std::ptr::null_mut(), |r| r.as_ptr() as *mut _);
-        // SAFETY: the tensor handles are live `at::Tensor*` for the call; the shim stores a
-        // new `at::Tensor*` in `out` on success, owned by the returned `Tensor`.
-        crate::shim::call("fused RMSNorm", |e| unsafe {
-            ffi::t2s_fused_rms_norm(
-                x.as_ptr() as *mut _,
-                weight.as_ptr() as *mut _,
-                res,
-                heads,
-                eps,
-                &mut out,
-                e,
-            )
-        })?;
-        // SAFETY: see above.
-        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+        let res = residual.map_or(std::ptr::null_mut(), ptr);
+        // SAFETY: live tensor handles for the call (see `new_tensor`).
+        new_tensor("fused RMSNorm", |out, e| unsafe {
+            ffi::t2s_fused_rms_norm(ptr(x), ptr(weight), res, heads, eps, out, e)
+        })
     }
     #[cfg(not(t2s_shim))]
     {
@@ -156,22 +144,10 @@ pub fn qk_norm_rope(
 ) -> Result<Tensor> {
     #[cfg(t2s_shim)]
     {
-        let mut out = std::ptr::null_mut();
-        // SAFETY: as in `rms_norm`.
-        crate::shim::call("fused q/k norm + RoPE", |e| unsafe {
-            ffi::t2s_fused_qk_norm_rope(
-                x.as_ptr() as *mut _,
-                weight.as_ptr() as *mut _,
-                cos.as_ptr() as *mut _,
-                sin.as_ptr() as *mut _,
-                heads,
-                eps,
-                &mut out,
-                e,
-            )
-        })?;
-        // SAFETY: as in `rms_norm`.
-        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+        // SAFETY: live tensor handles for the call (see `new_tensor`).
+        new_tensor("fused q/k norm + RoPE", |out, e| unsafe {
+            ffi::t2s_fused_qk_norm_rope(ptr(x), ptr(weight), ptr(cos), ptr(sin), heads, eps, out, e)
+        })
     }
     #[cfg(not(t2s_shim))]
     {
@@ -188,19 +164,12 @@ pub fn qk_norm_rope(
 pub fn ce_rows(z: &Tensor, targets: &Tensor) -> Result<Tensor> {
     #[cfg(t2s_shim)]
     {
-        let mut out = std::ptr::null_mut();
-        // SAFETY: as in `rms_norm`; the kernel writes into `z`'s storage, which the caller
-        // owns and no other tensor reads meanwhile (a fresh logits chunk).
-        crate::shim::call("fused cross-entropy", |e| unsafe {
-            ffi::t2s_fused_ce_rows(
-                z.as_ptr() as *mut _,
-                targets.as_ptr() as *mut _,
-                &mut out,
-                e,
-            )
-        })?;
-        // SAFETY: as in `rms_norm`.
-        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+        // SAFETY: live tensor handles for the call (see `new_tensor`); the kernel writes into
+        // `z`'s storage, which the caller owns and nothing else reads meanwhile (a fresh
+        // logits chunk).
+        new_tensor("fused cross-entropy", |out, e| unsafe {
+            ffi::t2s_fused_ce_rows(ptr(z), ptr(targets), out, e)
+        })
     }
     #[cfg(not(t2s_shim))]
     {
@@ -214,13 +183,10 @@ pub fn ce_rows(z: &Tensor, targets: &Tensor) -> Result<Tensor> {
 pub fn gelu_gate(gu: &Tensor) -> Result<Tensor> {
     #[cfg(t2s_shim)]
     {
-        let mut out = std::ptr::null_mut();
-        // SAFETY: as in `rms_norm`.
-        crate::shim::call("fused GELU gate", |e| unsafe {
-            ffi::t2s_fused_gelu_gate(gu.as_ptr() as *mut _, &mut out, e)
-        })?;
-        // SAFETY: as in `rms_norm`.
-        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+        // SAFETY: a live tensor handle for the call (see `new_tensor`).
+        new_tensor("fused GELU gate", |out, e| unsafe {
+            ffi::t2s_fused_gelu_gate(ptr(gu), out, e)
+        })
     }
     #[cfg(not(t2s_shim))]
     {
@@ -383,6 +349,25 @@ pub fn self_check(dev: Device) -> Result<()> {
         &|t| reference_gelu_gate(&t[0]),
         TOL,
     )
+}
+
+/// A tensor handle as the shim takes it (`at::Tensor*`, which tch's `C_tensor` is).
+#[cfg(t2s_shim)]
+fn ptr(t: &Tensor) -> *mut std::os::raw::c_void {
+    t.as_ptr() as *mut _
+}
+
+/// Call a shim entry point that stores a new `at::Tensor*` in its `out` slot, and own it.
+#[cfg(t2s_shim)]
+fn new_tensor(
+    what: &str,
+    f: impl FnOnce(*mut *mut std::os::raw::c_void, *mut *mut std::os::raw::c_char) -> i32,
+) -> Result<Tensor> {
+    let mut out = std::ptr::null_mut();
+    crate::shim::call(what, |e| f(&mut out, e))?;
+    // SAFETY: on success the shim stored a heap-allocated `at::Tensor*` (tch's `C_tensor`),
+    // which the returned `Tensor` now owns and frees.
+    Ok(unsafe { Tensor::from_ptr(out as *mut _) })
 }
 
 #[cfg(not(t2s_shim))]
