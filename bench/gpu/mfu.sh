@@ -7,6 +7,7 @@
 #   1. the 1B LoRA step (bench-train, fixed shape) at batch 8 and 32 with the fused kernels and
 #      without (`fused: false`), the fused runs profiled (GPU time by kernel), and the peer
 #      (transformers + PEFT) at batch 8 in the same call for the ratio;
+#      then the same step at batch 32 under each attention backend (T2S_SDPA);
 #   2. the real training loop (varying batch lengths) with SDPA's cuDNN attention left to torch
 #      and off (T2S_SDPA_CUDNN=0), against bench-train at one shape;
 #   3. batched greedy generation, 256 prompts, cuDNN attention default and off, t2s against HF.
@@ -63,6 +64,15 @@ for f in ("on_b8", "off_b8", "on_b32", "off_b32"):
         ratio = f", {v / peer:.2f}x the peer at b8" if peer else ""
         print(f"t2s {f}: {v:.0f} tok/s, MFU {v * 4.2e9 / 790e12 * 100:.1f}%{ratio}")
 PY
+
+# 1b. Which attention backend serves the 1B step best (T2S_SDPA restricts libtorch's choice;
+#     fa3 is FlashAttention-3, off by default, where the wheel has it), batch 32, fused.
+for backends in flash cudnn efficient fa3,flash; do
+  say "== t2s 1B step, batch ${BIG_BATCH:-32}, T2S_SDPA=$backends"
+  echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":${BIG_BATCH:-32},\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":10,\"warmup\":2}}" > /tmp/bt1b.json
+  T2S_SDPA=$backends timeout "$(cap 60)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$OUT/train_1b_sdpa_${backends/,/_}.json"
+  python3 bench/gpu/profile_summary.py "$OUT/train_1b_sdpa_${backends/,/_}.json" 2>&1 | head -1 | tee -a "$OUT/mfu.txt"
+done
 
 # 2. The real training loop (varying batch lengths) against one fixed shape.
 for s in default nocudnn; do

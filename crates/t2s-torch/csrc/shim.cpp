@@ -114,6 +114,27 @@ int t2s_sdp_set_cudnn(int enabled, char** err) {
 
 int t2s_sdp_cudnn_enabled() { return at::globalContext().userEnabledCuDNNSDP() ? 1 : 0; }
 
+// Which SDPA backends may serve (libtorch's torch.backends.cuda.enable_*_sdp switches): bit 0
+// flash, 1 memory-efficient, 2 math, 3 cuDNN, 4 FlashAttention-3 (Hopper, where the build has
+// it). `t2s_sdp_set_backends` sets all five from `mask`; `t2s_sdp_backends` reads them.
+int t2s_sdp_set_backends(int mask, char** err) {
+  return guarded(err, [&] {
+    auto& ctx = at::globalContext();
+    ctx.setSDPUseFlash((mask & 1) != 0);
+    ctx.setSDPUseMemEfficient((mask & 2) != 0);
+    ctx.setSDPUseMath((mask & 4) != 0);
+    ctx.setSDPUseCuDNN((mask & 8) != 0);
+    ctx.setSDPUseFA3((mask & 16) != 0);
+  });
+}
+
+int t2s_sdp_backends() {
+  const auto& ctx = at::globalContext();
+  return (ctx.userEnabledFlashSDP() ? 1 : 0) | (ctx.userEnabledMemEfficientSDP() ? 2 : 0) |
+         (ctx.userEnabledMathSDP() ? 4 : 0) | (ctx.userEnabledCuDNNSDP() ? 8 : 0) |
+         (ctx.userEnabledFA3SDP() ? 16 : 0);
+}
+
 // Start libtorch's Kineto profiler on this thread (and the autograd threads it starts): CPU
 // ops, and with `cuda` the CUDA kernels and runtime calls (through CUPTI).
 int t2s_profile_start(int cuda, char** err) {

@@ -29,6 +29,8 @@ pub(crate) mod ffi {
         ) -> c_int;
         pub fn t2s_sdp_set_cudnn(enabled: c_int, err: *mut *mut c_char) -> c_int;
         pub fn t2s_sdp_cudnn_enabled() -> c_int;
+        pub fn t2s_sdp_set_backends(mask: c_int, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_sdp_backends() -> c_int;
         pub fn t2s_profile_start(cuda: c_int, err: *mut *mut c_char) -> c_int;
         pub fn t2s_profile_stop(path: *const c_char, err: *mut *mut c_char) -> c_int;
     }
@@ -87,7 +89,7 @@ pub const SDPA_CUDNN_ENV: &str = "T2S_SDPA_CUDNN";
 
 /// Apply [`SDPA_CUDNN_ENV`] (a bad value is an error naming it). Without the shim the switch
 /// cannot be reached: setting it is then an error rather than a silent no-op.
-pub fn apply_sdpa_cudnn_env() -> Result<()> {
+fn apply_sdpa_cudnn_env() -> Result<()> {
     let value = std::env::var(SDPA_CUDNN_ENV).unwrap_or_default();
     let enabled = match value.trim() {
         "" => return Ok(()),
@@ -108,6 +110,67 @@ pub fn apply_sdpa_cudnn_env() -> Result<()> {
     }
     #[cfg(not(t2s_shim))]
     Err(no_shim(&format!("{SDPA_CUDNN_ENV}={}", enabled as i32)))
+}
+
+/// The environment variable that names the SDPA backends attention may use, comma-separated
+/// from `flash`, `efficient`, `math`, `cudnn`, `fa3` (FlashAttention-3, Hopper, where libtorch
+/// has it): e.g. `T2S_SDPA=flash,math`. Unset or empty: libtorch's choice. Applied before
+/// [`SDPA_CUDNN_ENV`], which can still switch cuDNN on or off.
+pub const SDPA_ENV: &str = "T2S_SDPA";
+
+const SDPA_BACKENDS: [&str; 5] = ["flash", "efficient", "math", "cudnn", "fa3"];
+
+/// The backend bit mask a [`SDPA_ENV`] value names (`None` when unset/empty).
+pub fn parse_sdpa_backends(value: &str) -> Result<Option<i32>> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut mask = 0;
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match SDPA_BACKENDS.iter().position(|b| *b == name) {
+            Some(i) => mask |= 1 << i,
+            None => {
+                return Err(ModelError::Input(format!(
+                    "{SDPA_ENV}={value}: unknown backend `{name}` (expected a comma-separated list of {})",
+                    SDPA_BACKENDS.join(", ")
+                )))
+            }
+        }
+    }
+    Ok(Some(mask))
+}
+
+/// Apply [`SDPA_ENV`], then [`SDPA_CUDNN_ENV`] (a bad value is an error naming it).
+pub fn apply_sdpa_env() -> Result<()> {
+    if let Some(mask) = parse_sdpa_backends(&std::env::var(SDPA_ENV).unwrap_or_default())? {
+        #[cfg(t2s_shim)]
+        // SAFETY: plain value in, error slot owned by `call`.
+        call("SDPA backend switch", |e| unsafe {
+            ffi::t2s_sdp_set_backends(mask, e)
+        })?;
+        #[cfg(not(t2s_shim))]
+        return Err(no_shim(&format!("{SDPA_ENV} (backend mask {mask})")));
+    }
+    apply_sdpa_cudnn_env()
+}
+
+/// The SDPA backends libtorch may use now, by name (`None` without the shim).
+pub fn sdpa_backends() -> Option<Vec<&'static str>> {
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: reads flags of libtorch's global context.
+        let mask = unsafe { ffi::t2s_sdp_backends() };
+        Some(
+            SDPA_BACKENDS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, b)| *b)
+                .collect(),
+        )
+    }
+    #[cfg(not(t2s_shim))]
+    None
 }
 
 /// What a call that needs the shim says in a worker built without it.
@@ -189,4 +252,19 @@ pub(crate) fn call(
     let mut err = std::ptr::null_mut();
     let rc = f(&mut err);
     check(rc, err, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdpa_backend_lists_parse_to_libtorch_switch_bits() {
+        assert_eq!(parse_sdpa_backends("").unwrap(), None);
+        assert_eq!(parse_sdpa_backends(" flash ").unwrap(), Some(1));
+        assert_eq!(parse_sdpa_backends("flash,math").unwrap(), Some(1 | 4));
+        assert_eq!(parse_sdpa_backends("cudnn, fa3,").unwrap(), Some(8 | 16));
+        let e = parse_sdpa_backends("flash,flsh").unwrap_err().to_string();
+        assert!(e.contains("T2S_SDPA") && e.contains("`flsh`"), "{e}");
+    }
 }

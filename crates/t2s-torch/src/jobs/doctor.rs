@@ -41,5 +41,7 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
         "cuda_graphs_usable": crate::cuda_graph::available(),
         // SDPA may pick cuDNN attention (T2S_SDPA_CUDNN=0|1 switches it; null: not reachable).
         "sdpa_cudnn": crate::shim::sdpa_cudnn_enabled(),
+        // The SDPA backends libtorch may use (T2S_SDPA=flash,cudnn,... restricts them).
+        "sdpa_backends": crate::shim::sdpa_backends(),
     }))
 }

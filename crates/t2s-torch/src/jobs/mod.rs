@@ -59,7 +59,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
             spec.protocol
         );
     }
-    crate::shim::apply_sdpa_cudnn_env()?;
+    crate::shim::apply_sdpa_env()?;
     // `threads`: libtorch intra-op threads for this job (default: libtorch's choice).
     if let Some(n) = spec.params.get("threads").and_then(|v| v.as_u64()) {
         if n > 0 {
