@@ -7,6 +7,12 @@
 //! clipping is one norm and one scale. On a GPU with hundreds of LoRA tensors the per-tensor
 //! launches would otherwise rival the math.
 //!
+//! Half-precision parameters (bf16, fp16: full fine-tuning on a GPU) get fp32 master weights,
+//! as mixed-precision training keeps them: the moments, the gradient sum and the update are
+//! fp32 on an fp32 copy of the flat buffer, and the parameters receive its rounding after each
+//! step. In bf16 alone an update smaller than 2^-8 of a weight rounds away (lr 2e-5 on weights
+//! of order 1 never moves them), and the second moment loses most of its digits.
+//!
 //! Gradients come from [`AdamW::backward`] (autograd hands them over and they are summed into
 //! the flat gradient: no `.grad` tensors, no zeroing or accumulation kernels per parameter), or,
 //! when none came that way, from the parameters' `.grad` as in torch. A parameter without a
@@ -32,9 +38,20 @@ pub struct AdamW {
     grad: Option<Tensor>,
     /// Which parameters received a gradient since the last `zero_grad`.
     got: Vec<bool>,
-    /// Flat first and second moments.
+    /// Flat first and second moments (fp32 for half-precision parameters).
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
+    /// fp32 master copy of `flat` for half-precision parameters: the update works on it and
+    /// `flat` gets its rounding. `None` for fp32/fp64 parameters.
+    master: Option<Tensor>,
+}
+
+/// The dtype of the optimizer's own buffers for parameters of `kind`.
+fn state_kind(kind: Kind) -> Kind {
+    match kind {
+        Kind::BFloat16 | Kind::Half => Kind::Float,
+        k => k,
+    }
 }
 
 impl AdamW {
@@ -69,6 +86,12 @@ impl AdamW {
             p.f_set_data(&flat.f_narrow(0, off, n)?.f_view(shape.as_slice())?)?;
             off += n;
         }
+        let sk = state_kind(kind);
+        let master = if sk != kind {
+            Some(flat.f_to_kind(sk)?)
+        } else {
+            None
+        };
         Ok(Self {
             lr,
             beta1: 0.9,
@@ -80,8 +103,9 @@ impl AdamW {
             params,
             flat,
             grad: None,
-            exp_avg: Tensor::f_zeros([total], (kind, dev))?,
-            exp_avg_sq: Tensor::f_zeros([total], (kind, dev))?,
+            exp_avg: Tensor::f_zeros([total], (sk, dev))?,
+            exp_avg_sq: Tensor::f_zeros([total], (sk, dev))?,
+            master,
         })
     }
 
@@ -128,7 +152,8 @@ impl AdamW {
         Ok(())
     }
 
-    /// One flat tensor of `grads` (zeros where undefined) and which were defined.
+    /// One flat tensor of `grads` in the optimizer's dtype (zeros where undefined) and which
+    /// were defined.
     fn flatten(&self, grads: Vec<Tensor>) -> Result<(Tensor, Vec<bool>)> {
         if grads.len() != self.params.len() {
             return Err(ModelError::Input(format!(
@@ -150,7 +175,16 @@ impl AdamW {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((Tensor::f_cat(&pieces, 0)?, got))
+        let flat = Tensor::f_cat(&pieces, 0)?;
+        let sk = state_kind(flat.kind());
+        Ok((
+            if sk == flat.kind() {
+                flat
+            } else {
+                flat.f_to_kind(sk)?
+            },
+            got,
+        ))
     }
 
     /// The gradient the next `step` applies and which parameters have one: the accumulated
@@ -210,10 +244,11 @@ impl AdamW {
                 _ => runs.push((o, n)),
             }
         }
+        let work = self.master.as_ref().unwrap_or(&self.flat);
         for (o, n) in runs {
             let mut m = self.exp_avg.f_narrow(0, o, n)?;
             let mut v = self.exp_avg_sq.f_narrow(0, o, n)?;
-            let mut p = self.flat.f_narrow(0, o, n)?;
+            let mut p = work.f_narrow(0, o, n)?;
             let g = grad.f_narrow(0, o, n)?;
             let _ = m.f_lerp_(&g, 1.0 - self.beta1)?;
             let _ = v.f_mul_scalar_(self.beta2)?;
@@ -226,6 +261,10 @@ impl AdamW {
             let mut upd = m.f_div(&denom)?;
             let _ = upd.f_mul_scalar_(step_size)?;
             let _ = p.f_sub_(&upd)?;
+            if self.master.is_some() {
+                // The parameters get the master weights' rounding.
+                let _ = self.flat.f_narrow(0, o, n)?.f_copy_(&p)?;
+            }
         }
         Ok(())
     }
@@ -239,12 +278,22 @@ impl AdamW {
         }
     }
 
-    /// `{name}.exp_avg`, `{name}.exp_avg_sq` (shaped like the parameter) and `step` (int64),
-    /// for checkpoints.
+    /// The flat buffers a checkpoint keeps, by name suffix: the moments, and the master
+    /// weights when there are any.
+    fn buffers(&self) -> Vec<(&'static str, &Tensor)> {
+        let mut b = vec![("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)];
+        if let Some(m) = &self.master {
+            b.push(("master", m));
+        }
+        b
+    }
+
+    /// `{name}.exp_avg`, `{name}.exp_avg_sq`, for half-precision parameters `{name}.master`
+    /// (each shaped like the parameter) and `step` (int64), for checkpoints.
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
         for ((n, p), (o, len)) in self.params.iter().zip(self.spans()) {
-            for (suffix, buf) in [("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)] {
+            for (suffix, buf) in self.buffers() {
                 let t = buf.f_narrow(0, o, len)?.f_view(p.size().as_slice())?;
                 out.push((format!("{n}.{suffix}"), t));
             }
@@ -253,15 +302,22 @@ impl AdamW {
         Ok(out)
     }
 
-    /// Restore what `state` returned (names and shapes must match).
+    /// Restore what `state` returned (names and shapes must match), after the parameters were
+    /// restored. Master weights missing from `state` (a checkpoint of fp32 parameters, or one
+    /// written before they existed) are taken from the parameters.
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         let find = |k: &str| state.iter().find(|(n, _)| n == k).map(|(_, t)| t);
         let _g = tch::no_grad_guard();
         for ((n, p), (o, len)) in self.params.iter().zip(self.spans()) {
-            for (suffix, buf) in [("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)] {
+            for (suffix, buf) in self.buffers() {
                 let key = format!("{n}.{suffix}");
-                let src = find(&key)
-                    .ok_or_else(|| ModelError::Input(format!("optimizer state lacks `{key}`")))?;
+                let src = match (find(&key), suffix) {
+                    (Some(t), _) => t,
+                    (None, "master") => p,
+                    (None, _) => {
+                        return Err(ModelError::Input(format!("optimizer state lacks `{key}`")))
+                    }
+                };
                 if src.size() != p.size() {
                     return Err(ModelError::Input(format!(
                         "optimizer state `{key}` has shape {:?}, the parameter {:?}",
@@ -377,6 +433,71 @@ mod tests {
         opt.scale_grad(&Tensor::from(0.2f32)).unwrap();
         let n = opt.grad_norm().unwrap().unwrap().double_value(&[]);
         assert!((n - 1.0).abs() < 1e-6);
+    }
+
+    /// Runs `steps` AdamW steps (lr 1e-4, no decay) of the loss `sum(p)` on parameters of
+    /// `kind` starting at 1.0 and returns them, and the optimizer.
+    fn descend(kind: Kind, steps: usize) -> (Tensor, AdamW) {
+        let p = Tensor::ones([3], (kind, Device::Cpu)).set_requires_grad(true);
+        let h = p.shallow_clone();
+        let mut opt = AdamW::new(vec![("p".into(), p)], 1e-4, 0.0).unwrap();
+        for _ in 0..steps {
+            opt.backward(&h.sum(Kind::Float)).unwrap();
+            opt.step().unwrap();
+            opt.zero_grad();
+        }
+        (h, opt)
+    }
+
+    #[test]
+    fn bf16_parameters_move_by_updates_below_their_resolution() {
+        // Each update is ~1e-4 of a weight of 1.0, under bf16's spacing there (2^-8 below 1):
+        // in bf16 alone the weight would never move. The fp32 master accumulates the updates
+        // and the parameter is its rounding: exactly fp32 AdamW's result, rounded.
+        let (bf, opt) = descend(Kind::BFloat16, 60);
+        let (f32, _) = descend(Kind::Float, 60);
+        assert_eq!(bf.kind(), Kind::BFloat16);
+        assert!(bf.double_value(&[0]) < 1.0, "the bf16 weight did not move");
+        assert_eq!(
+            Vec::<f32>::try_from(&bf.to_kind(Kind::Float)).unwrap(),
+            Vec::<f32>::try_from(&f32.to_kind(Kind::BFloat16).to_kind(Kind::Float)).unwrap()
+        );
+        let st = opt.state().unwrap();
+        let master = &st.iter().find(|(n, _)| n == "p.master").unwrap().1;
+        assert_eq!(master.kind(), Kind::Float);
+        assert!(diff(master, &f32) < 1e-6);
+    }
+
+    #[test]
+    fn a_restored_bf16_optimizer_continues_exactly() {
+        let (h, opt) = descend(Kind::BFloat16, 5);
+        let state = opt.state().unwrap();
+        let saved = h.copy();
+        // Uninterrupted: 5 more steps.
+        let mut opt = opt;
+        for _ in 0..5 {
+            opt.backward(&h.sum(Kind::Float)).unwrap();
+            opt.step().unwrap();
+            opt.zero_grad();
+        }
+        // Resumed: parameters restored, then the optimizer state (master weights included).
+        let p = saved.detach().copy().set_requires_grad(true);
+        let r = p.shallow_clone();
+        let mut resumed = AdamW::new(vec![("p".into(), p)], 1e-4, 0.0).unwrap();
+        resumed.load_state(&state).unwrap();
+        for _ in 0..5 {
+            resumed.backward(&r.sum(Kind::Float)).unwrap();
+            resumed.step().unwrap();
+            resumed.zero_grad();
+        }
+        assert_eq!(
+            Vec::<f32>::try_from(&r.to_kind(Kind::Float)).unwrap(),
+            Vec::<f32>::try_from(&h.to_kind(Kind::Float)).unwrap()
+        );
+        // Without its master weights the resumed run would have restarted from the rounded
+        // weights and drifted: the master carries what bf16 cannot hold.
+        let m = &state.iter().find(|(n, _)| n == "p.master").unwrap().1;
+        assert!(diff(m, &saved.to_kind(Kind::Float)) > 0.0);
     }
 
     #[test]
