@@ -263,7 +263,7 @@ impl AdamW {
             let _ = p.f_sub_(&upd)?;
             if self.master.is_some() {
                 // The parameters get the master weights' rounding.
-                let _ = self.flat.f_narrow(0, o, n)?.f_copy_(&p)?;
+                self.flat.f_narrow(0, o, n)?.f_copy_(&p)?;
             }
         }
         Ok(())
