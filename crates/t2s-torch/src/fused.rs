@@ -63,7 +63,11 @@ pub fn status(dev: Device) -> std::result::Result<(), String> {
         .and_then(|()| tch::with_grad(|| self_check(dev)))
         .map_err(|e| e.to_string());
     if let Err(e) = &result {
-        tracing::warn!("fused CUDA kernels off on cuda:{index}, unfused ops serve: {e}");
+        // A worker log event: the orchestrator shows it with the node's output.
+        crate::jobs::Events.log(
+            "warn",
+            format!("fused CUDA kernels off on cuda:{index}, unfused ops serve: {e}"),
+        );
     }
     ready.insert(index, result.clone());
     result
