@@ -31,8 +31,10 @@
 #include <dlfcn.h>
 #include <nvrtc.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -462,8 +464,17 @@ struct QkNormRope : public torch::autograd::Function<QkNormRope> {
   }
 };
 
-dim3 gate_grid(int64_t rows, int64_t I, int threads) {
-  const auto cols = static_cast<unsigned>((I + threads - 1) / threads);
+// Whether 16-byte accesses fit: the row width a multiple of 8 bf16 and every pointer aligned.
+bool vec8(int64_t width, std::initializer_list<const void*> ptrs) {
+  if (width % 8 != 0) return false;
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
+dim3 gate_grid(int64_t rows, int64_t I, int threads, bool vec) {
+  const int64_t per_block = static_cast<int64_t>(threads) * (vec ? 8 : 1);
+  const auto cols = static_cast<unsigned>((I + per_block - 1) / per_block);
   return dim3(cols, static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(rows, 1), 65535)));
 }
 
@@ -483,8 +494,10 @@ struct GeluGate : public torch::autograd::Function<GeluGate> {
       void* op = out.data_ptr();
       long long r = rows;
       int i = static_cast<int>(I);
-      void* args[] = {&xp, &r, &i, &op};
-      launch(x, GeluGateFwd, gate_grid(rows, I, 256), dim3(256), args);
+      const bool vec = vec8(I, {xp, op});
+      int v = vec ? 1 : 0;
+      void* args[] = {&xp, &r, &i, &op, &v};
+      launch(x, GeluGateFwd, gate_grid(rows, I, 256, vec), dim3(256), args);
     }
     ctx->save_for_backward({x});
     return out;
@@ -504,8 +517,10 @@ struct GeluGate : public torch::autograd::Function<GeluGate> {
       void* dp = dx.data_ptr();
       long long r = rows;
       int i = static_cast<int>(I);
-      void* args[] = {&gp, &xp, &r, &i, &dp};
-      launch(x, GeluGateBwd, gate_grid(rows, I, 256), dim3(256), args);
+      const bool vec = vec8(I, {gp, xp, dp});
+      int v = vec ? 1 : 0;
+      void* args[] = {&gp, &xp, &r, &i, &dp, &v};
+      launch(x, GeluGateBwd, gate_grid(rows, I, 256, vec), dim3(256), args);
     }
     return {dx};
   }
@@ -574,7 +589,8 @@ int t2s_fused_ce_rows(void* z, void* targets, void** out, char** err) {
       const void* tp = t.data_ptr();
       void* np = nll.data_ptr();
       int v = static_cast<int>(zt.size(1));
-      void* args[] = {&zp, &tp, &v, &np};
+      int vec = vec8(v, {zp}) ? 1 : 0;
+      void* args[] = {&zp, &tp, &v, &np, &vec};
       launch(zt, CeRows, dim3(static_cast<unsigned>(zt.size(0))), dim3(1024), args);
     }
     *out = new at::Tensor(std::move(nll));

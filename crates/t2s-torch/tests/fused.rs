@@ -115,23 +115,30 @@ fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
         relative(&gf2[0], &gr2[0]) < 1e-2,
         "q/k norm + RoPE gradient"
     );
-    // Cross-entropy rows at the 1B vocabulary, in place.
-    let z = Tensor::randn([6, 262_144], bf) * 3.0;
-    let t = Tensor::from_slice(&[0i64, 262_143, 1, 100_000, 5, 42]).to_device(dev);
-    let (nll_ref, g_ref) =
-        t2s_torch::train::ce_rows_unfused(&z, &t.view([-1, 1]), Kind::BFloat16).unwrap();
-    let zf = z.copy();
-    let nll = fused::ce_rows(&zf, &t).unwrap();
-    assert!(relative(&nll, &nll_ref) < 1e-5, "cross-entropy NLL");
-    assert!(relative(&zf, &g_ref) < 1e-2, "cross-entropy gradient");
+    // Cross-entropy rows at the 1B vocabulary, in place, and at a vocabulary that is no
+    // multiple of 8.
+    for v in [262_144i64, 1_004] {
+        let z = Tensor::randn([6, v], bf) * 3.0;
+        let t = Tensor::from_slice(&[0i64, v - 1, 1, v / 2, 5, 42]).to_device(dev);
+        let (nll_ref, g_ref) =
+            t2s_torch::train::ce_rows_unfused(&z, &t.view([-1, 1]), Kind::BFloat16).unwrap();
+        let zf = z.copy();
+        let nll = fused::ce_rows(&zf, &t).unwrap();
+        assert!(relative(&nll, &nll_ref) < 1e-5, "cross-entropy NLL (V {v})");
+        assert!(
+            relative(&zf, &g_ref) < 1e-2,
+            "cross-entropy gradient (V {v})"
+        );
+    }
     // The v heads got no gradient from the norm.
     assert_eq!(
         gf[0].narrow(2, 5, 1).abs().max().double_value(&[]),
         0.0,
         "gradient leaked into the unnormalised heads"
     );
-    // The gate at the 1B width, and with more rows than one grid dimension holds.
-    for (rows, i) in [(2 * 129, 6912), (70_000, 64)] {
+    // The gate at the 1B width, with more rows than one grid dimension holds, and at a width
+    // that is no multiple of 8 (one column a thread instead of 16-byte accesses).
+    for (rows, i) in [(2 * 129, 6912), (70_000, 64), (5, 60)] {
         let gu = Tensor::randn([rows, 2 * i], bf) * 2.0;
         let (yf, gf) = with_grads(&[&gu], &|t| fused::gelu_gate(&t[0]).unwrap());
         let (yr, gr) = with_grads(&[&gu], &|t| fused::reference_gelu_gate(&t[0]).unwrap());
@@ -355,39 +362,46 @@ fn emulated_norm_kernels_match_libtorch() {
 fn emulated_gate_kernels_match_libtorch() {
     tch::manual_seed(12);
     let bf = (Kind::BFloat16, Device::Cpu);
-    // 7 rows over a grid 3 rows high (the row loop), 40 columns over 2 blocks of 32 threads.
+    // 7 rows over a grid 3 rows high (the row loop); 40 columns over blocks of 32 threads,
+    // one column a thread or, with 16-byte accesses, eight.
     let (rows, i) = (7i64, 40i64);
     let gu = Tensor::randn([rows, 2 * i], bf) * 2.0;
     let g = Tensor::randn([rows, i], bf);
-    let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n);
-    write_bf16(&p("gu.bin"), &gu);
-    write_bf16(&p("g.bin"), &g);
-    emulate(&[
-        "gate".into(),
-        dir.path().display().to_string(),
-        rows.to_string(),
-        i.to_string(),
-        "3".into(),
-        "32".into(),
-    ]);
     let leaf = gu.detach().set_requires_grad(true);
     let y = fused::reference_gelu_gate(&leaf).unwrap();
     let loss = (y.to_kind(Kind::Float) * g.to_kind(Kind::Float)).sum(Kind::Float);
     let dgu = Tensor::run_backward(&[loss], &[&leaf], false, false).remove(0);
-    let out = read_bf16(&p("out.bin"), &[rows, i]);
-    let dgu_emu = read_bf16(&p("dgu.bin"), &[rows, 2 * i]);
-    assert!(relative(&out, &y.detach()) < 1e-2, "gate output");
-    assert!(relative(&dgu_emu, &dgu) < 1e-2, "gate gradient");
-    // Bit-level: the same roundings as the unfused program, so nearly every value is equal.
-    let equal = out
-        .eq_tensor(&y.detach())
-        .to_kind(Kind::Float)
-        .mean(Kind::Float);
-    assert!(
-        equal.double_value(&[]) > 0.95,
-        "gate output equal in {equal}"
-    );
+    for vec in ["0", "1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        write_bf16(&p("gu.bin"), &gu);
+        write_bf16(&p("g.bin"), &g);
+        emulate(&[
+            "gate".into(),
+            dir.path().display().to_string(),
+            rows.to_string(),
+            i.to_string(),
+            "3".into(),
+            "32".into(),
+            vec.into(),
+        ]);
+        let out = read_bf16(&p("out.bin"), &[rows, i]);
+        let dgu_emu = read_bf16(&p("dgu.bin"), &[rows, 2 * i]);
+        assert!(
+            relative(&out, &y.detach()) < 1e-2,
+            "gate output (vec {vec})"
+        );
+        assert!(relative(&dgu_emu, &dgu) < 1e-2, "gate gradient (vec {vec})");
+        // Bit-level: the same roundings as the unfused program, so nearly every value is equal.
+        let equal = out
+            .eq_tensor(&y.detach())
+            .to_kind(Kind::Float)
+            .mean(Kind::Float);
+        assert!(
+            equal.double_value(&[]) > 0.95,
+            "gate output equal in {equal} (vec {vec})"
+        );
+    }
 }
 
 #[test]
@@ -446,38 +460,45 @@ fn emulated_qk_norm_rope_kernels_match_libtorch() {
 #[test]
 fn emulated_cross_entropy_kernel_matches_libtorch() {
     tch::manual_seed(14);
-    // Fewer threads than columns, a row with its target at each end, a dominant logit.
+    // Fewer threads than columns, a row with its target at each end, a dominant logit; one
+    // logit a thread per step or, with 16-byte accesses, eight.
     let (rows, v) = (4i64, 200i64);
     let z = Tensor::randn([rows, v], (Kind::BFloat16, Device::Cpu)) * 4.0;
     let _ = z.get(2).get(5).fill_(30.0);
     let t = Tensor::from_slice(&[0i64, 199, 5, 77]);
-    let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n);
-    write_bf16(&p("z.bin"), &z);
-    let tv = Vec::<i64>::try_from(&t).unwrap();
-    std::fs::write(
-        p("t.bin"),
-        tv.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
-    )
-    .unwrap();
-    emulate(&[
-        "ce".into(),
-        dir.path().display().to_string(),
-        rows.to_string(),
-        v.to_string(),
-        "64".into(),
-    ]);
     let (nll, g) = t2s_torch::train::ce_rows_unfused(&z, &t.view([-1, 1]), Kind::BFloat16).unwrap();
-    let nll_emu = read_f32(&p("nll.bin"));
-    let g_emu = read_bf16(&p("grad.bin"), &[rows, v]);
-    assert!(relative(&nll_emu, &nll) < 1e-5, "nll {nll_emu} vs {nll}");
-    assert!(relative(&g_emu, &g) < 1e-2, "gradient");
-    // The target columns carry the −1: the gradient sums to ~0 per row.
-    let row_sums = g_emu
-        .to_kind(Kind::Float)
-        .sum_dim_intlist(-1, false, Kind::Float);
-    assert!(
-        row_sums.abs().max().double_value(&[]) < 0.05,
-        "row sums {row_sums}"
-    );
+    for vec in ["0", "1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        write_bf16(&p("z.bin"), &z);
+        let tv = Vec::<i64>::try_from(&t).unwrap();
+        std::fs::write(
+            p("t.bin"),
+            tv.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        emulate(&[
+            "ce".into(),
+            dir.path().display().to_string(),
+            rows.to_string(),
+            v.to_string(),
+            "64".into(),
+            vec.into(),
+        ]);
+        let nll_emu = read_f32(&p("nll.bin"));
+        let g_emu = read_bf16(&p("grad.bin"), &[rows, v]);
+        assert!(
+            relative(&nll_emu, &nll) < 1e-5,
+            "nll {nll_emu} vs {nll} (vec {vec})"
+        );
+        assert!(relative(&g_emu, &g) < 1e-2, "gradient (vec {vec})");
+        // The target columns carry the −1: the gradient sums to ~0 per row.
+        let row_sums = g_emu
+            .to_kind(Kind::Float)
+            .sum_dim_intlist(-1, false, Kind::Float);
+        assert!(
+            row_sums.abs().max().double_value(&[]) < 0.05,
+            "row sums {row_sums}"
+        );
+    }
 }

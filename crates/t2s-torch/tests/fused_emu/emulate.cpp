@@ -9,9 +9,9 @@
 //     writes dir/y.bin (bf16), rstd.bin (f32), dx.bin (bf16)
 //   emulate rope <dir> <rows> <heads> <D> <x_tok> <eps> <threads>
 //     reads  dir/x.bin, w.bin ([heads, D] f32), cos.bin, sin.bin, g.bin; writes y.bin, dx.bin
-//   emulate ce   <dir> <rows> <V> <threads>
+//   emulate ce   <dir> <rows> <V> <threads> <vec>
 //     reads  dir/z.bin (bf16 [rows, V]), t.bin (int64); writes nll.bin (f32), grad.bin (bf16)
-//   emulate gate <dir> <rows> <I> <grid_y> <threads>
+//   emulate gate <dir> <rows> <I> <grid_y> <threads> <vec>
 //     reads  dir/gu.bin (bf16), g.bin (bf16); writes dir/out.bin, dgu.bin (bf16)
 #include <barrier>
 #include <cmath>
@@ -27,6 +27,10 @@
 
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
+};
+
+struct alignas(16) uint4 {
+  unsigned int x, y, z, w;
 };
 
 static dim3 blockIdx, blockDim, gridDim;
@@ -163,31 +167,35 @@ int main(int argc, char** argv) {
     write(dir + "dx.bin", dx);
     return 0;
   }
-  if (what == "ce" && argc == 6) {
+  if (what == "ce" && argc == 7) {
     const long long rows = std::atoll(argv[3]);
     const int V = std::atoi(argv[4]);
     const unsigned threads = static_cast<unsigned>(std::atoi(argv[5]));
+    const int vec = std::atoi(argv[6]);
     auto z = read<bf16_t>(dir + "z.bin");
     const auto t = read<long long>(dir + "t.bin");
     std::vector<float> nll(static_cast<size_t>(rows));
     launch(dim3{static_cast<unsigned>(rows), 1, 1}, dim3{threads, 1, 1},
-           [&] { t2s_ce_rows(z.data(), t.data(), V, nll.data()); });
+           [&] { t2s_ce_rows(z.data(), t.data(), V, nll.data(), vec); });
     write(dir + "nll.bin", nll);
     write(dir + "grad.bin", z);
     return 0;
   }
-  if (what == "gate" && argc == 7) {
+  if (what == "gate" && argc == 8) {
     const long long rows = std::atoll(argv[3]);
     const int I = std::atoi(argv[4]);
     const unsigned grid_y = static_cast<unsigned>(std::atoi(argv[5]));
     const unsigned threads = static_cast<unsigned>(std::atoi(argv[6]));
+    const int vec = std::atoi(argv[7]);
     const auto gu = read<bf16_t>(dir + "gu.bin");
     const auto g = read<bf16_t>(dir + "g.bin");
     std::vector<bf16_t> out(static_cast<size_t>(rows * I)), dgu(gu.size());
-    const dim3 grid{(static_cast<unsigned>(I) + threads - 1) / threads, grid_y, 1};
+    const unsigned per_block = threads * (vec ? 8 : 1);
+    const dim3 grid{(static_cast<unsigned>(I) + per_block - 1) / per_block, grid_y, 1};
     const dim3 block{threads, 1, 1};
-    launch(grid, block, [&] { t2s_gelu_gate_fwd(gu.data(), rows, I, out.data()); });
-    launch(grid, block, [&] { t2s_gelu_gate_bwd(g.data(), gu.data(), rows, I, dgu.data()); });
+    launch(grid, block, [&] { t2s_gelu_gate_fwd(gu.data(), rows, I, out.data(), vec); });
+    launch(grid, block,
+           [&] { t2s_gelu_gate_bwd(g.data(), gu.data(), rows, I, dgu.data(), vec); });
     write(dir + "out.bin", out);
     write(dir + "dgu.bin", dgu);
     return 0;
