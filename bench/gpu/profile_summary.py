@@ -9,7 +9,8 @@ v = ev.get("value")
 if not v:
     sys.exit(f"t2s bench-train failed: {ev}")
 print(f"t2s {v['shape']} b{v['batch']}x{v['seq']}: {v['tokens_per_s']:.0f} tok/s, step {v['step_ms']:.1f} ms, "
-      f"MFU {v['tokens_per_s'] * 4.2e9 / 790e12 * 100:.1f}%, fused kernels {v.get('fused_kernels')}, "
+      f"MFU {v['tokens_per_s'] * 4.2e9 / 790e12 * 100:.1f}%, peak {v.get('peak_mem_mb')} MiB, "
+      f"fused kernels {v.get('fused_kernels')}, "
       f"phases {v['phase_ms']}")
 p = v.get("profile") or {}
 if p:

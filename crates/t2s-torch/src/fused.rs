@@ -244,6 +244,25 @@ pub fn reference_gelu_gate(gu: &Tensor) -> Result<Tensor> {
     Ok(parts[0].f_gelu("tanh")?.f_mul(&parts[1])?)
 }
 
+/// A fixed, irregular pattern of roughly unit scale, `sin(0.7·i + seed)·(1 + 0.5·cos(1.3·i))`
+/// over the elements in order: input for the self-check that draws nothing from the generator.
+fn pattern(shape: impl Into<Vec<i64>>, seed: i64, opts: (Kind, Device)) -> Result<Tensor> {
+    let shape: Vec<i64> = shape.into();
+    let n: i64 = shape.iter().product();
+    let i = Tensor::f_arange(n, (Kind::Float, opts.1))?;
+    let v = i
+        .f_mul_scalar(0.7)?
+        .f_add_scalar(seed as f64)?
+        .f_sin()?
+        .f_mul(
+            &i.f_mul_scalar(1.3)?
+                .f_cos()?
+                .f_mul_scalar(0.5)?
+                .f_add_scalar(1.0)?,
+        )?;
+    Ok(v.f_reshape(shape.as_slice())?.f_to_kind(opts.0)?)
+}
+
 /// Largest |a − b| relative to the larger of 1 and max |b|.
 fn relative_gap(a: &Tensor, b: &Tensor) -> Result<f64> {
     let (a, b) = (a.f_to_kind(Kind::Float)?, b.f_to_kind(Kind::Float)?);
@@ -292,15 +311,17 @@ fn compare(
     }
 }
 
-/// The fused kernels against libtorch's unfused ops on small random inputs, outputs and
-/// gradients: a hidden-size norm with a residual, per-head norms of a strided view, the gate.
+/// The fused kernels against libtorch's unfused ops on small inputs, outputs and gradients: a
+/// hidden-size norm with a residual, per-head norms of a strided view, q/k norms + RoPE, the
+/// cross-entropy and the gate. The inputs are fixed patterns, not random draws: the check must
+/// not move libtorch's generator (a training step seeds it, then draws its dropout masks).
 pub fn self_check(dev: Device) -> Result<()> {
     const TOL: f64 = 2e-2;
     let opts = (Kind::BFloat16, dev);
     let eps = 1e-6;
-    let x = Tensor::f_randn([3, 5, 96], opts)?;
-    let res = Tensor::f_randn([3, 5, 96], opts)?;
-    let w = Tensor::f_randn([96], (Kind::Float, dev))?
+    let x = pattern([3, 5, 96], 1, opts)?;
+    let res = pattern([3, 5, 96], 2, opts)?;
+    let w = pattern([96], 3, (Kind::Float, dev))?
         .f_mul_scalar(0.1)?
         .f_add_scalar(1.0)?;
     compare(
@@ -311,8 +332,8 @@ pub fn self_check(dev: Device) -> Result<()> {
         TOL,
     )?;
     // q/k heads of a fused projection: [B, S, 6, D] whose first 5 heads are normalised.
-    let qkv = Tensor::f_randn([2, 3, 6, 64], opts)?;
-    let wh = Tensor::f_randn([5, 64], (Kind::Float, dev))?
+    let qkv = pattern([2, 3, 6, 64], 4, opts)?;
+    let wh = pattern([5, 64], 5, (Kind::Float, dev))?
         .f_mul_scalar(0.1)?
         .f_add_scalar(1.0)?;
     compare(
@@ -323,8 +344,8 @@ pub fn self_check(dev: Device) -> Result<()> {
         TOL,
     )?;
     let (cos, sin) = (
-        Tensor::f_randn([2, 3, 1, 64], opts)?,
-        Tensor::f_randn([2, 3, 1, 64], opts)?,
+        pattern([2, 3, 1, 64], 6, opts)?,
+        pattern([2, 3, 1, 64], 7, opts)?,
     );
     compare(
         "q/k norm + RoPE",
@@ -334,7 +355,7 @@ pub fn self_check(dev: Device) -> Result<()> {
         TOL,
     )?;
     // Cross-entropy rows (no autograd: outputs compared, NLL and the in-place gradient).
-    let z = Tensor::f_randn([5, 300], opts)?.f_mul_scalar(3.0)?;
+    let z = pattern([5, 300], 8, opts)?.f_mul_scalar(3.0)?;
     let t = Tensor::f_from_slice(&[0i64, 299, 17, 150, 3])?.f_to_device(dev)?;
     let (nll_ref, g_ref) = crate::train::ce_rows_unfused(&z, &t.f_view([-1, 1])?, Kind::BFloat16)?;
     let zf = z.f_detach_copy()?;
@@ -345,7 +366,7 @@ pub fn self_check(dev: Device) -> Result<()> {
             "self-check of the fused cross-entropy: differs from libtorch's ops by {gap:.3e}"
         )));
     }
-    let gu = Tensor::f_randn([2, 3, 2 * 80], opts)?;
+    let gu = pattern([2, 3, 2 * 80], 9, opts)?;
     compare(
         "GELU gate",
         &[&gu],
