@@ -425,7 +425,12 @@ fn decode_fixed(
             match CudaGraph::capture(index, || step_once(&mut cache)) {
                 Ok(g) => captured = Some(g),
                 Err(e) => {
-                    tracing::warn!("CUDA graph capture failed, decoding op by op: {e}");
+                    // A worker log event (the worker has no tracing subscriber); the result
+                    // also reports it as `graph_fallback`.
+                    crate::jobs::Events.log(
+                        "warn",
+                        format!("CUDA graph capture failed, decoding op by op: {e}"),
+                    );
                     fallback = Some(e.to_string());
                     want_graph = false;
                 }
