@@ -2,8 +2,9 @@
 //! labelled positions (AdamW, the other block, lives in `adamw` and is re-exported here).
 //!
 //! The loss never materialises `[tokens, vocab]` logits for the whole batch, nor keeps any
-//! logits for backward: each chunk's gradient w.r.t. the hidden states is computed right away
-//! (softmax − one-hot, fp32 log-sum-exp) and handed to autograd through a surrogate term.
+//! logits for backward: each chunk's gradient w.r.t. the hidden states (and, when the head
+//! trains, w.r.t. its weight) is computed right away (softmax − one-hot, fp32 log-sum-exp) and
+//! handed to autograd through a surrogate term.
 
 use tch::{Kind, Tensor};
 
@@ -65,31 +66,54 @@ pub fn chunked_ce(model: &Gemma3, hidden: &Tensor, targets: &Tensor, chunk: i64)
     let w = model.lm_head_weight();
     let cap = model.cfg.final_logit_softcapping.filter(|c| *c > 0.0);
     let chunk = chunk.max(1);
-    let (loss_sum, grad) = {
+    // A trainable head (full fine-tuning: the tied embedding) also gets its gradient,
+    // (softmax − onehot)ᵀ h / n summed over the chunks in fp32.
+    let head_trains = w.requires_grad();
+    let (loss_sum, grad, grad_w) = {
         let _g = tch::no_grad_guard();
         let hd = hs.f_detach()?;
+        let wd = w.f_detach()?;
         let mut loss_sum = Tensor::f_zeros([], (Kind::Float, hd.device()))?;
+        let mut grad_w = if head_trains {
+            Some(Tensor::f_zeros(
+                wd.size().as_slice(),
+                (Kind::Float, wd.device()),
+            )?)
+        } else {
+            None
+        };
         let mut grads = Vec::new();
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
             let hc = hd.f_narrow(0, start, len)?;
             let tc = ts.f_narrow(0, start, len)?.f_unsqueeze(1)?;
-            let z = hc.f_linear::<Tensor>(w, None)?;
+            let z = hc.f_linear::<Tensor>(&wd, None)?;
             let (nll, g) = match cap {
-                None => chunk_loss_and_grad(&z, &tc, w.kind())?,
-                Some(c) => capped_chunk_loss_and_grad(&z, &tc, c, w.kind())?,
+                None => chunk_loss_and_grad(&z, &tc, wd.kind())?,
+                Some(c) => capped_chunk_loss_and_grad(&z, &tc, c, wd.kind())?,
             };
             loss_sum = loss_sum.f_add(&nll)?;
-            grads.push(g.f_matmul(w)?);
+            grads.push(g.f_matmul(&wd)?);
+            if let Some(gw) = grad_w.as_mut() {
+                let _ = gw.f_add_(&g.f_tr()?.f_mm(&hc)?)?;
+            }
             start += len;
         }
         // d(mean CE)/dh = (softmax − onehot) W / n
-        (loss_sum, Tensor::f_cat(&grads, 0)?.f_div_scalar(n as f64)?)
+        let grad = Tensor::f_cat(&grads, 0)?.f_div_scalar(n as f64)?;
+        let grad_w = match grad_w {
+            Some(gw) => Some(gw.f_div_scalar(n as f64)?.f_to_kind(wd.kind())?),
+            None => None,
+        };
+        (loss_sum, grad, grad_w)
     };
     let loss = loss_sum.f_div_scalar(n as f64)?;
-    // value: loss; gradient w.r.t. hs: `grad`.
-    let s = hs.f_mul(&grad)?.f_sum(Kind::Float)?;
+    // value: loss; gradient w.r.t. hs: `grad` (and w.r.t. a trainable head: `grad_w`).
+    let mut s = hs.f_mul(&grad)?.f_sum(Kind::Float)?;
+    if let Some(gw) = grad_w {
+        s = s.f_add(&w.f_mul(&gw)?.f_sum(Kind::Float)?)?;
+    }
     Ok(s.f_sub(&s.f_detach()?)?.f_add(&loss)?)
 }
 

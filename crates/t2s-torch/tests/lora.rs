@@ -222,6 +222,35 @@ fn chunked_loss_matches_full_cross_entropy_and_its_gradients() {
 }
 
 #[test]
+fn chunked_loss_gives_a_trainable_tied_head_the_full_cross_entropy_gradient() {
+    // Full fine-tuning: the tied embedding trains, reached by the lookup and by the LM head.
+    let m = random_model(1, 9);
+    let w = m.lm_head_weight().shallow_clone().set_requires_grad(true);
+    let (ids, pos) = random_batch(97, 3, 11);
+    let t = shift_labels(&ids).unwrap();
+    let _ = t.narrow(1, 0, 3).fill_(IGNORE);
+    let params = vec![("embed".to_string(), w.shallow_clone())];
+    let g_full = grads_of(
+        &params,
+        full_ce(&m, &train_hidden(&m, &ids, &pos), &t).unwrap(),
+    );
+    for chunk in [1, 7, 64] {
+        let loss = chunked_ce(&m, &train_hidden(&m, &ids, &pos), &t, chunk).unwrap();
+        let g = grads_of(&params, loss);
+        let d = max_abs_diff(&g[0], &g_full[0]);
+        assert!(d < 1e-6, "chunk {chunk}: max |Δgrad| of the tied head {d}");
+    }
+    // Teeth: the head's own share of that gradient is far from zero (without it, only the
+    // lookup's rows would get one).
+    let _g = tch::no_grad_guard();
+    let looked_up =
+        Tensor::zeros([97], (Kind::Float, Device::Cpu)).index_fill_(0, &ids.flatten(0, -1), 1.0);
+    let unused_rows = looked_up.eq(0.0).nonzero().squeeze_dim(1);
+    let head_only = g_full[0].index_select(0, &unused_rows);
+    assert!(head_only.abs().max().double_value(&[]) > 1e-4);
+}
+
+#[test]
 fn chunked_loss_in_bf16_matches_full_cross_entropy() {
     // bf16 weights: the chunked loss reads the same bf16 logits in fp32 (log_softmax), and its
     // gradient (softmax written in bf16) agrees with autograd's to bf16 rounding.

@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 use super::Trainable;
 use crate::gemma3::{Gemma3, Inputs};
 use crate::lora::{self, LoraConfig};
-use crate::train::{chunked_ce, default_chunk, full_ce, shift_labels};
+use crate::train::{chunked_ce, default_chunk, shift_labels};
 use crate::weights::{self, Source};
 use crate::ModelError;
 
@@ -159,10 +159,15 @@ impl Trainable for FullModel {
     }
 
     fn mean_loss(&self, ids: &Tensor, labels: &Tensor, train: bool) -> anyhow::Result<Tensor> {
-        // Full logits: the chunked loss sends no gradient into the (tied) LM head weight.
+        // The chunked loss also sends the (tied) LM head weight its gradient.
         let h = hidden(&self.model, ids, train)?;
-        let targets = crate::device::upload(&shift_labels(labels)?, h.device())?;
-        Ok(full_ce(&self.model, &h, &targets)?)
+        let t = shift_labels(labels)?;
+        Ok(chunked_ce(
+            &self.model,
+            &h,
+            &t,
+            default_chunk(self.model.cfg.vocab_size),
+        )?)
     }
 
     fn export(&self, dir: &Path) -> anyhow::Result<()> {
