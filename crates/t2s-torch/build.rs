@@ -59,6 +59,8 @@ fn build_shim() {
     println!("cargo:rerun-if-changed=csrc/fused.cpp");
     println!("cargo:rerun-if-changed=csrc/fused_kernels.cu");
     println!("cargo:rerun-if-changed=csrc/guarded.h");
+    println!("cargo:rerun-if-changed=csrc/jit.cpp");
+    println!("cargo:rerun-if-changed=csrc/jit.h");
     // T2S_NO_SHIM=1 builds without it, as on a machine without the CUDA headers (CI checks that
     // this build compiles too).
     println!("cargo:rerun-if-env-changed=T2S_NO_SHIM");
@@ -116,6 +118,7 @@ print(os.pathsep.join(api[:1] + crt[:1]) if api and crt else "")
         .include(&out_dir)
         .file("csrc/shim.cpp")
         .file("csrc/fused.cpp")
+        .file("csrc/jit.cpp")
         .include(&torch_include)
         .include(torch_include.join("torch/csrc/api/include"))
         .includes(std::env::split_paths(cuda_includes))

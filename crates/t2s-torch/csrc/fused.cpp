@@ -1,6 +1,6 @@
-// Fused CUDA kernels for the Gemma-3 training and decoding step, compiled at run time with
-// NVRTC (the libnvrtc that PyPI's torch brings) and launched through the CUDA driver API on
-// libtorch's current stream, each wrapped in a libtorch autograd Function:
+// Fused CUDA kernels for the Gemma-3 training and decoding step (csrc/fused_kernels.cu,
+// compiled at run time and launched on libtorch's current stream by jit.cpp), each wrapped in
+// a libtorch autograd Function, and the C entry points fused.rs calls:
 //
 //   * Gemma RMSNorm with bf16 input/output and fp32 math: y = bf16((x * rstd) * (1 + w)),
 //     optionally followed by the residual add bf16(res + y); per-head weights for the q/k norms
@@ -20,282 +20,20 @@
 // are compiled once per device; `t2s_fused_compile_check` compiles them without a device (a
 // CPU machine can still check that the source is valid CUDA).
 #include <ATen/ATen.h>
-#include <c10/cuda/CUDAFunctions.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "guarded.h"
-
-#include <cuda.h>
-#include <dirent.h>
-#include <dlfcn.h>
-#include <nvrtc.h>
+#include "jit.h"
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <initializer_list>
-#include <mutex>
-#include <stdexcept>
 #include <string>
-#include <unordered_map>
-#include <vector>
-
-// Exported by libtorch_cuda; their headers (ATen/native/cuda/jit_utils.h,
-// ATen/cuda/CUDAContextLight.h) include others PyPI's CUDA packages do not ship.
-namespace at::cuda {
-cudaDeviceProp* getDeviceProperties(c10::DeviceIndex device);
-namespace jit {
-// Makes the device's primary context current on this thread.
-void initializeCudaContext();
-}  // namespace jit
-}  // namespace at::cuda
 
 namespace {
 
-// csrc/fused_kernels.cu as a string literal (build.rs wraps it in a raw string).
-const char* kSource =
-#include "fused_kernels.inc"
-    ;
-
-const char* kKernels[] = {"t2s_rms_fwd",       "t2s_rms_bwd",     "t2s_gelu_gate_fwd",
-                          "t2s_gelu_gate_bwd", "t2s_qk_rope_fwd", "t2s_qk_rope_bwd",
-                          "t2s_ce_rows"};
-enum Kernel {
-  RmsFwd,
-  RmsBwd,
-  GeluGateFwd,
-  GeluGateBwd,
-  QkRopeFwd,
-  QkRopeBwd,
-  CeRows,
-  KernelCount
-};
-
-// --- NVRTC, loaded from the process or from the nvidia packages beside torch ---------------
-
-struct Nvrtc {
-  decltype(&nvrtcCreateProgram) create;
-  decltype(&nvrtcCompileProgram) compile;
-  decltype(&nvrtcGetProgramLogSize) log_size;
-  decltype(&nvrtcGetProgramLog) log;
-  decltype(&nvrtcGetCUBINSize) cubin_size;
-  decltype(&nvrtcGetCUBIN) cubin;
-  decltype(&nvrtcGetPTXSize) ptx_size;
-  decltype(&nvrtcGetPTX) ptx;
-  decltype(&nvrtcDestroyProgram) destroy;
-  decltype(&nvrtcGetErrorString) error_string;
-  decltype(&nvrtcGetNumSupportedArchs) num_archs;
-  decltype(&nvrtcGetSupportedArchs) archs;
-};
-
-void* symbol(void* lib, const char* lib_name, const char* name) {
-  void* p = dlsym(lib, name);
-  if (p == nullptr) throw std::runtime_error(std::string(lib_name) + " lacks " + name);
-  return p;
-}
-
-// The directory of the libtorch_cuda this code is linked with (…/site-packages/torch/lib).
-std::string torch_lib_dir() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&at::cuda::jit::initializeCudaContext), &info) == 0 ||
-      info.dli_fname == nullptr)
-    return "";
-  std::string path = info.dli_fname;
-  const auto slash = path.rfind('/');
-  return slash == std::string::npos ? "" : path.substr(0, slash);
-}
-
-// NVRTC opens libnvrtc-builtins by its soname, which a directory outside the loader's search
-// path (the nvidia packages beside torch) does not satisfy; loaded first by its full path, it
-// is found by that soname.
-void preload_builtins(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return;
-  while (const dirent* e = readdir(d)) {
-    const std::string name = e->d_name;
-    if (name.rfind("libnvrtc-builtins.so", 0) == 0)
-      dlopen((dir + "/" + name).c_str(), RTLD_NOW | RTLD_GLOBAL);
-  }
-  closedir(d);
-}
-
-void* open_nvrtc(std::string* tried) {
-  std::vector<std::string> names = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
-  const std::string torch_lib = torch_lib_dir();
-  if (!torch_lib.empty()) {
-    for (const char* sub : {"/../../nvidia/cu13/lib/libnvrtc.so.13",
-                            "/../../nvidia/cuda_nvrtc/lib/libnvrtc.so.12"})
-      names.push_back(torch_lib + sub);
-  }
-  for (const auto& n : names) {
-    if (n.find('/') != std::string::npos) preload_builtins(n.substr(0, n.rfind('/')));
-    if (void* h = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) return h;
-    *tried += (tried->empty() ? "" : ", ") + n;
-  }
-  return nullptr;
-}
-
-const Nvrtc& nvrtc() {
-  static Nvrtc api = [] {
-    std::string tried;
-    void* h = open_nvrtc(&tried);
-    if (h == nullptr) throw std::runtime_error("libnvrtc not found (tried " + tried + ")");
-    auto sym = [&](const char* name) { return symbol(h, "libnvrtc", name); };
-    Nvrtc a{};
-    a.create = reinterpret_cast<decltype(a.create)>(sym("nvrtcCreateProgram"));
-    a.compile = reinterpret_cast<decltype(a.compile)>(sym("nvrtcCompileProgram"));
-    a.log_size = reinterpret_cast<decltype(a.log_size)>(sym("nvrtcGetProgramLogSize"));
-    a.log = reinterpret_cast<decltype(a.log)>(sym("nvrtcGetProgramLog"));
-    a.cubin_size = reinterpret_cast<decltype(a.cubin_size)>(sym("nvrtcGetCUBINSize"));
-    a.cubin = reinterpret_cast<decltype(a.cubin)>(sym("nvrtcGetCUBIN"));
-    a.ptx_size = reinterpret_cast<decltype(a.ptx_size)>(sym("nvrtcGetPTXSize"));
-    a.ptx = reinterpret_cast<decltype(a.ptx)>(sym("nvrtcGetPTX"));
-    a.destroy = reinterpret_cast<decltype(a.destroy)>(sym("nvrtcDestroyProgram"));
-    a.error_string = reinterpret_cast<decltype(a.error_string)>(sym("nvrtcGetErrorString"));
-    a.num_archs = reinterpret_cast<decltype(a.num_archs)>(sym("nvrtcGetNumSupportedArchs"));
-    a.archs = reinterpret_cast<decltype(a.archs)>(sym("nvrtcGetSupportedArchs"));
-    return a;
-  }();
-  return api;
-}
-
-void nvrtc_check(nvrtcResult r, const char* what) {
-  if (r != NVRTC_SUCCESS)
-    throw std::runtime_error(std::string(what) + ": " + nvrtc().error_string(r));
-}
-
-// Compile the kernels for compute capability major.minor: a cubin when this NVRTC knows the
-// architecture, else PTX for the newest one it knows (the driver compiles it).
-std::string compile(int major, int minor, bool* is_cubin) {
-  const Nvrtc& api = nvrtc();
-  int arch = major * 10 + minor;
-  int n = 0;
-  nvrtc_check(api.num_archs(&n), "nvrtcGetNumSupportedArchs");
-  std::vector<int> archs(static_cast<size_t>(n));
-  if (n > 0) nvrtc_check(api.archs(archs.data()), "nvrtcGetSupportedArchs");
-  bool known = false;
-  int newest = 0;
-  for (int a : archs) {
-    known |= a == arch;
-    if (a <= arch && a > newest) newest = a;
-  }
-  *is_cubin = known;
-  if (!known) arch = newest > 0 ? newest : 80;
-  const std::string opt_arch =
-      std::string("--gpu-architecture=") + (known ? "sm_" : "compute_") + std::to_string(arch);
-  const char* opts[] = {opt_arch.c_str(), "--std=c++17"};
-  nvrtcProgram prog = nullptr;
-  nvrtc_check(api.create(&prog, kSource, "t2s_fused.cu", 0, nullptr, nullptr),
-              "nvrtcCreateProgram");
-  const nvrtcResult rc = api.compile(prog, 2, opts);
-  size_t log_len = 0;
-  api.log_size(prog, &log_len);
-  std::string log(log_len, '\0');
-  if (log_len > 1) api.log(prog, log.data());
-  if (rc != NVRTC_SUCCESS) {
-    api.destroy(&prog);
-    throw std::runtime_error(std::string("NVRTC compile (") + opt_arch + "): " +
-                             api.error_string(rc) + "\n" + log);
-  }
-  size_t size = 0;
-  std::string image;
-  if (known) {
-    nvrtc_check(api.cubin_size(prog, &size), "nvrtcGetCUBINSize");
-    image.resize(size);
-    nvrtc_check(api.cubin(prog, image.data()), "nvrtcGetCUBIN");
-  } else {
-    nvrtc_check(api.ptx_size(prog, &size), "nvrtcGetPTXSize");
-    image.resize(size);
-    nvrtc_check(api.ptx(prog, image.data()), "nvrtcGetPTX");
-  }
-  api.destroy(&prog);
-  return image;
-}
-
-// --- the driver API (libcuda.so.1, which every CUDA machine has) ----------------------------
-
-struct Driver {
-  decltype(&cuModuleLoadData) load;
-  decltype(&cuModuleGetFunction) function;
-  decltype(&cuLaunchKernel) launch;
-  decltype(&cuGetErrorString) error_string;
-};
-
-const Driver& driver() {
-  static Driver api = [] {
-    void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (h == nullptr) throw std::runtime_error("libcuda.so.1 not found");
-    auto sym = [&](const char* name) { return symbol(h, "libcuda", name); };
-    Driver d{};
-    d.load = reinterpret_cast<decltype(d.load)>(sym("cuModuleLoadData"));
-    d.function = reinterpret_cast<decltype(d.function)>(sym("cuModuleGetFunction"));
-    d.launch = reinterpret_cast<decltype(d.launch)>(sym("cuLaunchKernel"));
-    d.error_string = reinterpret_cast<decltype(d.error_string)>(sym("cuGetErrorString"));
-    return d;
-  }();
-  return api;
-}
-
-void cu_check(CUresult r, const char* what) {
-  if (r != CUDA_SUCCESS) {
-    const char* s = nullptr;
-    driver().error_string(r, &s);
-    throw std::runtime_error(std::string(what) + ": " + (s ? s : "unknown CUDA error"));
-  }
-}
-
-// Makes `device` current for its lifetime (c10's CUDAGuard inlines CUDA runtime calls, and
-// this object links against libtorch and c10 alone).
-class DeviceGuard {
- public:
-  explicit DeviceGuard(const at::Device& device) : previous_(c10::cuda::current_device()) {
-    if (device.index() != previous_) c10::cuda::set_device(device.index());
-  }
-  explicit DeviceGuard(c10::DeviceIndex device) : DeviceGuard(at::Device(at::kCUDA, device)) {}
-  ~DeviceGuard() {
-    if (c10::cuda::current_device() != previous_) c10::cuda::set_device(previous_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  c10::DeviceIndex previous_;
-};
-
-struct Module {
-  CUfunction fn[KernelCount];
-};
-
-// The kernels of one device, compiled and loaded on first use.
-const Module& module_for(c10::DeviceIndex device) {
-  static std::mutex mu;
-  static std::unordered_map<int, Module> modules;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = modules.find(device);
-  if (it != modules.end()) return it->second;
-  DeviceGuard guard(device);
-  at::cuda::jit::initializeCudaContext();
-  const auto props = at::cuda::getDeviceProperties(device);
-  bool is_cubin = false;
-  const std::string image = compile(props->major, props->minor, &is_cubin);
-  CUmodule mod = nullptr;
-  cu_check(driver().load(&mod, image.data()), "cuModuleLoadData");
-  Module m{};
-  for (int k = 0; k < KernelCount; ++k)
-    cu_check(driver().function(&m.fn[k], mod, kKernels[k]), "cuModuleGetFunction");
-  return modules.emplace(device, m).first->second;
-}
-
-void launch(const at::Tensor& on, Kernel k, dim3 grid, dim3 block, void** args) {
-  const auto device = on.get_device();
-  const Module& m = module_for(device);
-  at::cuda::jit::initializeCudaContext();
-  const auto stream = c10::cuda::getCurrentCUDAStream(device).stream();
-  cu_check(driver().launch(m.fn[k], grid.x, grid.y, grid.z, block.x, block.y, block.z, 0,
-                           stream, args, nullptr),
-           kKernels[k]);
-}
+using t2s::jit::DeviceGuard;
+using t2s::jit::Kernel;
+using t2s::jit::launch;
 
 void check_bf16_cuda(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
@@ -355,7 +93,7 @@ struct GemmaRmsNorm : public torch::autograd::Function<GemmaRmsNorm> {
       int wh = static_cast<int>(w_heads), h = static_cast<int>(heads), d = static_cast<int>(D);
       float e = static_cast<float>(eps);
       void* args[] = {&xp, &xt, &wp, &wh, &rp, &yp, &sp, &h, &d, &e};
-      launch(x, RmsFwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
+      launch(x, Kernel::RmsFwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
     }
     ctx->save_for_backward({xr, w, rstd});
     ctx->saved_data["heads"] = heads;
@@ -387,7 +125,7 @@ struct GemmaRmsNorm : public torch::autograd::Function<GemmaRmsNorm> {
       int wh = static_cast<int>(w.numel() / D), h = static_cast<int>(heads);
       int d = static_cast<int>(D);
       void* args[] = {&gp, &xp, &xt, &wp, &wh, &sp, &dp, &h, &d};
-      launch(x, RmsBwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
+      launch(x, Kernel::RmsBwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
     }
     const bool has_res = ctx->saved_data["has_res"].toBool();
     return {dx, at::Tensor(), has_res ? grads[0] : at::Tensor(), at::Tensor(), at::Tensor()};
@@ -426,7 +164,7 @@ struct QkNormRope : public torch::autograd::Function<QkNormRope> {
       int wh = static_cast<int>(heads), h = static_cast<int>(heads), d = static_cast<int>(D);
       float e = static_cast<float>(eps);
       void* args[] = {&xp, &xt, &wp, &wh, &cp, &sp, &yp, &rp, &h, &d, &e};
-      launch(x, QkRopeFwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
+      launch(x, Kernel::QkRopeFwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
     }
     ctx->save_for_backward({xr, w, c, sn, rstd});
     ctx->saved_data["heads"] = heads;
@@ -458,7 +196,7 @@ struct QkNormRope : public torch::autograd::Function<QkNormRope> {
       long long xt = ctx->saved_data["tok_stride"].toInt();
       int wh = static_cast<int>(heads), h = static_cast<int>(heads), d = static_cast<int>(D);
       void* args[] = {&gp, &xp, &xt, &wp, &wh, &cp, &snp, &rp, &dp, &h, &d};
-      launch(x, QkRopeBwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
+      launch(x, Kernel::QkRopeBwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
     }
     return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -497,7 +235,7 @@ struct GeluGate : public torch::autograd::Function<GeluGate> {
       const bool vec = vec8(I, {xp, op});
       int v = vec ? 1 : 0;
       void* args[] = {&xp, &r, &i, &op, &v};
-      launch(x, GeluGateFwd, gate_grid(rows, I, 256, vec), dim3(256), args);
+      launch(x, Kernel::GeluGateFwd, gate_grid(rows, I, 256, vec), dim3(256), args);
     }
     ctx->save_for_backward({x});
     return out;
@@ -520,7 +258,7 @@ struct GeluGate : public torch::autograd::Function<GeluGate> {
       const bool vec = vec8(I, {gp, xp, dp});
       int v = vec ? 1 : 0;
       void* args[] = {&gp, &xp, &r, &i, &dp, &v};
-      launch(x, GeluGateBwd, gate_grid(rows, I, 256, vec), dim3(256), args);
+      launch(x, Kernel::GeluGateBwd, gate_grid(rows, I, 256, vec), dim3(256), args);
     }
     return {dx};
   }
@@ -535,13 +273,13 @@ extern "C" {
 int t2s_fused_compile_check(int major, int minor, char** err) {
   return t2s::guarded(err, [&] {
     bool is_cubin = false;
-    (void)compile(major, minor, &is_cubin);
+    (void)t2s::jit::compile(major, minor, &is_cubin);
   });
 }
 
 // Compile and load the kernels for CUDA device `device` now (they otherwise load on first use).
 int t2s_fused_prepare(int device, char** err) {
-  return t2s::guarded(err, [&] { (void)module_for(static_cast<c10::DeviceIndex>(device)); });
+  return t2s::guarded(err, [&] { t2s::jit::prepare(static_cast<c10::DeviceIndex>(device)); });
 }
 
 // y = [res +] (x * rstd) * w over the last dim, `heads` rows per token (see GemmaRmsNorm);
@@ -591,7 +329,7 @@ int t2s_fused_ce_rows(void* z, void* targets, void** out, char** err) {
       int v = static_cast<int>(zt.size(1));
       int vec = vec8(v, {zp}) ? 1 : 0;
       void* args[] = {&zp, &tp, &v, &np, &vec};
-      launch(zt, CeRows, dim3(static_cast<unsigned>(zt.size(0))), dim3(1024), args);
+      launch(zt, Kernel::CeRows, dim3(static_cast<unsigned>(zt.size(0))), dim3(1024), args);
     }
     *out = new at::Tensor(std::move(nll));
   });

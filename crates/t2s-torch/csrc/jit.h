@@ -1,0 +1,60 @@
+// Run-time compilation and launch of csrc/fused_kernels.cu (used by fused.cpp): NVRTC (the
+// libnvrtc PyPI's torch ships, found beside torch when not on the loader's path) compiles the
+// source once per device, the CUDA driver API loads it and launches on libtorch's current
+// stream. Only out-of-line libtorch/c10 functions are called, so the object links against
+// libtorch and c10 alone.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAFunctions.h>
+
+#include <vector_types.h>
+
+#include <string>
+
+namespace t2s::jit {
+
+// The kernels of csrc/fused_kernels.cu, by entry point.
+inline constexpr const char* kKernels[] = {
+    "t2s_rms_fwd",     "t2s_rms_bwd",     "t2s_gelu_gate_fwd", "t2s_gelu_gate_bwd",
+    "t2s_qk_rope_fwd", "t2s_qk_rope_bwd", "t2s_ce_rows"};
+enum Kernel {
+  RmsFwd,
+  RmsBwd,
+  GeluGateFwd,
+  GeluGateBwd,
+  QkRopeFwd,
+  QkRopeBwd,
+  CeRows,
+  KernelCount
+};
+
+// Compile the kernels for compute capability major.minor with NVRTC alone (no device): a
+// cubin when NVRTC knows the architecture, else PTX for the newest one it knows.
+std::string compile(int major, int minor, bool* is_cubin);
+
+// Compile and load the kernels for CUDA device `device` (once; later calls return at once).
+void prepare(c10::DeviceIndex device);
+
+// Launch kernel `k` on the current stream of `on`'s device with the kernel's `args`.
+void launch(const at::Tensor& on, Kernel k, dim3 grid, dim3 block, void** args);
+
+// Makes `device` current for its lifetime (c10's CUDAGuard inlines CUDA runtime calls, and
+// this object links against libtorch and c10 alone).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(const at::Device& device) : previous_(c10::cuda::current_device()) {
+    if (device.index() != previous_) c10::cuda::set_device(device.index());
+  }
+  explicit DeviceGuard(c10::DeviceIndex device) : DeviceGuard(at::Device(at::kCUDA, device)) {}
+  ~DeviceGuard() {
+    if (c10::cuda::current_device() != previous_) c10::cuda::set_device(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  c10::DeviceIndex previous_;
+};
+
+}  // namespace t2s::jit
