@@ -33,6 +33,24 @@ fn hidden(model: &Gemma3, ids: &Tensor, train: bool) -> anyhow::Result<Tensor> {
     Ok(model.forward_hidden(&inp, None, train)?)
 }
 
+/// Mean next-token cross-entropy of a right-padded batch through the chunked loss, which
+/// sends its gradient to the hidden states and, when the (tied) LM head trains, to the head.
+fn causal_lm_loss(
+    model: &Gemma3,
+    ids: &Tensor,
+    labels: &Tensor,
+    train: bool,
+) -> anyhow::Result<Tensor> {
+    let h = hidden(model, ids, train)?;
+    let t = shift_labels(labels)?;
+    Ok(chunked_ce(
+        model,
+        &h,
+        &t,
+        default_chunk(model.cfg.vocab_size),
+    )?)
+}
+
 /// A frozen Gemma-3 with trainable LoRA adapters.
 pub struct LoraModel {
     pub model: Gemma3,
@@ -59,14 +77,7 @@ impl Trainable for LoraModel {
     }
 
     fn mean_loss(&self, ids: &Tensor, labels: &Tensor, train: bool) -> anyhow::Result<Tensor> {
-        let h = hidden(&self.model, ids, train)?;
-        let t = shift_labels(labels)?;
-        Ok(chunked_ce(
-            &self.model,
-            &h,
-            &t,
-            default_chunk(self.model.cfg.vocab_size),
-        )?)
+        causal_lm_loss(&self.model, ids, labels, train)
     }
 
     fn export(&self, dir: &Path) -> anyhow::Result<()> {
@@ -159,15 +170,7 @@ impl Trainable for FullModel {
     }
 
     fn mean_loss(&self, ids: &Tensor, labels: &Tensor, train: bool) -> anyhow::Result<Tensor> {
-        // The chunked loss also sends the (tied) LM head weight its gradient.
-        let h = hidden(&self.model, ids, train)?;
-        let t = shift_labels(labels)?;
-        Ok(chunked_ce(
-            &self.model,
-            &h,
-            &t,
-            default_chunk(self.model.cfg.vocab_size),
-        )?)
+        causal_lm_loss(&self.model, ids, labels, train)
     }
 
     fn export(&self, dir: &Path) -> anyhow::Result<()> {
