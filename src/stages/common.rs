@@ -45,3 +45,12 @@ pub fn copy_into(src: &Path, out_dir: &Path, name: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("copying {} into the artifact: {e}", src.display()))?;
     Ok(())
 }
+
+/// A worker's log event as one of this node's log lines: `warn`/`error` at warn level (e.g.
+/// the fused kernels falling back, a failed CUDA graph capture), the rest at info.
+pub fn log_worker_message(node: &str, level: &str, message: &str) {
+    match level {
+        "error" | "warn" => tracing::warn!(node, "{message}"),
+        _ => tracing::info!(node, "{message}"),
+    }
+}

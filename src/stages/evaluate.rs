@@ -240,10 +240,9 @@ fn generate(
                     ctx.metrics
                         .progress(*done, Some(total), &format!("{}: {message}", sys.name))
                 }
-                WorkerEvent::Log { level, message } => match level.as_str() {
-                    "error" | "warn" => tracing::warn!(target: "t2s::evaluate", "{message}"),
-                    _ => tracing::info!(target: "t2s::evaluate", "{level}: {message}"),
-                },
+                WorkerEvent::Log { level, message } => {
+                    super::common::log_worker_message(ctx.node_id, level, message)
+                }
                 _ => {}
             },
             ctx.cancel,

@@ -189,10 +189,9 @@ impl StageKind for TrainStage {
                 total,
                 message,
             } => ctx.metrics.progress(*done, *total, message),
-            WorkerEvent::Log { level, message } => match level.as_str() {
-                "error" | "warn" => tracing::warn!(node = ctx.node_id, "{message}"),
-                _ => tracing::info!(node = ctx.node_id, "{message}"),
-            },
+            WorkerEvent::Log { level, message } => {
+                super::common::log_worker_message(ctx.node_id, level, message)
+            }
             _ => {}
         };
         let result = ctx
