@@ -427,7 +427,7 @@ fn decode_fixed(
                 Err(e) => {
                     // A worker log event (the worker has no tracing subscriber); the result
                     // also reports it as `graph_fallback`.
-                    crate::jobs::Events.log(
+                    crate::events::Events.log(
                         "warn",
                         format!("CUDA graph capture failed, decoding op by op: {e}"),
                     );

@@ -8,6 +8,7 @@ pub mod config;
 pub mod cuda_graph;
 pub mod device;
 pub mod error;
+pub mod events;
 pub mod fused;
 pub mod gemma3;
 pub mod generate;

@@ -7,49 +7,13 @@ pub mod infer;
 pub mod model;
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 use t2s::worker::protocol::{JobSpec, WorkerEvent, PROTOCOL_VERSION};
 
-/// Writes protocol events to stdout, one JSON object per line, flushed each time.
-#[derive(Debug, Default)]
-pub struct Events;
-
-impl Events {
-    pub fn emit(&self, ev: &WorkerEvent) {
-        let mut out = std::io::stdout().lock();
-        if let Ok(line) = serde_json::to_string(ev) {
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }
-    }
-
-    pub fn progress(&self, done: u64, total: Option<u64>, message: impl Into<String>) {
-        self.emit(&WorkerEvent::Progress {
-            done,
-            total,
-            message: message.into(),
-        });
-    }
-
-    pub fn metric(&self, name: &str, step: Option<i64>, value: f64) {
-        self.emit(&WorkerEvent::Metric {
-            name: name.into(),
-            step,
-            value,
-        });
-    }
-
-    pub fn log(&self, level: &str, message: impl Into<String>) {
-        self.emit(&WorkerEvent::Log {
-            level: level.into(),
-            message: message.into(),
-        });
-    }
-}
+pub use crate::events::Events;
 
 /// Run the job named in `spec` and return its result value.
 pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {

@@ -16,8 +16,9 @@ use tch::{Device, Kind};
 use super::run::{train, RunConfig};
 use super::{FullModel, LoraModel, TrainExample, Trainable};
 use crate::device::{parse_device, parse_kind};
+use crate::events::Events;
 use crate::gemma3::Gemma3;
-use crate::jobs::{input_dir, Events};
+use crate::jobs::input_dir;
 use crate::lora::LoraConfig;
 use crate::weights::{Checkpoint, RandomInit};
 
