@@ -40,6 +40,7 @@ fn wanted() -> bool {
 }
 
 /// Per CUDA device: `Ok` once the kernels compiled and passed the self-check, else why not.
+/// [`VERDICT`] mirrors it lock-free for the per-op [`serves`].
 fn readiness() -> &'static Mutex<HashMap<usize, std::result::Result<(), String>>> {
     static READY: OnceLock<Mutex<HashMap<usize, std::result::Result<(), String>>>> =
         OnceLock::new();
@@ -64,19 +65,44 @@ pub fn status(dev: Device) -> std::result::Result<(), String> {
         .map_err(|e| e.to_string());
     if let Err(e) = &result {
         // A worker log event: the orchestrator shows it with the node's output.
-        crate::jobs::Events.log(
+        crate::events::Events.log(
             "warn",
             format!("fused CUDA kernels off on cuda:{index}, unfused ops serve: {e}"),
         );
     }
     ready.insert(index, result.clone());
+    if let Some(v) = VERDICT.get(index) {
+        v.store(
+            if result.is_ok() { READY } else { UNUSABLE },
+            Ordering::Release,
+        );
+    }
     result
 }
 
+/// [`status`]'s outcome per CUDA device index, read without the lock: [`UNKNOWN`] until the
+/// first check, then [`READY`] or [`UNUSABLE`]. Devices past its end take the locked path.
+static VERDICT: [AtomicU8; 64] = [const { AtomicU8::new(UNKNOWN) }; 64];
+const UNKNOWN: u8 = 0;
+const READY: u8 = 1;
+const UNUSABLE: u8 = 2;
+
 /// Whether `x` goes through the fused kernels: a bf16 CUDA tensor on a device where they
-/// passed their self-check.
+/// passed their self-check. Asked several times per layer, so after the first check on a
+/// device it is two atomic loads.
 pub fn serves(x: &Tensor) -> bool {
-    x.kind() == Kind::BFloat16 && x.device().is_cuda() && status(x.device()).is_ok()
+    if x.kind() != Kind::BFloat16 || !wanted() {
+        return false;
+    }
+    let dev = x.device();
+    let Device::Cuda(index) = dev else {
+        return false;
+    };
+    match VERDICT.get(index).map(|v| v.load(Ordering::Acquire)) {
+        Some(READY) => true,
+        Some(UNUSABLE) => false,
+        _ => status(dev).is_ok(),
+    }
 }
 
 /// Compile the kernels for compute capability `major.minor` with NVRTC alone (no device): a
