@@ -52,8 +52,8 @@ impl RmsNorm {
         }
     }
 
-    /// Normalise over the last dim in fp32, multiply by `1 + w` in fp32, cast back
-    /// (libtorch's `rms_norm`: `x · rsqrt(mean(x²) + eps) · w`, one fused op where available).
+    /// Normalise over the last dim in fp32, multiply by `1 + w` in fp32, cast back: HF's
+    /// `(x · rsqrt(mean(x²) + eps)) · (1 + w)`, the program the fused kernel reproduces.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_add(x, None)
     }
@@ -64,15 +64,7 @@ impl RmsNorm {
         if !self.weight.requires_grad() && fused::serves(x) {
             return fused::rms_norm(x, &self.scale, 1, self.eps, residual);
         }
-        let dim = self.scale.size()[0];
-        let y = x
-            .f_to_kind(Kind::Float)?
-            .f_rms_norm([dim].as_slice(), Some(&self.factor()?), self.eps)?
-            .f_to_kind(x.kind())?;
-        Ok(match residual {
-            Some(r) => r.f_add(&y)?,
-            None => y,
-        })
+        fused::reference_rms_norm(x, &self.factor()?, 1, self.eps, residual)
     }
 }
 
@@ -204,16 +196,6 @@ impl Attention {
         )?)
     }
 
-    /// q_norm on the query heads and k_norm on the key heads of `qk: [B, S, heads + kv_heads,
-    /// D]`, as one fp32 normalisation times the per-head `1 + w` (HF's RMSNorm arithmetic).
-    fn qk_norm(&self, qk: &Tensor) -> Result<Tensor> {
-        let y = qk
-            .f_to_kind(Kind::Float)?
-            .f_rms_norm([self.head_dim].as_slice(), None::<&Tensor>, self.q_norm.eps)?
-            .f_mul(&self.qk_factor()?)?;
-        Ok(y.f_to_kind(qk.kind())?)
-    }
-
     fn forward(
         &self,
         x: &Tensor,
@@ -231,12 +213,13 @@ impl Attention {
         // gradients, where each narrow would scatter its gradient into a zero-filled copy of
         // the whole tensor and the copies would then be summed.
         let [qk, v] = split2(&heads, [h + kvh, kvh], 2)?;
-        // Queries and keys share the normalisation and the rotation: [B, S, h + kvh, D].
+        // Queries and keys share the normalisation and the rotation: [B, S, h + kvh, D],
+        // q_norm on the query heads and k_norm on the key heads as one fp32 normalisation
+        // times the per-head `1 + w` (HF's RMSNorm arithmetic), then RoPE.
+        let eps = self.q_norm.eps;
         let qk = match &self.qk_factor {
-            Some(f) if fused::serves(&qk) => {
-                fused::qk_norm_rope(&qk, f, cos, sin, h + kvh, self.q_norm.eps)?
-            }
-            _ => rope(&self.qk_norm(&qk)?, cos, sin)?,
+            Some(f) if fused::serves(&qk) => fused::qk_norm_rope(&qk, f, cos, sin, h + kvh, eps)?,
+            _ => fused::reference_qk_norm_rope(&qk, &self.qk_factor()?, cos, sin, h + kvh, eps)?,
         }
         .f_transpose(1, 2)?;
         let [q, k] = split2(&qk, [h, kvh], 1)?;
