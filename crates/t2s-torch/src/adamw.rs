@@ -175,16 +175,12 @@ impl AdamW {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        let flat = Tensor::f_cat(&pieces, 0)?;
-        let sk = state_kind(flat.kind());
-        Ok((
-            if sk == flat.kind() {
-                flat
-            } else {
-                flat.f_to_kind(sk)?
-            },
-            got,
-        ))
+        // Concatenated straight into the optimizer's dtype: half-precision gradients are cast
+        // as they are copied, not concatenated in bf16 and then cast in a second pass.
+        let kind = state_kind(self.flat.kind());
+        let flat = Tensor::f_empty([self.flat.numel() as i64], (kind, self.flat.device()))?;
+        let _ = Tensor::f_cat_out(&flat, &pieces, 0)?;
+        Ok((flat, got))
     }
 
     /// The gradient the next `step` applies and which parameters have one: the accumulated
