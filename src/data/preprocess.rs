@@ -92,16 +92,7 @@ pub fn encode_row(
     context: &str,
     sql: &str,
 ) -> anyhow::Result<(Vec<u32>, u32)> {
-    match mode {
-        Mode::Chat => {
-            let mut ids = encode(tk, &chat_prompt(prompt, context))?;
-            let plen = ids.len() as u32;
-            ids.extend(encode(tk, &response(sql))?);
-            Ok((ids, plen))
-        }
-        Mode::Raw => Ok((encode(tk, &raw_text(context, sql))?, 0)),
-        Mode::Commented => Ok((encode(tk, &commented_text(prompt, context, sql))?, 0)),
-    }
+    encode_parts(mode, prompt, context, sql, |text| encode(tk, text))
 }
 
 /// [`encode_row`] through an [`Encoder`] (same ids, faster for byte-level BPE tokenizers).
@@ -113,15 +104,27 @@ pub fn encode_row_with(
     context: &str,
     sql: &str,
 ) -> anyhow::Result<(Vec<u32>, u32)> {
+    encode_parts(mode, prompt, context, sql, |text| enc.encode(text, memo))
+}
+
+/// The texts `mode` renders for a row, each encoded by `encode`: the chat prompt then the
+/// response (the prompt's length is the masked part), or one unmasked text.
+fn encode_parts(
+    mode: Mode,
+    prompt: &str,
+    context: &str,
+    sql: &str,
+    mut encode: impl FnMut(&str) -> anyhow::Result<Vec<u32>>,
+) -> anyhow::Result<(Vec<u32>, u32)> {
     match mode {
         Mode::Chat => {
-            let mut ids = enc.encode(&chat_prompt(prompt, context), memo)?;
+            let mut ids = encode(&chat_prompt(prompt, context))?;
             let plen = ids.len() as u32;
-            ids.extend(enc.encode(&response(sql), memo)?);
+            ids.extend(encode(&response(sql))?);
             Ok((ids, plen))
         }
-        Mode::Raw => Ok((enc.encode(&raw_text(context, sql), memo)?, 0)),
-        Mode::Commented => Ok((enc.encode(&commented_text(prompt, context, sql), memo)?, 0)),
+        Mode::Raw => Ok((encode(&raw_text(context, sql))?, 0)),
+        Mode::Commented => Ok((encode(&commented_text(prompt, context, sql))?, 0)),
     }
 }
 

@@ -5,40 +5,15 @@
 //! `T2S_TEST_DEVICE` (the CPU by default; the oracle always runs on the CPU in fp32).
 
 mod common;
+mod train_util;
 
 use common::{max_abs_diff, python, read_st, run_py, test_device, tiny_model};
 use serde_json::json;
-use t2s::train_plan::batching::mix64;
 use t2s::train_plan::{BatchPlan, SchedulerKind, StepPlan, TrainParams};
 use t2s_torch::gemma3::Inputs;
 use t2s_torch::lora::LoraConfig;
-use t2s_torch::trainer::{train, LoraModel, RunConfig, TrainExample, Trainable};
+use t2s_torch::trainer::{train, LoraModel, RunConfig, Trainable};
 use tch::{Device, Kind, Tensor};
-
-/// Deterministic examples: a masked prompt of 2–5 tokens, then 4–19 answer tokens.
-fn examples(n: usize, vocab: u64, seed: u64) -> Vec<TrainExample> {
-    let mut s = seed;
-    let mut next = |m: u64| {
-        s = mix64(s);
-        s % m
-    };
-    (0..n)
-        .map(|_| {
-            let prompt = 2 + next(4) as usize;
-            let len = prompt + 4 + next(16) as usize;
-            let ids: Vec<u32> = (0..len).map(|_| 3 + next(vocab - 3) as u32).collect();
-            let labels = ids
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| if i < prompt { -100 } else { t as i64 })
-                .collect();
-            TrainExample {
-                input_ids: ids,
-                labels,
-            }
-        })
-        .collect()
-}
 
 #[test]
 fn first_20_step_losses_match_peft_and_the_adapter_loads_in_peft() {
@@ -65,7 +40,7 @@ fn first_20_step_losses_match_peft_and_the_adapter_loads_in_peft() {
         seed: 11,
         ..Default::default()
     };
-    let data = examples(40, 500, 3);
+    let data = train_util::examples(40, 500, 16, 3);
     let dev = test_device();
     let base = t2s_torch::Gemma3::load(&model_dir, Kind::Float, dev).unwrap();
     tch::manual_seed(p.seed as i64);
