@@ -136,11 +136,15 @@ int t2s_sdp_backends() {
 }
 
 // Start libtorch's Kineto profiler on this thread (and the autograd threads it starts): CPU
-// ops, and with `cuda` the CUDA kernels and runtime calls (through CUPTI).
+// ops with their input shapes and dtypes and the FLOPs of the matrix ops (what
+// bench/traffic.py models memory traffic from), and with `cuda` the CUDA kernels and runtime
+// calls (through CUPTI).
 int t2s_profile_start(int cuda, char** err) {
   return guarded(err, [&] {
     using namespace torch::profiler::impl;
-    const ProfilerConfig config(ProfilerState::KINETO);
+    const ProfilerConfig config(ProfilerState::KINETO, /*report_input_shapes=*/true,
+                                /*profile_memory=*/false, /*with_stack=*/false,
+                                /*with_flops=*/true);
     std::set<ActivityType> activities{ActivityType::CPU};
     if (cuda) activities.insert(ActivityType::CUDA);
     torch::autograd::profiler::prepareProfiler(config, activities);
