@@ -15,7 +15,12 @@ difference is one layer's share, and the rest (embedding, final norm, LM head, l
 optimizer) is fixed: `per_layer × layers + fixed` then models any depth. The time model
 divides bytes by a bandwidth and FLOPs by a matrix rate (both assumptions, printed):
 
-    bench/traffic.py --tokens 512 --layers 26 l2.json l3.json
+    bench/traffic.py --tokens 512 --depth 2 --layers 26 [--by-part] l2.json l3.json
+
+On a CUDA trace (`bench/gpu/mfu.sh`), `--gpu` charges each kernel's measured time to the op
+that launched it and prints GPU time by part of the step:
+
+    bench/traffic.py --gpu --tokens 16384 trace_b32.json
 
 This models the op-by-op (unfused) program that ran; composite ops whose children ran as
 leaves (libtorch's CPU rms_norm: pow, mean, add, rsqrt, mul) count as their children, which is
@@ -214,6 +219,29 @@ def load(path, list_bytes, key=None):
 RATES = {}
 
 
+def measured_parts(path, rank, vocab, steps=2):
+    """GPU time by part of the step from a CUDA trace: each kernel is charged to the op that
+    launched it (the kernel's `External id`, or its runtime call's through `correlation`),
+    classified as `part_of` does; t2s's own fused kernels (`t2s_*`) are their own part."""
+    events = json.load(open(path))["traceEvents"]
+    xs = [e for e in events if e.get("ph") == "X"]
+    ops = {e["args"]["External id"]: e for e in xs
+           if e.get("cat") == "cpu_op" and "External id" in e.get("args", {})}
+    runtime = {e["args"]["correlation"]: e["args"].get("External id") for e in xs
+               if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {})}
+    parts = collections.defaultdict(lambda: [0.0, 0.0])
+    for k in (e for e in xs if e.get("cat") == "kernel"):
+        args = k.get("args", {})
+        if k["name"].startswith("t2s_"):
+            part = "fused kernels (t2s_*)"
+        else:
+            op = ops.get(args.get("External id")) or ops.get(runtime.get(args.get("correlation")))
+            part = part_of(op["name"], op.get("args", {}), rank, vocab) if op else "unattributed"
+        parts[part][0] += k["dur"] / 1e3 / steps
+        parts[part][1] += 1 / steps
+    return parts
+
+
 def report(title, table, tok):
     rows = sorted(table.items(), key=lambda kv: -kv[1][4])
     tb, tf, ta, tn, tt = (sum(v[i] for v in table.values()) for i in range(5))
@@ -242,12 +270,28 @@ def main():
                     help="group ops by part of the step (LoRA path, norms, loss, ...) not by name")
     ap.add_argument("--rank", type=int, default=16, help="LoRA rank (for --by-part)")
     ap.add_argument("--vocab", type=int, default=262144, help="vocabulary size (for --by-part)")
+    ap.add_argument("--gpu", action="store_true",
+                    help="one CUDA trace: measured GPU time by part, beside the model's bytes")
     ap.add_argument("--list-bytes", type=int, default=2,
                     help="bytes per element of tensor lists (cat), whose dtype the trace omits")
     a = ap.parse_args()
     RATES.update(bandwidth=a.bandwidth, matmul=a.matmul_flops, attention=a.attn_flops)
     if len(a.traces) > 2 or (len(a.traces) == 2 and a.depth is None):
         sys.exit("give one trace, or two that differ by one layer and --depth of the first")
+    if a.gpu:
+        if len(a.traces) != 1:
+            sys.exit("--gpu takes one CUDA trace")
+        measured = measured_parts(a.traces[0], a.rank, a.vocab)
+        modelled = load(a.traces[0], a.list_bytes, lambda n, args: part_of(n, args, a.rank, a.vocab))
+        total = sum(v[0] for v in measured.values())
+        print(f"GPU kernel time by part, {a.traces[0]} ({a.tokens} tokens a step): "
+              f"{total:.1f} ms a step, {total / a.tokens * 1e3:.2f} µs/token; beside it the "
+              "bytes the model gives the aten ops of that part (fused kernels: not modelled)")
+        print(f"  {'part':36} {'ms/step':>8} {'share':>6} {'kernels':>8} {'KB/token':>9}")
+        for name, (ms, n) in sorted(measured.items(), key=lambda kv: -kv[1][0]):
+            kb = modelled.get(name, [0.0])[0] / a.tokens / 1e3
+            print(f"  {name[:36]:36} {ms:8.2f} {ms / total if total else 0:6.1%} {n:8.0f} {kb:9.1f}")
+        return
     key = (lambda n, args: part_of(n, args, a.rank, a.vocab)) if a.by_part else None
     runs = [load(p, a.list_bytes, key) for p in a.traces]
     tok = a.tokens

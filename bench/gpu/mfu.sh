@@ -12,13 +12,18 @@
 #      and off (T2S_SDPA_CUDNN=0), against bench-train at one shape;
 #   3. batched greedy generation, 256 prompts, cuDNN attention default and off, t2s against HF.
 # Prepared by bench/gpu/prepare.sh; run there as `bash bench/gpu/mfu.sh` (about 8 minutes on an
-# H200). Results under $OUT: mfu.txt (the summary), train_1b_*.json, peer_b8.json,
-# train_overhead*.txt.
+# H200). Results under $OUT, at most 4 files (the device tool returns 8): mfu.txt (the
+# summary), raw.tgz (train_1b_*.json, peer_b8.json, train_overhead*.txt, repacked after each
+# section) and the batch-32 CUDA traces of the step with the fused kernels on and off, gzipped
+# where under 16 MiB (bench/traffic.py --gpu reads them; its summary is in mfu.txt already).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUDGET=${BUDGET:-540}
 source bench/gpu/env.sh
+RAW=/tmp/mfu-raw
+mkdir -p "$RAW"
 say() { echo "$*" | tee -a "$OUT/mfu.txt"; }
+pack() { tar -czf "$OUT/raw.tgz" -C "$RAW" . 2>/dev/null; }
 # Run the rest of the line with T2S_SDPA_CUDNN unset (default) or 0 (nocudnn).
 with_sdpa() {
   local setting=$1; shift
@@ -39,16 +44,26 @@ for run in "on 8" "off 8" "on ${BIG_BATCH:-32}" "off ${BIG_BATCH:-32}"; do
   set -- $run
   say "== t2s 1B step, batch $2, fused kernels $1"
   fused=true; [ "$1" = off ] && fused=false
-  profile=""; [ "$1" = on ] && profile=",\"profile\":\"/tmp/trace_b$2.json\""
+  # Profiled: the fused runs, and the unfused one at the big batch (the traffic model's check).
+  profile=""; { [ "$1" = on ] || [ "$2" != 8 ]; } && profile=",\"profile\":\"/tmp/trace_$1_b$2.json\""
   echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":$2,\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":20,\"warmup\":3,\"fused\":$fused$profile}}" > /tmp/bt1b.json
-  timeout "$(cap 90)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$OUT/train_1b_$1_b$2.json"
-  python3 bench/gpu/profile_summary.py "$OUT/train_1b_$1_b$2.json" 2>&1 | tee -a "$OUT/mfu.txt"
+  timeout "$(cap 90)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$RAW/train_1b_$1_b$2.json"
+  python3 bench/gpu/profile_summary.py "$RAW/train_1b_$1_b$2.json" 2>&1 | tee -a "$OUT/mfu.txt"
+  if [ -n "$profile" ] && [ -s "/tmp/trace_$1_b$2.json" ]; then
+    timeout "$(cap 60)" python3 bench/traffic.py --gpu --tokens $(($2 * 512)) "/tmp/trace_$1_b$2.json" 2>&1 \
+      | tee -a "$OUT/mfu.txt"
+    if [ "$2" != 8 ]; then
+      gzip -c "/tmp/trace_$1_b$2.json" > "/tmp/trace_$1_b$2.json.gz"
+      [ "$(stat -c %s "/tmp/trace_$1_b$2.json.gz")" -lt 16000000 ] && cp "/tmp/trace_$1_b$2.json.gz" "$OUT/"
+    fi
+  fi
+  pack
 done
 say "== peer (transformers + PEFT) 1B step, batch 8"
 timeout "$(cap 120)" python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank 16 \
-  --batch 8 --seq 512 --steps 20 2>/dev/null | tail -1 > "$OUT/peer_b8.json"
-cat "$OUT/peer_b8.json" | tee -a "$OUT/mfu.txt"
-python3 - "$OUT" <<'PY' | tee -a "$OUT/mfu.txt"
+  --batch 8 --seq 512 --steps 20 2>/dev/null | tail -1 > "$RAW/peer_b8.json"
+tee -a "$OUT/mfu.txt" < "$RAW/peer_b8.json"
+python3 - "$RAW" <<'PY' | tee -a "$OUT/mfu.txt"
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 def tps(name):
@@ -70,17 +85,19 @@ PY
 for backends in flash cudnn efficient fa3,flash; do
   say "== t2s 1B step, batch ${BIG_BATCH:-32}, T2S_SDPA=$backends"
   echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":${BIG_BATCH:-32},\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":10,\"warmup\":2}}" > /tmp/bt1b.json
-  T2S_SDPA=$backends timeout "$(cap 60)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$OUT/train_1b_sdpa_${backends/,/_}.json"
-  python3 bench/gpu/profile_summary.py "$OUT/train_1b_sdpa_${backends/,/_}.json" 2>&1 | head -1 | tee -a "$OUT/mfu.txt"
+  T2S_SDPA=$backends timeout "$(cap 60)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$RAW/train_1b_sdpa_${backends/,/_}.json"
+  python3 bench/gpu/profile_summary.py "$RAW/train_1b_sdpa_${backends/,/_}.json" 2>&1 | head -1 | tee -a "$OUT/mfu.txt"
 done
+pack
 
 # 2. The real training loop (varying batch lengths) against one fixed shape.
 for s in default nocudnn; do
   say "== real loop, SDPA cuDNN $s"
   tag=""; [ "$s" = nocudnn ] && tag=_nocudnn
-  PIPE_TIMEOUT=$(cap 90) TAG=$tag BASE_STEPS=150 LORA_STEPS=60 with_sdpa $s bash bench/gpu/train_overhead.sh 2>&1 \
+  OUT=$RAW PIPE_TIMEOUT=$(cap 90) TAG=$tag BASE_STEPS=150 LORA_STEPS=60 with_sdpa $s bash bench/gpu/train_overhead.sh 2>&1 \
     | grep -E "wall|bench-train" | tee -a "$OUT/mfu.txt"
 done
+pack
 
 # 3. Generation: t2s dynamic and graph against HF generate, both sides under the same setting.
 for s in default nocudnn; do
