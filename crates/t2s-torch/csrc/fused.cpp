@@ -14,6 +14,10 @@
 //   * The tanh-GELU gate of the MLP, gelu(gate) * up, read straight from the fused gate/up
 //     projection [tokens, 2I]: one kernel forward, and one backward that writes the gradient
 //     of both halves (unfused: gelu, mul, then mul, mul, gelu-backward and a concatenation).
+//   * LoRA dropout: the bf16 input read once into the fp32 dropped copies the adapters sharing
+//     it multiply (unfused: a cast, then a dropout over the expanded copies that writes a mask),
+//     and back the masked sum over the copies, cast to bf16, with the masks regenerated from a
+//     seed (unfused: dropout backward, a sum, a cast).
 //
 // Every rounding step of the unfused bf16 program is kept (bf16 after gelu, after the norm,
 // after the residual add), so results equal libtorch's up to fp32 summation order. The kernels
@@ -25,6 +29,7 @@
 #include "guarded.h"
 #include "jit.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -264,6 +269,57 @@ struct GeluGate : public torch::autograd::Function<GeluGate> {
   }
 };
 
+// LoRA dropout over `copies` fp32 copies of a bf16 input (t2s_lora_drop_*): out [copies,
+// ...x.shape] fp32, each copy with its own mask drawn from `seed`. Nothing is saved for the
+// backward but the seed: the masks are regenerated there.
+struct LoraDropout : public torch::autograd::Function<LoraDropout> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            int64_t copies, double p, int64_t seed) {
+    check_bf16_cuda(x, "LoRA dropout input");
+    TORCH_CHECK(copies >= 1, "LoRA dropout needs at least one copy, got ", copies);
+    TORCH_CHECK(p > 0.0 && p < 1.0, "LoRA dropout probability must be in (0, 1), got ", p);
+    DeviceGuard guard(x.device());
+    const at::Tensor xc = x.contiguous();
+    auto sizes = xc.sizes().vec();
+    sizes.insert(sizes.begin(), copies);
+    auto out = at::empty(sizes, xc.options().dtype(at::kFloat));
+    launch_drop(xc, Kernel::LoraDropFwd, xc.data_ptr(), out.data_ptr(), xc.numel(), copies, p,
+                seed);
+    ctx->saved_data["copies"] = copies;
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["seed"] = seed;
+    ctx->saved_data["sizes"] = xc.sizes().vec();
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    const at::Tensor g = grads[0].to(at::kFloat).contiguous();
+    DeviceGuard guard(g.device());
+    const auto sizes = ctx->saved_data["sizes"].toIntVector();
+    auto dx = at::empty(sizes, g.options().dtype(at::kBFloat16));
+    launch_drop(g, Kernel::LoraDropBwd, g.data_ptr(), dx.data_ptr(), dx.numel(),
+                ctx->saved_data["copies"].toInt(), ctx->saved_data["p"].toDouble(),
+                ctx->saved_data["seed"].toInt());
+    return {dx, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+  // Both kernels: (in, numel, copies, seed, p, scale, out), grid-stride over numel.
+  static void launch_drop(const at::Tensor& on, Kernel k, const void* in, void* out,
+                          int64_t numel, int64_t copies, double p, int64_t seed) {
+    if (numel == 0) return;
+    long long n = numel;
+    int c = static_cast<int>(copies);
+    unsigned long long s = static_cast<unsigned long long>(seed);
+    float pf = static_cast<float>(p);
+    float scale = static_cast<float>(1.0 / (1.0 - p));
+    void* args[] = {&in, &n, &c, &s, &pf, &scale, &out};
+    const int64_t blocks = std::min<int64_t>((numel + 255) / 256, int64_t{1} << 20);
+    launch(on, k, dim3(static_cast<unsigned>(blocks)), dim3(256), args);
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -339,6 +395,17 @@ int t2s_fused_ce_rows(void* z, void* targets, void** out, char** err) {
 int t2s_fused_gelu_gate(void* gu, void** out, char** err) {
   return t2s::guarded(err, [&] {
     at::Tensor y = GeluGate::apply(*static_cast<at::Tensor*>(gu));
+    *out = new at::Tensor(std::move(y));
+  });
+}
+
+// LoRA dropout of bf16 x into `copies` fp32 copies (see LoraDropout). `*out` receives a new
+// tensor [copies, ...x.shape].
+int t2s_fused_lora_dropout(void* x, long long copies, double p, long long seed, void** out,
+                           char** err) {
+  return t2s::guarded(err, [&] {
+    at::Tensor y = LoraDropout::apply(*static_cast<at::Tensor*>(x), static_cast<int64_t>(copies),
+                                      p, static_cast<int64_t>(seed));
     *out = new at::Tensor(std::move(y));
   });
 }

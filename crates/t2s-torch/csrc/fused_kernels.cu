@@ -352,3 +352,48 @@ extern "C" __global__ void t2s_ce_rows(bf16_t* __restrict__ z,
     for (int i = threadIdx.x; i < V; i += blockDim.x) zr[i] = ce_grad(bf2f(zr[i]), lse, i == t);
   }
 }
+
+// LoRA dropout over `copies` fp32 copies of a bf16 input (each adapter sharing the input draws
+// its own mask, as PEFT's separate Dropout modules do): element i of copy c is kept when a
+// hash of (seed, c * numel + i) is at least p. Counter-based, so the backward regenerates the
+// masks instead of storing them. splitmix64's finaliser; 24 bits make the uniform draw.
+__device__ __forceinline__ bool lora_keep(unsigned long long seed, unsigned long long idx,
+                                          float p) {
+  unsigned long long z = seed + (idx + 1ULL) * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+// out[c][i] = kept ? float(x[i]) * scale : 0, scale = 1 / (1 - p): one read of the bf16 input
+// for every copy (unfused: a cast to fp32, then a dropout kernel over the expanded copies that
+// also writes a mask). Grid-stride over i.
+extern "C" __global__ void t2s_lora_drop_fwd(const bf16_t* __restrict__ x, long long numel,
+                                             int copies, unsigned long long seed, float p,
+                                             float scale, float* __restrict__ out) {
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < numel; i += stride) {
+    const float v = bf2f(x[i]);
+    for (int c = 0; c < copies; ++c) {
+      const unsigned long long idx = (unsigned long long)c * (unsigned long long)numel + i;
+      out[idx] = lora_keep(seed, idx, p) ? v * scale : 0.0f;
+    }
+  }
+}
+
+// dx[i] = bf16(sum over c of (kept ? g[c][i] * scale : 0)), the masks regenerated from the
+// seed (unfused: the dropout backward, a sum over the copies and a cast, three kernels).
+extern "C" __global__ void t2s_lora_drop_bwd(const float* __restrict__ g, long long numel,
+                                             int copies, unsigned long long seed, float p,
+                                             float scale, bf16_t* __restrict__ dx) {
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < numel; i += stride) {
+    float s = 0.0f;
+    for (int c = 0; c < copies; ++c) {
+      const unsigned long long idx = (unsigned long long)c * (unsigned long long)numel + i;
+      s += lora_keep(seed, idx, p) ? g[idx] * scale : 0.0f;
+    }
+    dx[i] = f2bf(s);
+  }
+}

@@ -17,7 +17,8 @@ namespace t2s::jit {
 // The kernels of csrc/fused_kernels.cu, by entry point.
 inline constexpr const char* kKernels[] = {
     "t2s_rms_fwd",     "t2s_rms_bwd",     "t2s_gelu_gate_fwd", "t2s_gelu_gate_bwd",
-    "t2s_qk_rope_fwd", "t2s_qk_rope_bwd", "t2s_ce_rows"};
+    "t2s_qk_rope_fwd", "t2s_qk_rope_bwd", "t2s_ce_rows",       "t2s_lora_drop_fwd",
+    "t2s_lora_drop_bwd"};
 enum Kernel {
   RmsFwd,
   RmsBwd,
@@ -26,8 +27,11 @@ enum Kernel {
   QkRopeFwd,
   QkRopeBwd,
   CeRows,
+  LoraDropFwd,
+  LoraDropBwd,
   KernelCount
 };
+static_assert(sizeof(kKernels) / sizeof(kKernels[0]) == KernelCount, "one name per kernel");
 
 // Compile the kernels for compute capability major.minor with NVRTC alone (no device): a
 // cubin when NVRTC knows the architecture, else PTX for the newest one it knows.

@@ -7,6 +7,7 @@
 use tch::{Kind, Tensor};
 
 use crate::error::Result;
+use crate::fused;
 
 /// One LoRA adapter on a linear layer (PEFT `lora_A` / `lora_B`).
 #[derive(Debug)]
@@ -60,11 +61,10 @@ impl Linear {
         let Some(l) = self.lora.as_ref().filter(|l| !l.merged) else {
             return Ok(None);
         };
-        let xa = x.f_to_kind(l.a.kind())?;
         let xa = if train && l.dropout > 0.0 {
-            xa.f_dropout(l.dropout, true)?
+            dropped_copies(x, 1, l.dropout, l.a.kind())?.f_squeeze_dim(0)?
         } else {
-            xa
+            x.f_to_kind(l.a.kind())?
         };
         // `scale` multiplies the rank-r activations rather than the output: the same product
         // up to fp32 rounding, over r columns instead of `out`.
@@ -164,9 +164,7 @@ pub fn fused_forward(
     else {
         return Ok(y);
     };
-    // One cast of the input for every adapter; each still draws its own dropout mask.
-    let xa = x.f_to_kind(kind)?;
-    if let Some(us) = rank_activations(parts, &xa, train)? {
+    if let Some(us) = rank_activations(parts, x, kind, train)? {
         let deltas = parts
             .iter()
             .zip(us)
@@ -177,6 +175,8 @@ pub fn fused_forward(
             .collect::<Result<Vec<_>>>()?;
         return add_in_adapter_dtype(y, &Tensor::f_cat(&deltas, -1)?);
     }
+    // One cast of the input for every adapter; each still draws its own dropout mask.
+    let xa = x.f_to_kind(kind)?;
     let mut lead = y.size();
     lead.pop();
     let deltas = parts
@@ -198,7 +198,12 @@ pub fn fused_forward(
 /// (each adapter still gets its own mask, as in PEFT) and one batched GEMM. `None` when the
 /// parts do not all carry an unmerged adapter with the same dropout (and, with dropout, the
 /// same rank): then each adapter runs on its own.
-fn rank_activations(parts: &[&Linear], xa: &Tensor, train: bool) -> Result<Option<Vec<Tensor>>> {
+fn rank_activations(
+    parts: &[&Linear],
+    x: &Tensor,
+    kind: Kind,
+    train: bool,
+) -> Result<Option<Vec<Tensor>>> {
     let Some(ad) = parts
         .iter()
         .map(|l| l.lora.as_ref().filter(|a| !a.merged))
@@ -211,7 +216,7 @@ fn rank_activations(parts: &[&Linear], xa: &Tensor, train: bool) -> Result<Optio
         return Ok(None);
     }
     let ranks: Vec<i64> = ad.iter().map(|a| a.a.size()[0]).collect();
-    let mut lead = xa.size();
+    let mut lead = x.size();
     let inp = lead.pop().unwrap_or(1);
     let one_scale = ad.iter().all(|a| a.scale == ad[0].scale);
     let scaled = |u: Tensor| -> Result<Tensor> {
@@ -223,16 +228,14 @@ fn rank_activations(parts: &[&Linear], xa: &Tensor, train: bool) -> Result<Optio
     };
     let us: Vec<Tensor> = if !(train && p > 0.0) {
         let a_all = Tensor::f_cat(&ad.iter().map(|a| &a.a).collect::<Vec<_>>(), 0)?;
-        scaled(xa.f_linear::<Tensor>(&a_all, None)?)?.f_split_with_sizes(ranks.as_slice(), -1)?
+        scaled(x.f_to_kind(kind)?.f_linear::<Tensor>(&a_all, None)?)?
+            .f_split_with_sizes(ranks.as_slice(), -1)?
     } else {
         if ranks.iter().any(|&r| r != ranks[0]) {
             return Ok(None);
         }
-        let (n, rows) = (ad.len() as i64, xa.numel() as i64 / inp.max(1));
-        let copies = xa
-            .f_reshape([1, rows, inp])?
-            .f_expand([n, rows, inp], false)?
-            .f_dropout(p, true)?;
+        let (n, rows) = (ad.len() as i64, x.numel() as i64 / inp.max(1));
+        let copies = dropped_copies(&x.f_reshape([rows, inp])?, n, p, kind)?;
         let a_all = Tensor::f_stack(&ad.iter().map(|a| &a.a).collect::<Vec<_>>(), 0)?;
         let mut shape = lead.clone();
         shape.push(ranks[0]);
@@ -251,6 +254,22 @@ fn rank_activations(parts: &[&Linear], xa: &Tensor, train: bool) -> Result<Optio
             .map(|(u, a)| u.f_mul_scalar(a.scale))
             .collect::<std::result::Result<_, _>>()?,
     ))
+}
+
+/// `[n, ...x.shape]`: `n` copies of `x` in the adapter dtype `kind`, each through its own
+/// dropout mask (PEFT: every adapter's Dropout draws its own). A bf16 CUDA input with fp32
+/// adapters takes the fused kernel (one read of `x`, masks regenerated in the backward); else
+/// a cast, then libtorch's dropout over the expanded copies.
+fn dropped_copies(x: &Tensor, n: i64, p: f64, kind: Kind) -> Result<Tensor> {
+    if kind == Kind::Float && fused::serves(x) {
+        return fused::lora_dropout(x, n, p);
+    }
+    let mut shape = x.size();
+    shape.insert(0, n);
+    Ok(x.f_to_kind(kind)?
+        .f_unsqueeze(0)?
+        .f_expand(shape.as_slice(), false)?
+        .f_dropout(p, true)?)
 }
 
 #[cfg(test)]

@@ -136,6 +136,34 @@ fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
         0.0,
         "gradient leaked into the unnormalised heads"
     );
+    // LoRA dropout at the 1B width: three copies (q/k/v) and one (o), against libtorch's ops
+    // with the masks it drew (the input has no zeros, so a zero output is a dropped element).
+    for copies in [3i64, 1] {
+        let x = Tensor::randn([4, 33, 1152], bf).abs() + 0.5;
+        let leaf = x.detach().set_requires_grad(true);
+        let y = fused::lora_dropout(&leaf, copies, 0.05).unwrap();
+        let keep = y.ne(0.0);
+        let g = Tensor::randn(y.size(), (Kind::Float, dev));
+        let dx = Tensor::run_backward(&[(&y * &g).sum(Kind::Float)], &[&leaf], false, false);
+        let y_ref = fused::reference_lora_dropout(&x, &keep, 0.05).unwrap();
+        assert_eq!(
+            max_abs_diff(&y, &y_ref),
+            0.0,
+            "LoRA dropout output ({copies})"
+        );
+        let dx_ref = (g * keep.to_kind(Kind::Float) * f64::from((1.0 / 0.95f64) as f32))
+            .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
+            .to_kind(Kind::BFloat16);
+        assert!(
+            relative(&dx[0], &dx_ref) < 1e-2,
+            "LoRA dropout gradient ({copies})"
+        );
+        let rate = keep
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        assert!((rate - 0.95).abs() < 0.01, "keep rate {rate} ({copies})");
+    }
     // The gate at the 1B width, with more rows than one grid dimension holds, and at a width
     // that is no multiple of 8 (one column a thread instead of 16-byte accesses).
     for (rows, i) in [(2 * 129, 6912), (70_000, 64), (5, 60)] {
@@ -501,4 +529,78 @@ fn emulated_cross_entropy_kernel_matches_libtorch() {
             "row sums {row_sums}"
         );
     }
+}
+
+#[test]
+fn emulated_lora_dropout_kernels_match_libtorch() {
+    tch::manual_seed(14);
+    // 385 elements over a grid of 2 blocks of 32 threads (the grid-stride loop), 3 copies.
+    let (numel, copies, p) = (385i64, 3i64, 0.25);
+    let x = Tensor::randn([numel], (Kind::BFloat16, Device::Cpu)).abs() + 0.5;
+    let g = Tensor::randn([copies, numel], (Kind::Float, Device::Cpu));
+    let run = |seed: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |n: &str| dir.path().join(n);
+        write_bf16(&path("x.bin"), &x);
+        write_f32(&path("g.bin"), &g);
+        emulate(&[
+            "drop".into(),
+            dir.path().display().to_string(),
+            numel.to_string(),
+            copies.to_string(),
+            seed.to_string(),
+            p.to_string(),
+            "2".into(),
+            "32".into(),
+            "-".into(),
+        ]);
+        (
+            read_f32(&path("out.bin")).reshape([copies, numel]),
+            read_bf16(&path("dx.bin"), &[numel]),
+        )
+    };
+    let (out, dx) = run(12345);
+    // The input has no zeros: a zero output is a dropped element, and the rest is exactly
+    // fp32(x) / (1 - p), as libtorch's dropout computes it.
+    let keep = out.ne(0.0);
+    let out_ref = fused::reference_lora_dropout(&x, &keep, p).unwrap();
+    assert_eq!(max_abs_diff(&out, &out_ref), 0.0, "dropped copies");
+    // The backward regenerates the same masks: the masked, scaled sum over the copies in bf16.
+    let scale = f64::from((1.0 / (1.0 - p)) as f32);
+    let dx_ref = (&g * keep.to_kind(Kind::Float) * scale)
+        .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
+        .to_kind(Kind::BFloat16);
+    assert!(relative(&dx, &dx_ref) < 1e-2, "input gradient");
+    let equal = dx.eq_tensor(&dx_ref).to_kind(Kind::Float).mean(Kind::Float);
+    assert!(
+        equal.double_value(&[]) > 0.95,
+        "input gradient equal in {equal}"
+    );
+    // 1,155 draws at p = 0.25: the keep rate is 0.75 ± 0.013 (one standard deviation).
+    let rate = keep
+        .to_kind(Kind::Float)
+        .mean(Kind::Float)
+        .double_value(&[]);
+    assert!((rate - 0.75).abs() < 0.065, "keep rate {rate}");
+    // Each copy has its own mask (independent masks agree on p² + (1 − p)² = 62.5%), the same
+    // seed draws the same masks, another seed others.
+    let agree = |a: &Tensor, b: &Tensor| {
+        a.eq_tensor(b)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[])
+    };
+    assert!(
+        agree(&keep.get(0), &keep.get(1)) < 0.8,
+        "copies share a mask"
+    );
+    assert_eq!(
+        max_abs_diff(&run(12345).0, &out),
+        0.0,
+        "same seed, other masks"
+    );
+    assert!(
+        agree(&run(54321).0.ne(0.0), &keep) < 0.8,
+        "another seed, same masks"
+    );
 }

@@ -13,6 +13,8 @@
 //     reads  dir/z.bin (bf16 [rows, V]), t.bin (int64); writes nll.bin (f32), grad.bin (bf16)
 //   emulate gate <dir> <rows> <I> <grid_y> <threads> <vec>
 //     reads  dir/gu.bin (bf16), g.bin (bf16); writes dir/out.bin, dgu.bin (bf16)
+//   emulate drop <dir> <numel> <copies> <seed> <p> <blocks> <threads> -
+//     reads  dir/x.bin (bf16), g.bin (f32 [copies, numel]); writes out.bin (f32), dx.bin (bf16)
 #include <barrier>
 #include <cmath>
 #include <cstdio>
@@ -198,6 +200,28 @@ int main(int argc, char** argv) {
            [&] { t2s_gelu_gate_bwd(g.data(), gu.data(), rows, I, dgu.data(), vec); });
     write(dir + "out.bin", out);
     write(dir + "dgu.bin", dgu);
+    return 0;
+  }
+  if (what == "drop" && argc == 10) {
+    const long long numel = std::atoll(argv[3]);
+    const int copies = std::atoi(argv[4]);
+    const unsigned long long seed = std::strtoull(argv[5], nullptr, 10);
+    const float p = static_cast<float>(std::atof(argv[6]));
+    const float scale = static_cast<float>(1.0 / (1.0 - std::atof(argv[6])));
+    const unsigned blocks = static_cast<unsigned>(std::atoi(argv[7]));
+    const unsigned threads = static_cast<unsigned>(std::atoi(argv[8]));
+    (void)argv[9];
+    const auto x = read<bf16_t>(dir + "x.bin");
+    const auto g = read<float>(dir + "g.bin");
+    std::vector<float> out(static_cast<size_t>(numel * copies));
+    std::vector<bf16_t> dx(static_cast<size_t>(numel));
+    const dim3 grid{blocks, 1, 1}, block{threads, 1, 1};
+    launch(grid, block,
+           [&] { t2s_lora_drop_fwd(x.data(), numel, copies, seed, p, scale, out.data()); });
+    launch(grid, block,
+           [&] { t2s_lora_drop_bwd(g.data(), numel, copies, seed, p, scale, dx.data()); });
+    write(dir + "out.bin", out);
+    write(dir + "dx.bin", dx);
     return 0;
   }
   std::fprintf(stderr, "usage: see the header of emulate.cpp\n");
