@@ -18,6 +18,10 @@
 //     it multiply (unfused: a cast, then a dropout over the expanded copies that writes a mask),
 //     and back the masked sum over the copies, cast to bf16, with the masks regenerated from a
 //     seed (unfused: dropout backward, a sum, a cast).
+//   * The LoRA down-projection u = A · dropout(x) of the adapters sharing a bf16 input, read
+//     straight from it with the masks applied on the fly: no fp32 copy of x is written, kept
+//     or read, forward or backward (one kernel forward, two back: the input's gradient summed
+//     over the adapters in bf16, and A's per split of the tokens).
 //
 // Every rounding step of the unfused bf16 program is kept (bf16 after gelu, after the norm,
 // after the residual add), so results equal libtorch's up to fp32 summation order. The kernels
@@ -320,6 +324,110 @@ struct LoraDropout : public torch::autograd::Function<LoraDropout> {
   }
 };
 
+// The LoRA down-projection of a bf16 input shared by n adapters (t2s_lora_down_*): u [n, T, r]
+// fp32 with u[c] = (keep_c ⊙ fp32(x) / (1 − p)) · A[c]ᵀ, x viewed as [T, D] and A [n, r, D]
+// fp32 (p = 0: no dropout). The masks are those LoraDropout draws from the same seed; the
+// backward regenerates them. Saved for the backward: x in bf16 and A, not the dropped fp32
+// copies [n, T, D] the unfused program keeps.
+struct LoraDown : public torch::autograd::Function<LoraDown> {
+  static constexpr int64_t kMaxRank = 128;  // T2S_LORA_MAX_R
+  static constexpr int64_t kTokensPerSplit = 256;
+
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& a, double p, int64_t seed) {
+    check_bf16_cuda(x, "LoRA down-projection input");
+    TORCH_CHECK(a.dim() == 3 && a.scalar_type() == at::kFloat && a.device() == x.device(),
+                "LoRA A matrices must be fp32 [n, r, D] on the input's device, got ",
+                a.scalar_type(), " ", a.sizes());
+    const int64_t D = x.size(-1), n = a.size(0), r = a.size(1);
+    TORCH_CHECK(a.size(2) == D, "LoRA A matrices are ", a.sizes(), " for an input of width ", D);
+    TORCH_CHECK(n >= 1 && r >= 1 && n * r <= kMaxRank,
+                "the fused LoRA down-projection takes n · r <= ", kMaxRank, ", got n ", n, ", r ",
+                r);
+    TORCH_CHECK(p >= 0.0 && p < 1.0, "LoRA dropout probability must be in [0, 1), got ", p);
+    DeviceGuard guard(x.device());
+    const at::Tensor xc = x.contiguous().view({-1, D});
+    const at::Tensor ac = a.contiguous();
+    const int64_t T = xc.size(0);
+    auto u = at::zeros({n, T, r}, xc.options().dtype(at::kFloat));
+    if (T > 0 && D > 0) {
+      Launch l(p, seed, T, D, n, r);
+      const void* xp = xc.data_ptr();
+      const void* ap = ac.data_ptr();
+      void* up = u.data_ptr();
+      void* args[] = {&xp, &l.T, &l.D, &l.r, &ap, &l.seed, &l.p, &l.scale, &up};
+      launch(xc, Kernel::LoraDownFwd, dim3(blocks(T, 64), static_cast<unsigned>(n)), dim3(256),
+             args);
+    }
+    ctx->save_for_backward({xc, ac});
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["seed"] = seed;
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    return u;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor none;
+    if (!grads[0].defined()) return {none, none, none, none};
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &xc = saved[0], &ac = saved[1];
+    const at::Tensor du = grads[0].to(at::kFloat).contiguous();
+    DeviceGuard guard(du.device());
+    const int64_t T = xc.size(0), D = xc.size(1), n = ac.size(0), r = ac.size(1);
+    Launch l(ctx->saved_data["p"].toDouble(), ctx->saved_data["seed"].toInt(), T, D, n, r);
+    const void* dup = du.data_ptr();
+    at::Tensor dx, da;
+    if (ctx->needs_input_grad(0)) {
+      dx = at::zeros({T, D}, xc.options());
+      if (T > 0 && D > 0) {
+        const void* ap = ac.data_ptr();
+        void* dxp = dx.data_ptr();
+        void* args[] = {&dup, &ap, &l.T, &l.D, &l.n, &l.r, &l.seed, &l.p, &l.scale, &dxp};
+        launch(du, Kernel::LoraDownDx, dim3(blocks(T, 32), blocks(D, 32)), dim3(256), args);
+      }
+      dx = dx.view(ctx->saved_data["sizes"].toIntVector());
+    }
+    if (ctx->needs_input_grad(1)) {
+      if (T > 0 && D > 0) {
+        long long span = kTokensPerSplit;
+        const int64_t splits = (T + span - 1) / span;
+        auto partial = at::empty({splits, n, r, D}, du.options());
+        const void* xp = xc.data_ptr();
+        void* pp = partial.data_ptr();
+        void* args[] = {&dup, &xp, &l.T, &l.D, &l.r, &span, &l.seed, &l.p, &l.scale, &pp};
+        launch(du, Kernel::LoraDownDa,
+               dim3(blocks(D, 64), static_cast<unsigned>(n), static_cast<unsigned>(splits)),
+               dim3(256), args);
+        da = partial.sum(0);
+      } else {
+        da = at::zeros_like(ac);
+      }
+    }
+    return {dx, da, none, none};
+  }
+
+  // The kernels' scalar arguments, in the types they take.
+  struct Launch {
+    long long T;
+    int D, n, r;
+    unsigned long long seed;
+    float p, scale;
+    Launch(double p_, int64_t seed_, int64_t T_, int64_t D_, int64_t n_, int64_t r_)
+        : T(T_),
+          D(static_cast<int>(D_)),
+          n(static_cast<int>(n_)),
+          r(static_cast<int>(r_)),
+          seed(static_cast<unsigned long long>(seed_)),
+          p(static_cast<float>(p_)),
+          scale(static_cast<float>(1.0 / (1.0 - p_))) {}
+  };
+
+  static unsigned blocks(int64_t extent, int64_t tile) {
+    return static_cast<unsigned>((extent + tile - 1) / tile);
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -407,6 +515,16 @@ int t2s_fused_lora_dropout(void* x, long long copies, double p, long long seed, 
     at::Tensor y = LoraDropout::apply(*static_cast<at::Tensor*>(x), static_cast<int64_t>(copies),
                                       p, static_cast<int64_t>(seed));
     *out = new at::Tensor(std::move(y));
+  });
+}
+
+// The fused LoRA down-projection (see LoraDown): x bf16 [..., D], a fp32 [n, r, D]; `*out`
+// receives a new tensor [n, T, r] (T the number of rows of x).
+int t2s_fused_lora_down(void* x, void* a, double p, long long seed, void** out, char** err) {
+  return t2s::guarded(err, [&] {
+    at::Tensor u = LoraDown::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(a), p,
+                                   static_cast<int64_t>(seed));
+    *out = new at::Tensor(std::move(u));
   });
 }
 

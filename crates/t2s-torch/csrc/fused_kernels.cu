@@ -397,3 +397,152 @@ extern "C" __global__ void t2s_lora_drop_bwd(const float* __restrict__ g, long l
     dx[i] = f2bf(s);
   }
 }
+
+// --- LoRA down-projection straight from the bf16 input --------------------------------------
+// u[c] = (keep_c ⊙ fp32(x) · scale) · A[c]ᵀ for n adapters sharing the input x [T, D], each
+// with its own mask (the masks of t2s_lora_drop_fwd for the same seed: element (t, d) of copy
+// c kept by lora_keep(seed, c·T·D + t·D + d, p)) and its own A[c] [r, D] (A contiguous
+// [n, r, D]). Unfused (even with t2s_lora_drop_fwd), the dropped fp32 copies [n, T, D] are
+// written, read by the GEMM, kept for the backward, read again there and their gradient
+// written and read: here nothing of width D but x itself is read or written in fp32.
+// p = 0 means no dropout (no hash, scale 1). All three kernels take blocks of 256 threads and
+// need r ≤ 128 and n·r ≤ 128.
+#define T2S_LORA_THREADS 256
+#define T2S_LORA_MAX_R 128
+
+// fp32(x[t][d]) · scale where copy c keeps (t, d), else 0; 0 outside [0, T) × [0, D).
+__device__ __forceinline__ float lora_dropped(const bf16_t* __restrict__ x, long long T, int D,
+                                              int c, long long t, int d,
+                                              unsigned long long seed, float p, float scale) {
+  if (t >= T || d >= D) return 0.0f;
+  const long long i = t * D + d;
+  if (p > 0.0f &&
+      !lora_keep(seed, (unsigned long long)c * (unsigned long long)(T * D) + i, p))
+    return 0.0f;
+  return bf2f(x[i]) * scale;
+}
+
+// u [n, T, r]. Grid (ceil(T / 64), n): a block takes 64 tokens of adapter blockIdx.y and all
+// r outputs, stepping through D 32 columns at a time (the masked x tile and the A tile in
+// shared memory). Thread i owns token i % 64 and outputs i / 64 + 4k.
+extern "C" __global__ void t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D,
+                                             int r, const float* __restrict__ A,
+                                             unsigned long long seed, float p, float scale,
+                                             float* __restrict__ u) {
+  __shared__ float xs[64][33];
+  __shared__ float as[T2S_LORA_MAX_R][33];
+  const int c = blockIdx.y, tid = threadIdx.x;
+  const long long t0 = (long long)blockIdx.x * 64;
+  const int tok = tid % 64, j0 = tid / 64;
+  const float* Ac = A + (long long)c * r * D;
+  float acc[T2S_LORA_MAX_R / 4];
+#pragma unroll
+  for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k) acc[k] = 0.0f;
+  for (int d0 = 0; d0 < D; d0 += 32) {
+    for (int e = tid; e < 64 * 32; e += T2S_LORA_THREADS)
+      xs[e / 32][e % 32] = lora_dropped(x, T, D, c, t0 + e / 32, d0 + e % 32, seed, p, scale);
+    for (int e = tid; e < r * 32; e += T2S_LORA_THREADS) {
+      const int d = d0 + e % 32;
+      as[e / 32][e % 32] = d < D ? Ac[(long long)(e / 32) * D + d] : 0.0f;
+    }
+    __syncthreads();
+    for (int kk = 0; kk < 32; ++kk) {
+      const float xv = xs[tok][kk];
+#pragma unroll
+      for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
+        if (j0 + 4 * k < r) acc[k] += xv * as[j0 + 4 * k][kk];
+    }
+    __syncthreads();
+  }
+  const long long t = t0 + tok;
+  if (t < T) {
+#pragma unroll
+    for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
+      if (j0 + 4 * k < r) u[((long long)c * T + t) * r + j0 + 4 * k] = acc[k];
+  }
+}
+
+// dx [T, D] = bf16(Σ_c keep_c ⊙ (du[c] · A[c]) · scale) for du [n, T, r]: the gradient of x
+// through every adapter, summed and rounded once (unfused: the GEMM's fp32 gradient of the
+// copies, the dropout backward, a sum over the copies and a cast). Grid (ceil(T / 32),
+// ceil(D / 32)); thread i owns column i % 32 of tokens i / 32 + 8k.
+extern "C" __global__ void t2s_lora_down_dx(const float* __restrict__ du,
+                                            const float* __restrict__ A, long long T, int D,
+                                            int n, int r, unsigned long long seed, float p,
+                                            float scale, bf16_t* __restrict__ dx) {
+  __shared__ float us[32][T2S_LORA_MAX_R + 1];
+  __shared__ float as[T2S_LORA_MAX_R][32];
+  const int tid = threadIdx.x, nr = n * r;
+  const long long t0 = (long long)blockIdx.x * 32;
+  const int d0 = blockIdx.y * 32, col = tid % 32;
+  for (int e = tid; e < 32 * nr; e += T2S_LORA_THREADS) {
+    const int tt = e / nr, q = e % nr;
+    const long long t = t0 + tt;
+    us[tt][q] = t < T ? du[((long long)(q / r) * T + t) * r + q % r] : 0.0f;
+  }
+  for (int e = tid; e < nr * 32; e += T2S_LORA_THREADS) {
+    const int d = d0 + e % 32;
+    as[e / 32][e % 32] = d < D ? A[(long long)(e / 32) * D + d] : 0.0f;
+  }
+  __syncthreads();
+  const int d = d0 + col;
+  for (int k = 0; k < 4; ++k) {
+    const int tt = tid / 32 + 8 * k;
+    const long long t = t0 + tt;
+    if (t >= T || d >= D) continue;
+    float s = 0.0f;
+    for (int c = 0; c < n; ++c) {
+      float g = 0.0f;
+      for (int j = 0; j < r; ++j) g += us[tt][c * r + j] * as[c * r + j][col];
+      const unsigned long long idx =
+          (unsigned long long)c * (unsigned long long)(T * D) + (unsigned long long)(t * D + d);
+      if (p <= 0.0f || lora_keep(seed, idx, p)) s += g * scale;
+    }
+    dx[t * D + d] = f2bf(s);
+  }
+}
+
+// The gradient of A, per split of the tokens: partial [S, n, r, D] with
+// partial[s][c] = Σ over tokens [s·span, (s+1)·span) of du[c][t]ᵀ ⊗ (keep_c ⊙ fp32(x[t]) ·
+// scale); the caller sums over s (a fixed order: deterministic, no atomics). Grid (ceil(D /
+// 64), n, S); thread i owns column i % 64 and rows i / 64 + 4k.
+extern "C" __global__ void t2s_lora_down_da(const float* __restrict__ du,
+                                            const bf16_t* __restrict__ x, long long T, int D,
+                                            int r, long long span, unsigned long long seed,
+                                            float p, float scale, float* __restrict__ partial) {
+  __shared__ float xs[32][64];
+  __shared__ float us[32][T2S_LORA_MAX_R + 1];
+  const int c = blockIdx.y, tid = threadIdx.x, n = gridDim.y;
+  const long long s = blockIdx.z;
+  const int d0 = blockIdx.x * 64, col = tid % 64, j0 = tid / 64;
+  const long long t_begin = s * span;
+  const long long t_end = t_begin + span < T ? t_begin + span : T;
+  float acc[T2S_LORA_MAX_R / 4];
+#pragma unroll
+  for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k) acc[k] = 0.0f;
+  for (long long t0 = t_begin; t0 < t_end; t0 += 32) {
+    for (int e = tid; e < 32 * 64; e += T2S_LORA_THREADS) {
+      const long long t = t0 + e / 64;
+      xs[e / 64][e % 64] = t < t_end ? lora_dropped(x, T, D, c, t, d0 + e % 64, seed, p, scale)
+                                     : 0.0f;
+    }
+    for (int e = tid; e < 32 * r; e += T2S_LORA_THREADS) {
+      const long long t = t0 + e / r;
+      us[e / r][e % r] = t < t_end ? du[((long long)c * T + t) * r + e % r] : 0.0f;
+    }
+    __syncthreads();
+    for (int tt = 0; tt < 32; ++tt) {
+      const float xv = xs[tt][col];
+#pragma unroll
+      for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
+        if (j0 + 4 * k < r) acc[k] += us[tt][j0 + 4 * k] * xv;
+    }
+    __syncthreads();
+  }
+  const int d = d0 + col;
+  if (d < D) {
+#pragma unroll
+    for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
+      if (j0 + 4 * k < r) partial[((s * n + c) * r + j0 + 4 * k) * D + d] = acc[k];
+  }
+}

@@ -2,15 +2,17 @@
 //! in and out, optionally with the residual add after it), the q/k norms with the RoPE after
 //! them and the tanh-GELU gate of the MLP (each one kernel forward and one backward instead of
 //! a chain of casts and elementwise kernels), the chunked loss's cross-entropy with its
-//! gradient (one kernel, in place), and LoRA dropout into fp32 copies of a bf16 input (masks
-//! regenerated from a seed in the backward, not stored). NVRTC compiles them at run time for
-//! the device at hand.
+//! gradient (one kernel, in place), LoRA dropout into fp32 copies of a bf16 input (masks
+//! regenerated from a seed in the backward, not stored), and the LoRA down-projection
+//! `A · dropout(x)` read straight from the bf16 input (no fp32 copies at all). NVRTC compiles
+//! them at run time for the device at hand.
 //!
 //! They serve bf16 CUDA tensors only, and only after a self-check on the device: on first use
 //! the kernels are compiled and their outputs and gradients compared with libtorch's unfused
 //! ops ([`reference_rms_norm`], [`reference_qk_norm_rope`], [`reference_gelu_gate`],
-//! `train::ce_rows_unfused`, [`reference_lora_dropout`]). A failure is logged once and the unfused ops serve from then
-//! on, so a broken or missing NVRTC costs speed, never results.
+//! `train::ce_rows_unfused`, [`reference_lora_dropout`], [`reference_lora_down`]). A failure
+//! is logged once and the unfused ops serve from then on, so a broken or missing NVRTC costs
+//! speed, never results.
 //! `T2S_FUSED=0` (or [`set_enabled`]) turns them off.
 
 use std::collections::HashMap;
@@ -254,6 +256,61 @@ pub fn lora_dropout_seeded(x: &Tensor, copies: i64, p: f64, seed: i64) -> Result
     }
 }
 
+/// The largest `n · r` (adapters sharing an input × rank) [`lora_down`] takes.
+pub const LORA_DOWN_MAX_RANKS: i64 = 128;
+
+/// The LoRA down-projection of bf16 `x` `[..., D]` through `n` adapters' fp32 `a` `[n, r, D]`:
+/// `[n, T, r]` fp32 (`T` the rows of `x`), copy `c` being `(fp32(x) · mask_c / (1 − p)) ·
+/// a[c]ᵀ` with the masks [`lora_dropout`] would draw from the same seed (`p = 0`: no dropout
+/// and no draw). Read straight from `x`: no fp32 copy of it is made, kept for the backward or
+/// read back. Call only where [`serves`] holds and `n · r ≤` [`LORA_DOWN_MAX_RANKS`].
+pub fn lora_down(x: &Tensor, a: &Tensor, p: f64) -> Result<Tensor> {
+    let seed = if p > 0.0 {
+        Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?.f_int64_value(&[0])?
+    } else {
+        0
+    };
+    lora_down_seeded(x, a, p, seed)
+}
+
+/// [`lora_down`] with the seed given.
+pub fn lora_down_seeded(x: &Tensor, a: &Tensor, p: f64, seed: i64) -> Result<Tensor> {
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: live tensor handles for the call (see `new_tensor`).
+        new_tensor("fused LoRA down-projection", |out, e| unsafe {
+            ffi::t2s_fused_lora_down(ptr(x), ptr(a), p, seed, out, e)
+        })
+    }
+    #[cfg(not(t2s_shim))]
+    {
+        let _ = (x, a, p, seed);
+        Err(no_shim("the fused LoRA down-projection"))
+    }
+}
+
+/// What [`lora_down`] computes, with libtorch's ops: the dropped fp32 copies (`keep`, as in
+/// [`reference_lora_dropout`], `[n, ...x.shape]`; `None` without dropout) times each `a[c]ᵀ`.
+pub fn reference_lora_down(
+    x: &Tensor,
+    a: &Tensor,
+    keep: Option<&Tensor>,
+    p: f64,
+) -> Result<Tensor> {
+    let d = x.size().last().copied().unwrap_or(0);
+    let n = a.size()[0];
+    let rows = x.f_reshape([-1, d])?;
+    let copies = match keep {
+        Some(k) => reference_lora_dropout(&rows, &k.f_reshape([n, -1, d])?, p)?,
+        None => {
+            let r = rows.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
+            let shape = [n, r.size()[1], d];
+            r.f_expand(shape.as_slice(), false)?
+        }
+    };
+    Ok(copies.f_bmm(&a.f_transpose(1, 2)?)?)
+}
+
 /// What [`lora_dropout`] computes, with libtorch's ops, given the masks it drew (`keep`:
 /// `[copies, ...x.shape]`, 1 where kept): `fp32(x) · keep · (1 / (1 − p))`.
 pub fn reference_lora_dropout(x: &Tensor, keep: &Tensor, p: f64) -> Result<Tensor> {
@@ -439,7 +496,33 @@ pub fn self_check(dev: Device) -> Result<()> {
         &|t| reference_gelu_gate(&t[0]),
         TOL,
     )?;
-    check_lora_dropout(dev)
+    check_lora_dropout(dev)?;
+    check_lora_down(dev)
+}
+
+/// The fused LoRA down-projection against libtorch's ops, outputs and the gradients of the
+/// input and the A matrices, with dropout (the masks read off the fused dropout, checked just
+/// before, for the same seed) and without; over shapes that leave partial tiles everywhere.
+fn check_lora_down(dev: Device) -> Result<()> {
+    let (n, r, d) = (3, 5, 100);
+    let x = pattern([2, 35, d], 12, (Kind::BFloat16, dev))?;
+    let a = pattern([n, r, d], 13, (Kind::Float, dev))?.f_mul_scalar(0.1)?;
+    for p in [0.25, 0.0] {
+        let keep = if p > 0.0 {
+            let ones = Tensor::f_ones([2, 35, d], (Kind::BFloat16, dev))?;
+            Some(lora_dropout_seeded(&ones, n, p, 777)?.f_ne(0.0)?)
+        } else {
+            None
+        };
+        compare(
+            &format!("LoRA down-projection (dropout {p})"),
+            &[&x, &a],
+            &|t| lora_down_seeded(&t[0], &t[1], p, 777),
+            &|t| reference_lora_down(&t[0], &t[1], keep.as_ref(), p),
+            2e-2,
+        )?;
+    }
+    Ok(())
 }
 
 /// The fused LoRA dropout against libtorch's ops with the masks it drew (read off its output:
@@ -534,6 +617,14 @@ mod ffi {
         ) -> c_int;
         pub fn t2s_fused_gelu_gate(
             gu: *mut c_void,
+            out: *mut *mut c_void,
+            err: *mut *mut c_char,
+        ) -> c_int;
+        pub fn t2s_fused_lora_down(
+            x: *mut c_void,
+            a: *mut c_void,
+            p: f64,
+            seed: c_longlong,
             out: *mut *mut c_void,
             err: *mut *mut c_char,
         ) -> c_int;

@@ -604,3 +604,101 @@ fn emulated_lora_dropout_kernels_match_libtorch() {
         "another seed, same masks"
     );
 }
+
+/// The emulated LoRA down-projection kernels against libtorch's ops (`reference_lora_down`
+/// with the masks the emulated dropout kernel draws from the same seed): the output, the
+/// input's gradient summed over the adapters in bf16, and A's gradient summed over the splits.
+fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64) {
+    let what = format!("T {t}, D {d}, n {n}, r {r}, p {p}");
+    let x = Tensor::randn([t, d], (Kind::BFloat16, Device::Cpu));
+    let a = Tensor::randn([n, r, d], (Kind::Float, Device::Cpu)) * 0.1;
+    let du = Tensor::randn([n, t, r], (Kind::Float, Device::Cpu));
+    let seed = 4242u64;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    write_bf16(&path("x.bin"), &x);
+    write_f32(&path("a.bin"), &a);
+    write_f32(&path("du.bin"), &du);
+    let keep = (p > 0.0).then(|| {
+        // The dropout kernel's masks for the same seed, read off its copies of an all-ones input.
+        write_bf16(
+            &path("ones.bin"),
+            &Tensor::ones([t * d], (Kind::BFloat16, Device::Cpu)),
+        );
+        std::fs::rename(path("x.bin"), path("x_saved.bin")).unwrap();
+        std::fs::rename(path("ones.bin"), path("x.bin")).unwrap();
+        write_f32(
+            &path("g.bin"),
+            &Tensor::zeros([n, t * d], (Kind::Float, Device::Cpu)),
+        );
+        emulate(&[
+            "drop".into(),
+            dir.path().display().to_string(),
+            (t * d).to_string(),
+            n.to_string(),
+            seed.to_string(),
+            p.to_string(),
+            "3".into(),
+            "64".into(),
+            "-".into(),
+        ]);
+        std::fs::rename(path("x_saved.bin"), path("x.bin")).unwrap();
+        read_f32(&path("out.bin")).reshape([n, t, d]).ne(0.0)
+    });
+    emulate(&[
+        "down".into(),
+        dir.path().display().to_string(),
+        t.to_string(),
+        d.to_string(),
+        n.to_string(),
+        r.to_string(),
+        seed.to_string(),
+        p.to_string(),
+        span.to_string(),
+    ]);
+    let u = read_f32(&path("u.bin")).reshape([n, t, r]);
+    let dx = read_bf16(&path("dx.bin"), &[t, d]);
+    let splits = (t + span - 1) / span;
+    let da = read_f32(&path("da.bin"))
+        .reshape([splits, n, r, d])
+        .sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
+
+    let (xl, al) = (
+        x.detach().set_requires_grad(true),
+        a.detach().set_requires_grad(true),
+    );
+    let u_ref = fused::reference_lora_down(&xl, &al, keep.as_ref(), p).unwrap();
+    let g = Tensor::run_backward(
+        &[(&u_ref * &du).sum(Kind::Float)],
+        &[&xl, &al],
+        false,
+        false,
+    );
+    assert!(relative(&u, &u_ref) < 1e-5, "output ({what})");
+    assert!(relative(&da, &g[1]) < 1e-5, "A's gradient ({what})");
+    assert_eq!(dx.kind(), g[0].kind());
+    assert!(relative(&dx, &g[0]) < 1e-2, "input gradient ({what})");
+    // Summed in another order, a bf16 rounding may land one unit apart; most agree exactly.
+    let equal = dx.eq_tensor(&g[0]).to_kind(Kind::Float).mean(Kind::Float);
+    assert!(
+        equal.double_value(&[]) > 0.9,
+        "input gradient equal in {equal} ({what})"
+    );
+    if let Some(keep) = keep {
+        let rate = keep
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        assert!((rate - (1.0 - p)).abs() < 0.05, "keep rate {rate} ({what})");
+    }
+}
+
+#[test]
+fn emulated_lora_down_projection_kernels_match_libtorch() {
+    tch::manual_seed(15);
+    // Partial tiles everywhere: 70 tokens (tiles of 64 and 32, splits of 32), 100 columns.
+    check_emulated_lora_down(70, 100, 3, 5, 0.25, 32);
+    // No dropout, one adapter; and the widest rank the kernels take (n · r = 120 of 128).
+    check_emulated_lora_down(33, 64, 1, 16, 0.0, 256);
+    check_emulated_lora_down(40, 36, 3, 40, 0.1, 16);
+}

@@ -15,6 +15,10 @@
 //     reads  dir/gu.bin (bf16), g.bin (bf16); writes dir/out.bin, dgu.bin (bf16)
 //   emulate drop <dir> <numel> <copies> <seed> <p> <blocks> <threads> -
 //     reads  dir/x.bin (bf16), g.bin (f32 [copies, numel]); writes out.bin (f32), dx.bin (bf16)
+//   emulate down <dir> <T> <D> <n> <r> <seed> <p> <span>
+//     reads  dir/x.bin (bf16 [T, D]), a.bin (f32 [n, r, D]), du.bin (f32 [n, T, r]); writes
+//     u.bin (f32 [n, T, r]), dx.bin (bf16 [T, D]), da.bin (f32 [ceil(T / span), n, r, D]:
+//     the per-split partial sums of A's gradient)
 #include <barrier>
 #include <cmath>
 #include <cstdio>
@@ -76,18 +80,21 @@ using std::fmaxf;
 static void launch(dim3 grid, dim3 block, const std::function<void()>& kernel) {
   gridDim = grid;
   blockDim = block;
-  for (unsigned by = 0; by < grid.y; ++by) {
-    for (unsigned bx = 0; bx < grid.x; ++bx) {
-      blockIdx.x = bx;
-      blockIdx.y = by;
-      block_barrier = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(block.x));
-      std::vector<std::thread> threads;
-      for (unsigned t = 0; t < block.x; ++t)
-        threads.emplace_back([t, &kernel] {
-          threadIdx.x = t;
-          kernel();
-        });
-      for (auto& th : threads) th.join();
+  for (unsigned bz = 0; bz < grid.z; ++bz) {
+    for (unsigned by = 0; by < grid.y; ++by) {
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        blockIdx.x = bx;
+        blockIdx.y = by;
+        blockIdx.z = bz;
+        block_barrier = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(block.x));
+        std::vector<std::thread> threads;
+        for (unsigned t = 0; t < block.x; ++t)
+          threads.emplace_back([t, &kernel] {
+            threadIdx.x = t;
+            kernel();
+          });
+        for (auto& th : threads) th.join();
+      }
     }
   }
 }
@@ -222,6 +229,37 @@ int main(int argc, char** argv) {
            [&] { t2s_lora_drop_bwd(g.data(), numel, copies, seed, p, scale, dx.data()); });
     write(dir + "out.bin", out);
     write(dir + "dx.bin", dx);
+    return 0;
+  }
+  if (what == "down" && argc == 10) {
+    const long long T = std::atoll(argv[3]);
+    const int D = std::atoi(argv[4]), n = std::atoi(argv[5]), r = std::atoi(argv[6]);
+    const unsigned long long seed = std::strtoull(argv[7], nullptr, 10);
+    const float p = static_cast<float>(std::atof(argv[8]));
+    const float scale = static_cast<float>(1.0 / (1.0 - std::atof(argv[8])));
+    const long long span = std::atoll(argv[9]);
+    const long long splits = (T + span - 1) / span;
+    const auto x = read<bf16_t>(dir + "x.bin");
+    const auto a = read<float>(dir + "a.bin");
+    const auto du = read<float>(dir + "du.bin");
+    std::vector<float> u(static_cast<size_t>(n * T * r));
+    std::vector<bf16_t> dx(static_cast<size_t>(T * D));
+    std::vector<float> da(static_cast<size_t>(splits * n * r * D));
+    const auto tiles = [](long long extent, long long tile) {
+      return static_cast<unsigned>((extent + tile - 1) / tile);
+    };
+    const dim3 block{T2S_LORA_THREADS, 1, 1};
+    launch({tiles(T, 64), static_cast<unsigned>(n), 1}, block,
+           [&] { t2s_lora_down_fwd(x.data(), T, D, r, a.data(), seed, p, scale, u.data()); });
+    launch({tiles(T, 32), tiles(D, 32), 1}, block, [&] {
+      t2s_lora_down_dx(du.data(), a.data(), T, D, n, r, seed, p, scale, dx.data());
+    });
+    launch({tiles(D, 64), static_cast<unsigned>(n), static_cast<unsigned>(splits)}, block, [&] {
+      t2s_lora_down_da(du.data(), x.data(), T, D, r, span, seed, p, scale, da.data());
+    });
+    write(dir + "u.bin", u);
+    write(dir + "dx.bin", dx);
+    write(dir + "da.bin", da);
     return 0;
   }
   std::fprintf(stderr, "usage: see the header of emulate.cpp\n");
