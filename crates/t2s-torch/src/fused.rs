@@ -10,9 +10,10 @@
 //! They serve bf16 CUDA tensors only, and only after a self-check on the device: on first use
 //! the kernels are compiled and their outputs and gradients compared with libtorch's unfused
 //! ops ([`reference_rms_norm`], [`reference_qk_norm_rope`], [`reference_gelu_gate`],
-//! `train::ce_rows_unfused`, [`reference_lora_dropout`], [`reference_lora_down`]). A failure
-//! is logged once and the unfused ops serve from then on, so a broken or missing NVRTC costs
-//! speed, never results.
+//! `train::ce_rows_unfused`, [`reference_lora_dropout`]). A failure is logged once and the
+//! unfused ops serve from then on, so a broken or missing NVRTC costs speed, never results.
+//! The LoRA down-projection has a check of its own ([`lora_down_status`], against
+//! [`reference_lora_down`]): where it fails, the other kernels still serve.
 //! `T2S_FUSED=0` (or [`set_enabled`]) turns them off.
 
 use std::collections::HashMap;
@@ -43,69 +44,146 @@ fn wanted() -> bool {
     }
 }
 
-/// Per CUDA device: `Ok` once the kernels compiled and passed the self-check, else why not.
-/// [`VERDICT`] mirrors it lock-free for the per-op [`serves`].
-fn readiness() -> &'static Mutex<HashMap<usize, std::result::Result<(), String>>> {
-    static READY: OnceLock<Mutex<HashMap<usize, std::result::Result<(), String>>>> =
-        OnceLock::new();
-    READY.get_or_init(|| Mutex::new(HashMap::new()))
+/// One check's outcome per CUDA device: run once under a lock, then read lock-free by the
+/// per-op `serves*` (asked several times per layer: after the first check, atomic loads).
+struct Verdicts {
+    /// [`UNKNOWN`] until the check ran, then [`READY`] or [`UNUSABLE`]; devices past its end
+    /// take the locked path.
+    fast: [AtomicU8; 64],
+    checked: OnceLock<Mutex<HashMap<usize, std::result::Result<(), String>>>>,
 }
 
-/// Whether the fused kernels are usable on `dev`: compiles and self-checks them on first call
-/// for a CUDA device (`Err` says why not; the CPU is never served). Not while `wanted` is off.
-pub fn status(dev: Device) -> std::result::Result<(), String> {
+const UNKNOWN: u8 = 0;
+const READY: u8 = 1;
+const UNUSABLE: u8 = 2;
+
+impl Verdicts {
+    const fn new() -> Self {
+        Self {
+            fast: [const { AtomicU8::new(UNKNOWN) }; 64],
+            checked: OnceLock::new(),
+        }
+    }
+
+    /// The verdict for device `index` if known, without locking.
+    fn known(&self, index: usize) -> Option<bool> {
+        match self.fast.get(index).map(|v| v.load(Ordering::Acquire)) {
+            Some(READY) => Some(true),
+            Some(UNUSABLE) => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The verdict for device `index`, running `check` the first time.
+    fn get_or_check(
+        &self,
+        index: usize,
+        check: impl FnOnce() -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        let mut done = self
+            .checked
+            .get_or_init(|| Mutex::new(HashMap::new()))
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = done.get(&index) {
+            return r.clone();
+        }
+        let result = check();
+        done.insert(index, result.clone());
+        if let Some(v) = self.fast.get(index) {
+            v.store(
+                if result.is_ok() { READY } else { UNUSABLE },
+                Ordering::Release,
+            );
+        }
+        result
+    }
+}
+
+/// The kernels compiled and self-checked (all but the LoRA down-projection), per device.
+static KERNELS: Verdicts = Verdicts::new();
+/// The LoRA down-projection's own check, per device: the newest kernels, checked apart so that
+/// a failure there leaves the others serving.
+static LORA_DOWN: Verdicts = Verdicts::new();
+
+/// The CUDA device index of `dev` where the fused kernels may serve, else why not.
+fn cuda_index(dev: Device) -> std::result::Result<usize, String> {
     let Device::Cuda(index) = dev else {
         return Err("the fused kernels are CUDA kernels".into());
     };
     if !wanted() {
         return Err(format!("turned off ({FUSED_ENV}=0)"));
     }
-    let mut ready = readiness().lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(r) = ready.get(&index) {
-        return r.clone();
-    }
-    let result = prepare(index)
-        .and_then(|()| tch::with_grad(|| self_check(dev)))
-        .map_err(|e| e.to_string());
+    Ok(index)
+}
+
+/// A check that failed, as a worker log event (the orchestrator shows it with the node's
+/// output), passed through.
+fn logged(
+    result: std::result::Result<(), String>,
+    what: impl FnOnce(&str) -> String,
+) -> std::result::Result<(), String> {
     if let Err(e) = &result {
-        // A worker log event: the orchestrator shows it with the node's output.
-        crate::events::Events.log(
-            "warn",
-            format!("fused CUDA kernels off on cuda:{index}, unfused ops serve: {e}"),
-        );
-    }
-    ready.insert(index, result.clone());
-    if let Some(v) = VERDICT.get(index) {
-        v.store(
-            if result.is_ok() { READY } else { UNUSABLE },
-            Ordering::Release,
-        );
+        crate::events::Events.log("warn", what(e));
     }
     result
 }
 
-/// [`status`]'s outcome per CUDA device index, read without the lock: [`UNKNOWN`] until the
-/// first check, then [`READY`] or [`UNUSABLE`]. Devices past its end take the locked path.
-static VERDICT: [AtomicU8; 64] = [const { AtomicU8::new(UNKNOWN) }; 64];
-const UNKNOWN: u8 = 0;
-const READY: u8 = 1;
-const UNUSABLE: u8 = 2;
+/// Whether the fused kernels are usable on `dev`: compiles and self-checks them on first call
+/// for a CUDA device (`Err` says why not; the CPU is never served). Not while `wanted` is off.
+pub fn status(dev: Device) -> std::result::Result<(), String> {
+    let index = cuda_index(dev)?;
+    KERNELS.get_or_check(index, || {
+        let result = prepare(index)
+            .and_then(|()| tch::with_grad(|| self_check(dev)))
+            .map_err(|e| e.to_string());
+        logged(result, |e| {
+            format!("fused CUDA kernels off on cuda:{index}, unfused ops serve: {e}")
+        })
+    })
+}
+
+/// Whether the fused LoRA down-projection is usable on `dev`: [`status`], then its own check
+/// on first call.
+pub fn lora_down_status(dev: Device) -> std::result::Result<(), String> {
+    status(dev)?;
+    let index = cuda_index(dev)?;
+    LORA_DOWN.get_or_check(index, || {
+        let result = tch::with_grad(|| check_lora_down(dev)).map_err(|e| e.to_string());
+        logged(result, |e| {
+            format!(
+                "fused LoRA down-projection off on cuda:{index}, the dropout kernel and \
+                 libtorch's GEMMs serve: {e}"
+            )
+        })
+    })
+}
 
 /// Whether `x` goes through the fused kernels: a bf16 CUDA tensor on a device where they
-/// passed their self-check. Asked several times per layer, so after the first check on a
-/// device it is two atomic loads.
+/// passed their self-check.
 pub fn serves(x: &Tensor) -> bool {
-    if x.kind() != Kind::BFloat16 || !wanted() {
-        return false;
-    }
-    let dev = x.device();
-    let Device::Cuda(index) = dev else {
-        return false;
-    };
-    match VERDICT.get(index).map(|v| v.load(Ordering::Acquire)) {
-        Some(READY) => true,
-        Some(UNUSABLE) => false,
-        _ => status(dev).is_ok(),
+    cuda_bf16(x).is_some_and(|index| {
+        KERNELS
+            .known(index)
+            .unwrap_or_else(|| status(x.device()).is_ok())
+    })
+}
+
+/// Whether `x` goes through the fused LoRA down-projection ([`serves`], and its own check).
+pub fn serves_lora_down(x: &Tensor) -> bool {
+    serves(x)
+        && cuda_bf16(x).is_some_and(|index| {
+            LORA_DOWN
+                .known(index)
+                .unwrap_or_else(|| lora_down_status(x.device()).is_ok())
+        })
+}
+
+/// The device index of a bf16 CUDA tensor while the kernels are wanted.
+fn cuda_bf16(x: &Tensor) -> Option<usize> {
+    match x.device() {
+        Device::Cuda(index) if x.kind() == Kind::BFloat16 && wanted() => Some(index),
+        _ => None,
     }
 }
 
@@ -263,7 +341,7 @@ pub const LORA_DOWN_MAX_RANKS: i64 = 128;
 /// `[n, T, r]` fp32 (`T` the rows of `x`), copy `c` being `(fp32(x) · mask_c / (1 − p)) ·
 /// a[c]ᵀ` with the masks [`lora_dropout`] would draw from the same seed (`p = 0`: no dropout
 /// and no draw). Read straight from `x`: no fp32 copy of it is made, kept for the backward or
-/// read back. Call only where [`serves`] holds and `n · r ≤` [`LORA_DOWN_MAX_RANKS`].
+/// read back. Call only where [`serves_lora_down`] holds and `n · r ≤` [`LORA_DOWN_MAX_RANKS`].
 pub fn lora_down(x: &Tensor, a: &Tensor, p: f64) -> Result<Tensor> {
     let seed = if p > 0.0 {
         Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?.f_int64_value(&[0])?
@@ -496,8 +574,7 @@ pub fn self_check(dev: Device) -> Result<()> {
         &|t| reference_gelu_gate(&t[0]),
         TOL,
     )?;
-    check_lora_dropout(dev)?;
-    check_lora_down(dev)
+    check_lora_dropout(dev)
 }
 
 /// The fused LoRA down-projection against libtorch's ops, outputs and the gradients of the

@@ -61,6 +61,13 @@ impl Linear {
         let Some(l) = self.lora.as_ref().filter(|l| !l.merged) else {
             return Ok(None);
         };
+        if let Some(u) = fused_down_projection(&[l], x, train)? {
+            return Ok(Some(
+                u.f_squeeze_dim(0)?
+                    .f_mul_scalar(l.scale)?
+                    .f_linear::<Tensor>(&l.b, None)?,
+            ));
+        }
         let xa = if train && l.dropout > 0.0 {
             dropped_copies(x, 1, l.dropout, l.a.kind())?.f_squeeze_dim(0)?
         } else {
@@ -226,7 +233,9 @@ fn rank_activations(
             u
         })
     };
-    let us: Vec<Tensor> = if !(train && p > 0.0) {
+    let us: Vec<Tensor> = if let Some(u) = fused_down_projection(&ad, x, train)? {
+        scaled(u)?.f_unbind(0)?
+    } else if !(train && p > 0.0) {
         let a_all = Tensor::f_cat(&ad.iter().map(|a| &a.a).collect::<Vec<_>>(), 0)?;
         scaled(x.f_to_kind(kind)?.f_linear::<Tensor>(&a_all, None)?)?
             .f_split_with_sizes(ranks.as_slice(), -1)?
@@ -253,6 +262,33 @@ fn rank_activations(
             .zip(&ad)
             .map(|(u, a)| u.f_mul_scalar(a.scale))
             .collect::<std::result::Result<_, _>>()?,
+    ))
+}
+
+/// `A(dropout(x))` of the adapters in `ad`, `[n, .., r]` (dropout only when `train`), from
+/// the fused kernel, which reads the bf16 input once and writes no fp32 copy of it: `None`
+/// where it does not serve (not a bf16 CUDA input, adapters not fp32, ranks or dropouts that
+/// differ, more rank than it takes).
+fn fused_down_projection(ad: &[&LoraAdapter], x: &Tensor, train: bool) -> Result<Option<Tensor>> {
+    let Some(first) = ad.first() else {
+        return Ok(None);
+    };
+    let r = first.a.size()[0];
+    let fits = ad
+        .iter()
+        .all(|a| a.a.kind() == Kind::Float && a.a.size()[0] == r && a.dropout == first.dropout)
+        && ad.len() as i64 * r <= fused::LORA_DOWN_MAX_RANKS;
+    if !fits || !fused::serves_lora_down(x) {
+        return Ok(None);
+    }
+    let p = if train { first.dropout } else { 0.0 };
+    let a_all = Tensor::f_stack(&ad.iter().map(|a| &a.a).collect::<Vec<_>>(), 0)?;
+    let mut shape = x.size();
+    shape.pop();
+    shape.insert(0, ad.len() as i64);
+    shape.push(r);
+    Ok(Some(
+        fused::lora_down(x, &a_all, p)?.f_reshape(shape.as_slice())?,
     ))
 }
 

@@ -3,7 +3,8 @@
 //! CUDA threads (`tests/fused_emu/emulate.cpp`) they compute what libtorch's unfused ops do,
 //! outputs and gradients; on a CUDA test device
 //! (`T2S_TEST_DEVICE=cuda`) they pass their self-check, match libtorch's unfused ops at real
-//! widths (1152-wide norms, 6912-wide gate, more rows than a grid dimension holds), and a bf16
+//! widths (1152-wide norms, 6912-wide gate, the LoRA down-projection of q/k/v and o, more rows
+//! than a grid dimension holds), and a bf16
 //! model with LoRA gives the same logits and adapter gradients with and without them.
 
 mod common;
@@ -39,7 +40,9 @@ fn kernel_source_compiles_with_nvrtc_for_ampere_and_hopper() {
 fn the_cpu_is_never_served() {
     let x = Tensor::zeros([2, 8], (Kind::BFloat16, Device::Cpu));
     assert!(!fused::serves(&x));
+    assert!(!fused::serves_lora_down(&x));
     assert!(fused::status(Device::Cpu).is_err());
+    assert!(fused::lora_down_status(Device::Cpu).is_err());
 }
 
 fn cuda_device() -> Option<Device> {
@@ -73,6 +76,7 @@ fn relative(a: &Tensor, b: &Tensor) -> f64 {
 fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
     let Some(dev) = cuda_device() else { return };
     fused::status(dev).expect("fused kernels compile and pass the self-check");
+    fused::lora_down_status(dev).expect("the fused LoRA down-projection passes its check");
     let bf = (Kind::BFloat16, dev);
     let eps = 1e-6;
     // Hidden-size norm with the residual add, as the 1B model's post-norms.
@@ -163,6 +167,30 @@ fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
             .mean(Kind::Float)
             .double_value(&[]);
         assert!((rate - 0.95).abs() < 0.01, "keep rate {rate} ({copies})");
+    }
+    // The LoRA down-projection at the 1B widths (q/k/v: three adapters on 1152; o: one on
+    // 1024), r 16, with dropout (the masks of the fused dropout for the same seed) and without.
+    for (copies, width) in [(3i64, 1152i64), (1, 1024)] {
+        let x = Tensor::randn([4, 33, width], bf);
+        let a = Tensor::randn([copies, 16, width], (Kind::Float, dev)) * 0.05;
+        for p in [0.05, 0.0] {
+            let keep = (p > 0.0).then(|| {
+                let ones = Tensor::ones([4, 33, width], bf);
+                fused::lora_dropout_seeded(&ones, copies, p, 99)
+                    .unwrap()
+                    .ne(0.0)
+            });
+            let (uf, gf) = with_grads(&[&x, &a], &|t| {
+                fused::lora_down_seeded(&t[0], &t[1], p, 99).unwrap()
+            });
+            let (ur, gr) = with_grads(&[&x, &a], &|t| {
+                fused::reference_lora_down(&t[0], &t[1], keep.as_ref(), p).unwrap()
+            });
+            let what = format!("{copies} x {width}, p {p}");
+            assert!(relative(&uf, &ur) < 1e-4, "down-projection output ({what})");
+            assert!(relative(&gf[0], &gr[0]) < 1e-2, "input gradient ({what})");
+            assert!(relative(&gf[1], &gr[1]) < 1e-4, "A's gradient ({what})");
+        }
     }
     // The gate at the 1B width, with more rows than one grid dimension holds, and at a width
     // that is no multiple of 8 (one column a thread instead of 16-byte accesses).

@@ -18,8 +18,12 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
                     json!(format!("{}.{}", info.capability.0, info.capability.1));
             }
             // The fused bf16 kernels: compiled by NVRTC and self-checked here, or why not.
-            d["fused_kernels"] = json!(crate::fused::status(tch::Device::Cuda(i as usize))
-                .map_or_else(|e| e, |()| "ok".to_string()));
+            let dev = tch::Device::Cuda(i as usize);
+            d["fused_kernels"] =
+                json!(crate::fused::status(dev).map_or_else(|e| e, |()| "ok".to_string()));
+            d["fused_lora_down_projection"] = json!(
+                crate::fused::lora_down_status(dev).map_or_else(|e| e, |()| "ok".to_string())
+            );
             d
         })
         .collect();
