@@ -21,7 +21,9 @@
 //   * The LoRA down-projection u = A · dropout(x) of the adapters sharing a bf16 input, read
 //     straight from it with the masks applied on the fly: no fp32 copy of x is written, kept
 //     or read, forward or backward (one kernel forward, two back: the input's gradient summed
-//     over the adapters in bf16, and A's per split of the tokens).
+//     over the adapters in bf16, and A's per split of the tokens), and the up-projection
+//     bf16(y + u · Bᵀ) into the base output without the fp32 deltas (one kernel forward; back,
+//     u's gradient and B's per split of the tokens, both from the bf16 output gradient).
 //
 // Every rounding step of the unfused bf16 program is kept (bf16 after gelu, after the norm,
 // after the residual add), so results equal libtorch's up to fp32 summation order. The kernels
@@ -37,6 +39,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -428,6 +431,109 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
   }
 };
 
+// The LoRA up-projection into a bf16 output (t2s_lora_up_*): for n adapters whose outputs sit
+// side by side in y [..., O] (adapter c owning columns [off[c], off[c + 1])), out =
+// bf16(fp32(y) + u[c] · B[c]ᵀ) with u [n, T, r] fp32 (scaled) and B [O, r] the adapters' B
+// matrices stacked. PEFT's `result + lora(x)` promoted to fp32 and cast back, without the fp32
+// deltas. Saved for the backward: u and B (the output's gradient passes through to y).
+struct LoraUp : public torch::autograd::Function<LoraUp> {
+  struct Parts {
+    int off[5];
+  };
+
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y,
+                            const at::Tensor& u, const at::Tensor& b,
+                            std::vector<int64_t> offsets) {
+    check_bf16_cuda(y, "LoRA up-projection output");
+    const int64_t O = y.size(-1), n = u.dim() == 3 ? u.size(0) : 0, r = b.dim() == 2 ? b.size(1) : 0;
+    TORCH_CHECK(u.dim() == 3 && u.scalar_type() == at::kFloat && u.device() == y.device() &&
+                    u.size(2) == r,
+                "LoRA rank activations must be fp32 [n, T, r] on the output's device, got ",
+                u.scalar_type(), " ", u.sizes());
+    TORCH_CHECK(b.dim() == 2 && b.scalar_type() == at::kFloat && b.device() == y.device() &&
+                    b.size(0) == O,
+                "LoRA B matrices must be fp32 [O, r] with O = ", O, ", got ", b.sizes());
+    TORCH_CHECK(n >= 1 && n <= 4 && r >= 1 && n * r <= LoraDown::kMaxRank,
+                "the fused LoRA up-projection takes n <= 4, n · r <= ", LoraDown::kMaxRank,
+                ", got n ", n, ", r ", r);
+    TORCH_CHECK(static_cast<int64_t>(offsets.size()) == n + 1 && offsets.front() == 0 &&
+                    offsets.back() == O && std::is_sorted(offsets.begin(), offsets.end()),
+                "LoRA output offsets must run from 0 to ", O, " over ", n, " adapters");
+    DeviceGuard guard(y.device());
+    const at::Tensor yc = y.contiguous().view({-1, O});
+    const int64_t T = yc.size(0);
+    TORCH_CHECK(u.size(1) == T, "LoRA rank activations have ", u.size(1), " rows for ", T);
+    const at::Tensor uc = u.contiguous(), bc = b.contiguous();
+    auto out = at::empty_like(yc);
+    if (T > 0 && O > 0) {
+      Args a(T, O, n, r, offsets);
+      const void* yp = yc.data_ptr();
+      const void* up = uc.data_ptr();
+      const void* bp = bc.data_ptr();
+      void* op = out.data_ptr();
+      void* args[] = {&yp, &up, &bp, &a.T, &a.O, &a.n, &a.r, &a.parts, &op};
+      launch(yc, Kernel::LoraUpFwd, dim3(LoraDown::blocks(T, 32), LoraDown::blocks(O, 32)),
+             dim3(256), args);
+    }
+    ctx->save_for_backward({uc, bc});
+    ctx->saved_data["offsets"] = offsets;
+    return out.view(y.sizes());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor none;
+    if (!grads[0].defined()) return {none, none, none, none};
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &uc = saved[0], &bc = saved[1];
+    const int64_t n = uc.size(0), T = uc.size(1), r = uc.size(2), O = bc.size(0);
+    const at::Tensor g = grads[0].to(at::kBFloat16).contiguous().view({T, O});
+    DeviceGuard guard(g.device());
+    Args a(T, O, n, r, ctx->saved_data["offsets"].toIntVector());
+    const void* gp = g.data_ptr();
+    at::Tensor du, db;
+    if (ctx->needs_input_grad(1)) {
+      du = at::zeros({n, T, r}, uc.options());
+      if (T > 0 && O > 0) {
+        const void* bp = bc.data_ptr();
+        void* dup = du.data_ptr();
+        void* args[] = {&gp, &bp, &a.T, &a.O, &a.r, &a.parts, &dup};
+        launch(g, Kernel::LoraUpDu, dim3(LoraDown::blocks(T, 64), static_cast<unsigned>(n)),
+               dim3(256), args);
+      }
+    }
+    if (ctx->needs_input_grad(2)) {
+      if (T > 0 && O > 0) {
+        long long span = LoraDown::kTokensPerSplit;
+        const int64_t splits = (T + span - 1) / span;
+        auto partial = at::empty({splits, O, r}, uc.options());
+        const void* up = uc.data_ptr();
+        void* pp = partial.data_ptr();
+        void* args[] = {&gp, &up, &a.T, &a.O, &a.n, &a.r, &a.parts, &span, &pp};
+        launch(g, Kernel::LoraUpDb,
+               dim3(LoraDown::blocks(O, 64), 1, static_cast<unsigned>(splits)), dim3(256), args);
+        db = partial.sum(0);
+      } else {
+        db = at::zeros_like(bc);
+      }
+    }
+    // The output's gradient is y's (out = y + delta).
+    return {ctx->needs_input_grad(0) ? grads[0] : none, du, db, none};
+  }
+
+  // The kernels' scalar arguments, in the types they take.
+  struct Args {
+    long long T;
+    int O, n, r;
+    Parts parts{};
+    Args(int64_t T_, int64_t O_, int64_t n_, int64_t r_, const std::vector<int64_t>& offsets)
+        : T(T_), O(static_cast<int>(O_)), n(static_cast<int>(n_)), r(static_cast<int>(r_)) {
+      for (size_t i = 0; i < offsets.size() && i < 5; ++i)
+        parts.off[i] = static_cast<int>(offsets[i]);
+    }
+  };
+};
+
 }  // namespace
 
 extern "C" {
@@ -525,6 +631,19 @@ int t2s_fused_lora_down(void* x, void* a, double p, long long seed, void** out, 
     at::Tensor u = LoraDown::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(a), p,
                                    static_cast<int64_t>(seed));
     *out = new at::Tensor(std::move(u));
+  });
+}
+
+// The fused LoRA up-projection (see LoraUp): y bf16 [..., O], u fp32 [n, T, r], b fp32 [O, r],
+// `offsets` the n + 1 column offsets of the adapters' outputs in y; `*out` receives a new
+// tensor shaped like y.
+int t2s_fused_lora_up(void* y, void* u, void* b, const long long* offsets, long long n_offsets,
+                      void** out, char** err) {
+  return t2s::guarded(err, [&] {
+    std::vector<int64_t> offs(offsets, offsets + n_offsets);
+    at::Tensor o = LoraUp::apply(*static_cast<at::Tensor*>(y), *static_cast<at::Tensor*>(u),
+                                 *static_cast<at::Tensor*>(b), offs);
+    *out = new at::Tensor(std::move(o));
   });
 }
 

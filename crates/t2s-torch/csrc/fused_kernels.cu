@@ -546,3 +546,142 @@ extern "C" __global__ void t2s_lora_down_da(const float* __restrict__ du,
       if (j0 + 4 * k < r) partial[((s * n + c) * r + j0 + 4 * k) * D + d] = acc[k];
   }
 }
+
+// --- LoRA up-projection into the bf16 output ------------------------------------------------
+// For n adapters whose outputs sit side by side in y [T, O] (the fused q/k/v projection),
+// adapter c owning columns [off[c], off[c + 1]): out = bf16(fp32(y) + u[c] · B[c]ᵀ) with u
+// [n, T, r] fp32 (already scaled) and B the adapters' [out_c, r] matrices stacked [O, r].
+// Unfused: each adapter's fp32 delta [T, out_c] written, concatenated, read by the add; in the
+// backward the output's gradient cast to an fp32 copy that both GEMMs read. Here only y (in)
+// and out are read and written forward, and the bf16 gradient read twice back.
+struct LoraParts {
+  int off[5];  // n ≤ 4 adapters: off[0] = 0, off[n] = O
+};
+
+__device__ __forceinline__ int lora_part(const LoraParts& parts, int n, int o) {
+  int c = 0;
+  while (c + 1 < n && o >= parts.off[c + 1]) ++c;
+  return c;
+}
+
+// out [T, O]. Grid (ceil(T / 32), ceil(O / 32)); thread i owns column i % 32 of tokens
+// i / 32 + 8k.
+extern "C" __global__ void t2s_lora_up_fwd(const bf16_t* __restrict__ y,
+                                           const float* __restrict__ u,
+                                           const float* __restrict__ B, long long T, int O,
+                                           int n, int r, LoraParts parts,
+                                           bf16_t* __restrict__ out) {
+  __shared__ float us[32][T2S_LORA_MAX_R + 1];
+  __shared__ float bs[32][T2S_LORA_MAX_R + 1];
+  const int tid = threadIdx.x, nr = n * r;
+  const long long t0 = (long long)blockIdx.x * 32;
+  const int o0 = blockIdx.y * 32, col = tid % 32;
+  for (int e = tid; e < 32 * nr; e += T2S_LORA_THREADS) {
+    const int tt = e / nr, q = e % nr;
+    const long long t = t0 + tt;
+    us[tt][q] = t < T ? u[((long long)(q / r) * T + t) * r + q % r] : 0.0f;
+  }
+  for (int e = tid; e < 32 * r; e += T2S_LORA_THREADS) {
+    const int o = o0 + e / r;
+    bs[e / r][e % r] = o < O ? B[(long long)o * r + e % r] : 0.0f;
+  }
+  __syncthreads();
+  const int o = o0 + col;
+  if (o >= O) return;
+  const int c = lora_part(parts, n, o);
+  for (int k = 0; k < 4; ++k) {
+    const int tt = tid / 32 + 8 * k;
+    const long long t = t0 + tt;
+    if (t >= T) continue;
+    float s = 0.0f;
+    for (int j = 0; j < r; ++j) s += us[tt][c * r + j] * bs[col][j];
+    out[t * O + o] = f2bf(bf2f(y[t * O + o]) + s);
+  }
+}
+
+// du [n, T, r] = fp32(g[:, off[c]:off[c + 1]]) · B[c] for the output's gradient g [T, O].
+// Grid (ceil(T / 64), n): as t2s_lora_down_fwd, over adapter c's columns.
+extern "C" __global__ void t2s_lora_up_du(const bf16_t* __restrict__ g,
+                                          const float* __restrict__ B, long long T, int O, int r,
+                                          LoraParts parts, float* __restrict__ du) {
+  __shared__ float gs[64][33];
+  __shared__ float bs[T2S_LORA_MAX_R][33];
+  const int c = blockIdx.y, tid = threadIdx.x;
+  const long long t0 = (long long)blockIdx.x * 64;
+  const int tok = tid % 64, j0 = tid / 64;
+  const int lo = parts.off[c], hi = parts.off[c + 1];
+  float acc[T2S_LORA_MAX_R / 4];
+#pragma unroll
+  for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k) acc[k] = 0.0f;
+  for (int k0 = lo; k0 < hi; k0 += 32) {
+    for (int e = tid; e < 64 * 32; e += T2S_LORA_THREADS) {
+      const long long t = t0 + e / 32;
+      const int o = k0 + e % 32;
+      gs[e / 32][e % 32] = t < T && o < hi ? bf2f(g[t * O + o]) : 0.0f;
+    }
+    for (int e = tid; e < r * 32; e += T2S_LORA_THREADS) {
+      const int o = k0 + e / r;
+      bs[e % r][e / r] = o < hi ? B[(long long)o * r + e % r] : 0.0f;
+    }
+    __syncthreads();
+    for (int kk = 0; kk < 32; ++kk) {
+      const float gv = gs[tok][kk];
+#pragma unroll
+      for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
+        if (j0 + 4 * k < r) acc[k] += gv * bs[j0 + 4 * k][kk];
+    }
+    __syncthreads();
+  }
+  const long long t = t0 + tok;
+  if (t < T) {
+#pragma unroll
+    for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
+      if (j0 + 4 * k < r) du[((long long)c * T + t) * r + j0 + 4 * k] = acc[k];
+  }
+}
+
+// The gradient of B per split of the tokens: partial [S, O, r] with partial[s][o] = Σ over
+// tokens [s·span, (s+1)·span) of fp32(g[t][o]) · u[c(o)][t]; the caller sums over s. Grid
+// (ceil(O / 64), 1, S); thread i owns column i % 64 and ranks i / 64 + 4k.
+extern "C" __global__ void t2s_lora_up_db(const bf16_t* __restrict__ g,
+                                          const float* __restrict__ u, long long T, int O, int n,
+                                          int r, LoraParts parts, long long span,
+                                          float* __restrict__ partial) {
+  __shared__ float gs[32][64];
+  __shared__ float us[32][T2S_LORA_MAX_R + 1];
+  const int tid = threadIdx.x, nr = n * r;
+  const long long s = blockIdx.z;
+  const int o0 = blockIdx.x * 64, col = tid % 64, j0 = tid / 64;
+  const int o = o0 + col;
+  const int c = lora_part(parts, n, o < O ? o : O - 1);
+  const long long t_begin = s * span;
+  const long long t_end = t_begin + span < T ? t_begin + span : T;
+  float acc[T2S_LORA_MAX_R / 4];
+#pragma unroll
+  for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k) acc[k] = 0.0f;
+  for (long long t0 = t_begin; t0 < t_end; t0 += 32) {
+    for (int e = tid; e < 32 * 64; e += T2S_LORA_THREADS) {
+      const long long t = t0 + e / 64;
+      const int oo = o0 + e % 64;
+      gs[e / 64][e % 64] = t < t_end && oo < O ? bf2f(g[t * O + oo]) : 0.0f;
+    }
+    for (int e = tid; e < 32 * nr; e += T2S_LORA_THREADS) {
+      const int tt = e / nr, q = e % nr;
+      const long long t = t0 + tt;
+      us[tt][q] = t < t_end ? u[((long long)(q / r) * T + t) * r + q % r] : 0.0f;
+    }
+    __syncthreads();
+    for (int tt = 0; tt < 32; ++tt) {
+      const float gv = gs[tt][col];
+#pragma unroll
+      for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
+        if (j0 + 4 * k < r) acc[k] += us[tt][c * r + j0 + 4 * k] * gv;
+    }
+    __syncthreads();
+  }
+  if (o < O) {
+#pragma unroll
+    for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
+      if (j0 + 4 * k < r) partial[(s * O + o) * r + j0 + 4 * k] = acc[k];
+  }
+}

@@ -3,17 +3,19 @@
 //! them and the tanh-GELU gate of the MLP (each one kernel forward and one backward instead of
 //! a chain of casts and elementwise kernels), the chunked loss's cross-entropy with its
 //! gradient (one kernel, in place), LoRA dropout into fp32 copies of a bf16 input (masks
-//! regenerated from a seed in the backward, not stored), and the LoRA down-projection
-//! `A · dropout(x)` read straight from the bf16 input (no fp32 copies at all). NVRTC compiles
-//! them at run time for the device at hand.
+//! regenerated from a seed in the backward, not stored), and the LoRA projections: `A ·
+//! dropout(x)` read straight from the bf16 input and `y + u · Bᵀ` written straight into the
+//! bf16 output (no fp32 copies of either). NVRTC compiles them at run time for the device at
+//! hand.
 //!
 //! They serve bf16 CUDA tensors only, and only after a self-check on the device: on first use
 //! the kernels are compiled and their outputs and gradients compared with libtorch's unfused
 //! ops ([`reference_rms_norm`], [`reference_qk_norm_rope`], [`reference_gelu_gate`],
 //! `train::ce_rows_unfused`, [`reference_lora_dropout`]). A failure is logged once and the
 //! unfused ops serve from then on, so a broken or missing NVRTC costs speed, never results.
-//! The LoRA down-projection has a check of its own ([`lora_down_status`], against
-//! [`reference_lora_down`]): where it fails, the other kernels still serve.
+//! The LoRA projections have a check of their own ([`lora_status`], against
+//! [`reference_lora_down`] and [`reference_lora_up`]): where it fails, the other kernels still
+//! serve.
 //! `T2S_FUSED=0` (or [`set_enabled`]) turns them off.
 
 use std::collections::HashMap;
@@ -102,9 +104,9 @@ impl Verdicts {
 
 /// The kernels compiled and self-checked (all but the LoRA down-projection), per device.
 static KERNELS: Verdicts = Verdicts::new();
-/// The LoRA down-projection's own check, per device: the newest kernels, checked apart so that
-/// a failure there leaves the others serving.
-static LORA_DOWN: Verdicts = Verdicts::new();
+/// The LoRA projections' own check, per device: the newest kernels, checked apart so that a
+/// failure there leaves the others serving.
+static LORA: Verdicts = Verdicts::new();
 
 /// The CUDA device index of `dev` where the fused kernels may serve, else why not.
 fn cuda_index(dev: Device) -> std::result::Result<usize, String> {
@@ -143,16 +145,16 @@ pub fn status(dev: Device) -> std::result::Result<(), String> {
     })
 }
 
-/// Whether the fused LoRA down-projection is usable on `dev`: [`status`], then its own check
-/// on first call.
-pub fn lora_down_status(dev: Device) -> std::result::Result<(), String> {
+/// Whether the fused LoRA projections ([`lora_down`], [`lora_up`]) are usable on `dev`:
+/// [`status`], then their own check on first call.
+pub fn lora_status(dev: Device) -> std::result::Result<(), String> {
     status(dev)?;
     let index = cuda_index(dev)?;
-    LORA_DOWN.get_or_check(index, || {
-        let result = tch::with_grad(|| check_lora_down(dev)).map_err(|e| e.to_string());
+    LORA.get_or_check(index, || {
+        let result = tch::with_grad(|| check_lora_projections(dev)).map_err(|e| e.to_string());
         logged(result, |e| {
             format!(
-                "fused LoRA down-projection off on cuda:{index}, the dropout kernel and \
+                "fused LoRA projections off on cuda:{index}, the dropout kernel and \
                  libtorch's GEMMs serve: {e}"
             )
         })
@@ -169,13 +171,13 @@ pub fn serves(x: &Tensor) -> bool {
     })
 }
 
-/// Whether `x` goes through the fused LoRA down-projection ([`serves`], and its own check).
-pub fn serves_lora_down(x: &Tensor) -> bool {
+/// Whether bf16 `x` (an adapted layer's input or base output) goes through the fused LoRA
+/// projections ([`serves`], and their own check).
+pub fn serves_lora(x: &Tensor) -> bool {
     serves(x)
         && cuda_bf16(x).is_some_and(|index| {
-            LORA_DOWN
-                .known(index)
-                .unwrap_or_else(|| lora_down_status(x.device()).is_ok())
+            LORA.known(index)
+                .unwrap_or_else(|| lora_status(x.device()).is_ok())
         })
 }
 
@@ -334,14 +336,16 @@ pub fn lora_dropout_seeded(x: &Tensor, copies: i64, p: f64, seed: i64) -> Result
     }
 }
 
-/// The largest `n · r` (adapters sharing an input × rank) [`lora_down`] takes.
-pub const LORA_DOWN_MAX_RANKS: i64 = 128;
+/// The largest `n · r` (adapters sharing an input × rank) [`lora_down`] and [`lora_up`] take.
+pub const LORA_MAX_RANKS: i64 = 128;
+/// The most adapters [`lora_up`] takes side by side in one output.
+pub const LORA_UP_MAX_PARTS: usize = 4;
 
 /// The LoRA down-projection of bf16 `x` `[..., D]` through `n` adapters' fp32 `a` `[n, r, D]`:
 /// `[n, T, r]` fp32 (`T` the rows of `x`), copy `c` being `(fp32(x) · mask_c / (1 − p)) ·
 /// a[c]ᵀ` with the masks [`lora_dropout`] would draw from the same seed (`p = 0`: no dropout
 /// and no draw). Read straight from `x`: no fp32 copy of it is made, kept for the backward or
-/// read back. Call only where [`serves_lora_down`] holds and `n · r ≤` [`LORA_DOWN_MAX_RANKS`].
+/// read back. Call only where [`serves_lora`] holds and `n · r ≤` [`LORA_MAX_RANKS`].
 pub fn lora_down(x: &Tensor, a: &Tensor, p: f64) -> Result<Tensor> {
     let seed = if p > 0.0 {
         Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?.f_int64_value(&[0])?
@@ -365,6 +369,50 @@ pub fn lora_down_seeded(x: &Tensor, a: &Tensor, p: f64, seed: i64) -> Result<Ten
         let _ = (x, a, p, seed);
         Err(no_shim("the fused LoRA down-projection"))
     }
+}
+
+/// The LoRA up-projection into bf16 `y` `[..., O]`: `bf16(fp32(y) + u[c] · b[c]ᵀ)` over the
+/// columns `offsets[c]..offsets[c + 1]` of adapter `c`, for fp32 `u` `[n, T, r]` (the scaled
+/// rank activations, `T` the rows of `y`) and `b` `[O, r]` (the adapters' B matrices
+/// stacked). PEFT's `result + lora(x)` in fp32 and cast back, without the fp32 deltas; the
+/// backward reads the bf16 gradient as it is. Call only where [`serves_lora`] holds, with at
+/// most [`LORA_UP_MAX_PARTS`] adapters and `n · r ≤` [`LORA_MAX_RANKS`].
+pub fn lora_up(y: &Tensor, u: &Tensor, b: &Tensor, offsets: &[i64]) -> Result<Tensor> {
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: live tensor handles and a slice of `offsets.len()` values for the call.
+        new_tensor("fused LoRA up-projection", |out, e| unsafe {
+            ffi::t2s_fused_lora_up(
+                ptr(y),
+                ptr(u),
+                ptr(b),
+                offsets.as_ptr(),
+                offsets.len() as i64,
+                out,
+                e,
+            )
+        })
+    }
+    #[cfg(not(t2s_shim))]
+    {
+        let _ = (y, u, b, offsets);
+        Err(no_shim("the fused LoRA up-projection"))
+    }
+}
+
+/// What [`lora_up`] computes, with libtorch's ops (the model's unfused path): each adapter's
+/// fp32 delta `u[c] · b[c]ᵀ`, side by side, added to `y` in fp32 and rounded once.
+pub fn reference_lora_up(y: &Tensor, u: &Tensor, b: &Tensor, offsets: &[i64]) -> Result<Tensor> {
+    let deltas = offsets
+        .windows(2)
+        .enumerate()
+        .map(|(c, w)| {
+            Ok(u.f_get(c as i64)?
+                .f_linear::<Tensor>(&b.f_narrow(0, w[0], w[1] - w[0])?, None)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let delta = Tensor::f_cat(&deltas, -1)?.f_view(y.size().as_slice())?;
+    Ok(y.f_add(&delta)?.f_to_kind(y.kind())?)
 }
 
 /// What [`lora_down`] computes, with libtorch's ops: the dropped fp32 copies (`keep`, as in
@@ -577,10 +625,11 @@ pub fn self_check(dev: Device) -> Result<()> {
     check_lora_dropout(dev)
 }
 
-/// The fused LoRA down-projection against libtorch's ops, outputs and the gradients of the
-/// input and the A matrices, with dropout (the masks read off the fused dropout, checked just
-/// before, for the same seed) and without; over shapes that leave partial tiles everywhere.
-fn check_lora_down(dev: Device) -> Result<()> {
+/// The fused LoRA projections against libtorch's ops, outputs and gradients, over shapes that
+/// leave partial tiles everywhere: the down-projection with dropout (the masks read off the
+/// fused dropout, checked before, for the same seed) and without, the up-projection over three
+/// adapters' columns of unequal width.
+fn check_lora_projections(dev: Device) -> Result<()> {
     let (n, r, d) = (3, 5, 100);
     let x = pattern([2, 35, d], 12, (Kind::BFloat16, dev))?;
     let a = pattern([n, r, d], 13, (Kind::Float, dev))?.f_mul_scalar(0.1)?;
@@ -599,7 +648,17 @@ fn check_lora_down(dev: Device) -> Result<()> {
             2e-2,
         )?;
     }
-    Ok(())
+    let offsets = [0i64, 40, 52, 64];
+    let y = pattern([2, 35, 64], 14, (Kind::BFloat16, dev))?;
+    let u = pattern([3, 70, r], 15, (Kind::Float, dev))?;
+    let b = pattern([64, r], 16, (Kind::Float, dev))?.f_mul_scalar(0.1)?;
+    compare(
+        "LoRA up-projection",
+        &[&y, &u, &b],
+        &|t| lora_up(&t[0], &t[1], &t[2], &offsets),
+        &|t| reference_lora_up(&t[0], &t[1], &t[2], &offsets),
+        2e-2,
+    )
 }
 
 /// The fused LoRA dropout against libtorch's ops with the masks it drew (read off its output:
@@ -702,6 +761,15 @@ mod ffi {
             a: *mut c_void,
             p: f64,
             seed: c_longlong,
+            out: *mut *mut c_void,
+            err: *mut *mut c_char,
+        ) -> c_int;
+        pub fn t2s_fused_lora_up(
+            y: *mut c_void,
+            u: *mut c_void,
+            b: *mut c_void,
+            offsets: *const c_longlong,
+            n_offsets: c_longlong,
             out: *mut *mut c_void,
             err: *mut *mut c_char,
         ) -> c_int;

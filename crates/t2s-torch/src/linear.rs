@@ -49,10 +49,7 @@ impl Linear {
     /// `x: [..., in]` → `[..., out]`. `train` enables LoRA dropout.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = x.f_linear::<Tensor>(&self.weight, None)?;
-        match self.lora_delta(x, train)? {
-            Some(delta) => add_in_adapter_dtype(y, &delta),
-            None => Ok(y),
-        }
+        add_adapters(&[self], x, y, train)
     }
 
     /// The unmerged adapter's term `scale · B(A(dropout(x)))` in the adapter dtype, or `None`.
@@ -61,13 +58,6 @@ impl Linear {
         let Some(l) = self.lora.as_ref().filter(|l| !l.merged) else {
             return Ok(None);
         };
-        if let Some(u) = fused_down_projection(&[l], x, train)? {
-            return Ok(Some(
-                u.f_squeeze_dim(0)?
-                    .f_mul_scalar(l.scale)?
-                    .f_linear::<Tensor>(&l.b, None)?,
-            ));
-        }
         let xa = if train && l.dropout > 0.0 {
             dropped_copies(x, 1, l.dropout, l.a.kind())?.f_squeeze_dim(0)?
         } else {
@@ -165,6 +155,14 @@ pub fn fused_forward(
             x.f_linear::<Tensor>(&Tensor::f_cat(&ws, 0)?, None)?
         }
     };
+    add_adapters(parts, x, y, train)
+}
+
+/// `y` (the base outputs of `parts` side by side, `[.., Σ out]`) plus each unmerged adapter's
+/// `scale · B(A(dropout(x)))`, added in the adapter dtype and rounded once into `y`'s (PEFT's
+/// numerics per module). Batched over the parts where their adapters allow, through the fused
+/// LoRA kernels on a bf16 GPU.
+fn add_adapters(parts: &[&Linear], x: &Tensor, y: Tensor, train: bool) -> Result<Tensor> {
     let Some(kind) = parts
         .iter()
         .find_map(|l| l.lora.as_ref().filter(|a| !a.merged).map(|a| a.a.kind()))
@@ -172,15 +170,30 @@ pub fn fused_forward(
         return Ok(y);
     };
     if let Some(us) = rank_activations(parts, x, kind, train)? {
-        let deltas = parts
+        let ad: Vec<&LoraAdapter> = parts
+            .iter()
+            .map(|l| l.lora.as_ref().expect("checked by rank_activations"))
+            .collect();
+        if let Some(out) = fused_up_projection(&ad, &y, &us)? {
+            return Ok(out);
+        }
+        let mut deltas = ad
             .iter()
             .zip(us)
-            .map(|(l, u)| {
-                let b = &l.lora.as_ref().expect("checked by rank_activations").b;
-                Ok(u.f_linear::<Tensor>(b, None)?)
-            })
+            .map(|(a, u)| Ok(u.f_linear::<Tensor>(&a.b, None)?))
             .collect::<Result<Vec<_>>>()?;
-        return add_in_adapter_dtype(y, &Tensor::f_cat(&deltas, -1)?);
+        let delta = match deltas.len() {
+            1 => deltas.pop().expect("one delta"),
+            _ => Tensor::f_cat(&deltas, -1)?,
+        };
+        return add_in_adapter_dtype(y, &delta);
+    }
+    if let [single] = parts {
+        // The input as it is: the adapter casts it (or its fused dropout reads the bf16).
+        return match single.lora_delta(x, train)? {
+            Some(delta) => add_in_adapter_dtype(y, &delta),
+            None => Ok(y),
+        };
     }
     // One cast of the input for every adapter; each still draws its own dropout mask.
     let xa = x.f_to_kind(kind)?;
@@ -200,11 +213,12 @@ pub fn fused_forward(
     add_in_adapter_dtype(y, &Tensor::f_cat(&deltas, -1)?)
 }
 
-/// `scale · A(dropout(x))` of every part's adapter (`[.., r]` each), batched: without dropout
-/// one GEMM against the A matrices side by side; with dropout one draw over `n` copies of `x`
-/// (each adapter still gets its own mask, as in PEFT) and one batched GEMM. `None` when the
-/// parts do not all carry an unmerged adapter with the same dropout (and, with dropout, the
-/// same rank): then each adapter runs on its own.
+/// `scale · A(dropout(x))` of every part's adapter (`[.., r]` each), batched: the fused
+/// down-projection where it serves (one part or more); else, for two parts or more, without
+/// dropout one GEMM against the A matrices side by side, with dropout one draw over `n` copies
+/// of `x` (each adapter still gets its own mask, as in PEFT) and one batched GEMM. `None` when
+/// the parts do not all carry an unmerged adapter with the same dropout (and, with dropout, the
+/// same rank), or there is one part and no fused kernel: then each adapter runs on its own.
 fn rank_activations(
     parts: &[&Linear],
     x: &Tensor,
@@ -219,7 +233,11 @@ fn rank_activations(
         return Ok(None);
     };
     let p = ad.first().map_or(0.0, |a| a.dropout);
-    if ad.len() < 2 || ad.iter().any(|a| a.dropout != p) {
+    if ad.is_empty() || ad.iter().any(|a| a.dropout != p) {
+        return Ok(None);
+    }
+    let fused = fused_down_projection(&ad, x, train)?;
+    if fused.is_none() && ad.len() < 2 {
         return Ok(None);
     }
     let ranks: Vec<i64> = ad.iter().map(|a| a.a.size()[0]).collect();
@@ -233,7 +251,7 @@ fn rank_activations(
             u
         })
     };
-    let us: Vec<Tensor> = if let Some(u) = fused_down_projection(&ad, x, train)? {
+    let us: Vec<Tensor> = if let Some(u) = fused {
         scaled(u)?.f_unbind(0)?
     } else if !(train && p > 0.0) {
         let a_all = Tensor::f_cat(&ad.iter().map(|a| &a.a).collect::<Vec<_>>(), 0)?;
@@ -277,8 +295,8 @@ fn fused_down_projection(ad: &[&LoraAdapter], x: &Tensor, train: bool) -> Result
     let fits = ad
         .iter()
         .all(|a| a.a.kind() == Kind::Float && a.a.size()[0] == r && a.dropout == first.dropout)
-        && ad.len() as i64 * r <= fused::LORA_DOWN_MAX_RANKS;
-    if !fits || !fused::serves_lora_down(x) {
+        && ad.len() as i64 * r <= fused::LORA_MAX_RANKS;
+    if !fits || !fused::serves_lora(x) {
         return Ok(None);
     }
     let p = if train { first.dropout } else { 0.0 };
@@ -290,6 +308,32 @@ fn fused_down_projection(ad: &[&LoraAdapter], x: &Tensor, train: bool) -> Result
     Ok(Some(
         fused::lora_down(x, &a_all, p)?.f_reshape(shape.as_slice())?,
     ))
+}
+
+/// `y + [u[c] · B[c]ᵀ]_c` (the adapters' outputs side by side) through the fused LoRA
+/// up-projection, which writes the bf16 sum without the fp32 deltas: `None` where it does not
+/// serve (not a bf16 CUDA output, B not fp32, ranks that differ, too many parts or ranks).
+fn fused_up_projection(ad: &[&LoraAdapter], y: &Tensor, us: &[Tensor]) -> Result<Option<Tensor>> {
+    let Some(first) = ad.first() else {
+        return Ok(None);
+    };
+    let r = first.b.size()[1];
+    let fits = ad.len() <= fused::LORA_UP_MAX_PARTS
+        && ad.len() as i64 * r <= fused::LORA_MAX_RANKS
+        && ad
+            .iter()
+            .all(|a| a.b.kind() == Kind::Float && a.b.size()[1] == r)
+        && us.iter().all(|u| u.kind() == Kind::Float);
+    if !fits || !fused::serves_lora(y) {
+        return Ok(None);
+    }
+    let mut offsets = vec![0i64];
+    for a in ad {
+        offsets.push(offsets[offsets.len() - 1] + a.b.size()[0]);
+    }
+    let u = Tensor::f_stack(us, 0)?.f_reshape([ad.len() as i64, -1, r])?;
+    let b = Tensor::f_cat(&ad.iter().map(|a| &a.b).collect::<Vec<_>>(), 0)?;
+    Ok(Some(fused::lora_up(y, &u, &b, &offsets)?))
 }
 
 /// `[n, ...x.shape]`: `n` copies of `x` in the adapter dtype `kind`, each through its own

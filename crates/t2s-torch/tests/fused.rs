@@ -3,7 +3,7 @@
 //! CUDA threads (`tests/fused_emu/emulate.cpp`) they compute what libtorch's unfused ops do,
 //! outputs and gradients; on a CUDA test device
 //! (`T2S_TEST_DEVICE=cuda`) they pass their self-check, match libtorch's unfused ops at real
-//! widths (1152-wide norms, 6912-wide gate, the LoRA down-projection of q/k/v and o, more rows
+//! widths (1152-wide norms, 6912-wide gate, the LoRA projections of q/k/v and o, more rows
 //! than a grid dimension holds), and a bf16
 //! model with LoRA gives the same logits and adapter gradients with and without them.
 
@@ -40,9 +40,9 @@ fn kernel_source_compiles_with_nvrtc_for_ampere_and_hopper() {
 fn the_cpu_is_never_served() {
     let x = Tensor::zeros([2, 8], (Kind::BFloat16, Device::Cpu));
     assert!(!fused::serves(&x));
-    assert!(!fused::serves_lora_down(&x));
+    assert!(!fused::serves_lora(&x));
     assert!(fused::status(Device::Cpu).is_err());
-    assert!(fused::lora_down_status(Device::Cpu).is_err());
+    assert!(fused::lora_status(Device::Cpu).is_err());
 }
 
 fn cuda_device() -> Option<Device> {
@@ -76,7 +76,7 @@ fn relative(a: &Tensor, b: &Tensor) -> f64 {
 fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
     let Some(dev) = cuda_device() else { return };
     fused::status(dev).expect("fused kernels compile and pass the self-check");
-    fused::lora_down_status(dev).expect("the fused LoRA down-projection passes its check");
+    fused::lora_status(dev).expect("the fused LoRA projections pass their check");
     let bf = (Kind::BFloat16, dev);
     let eps = 1e-6;
     // Hidden-size norm with the residual add, as the 1B model's post-norms.
@@ -191,6 +191,24 @@ fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
             assert!(relative(&gf[0], &gr[0]) < 1e-2, "input gradient ({what})");
             assert!(relative(&gf[1], &gr[1]) < 1e-4, "A's gradient ({what})");
         }
+    }
+    // The LoRA up-projection at the 1B widths: q/k/v (1,024 + 256 + 256) and o (1,152), r 16.
+    for offsets in [vec![0i64, 1024, 1280, 1536], vec![0, 1152]] {
+        let (n, o) = (offsets.len() as i64 - 1, offsets[offsets.len() - 1]);
+        let y = Tensor::randn([4, 33, o], bf);
+        let u = Tensor::randn([n, 4 * 33, 16], (Kind::Float, dev));
+        let b = Tensor::randn([o, 16], (Kind::Float, dev)) * 0.05;
+        let (yf, gf) = with_grads(&[&y, &u, &b], &|t| {
+            fused::lora_up(&t[0], &t[1], &t[2], &offsets).unwrap()
+        });
+        let (yr, gr) = with_grads(&[&y, &u, &b], &|t| {
+            fused::reference_lora_up(&t[0], &t[1], &t[2], &offsets).unwrap()
+        });
+        let what = format!("offsets {offsets:?}");
+        assert!(relative(&yf, &yr) < 1e-2, "up-projection output ({what})");
+        assert_eq!(max_abs_diff(&gf[0], &gr[0]), 0.0, "y's gradient ({what})");
+        assert!(relative(&gf[1], &gr[1]) < 1e-4, "u's gradient ({what})");
+        assert!(relative(&gf[2], &gr[2]) < 1e-4, "B's gradient ({what})");
     }
     // The gate at the 1B width, with more rows than one grid dimension holds, and at a width
     // that is no multiple of 8 (one column a thread instead of 16-byte accesses).
@@ -729,4 +747,70 @@ fn emulated_lora_down_projection_kernels_match_libtorch() {
     // No dropout, one adapter; and the widest rank the kernels take (n · r = 120 of 128).
     check_emulated_lora_down(33, 64, 1, 16, 0.0, 256);
     check_emulated_lora_down(40, 36, 3, 40, 0.1, 16);
+}
+
+/// The emulated LoRA up-projection kernels against libtorch's ops (`reference_lora_up`): the
+/// bf16 output, the rank activations' gradient and B's gradient summed over the splits.
+fn check_emulated_lora_up(t: i64, r: i64, offsets: &[i64], span: i64) {
+    let (n, o) = (offsets.len() as i64 - 1, offsets[offsets.len() - 1]);
+    let what = format!("T {t}, r {r}, offsets {offsets:?}");
+    let y = Tensor::randn([t, o], (Kind::BFloat16, Device::Cpu));
+    let u = Tensor::randn([n, t, r], (Kind::Float, Device::Cpu));
+    let b = Tensor::randn([o, r], (Kind::Float, Device::Cpu)) * 0.1;
+    let g = Tensor::randn([t, o], (Kind::BFloat16, Device::Cpu));
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    write_bf16(&path("y.bin"), &y);
+    write_f32(&path("u.bin"), &u);
+    write_f32(&path("b.bin"), &b);
+    write_bf16(&path("g.bin"), &g);
+    let mut args: Vec<String> = vec![
+        "up".into(),
+        dir.path().display().to_string(),
+        t.to_string(),
+        o.to_string(),
+        r.to_string(),
+        span.to_string(),
+    ];
+    args.extend(offsets.iter().map(|v| v.to_string()));
+    emulate(&args);
+    let out = read_bf16(&path("out.bin"), &[t, o]);
+    let du = read_f32(&path("du.bin")).reshape([n, t, r]);
+    let splits = (t + span - 1) / span;
+    let db = read_f32(&path("db.bin"))
+        .reshape([splits, o, r])
+        .sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
+
+    let (ul, bl) = (
+        u.detach().set_requires_grad(true),
+        b.detach().set_requires_grad(true),
+    );
+    let out_ref = fused::reference_lora_up(&y, &ul, &bl, offsets).unwrap();
+    let grads = Tensor::run_backward(
+        &[(out_ref.to_kind(Kind::Float) * g.to_kind(Kind::Float)).sum(Kind::Float)],
+        &[&ul, &bl],
+        false,
+        false,
+    );
+    assert!(relative(&out, &out_ref) < 1e-2, "output ({what})");
+    let equal = out
+        .eq_tensor(&out_ref)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float);
+    assert!(
+        equal.double_value(&[]) > 0.9,
+        "output equal in {equal} ({what})"
+    );
+    assert!(relative(&du, &grads[0]) < 1e-5, "u's gradient ({what})");
+    assert!(relative(&db, &grads[1]) < 1e-5, "B's gradient ({what})");
+}
+
+#[test]
+fn emulated_lora_up_projection_kernels_match_libtorch() {
+    tch::manual_seed(16);
+    // q/k/v-like parts of unequal width, none a multiple of a tile, over 70 tokens.
+    check_emulated_lora_up(70, 5, &[0, 40, 52, 100], 32);
+    // One adapter (o), and four parts at the widest rank taken (n · r = 128).
+    check_emulated_lora_up(33, 16, &[0, 64], 256);
+    check_emulated_lora_up(20, 32, &[0, 8, 16, 24, 40], 8);
 }

@@ -136,13 +136,10 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     // `fused: false` measures libtorch's unfused ops (the fused kernels serve bf16 on CUDA).
     crate::fused::set_enabled(p.bool("fused", true)?);
     let fused = if kind == Kind::BFloat16 && dev.is_cuda() {
-        match (
-            crate::fused::status(dev),
-            crate::fused::lora_down_status(dev),
-        ) {
+        match (crate::fused::status(dev), crate::fused::lora_status(dev)) {
             (Err(e), _) => e,
             (Ok(()), Ok(())) => "on".to_string(),
-            (Ok(()), Err(e)) => format!("on, but not the LoRA down-projection: {e}"),
+            (Ok(()), Err(e)) => format!("on, but not the LoRA projections: {e}"),
         }
     } else {
         "not used (bf16 on CUDA only)".to_string()

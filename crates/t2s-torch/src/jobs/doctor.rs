@@ -21,9 +21,8 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
             let dev = tch::Device::Cuda(i as usize);
             d["fused_kernels"] =
                 json!(crate::fused::status(dev).map_or_else(|e| e, |()| "ok".to_string()));
-            d["fused_lora_down_projection"] = json!(
-                crate::fused::lora_down_status(dev).map_or_else(|e| e, |()| "ok".to_string())
-            );
+            d["fused_lora_projections"] =
+                json!(crate::fused::lora_status(dev).map_or_else(|e| e, |()| "ok".to_string()));
             d
         })
         .collect();

@@ -19,6 +19,10 @@
 //     reads  dir/x.bin (bf16 [T, D]), a.bin (f32 [n, r, D]), du.bin (f32 [n, T, r]); writes
 //     u.bin (f32 [n, T, r]), dx.bin (bf16 [T, D]), da.bin (f32 [ceil(T / span), n, r, D]:
 //     the per-split partial sums of A's gradient)
+//   emulate up <dir> <T> <O> <r> <span> <off_0> ... <off_n>
+//     reads  dir/y.bin (bf16 [T, O]), u.bin (f32 [n, T, r]), b.bin (f32 [O, r]), g.bin (bf16
+//     [T, O]); writes out.bin (bf16 [T, O]), du.bin (f32 [n, T, r]), db.bin (f32
+//     [ceil(T / span), O, r]: the per-split partial sums of B's gradient)
 #include <barrier>
 #include <cmath>
 #include <cstdio>
@@ -260,6 +264,38 @@ int main(int argc, char** argv) {
     write(dir + "u.bin", u);
     write(dir + "dx.bin", dx);
     write(dir + "da.bin", da);
+    return 0;
+  }
+  if (what == "up" && argc >= 9 && argc <= 12) {
+    const long long T = std::atoll(argv[3]);
+    const int O = std::atoi(argv[4]), r = std::atoi(argv[5]);
+    const long long span = std::atoll(argv[6]);
+    const int n = argc - 8;
+    LoraParts parts{};
+    for (int i = 0; i <= n; ++i) parts.off[i] = std::atoi(argv[7 + i]);
+    const long long splits = (T + span - 1) / span;
+    const auto y = read<bf16_t>(dir + "y.bin");
+    const auto u = read<float>(dir + "u.bin");
+    const auto b = read<float>(dir + "b.bin");
+    const auto g = read<bf16_t>(dir + "g.bin");
+    std::vector<bf16_t> out(static_cast<size_t>(T * O));
+    std::vector<float> du(static_cast<size_t>(n * T * r));
+    std::vector<float> db(static_cast<size_t>(splits * O * r));
+    const auto tiles = [](long long extent, long long tile) {
+      return static_cast<unsigned>((extent + tile - 1) / tile);
+    };
+    const dim3 block{T2S_LORA_THREADS, 1, 1};
+    launch({tiles(T, 32), tiles(O, 32), 1}, block, [&] {
+      t2s_lora_up_fwd(y.data(), u.data(), b.data(), T, O, n, r, parts, out.data());
+    });
+    launch({tiles(T, 64), static_cast<unsigned>(n), 1}, block,
+           [&] { t2s_lora_up_du(g.data(), b.data(), T, O, r, parts, du.data()); });
+    launch({tiles(O, 64), 1, static_cast<unsigned>(splits)}, block, [&] {
+      t2s_lora_up_db(g.data(), u.data(), T, O, n, r, parts, span, db.data());
+    });
+    write(dir + "out.bin", out);
+    write(dir + "du.bin", du);
+    write(dir + "db.bin", db);
     return 0;
   }
   std::fprintf(stderr, "usage: see the header of emulate.cpp\n");
