@@ -327,14 +327,38 @@ struct LoraDropout : public torch::autograd::Function<LoraDropout> {
   }
 };
 
+// Geometry of the LoRA kernels (csrc/fused_kernels.cu): blocks of 256 threads; a row reduction
+// (the down-projection forward, the up-projection's u gradient) takes lora_row_tokens(r) tokens
+// a block, an outer sum (A's and B's gradients) as many columns, in splits the host adds.
+struct LoraGeometry {
+  static constexpr int64_t kMaxRank = 128;        // T2S_LORA_MAX_R
+  static constexpr int64_t kColumnsPerSplit = 256;  // T2S_LORA_SPLIT
+  static constexpr int64_t kTokensPerSplit = 256;
+
+  // lora_row_tokens: 4 a thread, the threads in groups of 4 outputs (at least 4 groups, a
+  // power of two).
+  static int64_t row_tokens(int64_t r) {
+    int64_t groups = 4;
+    while (groups * 4 < r) groups *= 2;
+    return 4 * (256 / groups);
+  }
+
+  static unsigned blocks(int64_t extent, int64_t tile) {
+    return static_cast<unsigned>((extent + tile - 1) / tile);
+  }
+
+  static int64_t splits(int64_t extent, int64_t per_split) {
+    return (extent + per_split - 1) / per_split;
+  }
+};
+
 // The LoRA down-projection of a bf16 input shared by n adapters (t2s_lora_down_*): u [n, T, r]
 // fp32 with u[c] = (keep_c ⊙ fp32(x) / (1 − p)) · A[c]ᵀ, x viewed as [T, D] and A [n, r, D]
 // fp32 (p = 0: no dropout). The masks are those LoraDropout draws from the same seed; the
 // backward regenerates them. Saved for the backward: x in bf16 and A, not the dropped fp32
 // copies [n, T, D] the unfused program keeps.
 struct LoraDown : public torch::autograd::Function<LoraDown> {
-  static constexpr int64_t kMaxRank = 128;  // T2S_LORA_MAX_R
-  static constexpr int64_t kTokensPerSplit = 256;
+  using G = LoraGeometry;
 
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& a, double p, int64_t seed) {
@@ -344,23 +368,30 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
                 a.scalar_type(), " ", a.sizes());
     const int64_t D = x.size(-1), n = a.size(0), r = a.size(1);
     TORCH_CHECK(a.size(2) == D, "LoRA A matrices are ", a.sizes(), " for an input of width ", D);
-    TORCH_CHECK(n >= 1 && r >= 1 && n * r <= kMaxRank,
-                "the fused LoRA down-projection takes n · r <= ", kMaxRank, ", got n ", n, ", r ",
-                r);
+    TORCH_CHECK(n >= 1 && r >= 1 && n * r <= G::kMaxRank,
+                "the fused LoRA down-projection takes n · r <= ", G::kMaxRank, ", got n ", n,
+                ", r ", r);
     TORCH_CHECK(p >= 0.0 && p < 1.0, "LoRA dropout probability must be in [0, 1), got ", p);
     DeviceGuard guard(x.device());
     const at::Tensor xc = x.contiguous().view({-1, D});
     const at::Tensor ac = a.contiguous();
     const int64_t T = xc.size(0);
-    auto u = at::zeros({n, T, r}, xc.options().dtype(at::kFloat));
+    at::Tensor u;
     if (T > 0 && D > 0) {
-      Launch l(p, seed, T, D, n, r);
+      const int64_t S = G::splits(D, G::kColumnsPerSplit);
+      auto partial = at::empty({S, n, T, r}, xc.options().dtype(at::kFloat));
+      Args l(p, seed, T, D, n, r);
       const void* xp = xc.data_ptr();
       const void* ap = ac.data_ptr();
-      void* up = u.data_ptr();
-      void* args[] = {&xp, &l.T, &l.D, &l.r, &ap, &l.seed, &l.p, &l.scale, &up};
-      launch(xc, Kernel::LoraDownFwd, dim3(blocks(T, 64), static_cast<unsigned>(n)), dim3(256),
-             args);
+      void* pp = partial.data_ptr();
+      void* args[] = {&xp, &l.T, &l.D, &l.r, &ap, &l.seed, &l.p, &l.scale, &pp};
+      launch(xc, Kernel::LoraDownFwd,
+             dim3(G::blocks(T, G::row_tokens(r)), static_cast<unsigned>(n),
+                  static_cast<unsigned>(S)),
+             dim3(256), args);
+      u = partial.sum(0);
+    } else {
+      u = at::zeros({n, T, r}, xc.options().dtype(at::kFloat));
     }
     ctx->save_for_backward({xc, ac});
     ctx->saved_data["p"] = p;
@@ -378,7 +409,7 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     const at::Tensor du = grads[0].to(at::kFloat).contiguous();
     DeviceGuard guard(du.device());
     const int64_t T = xc.size(0), D = xc.size(1), n = ac.size(0), r = ac.size(1);
-    Launch l(ctx->saved_data["p"].toDouble(), ctx->saved_data["seed"].toInt(), T, D, n, r);
+    Args l(ctx->saved_data["p"].toDouble(), ctx->saved_data["seed"].toInt(), T, D, n, r);
     const void* dup = du.data_ptr();
     at::Tensor dx, da;
     if (ctx->needs_input_grad(0)) {
@@ -387,20 +418,22 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
         const void* ap = ac.data_ptr();
         void* dxp = dx.data_ptr();
         void* args[] = {&dup, &ap, &l.T, &l.D, &l.n, &l.r, &l.seed, &l.p, &l.scale, &dxp};
-        launch(du, Kernel::LoraDownDx, dim3(blocks(T, 32), blocks(D, 32)), dim3(256), args);
+        launch(du, Kernel::LoraDownDx, dim3(G::blocks(T, 32), G::blocks(D, 128)), dim3(256),
+               args);
       }
       dx = dx.view(ctx->saved_data["sizes"].toIntVector());
     }
     if (ctx->needs_input_grad(1)) {
       if (T > 0 && D > 0) {
-        long long span = kTokensPerSplit;
-        const int64_t splits = (T + span - 1) / span;
-        auto partial = at::empty({splits, n, r, D}, du.options());
+        long long span = G::kTokensPerSplit;
+        const int64_t S = G::splits(T, span);
+        auto partial = at::empty({S, n, r, D}, du.options());
         const void* xp = xc.data_ptr();
         void* pp = partial.data_ptr();
         void* args[] = {&dup, &xp, &l.T, &l.D, &l.r, &span, &l.seed, &l.p, &l.scale, &pp};
         launch(du, Kernel::LoraDownDa,
-               dim3(blocks(D, 64), static_cast<unsigned>(n), static_cast<unsigned>(splits)),
+               dim3(G::blocks(D, G::row_tokens(r)), static_cast<unsigned>(n),
+                    static_cast<unsigned>(S)),
                dim3(256), args);
         da = partial.sum(0);
       } else {
@@ -411,12 +444,12 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
   }
 
   // The kernels' scalar arguments, in the types they take.
-  struct Launch {
+  struct Args {
     long long T;
     int D, n, r;
     unsigned long long seed;
     float p, scale;
-    Launch(double p_, int64_t seed_, int64_t T_, int64_t D_, int64_t n_, int64_t r_)
+    Args(double p_, int64_t seed_, int64_t T_, int64_t D_, int64_t n_, int64_t r_)
         : T(T_),
           D(static_cast<int>(D_)),
           n(static_cast<int>(n_)),
@@ -425,18 +458,16 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
           p(static_cast<float>(p_)),
           scale(static_cast<float>(1.0 / (1.0 - p_))) {}
   };
-
-  static unsigned blocks(int64_t extent, int64_t tile) {
-    return static_cast<unsigned>((extent + tile - 1) / tile);
-  }
 };
 
 // The LoRA up-projection into a bf16 output (t2s_lora_up_*): for n adapters whose outputs sit
-// side by side in y [..., O] (adapter c owning columns [off[c], off[c + 1])), out =
-// bf16(fp32(y) + u[c] · B[c]ᵀ) with u [n, T, r] fp32 (scaled) and B [O, r] the adapters' B
-// matrices stacked. PEFT's `result + lora(x)` promoted to fp32 and cast back, without the fp32
-// deltas. Saved for the backward: u and B (the output's gradient passes through to y).
+// side by side in y [..., O] (adapter c owning columns [off[c], off[c + 1]), multiples of 4),
+// out = bf16(fp32(y) + u[c] · B[c]ᵀ) with u [n, T, r] fp32 (scaled) and B [O, r] the
+// adapters' B matrices stacked. PEFT's `result + lora(x)` promoted to fp32 and cast back,
+// without the fp32 deltas. Saved for the backward: u and B (the output's gradient passes
+// through to y).
 struct LoraUp : public torch::autograd::Function<LoraUp> {
+  using G = LoraGeometry;
   struct Parts {
     int off[5];
   };
@@ -445,20 +476,25 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
                             const at::Tensor& u, const at::Tensor& b,
                             std::vector<int64_t> offsets) {
     check_bf16_cuda(y, "LoRA up-projection output");
-    const int64_t O = y.size(-1), n = u.dim() == 3 ? u.size(0) : 0, r = b.dim() == 2 ? b.size(1) : 0;
+    const int64_t O = y.size(-1);
+    TORCH_CHECK(b.dim() == 2 && b.scalar_type() == at::kFloat && b.device() == y.device() &&
+                    b.size(0) == O,
+                "LoRA B matrices must be fp32 [O, r] with O = ", O, ", got ", b.sizes());
+    const int64_t r = b.size(1);
     TORCH_CHECK(u.dim() == 3 && u.scalar_type() == at::kFloat && u.device() == y.device() &&
                     u.size(2) == r,
                 "LoRA rank activations must be fp32 [n, T, r] on the output's device, got ",
                 u.scalar_type(), " ", u.sizes());
-    TORCH_CHECK(b.dim() == 2 && b.scalar_type() == at::kFloat && b.device() == y.device() &&
-                    b.size(0) == O,
-                "LoRA B matrices must be fp32 [O, r] with O = ", O, ", got ", b.sizes());
-    TORCH_CHECK(n >= 1 && n <= 4 && r >= 1 && n * r <= LoraDown::kMaxRank,
-                "the fused LoRA up-projection takes n <= 4, n · r <= ", LoraDown::kMaxRank,
-                ", got n ", n, ", r ", r);
+    const int64_t n = u.size(0);
+    TORCH_CHECK(n >= 1 && n <= 4 && r >= 1 && n * r <= G::kMaxRank,
+                "the fused LoRA up-projection takes n <= 4, n · r <= ", G::kMaxRank, ", got n ",
+                n, ", r ", r);
     TORCH_CHECK(static_cast<int64_t>(offsets.size()) == n + 1 && offsets.front() == 0 &&
-                    offsets.back() == O && std::is_sorted(offsets.begin(), offsets.end()),
-                "LoRA output offsets must run from 0 to ", O, " over ", n, " adapters");
+                    offsets.back() == O && std::is_sorted(offsets.begin(), offsets.end()) &&
+                    std::all_of(offsets.begin(), offsets.end(),
+                                [](int64_t o) { return o % 4 == 0; }),
+                "LoRA output offsets must run from 0 to ", O, " over ", n,
+                " adapters in multiples of 4");
     DeviceGuard guard(y.device());
     const at::Tensor yc = y.contiguous().view({-1, O});
     const int64_t T = yc.size(0);
@@ -472,8 +508,7 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
       const void* bp = bc.data_ptr();
       void* op = out.data_ptr();
       void* args[] = {&yp, &up, &bp, &a.T, &a.O, &a.n, &a.r, &a.parts, &op};
-      launch(yc, Kernel::LoraUpFwd, dim3(LoraDown::blocks(T, 32), LoraDown::blocks(O, 32)),
-             dim3(256), args);
+      launch(yc, Kernel::LoraUpFwd, dim3(G::blocks(T, 32), G::blocks(O, 128)), dim3(256), args);
     }
     ctx->save_for_backward({uc, bc});
     ctx->saved_data["offsets"] = offsets;
@@ -489,30 +524,41 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
     const int64_t n = uc.size(0), T = uc.size(1), r = uc.size(2), O = bc.size(0);
     const at::Tensor g = grads[0].to(at::kBFloat16).contiguous().view({T, O});
     DeviceGuard guard(g.device());
-    Args a(T, O, n, r, ctx->saved_data["offsets"].toIntVector());
+    const auto offsets = ctx->saved_data["offsets"].toIntVector();
+    Args a(T, O, n, r, offsets);
     const void* gp = g.data_ptr();
     at::Tensor du, db;
     if (ctx->needs_input_grad(1)) {
-      du = at::zeros({n, T, r}, uc.options());
       if (T > 0 && O > 0) {
+        int64_t widest = 0;
+        for (size_t c = 0; c + 1 < offsets.size(); ++c)
+          widest = std::max(widest, offsets[c + 1] - offsets[c]);
+        const int64_t S = std::max<int64_t>(1, G::splits(widest, G::kColumnsPerSplit));
+        auto partial = at::empty({S, n, T, r}, uc.options());
         const void* bp = bc.data_ptr();
-        void* dup = du.data_ptr();
-        void* args[] = {&gp, &bp, &a.T, &a.O, &a.r, &a.parts, &dup};
-        launch(g, Kernel::LoraUpDu, dim3(LoraDown::blocks(T, 64), static_cast<unsigned>(n)),
+        void* pp = partial.data_ptr();
+        void* args[] = {&gp, &bp, &a.T, &a.O, &a.r, &a.parts, &pp};
+        launch(g, Kernel::LoraUpDu,
+               dim3(G::blocks(T, G::row_tokens(r)), static_cast<unsigned>(n),
+                    static_cast<unsigned>(S)),
                dim3(256), args);
+        du = partial.sum(0);
+      } else {
+        du = at::zeros({n, T, r}, uc.options());
       }
     }
     if (ctx->needs_input_grad(2)) {
       if (T > 0 && O > 0) {
-        long long span = LoraDown::kTokensPerSplit;
-        const int64_t splits = (T + span - 1) / span;
-        auto partial = at::empty({splits, O, r}, uc.options());
+        long long span = G::kTokensPerSplit;
+        const int64_t S = G::splits(T, span);
+        auto partial = at::empty({S, r, O}, uc.options());
         const void* up = uc.data_ptr();
         void* pp = partial.data_ptr();
         void* args[] = {&gp, &up, &a.T, &a.O, &a.n, &a.r, &a.parts, &span, &pp};
         launch(g, Kernel::LoraUpDb,
-               dim3(LoraDown::blocks(O, 64), 1, static_cast<unsigned>(splits)), dim3(256), args);
-        db = partial.sum(0);
+               dim3(G::blocks(O, G::row_tokens(r)), 1, static_cast<unsigned>(S)), dim3(256),
+               args);
+        db = partial.sum(0).t().contiguous();
       } else {
         db = at::zeros_like(bc);
       }

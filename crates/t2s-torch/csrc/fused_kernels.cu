@@ -398,162 +398,29 @@ extern "C" __global__ void t2s_lora_drop_bwd(const float* __restrict__ g, long l
   }
 }
 
-// --- LoRA down-projection straight from the bf16 input --------------------------------------
-// u[c] = (keep_c ⊙ fp32(x) · scale) · A[c]ᵀ for n adapters sharing the input x [T, D], each
-// with its own mask (the masks of t2s_lora_drop_fwd for the same seed: element (t, d) of copy
-// c kept by lora_keep(seed, c·T·D + t·D + d, p)) and its own A[c] [r, D] (A contiguous
-// [n, r, D]). Unfused (even with t2s_lora_drop_fwd), the dropped fp32 copies [n, T, D] are
-// written, read by the GEMM, kept for the backward, read again there and their gradient
-// written and read: here nothing of width D but x itself is read or written in fp32.
-// p = 0 means no dropout (no hash, scale 1). All three kernels take blocks of 256 threads and
-// need r ≤ 128 and n·r ≤ 128.
+// --- LoRA projections straight from and into bf16 ------------------------------------------
+// The adapters' fp32 side path (PEFT: x cast to fp32, dropout, A, B, the sum cast back) without
+// its fp32 copies of width D or O. Down: u[c] = (keep_c ⊙ fp32(x) · scale) · A[c]ᵀ for the n
+// adapters sharing the input x [T, D], each with its own mask (those of t2s_lora_drop_fwd for
+// the same seed: element (t, d) of copy c kept by lora_keep(seed, c·T·D + t·D + d, p); p = 0:
+// no dropout, no hash, scale 1) and its A[c] [r, D] (A contiguous [n, r, D]). Up: out =
+// bf16(fp32(y) + u[c] · B[c]ᵀ) over adapter c's columns [off[c], off[c + 1]) of the output y
+// [T, O] (B the adapters' [out_c, r] stacked [O, r]). Unfused, the dropped copies [n, T, D] are
+// written, read by a GEMM, kept, read again and their gradient written and read, and the fp32
+// deltas [T, O] written, concatenated and read, their gradient an fp32 copy read twice.
+//
+// These are small GEMMs (r ≤ 128 columns) on fp32 CUDA cores, so each thread keeps a 4 × 4
+// tile of results in registers and reads its operands as float4 from shared memory, one of
+// the two the same for the whole warp (a broadcast): ~8 FMAs per shared-memory load. A mask
+// is hashed once per element and kernel, where the element is staged. Reductions over tokens
+// or over columns are split across blocks into partial sums the host adds in a fixed order
+// (deterministic, no atomics). All kernels take blocks of 256 threads; r ≤ 128, n · r ≤ 128
+// (down) and n ≤ 4 with offsets that are multiples of 4 (up).
 #define T2S_LORA_THREADS 256
 #define T2S_LORA_MAX_R 128
+#define T2S_LORA_KC 16     // reduction step of the row reductions (columns per staged tile)
+#define T2S_LORA_SPLIT 256 // columns per split of a row reduction
 
-// fp32(x[t][d]) · scale where copy c keeps (t, d), else 0; 0 outside [0, T) × [0, D).
-__device__ __forceinline__ float lora_dropped(const bf16_t* __restrict__ x, long long T, int D,
-                                              int c, long long t, int d,
-                                              unsigned long long seed, float p, float scale) {
-  if (t >= T || d >= D) return 0.0f;
-  const long long i = t * D + d;
-  if (p > 0.0f &&
-      !lora_keep(seed, (unsigned long long)c * (unsigned long long)(T * D) + i, p))
-    return 0.0f;
-  return bf2f(x[i]) * scale;
-}
-
-// u [n, T, r]. Grid (ceil(T / 64), n): a block takes 64 tokens of adapter blockIdx.y and all
-// r outputs, stepping through D 32 columns at a time (the masked x tile and the A tile in
-// shared memory). Thread i owns token i % 64 and outputs i / 64 + 4k.
-extern "C" __global__ void t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D,
-                                             int r, const float* __restrict__ A,
-                                             unsigned long long seed, float p, float scale,
-                                             float* __restrict__ u) {
-  __shared__ float xs[64][33];
-  __shared__ float as[T2S_LORA_MAX_R][33];
-  const int c = blockIdx.y, tid = threadIdx.x;
-  const long long t0 = (long long)blockIdx.x * 64;
-  const int tok = tid % 64, j0 = tid / 64;
-  const float* Ac = A + (long long)c * r * D;
-  float acc[T2S_LORA_MAX_R / 4];
-#pragma unroll
-  for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k) acc[k] = 0.0f;
-  for (int d0 = 0; d0 < D; d0 += 32) {
-    for (int e = tid; e < 64 * 32; e += T2S_LORA_THREADS)
-      xs[e / 32][e % 32] = lora_dropped(x, T, D, c, t0 + e / 32, d0 + e % 32, seed, p, scale);
-    for (int e = tid; e < r * 32; e += T2S_LORA_THREADS) {
-      const int d = d0 + e % 32;
-      as[e / 32][e % 32] = d < D ? Ac[(long long)(e / 32) * D + d] : 0.0f;
-    }
-    __syncthreads();
-    for (int kk = 0; kk < 32; ++kk) {
-      const float xv = xs[tok][kk];
-#pragma unroll
-      for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
-        if (j0 + 4 * k < r) acc[k] += xv * as[j0 + 4 * k][kk];
-    }
-    __syncthreads();
-  }
-  const long long t = t0 + tok;
-  if (t < T) {
-#pragma unroll
-    for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
-      if (j0 + 4 * k < r) u[((long long)c * T + t) * r + j0 + 4 * k] = acc[k];
-  }
-}
-
-// dx [T, D] = bf16(Σ_c keep_c ⊙ (du[c] · A[c]) · scale) for du [n, T, r]: the gradient of x
-// through every adapter, summed and rounded once (unfused: the GEMM's fp32 gradient of the
-// copies, the dropout backward, a sum over the copies and a cast). Grid (ceil(T / 32),
-// ceil(D / 32)); thread i owns column i % 32 of tokens i / 32 + 8k.
-extern "C" __global__ void t2s_lora_down_dx(const float* __restrict__ du,
-                                            const float* __restrict__ A, long long T, int D,
-                                            int n, int r, unsigned long long seed, float p,
-                                            float scale, bf16_t* __restrict__ dx) {
-  __shared__ float us[32][T2S_LORA_MAX_R + 1];
-  __shared__ float as[T2S_LORA_MAX_R][32];
-  const int tid = threadIdx.x, nr = n * r;
-  const long long t0 = (long long)blockIdx.x * 32;
-  const int d0 = blockIdx.y * 32, col = tid % 32;
-  for (int e = tid; e < 32 * nr; e += T2S_LORA_THREADS) {
-    const int tt = e / nr, q = e % nr;
-    const long long t = t0 + tt;
-    us[tt][q] = t < T ? du[((long long)(q / r) * T + t) * r + q % r] : 0.0f;
-  }
-  for (int e = tid; e < nr * 32; e += T2S_LORA_THREADS) {
-    const int d = d0 + e % 32;
-    as[e / 32][e % 32] = d < D ? A[(long long)(e / 32) * D + d] : 0.0f;
-  }
-  __syncthreads();
-  const int d = d0 + col;
-  for (int k = 0; k < 4; ++k) {
-    const int tt = tid / 32 + 8 * k;
-    const long long t = t0 + tt;
-    if (t >= T || d >= D) continue;
-    float s = 0.0f;
-    for (int c = 0; c < n; ++c) {
-      float g = 0.0f;
-      for (int j = 0; j < r; ++j) g += us[tt][c * r + j] * as[c * r + j][col];
-      const unsigned long long idx =
-          (unsigned long long)c * (unsigned long long)(T * D) + (unsigned long long)(t * D + d);
-      if (p <= 0.0f || lora_keep(seed, idx, p)) s += g * scale;
-    }
-    dx[t * D + d] = f2bf(s);
-  }
-}
-
-// The gradient of A, per split of the tokens: partial [S, n, r, D] with
-// partial[s][c] = Σ over tokens [s·span, (s+1)·span) of du[c][t]ᵀ ⊗ (keep_c ⊙ fp32(x[t]) ·
-// scale); the caller sums over s (a fixed order: deterministic, no atomics). Grid (ceil(D /
-// 64), n, S); thread i owns column i % 64 and rows i / 64 + 4k.
-extern "C" __global__ void t2s_lora_down_da(const float* __restrict__ du,
-                                            const bf16_t* __restrict__ x, long long T, int D,
-                                            int r, long long span, unsigned long long seed,
-                                            float p, float scale, float* __restrict__ partial) {
-  __shared__ float xs[32][64];
-  __shared__ float us[32][T2S_LORA_MAX_R + 1];
-  const int c = blockIdx.y, tid = threadIdx.x, n = gridDim.y;
-  const long long s = blockIdx.z;
-  const int d0 = blockIdx.x * 64, col = tid % 64, j0 = tid / 64;
-  const long long t_begin = s * span;
-  const long long t_end = t_begin + span < T ? t_begin + span : T;
-  float acc[T2S_LORA_MAX_R / 4];
-#pragma unroll
-  for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k) acc[k] = 0.0f;
-  for (long long t0 = t_begin; t0 < t_end; t0 += 32) {
-    for (int e = tid; e < 32 * 64; e += T2S_LORA_THREADS) {
-      const long long t = t0 + e / 64;
-      xs[e / 64][e % 64] = t < t_end ? lora_dropped(x, T, D, c, t, d0 + e % 64, seed, p, scale)
-                                     : 0.0f;
-    }
-    for (int e = tid; e < 32 * r; e += T2S_LORA_THREADS) {
-      const long long t = t0 + e / r;
-      us[e / r][e % r] = t < t_end ? du[((long long)c * T + t) * r + e % r] : 0.0f;
-    }
-    __syncthreads();
-    for (int tt = 0; tt < 32; ++tt) {
-      const float xv = xs[tt][col];
-#pragma unroll
-      for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
-        if (j0 + 4 * k < r) acc[k] += us[tt][j0 + 4 * k] * xv;
-    }
-    __syncthreads();
-  }
-  const int d = d0 + col;
-  if (d < D) {
-#pragma unroll
-    for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
-      if (j0 + 4 * k < r) partial[((s * n + c) * r + j0 + 4 * k) * D + d] = acc[k];
-  }
-}
-
-// --- LoRA up-projection into the bf16 output ------------------------------------------------
-// For n adapters whose outputs sit side by side in y [T, O] (the fused q/k/v projection),
-// adapter c owning columns [off[c], off[c + 1]): out = bf16(fp32(y) + u[c] · B[c]ᵀ) with u
-// [n, T, r] fp32 (already scaled) and B the adapters' [out_c, r] matrices stacked [O, r].
-// Unfused: each adapter's fp32 delta [T, out_c] written, concatenated, read by the add; in the
-// backward the output's gradient cast to an fp32 copy that both GEMMs read. Here only y (in)
-// and out are read and written forward, and the bf16 gradient read twice back.
 struct LoraParts {
   int off[5];  // n ≤ 4 adapters: off[0] = 0, off[n] = O
 };
@@ -564,124 +431,340 @@ __device__ __forceinline__ int lora_part(const LoraParts& parts, int n, int o) {
   return c;
 }
 
-// out [T, O]. Grid (ceil(T / 32), ceil(O / 32)); thread i owns column i % 32 of tokens
-// i / 32 + 8k.
+__device__ __forceinline__ float4 lora_ld4(const float* p) { return *(const float4*)p; }
+
+// acc[i][j] += a[i] · b[j] for the 4 × 4 tile.
+__device__ __forceinline__ void lora_fma4x4(float acc[4][4], float4 a, float4 b) {
+  const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+}
+
+// fp32(x[t][d]) · scale where copy c keeps (t, d), else 0.
+__device__ __forceinline__ float lora_dropped(const bf16_t* __restrict__ x, long long T, int D,
+                                              int c, long long t, int d,
+                                              unsigned long long seed, float p, float scale) {
+  const long long i = t * D + d;
+  if (p > 0.0f &&
+      !lora_keep(seed, (unsigned long long)c * (unsigned long long)(T * D) + i, p))
+    return 0.0f;
+  return bf2f(x[i]) * scale;
+}
+
+// Tokens a row-reduction block takes for q outputs a token: 4 a thread, the 256 threads split
+// into groups of 4 outputs (at least 4 groups, a power of two).
+__device__ __forceinline__ int lora_row_tokens(int q) {
+  int groups = 4;
+  while (groups * 4 < q) groups *= 2;
+  return 4 * (T2S_LORA_THREADS / groups);
+}
+
+// One block of a row reduction: out[t][j] = Σ over k in [k_lo, k_hi) of src(t, k) · w(j, k),
+// for the lora_row_tokens(r) tokens from blockIdx.x's and all j < r. Thread i owns tokens
+// 4·(i % tokens/4) + 0..3 and outputs 4·(i / (tokens/4)) + 0..3.
+template <typename Src, typename W>
+__device__ __forceinline__ void lora_row_reduce(const Src& src, const W& w, long long T, int k_lo,
+                                                int k_hi, int r, float* __restrict__ out) {
+  __shared__ __align__(16) float xs[T2S_LORA_KC][T2S_LORA_THREADS + 4];
+  __shared__ __align__(16) float ws[T2S_LORA_KC][T2S_LORA_MAX_R];
+  const int tid = threadIdx.x, tokens = lora_row_tokens(r);
+  const int tgroups = tokens / 4, wide = 4 * (T2S_LORA_THREADS / tgroups);
+  const int tg = tid % tgroups, jg = tid / tgroups;
+  const long long t0 = (long long)blockIdx.x * tokens;
+  float acc[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  for (int k0 = k_lo; k0 < k_hi; k0 += T2S_LORA_KC) {
+    for (int e = tid; e < T2S_LORA_KC * tokens; e += T2S_LORA_THREADS) {
+      const int kk = e % T2S_LORA_KC, tt = e / T2S_LORA_KC;
+      const long long t = t0 + tt;
+      const int k = k0 + kk;
+      xs[kk][tt] = t < T && k < k_hi ? src(t, k) : 0.0f;
+    }
+    for (int e = tid; e < T2S_LORA_KC * wide; e += T2S_LORA_THREADS) {
+      const int j = e % wide, kk = e / wide, k = k0 + kk;
+      ws[kk][j] = j < r && k < k_hi ? w(j, k) : 0.0f;
+    }
+    __syncthreads();
+    for (int kk = 0; kk < T2S_LORA_KC; ++kk)
+      lora_fma4x4(acc, lora_ld4(&xs[kk][4 * tg]), lora_ld4(&ws[kk][4 * jg]));
+    __syncthreads();
+  }
+  for (int i = 0; i < 4; ++i) {
+    const long long t = t0 + 4 * tg + i;
+    if (t >= T) continue;
+    for (int j = 0; j < 4; ++j)
+      if (4 * jg + j < r) out[t * r + 4 * jg + j] = acc[i][j];
+  }
+}
+
+// One block of an outer sum over tokens: out[j][k] = Σ over t in [t_begin, t_end) of
+// u(t, qbase(k) + j) · src(t, k), for the 4·(256 / groups) columns from k_tile and all j < r
+// (u staged for q < q_n: one adapter's r, or every adapter's n·r when the columns' adapter
+// varies). Thread i owns columns 4·(i % cgroups) + 0..3 (one adapter's: qbase of the first)
+// and ranks 4·(i / cgroups) + 0..3.
+template <typename Src, typename U, typename QBase>
+__device__ __forceinline__ void lora_outer_sum(const Src& src, const U& u, const QBase& qbase,
+                                               long long t_begin, long long t_end, int k_tile,
+                                               int K, int r, int q_n, float* __restrict__ out,
+                                               long long out_row) {
+  __shared__ __align__(16) float xs[16][T2S_LORA_THREADS + 4];
+  __shared__ __align__(16) float us[16][T2S_LORA_MAX_R + 4];
+  const int tid = threadIdx.x, cols = lora_row_tokens(r), cgroups = cols / 4;
+  const int cg = tid % cgroups, jg = tid / cgroups;
+  const int k_first = k_tile + 4 * cg;
+  const int q0 = qbase(k_first < K ? k_first : K - 1);
+  float acc[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  for (long long t0 = t_begin; t0 < t_end; t0 += 16) {
+    for (int e = tid; e < 16 * cols; e += T2S_LORA_THREADS) {
+      const int kk = e % cols, tt = e / cols;
+      const long long t = t0 + tt;
+      const int k = k_tile + kk;
+      xs[tt][kk] = t < t_end && k < K ? src(t, k) : 0.0f;
+    }
+    for (int e = tid; e < 16 * q_n; e += T2S_LORA_THREADS) {
+      const int q = e % q_n, tt = e / q_n;
+      const long long t = t0 + tt;
+      us[tt][q] = t < t_end ? u(t, q) : 0.0f;
+    }
+    __syncthreads();
+    for (int tt = 0; tt < 16; ++tt) {
+      const float* ur = &us[tt][q0 + 4 * jg];
+      const int left = r - 4 * jg;  // ranks of this thread's four that exist
+      float4 uv;
+      uv.x = left > 0 ? ur[0] : 0.0f;
+      uv.y = left > 1 ? ur[1] : 0.0f;
+      uv.z = left > 2 ? ur[2] : 0.0f;
+      uv.w = left > 3 ? ur[3] : 0.0f;
+      lora_fma4x4(acc, uv, lora_ld4(&xs[tt][4 * cg]));
+    }
+    __syncthreads();
+  }
+  for (int j = 0; j < 4; ++j) {
+    if (4 * jg + j >= r) continue;
+    for (int i = 0; i < 4; ++i) {
+      const int k = k_first + i;
+      if (k < K) out[(long long)(4 * jg + j) * out_row + k] = acc[j][i];
+    }
+  }
+}
+
+// Operands of the row reductions and outer sums (functors: element (t, k) of the wide input,
+// element (j, k) of the weights, the rank activations' column q, the first of a column's).
+// fp32(g[t][k]) of a bf16 [T, K] gradient.
+struct LoraBf16Rows {
+  const bf16_t* g;
+  int K;
+  __device__ float operator()(long long t, int k) const { return bf2f(g[t * K + k]); }
+};
+
+// A[j][k] of one adapter's A [r, K].
+struct LoraRowsOf {
+  const float* a;
+  int K;
+  __device__ float operator()(int j, int k) const { return a[(long long)j * K + k]; }
+};
+
+// B[k][j] of the stacked B [K, r].
+struct LoraColumnsOf {
+  const float* b;
+  int r;
+  __device__ float operator()(int j, int k) const { return b[(long long)k * r + j]; }
+};
+
+// u[q / r][t][q % r] of rank activations [n, T, r] (q over every adapter's ranks).
+struct LoraRanks {
+  const float* u;
+  long long T;
+  int r;
+  __device__ float operator()(long long t, int q) const {
+    return u[((long long)(q / r) * T + t) * r + q % r];
+  }
+};
+
+// Every column's ranks start at adapter c's: q0 = c · r.
+struct LoraOneAdapter {
+  int q0;
+  __device__ int operator()(int) const { return q0; }
+};
+
+// A column's ranks start at its adapter's.
+struct LoraAdapterOfColumn {
+  LoraParts parts;
+  int n, r;
+  __device__ int operator()(int k) const { return lora_part(parts, n, k) * r; }
+};
+
+struct LoraDroppedX {
+  const bf16_t* x;
+  long long T;
+  int D, c;
+  unsigned long long seed;
+  float p, scale;
+  __device__ float operator()(long long t, int d) const {
+    return lora_dropped(x, T, D, c, t, d, seed, p, scale);
+  }
+};
+
+// down: partial [S, n, T, r], S = ceil(D / T2S_LORA_SPLIT); the caller sums over S. Grid
+// (ceil(T / lora_row_tokens(r)), n, S).
+extern "C" __global__ void t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D,
+                                             int r, const float* __restrict__ A,
+                                             unsigned long long seed, float p, float scale,
+                                             float* __restrict__ partial) {
+  const int c = blockIdx.y, n = gridDim.y;
+  const long long s = blockIdx.z;
+  const LoraDroppedX src{x, T, D, c, seed, p, scale};
+  const LoraRowsOf w{A + (long long)c * r * D, D};
+  const int lo = (int)s * T2S_LORA_SPLIT;
+  const int hi = lo + T2S_LORA_SPLIT < D ? lo + T2S_LORA_SPLIT : D;
+  lora_row_reduce(src, w, T, lo, hi, r, partial + ((s * n + c) * T) * r);
+}
+
+// dx [T, D] = bf16(Σ_c keep_c ⊙ (du[c] · A[c]) · scale) for du [n, T, r]: the gradient of x
+// through every adapter, summed and rounded once. Grid (ceil(T / 32), ceil(D / 128)): thread i
+// owns tokens 4·(i / 32) + 0..3 and columns 4·(i % 32) + 0..3; a warp shares its tokens (du
+// read as a broadcast). Per adapter, A's rows come in steps of 16.
+extern "C" __global__ void t2s_lora_down_dx(const float* __restrict__ du,
+                                            const float* __restrict__ A, long long T, int D,
+                                            int n, int r, unsigned long long seed, float p,
+                                            float scale, bf16_t* __restrict__ dx) {
+  __shared__ __align__(16) float as[16][128];
+  __shared__ __align__(16) float ust[16][32];
+  const int tid = threadIdx.x, cg = tid % 32, tg = tid / 32;
+  const long long t0 = (long long)blockIdx.x * 32;
+  const int d0 = blockIdx.y * 128 + 4 * cg;
+  float total[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) total[i][j] = 0.0f;
+  for (int c = 0; c < n; ++c) {
+    float g[4][4];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) g[i][j] = 0.0f;
+    for (int j0 = 0; j0 < r; j0 += 16) {
+      for (int e = tid; e < 16 * 128; e += T2S_LORA_THREADS) {
+        const int jj = e / 128, dd = e % 128, j = j0 + jj, d = blockIdx.y * 128 + dd;
+        as[jj][dd] = j < r && d < D ? A[((long long)c * r + j) * D + d] : 0.0f;
+      }
+      for (int e = tid; e < 16 * 32; e += T2S_LORA_THREADS) {
+        const int tt = e % 32, jj = e / 32, j = j0 + jj;
+        const long long t = t0 + tt;
+        ust[jj][tt] = j < r && t < T ? du[((long long)c * T + t) * r + j] : 0.0f;
+      }
+      __syncthreads();
+      for (int jj = 0; jj < 16; ++jj)
+        lora_fma4x4(g, lora_ld4(&ust[jj][4 * tg]), lora_ld4(&as[jj][4 * cg]));
+      __syncthreads();
+    }
+    for (int i = 0; i < 4; ++i) {
+      const long long t = t0 + 4 * tg + i;
+      for (int j = 0; j < 4; ++j) {
+        const int d = d0 + j;
+        if (t >= T || d >= D) continue;
+        const unsigned long long idx = (unsigned long long)c * (unsigned long long)(T * D) +
+                                       (unsigned long long)(t * D + d);
+        if (p <= 0.0f || lora_keep(seed, idx, p)) total[i][j] += g[i][j] * scale;
+      }
+    }
+  }
+  for (int i = 0; i < 4; ++i) {
+    const long long t = t0 + 4 * tg + i;
+    for (int j = 0; j < 4; ++j)
+      if (t < T && d0 + j < D) dx[t * D + d0 + j] = f2bf(total[i][j]);
+  }
+}
+
+// The gradient of A per split of the tokens: partial [S, n, r, D], S = ceil(T / span), with
+// partial[s][c] = Σ over the split's tokens of du[c][t]ᵀ ⊗ (keep_c ⊙ fp32(x[t]) · scale); the
+// caller sums over s. Grid (ceil(D / lora_row_tokens(r)), n, S).
+extern "C" __global__ void t2s_lora_down_da(const float* __restrict__ du,
+                                            const bf16_t* __restrict__ x, long long T, int D,
+                                            int r, long long span, unsigned long long seed,
+                                            float p, float scale, float* __restrict__ partial) {
+  const int c = blockIdx.y, n = gridDim.y;
+  const long long s = blockIdx.z;
+  const LoraDroppedX src{x, T, D, c, seed, p, scale};
+  const LoraRanks u{du, T, r};
+  const LoraOneAdapter qbase{c * r};
+  const long long t_begin = s * span;
+  const long long t_end = t_begin + span < T ? t_begin + span : T;
+  lora_outer_sum(src, u, qbase, t_begin, t_end, blockIdx.x * lora_row_tokens(r), D, r, n * r,
+                 partial + (s * n + c) * (long long)r * D, D);
+}
+
+// out [T, O] = bf16(fp32(y) + u[c(o)] · B[o]) for u [n, T, r] (scaled). Grid (ceil(T / 32),
+// ceil(O / 128)): thread i owns tokens 4·(i / 32) + 0..3 and columns 4·(i % 32) + 0..3 (one
+// adapter's: the offsets are multiples of 4).
 extern "C" __global__ void t2s_lora_up_fwd(const bf16_t* __restrict__ y,
                                            const float* __restrict__ u,
                                            const float* __restrict__ B, long long T, int O,
                                            int n, int r, LoraParts parts,
                                            bf16_t* __restrict__ out) {
-  __shared__ float us[32][T2S_LORA_MAX_R + 1];
-  __shared__ float bs[32][T2S_LORA_MAX_R + 1];
-  const int tid = threadIdx.x, nr = n * r;
+  __shared__ __align__(16) float bst[16][128];
+  __shared__ __align__(16) float ust[T2S_LORA_MAX_R][32];
+  const int tid = threadIdx.x, cg = tid % 32, tg = tid / 32, nr = n * r;
   const long long t0 = (long long)blockIdx.x * 32;
-  const int o0 = blockIdx.y * 32, col = tid % 32;
-  for (int e = tid; e < 32 * nr; e += T2S_LORA_THREADS) {
-    const int tt = e / nr, q = e % nr;
+  const int o0 = blockIdx.y * 128 + 4 * cg;
+  const int c = lora_part(parts, n, o0 < O ? o0 : O - 1);
+  for (int e = tid; e < nr * 32; e += T2S_LORA_THREADS) {
+    const int tt = e % 32, q = e / 32;
     const long long t = t0 + tt;
-    us[tt][q] = t < T ? u[((long long)(q / r) * T + t) * r + q % r] : 0.0f;
+    ust[q][tt] = t < T ? u[((long long)(q / r) * T + t) * r + q % r] : 0.0f;
   }
-  for (int e = tid; e < 32 * r; e += T2S_LORA_THREADS) {
-    const int o = o0 + e / r;
-    bs[e / r][e % r] = o < O ? B[(long long)o * r + e % r] : 0.0f;
+  float acc[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  for (int j0 = 0; j0 < r; j0 += 16) {
+    for (int e = tid; e < 16 * 128; e += T2S_LORA_THREADS) {
+      const int oo = e % 128, jj = e / 128, j = j0 + jj, o = blockIdx.y * 128 + oo;
+      bst[jj][oo] = j < r && o < O ? B[(long long)o * r + j] : 0.0f;
+    }
+    __syncthreads();
+    const int jn = r - j0 < 16 ? r - j0 : 16;
+    for (int jj = 0; jj < jn; ++jj)
+      lora_fma4x4(acc, lora_ld4(&ust[c * r + j0 + jj][4 * tg]), lora_ld4(&bst[jj][4 * cg]));
+    __syncthreads();
   }
-  __syncthreads();
-  const int o = o0 + col;
-  if (o >= O) return;
-  const int c = lora_part(parts, n, o);
-  for (int k = 0; k < 4; ++k) {
-    const int tt = tid / 32 + 8 * k;
-    const long long t = t0 + tt;
-    if (t >= T) continue;
-    float s = 0.0f;
-    for (int j = 0; j < r; ++j) s += us[tt][c * r + j] * bs[col][j];
-    out[t * O + o] = f2bf(bf2f(y[t * O + o]) + s);
+  for (int i = 0; i < 4; ++i) {
+    const long long t = t0 + 4 * tg + i;
+    for (int j = 0; j < 4; ++j) {
+      const int o = o0 + j;
+      if (t < T && o < O) out[t * O + o] = f2bf(bf2f(y[t * O + o]) + acc[i][j]);
+    }
   }
 }
 
-// du [n, T, r] = fp32(g[:, off[c]:off[c + 1]]) · B[c] for the output's gradient g [T, O].
-// Grid (ceil(T / 64), n): as t2s_lora_down_fwd, over adapter c's columns.
+// du: partial [S, n, T, r], S = ceil(widest adapter's columns / T2S_LORA_SPLIT), with
+// partial[s][c] = fp32(g[:, split s of adapter c's columns]) · B[c] for the output's gradient g
+// [T, O]; the caller sums over s. Grid (ceil(T / lora_row_tokens(r)), n, S).
 extern "C" __global__ void t2s_lora_up_du(const bf16_t* __restrict__ g,
                                           const float* __restrict__ B, long long T, int O, int r,
-                                          LoraParts parts, float* __restrict__ du) {
-  __shared__ float gs[64][33];
-  __shared__ float bs[T2S_LORA_MAX_R][33];
-  const int c = blockIdx.y, tid = threadIdx.x;
-  const long long t0 = (long long)blockIdx.x * 64;
-  const int tok = tid % 64, j0 = tid / 64;
-  const int lo = parts.off[c], hi = parts.off[c + 1];
-  float acc[T2S_LORA_MAX_R / 4];
-#pragma unroll
-  for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k) acc[k] = 0.0f;
-  for (int k0 = lo; k0 < hi; k0 += 32) {
-    for (int e = tid; e < 64 * 32; e += T2S_LORA_THREADS) {
-      const long long t = t0 + e / 32;
-      const int o = k0 + e % 32;
-      gs[e / 32][e % 32] = t < T && o < hi ? bf2f(g[t * O + o]) : 0.0f;
-    }
-    for (int e = tid; e < r * 32; e += T2S_LORA_THREADS) {
-      const int o = k0 + e / r;
-      bs[e % r][e / r] = o < hi ? B[(long long)o * r + e % r] : 0.0f;
-    }
-    __syncthreads();
-    for (int kk = 0; kk < 32; ++kk) {
-      const float gv = gs[tok][kk];
-#pragma unroll
-      for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
-        if (j0 + 4 * k < r) acc[k] += gv * bs[j0 + 4 * k][kk];
-    }
-    __syncthreads();
-  }
-  const long long t = t0 + tok;
-  if (t < T) {
-#pragma unroll
-    for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
-      if (j0 + 4 * k < r) du[((long long)c * T + t) * r + j0 + 4 * k] = acc[k];
-  }
+                                          LoraParts parts, float* __restrict__ partial) {
+  const int c = blockIdx.y, n = gridDim.y;
+  const long long s = blockIdx.z;
+  const LoraBf16Rows src{g, O};
+  const LoraColumnsOf w{B, r};
+  const int lo = parts.off[c] + (int)s * T2S_LORA_SPLIT;
+  const int end = parts.off[c + 1];
+  const int hi = lo + T2S_LORA_SPLIT < end ? lo + T2S_LORA_SPLIT : end;
+  lora_row_reduce(src, w, T, lo, hi, r, partial + ((s * n + c) * T) * r);
 }
 
-// The gradient of B per split of the tokens: partial [S, O, r] with partial[s][o] = Σ over
-// tokens [s·span, (s+1)·span) of fp32(g[t][o]) · u[c(o)][t]; the caller sums over s. Grid
-// (ceil(O / 64), 1, S); thread i owns column i % 64 and ranks i / 64 + 4k.
+// The gradient of B per split of the tokens: partial [S, O, r] laid out [S][r][O] (the caller
+// sums over s and transposes), partial[s][j][o] = Σ over the split's tokens of fp32(g[t][o]) ·
+// u[c(o)][t][j]. Grid (ceil(O / lora_row_tokens(r)), 1, S).
 extern "C" __global__ void t2s_lora_up_db(const bf16_t* __restrict__ g,
                                           const float* __restrict__ u, long long T, int O, int n,
                                           int r, LoraParts parts, long long span,
                                           float* __restrict__ partial) {
-  __shared__ float gs[32][64];
-  __shared__ float us[32][T2S_LORA_MAX_R + 1];
-  const int tid = threadIdx.x, nr = n * r;
   const long long s = blockIdx.z;
-  const int o0 = blockIdx.x * 64, col = tid % 64, j0 = tid / 64;
-  const int o = o0 + col;
-  const int c = lora_part(parts, n, o < O ? o : O - 1);
+  const LoraBf16Rows src{g, O};
+  const LoraRanks uu{u, T, r};
+  const LoraAdapterOfColumn qbase{parts, n, r};
   const long long t_begin = s * span;
   const long long t_end = t_begin + span < T ? t_begin + span : T;
-  float acc[T2S_LORA_MAX_R / 4];
-#pragma unroll
-  for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k) acc[k] = 0.0f;
-  for (long long t0 = t_begin; t0 < t_end; t0 += 32) {
-    for (int e = tid; e < 32 * 64; e += T2S_LORA_THREADS) {
-      const long long t = t0 + e / 64;
-      const int oo = o0 + e % 64;
-      gs[e / 64][e % 64] = t < t_end && oo < O ? bf2f(g[t * O + oo]) : 0.0f;
-    }
-    for (int e = tid; e < 32 * nr; e += T2S_LORA_THREADS) {
-      const int tt = e / nr, q = e % nr;
-      const long long t = t0 + tt;
-      us[tt][q] = t < t_end ? u[((long long)(q / r) * T + t) * r + q % r] : 0.0f;
-    }
-    __syncthreads();
-    for (int tt = 0; tt < 32; ++tt) {
-      const float gv = gs[tt][col];
-#pragma unroll
-      for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
-        if (j0 + 4 * k < r) acc[k] += us[tt][c * r + j0 + 4 * k] * gv;
-    }
-    __syncthreads();
-  }
-  if (o < O) {
-#pragma unroll
-    for (int k = 0; k < T2S_LORA_MAX_R / 4; ++k)
-      if (j0 + 4 * k < r) partial[(s * O + o) * r + j0 + 4 * k] = acc[k];
-  }
+  lora_outer_sum(src, uu, qbase, t_begin, t_end, blockIdx.x * lora_row_tokens(r), O, r, n * r,
+                 partial + s * (long long)r * O, O);
 }

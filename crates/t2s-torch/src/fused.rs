@@ -376,7 +376,8 @@ pub fn lora_down_seeded(x: &Tensor, a: &Tensor, p: f64, seed: i64) -> Result<Ten
 /// rank activations, `T` the rows of `y`) and `b` `[O, r]` (the adapters' B matrices
 /// stacked). PEFT's `result + lora(x)` in fp32 and cast back, without the fp32 deltas; the
 /// backward reads the bf16 gradient as it is. Call only where [`serves_lora`] holds, with at
-/// most [`LORA_UP_MAX_PARTS`] adapters and `n · r ≤` [`LORA_MAX_RANKS`].
+/// most [`LORA_UP_MAX_PARTS`] adapters, `n · r ≤` [`LORA_MAX_RANKS`] and offsets that are
+/// multiples of 4.
 pub fn lora_up(y: &Tensor, u: &Tensor, b: &Tensor, offsets: &[i64]) -> Result<Tensor> {
     #[cfg(t2s_shim)]
     {

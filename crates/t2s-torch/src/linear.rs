@@ -312,7 +312,8 @@ fn fused_down_projection(ad: &[&LoraAdapter], x: &Tensor, train: bool) -> Result
 
 /// `y + [u[c] · B[c]ᵀ]_c` (the adapters' outputs side by side) through the fused LoRA
 /// up-projection, which writes the bf16 sum without the fp32 deltas: `None` where it does not
-/// serve (not a bf16 CUDA output, B not fp32, ranks that differ, too many parts or ranks).
+/// serve (not a bf16 CUDA output, B not fp32, ranks that differ, too many parts or ranks, an
+/// output width not a multiple of 4).
 fn fused_up_projection(ad: &[&LoraAdapter], y: &Tensor, us: &[Tensor]) -> Result<Option<Tensor>> {
     let Some(first) = ad.first() else {
         return Ok(None);
@@ -322,7 +323,7 @@ fn fused_up_projection(ad: &[&LoraAdapter], y: &Tensor, us: &[Tensor]) -> Result
         && ad.len() as i64 * r <= fused::LORA_MAX_RANKS
         && ad
             .iter()
-            .all(|a| a.b.kind() == Kind::Float && a.b.size()[1] == r)
+            .all(|a| a.b.kind() == Kind::Float && a.b.size()[1] == r && a.b.size()[0] % 4 == 0)
         && us.iter().all(|u| u.kind() == Kind::Float);
     if !fits || !fused::serves_lora(y) {
         return Ok(None);

@@ -280,7 +280,13 @@ fn emulator() -> &'static Path {
         let src = repo_root().join("crates/t2s-torch/tests/fused_emu/emulate.cpp");
         let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
         let out = Command::new(&cxx)
-            .args(["-std=c++20", "-O2", "-pthread", "-o"])
+            .args([
+                "-std=c++20",
+                "-O2",
+                "-pthread",
+                "-fno-strict-aliasing",
+                "-o",
+            ])
             .arg(&exe)
             .arg(&src)
             .output()
@@ -702,7 +708,11 @@ fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64) {
         p.to_string(),
         span.to_string(),
     ]);
-    let u = read_f32(&path("u.bin")).reshape([n, t, r]);
+    // Partial sums over the splits of the columns (of 256) and of the tokens (of `span`).
+    let d_splits = (d + 255) / 256;
+    let u = read_f32(&path("u.bin"))
+        .reshape([d_splits, n, t, r])
+        .sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
     let dx = read_bf16(&path("dx.bin"), &[t, d]);
     let splits = (t + span - 1) / span;
     let da = read_f32(&path("da.bin"))
@@ -742,8 +752,10 @@ fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64) {
 #[test]
 fn emulated_lora_down_projection_kernels_match_libtorch() {
     tch::manual_seed(15);
-    // Partial tiles everywhere: 70 tokens (tiles of 64 and 32, splits of 32), 100 columns.
-    check_emulated_lora_down(70, 100, 3, 5, 0.25, 32);
+    // Partial tiles everywhere: 70 tokens, 300 columns (two splits of the row reduction, the
+    // second partial; tiles of 128 and 256 columns), ranks not a multiple of 4, token splits
+    // of 32 (the last partial).
+    check_emulated_lora_down(70, 300, 3, 5, 0.25, 32);
     // No dropout, one adapter; and the widest rank the kernels take (n · r = 120 of 128).
     check_emulated_lora_down(33, 64, 1, 16, 0.0, 256);
     check_emulated_lora_down(40, 36, 3, 40, 0.1, 16);
@@ -775,11 +787,18 @@ fn check_emulated_lora_up(t: i64, r: i64, offsets: &[i64], span: i64) {
     args.extend(offsets.iter().map(|v| v.to_string()));
     emulate(&args);
     let out = read_bf16(&path("out.bin"), &[t, o]);
-    let du = read_f32(&path("du.bin")).reshape([n, t, r]);
+    // Partial sums over the splits of each adapter's columns (of 256) and of the tokens (of
+    // `span`, B's gradient transposed).
+    let widest = offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    let o_splits = ((widest + 255) / 256).max(1);
+    let du = read_f32(&path("du.bin"))
+        .reshape([o_splits, n, t, r])
+        .sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
     let splits = (t + span - 1) / span;
     let db = read_f32(&path("db.bin"))
-        .reshape([splits, o, r])
-        .sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
+        .reshape([splits, r, o])
+        .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
+        .tr();
 
     let (ul, bl) = (
         u.detach().set_requires_grad(true),
@@ -808,8 +827,9 @@ fn check_emulated_lora_up(t: i64, r: i64, offsets: &[i64], span: i64) {
 #[test]
 fn emulated_lora_up_projection_kernels_match_libtorch() {
     tch::manual_seed(16);
-    // q/k/v-like parts of unequal width, none a multiple of a tile, over 70 tokens.
-    check_emulated_lora_up(70, 5, &[0, 40, 52, 100], 32);
+    // q/k/v-like parts of unequal width (multiples of 4, none of a tile; the first wider than
+    // a 256-column split), over 70 tokens.
+    check_emulated_lora_up(70, 5, &[0, 300, 312, 400], 32);
     // One adapter (o), and four parts at the widest rank taken (n · r = 128).
     check_emulated_lora_up(33, 16, &[0, 64], 256);
     check_emulated_lora_up(20, 32, &[0, 8, 16, 24, 40], 8);

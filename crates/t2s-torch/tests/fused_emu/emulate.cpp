@@ -17,12 +17,14 @@
 //     reads  dir/x.bin (bf16), g.bin (f32 [copies, numel]); writes out.bin (f32), dx.bin (bf16)
 //   emulate down <dir> <T> <D> <n> <r> <seed> <p> <span>
 //     reads  dir/x.bin (bf16 [T, D]), a.bin (f32 [n, r, D]), du.bin (f32 [n, T, r]); writes
-//     u.bin (f32 [n, T, r]), dx.bin (bf16 [T, D]), da.bin (f32 [ceil(T / span), n, r, D]:
-//     the per-split partial sums of A's gradient)
+//     u.bin (f32 [ceil(D / 256), n, T, r]: per split of the columns), dx.bin (bf16 [T, D]),
+//     da.bin (f32 [ceil(T / span), n, r, D]: per split of the tokens), partial sums the host adds
 //   emulate up <dir> <T> <O> <r> <span> <off_0> ... <off_n>
 //     reads  dir/y.bin (bf16 [T, O]), u.bin (f32 [n, T, r]), b.bin (f32 [O, r]), g.bin (bf16
-//     [T, O]); writes out.bin (bf16 [T, O]), du.bin (f32 [n, T, r]), db.bin (f32
-//     [ceil(T / span), O, r]: the per-split partial sums of B's gradient)
+//     [T, O]); writes out.bin (bf16 [T, O]), du.bin (f32 [ceil(widest / 256), n, T, r]: per
+//     split of each adapter's columns), db.bin (f32 [ceil(T / span), r, O]: per split of the
+//     tokens, transposed), partial sums the host adds
+#include <algorithm>
 #include <barrier>
 #include <cmath>
 #include <cstdio>
@@ -43,6 +45,10 @@ struct alignas(16) uint4 {
   unsigned int x, y, z, w;
 };
 
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+
 static dim3 blockIdx, blockDim, gridDim;
 static thread_local dim3 threadIdx;
 static std::unique_ptr<std::barrier<>> block_barrier;
@@ -52,6 +58,7 @@ static float shuffle_slots[1024];
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
 
 static void __syncthreads() { block_barrier->arrive_and_wait(); }
 
@@ -246,21 +253,24 @@ int main(int argc, char** argv) {
     const auto x = read<bf16_t>(dir + "x.bin");
     const auto a = read<float>(dir + "a.bin");
     const auto du = read<float>(dir + "du.bin");
-    std::vector<float> u(static_cast<size_t>(n * T * r));
+    const long long d_splits = (D + T2S_LORA_SPLIT - 1) / T2S_LORA_SPLIT;
+    std::vector<float> u(static_cast<size_t>(d_splits * n * T * r));
     std::vector<bf16_t> dx(static_cast<size_t>(T * D));
     std::vector<float> da(static_cast<size_t>(splits * n * r * D));
     const auto tiles = [](long long extent, long long tile) {
       return static_cast<unsigned>((extent + tile - 1) / tile);
     };
     const dim3 block{T2S_LORA_THREADS, 1, 1};
-    launch({tiles(T, 64), static_cast<unsigned>(n), 1}, block,
+    const long long rows = lora_row_tokens(r);
+    launch({tiles(T, rows), static_cast<unsigned>(n), static_cast<unsigned>(d_splits)}, block,
            [&] { t2s_lora_down_fwd(x.data(), T, D, r, a.data(), seed, p, scale, u.data()); });
-    launch({tiles(T, 32), tiles(D, 32), 1}, block, [&] {
+    launch({tiles(T, 32), tiles(D, 128), 1}, block, [&] {
       t2s_lora_down_dx(du.data(), a.data(), T, D, n, r, seed, p, scale, dx.data());
     });
-    launch({tiles(D, 64), static_cast<unsigned>(n), static_cast<unsigned>(splits)}, block, [&] {
-      t2s_lora_down_da(du.data(), x.data(), T, D, r, span, seed, p, scale, da.data());
-    });
+    launch({tiles(D, rows), static_cast<unsigned>(n), static_cast<unsigned>(splits)}, block,
+           [&] {
+             t2s_lora_down_da(du.data(), x.data(), T, D, r, span, seed, p, scale, da.data());
+           });
     write(dir + "u.bin", u);
     write(dir + "dx.bin", dx);
     write(dir + "da.bin", da);
@@ -278,19 +288,23 @@ int main(int argc, char** argv) {
     const auto u = read<float>(dir + "u.bin");
     const auto b = read<float>(dir + "b.bin");
     const auto g = read<bf16_t>(dir + "g.bin");
+    int widest = 0;
+    for (int i = 0; i < n; ++i) widest = std::max(widest, parts.off[i + 1] - parts.off[i]);
+    const long long o_splits = std::max(1, (widest + T2S_LORA_SPLIT - 1) / T2S_LORA_SPLIT);
     std::vector<bf16_t> out(static_cast<size_t>(T * O));
-    std::vector<float> du(static_cast<size_t>(n * T * r));
+    std::vector<float> du(static_cast<size_t>(o_splits * n * T * r));
     std::vector<float> db(static_cast<size_t>(splits * O * r));
     const auto tiles = [](long long extent, long long tile) {
       return static_cast<unsigned>((extent + tile - 1) / tile);
     };
     const dim3 block{T2S_LORA_THREADS, 1, 1};
-    launch({tiles(T, 32), tiles(O, 32), 1}, block, [&] {
+    const long long rows = lora_row_tokens(r);
+    launch({tiles(T, 32), tiles(O, 128), 1}, block, [&] {
       t2s_lora_up_fwd(y.data(), u.data(), b.data(), T, O, n, r, parts, out.data());
     });
-    launch({tiles(T, 64), static_cast<unsigned>(n), 1}, block,
+    launch({tiles(T, rows), static_cast<unsigned>(n), static_cast<unsigned>(o_splits)}, block,
            [&] { t2s_lora_up_du(g.data(), b.data(), T, O, r, parts, du.data()); });
-    launch({tiles(O, 64), 1, static_cast<unsigned>(splits)}, block, [&] {
+    launch({tiles(O, rows), 1, static_cast<unsigned>(splits)}, block, [&] {
       t2s_lora_up_db(g.data(), u.data(), T, O, n, r, parts, span, db.data());
     });
     write(dir + "out.bin", out);
