@@ -5,7 +5,8 @@
 #      and without them), bf16/fp32 parity with transformers, the training loop against
 #      transformers + PEFT;
 #   1. the 1B LoRA step (bench-train, fixed shape) at batch 8 and 32 with the fused kernels and
-#      without (`fused: false`), the fused runs profiled (GPU time by kernel), and the peer
+#      without (`fused: false`), at batch 32 also without the fused LoRA projections alone
+#      (`fused_lora: false`), the fused runs profiled (GPU time by kernel), and the peer
 #      (transformers + PEFT) at batch 8 in the same call for the ratio;
 #      then the same step at batch 32 under each attention backend (T2S_SDPA);
 #   2. the real training loop (varying batch lengths) with SDPA's cuDNN attention left to torch
@@ -39,14 +40,20 @@ for t in .gpu/tests/fused-* .gpu/tests/parity-* .gpu/tests/train_parity-*; do
     | grep -E "^test |test result|panicked|Δ" | tail -25 | tee -a "$OUT/mfu.txt"
 done
 
-# 1. The 1B step: fused kernels on (profiled) and off, batch 8 and 32; the peer at batch 8.
-for run in "on 8" "off 8" "on ${BIG_BATCH:-32}" "off ${BIG_BATCH:-32}"; do
+# 1. The 1B step: fused kernels on (profiled) and off, batch 8 and 32; at batch 32 also the
+#    other kernels on and the LoRA projections unfused (`nolora`: what those kernels give);
+#    the peer at batch 8.
+for run in "on 8" "off 8" "on ${BIG_BATCH:-32}" "nolora ${BIG_BATCH:-32}" "off ${BIG_BATCH:-32}"; do
   set -- $run
   say "== t2s 1B step, batch $2, fused kernels $1"
   fused=true; [ "$1" = off ] && fused=false
+  lora=true; [ "$1" = nolora ] && lora=false
   # Profiled: the fused runs, and the unfused one at the big batch (the traffic model's check).
-  profile=""; { [ "$1" = on ] || [ "$2" != 8 ]; } && profile=",\"profile\":\"/tmp/trace_$1_b$2.json\""
-  echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":$2,\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":20,\"warmup\":3,\"fused\":$fused$profile}}" > /tmp/bt1b.json
+  profile=""
+  if [ "$1" = on ] || { [ "$1" = off ] && [ "$2" != 8 ]; }; then
+    profile=",\"profile\":\"/tmp/trace_$1_b$2.json\""
+  fi
+  echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":$2,\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":20,\"warmup\":3,\"fused\":$fused,\"fused_lora\":$lora$profile}}" > /tmp/bt1b.json
   timeout "$(cap 90)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$RAW/train_1b_$1_b$2.json"
   python3 bench/gpu/profile_summary.py "$RAW/train_1b_$1_b$2.json" 2>&1 | tee -a "$OUT/mfu.txt"
   if [ -n "$profile" ] && [ -s "/tmp/trace_$1_b$2.json" ]; then
@@ -73,7 +80,7 @@ def tps(name):
     except Exception:
         return None
 peer = tps("peer_b8.json")
-for f in ("on_b8", "off_b8", "on_b32", "off_b32"):
+for f in ("on_b8", "off_b8", "on_b32", "nolora_b32", "off_b32"):
     v = tps(f"train_1b_{f}.json")
     if v:
         ratio = f", {v / peer:.2f}x the peer at b8" if peer else ""

@@ -16,7 +16,8 @@
 //! The LoRA projections have a check of their own ([`lora_status`], against
 //! [`reference_lora_down`] and [`reference_lora_up`]): where it fails, the other kernels still
 //! serve.
-//! `T2S_FUSED=0` (or [`set_enabled`]) turns them off.
+//! `T2S_FUSED=0` (or [`set_enabled`]) turns them off; `T2S_FUSED_LORA=0` (or
+//! [`set_lora_enabled`]) only the LoRA projections.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -29,21 +30,58 @@ use crate::error::{ModelError, Result};
 /// The environment variable that turns the fused kernels off (`0`) or on (`1`, the default).
 pub const FUSED_ENV: &str = "T2S_FUSED";
 
-/// 0: the environment decides; 1: on; 2: off.
-static SWITCH: AtomicU8 = AtomicU8::new(0);
+/// The environment variable that turns the fused LoRA projections off (`0`) while the other
+/// fused kernels stay on (a with/without comparison on one GPU).
+pub const FUSED_LORA_ENV: &str = "T2S_FUSED_LORA";
+
+/// An on/off switch: the environment decides until the process sets it.
+struct Switch {
+    /// 0: the environment decides; 1: on; 2: off.
+    set: AtomicU8,
+    env: &'static str,
+    from_env: OnceLock<bool>,
+}
+
+impl Switch {
+    const fn new(env: &'static str) -> Self {
+        Self {
+            set: AtomicU8::new(0),
+            env,
+            from_env: OnceLock::new(),
+        }
+    }
+
+    fn set(&self, on: bool) {
+        self.set.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    }
+
+    fn on(&self) -> bool {
+        match self.set.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => *self
+                .from_env
+                .get_or_init(|| std::env::var(self.env).map_or(true, |v| v.trim() != "0")),
+        }
+    }
+}
+
+static KERNELS_ON: Switch = Switch::new(FUSED_ENV);
+static LORA_ON: Switch = Switch::new(FUSED_LORA_ENV);
 
 /// Turn the fused kernels on or off for this process (overrides [`FUSED_ENV`]).
 pub fn set_enabled(on: bool) {
-    SWITCH.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    KERNELS_ON.set(on);
+}
+
+/// Turn the fused LoRA projections on or off for this process (overrides [`FUSED_LORA_ENV`];
+/// they also need the other kernels on).
+pub fn set_lora_enabled(on: bool) {
+    LORA_ON.set(on);
 }
 
 fn wanted() -> bool {
-    static FROM_ENV: OnceLock<bool> = OnceLock::new();
-    match SWITCH.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => *FROM_ENV.get_or_init(|| std::env::var(FUSED_ENV).map_or(true, |v| v.trim() != "0")),
-    }
+    KERNELS_ON.on()
 }
 
 /// One check's outcome per CUDA device: run once under a lock, then read lock-free by the
@@ -149,6 +187,9 @@ pub fn status(dev: Device) -> std::result::Result<(), String> {
 /// [`status`], then their own check on first call.
 pub fn lora_status(dev: Device) -> std::result::Result<(), String> {
     status(dev)?;
+    if !LORA_ON.on() {
+        return Err(format!("turned off ({FUSED_LORA_ENV}=0)"));
+    }
     let index = cuda_index(dev)?;
     LORA.get_or_check(index, || {
         let result = tch::with_grad(|| check_lora_projections(dev)).map_err(|e| e.to_string());
@@ -174,7 +215,8 @@ pub fn serves(x: &Tensor) -> bool {
 /// Whether bf16 `x` (an adapted layer's input or base output) goes through the fused LoRA
 /// projections ([`serves`], and their own check).
 pub fn serves_lora(x: &Tensor) -> bool {
-    serves(x)
+    LORA_ON.on()
+        && serves(x)
         && cuda_bf16(x).is_some_and(|index| {
             LORA.known(index)
                 .unwrap_or_else(|| lora_status(x.device()).is_ok())

@@ -225,6 +225,20 @@ fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
 }
 
 #[test]
+fn the_lora_switch_turns_off_the_lora_projections_alone() {
+    let Some(dev) = cuda_device() else { return };
+    let x = Tensor::zeros([2, 8], (Kind::BFloat16, dev));
+    fused::set_lora_enabled(false);
+    let (kernels, lora) = (fused::serves(&x), fused::serves_lora(&x));
+    let why = fused::lora_status(dev);
+    fused::set_lora_enabled(true);
+    assert!(kernels, "the other kernels went off too");
+    assert!(!lora, "the LoRA projections still serve");
+    assert!(why.unwrap_err().contains(fused::FUSED_LORA_ENV));
+    assert!(fused::serves_lora(&x), "back on");
+}
+
+#[test]
 fn a_bf16_lora_model_gives_the_same_logits_and_gradients_with_and_without_fusion() {
     let Some(dev) = cuda_device() else { return };
     let mut m = random_model_on(1, 7, Kind::BFloat16, dev);

@@ -3,7 +3,8 @@
 //! wd 0.01, random ids in [3, vocab), loss on all tokens), timed after warm-up. With
 //! `profile: <trace.json>`, 2 more steps run under libtorch's profiler: the Chrome trace is
 //! written there and the result summarises GPU time by kernel and the longest CPU ops.
-//! `fused: false` turns the fused CUDA kernels (`crate::fused`) off, for a with/without run.
+//! `fused: false` turns the fused CUDA kernels (`crate::fused`) off, for a with/without run;
+//! `fused_lora: false` only the LoRA projections.
 
 use serde_json::{json, Value};
 use t2s::worker::protocol::JobSpec;
@@ -135,6 +136,8 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let kind = parse_kind(p.str("dtype")?.unwrap_or("auto"), dev)?;
     // `fused: false` measures libtorch's unfused ops (the fused kernels serve bf16 on CUDA).
     crate::fused::set_enabled(p.bool("fused", true)?);
+    // `fused_lora: false` keeps the other kernels and measures the LoRA side path unfused.
+    crate::fused::set_lora_enabled(p.bool("fused_lora", true)?);
     let fused = if kind == Kind::BFloat16 && dev.is_cuda() {
         match (crate::fused::status(dev), crate::fused::lora_status(dev)) {
             (Err(e), _) => e,
