@@ -474,16 +474,19 @@ __device__ __forceinline__ void lora_row_reduce(const Src& src, const W& w, long
   float acc[4][4];
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  // Staging: a thread keeps one column of the tiles (no division per element; `wide` divides
+  // the block).
+  const int x_kk = tid % T2S_LORA_KC, x_tt = tid / T2S_LORA_KC;
+  const int w_j = tid % wide, w_kk = tid / wide, w_step = T2S_LORA_THREADS / wide;
   for (int k0 = k_lo; k0 < k_hi; k0 += T2S_LORA_KC) {
-    for (int e = tid; e < T2S_LORA_KC * tokens; e += T2S_LORA_THREADS) {
-      const int kk = e % T2S_LORA_KC, tt = e / T2S_LORA_KC;
+    for (int tt = x_tt; tt < tokens; tt += T2S_LORA_THREADS / T2S_LORA_KC) {
       const long long t = t0 + tt;
-      const int k = k0 + kk;
-      xs[kk][tt] = t < T && k < k_hi ? src(t, k) : 0.0f;
+      const int k = k0 + x_kk;
+      xs[x_kk][tt] = t < T && k < k_hi ? src(t, k) : 0.0f;
     }
-    for (int e = tid; e < T2S_LORA_KC * wide; e += T2S_LORA_THREADS) {
-      const int j = e % wide, kk = e / wide, k = k0 + kk;
-      ws[kk][j] = j < r && k < k_hi ? w(j, k) : 0.0f;
+    for (int kk = w_kk; kk < T2S_LORA_KC; kk += w_step) {
+      const int k = k0 + kk;
+      ws[kk][w_j] = w_j < r && k < k_hi ? w(w_j, k) : 0.0f;
     }
     __syncthreads();
     for (int kk = 0; kk < T2S_LORA_KC; ++kk)
@@ -517,12 +520,13 @@ __device__ __forceinline__ void lora_outer_sum(const Src& src, const U& u, const
   float acc[4][4];
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  // Staging x: a thread keeps one column (`cols` divides the block: no division per element).
+  const int x_kk = tid % cols, x_tt = tid / cols, x_step = T2S_LORA_THREADS / cols;
   for (long long t0 = t_begin; t0 < t_end; t0 += 16) {
-    for (int e = tid; e < 16 * cols; e += T2S_LORA_THREADS) {
-      const int kk = e % cols, tt = e / cols;
+    for (int tt = x_tt; tt < 16; tt += x_step) {
       const long long t = t0 + tt;
-      const int k = k_tile + kk;
-      xs[tt][kk] = t < t_end && k < K ? src(t, k) : 0.0f;
+      const int k = k_tile + x_kk;
+      xs[tt][x_kk] = t < t_end && k < K ? src(t, k) : 0.0f;
     }
     for (int e = tid; e < 16 * q_n; e += T2S_LORA_THREADS) {
       const int q = e % q_n, tt = e / q_n;
