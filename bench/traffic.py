@@ -13,7 +13,7 @@ reads only the rows it takes); views move nothing. Matrix products and attention
 Given two traces of the same shape that differ by one layer (`layers: L` and `L + 1`), their
 difference is one layer's share, and the rest (embedding, final norm, LM head, loss,
 optimizer) is fixed: `per_layer × layers + fixed` then models any depth. The time model
-divides bytes by a bandwidth and FLOPs by a matrix rate (both assumptions, printed):
+divides bytes by a bandwidth and FLOPs by a matrix rate, bf16 or fp32 (assumptions, printed):
 
     bench/traffic.py --tokens 512 --depth 2 --layers 26 [--by-part] l2.json l3.json
 
@@ -211,8 +211,11 @@ def load(path, list_bytes, key=None):
         t = by_op[key(e["name"], e.get("args", {})) if key else e["name"].split("::", 1)[-1]]
         for i, v in enumerate((b, f, af, 1)):
             t[i] += v / steps
-        # Roofline per op: bound by its bytes or by its FLOPs, whichever takes longer.
-        t[4] += max(b / RATES["bandwidth"], f / RATES["matmul"], af / RATES["attention"]) / steps
+        # Roofline per op: bound by its bytes or by its FLOPs, whichever takes longer. fp32
+        # products (the LoRA side path, PEFT's numerics: no TF32) run on CUDA cores.
+        fp32 = "float" in e.get("args", {}).get("Input type", [])
+        rate = RATES["matmul_fp32"] if fp32 else RATES["matmul"]
+        t[4] += max(b / RATES["bandwidth"], f / rate, af / RATES["attention"]) / steps
     return by_op
 
 
@@ -265,6 +268,8 @@ def main():
     ap.add_argument("--bandwidth", type=float, default=4.0e12,
                     help="achieved bytes/s of elementwise kernels (H200 HBM3e peak: 4.8e12)")
     ap.add_argument("--matmul-flops", type=float, default=6.0e14, help="achieved bf16 GEMM FLOP/s")
+    ap.add_argument("--fp32-matmul-flops", type=float, default=4.0e13,
+                    help="achieved fp32 GEMM FLOP/s on CUDA cores (H200 peak: ~6.7e13)")
     ap.add_argument("--attn-flops", type=float, default=3.0e14, help="achieved attention FLOP/s")
     ap.add_argument("--by-part", action="store_true",
                     help="group ops by part of the step (LoRA path, norms, loss, ...) not by name")
@@ -275,7 +280,8 @@ def main():
     ap.add_argument("--list-bytes", type=int, default=2,
                     help="bytes per element of tensor lists (cat), whose dtype the trace omits")
     a = ap.parse_args()
-    RATES.update(bandwidth=a.bandwidth, matmul=a.matmul_flops, attention=a.attn_flops)
+    RATES.update(bandwidth=a.bandwidth, matmul=a.matmul_flops, matmul_fp32=a.fp32_matmul_flops,
+                 attention=a.attn_flops)
     if len(a.traces) > 2 or (len(a.traces) == 2 and a.depth is None):
         sys.exit("give one trace, or two that differ by one layer and --depth of the first")
     if a.gpu:
@@ -295,9 +301,10 @@ def main():
     key = (lambda n, args: part_of(n, args, a.rank, a.vocab)) if a.by_part else None
     runs = [load(p, a.list_bytes, key) for p in a.traces]
     tok = a.tokens
-    print(f"model: {a.bandwidth / 1e12:.1f} TB/s, {a.matmul_flops / 1e12:.0f} TF matrix, "
-          f"{a.attn_flops / 1e12:.0f} TF attention; each op bound by the slower of its bytes and "
-          "FLOPs; no overlap between ops, no launch gaps")
+    print(f"model: {a.bandwidth / 1e12:.1f} TB/s, {a.matmul_flops / 1e12:.0f} TF matrix "
+          f"({a.fp32_matmul_flops / 1e12:.0f} TF in fp32), {a.attn_flops / 1e12:.0f} TF "
+          "attention; each op bound by the slower of its bytes and FLOPs; no overlap between "
+          "ops, no launch gaps")
     if len(runs) == 1:
         report("whole step", runs[0], tok)
         return
