@@ -290,8 +290,8 @@ struct LoraDropout : public torch::autograd::Function<LoraDropout> {
     auto sizes = xc.sizes().vec();
     sizes.insert(sizes.begin(), copies);
     auto out = at::empty(sizes, xc.options().dtype(at::kFloat));
-    launch_drop(xc, Kernel::LoraDropFwd, xc.data_ptr(), out.data_ptr(), xc.numel(), copies, p,
-                seed);
+    launch_drop(xc, Kernel::LoraDropFwd, xc.data_ptr(), out.data_ptr(), xc.sizes().vec(), copies,
+                p, seed);
     ctx->saved_data["copies"] = copies;
     ctx->saved_data["p"] = p;
     ctx->saved_data["seed"] = seed;
@@ -306,23 +306,29 @@ struct LoraDropout : public torch::autograd::Function<LoraDropout> {
     DeviceGuard guard(g.device());
     const auto sizes = ctx->saved_data["sizes"].toIntVector();
     auto dx = at::empty(sizes, g.options().dtype(at::kBFloat16));
-    launch_drop(g, Kernel::LoraDropBwd, g.data_ptr(), dx.data_ptr(), dx.numel(),
+    launch_drop(g, Kernel::LoraDropBwd, g.data_ptr(), dx.data_ptr(), sizes,
                 ctx->saved_data["copies"].toInt(), ctx->saved_data["p"].toDouble(),
                 ctx->saved_data["seed"].toInt());
     return {dx, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 
-  // Both kernels: (in, numel, copies, seed, p, scale, out), grid-stride over numel.
+  // Both kernels: (in, rows, D, copies, seed, p, scale, out) over x's shape `sizes` as rows of
+  // its last dim D: blocks stride over the rows, threads over the columns.
   static void launch_drop(const at::Tensor& on, Kernel k, const void* in, void* out,
-                          int64_t numel, int64_t copies, double p, int64_t seed) {
+                          const std::vector<int64_t>& sizes, int64_t copies, double p,
+                          int64_t seed) {
+    int64_t numel = 1;
+    for (int64_t v : sizes) numel *= v;
+    const int64_t width = sizes.empty() ? 1 : sizes.back();
     if (numel == 0) return;
-    long long n = numel;
+    long long rows = numel / width;
+    int D = static_cast<int>(width);
     int c = static_cast<int>(copies);
     unsigned long long s = static_cast<unsigned long long>(seed);
     float pf = static_cast<float>(p);
     float scale = static_cast<float>(1.0 / (1.0 - p));
-    void* args[] = {&in, &n, &c, &s, &pf, &scale, &out};
-    const int64_t blocks = std::min<int64_t>((numel + 255) / 256, int64_t{1} << 20);
+    void* args[] = {&in, &rows, &D, &c, &s, &pf, &scale, &out};
+    const int64_t blocks = std::min<int64_t>(rows, int64_t{1} << 20);
     launch(on, k, dim3(static_cast<unsigned>(blocks)), dim3(256), args);
   }
 };

@@ -353,48 +353,61 @@ extern "C" __global__ void t2s_ce_rows(bf16_t* __restrict__ z,
   }
 }
 
-// LoRA dropout over `copies` fp32 copies of a bf16 input (each adapter sharing the input draws
-// its own mask, as PEFT's separate Dropout modules do): element i of copy c is kept when a
-// hash of (seed, c * numel + i) is at least p. Counter-based, so the backward regenerates the
-// masks instead of storing them. splitmix64's finaliser; 24 bits make the uniform draw.
-__device__ __forceinline__ bool lora_keep(unsigned long long seed, unsigned long long idx,
-                                          float p) {
-  unsigned long long z = seed + (idx + 1ULL) * 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  z ^= z >> 31;
-  return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+// lowbias32 (C. Wellons): a 32-bit integer mixer with low bias, ~8 instructions.
+__device__ __forceinline__ unsigned int lora_mix32(unsigned int x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
 }
 
-// out[c][i] = kept ? float(x[i]) * scale : 0, scale = 1 / (1 - p): one read of the bf16 input
-// for every copy (unfused: a cast to fp32, then a dropout kernel over the expanded copies that
-// also writes a mask). Grid-stride over i.
-extern "C" __global__ void t2s_lora_drop_fwd(const bf16_t* __restrict__ x, long long numel,
+// LoRA dropout over `copies` fp32 copies of a bf16 input [rows, D] (each adapter sharing the
+// input draws its own mask, as PEFT's separate Dropout modules do): element (t, d) of copy c
+// is kept when a hash of (seed, c, d, t) is at least p. Counter-based, so the backward
+// regenerates the masks instead of storing them. The hash is a key per copy and column (loop
+// invariant where a thread keeps its column, hoisted by the compiler) and one 32-bit mix per
+// element: the LoRA kernels regenerate masks three times, so the per-element cost counts.
+// 24 bits make the uniform draw.
+__device__ __forceinline__ bool lora_keep(unsigned long long seed, int c, long long t, int d,
+                                          float p) {
+  const unsigned int copy =
+      lora_mix32((unsigned int)seed ^ lora_mix32((unsigned int)(seed >> 32) + (unsigned int)c));
+  const unsigned int column = lora_mix32((unsigned int)d ^ copy);
+  const unsigned int h = lora_mix32(column + (unsigned int)t * 0x9E3779B9u);
+  return (float)(h >> 8) * (1.0f / 16777216.0f) >= p;
+}
+
+// out[c][t][d] = kept ? float(x[t][d]) * scale : 0, scale = 1 / (1 - p): one read of the bf16
+// input for every copy (unfused: a cast to fp32, then a dropout kernel over the expanded copies
+// that also writes a mask). Blocks stride over the rows, threads over the columns.
+extern "C" __global__ void t2s_lora_drop_fwd(const bf16_t* __restrict__ x, long long rows, int D,
                                              int copies, unsigned long long seed, float p,
                                              float scale, float* __restrict__ out) {
-  const long long stride = (long long)gridDim.x * blockDim.x;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < numel; i += stride) {
-    const float v = bf2f(x[i]);
-    for (int c = 0; c < copies; ++c) {
-      const unsigned long long idx = (unsigned long long)c * (unsigned long long)numel + i;
-      out[idx] = lora_keep(seed, idx, p) ? v * scale : 0.0f;
+  const long long numel = rows * D;
+  for (long long t = blockIdx.x; t < rows; t += gridDim.x) {
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+      const float v = bf2f(x[t * D + d]);
+      for (int c = 0; c < copies; ++c)
+        out[c * numel + t * D + d] = lora_keep(seed, c, t, d, p) ? v * scale : 0.0f;
     }
   }
 }
 
-// dx[i] = bf16(sum over c of (kept ? g[c][i] * scale : 0)), the masks regenerated from the
-// seed (unfused: the dropout backward, a sum over the copies and a cast, three kernels).
-extern "C" __global__ void t2s_lora_drop_bwd(const float* __restrict__ g, long long numel,
+// dx[t][d] = bf16(sum over c of (kept ? g[c][t][d] * scale : 0)), the masks regenerated from
+// the seed (unfused: the dropout backward, a sum over the copies and a cast, three kernels).
+extern "C" __global__ void t2s_lora_drop_bwd(const float* __restrict__ g, long long rows, int D,
                                              int copies, unsigned long long seed, float p,
                                              float scale, bf16_t* __restrict__ dx) {
-  const long long stride = (long long)gridDim.x * blockDim.x;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < numel; i += stride) {
-    float s = 0.0f;
-    for (int c = 0; c < copies; ++c) {
-      const unsigned long long idx = (unsigned long long)c * (unsigned long long)numel + i;
-      s += lora_keep(seed, idx, p) ? g[idx] * scale : 0.0f;
+  const long long numel = rows * D;
+  for (long long t = blockIdx.x; t < rows; t += gridDim.x) {
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+      float s = 0.0f;
+      for (int c = 0; c < copies; ++c)
+        s += lora_keep(seed, c, t, d, p) ? g[c * numel + t * D + d] * scale : 0.0f;
+      dx[t * D + d] = f2bf(s);
     }
-    dx[i] = f2bf(s);
   }
 }
 
@@ -402,7 +415,7 @@ extern "C" __global__ void t2s_lora_drop_bwd(const float* __restrict__ g, long l
 // The adapters' fp32 side path (PEFT: x cast to fp32, dropout, A, B, the sum cast back) without
 // its fp32 copies of width D or O. Down: u[c] = (keep_c ⊙ fp32(x) · scale) · A[c]ᵀ for the n
 // adapters sharing the input x [T, D], each with its own mask (those of t2s_lora_drop_fwd for
-// the same seed: element (t, d) of copy c kept by lora_keep(seed, c·T·D + t·D + d, p); p = 0:
+// the same seed: element (t, d) of copy c kept by lora_keep(seed, c, t, d, p); p = 0:
 // no dropout, no hash, scale 1) and its A[c] [r, D] (A contiguous [n, r, D]). Up: out =
 // bf16(fp32(y) + u[c] · B[c]ᵀ) over adapter c's columns [off[c], off[c + 1]) of the output y
 // [T, O] (B the adapters' [out_c, r] stacked [O, r]). Unfused, the dropped copies [n, T, D] are
@@ -441,14 +454,11 @@ __device__ __forceinline__ void lora_fma4x4(float acc[4][4], float4 a, float4 b)
 }
 
 // fp32(x[t][d]) · scale where copy c keeps (t, d), else 0.
-__device__ __forceinline__ float lora_dropped(const bf16_t* __restrict__ x, long long T, int D,
-                                              int c, long long t, int d,
-                                              unsigned long long seed, float p, float scale) {
-  const long long i = t * D + d;
-  if (p > 0.0f &&
-      !lora_keep(seed, (unsigned long long)c * (unsigned long long)(T * D) + i, p))
-    return 0.0f;
-  return bf2f(x[i]) * scale;
+__device__ __forceinline__ float lora_dropped(const bf16_t* __restrict__ x, int D, int c,
+                                              long long t, int d, unsigned long long seed,
+                                              float p, float scale) {
+  if (p > 0.0f && !lora_keep(seed, c, t, d, p)) return 0.0f;
+  return bf2f(x[t * D + d]) * scale;
 }
 
 // Tokens a row-reduction block takes for q outputs a token: 4 a thread, the 256 threads split
@@ -603,12 +613,11 @@ struct LoraAdapterOfColumn {
 
 struct LoraDroppedX {
   const bf16_t* x;
-  long long T;
   int D, c;
   unsigned long long seed;
   float p, scale;
   __device__ float operator()(long long t, int d) const {
-    return lora_dropped(x, T, D, c, t, d, seed, p, scale);
+    return lora_dropped(x, D, c, t, d, seed, p, scale);
   }
 };
 
@@ -620,7 +629,7 @@ extern "C" __global__ void t2s_lora_down_fwd(const bf16_t* __restrict__ x, long 
                                              float* __restrict__ partial) {
   const int c = blockIdx.y, n = gridDim.y;
   const long long s = blockIdx.z;
-  const LoraDroppedX src{x, T, D, c, seed, p, scale};
+  const LoraDroppedX src{x, D, c, seed, p, scale};
   const LoraRowsOf w{A + (long long)c * r * D, D};
   const int lo = (int)s * T2S_LORA_SPLIT;
   const int hi = lo + T2S_LORA_SPLIT < D ? lo + T2S_LORA_SPLIT : D;
@@ -667,9 +676,7 @@ extern "C" __global__ void t2s_lora_down_dx(const float* __restrict__ du,
       for (int j = 0; j < 4; ++j) {
         const int d = d0 + j;
         if (t >= T || d >= D) continue;
-        const unsigned long long idx = (unsigned long long)c * (unsigned long long)(T * D) +
-                                       (unsigned long long)(t * D + d);
-        if (p <= 0.0f || lora_keep(seed, idx, p)) total[i][j] += g[i][j] * scale;
+        if (p <= 0.0f || lora_keep(seed, c, t, d, p)) total[i][j] += g[i][j] * scale;
       }
     }
   }
@@ -689,7 +696,7 @@ extern "C" __global__ void t2s_lora_down_da(const float* __restrict__ du,
                                             float p, float scale, float* __restrict__ partial) {
   const int c = blockIdx.y, n = gridDim.y;
   const long long s = blockIdx.z;
-  const LoraDroppedX src{x, T, D, c, seed, p, scale};
+  const LoraDroppedX src{x, D, c, seed, p, scale};
   const LoraRanks u{du, T, r};
   const LoraOneAdapter qbase{c * r};
   const long long t_begin = s * span;

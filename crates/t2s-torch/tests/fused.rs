@@ -600,8 +600,9 @@ fn emulated_cross_entropy_kernel_matches_libtorch() {
 #[test]
 fn emulated_lora_dropout_kernels_match_libtorch() {
     tch::manual_seed(14);
-    // 385 elements over a grid of 2 blocks of 32 threads (the grid-stride loop), 3 copies.
-    let (numel, copies, p) = (385i64, 3i64, 0.25);
+    // 5 rows of 77 over a grid of 2 blocks of 32 threads (both stride loops), 3 copies.
+    let (rows, width, copies, p) = (5i64, 77i64, 3i64, 0.25);
+    let numel = rows * width;
     let x = Tensor::randn([numel], (Kind::BFloat16, Device::Cpu)).abs() + 0.5;
     let g = Tensor::randn([copies, numel], (Kind::Float, Device::Cpu));
     let run = |seed: u64| {
@@ -612,13 +613,13 @@ fn emulated_lora_dropout_kernels_match_libtorch() {
         emulate(&[
             "drop".into(),
             dir.path().display().to_string(),
-            numel.to_string(),
+            rows.to_string(),
+            width.to_string(),
             copies.to_string(),
             seed.to_string(),
             p.to_string(),
             "2".into(),
             "32".into(),
-            "-".into(),
         ]);
         (
             read_f32(&path("out.bin")).reshape([copies, numel]),
@@ -700,13 +701,13 @@ fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64) {
         emulate(&[
             "drop".into(),
             dir.path().display().to_string(),
-            (t * d).to_string(),
+            t.to_string(),
+            d.to_string(),
             n.to_string(),
             seed.to_string(),
             p.to_string(),
             "3".into(),
             "64".into(),
-            "-".into(),
         ]);
         std::fs::rename(path("x_saved.bin"), path("x.bin")).unwrap();
         read_f32(&path("out.bin")).reshape([n, t, d]).ne(0.0)

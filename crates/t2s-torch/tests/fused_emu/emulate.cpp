@@ -13,8 +13,9 @@
 //     reads  dir/z.bin (bf16 [rows, V]), t.bin (int64); writes nll.bin (f32), grad.bin (bf16)
 //   emulate gate <dir> <rows> <I> <grid_y> <threads> <vec>
 //     reads  dir/gu.bin (bf16), g.bin (bf16); writes dir/out.bin, dgu.bin (bf16)
-//   emulate drop <dir> <numel> <copies> <seed> <p> <blocks> <threads> -
-//     reads  dir/x.bin (bf16), g.bin (f32 [copies, numel]); writes out.bin (f32), dx.bin (bf16)
+//   emulate drop <dir> <rows> <D> <copies> <seed> <p> <blocks> <threads>
+//     reads  dir/x.bin (bf16 [rows, D]), g.bin (f32 [copies, rows, D]); writes out.bin (f32),
+//     dx.bin (bf16)
 //   emulate down <dir> <T> <D> <n> <r> <seed> <p> <span>
 //     reads  dir/x.bin (bf16 [T, D]), a.bin (f32 [n, r, D]), du.bin (f32 [n, T, r]); writes
 //     u.bin (f32 [ceil(D / 256), n, T, r]: per split of the columns), dx.bin (bf16 [T, D]),
@@ -221,23 +222,24 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (what == "drop" && argc == 10) {
-    const long long numel = std::atoll(argv[3]);
-    const int copies = std::atoi(argv[4]);
-    const unsigned long long seed = std::strtoull(argv[5], nullptr, 10);
-    const float p = static_cast<float>(std::atof(argv[6]));
-    const float scale = static_cast<float>(1.0 / (1.0 - std::atof(argv[6])));
-    const unsigned blocks = static_cast<unsigned>(std::atoi(argv[7]));
-    const unsigned threads = static_cast<unsigned>(std::atoi(argv[8]));
-    (void)argv[9];
+    const long long rows = std::atoll(argv[3]);
+    const int D = std::atoi(argv[4]);
+    const long long numel = rows * D;
+    const int copies = std::atoi(argv[5]);
+    const unsigned long long seed = std::strtoull(argv[6], nullptr, 10);
+    const float p = static_cast<float>(std::atof(argv[7]));
+    const float scale = static_cast<float>(1.0 / (1.0 - std::atof(argv[7])));
+    const unsigned blocks = static_cast<unsigned>(std::atoi(argv[8]));
+    const unsigned threads = static_cast<unsigned>(std::atoi(argv[9]));
     const auto x = read<bf16_t>(dir + "x.bin");
     const auto g = read<float>(dir + "g.bin");
     std::vector<float> out(static_cast<size_t>(numel * copies));
     std::vector<bf16_t> dx(static_cast<size_t>(numel));
     const dim3 grid{blocks, 1, 1}, block{threads, 1, 1};
     launch(grid, block,
-           [&] { t2s_lora_drop_fwd(x.data(), numel, copies, seed, p, scale, out.data()); });
+           [&] { t2s_lora_drop_fwd(x.data(), rows, D, copies, seed, p, scale, out.data()); });
     launch(grid, block,
-           [&] { t2s_lora_drop_bwd(g.data(), numel, copies, seed, p, scale, dx.data()); });
+           [&] { t2s_lora_drop_bwd(g.data(), rows, D, copies, seed, p, scale, dx.data()); });
     write(dir + "out.bin", out);
     write(dir + "dx.bin", dx);
     return 0;
