@@ -669,16 +669,17 @@ pub fn self_check(dev: Device) -> Result<()> {
 }
 
 /// The fused LoRA projections against libtorch's ops, outputs and gradients, over shapes that
-/// leave partial tiles everywhere: the down-projection with dropout (the masks read off the
-/// fused dropout, checked before, for the same seed) and without, the up-projection over three
-/// adapters' columns of unequal width.
+/// leave partial tiles and splits everywhere: the down-projection with dropout (the masks read
+/// off the fused dropout, checked before, for the same seed) and without, the up-projection
+/// over three adapters' columns of unequal width.
 fn check_lora_projections(dev: Device) -> Result<()> {
-    let (n, r, d) = (3, 5, 100);
-    let x = pattern([2, 35, d], 12, (Kind::BFloat16, dev))?;
+    // 300 tokens and 300 columns: two splits of each reduction, the second partial.
+    let (n, r, d) = (3, 5, 300);
+    let x = pattern([2, 150, d], 12, (Kind::BFloat16, dev))?;
     let a = pattern([n, r, d], 13, (Kind::Float, dev))?.f_mul_scalar(0.1)?;
     for p in [0.25, 0.0] {
         let keep = if p > 0.0 {
-            let ones = Tensor::f_ones([2, 35, d], (Kind::BFloat16, dev))?;
+            let ones = Tensor::f_ones([2, 150, d], (Kind::BFloat16, dev))?;
             Some(lora_dropout_seeded(&ones, n, p, 777)?.f_ne(0.0)?)
         } else {
             None
@@ -691,10 +692,11 @@ fn check_lora_projections(dev: Device) -> Result<()> {
             2e-2,
         )?;
     }
-    let offsets = [0i64, 40, 52, 64];
-    let y = pattern([2, 35, 64], 14, (Kind::BFloat16, dev))?;
-    let u = pattern([3, 70, r], 15, (Kind::Float, dev))?;
-    let b = pattern([64, r], 16, (Kind::Float, dev))?.f_mul_scalar(0.1)?;
+    // One adapter's columns wider than a split, the others narrower than a tile.
+    let offsets = [0i64, 300, 312, 400];
+    let y = pattern([2, 150, 400], 14, (Kind::BFloat16, dev))?;
+    let u = pattern([3, 300, r], 15, (Kind::Float, dev))?;
+    let b = pattern([400, r], 16, (Kind::Float, dev))?.f_mul_scalar(0.1)?;
     compare(
         "LoRA up-projection",
         &[&y, &u, &b],
