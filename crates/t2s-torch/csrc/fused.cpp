@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -591,11 +592,19 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
 extern "C" {
 
 // Compile the kernels for compute capability major.minor with NVRTC only (no device, no
-// driver): checks the source on any machine that has libnvrtc.
+// driver): checks the source on any machine that has libnvrtc, and that the image holds every
+// entry point jit.h names (loading looks each one up; one missing turns all the kernels off).
 int t2s_fused_compile_check(int major, int minor, char** err) {
   return t2s::guarded(err, [&] {
     bool is_cubin = false;
-    (void)t2s::jit::compile(major, minor, &is_cubin);
+    const std::string image = t2s::jit::compile(major, minor, &is_cubin);
+    for (const char* name : t2s::jit::kKernels) {
+      // A cubin's string table ends each name with a NUL; PTX declares `.entry name(`.
+      const std::string n(name);
+      if (image.find(n + '\0') == std::string::npos &&
+          image.find(".entry " + n + "(") == std::string::npos)
+        throw std::runtime_error("the compiled kernels lack the entry point " + n);
+    }
   });
 }
 
