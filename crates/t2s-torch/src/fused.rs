@@ -213,10 +213,9 @@ pub fn serves(x: &Tensor) -> bool {
 }
 
 /// Whether bf16 `x` (an adapted layer's input or base output) goes through the fused LoRA
-/// projections ([`serves`], and their own check).
+/// projections: [`lora_status`], whose verdict implies [`status`]'s, so one lookup.
 pub fn serves_lora(x: &Tensor) -> bool {
     LORA_ON.on()
-        && serves(x)
         && cuda_bf16(x).is_some_and(|index| {
             LORA.known(index)
                 .unwrap_or_else(|| lora_status(x.device()).is_ok())

@@ -111,6 +111,11 @@ static void launch(dim3 grid, dim3 block, const std::function<void()>& kernel) {
   }
 }
 
+// Blocks of `tile` that cover `extent`.
+static unsigned tiles(long long extent, long long tile) {
+  return static_cast<unsigned>((extent + tile - 1) / tile);
+}
+
 template <typename T>
 static std::vector<T> read(const std::string& path) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
@@ -259,9 +264,6 @@ int main(int argc, char** argv) {
     std::vector<float> u(static_cast<size_t>(d_splits * n * T * r));
     std::vector<bf16_t> dx(static_cast<size_t>(T * D));
     std::vector<float> da(static_cast<size_t>(splits * n * r * D));
-    const auto tiles = [](long long extent, long long tile) {
-      return static_cast<unsigned>((extent + tile - 1) / tile);
-    };
     const dim3 block{T2S_LORA_THREADS, 1, 1};
     const long long rows = lora_row_tokens(r);
     launch({tiles(T, rows), static_cast<unsigned>(n), static_cast<unsigned>(d_splits)}, block,
@@ -296,9 +298,6 @@ int main(int argc, char** argv) {
     std::vector<bf16_t> out(static_cast<size_t>(T * O));
     std::vector<float> du(static_cast<size_t>(o_splits * n * T * r));
     std::vector<float> db(static_cast<size_t>(splits * O * r));
-    const auto tiles = [](long long extent, long long tile) {
-      return static_cast<unsigned>((extent + tile - 1) / tile);
-    };
     const dim3 block{T2S_LORA_THREADS, 1, 1};
     const long long rows = lora_row_tokens(r);
     launch({tiles(T, 32), tiles(O, 128), 1}, block, [&] {
