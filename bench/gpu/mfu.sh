@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The next lent GPU's run for issue 8's open item (40% MFU), most telling first; each piece's
-# timeout is capped by what is left of BUDGET seconds (default 540), so what ran comes back:
+# timeout is capped by what is left of BUDGET seconds (default 540), so what ran comes back.
+# Order: doctor (the fused kernels' verdicts), the fused kernels' tests, the 1B step at batch
+# 32 (on, nolora, off), the peer and t2s at batch 8, the parity tests, then 1b, 2 and 3:
 #   0. correctness on CUDA: the fused kernels (self-check, model widths, a bf16 LoRA model with
 #      and without them), bf16/fp32 parity with transformers, the training loop against
 #      transformers + PEFT;
@@ -32,44 +34,62 @@ with_sdpa() {
 }
 say "$(date -u) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
 
-# 0. Correctness on CUDA.
-for t in .gpu/tests/fused-* .gpu/tests/parity-* .gpu/tests/train_parity-*; do
-  [ -x "$t" ] || continue
-  say "== $(basename "$t") on CUDA"
-  T2S_REPO_ROOT=$PWD T2S_TEST_DEVICE=cuda timeout "$(cap 90)" "$t" --test-threads 1 --skip emulated 2>&1 \
-    | grep -E "^test |test result|panicked|Δ" | tail -25 | tee -a "$OUT/mfu.txt"
-done
+# 0. Correctness on CUDA: the test binaries matching a pattern.
+cuda_tests() {
+  for t in $1; do
+    [ -x "$t" ] || continue
+    say "== $(basename "$t") on CUDA"
+    T2S_REPO_ROOT=$PWD T2S_TEST_DEVICE=cuda timeout "$(cap 90)" "$t" --test-threads 1 --skip emulated 2>&1 \
+      | grep -E "^test |test result|panicked|Δ" | tail -25 | tee -a "$OUT/mfu.txt"
+  done
+}
 
-# 1. The 1B step: fused kernels on (profiled) and off, batch 8 and 32; at batch 32 also the
-#    other kernels on and the LoRA projections unfused (`nolora`: what those kernels give);
-#    the peer at batch 8.
-for run in "on 8" "off 8" "on ${BIG_BATCH:-32}" "nolora ${BIG_BATCH:-32}" "off ${BIG_BATCH:-32}"; do
-  set -- $run
-  say "== t2s 1B step, batch $2, fused kernels $1"
-  fused=true; [ "$1" = off ] && fused=false
-  lora=true; [ "$1" = nolora ] && lora=false
-  # Profiled: the fused runs, and the unfused one at the big batch (the traffic model's check).
-  profile=""
-  if [ "$1" = on ] || { [ "$1" = off ] && [ "$2" != 8 ]; }; then
-    profile=",\"profile\":\"/tmp/trace_$1_b$2.json\""
-  fi
-  echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":$2,\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":20,\"warmup\":3,\"fused\":$fused,\"fused_lora\":$lora$profile}}" > /tmp/bt1b.json
-  timeout "$(cap 90)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$RAW/train_1b_$1_b$2.json"
-  python3 bench/gpu/profile_summary.py "$RAW/train_1b_$1_b$2.json" 2>&1 | tee -a "$OUT/mfu.txt"
-  if [ -n "$profile" ] && [ -s "/tmp/trace_$1_b$2.json" ]; then
-    timeout "$(cap 60)" python3 bench/traffic.py --gpu --tokens $(($2 * 512)) "/tmp/trace_$1_b$2.json" 2>&1 \
-      | tee -a "$OUT/mfu.txt"
-    if [ "$2" != 8 ]; then
-      gzip -c "/tmp/trace_$1_b$2.json" > "/tmp/trace_$1_b$2.json.gz"
-      [ "$(stat -c %s "/tmp/trace_$1_b$2.json.gz")" -lt 16000000 ] && cp "/tmp/trace_$1_b$2.json.gz" "$OUT/"
+# 1. The 1B step for each "setting batch" argument: fused kernels on (profiled) or off, or
+#    (`nolora`) the other kernels on and the LoRA projections unfused (what those kernels give).
+one_b() {
+  local run
+  for run in "$@"; do
+    set -- $run
+    say "== t2s 1B step, batch $2, fused kernels $1"
+    fused=true; [ "$1" = off ] && fused=false
+    lora=true; [ "$1" = nolora ] && lora=false
+    # Profiled: the fused runs, and the unfused one at the big batch (the traffic model's check).
+    profile=""
+    if [ "$1" = on ] || { [ "$1" = off ] && [ "$2" != 8 ]; }; then
+      profile=",\"profile\":\"/tmp/trace_$1_b$2.json\""
     fi
-  fi
-  pack
-done
-say "== peer (transformers + PEFT) 1B step, batch 8"
-timeout "$(cap 120)" python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank 16 \
-  --batch 8 --seq 512 --steps 20 2>/dev/null | tail -1 > "$RAW/peer_b8.json"
-tee -a "$OUT/mfu.txt" < "$RAW/peer_b8.json"
+    echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":$2,\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":20,\"warmup\":3,\"fused\":$fused,\"fused_lora\":$lora$profile}}" > /tmp/bt1b.json
+    timeout "$(cap 90)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$RAW/train_1b_$1_b$2.json"
+    python3 bench/gpu/profile_summary.py "$RAW/train_1b_$1_b$2.json" 2>&1 | tee -a "$OUT/mfu.txt"
+    if [ -n "$profile" ] && [ -s "/tmp/trace_$1_b$2.json" ]; then
+      timeout "$(cap 60)" python3 bench/traffic.py --gpu --tokens $(($2 * 512)) "/tmp/trace_$1_b$2.json" 2>&1 \
+        | tee -a "$OUT/mfu.txt"
+      if [ "$2" != 8 ]; then
+        gzip -c "/tmp/trace_$1_b$2.json" > "/tmp/trace_$1_b$2.json.gz"
+        [ "$(stat -c %s "/tmp/trace_$1_b$2.json.gz")" -lt 16000000 ] && cp "/tmp/trace_$1_b$2.json.gz" "$OUT/"
+      fi
+    fi
+    pack
+  done
+}
+
+peer_b8() {
+  say "== peer (transformers + PEFT) 1B step, batch 8"
+  timeout "$(cap 120)" python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank 16 \
+    --batch 8 --seq 512 --steps 20 2>/dev/null | tail -1 > "$RAW/peer_b8.json"
+  tee -a "$OUT/mfu.txt" < "$RAW/peer_b8.json"
+}
+
+# Most telling first (what is cut off by BUDGET matters least): whether the fused kernels
+# compile and check out on this GPU, then the MFU at batch 32 with them, without the LoRA
+# projections fused and without any, then the peer's batch for the ratio.
+say "== doctor"
+echo '{"protocol":1,"job":"doctor","device":"auto"}' > /tmp/t2s-doctor.json
+timeout "$(cap 60)" .gpu/t2s-worker /tmp/t2s-doctor.json 2>&1 | tail -1 | tee -a "$OUT/mfu.txt"
+cuda_tests ".gpu/tests/fused-*"
+one_b "on ${BIG_BATCH:-32}" "nolora ${BIG_BATCH:-32}" "off ${BIG_BATCH:-32}"
+peer_b8
+one_b "on 8" "off 8"
 python3 - "$RAW" <<'PY' | tee -a "$OUT/mfu.txt"
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
@@ -86,6 +106,9 @@ for f in ("on_b8", "off_b8", "on_b32", "nolora_b32", "off_b32"):
         ratio = f", {v / peer:.2f}x the peer at b8" if peer else ""
         print(f"t2s {f}: {v:.0f} tok/s, MFU {v * 4.2e9 / 790e12 * 100:.1f}%{ratio}")
 PY
+
+cuda_tests ".gpu/tests/train_parity-* .gpu/tests/parity-*"
+
 
 # 1b. Which attention backend serves the 1B step best (T2S_SDPA restricts libtorch's choice;
 #     fa3 is FlashAttention-3, off by default, where the wheel has it), batch 32, fused.
