@@ -40,7 +40,8 @@ cuda_tests() {
     [ -x "$t" ] || continue
     say "== $(basename "$t") on CUDA"
     T2S_REPO_ROOT=$PWD T2S_TEST_DEVICE=cuda timeout "$(cap 90)" "$t" --test-threads 1 --skip emulated 2>&1 \
-      | grep -E "^test |test result|panicked|Δ" | tail -25 | tee -a "$OUT/mfu.txt"
+      | awk '/^test |test result|Δ/ {print} /panicked/ {print; n = 3; next} n > 0 {print; n--}' \
+      | tail -40 | tee -a "$OUT/mfu.txt"
   done
 }
 

@@ -76,8 +76,8 @@ int norm_threads(int64_t D) { return D >= 1024 ? 256 : (D >= 512 ? 128 : 64); }
 
 struct GemmaRmsNorm : public torch::autograd::Function<GemmaRmsNorm> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::Tensor& w, const at::Tensor& res, int64_t heads,
-                            double eps) {
+                            const at::Tensor& w, const at::Tensor& res, bool has_res,
+                            int64_t heads, double eps) {
     check_bf16_cuda(x, "rms_norm input");
     TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.device() == x.device(),
                 "rms_norm weight must be a contiguous fp32 tensor on the input's device");
@@ -91,7 +91,7 @@ struct GemmaRmsNorm : public torch::autograd::Function<GemmaRmsNorm> {
     auto y = at::empty(x.sizes(), x.options());
     auto rstd = at::empty({rows}, x.options().dtype(at::kFloat));
     at::Tensor r;
-    if (res.defined()) {
+    if (has_res) {
       check_bf16_cuda(res, "rms_norm residual");
       TORCH_CHECK(res.numel() == x.numel(), "residual and input differ in size");
       r = res.contiguous();
@@ -111,7 +111,7 @@ struct GemmaRmsNorm : public torch::autograd::Function<GemmaRmsNorm> {
     ctx->save_for_backward({xr, w, rstd});
     ctx->saved_data["heads"] = heads;
     ctx->saved_data["tok_stride"] = tok_stride;
-    ctx->saved_data["has_res"] = res.defined();
+    ctx->saved_data["has_res"] = has_res;
     return y;
   }
 
@@ -124,7 +124,8 @@ struct GemmaRmsNorm : public torch::autograd::Function<GemmaRmsNorm> {
     const int64_t heads = ctx->saved_data["heads"].toInt();
     const int64_t D = x.size(-1);
     DeviceGuard guard(x.device());
-    if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    const at::Tensor none;
+    if (!grads[0].defined()) return {none, none, none, none, none, none};
     const at::Tensor g = grads[0].to(at::kBFloat16).contiguous();
     auto dx = at::empty(x.sizes(), g.options());
     const int64_t rows = rstd.numel();
@@ -141,7 +142,7 @@ struct GemmaRmsNorm : public torch::autograd::Function<GemmaRmsNorm> {
       launch(x, Kernel::RmsBwd, dim3(static_cast<unsigned>(rows)), dim3(norm_threads(D)), args);
     }
     const bool has_res = ctx->saved_data["has_res"].toBool();
-    return {dx, at::Tensor(), has_res ? grads[0] : at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dx, none, has_res ? grads[0] : none, none, none, none};
   }
 };
 
@@ -618,10 +619,12 @@ int t2s_fused_prepare(int device, char** err) {
 int t2s_fused_rms_norm(void* x, void* w, void* res, long long heads, double eps, void** out,
                        char** err) {
   return t2s::guarded(err, [&] {
-    const at::Tensor none;
-    const at::Tensor& r = res ? *static_cast<at::Tensor*>(res) : none;
-    at::Tensor y = GemmaRmsNorm::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(w),
-                                       r, static_cast<int64_t>(heads), eps);
+    // autograd's apply records every tensor argument's device, dtype and shape before calling
+    // forward, which an undefined tensor has none of: no residual is an empty placeholder.
+    const at::Tensor& xt = *static_cast<at::Tensor*>(x);
+    const at::Tensor r = res ? *static_cast<at::Tensor*>(res) : at::empty({0}, xt.options());
+    at::Tensor y = GemmaRmsNorm::apply(xt, *static_cast<at::Tensor*>(w), r, res != nullptr,
+                                       static_cast<int64_t>(heads), eps);
     *out = new at::Tensor(std::move(y));
   });
 }

@@ -45,6 +45,56 @@ fn the_cpu_is_never_served() {
     assert!(fused::lora_status(Device::Cpu).is_err());
 }
 
+/// libtorch's autograd `apply` records every tensor argument (device, dtype, shape) before it
+/// calls the Function's forward; an argument it cannot record (an undefined tensor) fails
+/// there, on every device, which only a GPU would otherwise show. On the CPU each entry point
+/// must get through `apply` to its forward's own first check, that its input is on CUDA.
+#[test]
+fn every_entry_point_gets_through_autograd_to_its_own_checks() {
+    let cpu = Device::Cpu;
+    let bf = (Kind::BFloat16, cpu);
+    let x = Tensor::zeros([4, 8], bf).set_requires_grad(true);
+    let res = Tensor::zeros([4, 8], bf).set_requires_grad(true);
+    let w = Tensor::ones([8], (Kind::Float, cpu));
+    let heads = Tensor::zeros([4, 2, 8], bf).set_requires_grad(true);
+    let w_heads = Tensor::ones([2, 8], (Kind::Float, cpu));
+    let rope = Tensor::zeros([4, 1, 8], bf);
+    let a = Tensor::zeros([3, 4, 8], (Kind::Float, cpu)).set_requires_grad(true);
+    let u = Tensor::zeros([1, 4, 4], (Kind::Float, cpu)).set_requires_grad(true);
+    let b = Tensor::zeros([8, 4], (Kind::Float, cpu)).set_requires_grad(true);
+    let calls = [
+        ("rms_norm", fused::rms_norm(&x, &w, 1, 1e-6, None)),
+        (
+            "rms_norm with a residual",
+            fused::rms_norm(&x, &w, 1, 1e-6, Some(&res)),
+        ),
+        (
+            "qk_norm_rope",
+            fused::qk_norm_rope(&heads, &w_heads, &rope, &rope, 2, 1e-6),
+        ),
+        ("gelu_gate", fused::gelu_gate(&x)),
+        ("lora_dropout", fused::lora_dropout_seeded(&x, 3, 0.1, 7)),
+        ("lora_down", fused::lora_down_seeded(&x, &a, 0.1, 7)),
+        ("lora_up", fused::lora_up(&x, &u, &b, &[0])),
+    ];
+    for (name, result) in calls {
+        match result {
+            Ok(_) => panic!("{name} served a CPU tensor"),
+            Err(e)
+                if e.to_string()
+                    .contains("needs a worker built with the CUDA shim") =>
+            {
+                eprintln!("skipped: {e}");
+                return;
+            }
+            Err(e) => assert!(
+                e.to_string().contains("must be a CUDA tensor"),
+                "{name} failed before its own checks: {e}"
+            ),
+        }
+    }
+}
+
 fn cuda_device() -> Option<Device> {
     let dev = test_device();
     if dev.is_cuda() {
