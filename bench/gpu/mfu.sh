@@ -11,9 +11,9 @@
 #      (`fused_lora: false`), the fused runs profiled (GPU time by kernel), and the peer
 #      (transformers + PEFT) at batch 8 in the same call for the ratio;
 #      then the same step at batch 32 under each attention backend (T2S_SDPA);
-#   2. the real training loop (varying batch lengths) with SDPA's cuDNN attention left to torch
-#      and off (T2S_SDPA_CUDNN=0), against bench-train at one shape;
-#   3. batched greedy generation, 256 prompts, cuDNN attention default and off, t2s against HF.
+#   2. the real training loop (varying batch lengths) with SDPA's cuDNN attention on
+#      (T2S_SDPA_CUDNN=1) and off (0, t2s's default), against bench-train at one shape;
+#   3. batched greedy generation, 256 prompts, cuDNN attention on and off, t2s against HF.
 # Prepared by bench/gpu/prepare.sh; run there as `bash bench/gpu/mfu.sh` (about 8 minutes on an
 # H200). Results under $OUT, at most 4 files (the device tool returns 8): mfu.txt (the
 # summary), raw.tgz (train_1b_*.json, peer_b8.json, train_overhead*.txt, repacked after each
@@ -27,10 +27,11 @@ RAW=/tmp/mfu-raw
 mkdir -p "$RAW"
 say() { echo "$*" | tee -a "$OUT/mfu.txt"; }
 pack() { tar -czf "$OUT/raw.tgz" -C "$RAW" . 2>/dev/null; }
-# Run the rest of the line with T2S_SDPA_CUDNN unset (default) or 0 (nocudnn).
+# Run the rest of the line with SDPA's cuDNN attention on (cudnn: torch's default, the peers')
+# or off (nocudnn: t2s's default), for t2s and the peers alike.
 with_sdpa() {
   local setting=$1; shift
-  if [ "$setting" = nocudnn ]; then T2S_SDPA_CUDNN=0 "$@"; else env -u T2S_SDPA_CUDNN "$@"; fi
+  if [ "$setting" = nocudnn ]; then T2S_SDPA_CUDNN=0 "$@"; else T2S_SDPA_CUDNN=1 "$@"; fi
 }
 say "$(date -u) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
 
@@ -122,7 +123,7 @@ done
 pack
 
 # 2. The real training loop (varying batch lengths) against one fixed shape.
-for s in default nocudnn; do
+for s in cudnn nocudnn; do
   say "== real loop, SDPA cuDNN $s"
   tag=""; [ "$s" = nocudnn ] && tag=_nocudnn
   OUT=$RAW PIPE_TIMEOUT=$(cap 90) TAG=$tag BASE_STEPS=150 LORA_STEPS=60 with_sdpa $s bash bench/gpu/train_overhead.sh 2>&1 \
@@ -131,7 +132,7 @@ done
 pack
 
 # 3. Generation: t2s dynamic and graph against HF generate, both sides under the same setting.
-for s in default nocudnn; do
+for s in cudnn nocudnn; do
   say "== generation, 256 prompts, SDPA cuDNN $s"
   WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=256 BATCH=128 MAX_NEW=128 DECODERS="dynamic graph" \
     with_sdpa $s timeout "$(cap 150)" bash bench/generate.sh 2>&1 | grep -E "ratio|rror" | tee -a "$OUT/mfu.txt"

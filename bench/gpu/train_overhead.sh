@@ -3,7 +3,7 @@
 # fewer steps, then, from the tracking DB, each node's wall time against the time between its
 # step metrics (the steady-state step), its evaluations and what is left (start, checkpoints,
 # the end). Beside it, bench-train on the same tiny shape at fixed sizes, for the step alone.
-# T2S_SDPA_CUDNN (0|1, unset: torch's choice) passes through to the worker; TAG names the
+# T2S_SDPA_CUDNN (0|1, unset: off) passes through to the worker; TAG names the
 # output file (train_overhead$TAG.txt).
 # Prepared by bench/gpu/prepare.sh; run on the device machine as `bash bench/gpu/train_overhead.sh`.
 set -uo pipefail

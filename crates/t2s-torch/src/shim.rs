@@ -81,18 +81,23 @@ pub fn device_info(index: usize) -> Option<DeviceInfo> {
     }
 }
 
-/// The environment variable that switches SDPA's cuDNN attention backend: `0` off, `1` on,
-/// unset or empty: libtorch's choice. libtorch 2.11 tries cuDNN attention first on sm90/sm100
-/// and builds one cuDNN graph per new problem shape (batch, lengths), host time that a run of
-/// ever-changing shapes pays again and again; `0` leaves flash and memory-efficient attention.
+/// The environment variable that switches SDPA's cuDNN attention backend: `1` on, `0` off;
+/// unset or empty: off, unless [`SDPA_ENV`] names the backends. libtorch 2.11 tries cuDNN
+/// attention first on sm90/sm100 and builds one cuDNN graph per new problem shape (batch,
+/// lengths): host time that training on batches of varying length and op-by-op decoding pay
+/// again and again. Measured on an H200 (BENCHMARKS.md): a base-training node 13.7 s with it,
+/// 3.6 s without; op-by-op generation 5.3× faster without; one fixed training shape 1% faster
+/// with it. Off leaves flash and memory-efficient attention.
 pub const SDPA_CUDNN_ENV: &str = "T2S_SDPA_CUDNN";
 
-/// Apply [`SDPA_CUDNN_ENV`] (a bad value is an error naming it). Without the shim the switch
-/// cannot be reached: setting it is then an error rather than a silent no-op.
-fn apply_sdpa_cudnn_env() -> Result<()> {
+/// Apply [`SDPA_CUDNN_ENV`] (a bad value is an error naming it); `backends_named`: [`SDPA_ENV`]
+/// chose the backends, which unset [`SDPA_CUDNN_ENV`] then leaves alone. Without the shim the
+/// switch cannot be reached: setting it is then an error rather than a silent no-op.
+fn apply_sdpa_cudnn_env(backends_named: bool) -> Result<()> {
     let value = std::env::var(SDPA_CUDNN_ENV).unwrap_or_default();
     let enabled = match value.trim() {
-        "" => return Ok(()),
+        "" if backends_named => return Ok(()),
+        "" => false,
         "0" => false,
         "1" => true,
         other => {
@@ -109,7 +114,11 @@ fn apply_sdpa_cudnn_env() -> Result<()> {
         })
     }
     #[cfg(not(t2s_shim))]
-    Err(no_shim(&format!("{SDPA_CUDNN_ENV}={}", enabled as i32)))
+    if value.trim().is_empty() {
+        Ok(()) // the default: nothing to switch in a worker without CUDA
+    } else {
+        Err(no_shim(&format!("{SDPA_CUDNN_ENV}={}", enabled as i32)))
+    }
 }
 
 /// The environment variable that names the SDPA backends attention may use, comma-separated
@@ -140,9 +149,11 @@ pub fn parse_sdpa_backends(value: &str) -> Result<Option<i32>> {
     Ok(Some(mask))
 }
 
-/// Apply [`SDPA_ENV`], then [`SDPA_CUDNN_ENV`] (a bad value is an error naming it).
+/// Apply [`SDPA_ENV`], then [`SDPA_CUDNN_ENV`] (a bad value is an error naming it): with
+/// neither set, cuDNN attention is off.
 pub fn apply_sdpa_env() -> Result<()> {
-    if let Some(mask) = parse_sdpa_backends(&std::env::var(SDPA_ENV).unwrap_or_default())? {
+    let named = parse_sdpa_backends(&std::env::var(SDPA_ENV).unwrap_or_default())?;
+    if let Some(mask) = named {
         #[cfg(t2s_shim)]
         // SAFETY: plain value in, error slot owned by `call`.
         call("SDPA backend switch", |e| unsafe {
@@ -151,7 +162,7 @@ pub fn apply_sdpa_env() -> Result<()> {
         #[cfg(not(t2s_shim))]
         return Err(no_shim(&format!("{SDPA_ENV} (backend mask {mask})")));
     }
-    apply_sdpa_cudnn_env()
+    apply_sdpa_cudnn_env(named.is_some())
 }
 
 /// The SDPA backends libtorch may use now, by name (`None` without the shim).

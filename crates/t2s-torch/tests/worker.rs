@@ -38,13 +38,24 @@ fn run_job(dir: &Path, spec: &JobSpec) -> Run {
 
 /// `run_job` with `T2S_SDPA_CUDNN` set to `sdpa_cudnn` (removed when `None`).
 fn run_job_env(dir: &Path, spec: &JobSpec, sdpa_cudnn: Option<&str>) -> Run {
+    run_job_with(
+        dir,
+        spec,
+        &[("T2S_SDPA_CUDNN", sdpa_cudnn), ("T2S_SDPA", None)],
+    )
+}
+
+/// `run_job` with each named variable set to its value, or removed where `None`.
+fn run_job_with(dir: &Path, spec: &JobSpec, vars: &[(&str, Option<&str>)]) -> Run {
     let f = dir.join(format!("spec-{}.json", spec.job));
     std::fs::write(&f, serde_json::to_string(spec).unwrap()).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_t2s-worker"));
-    match sdpa_cudnn {
-        Some(v) => cmd.env("T2S_SDPA_CUDNN", v),
-        None => cmd.env_remove("T2S_SDPA_CUDNN"),
-    };
+    for (name, value) in vars {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
     let out = cmd.arg(&f).output().unwrap();
     let events = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -95,12 +106,20 @@ fn the_sdpa_cudnn_switch_is_applied_and_a_bad_value_is_a_clear_error() {
     } else {
         assert_eq!(
             default,
-            json!(true),
-            "libtorch allows cuDNN attention by default"
+            json!(false),
+            "t2s turns cuDNN attention off unless asked for it"
         );
         assert_eq!(off.result()["sdpa_cudnn"], json!(false));
         let on = run_job_env(dir.path(), &doctor, Some("1"));
         assert_eq!(on.result()["sdpa_cudnn"], json!(true));
+        // Backends named in T2S_SDPA are what they say: cudnn among them stays on.
+        let named = run_job_with(
+            dir.path(),
+            &doctor,
+            &[("T2S_SDPA", Some("cudnn,flash")), ("T2S_SDPA_CUDNN", None)],
+        );
+        assert_eq!(named.result()["sdpa_cudnn"], json!(true));
+        assert_eq!(named.result()["sdpa_backends"], json!(["flash", "cudnn"]));
     }
     let bad = run_job_env(dir.path(), &doctor, Some("yes")).error();
     assert!(

@@ -42,7 +42,8 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
         // Decoding with CUDA graphs: built in, and usable here (a CUDA device is present).
         "cuda_graphs_built": cfg!(t2s_shim),
         "cuda_graphs_usable": crate::cuda_graph::available(),
-        // SDPA may pick cuDNN attention (T2S_SDPA_CUDNN=0|1 switches it; null: not reachable).
+        // Whether SDPA may pick cuDNN attention (off unless T2S_SDPA_CUDNN=1 or T2S_SDPA names it;
+        // null: not reachable).
         "sdpa_cudnn": crate::shim::sdpa_cudnn_enabled(),
         // The SDPA backends libtorch may use (T2S_SDPA=flash,cudnn,... restricts them).
         "sdpa_backends": crate::shim::sdpa_backends(),
