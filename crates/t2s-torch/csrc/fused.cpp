@@ -339,9 +339,13 @@ struct LoraDropout : public torch::autograd::Function<LoraDropout> {
 // (the down-projection forward, the up-projection's u gradient) takes lora_row_tokens(r) tokens
 // a block, an outer sum (A's and B's gradients) as many columns, in splits the host adds.
 struct LoraGeometry {
-  static constexpr int64_t kMaxRank = 128;        // T2S_LORA_MAX_R
-  static constexpr int64_t kColumnsPerSplit = 256;  // T2S_LORA_SPLIT
-  static constexpr int64_t kTokensPerSplit = 256;
+  static constexpr int64_t kMaxRank = 128;  // T2S_LORA_MAX_R
+  // The most columns / tokens a block reduces over (a split), and the fewest the host sizes a
+  // split to.
+  static constexpr int64_t kMaxSplit = 256;
+  static constexpr int64_t kMinSplit = 32;
+  // Blocks of 256 threads resident on a multiprocessor at once (2,048 threads).
+  static constexpr int64_t kBlocksPerMultiprocessor = 8;
 
   // lora_row_tokens: 4 a thread, the threads in groups of 4 outputs (at least 4 groups, a
   // power of two).
@@ -357,6 +361,18 @@ struct LoraGeometry {
 
   static int64_t splits(int64_t extent, int64_t per_split) {
     return (extent + per_split - 1) / per_split;
+  }
+
+  // The split (columns or tokens a block reduces over, a multiple of 16 in [kMinSplit,
+  // kMaxSplit]) of a reduction over `extent` whose grid has `blocks_per_split` blocks a split:
+  // kMaxSplit unless that leaves the GPU less than one wave of blocks. The H200 showed why:
+  // at batch 8 × 512 the fixed 256 gave A's gradient 240 blocks for q/k/v (64 for o) on 132
+  // multiprocessors, and it took 59% of the time 4× the tokens took.
+  static int64_t split(int64_t extent, int64_t blocks_per_split, int64_t multiprocessors) {
+    const int64_t wave = kBlocksPerMultiprocessor * multiprocessors;
+    const int64_t want = std::max<int64_t>(1, splits(wave, std::max<int64_t>(1, blocks_per_split)));
+    const int64_t per = (splits(extent, want) + 15) / 16 * 16;
+    return std::clamp(per, kMinSplit, kMaxSplit);
   }
 };
 
@@ -386,17 +402,19 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     const int64_t T = xc.size(0);
     at::Tensor u;
     if (T > 0 && D > 0) {
-      const int64_t S = G::splits(D, G::kColumnsPerSplit);
+      const unsigned token_blocks = G::blocks(T, G::row_tokens(r));
+      int split = static_cast<int>(
+          G::split(D, token_blocks * n, t2s::jit::multiprocessors(xc)));
+      const int64_t S = G::splits(D, split);
       auto partial = at::empty({S, n, T, r}, xc.options().dtype(at::kFloat));
       Args l(p, seed, T, D, n, r);
       const void* xp = xc.data_ptr();
       const void* ap = ac.data_ptr();
       void* pp = partial.data_ptr();
-      void* args[] = {&xp, &l.T, &l.D, &l.r, &ap, &l.seed, &l.p, &l.scale, &pp};
+      void* args[] = {&xp, &l.T, &l.D, &l.r, &ap, &l.seed, &l.p, &l.scale, &split, &pp};
       launch(xc, Kernel::LoraDownFwd,
-             dim3(G::blocks(T, G::row_tokens(r)), static_cast<unsigned>(n),
-                  static_cast<unsigned>(S)),
-             dim3(256), args);
+             dim3(token_blocks, static_cast<unsigned>(n), static_cast<unsigned>(S)), dim3(256),
+             args);
       u = partial.sum(0);
     } else {
       u = at::zeros({n, T, r}, xc.options().dtype(at::kFloat));
@@ -433,15 +451,15 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     }
     if (ctx->needs_input_grad(1)) {
       if (T > 0 && D > 0) {
-        long long span = G::kTokensPerSplit;
+        const unsigned column_blocks = G::blocks(D, G::row_tokens(r));
+        long long span = G::split(T, column_blocks * n, t2s::jit::multiprocessors(du));
         const int64_t S = G::splits(T, span);
         auto partial = at::empty({S, n, r, D}, du.options());
         const void* xp = xc.data_ptr();
         void* pp = partial.data_ptr();
         void* args[] = {&dup, &xp, &l.T, &l.D, &l.r, &span, &l.seed, &l.p, &l.scale, &pp};
         launch(du, Kernel::LoraDownDa,
-               dim3(G::blocks(D, G::row_tokens(r)), static_cast<unsigned>(n),
-                    static_cast<unsigned>(S)),
+               dim3(column_blocks, static_cast<unsigned>(n), static_cast<unsigned>(S)),
                dim3(256), args);
         da = partial.sum(0);
       } else {
@@ -541,14 +559,16 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
         int64_t widest = 0;
         for (size_t c = 0; c + 1 < offsets.size(); ++c)
           widest = std::max(widest, offsets[c + 1] - offsets[c]);
-        const int64_t S = std::max<int64_t>(1, G::splits(widest, G::kColumnsPerSplit));
+        const unsigned token_blocks = G::blocks(T, G::row_tokens(r));
+        int split = static_cast<int>(
+            G::split(widest, token_blocks * n, t2s::jit::multiprocessors(g)));
+        const int64_t S = std::max<int64_t>(1, G::splits(widest, split));
         auto partial = at::empty({S, n, T, r}, uc.options());
         const void* bp = bc.data_ptr();
         void* pp = partial.data_ptr();
-        void* args[] = {&gp, &bp, &a.T, &a.O, &a.r, &a.parts, &pp};
+        void* args[] = {&gp, &bp, &a.T, &a.O, &a.r, &a.parts, &split, &pp};
         launch(g, Kernel::LoraUpDu,
-               dim3(G::blocks(T, G::row_tokens(r)), static_cast<unsigned>(n),
-                    static_cast<unsigned>(S)),
+               dim3(token_blocks, static_cast<unsigned>(n), static_cast<unsigned>(S)),
                dim3(256), args);
         du = partial.sum(0);
       } else {
@@ -557,14 +577,14 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
     }
     if (ctx->needs_input_grad(2)) {
       if (T > 0 && O > 0) {
-        long long span = G::kTokensPerSplit;
+        const unsigned column_blocks = G::blocks(O, G::row_tokens(r));
+        long long span = G::split(T, column_blocks, t2s::jit::multiprocessors(g));
         const int64_t S = G::splits(T, span);
         auto partial = at::empty({S, r, O}, uc.options());
         const void* up = uc.data_ptr();
         void* pp = partial.data_ptr();
         void* args[] = {&gp, &up, &a.T, &a.O, &a.n, &a.r, &a.parts, &span, &pp};
-        launch(g, Kernel::LoraUpDb,
-               dim3(G::blocks(O, G::row_tokens(r)), 1, static_cast<unsigned>(S)), dim3(256),
+        launch(g, Kernel::LoraUpDb, dim3(column_blocks, 1, static_cast<unsigned>(S)), dim3(256),
                args);
         db = partial.sum(0).t().contiguous();
       } else {

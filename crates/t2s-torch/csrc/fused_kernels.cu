@@ -427,12 +427,11 @@ extern "C" __global__ void t2s_lora_drop_bwd(const float* __restrict__ g, long l
 // the two the same for the whole warp (a broadcast): ~8 FMAs per shared-memory load. A mask
 // is hashed once per element and kernel, where the element is staged. Reductions over tokens
 // or over columns are split across blocks into partial sums the host adds in a fixed order
-// (deterministic, no atomics). All kernels take blocks of 256 threads; r ≤ 128, n · r ≤ 128
+// (deterministic, no atomics); the host sizes the splits so the grid fills the GPU. All kernels take blocks of 256 threads; r ≤ 128, n · r ≤ 128
 // (down) and n ≤ 4 with offsets that are multiples of 4 (up).
 #define T2S_LORA_THREADS 256
 #define T2S_LORA_MAX_R 128
-#define T2S_LORA_KC 16     // reduction step of the row reductions (columns per staged tile)
-#define T2S_LORA_SPLIT 256 // columns per split of a row reduction
+#define T2S_LORA_KC 16  // reduction step of the row reductions (columns per staged tile)
 
 struct LoraParts {
   int off[5];  // n ≤ 4 adapters: off[0] = 0, off[n] = O
@@ -621,18 +620,18 @@ struct LoraDroppedX {
   }
 };
 
-// down: partial [S, n, T, r], S = ceil(D / T2S_LORA_SPLIT); the caller sums over S. Grid
+// down: partial [S, n, T, r], S = ceil(D / split); the caller sums over S. Grid
 // (ceil(T / lora_row_tokens(r)), n, S).
 extern "C" __global__ void t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D,
                                              int r, const float* __restrict__ A,
                                              unsigned long long seed, float p, float scale,
-                                             float* __restrict__ partial) {
+                                             int split, float* __restrict__ partial) {
   const int c = blockIdx.y, n = gridDim.y;
   const long long s = blockIdx.z;
   const LoraDroppedX src{x, D, c, seed, p, scale};
   const LoraRowsOf w{A + (long long)c * r * D, D};
-  const int lo = (int)s * T2S_LORA_SPLIT;
-  const int hi = lo + T2S_LORA_SPLIT < D ? lo + T2S_LORA_SPLIT : D;
+  const int lo = (int)s * split;
+  const int hi = lo + split < D ? lo + split : D;
   lora_row_reduce(src, w, T, lo, hi, r, partial + ((s * n + c) * T) * r);
 }
 
@@ -747,19 +746,20 @@ extern "C" __global__ void t2s_lora_up_fwd(const bf16_t* __restrict__ y,
   }
 }
 
-// du: partial [S, n, T, r], S = ceil(widest adapter's columns / T2S_LORA_SPLIT), with
+// du: partial [S, n, T, r], S = ceil(widest adapter's columns / split), with
 // partial[s][c] = fp32(g[:, split s of adapter c's columns]) · B[c] for the output's gradient g
 // [T, O]; the caller sums over s. Grid (ceil(T / lora_row_tokens(r)), n, S).
 extern "C" __global__ void t2s_lora_up_du(const bf16_t* __restrict__ g,
                                           const float* __restrict__ B, long long T, int O, int r,
-                                          LoraParts parts, float* __restrict__ partial) {
+                                          LoraParts parts, int split,
+                                          float* __restrict__ partial) {
   const int c = blockIdx.y, n = gridDim.y;
   const long long s = blockIdx.z;
   const LoraBf16Rows src{g, O};
   const LoraColumnsOf w{B, r};
-  const int lo = parts.off[c] + (int)s * T2S_LORA_SPLIT;
+  const int lo = parts.off[c] + (int)s * split;
   const int end = parts.off[c + 1];
-  const int hi = lo + T2S_LORA_SPLIT < end ? lo + T2S_LORA_SPLIT : end;
+  const int hi = lo + split < end ? lo + split : end;
   lora_row_reduce(src, w, T, lo, hi, r, partial + ((s * n + c) * T) * r);
 }
 

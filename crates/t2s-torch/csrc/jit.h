@@ -47,6 +47,9 @@ std::string compile(int major, int minor, bool* is_cubin);
 // Compile and load the kernels for CUDA device `device` (once; later calls return at once).
 void prepare(c10::DeviceIndex device);
 
+// The multiprocessors of `on`'s device (what a grid must fill).
+int multiprocessors(const at::Tensor& on);
+
 // Launch kernel `k` on the current stream of `on`'s device with the kernel's `args`.
 void launch(const at::Tensor& on, Kernel k, dim3 grid, dim3 block, void** args);
 

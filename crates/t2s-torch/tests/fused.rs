@@ -725,8 +725,9 @@ fn emulated_lora_dropout_kernels_match_libtorch() {
 /// The emulated LoRA down-projection kernels against libtorch's ops (`reference_lora_down`
 /// with the masks the emulated dropout kernel draws from the same seed): the output, the
 /// input's gradient summed over the adapters in bf16, and A's gradient summed over the splits.
-fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64) {
-    let what = format!("T {t}, D {d}, n {n}, r {r}, p {p}");
+fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64, split: i64) {
+    let what =
+        format!("T {t}, D {d}, n {n}, r {r}, p {p}, splits of {span} tokens, {split} columns");
     let x = Tensor::randn([t, d], (Kind::BFloat16, Device::Cpu));
     let a = Tensor::randn([n, r, d], (Kind::Float, Device::Cpu)) * 0.1;
     let du = Tensor::randn([n, t, r], (Kind::Float, Device::Cpu));
@@ -772,9 +773,10 @@ fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64) {
         seed.to_string(),
         p.to_string(),
         span.to_string(),
+        split.to_string(),
     ]);
-    // Partial sums over the splits of the columns (of 256) and of the tokens (of `span`).
-    let d_splits = (d + 255) / 256;
+    // Partial sums over the splits of the columns (of `split`) and of the tokens (of `span`).
+    let d_splits = (d + split - 1) / split;
     let u = read_f32(&path("u.bin"))
         .reshape([d_splits, n, t, r])
         .sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
@@ -817,20 +819,24 @@ fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64) {
 #[test]
 fn emulated_lora_down_projection_kernels_match_libtorch() {
     tch::manual_seed(15);
-    // Partial tiles everywhere: 70 tokens, 300 columns (two splits of the row reduction, the
-    // second partial; tiles of 128 and 256 columns), ranks not a multiple of 4, token splits
-    // of 32 (the last partial).
-    check_emulated_lora_down(70, 300, 3, 5, 0.25, 32);
+    // Partial tiles everywhere: 70 tokens, 300 columns (two splits of 256 in the row
+    // reduction, the second partial; tiles of 128 and 256 columns), ranks not a multiple of 4,
+    // token splits of 32 (the last partial).
+    check_emulated_lora_down(70, 300, 3, 5, 0.25, 32, 256);
     // No dropout, one adapter; and the widest rank the kernels take (n · r = 120 of 128).
-    check_emulated_lora_down(33, 64, 1, 16, 0.0, 256);
-    check_emulated_lora_down(40, 36, 3, 40, 0.1, 16);
+    check_emulated_lora_down(33, 64, 1, 16, 0.0, 256, 256);
+    check_emulated_lora_down(40, 36, 3, 40, 0.1, 16, 256);
+    // The smallest splits the host picks (32 columns, 32 tokens), the last of each partial.
+    check_emulated_lora_down(70, 300, 3, 5, 0.25, 32, 32);
+    check_emulated_lora_down(45, 100, 2, 8, 0.1, 32, 48);
 }
 
 /// The emulated LoRA up-projection kernels against libtorch's ops (`reference_lora_up`): the
 /// bf16 output, the rank activations' gradient and B's gradient summed over the splits.
-fn check_emulated_lora_up(t: i64, r: i64, offsets: &[i64], span: i64) {
+fn check_emulated_lora_up(t: i64, r: i64, offsets: &[i64], span: i64, split: i64) {
     let (n, o) = (offsets.len() as i64 - 1, offsets[offsets.len() - 1]);
-    let what = format!("T {t}, r {r}, offsets {offsets:?}");
+    let what =
+        format!("T {t}, r {r}, offsets {offsets:?}, splits of {span} tokens, {split} columns");
     let y = Tensor::randn([t, o], (Kind::BFloat16, Device::Cpu));
     let u = Tensor::randn([n, t, r], (Kind::Float, Device::Cpu));
     let b = Tensor::randn([o, r], (Kind::Float, Device::Cpu)) * 0.1;
@@ -848,14 +854,15 @@ fn check_emulated_lora_up(t: i64, r: i64, offsets: &[i64], span: i64) {
         o.to_string(),
         r.to_string(),
         span.to_string(),
+        split.to_string(),
     ];
     args.extend(offsets.iter().map(|v| v.to_string()));
     emulate(&args);
     let out = read_bf16(&path("out.bin"), &[t, o]);
-    // Partial sums over the splits of each adapter's columns (of 256) and of the tokens (of
-    // `span`, B's gradient transposed).
+    // Partial sums over the splits of each adapter's columns (of `split`) and of the tokens
+    // (of `span`, B's gradient transposed).
     let widest = offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    let o_splits = ((widest + 255) / 256).max(1);
+    let o_splits = ((widest + split - 1) / split).max(1);
     let du = read_f32(&path("du.bin"))
         .reshape([o_splits, n, t, r])
         .sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
@@ -894,8 +901,12 @@ fn emulated_lora_up_projection_kernels_match_libtorch() {
     tch::manual_seed(16);
     // q/k/v-like parts of unequal width (multiples of 4, none of a tile; the first wider than
     // a 256-column split), over 70 tokens.
-    check_emulated_lora_up(70, 5, &[0, 300, 312, 400], 32);
+    check_emulated_lora_up(70, 5, &[0, 300, 312, 400], 32, 256);
     // One adapter (o), and four parts at the widest rank taken (n · r = 128).
-    check_emulated_lora_up(33, 16, &[0, 64], 256);
-    check_emulated_lora_up(20, 32, &[0, 8, 16, 24, 40], 8);
+    check_emulated_lora_up(33, 16, &[0, 64], 256, 256);
+    check_emulated_lora_up(20, 32, &[0, 8, 16, 24, 40], 8, 256);
+    // The smallest column splits the host picks: parts narrower than a split and wider than
+    // several, splits that end inside a part.
+    check_emulated_lora_up(70, 5, &[0, 300, 312, 400], 32, 32);
+    check_emulated_lora_up(45, 8, &[0, 100, 148], 48, 48);
 }

@@ -16,13 +16,13 @@
 //   emulate drop <dir> <rows> <D> <copies> <seed> <p> <blocks> <threads>
 //     reads  dir/x.bin (bf16 [rows, D]), g.bin (f32 [copies, rows, D]); writes out.bin (f32),
 //     dx.bin (bf16)
-//   emulate down <dir> <T> <D> <n> <r> <seed> <p> <span>
+//   emulate down <dir> <T> <D> <n> <r> <seed> <p> <span> <split>
 //     reads  dir/x.bin (bf16 [T, D]), a.bin (f32 [n, r, D]), du.bin (f32 [n, T, r]); writes
-//     u.bin (f32 [ceil(D / 256), n, T, r]: per split of the columns), dx.bin (bf16 [T, D]),
+//     u.bin (f32 [ceil(D / split), n, T, r]: per split of the columns), dx.bin (bf16 [T, D]),
 //     da.bin (f32 [ceil(T / span), n, r, D]: per split of the tokens), partial sums the host adds
-//   emulate up <dir> <T> <O> <r> <span> <off_0> ... <off_n>
+//   emulate up <dir> <T> <O> <r> <span> <split> <off_0> ... <off_n>
 //     reads  dir/y.bin (bf16 [T, O]), u.bin (f32 [n, T, r]), b.bin (f32 [O, r]), g.bin (bf16
-//     [T, O]); writes out.bin (bf16 [T, O]), du.bin (f32 [ceil(widest / 256), n, T, r]: per
+//     [T, O]); writes out.bin (bf16 [T, O]), du.bin (f32 [ceil(widest / split), n, T, r]: per
 //     split of each adapter's columns), db.bin (f32 [ceil(T / span), r, O]: per split of the
 //     tokens, transposed), partial sums the host adds
 #include <algorithm>
@@ -249,25 +249,26 @@ int main(int argc, char** argv) {
     write(dir + "dx.bin", dx);
     return 0;
   }
-  if (what == "down" && argc == 10) {
+  if (what == "down" && argc == 11) {
     const long long T = std::atoll(argv[3]);
     const int D = std::atoi(argv[4]), n = std::atoi(argv[5]), r = std::atoi(argv[6]);
     const unsigned long long seed = std::strtoull(argv[7], nullptr, 10);
     const float p = static_cast<float>(std::atof(argv[8]));
     const float scale = static_cast<float>(1.0 / (1.0 - std::atof(argv[8])));
     const long long span = std::atoll(argv[9]);
+    const int split = std::atoi(argv[10]);
     const long long splits = (T + span - 1) / span;
     const auto x = read<bf16_t>(dir + "x.bin");
     const auto a = read<float>(dir + "a.bin");
     const auto du = read<float>(dir + "du.bin");
-    const long long d_splits = (D + T2S_LORA_SPLIT - 1) / T2S_LORA_SPLIT;
+    const long long d_splits = (D + split - 1) / split;
     std::vector<float> u(static_cast<size_t>(d_splits * n * T * r));
     std::vector<bf16_t> dx(static_cast<size_t>(T * D));
     std::vector<float> da(static_cast<size_t>(splits * n * r * D));
     const dim3 block{T2S_LORA_THREADS, 1, 1};
     const long long rows = lora_row_tokens(r);
     launch({tiles(T, rows), static_cast<unsigned>(n), static_cast<unsigned>(d_splits)}, block,
-           [&] { t2s_lora_down_fwd(x.data(), T, D, r, a.data(), seed, p, scale, u.data()); });
+           [&] { t2s_lora_down_fwd(x.data(), T, D, r, a.data(), seed, p, scale, split, u.data()); });
     launch({tiles(T, 32), tiles(D, 128), 1}, block, [&] {
       t2s_lora_down_dx(du.data(), a.data(), T, D, n, r, seed, p, scale, dx.data());
     });
@@ -280,13 +281,14 @@ int main(int argc, char** argv) {
     write(dir + "da.bin", da);
     return 0;
   }
-  if (what == "up" && argc >= 9 && argc <= 12) {
+  if (what == "up" && argc >= 10 && argc <= 13) {
     const long long T = std::atoll(argv[3]);
     const int O = std::atoi(argv[4]), r = std::atoi(argv[5]);
     const long long span = std::atoll(argv[6]);
-    const int n = argc - 8;
+    const int split = std::atoi(argv[7]);
+    const int n = argc - 9;
     LoraParts parts{};
-    for (int i = 0; i <= n; ++i) parts.off[i] = std::atoi(argv[7 + i]);
+    for (int i = 0; i <= n; ++i) parts.off[i] = std::atoi(argv[8 + i]);
     const long long splits = (T + span - 1) / span;
     const auto y = read<bf16_t>(dir + "y.bin");
     const auto u = read<float>(dir + "u.bin");
@@ -294,7 +296,7 @@ int main(int argc, char** argv) {
     const auto g = read<bf16_t>(dir + "g.bin");
     int widest = 0;
     for (int i = 0; i < n; ++i) widest = std::max(widest, parts.off[i + 1] - parts.off[i]);
-    const long long o_splits = std::max(1, (widest + T2S_LORA_SPLIT - 1) / T2S_LORA_SPLIT);
+    const long long o_splits = std::max(1, (widest + split - 1) / split);
     std::vector<bf16_t> out(static_cast<size_t>(T * O));
     std::vector<float> du(static_cast<size_t>(o_splits * n * T * r));
     std::vector<float> db(static_cast<size_t>(splits * O * r));
@@ -304,7 +306,7 @@ int main(int argc, char** argv) {
       t2s_lora_up_fwd(y.data(), u.data(), b.data(), T, O, n, r, parts, out.data());
     });
     launch({tiles(T, rows), static_cast<unsigned>(n), static_cast<unsigned>(o_splits)}, block,
-           [&] { t2s_lora_up_du(g.data(), b.data(), T, O, r, parts, du.data()); });
+           [&] { t2s_lora_up_du(g.data(), b.data(), T, O, r, parts, split, du.data()); });
     launch({tiles(O, rows), 1, static_cast<unsigned>(splits)}, block, [&] {
       t2s_lora_up_db(g.data(), u.data(), T, O, n, r, parts, span, db.data());
     });
