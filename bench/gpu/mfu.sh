@@ -14,8 +14,8 @@
 #   2. the real training loop (varying batch lengths) with SDPA's cuDNN attention on
 #      (T2S_SDPA_CUDNN=1) and off (0, t2s's default), against bench-train at one shape;
 #   3. batched greedy generation, 256 prompts, cuDNN attention on and off, t2s against HF.
-# Prepared by bench/gpu/prepare.sh; run there as `bash bench/gpu/mfu.sh` (about 8 minutes on an
-# H200). Results under $OUT, at most 4 files (the device tool returns 8): mfu.txt (the
+# Prepared by bench/gpu/prepare.sh; run there as `bash bench/gpu/mfu.sh` (all of it: 409 s on an
+# H200, 2026-11-27). Results under $OUT, at most 4 files (the device tool returns 8): mfu.txt (the
 # summary), raw.tgz (train_1b_*.json, peer_b8.json, train_overhead*.txt, repacked after each
 # section) and the batch-32 CUDA traces of the step with the fused kernels on and off, gzipped
 # where under 16 MiB (bench/traffic.py --gpu reads them; its summary is in mfu.txt already).

@@ -239,7 +239,8 @@ impl Attention {
                 true,
                 self.scaling,
                 kvh != h,
-            )?,
+            )
+            .map_err(attention_error)?,
             AttnMode::All { .. } => self.grouped_attention(&q, &k, &v, None)?,
             AttnMode::Masked { mask, .. } => self.grouped_attention(&q, &k, &v, Some(mask))?,
         };
@@ -275,9 +276,29 @@ impl Attention {
             false,
             self.scaling,
             false,
-        )?;
+        )
+        .map_err(attention_error)?;
         Ok(out.f_reshape([b, h, s, d])?)
     }
+}
+
+/// libtorch's attention error, naming `T2S_SDPA` where the backends it allows are why no kernel
+/// could serve the call (libtorch says only "Invalid backend").
+fn attention_error(e: tch::TchError) -> ModelError {
+    let allowed = std::env::var(crate::shim::SDPA_ENV).unwrap_or_default();
+    attention_error_under(e, &allowed)
+}
+
+fn attention_error_under(e: tch::TchError, allowed: &str) -> ModelError {
+    if allowed.trim().is_empty() || !e.to_string().contains("Invalid backend") {
+        return e.into();
+    }
+    ModelError::Input(format!(
+        "{}={allowed}: none of the attention backends it allows can serve this model's \
+         attention (libtorch: \"Invalid backend\"; memory-efficient attention, for one, does not \
+         take grouped-query attention); allow another, e.g. flash or math, or unset it",
+        crate::shim::SDPA_ENV
+    ))
 }
 
 /// `t` split along `dim` into two parts of the given sizes (views).
@@ -609,5 +630,32 @@ impl Gemma3 {
             self.kind,
             self.device,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_backend_under_t2s_sdpa_names_the_setting() {
+        let invalid = || {
+            tch::TchError::Torch("Invalid backend\nException raised from select_sdp_backend".into())
+        };
+        let named = attention_error_under(invalid(), "efficient").to_string();
+        assert!(
+            named.contains("T2S_SDPA=efficient") && named.contains("flash or math"),
+            "{named}"
+        );
+        let unset = attention_error_under(invalid(), "").to_string();
+        assert!(
+            unset.contains("Invalid backend") && !unset.contains("T2S_SDPA"),
+            "{unset}"
+        );
+        let other = attention_error_under(
+            tch::TchError::Torch("CUDA out of memory".into()),
+            "efficient",
+        );
+        assert!(!other.to_string().contains("T2S_SDPA"), "{other}");
     }
 }
