@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -368,11 +369,28 @@ struct LoraGeometry {
   // kMaxSplit unless that leaves the GPU less than one wave of blocks. The H200 showed why:
   // at batch 8 × 512 the fixed 256 gave A's gradient 240 blocks for q/k/v (64 for o) on 132
   // multiprocessors, and it took 59% of the time 4× the tokens took.
+  // T2S_LORA_SPLIT=<n> (a multiple of 16, 16 to 256) fixes every split at n instead: to
+  // measure the sizing against the fixed split it replaced (256).
   static int64_t split(int64_t extent, int64_t blocks_per_split, int64_t multiprocessors) {
+    if (const int64_t fixed = fixed_split(); fixed > 0) return fixed;
     const int64_t wave = kBlocksPerMultiprocessor * multiprocessors;
     const int64_t want = std::max<int64_t>(1, splits(wave, std::max<int64_t>(1, blocks_per_split)));
     const int64_t per = (splits(extent, want) + 15) / 16 * 16;
     return std::clamp(per, kMinSplit, kMaxSplit);
+  }
+
+  // T2S_LORA_SPLIT's value, 0 when unset or empty (read once).
+  static int64_t fixed_split() {
+    static const int64_t value = [] {
+      const char* env = std::getenv("T2S_LORA_SPLIT");
+      if (env == nullptr || *env == '\0') return int64_t{0};
+      char* end = nullptr;
+      const long long v = std::strtoll(env, &end, 10);
+      TORCH_CHECK(*end == '\0' && v >= 16 && v <= kMaxSplit && v % 16 == 0, "T2S_LORA_SPLIT=",
+                  env, ": expected a multiple of 16 from 16 to ", kMaxSplit);
+      return static_cast<int64_t>(v);
+    }();
+    return value;
   }
 };
 
