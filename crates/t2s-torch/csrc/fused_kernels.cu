@@ -622,7 +622,10 @@ struct LoraDroppedX {
 
 // down: partial [S, n, T, r], S = ceil(D / split); the caller sums over S. Grid
 // (ceil(T / lora_row_tokens(r)), n, S).
-extern "C" __global__ void t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D,
+// __launch_bounds__ (ptxas -v for sm_90, NVRTC 13.0): without them this kernel took 72
+// registers a thread (3 blocks a multiprocessor) and t2s_lora_down_dx 147 (1 block: 8 warps),
+// which left the GPU latency-bound; bounded, 64 and 94, with no spills (4 and 2 blocks).
+extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 4) t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D,
                                              int r, const float* __restrict__ A,
                                              unsigned long long seed, float p, float scale,
                                              int split, float* __restrict__ partial) {
@@ -639,7 +642,7 @@ extern "C" __global__ void t2s_lora_down_fwd(const bf16_t* __restrict__ x, long 
 // through every adapter, summed and rounded once. Grid (ceil(T / 32), ceil(D / 128)): thread i
 // owns tokens 4·(i / 32) + 0..3 and columns 4·(i % 32) + 0..3; a warp shares its tokens (du
 // read as a broadcast). Per adapter, A's rows come in steps of 16.
-extern "C" __global__ void t2s_lora_down_dx(const float* __restrict__ du,
+extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 2) t2s_lora_down_dx(const float* __restrict__ du,
                                             const float* __restrict__ A, long long T, int D,
                                             int n, int r, unsigned long long seed, float p,
                                             float scale, bf16_t* __restrict__ dx) {

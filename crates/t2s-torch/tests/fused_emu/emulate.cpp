@@ -60,6 +60,7 @@ static float shuffle_slots[1024];
 #define __forceinline__ inline
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
 
 static void __syncthreads() { block_barrier->arrive_and_wait(); }
 
