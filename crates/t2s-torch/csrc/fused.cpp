@@ -345,7 +345,9 @@ struct LoraGeometry {
   // split to.
   static constexpr int64_t kMaxSplit = 256;
   static constexpr int64_t kMinSplit = 32;
-  // Blocks of 256 threads resident on a multiprocessor at once (2,048 threads).
+  // Blocks of 256 threads a multiprocessor could hold by its 2,048 threads. The LoRA kernels'
+  // registers allow 2 to 6 (bench/kernel_registers.py), so a grid of this many blocks per
+  // multiprocessor is one or more full waves.
   static constexpr int64_t kBlocksPerMultiprocessor = 8;
 
   // lora_row_tokens: 4 a thread, the threads in groups of 4 outputs (at least 4 groups, a
@@ -366,9 +368,9 @@ struct LoraGeometry {
 
   // The split (columns or tokens a block reduces over, a multiple of 16 in [kMinSplit,
   // kMaxSplit]) of a reduction over `extent` whose grid has `blocks_per_split` blocks a split:
-  // kMaxSplit unless that leaves the GPU less than one wave of blocks. The H200 showed why:
-  // at batch 8 × 512 the fixed 256 gave A's gradient 240 blocks for q/k/v (64 for o) on 132
-  // multiprocessors, and it took 59% of the time 4× the tokens took.
+  // kMaxSplit unless that gives fewer than kBlocksPerMultiprocessor blocks a multiprocessor.
+  // The H200 showed why: at batch 8 × 512 the fixed 256 gave A's gradient 240 blocks for
+  // q/k/v (64 for o) on 132 multiprocessors, and it took 59% of the time 4× the tokens took.
   // T2S_LORA_SPLIT=<n> (a multiple of 16, 16 to 256) fixes every split at n instead: to
   // measure the sizing against the fixed split it replaced (256).
   static int64_t split(int64_t extent, int64_t blocks_per_split, int64_t multiprocessors) {
