@@ -622,9 +622,11 @@ struct LoraDroppedX {
 
 // down: partial [S, n, T, r], S = ceil(D / split); the caller sums over S. Grid
 // (ceil(T / lora_row_tokens(r)), n, S).
-// __launch_bounds__ (ptxas -v for sm_90, NVRTC 13.0): without them this kernel took 72
-// registers a thread (3 blocks a multiprocessor) and t2s_lora_down_dx 147 (1 block: 8 warps),
-// which left the GPU latency-bound; bounded, 64 and 94, with no spills (4 and 2 blocks).
+// __launch_bounds__ (ptxas -v for sm_90, NVRTC 13.0; bench/kernel_registers.py): without them
+// this kernel took 72 registers a thread (3 blocks a multiprocessor) and t2s_lora_down_dx 147
+// (1 block: 8 warps), which left the GPU latency-bound. Bounded: 64 with no spills (4 blocks),
+// and 80 (3 blocks) with 16 bytes spilled (t2s_lora_down_dx, its mask drawn as bits before
+// its products: 147 registers before, 96 unbounded).
 extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 4) t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D,
                                              int r, const float* __restrict__ A,
                                              unsigned long long seed, float p, float scale,
@@ -642,7 +644,7 @@ extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 4) t2s_lora_down_
 // through every adapter, summed and rounded once. Grid (ceil(T / 32), ceil(D / 128)): thread i
 // owns tokens 4·(i / 32) + 0..3 and columns 4·(i % 32) + 0..3; a warp shares its tokens (du
 // read as a broadcast). Per adapter, A's rows come in steps of 16.
-extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 2) t2s_lora_down_dx(const float* __restrict__ du,
+extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 3) t2s_lora_down_dx(const float* __restrict__ du,
                                             const float* __restrict__ A, long long T, int D,
                                             int n, int r, unsigned long long seed, float p,
                                             float scale, bf16_t* __restrict__ dx) {
@@ -655,6 +657,17 @@ extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 2) t2s_lora_down_
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 4; ++j) total[i][j] = 0.0f;
   for (int c = 0; c < n; ++c) {
+    // The adapter's mask over this thread's 16 elements as bits, drawn before its tile of
+    // products is live (drawn after, beside both tiles, the hashes took the kernel to 147
+    // registers a thread: one block a multiprocessor).
+    unsigned keep = 0;
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) {
+        const long long t = t0 + 4 * tg + i;
+        const int d = d0 + j;
+        if (t < T && d < D && (p <= 0.0f || lora_keep(seed, c, t, d, p)))
+          keep |= 1u << (4 * i + j);
+      }
     float g[4][4];
     for (int i = 0; i < 4; ++i)
       for (int j = 0; j < 4; ++j) g[i][j] = 0.0f;
@@ -673,14 +686,9 @@ extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 2) t2s_lora_down_
         lora_fma4x4(g, lora_ld4(&ust[jj][4 * tg]), lora_ld4(&as[jj][4 * cg]));
       __syncthreads();
     }
-    for (int i = 0; i < 4; ++i) {
-      const long long t = t0 + 4 * tg + i;
-      for (int j = 0; j < 4; ++j) {
-        const int d = d0 + j;
-        if (t >= T || d >= D) continue;
-        if (p <= 0.0f || lora_keep(seed, c, t, d, p)) total[i][j] += g[i][j] * scale;
-      }
-    }
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j)
+        if (keep >> (4 * i + j) & 1u) total[i][j] += g[i][j] * scale;
   }
   for (int i = 0; i < 4; ++i) {
     const long long t = t0 + 4 * tg + i;
