@@ -373,10 +373,12 @@ struct LoraGeometry {
   // q/k/v (64 for o) on 132 multiprocessors, and it took 59% of the time 4× the tokens took.
   // T2S_LORA_SPLIT=<n> (a multiple of 16, 16 to 256) fixes every split at n instead: to
   // measure the sizing against the fixed split it replaced (256).
-  static int64_t split(int64_t extent, int64_t blocks_per_split, int64_t multiprocessors) {
+  // `on`: a tensor on the GPU that runs the grid.
+  static int64_t split(int64_t extent, int64_t blocks_per_split, const at::Tensor& on) {
     if (const int64_t fixed = fixed_split(); fixed > 0) return fixed;
-    const int64_t wave = kBlocksPerMultiprocessor * multiprocessors;
-    const int64_t want = std::max<int64_t>(1, splits(wave, std::max<int64_t>(1, blocks_per_split)));
+    const int64_t wave = kBlocksPerMultiprocessor * t2s::jit::multiprocessors(on);
+    const int64_t want =
+        std::max<int64_t>(1, splits(wave, std::max<int64_t>(1, blocks_per_split)));
     const int64_t per = (splits(extent, want) + 15) / 16 * 16;
     return std::clamp(per, kMinSplit, kMaxSplit);
   }
@@ -423,8 +425,7 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     at::Tensor u;
     if (T > 0 && D > 0) {
       const unsigned token_blocks = G::blocks(T, G::row_tokens(r));
-      int split = static_cast<int>(
-          G::split(D, token_blocks * n, t2s::jit::multiprocessors(xc)));
+      int split = static_cast<int>(G::split(D, token_blocks * n, xc));
       const int64_t S = G::splits(D, split);
       auto partial = at::empty({S, n, T, r}, xc.options().dtype(at::kFloat));
       Args l(p, seed, T, D, n, r);
@@ -472,7 +473,7 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     if (ctx->needs_input_grad(1)) {
       if (T > 0 && D > 0) {
         const unsigned column_blocks = G::blocks(D, G::row_tokens(r));
-        long long span = G::split(T, column_blocks * n, t2s::jit::multiprocessors(du));
+        long long span = G::split(T, column_blocks * n, du);
         const int64_t S = G::splits(T, span);
         auto partial = at::empty({S, n, r, D}, du.options());
         const void* xp = xc.data_ptr();
@@ -580,8 +581,7 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
         for (size_t c = 0; c + 1 < offsets.size(); ++c)
           widest = std::max(widest, offsets[c + 1] - offsets[c]);
         const unsigned token_blocks = G::blocks(T, G::row_tokens(r));
-        int split = static_cast<int>(
-            G::split(widest, token_blocks * n, t2s::jit::multiprocessors(g)));
+        int split = static_cast<int>(G::split(widest, token_blocks * n, g));
         const int64_t S = std::max<int64_t>(1, G::splits(widest, split));
         auto partial = at::empty({S, n, T, r}, uc.options());
         const void* bp = bc.data_ptr();
@@ -598,7 +598,7 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
     if (ctx->needs_input_grad(2)) {
       if (T > 0 && O > 0) {
         const unsigned column_blocks = G::blocks(O, G::row_tokens(r));
-        long long span = G::split(T, column_blocks, t2s::jit::multiprocessors(g));
+        long long span = G::split(T, column_blocks, g);
         const int64_t S = G::splits(T, span);
         auto partial = at::empty({S, r, O}, uc.options());
         const void* up = uc.data_ptr();

@@ -427,8 +427,9 @@ extern "C" __global__ void t2s_lora_drop_bwd(const float* __restrict__ g, long l
 // the two the same for the whole warp (a broadcast): ~8 FMAs per shared-memory load. A mask
 // is hashed once per element and kernel, where the element is staged. Reductions over tokens
 // or over columns are split across blocks into partial sums the host adds in a fixed order
-// (deterministic, no atomics); the host sizes the splits so the grid fills the GPU. All kernels take blocks of 256 threads; r ≤ 128, n · r ≤ 128
-// (down) and n ≤ 4 with offsets that are multiples of 4 (up).
+// (deterministic, no atomics); the host sizes the splits so the grid fills the GPU. All
+// kernels take blocks of 256 threads; r ≤ 128, n · r ≤ 128 (down) and n ≤ 4 with offsets that
+// are multiples of 4 (up). Register counts: bench/kernel_registers.py.
 #define T2S_LORA_THREADS 256
 #define T2S_LORA_MAX_R 128
 #define T2S_LORA_KC 16  // reduction step of the row reductions (columns per staged tile)
@@ -621,16 +622,12 @@ struct LoraDroppedX {
 };
 
 // down: partial [S, n, T, r], S = ceil(D / split); the caller sums over S. Grid
-// (ceil(T / lora_row_tokens(r)), n, S).
-// __launch_bounds__ (ptxas -v for sm_90, NVRTC 13.0; bench/kernel_registers.py): without them
-// this kernel took 72 registers a thread (3 blocks a multiprocessor) and t2s_lora_down_dx 147
-// (1 block: 8 warps), which left the GPU latency-bound. Bounded: 64 with no spills (4 blocks),
-// and 80 (3 blocks) with 16 bytes spilled (t2s_lora_down_dx, its mask drawn as bits before
-// its products: 147 registers before, 96 unbounded).
-extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 4) t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D,
-                                             int r, const float* __restrict__ A,
-                                             unsigned long long seed, float p, float scale,
-                                             int split, float* __restrict__ partial) {
+// (ceil(T / lora_row_tokens(r)), n, S). Bounded to 4 blocks a multiprocessor (sm_90, NVRTC
+// 13.0: 64 registers, no spills; 72 and 3 blocks unbounded).
+extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 4)
+    t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D, int r,
+                      const float* __restrict__ A, unsigned long long seed, float p, float scale,
+                      int split, float* __restrict__ partial) {
   const int c = blockIdx.y, n = gridDim.y;
   const long long s = blockIdx.z;
   const LoraDroppedX src{x, D, c, seed, p, scale};
@@ -643,11 +640,13 @@ extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 4) t2s_lora_down_
 // dx [T, D] = bf16(Σ_c keep_c ⊙ (du[c] · A[c]) · scale) for du [n, T, r]: the gradient of x
 // through every adapter, summed and rounded once. Grid (ceil(T / 32), ceil(D / 128)): thread i
 // owns tokens 4·(i / 32) + 0..3 and columns 4·(i % 32) + 0..3; a warp shares its tokens (du
-// read as a broadcast). Per adapter, A's rows come in steps of 16.
-extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 3) t2s_lora_down_dx(const float* __restrict__ du,
-                                            const float* __restrict__ A, long long T, int D,
-                                            int n, int r, unsigned long long seed, float p,
-                                            float scale, bf16_t* __restrict__ dx) {
+// read as a broadcast). Per adapter, A's rows come in steps of 16. Bounded to 3 blocks a
+// multiprocessor (sm_90, NVRTC 13.0: 80 registers, 16 bytes spilled; 96 and 2 blocks
+// unbounded, and 147, one block of 8 warps, before the masks were drawn as bits).
+extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 3)
+    t2s_lora_down_dx(const float* __restrict__ du, const float* __restrict__ A, long long T,
+                     int D, int n, int r, unsigned long long seed, float p, float scale,
+                     bf16_t* __restrict__ dx) {
   __shared__ __align__(16) float as[16][128];
   __shared__ __align__(16) float ust[16][32];
   const int tid = threadIdx.x, cg = tid % 32, tg = tid / 32;

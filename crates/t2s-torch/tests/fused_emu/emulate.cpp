@@ -269,7 +269,9 @@ int main(int argc, char** argv) {
     const dim3 block{T2S_LORA_THREADS, 1, 1};
     const long long rows = lora_row_tokens(r);
     launch({tiles(T, rows), static_cast<unsigned>(n), static_cast<unsigned>(d_splits)}, block,
-           [&] { t2s_lora_down_fwd(x.data(), T, D, r, a.data(), seed, p, scale, split, u.data()); });
+           [&] {
+             t2s_lora_down_fwd(x.data(), T, D, r, a.data(), seed, p, scale, split, u.data());
+           });
     launch({tiles(T, 32), tiles(D, 128), 1}, block, [&] {
       t2s_lora_down_dx(du.data(), a.data(), T, D, n, r, seed, p, scale, dx.data());
     });
