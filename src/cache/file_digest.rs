@@ -26,11 +26,7 @@ pub fn memo_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("T2S_DIGEST_CACHE").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("t2s").join("file-digests.sqlite"))
+    Some(super::user_cache_dir()?.join("file-digests.sqlite"))
 }
 
 /// The identity a memo entry is valid for.

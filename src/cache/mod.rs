@@ -8,6 +8,8 @@
 //!   partial (resume) area, refs (node id → last committed key) and garbage collection.
 //! - `file_digest`: blake3 of external input files, memoised by (path, inode, size, mtime).
 //! - `lock`: per-key file locks so concurrent runs never compute the same key twice.
+//! - [`user_cache_dir`]: where per-user accelerators (the digest memo, the worker's compiled
+//!   kernels) live, outside any project.
 //!
 //! Nothing here knows about YAML, the tracking DB or how stages run.
 
@@ -24,3 +26,15 @@ pub use store::{GcReport, Lookup, NodeRef, Staging, Store, StoreError};
 
 #[cfg(test)]
 mod store_tests;
+
+use std::path::PathBuf;
+
+/// The per-user cache directory of t2s: `$XDG_CACHE_HOME/t2s`, else `~/.cache/t2s` (`None`
+/// without either). It holds only accelerators that are rebuilt when missing.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("t2s"))
+}

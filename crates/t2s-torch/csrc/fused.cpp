@@ -27,8 +27,8 @@
 //
 // Every rounding step of the unfused bf16 program is kept (bf16 after gelu, after the norm,
 // after the residual add), so results equal libtorch's up to fp32 summation order. The kernels
-// are compiled once per device; `t2s_fused_compile_check` compiles them without a device (a
-// CPU machine can still check that the source is valid CUDA).
+// are compiled once per device (or loaded from fused.rs's disk cache); `t2s_fused_compile`
+// compiles them without a device (a CPU machine can still check that the source is valid CUDA).
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -38,7 +38,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <initializer_list>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -632,26 +634,42 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
 
 extern "C" {
 
+// The version of the NVRTC that compiles the kernels (part of a compiled image's cache key).
+int t2s_fused_nvrtc_version(int* major, int* minor, char** err) {
+  return t2s::guarded(err, [&] { t2s::jit::nvrtc_version(major, minor); });
+}
+
 // Compile the kernels for compute capability major.minor with NVRTC only (no device, no
-// driver): checks the source on any machine that has libnvrtc, and that the image holds every
-// entry point jit.h names (loading looks each one up; one missing turns all the kernels off).
-int t2s_fused_compile_check(int major, int minor, char** err) {
+// driver) into `*image` (`*len` bytes, malloc'ed: t2s_fused_free): a cubin, or PTX with its
+// NUL. Checks that the image holds every entry point jit.h names (loading looks each one up;
+// one missing turns all the kernels off), so a CPU machine can check the source too.
+int t2s_fused_compile(int major, int minor, char** image, size_t* len, char** err) {
   return t2s::guarded(err, [&] {
     bool is_cubin = false;
-    const std::string image = t2s::jit::compile(major, minor, &is_cubin);
+    const std::string compiled = t2s::jit::compile(major, minor, &is_cubin);
     for (const char* name : t2s::jit::kKernels) {
       // A cubin's string table ends each name with a NUL; PTX declares `.entry name(`.
       const std::string n(name);
-      if (image.find(n + '\0') == std::string::npos &&
-          image.find(".entry " + n + "(") == std::string::npos)
+      if (compiled.find(n + '\0') == std::string::npos &&
+          compiled.find(".entry " + n + "(") == std::string::npos)
         throw std::runtime_error("the compiled kernels lack the entry point " + n);
     }
+    char* out = static_cast<char*>(malloc(compiled.size()));
+    if (out == nullptr) throw std::bad_alloc();
+    memcpy(out, compiled.data(), compiled.size());
+    *image = out;
+    *len = compiled.size();
   });
 }
 
-// Compile and load the kernels for CUDA device `device` now (they otherwise load on first use).
-int t2s_fused_prepare(int device, char** err) {
-  return t2s::guarded(err, [&] { t2s::jit::prepare(static_cast<c10::DeviceIndex>(device)); });
+void t2s_fused_free(char* image) { free(image); }
+
+// Load an image t2s_fused_compile made for CUDA device `device`'s compute capability (e.g.
+// read back from the disk cache), unless the device has its kernels already.
+int t2s_fused_load(int device, const char* image, size_t len, char** err) {
+  return t2s::guarded(err, [&] {
+    t2s::jit::load(static_cast<c10::DeviceIndex>(device), std::string(image, len));
+  });
 }
 
 // y = [res +] (x * rstd) * w over the last dim, `heads` rows per token (see GemmaRmsNorm);

@@ -46,6 +46,7 @@ struct Nvrtc {
   decltype(&nvrtcGetErrorString) error_string;
   decltype(&nvrtcGetNumSupportedArchs) num_archs;
   decltype(&nvrtcGetSupportedArchs) archs;
+  decltype(&nvrtcVersion) version;
 };
 
 void* symbol(void* lib, const char* lib_name, const char* name) {
@@ -114,6 +115,7 @@ const Nvrtc& nvrtc() {
     a.error_string = reinterpret_cast<decltype(a.error_string)>(sym("nvrtcGetErrorString"));
     a.num_archs = reinterpret_cast<decltype(a.num_archs)>(sym("nvrtcGetNumSupportedArchs"));
     a.archs = reinterpret_cast<decltype(a.archs)>(sym("nvrtcGetSupportedArchs"));
+    a.version = reinterpret_cast<decltype(a.version)>(sym("nvrtcVersion"));
     return a;
   }();
   return api;
@@ -208,24 +210,34 @@ struct Module {
   CUfunction fn[KernelCount];
 };
 
-// The kernels of one device, compiled and loaded on first use.
-const Module& module_for(c10::DeviceIndex device) {
-  static std::mutex mu;
-  static std::unordered_map<int, Module> modules;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = modules.find(device);
-  if (it != modules.end()) return it->second;
+std::mutex modules_mu;
+std::unordered_map<int, Module> modules;  // per device, under modules_mu
+
+// Load `image` (a cubin, or NUL-terminated PTX) on `device` and look up every entry point.
+Module load_module(c10::DeviceIndex device, const std::string& image) {
   DeviceGuard guard(device);
   at::cuda::jit::initializeCudaContext();
-  const auto props = at::cuda::getDeviceProperties(device);
-  bool is_cubin = false;
-  const std::string image = compile_for(props->major, props->minor, &is_cubin);
   CUmodule mod = nullptr;
   cu_check(driver().load(&mod, image.data()), "cuModuleLoadData");
   Module m{};
   for (int k = 0; k < KernelCount; ++k)
     cu_check(driver().function(&m.fn[k], mod, kKernels[k]), "cuModuleGetFunction");
-  return modules.emplace(device, m).first->second;
+  return m;
+}
+
+std::string compile_for_device(c10::DeviceIndex device) {
+  DeviceGuard guard(device);
+  const auto props = at::cuda::getDeviceProperties(device);
+  bool is_cubin = false;
+  return compile_for(props->major, props->minor, &is_cubin);
+}
+
+// The kernels of one device: loaded by `load`, else compiled and loaded on first use.
+const Module& module_for(c10::DeviceIndex device) {
+  std::lock_guard<std::mutex> lock(modules_mu);
+  auto it = modules.find(device);
+  if (it != modules.end()) return it->second;
+  return modules.emplace(device, load_module(device, compile_for_device(device))).first->second;
 }
 
 }  // namespace
@@ -234,7 +246,14 @@ std::string compile(int major, int minor, bool* is_cubin) {
   return compile_for(major, minor, is_cubin);
 }
 
-void prepare(c10::DeviceIndex device) { (void)module_for(device); }
+void load(c10::DeviceIndex device, const std::string& image) {
+  std::lock_guard<std::mutex> lock(modules_mu);
+  if (modules.count(device) == 0) modules.emplace(device, load_module(device, image));
+}
+
+void nvrtc_version(int* major, int* minor) {
+  nvrtc_check(nvrtc().version(major, minor), "nvrtcVersion");
+}
 
 int multiprocessors(const at::Tensor& on) {
   return at::cuda::getDeviceProperties(on.get_device())->multiProcessorCount;

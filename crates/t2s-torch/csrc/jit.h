@@ -1,8 +1,9 @@
 // Run-time compilation and launch of csrc/fused_kernels.cu (used by fused.cpp): NVRTC (the
 // libnvrtc PyPI's torch ships, found beside torch when not on the loader's path) compiles the
-// source once per device, the CUDA driver API loads it and launches on libtorch's current
-// stream. Only out-of-line libtorch/c10 functions are called, so the object links against
-// libtorch and c10 alone.
+// source (fused.rs keeps the image on disk and hands it to `load`; a device without one
+// compiles on first launch), the CUDA driver API loads it once per device and launches on
+// libtorch's current stream. Only out-of-line libtorch/c10 functions are called, so the object
+// links against libtorch and c10 alone.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -44,8 +45,12 @@ static_assert(sizeof(kKernels) / sizeof(kKernels[0]) == KernelCount, "one name p
 // cubin when NVRTC knows the architecture, else PTX for the newest one it knows.
 std::string compile(int major, int minor, bool* is_cubin);
 
-// Compile and load the kernels for CUDA device `device` (once; later calls return at once).
-void prepare(c10::DeviceIndex device);
+// Load an image `compile` made (e.g. kept on disk) for CUDA device `device`, unless the device
+// has its kernels already. Throws when the driver rejects the image or it lacks an entry point.
+void load(c10::DeviceIndex device, const std::string& image);
+
+// The version of the NVRTC that `compile` uses.
+void nvrtc_version(int* major, int* minor);
 
 // The multiprocessors of `on`'s device (what a grid must fill).
 int multiprocessors(const at::Tensor& on);

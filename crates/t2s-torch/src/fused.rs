@@ -6,7 +6,7 @@
 //! regenerated from a seed in the backward, not stored), and the LoRA projections: `A ·
 //! dropout(x)` read straight from the bf16 input and `y + u · Bᵀ` written straight into the
 //! bf16 output (no fp32 copies of either). NVRTC compiles them at run time for the device at
-//! hand.
+//! hand, once per GPU architecture and NVRTC: [`crate::kernel_cache`] keeps the image on disk.
 //!
 //! They serve bf16 CUDA tensors only, and only after a self-check on the device: on first use
 //! the kernels are compiled and their outputs and gradients compared with libtorch's unfused
@@ -26,6 +26,7 @@ use std::sync::{Mutex, OnceLock};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
+use crate::kernel_cache::{load_kernels, KernelCache};
 
 /// The environment variable that turns the fused kernels off (`0`) or on (`1`, the default).
 pub const FUSED_ENV: &str = "T2S_FUSED";
@@ -233,12 +234,24 @@ fn cuda_bf16(x: &Tensor) -> Option<usize> {
 /// Compile the kernels for compute capability `major.minor` with NVRTC alone (no device): a
 /// check of the kernel source that runs on any machine with libnvrtc.
 pub fn compile_check(major: i32, minor: i32) -> Result<()> {
+    compile(major, minor).map(drop)
+}
+
+/// The kernels' image for compute capability `major.minor` (a cubin, or PTX where NVRTC does
+/// not know the architecture), checked to hold every entry point.
+pub fn compile(major: i32, minor: i32) -> Result<Vec<u8>> {
     #[cfg(t2s_shim)]
     {
-        // SAFETY: plain values in, error slot owned by `call`.
+        let mut image: *mut std::os::raw::c_char = std::ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: plain values in; on success the shim stored a malloc'ed buffer of `len`
+        // bytes, copied here and freed by `t2s_fused_free`.
         crate::shim::call("fused kernels NVRTC compile", |e| unsafe {
-            ffi::t2s_fused_compile_check(major, minor, e)
-        })
+            ffi::t2s_fused_compile(major, minor, &mut image, &mut len, e)
+        })?;
+        let bytes = unsafe { std::slice::from_raw_parts(image as *const u8, len) }.to_vec();
+        unsafe { ffi::t2s_fused_free(image) };
+        Ok(bytes)
     }
     #[cfg(not(t2s_shim))]
     Err(no_shim(&format!(
@@ -246,16 +259,52 @@ pub fn compile_check(major: i32, minor: i32) -> Result<()> {
     )))
 }
 
-fn prepare(index: usize) -> Result<()> {
+/// The version of the NVRTC that [`compile`] uses.
+pub fn nvrtc_version() -> Result<(i32, i32)> {
     #[cfg(t2s_shim)]
     {
-        // SAFETY: plain value in, error slot owned by `call`.
+        let (mut major, mut minor) = (0, 0);
+        // SAFETY: plain outputs, error slot owned by `call`.
+        crate::shim::call("NVRTC version", |e| unsafe {
+            ffi::t2s_fused_nvrtc_version(&mut major, &mut minor, e)
+        })?;
+        Ok((major, minor))
+    }
+    #[cfg(not(t2s_shim))]
+    Err(no_shim("NVRTC"))
+}
+
+/// Load the kernels on cuda:`index`: from the disk cache ([`crate::kernel_cache`]) where it has
+/// them for this GPU and NVRTC, else compiled now (and kept for the next worker).
+fn prepare(index: usize) -> Result<()> {
+    let (major, minor) = crate::shim::device_info(index)
+        .map(|info| info.capability)
+        .ok_or_else(|| ModelError::Input(format!("cuda:{index}: no compute capability")))?;
+    let key = KernelCache::key((major, minor), nvrtc_version()?);
+    load_kernels(
+        KernelCache::from_env().as_ref(),
+        &key,
+        || compile(major, minor),
+        |image| load(index, image),
+        |warning| crate::events::Events.log("warn", warning),
+    )
+    .map(drop)
+}
+
+/// Load `image` (from [`compile`]) on cuda:`index`.
+fn load(index: usize, image: &[u8]) -> Result<()> {
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: the slice outlives the call, which copies it; error slot owned by `call`.
         crate::shim::call("fused kernels load", |e| unsafe {
-            ffi::t2s_fused_prepare(index as i32, e)
+            ffi::t2s_fused_load(index as i32, image.as_ptr().cast(), image.len(), e)
         })
     }
     #[cfg(not(t2s_shim))]
-    Err(no_shim(&format!("the fused kernels on cuda:{index}")))
+    {
+        let _ = image;
+        Err(no_shim(&format!("the fused kernels on cuda:{index}")))
+    }
 }
 
 /// Gemma's RMSNorm of bf16 `x` over its last dim `D`, `(x · rsqrt(mean(x²) + eps)) · w` in
@@ -767,8 +816,25 @@ fn no_shim(what: &str) -> ModelError {
 mod ffi {
     use std::os::raw::{c_char, c_int, c_longlong, c_void};
     extern "C" {
-        pub fn t2s_fused_compile_check(major: c_int, minor: c_int, err: *mut *mut c_char) -> c_int;
-        pub fn t2s_fused_prepare(device: c_int, err: *mut *mut c_char) -> c_int;
+        pub fn t2s_fused_nvrtc_version(
+            major: *mut c_int,
+            minor: *mut c_int,
+            err: *mut *mut c_char,
+        ) -> c_int;
+        pub fn t2s_fused_compile(
+            major: c_int,
+            minor: c_int,
+            image: *mut *mut c_char,
+            len: *mut usize,
+            err: *mut *mut c_char,
+        ) -> c_int;
+        pub fn t2s_fused_free(image: *mut c_char);
+        pub fn t2s_fused_load(
+            device: c_int,
+            image: *const c_char,
+            len: usize,
+            err: *mut *mut c_char,
+        ) -> c_int;
         pub fn t2s_fused_rms_norm(
             x: *mut c_void,
             w: *mut c_void,

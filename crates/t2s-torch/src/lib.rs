@@ -13,6 +13,7 @@ pub mod fused;
 pub mod gemma3;
 pub mod generate;
 pub mod jobs;
+pub mod kernel_cache;
 pub mod linear;
 pub mod lora;
 pub mod profile;

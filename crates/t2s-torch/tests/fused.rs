@@ -36,6 +36,50 @@ fn kernel_source_compiles_with_nvrtc_for_ampere_and_hopper() {
     }
 }
 
+/// What a GPU worker does at start, minus the driver: the image NVRTC compiles goes to the
+/// disk cache once the loader has taken it, and the next worker loads the same bytes from there
+/// without compiling.
+#[test]
+fn compiled_kernels_round_trip_through_the_disk_cache() {
+    use t2s_torch::kernel_cache::{load_kernels, KernelCache, Origin};
+    let nvrtc = match fused::nvrtc_version() {
+        Ok(v) => v,
+        Err(e)
+            if e.to_string()
+                .contains("needs a worker built with the CUDA shim") =>
+        {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    assert!(nvrtc.0 >= 12, "NVRTC {nvrtc:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = KernelCache::new(dir.path());
+    let key = KernelCache::key((9, 0), nvrtc);
+    let loaded = std::cell::RefCell::new(Vec::new());
+    let load = |image: &[u8]| {
+        // sm_90 is an architecture NVRTC 12+ knows: a cubin, an ELF file.
+        assert_eq!(&image[..4], b"\x7fELF", "not a cubin");
+        loaded.borrow_mut().push(image.to_vec());
+        Ok(())
+    };
+    let warn = |w: String| panic!("{w}");
+    let first = load_kernels(Some(&cache), &key, || fused::compile(9, 0), load, warn).unwrap();
+    let second = load_kernels(
+        Some(&cache),
+        &key,
+        || panic!("compiled although the cache has the image"),
+        load,
+        warn,
+    )
+    .unwrap();
+    assert_eq!((first, second), (Origin::Compiled, Origin::Cached));
+    let loaded = loaded.borrow();
+    assert_eq!(loaded[0], loaded[1]);
+    assert_eq!(cache.read(&key).as_ref(), Some(&loaded[0]));
+}
+
 #[test]
 fn the_cpu_is_never_served() {
     let x = Tensor::zeros([2, 8], (Kind::BFloat16, Device::Cpu));

@@ -93,6 +93,36 @@ fn doctor_reports_libtorch_and_devices() {
 }
 
 #[test]
+fn doctor_says_where_compiled_kernels_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = spec("doctor", json!({}), &[]);
+    let kept = dir.path().join("kernels");
+    let named = run_job_with(
+        dir.path(),
+        &doctor,
+        &[("T2S_KERNEL_CACHE", Some(kept.to_str().unwrap()))],
+    );
+    assert_eq!(
+        named.result()["kernel_cache"],
+        json!(kept.to_str().unwrap())
+    );
+    let xdg = run_job_with(
+        dir.path(),
+        &doctor,
+        &[
+            ("T2S_KERNEL_CACHE", None),
+            ("XDG_CACHE_HOME", Some(dir.path().to_str().unwrap())),
+        ],
+    );
+    assert_eq!(
+        xdg.result()["kernel_cache"],
+        json!(dir.path().join("t2s/kernels").to_str().unwrap())
+    );
+    let off = run_job_with(dir.path(), &doctor, &[("T2S_KERNEL_CACHE", Some("off"))]);
+    assert_eq!(off.result()["kernel_cache"], Value::Null);
+}
+
+#[test]
 fn the_sdpa_cudnn_switch_is_applied_and_a_bad_value_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let doctor = spec("doctor", json!({}), &[]);

@@ -47,5 +47,8 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
         "sdpa_cudnn": crate::shim::sdpa_cudnn_enabled(),
         // The SDPA backends libtorch may use (T2S_SDPA=flash,cudnn,... restricts them).
         "sdpa_backends": crate::shim::sdpa_backends(),
+        // Where compiled fused kernels are kept between workers (T2S_KERNEL_CACHE; null: off).
+        "kernel_cache": crate::kernel_cache::KernelCache::from_env()
+            .map(|c| c.dir().display().to_string()),
     }))
 }
