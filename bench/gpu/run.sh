@@ -3,9 +3,14 @@
 # Prepared here by bench/gpu/prepare.sh (release binaries into .gpu/); run there as
 #   bash bench/gpu/run.sh            (results under $OUT)
 # Results: at most 8 files under $OUT (doctor, memory, train_peer, train_t2s, train.err,
-# generate, parity, pipeline). Side by side on the same GPU: HF transformers + PEFT vs t2s for LoRA training throughput
-# (Gemma-3-1B shape, random weights) and batched greedy generation; plus doctor and the
-# quickstart pipeline on CUDA (RUN_PIPELINE=0 skips it; PIPELINE=pipelines/smoke.yaml for the toy one;
+# generate, parity, pipeline). In this order, each section's timeout capped by what is left of
+# BUDGET (what has not run by then is skipped, and what ran comes back): doctor; the quickstart
+# pipeline on CUDA with the parity tests beside it; batched greedy generation, HF `generate`
+# against t2s (1,000 prompts); LoRA training throughput (Gemma-3-1B shape, random weights),
+# transformers + PEFT against t2s at the peer's batch (also with the LoRA kernels' splits fixed)
+# and t2s at 4× that batch. Estimated at ~7 minutes on an H200 from the sections' earlier times
+# (not yet run in this order): BUDGET=560 fits one device call. Options: the quickstart
+# (RUN_PIPELINE=0 skips it; PIPELINE=pipelines/smoke.yaml for the toy one;
 # PIPE_ARGS adds `t2s run` arguments, e.g. PIPE_ARGS="--set base.dtype=float32" trains the
 # quickstart's base in fp32: does the bf16 base cost the GPU quickstart its accuracy?).
 set -uo pipefail
@@ -40,6 +45,38 @@ with_gpu_mem() {
 } > "$OUT/doctor.txt" 2>&1
 echo "doctor done"; tail -12 "$OUT/doctor.txt"
 
+# --- Parity on CUDA and a pipeline end to end, side by side (neither is timed against a peer).
+# Parity: the model crate's parity/generation/LoRA/training-loop tests with T2S_TEST_DEVICE=cuda (fp32 at the
+# CPU tolerance, bf16 at its stated one), test binaries built by prepare.sh.
+run_parity() {
+  export T2S_REPO_ROOT=$PWD PYTHONUNBUFFERED=1
+  for t in .gpu/tests/parity-* .gpu/tests/generate-* .gpu/tests/lora-* .gpu/tests/train_parity-*; do
+    [ -x "$t" ] || continue
+    echo "== $t" >> "$OUT/parity.txt"
+    T2S_TEST_DEVICE=cuda timeout "$(cap ${PARITY_TIMEOUT:-150})" "$t" --nocapture --test-threads 1 >> "$OUT/parity.txt" 2>&1
+    echo "rc=$?" >> "$OUT/parity.txt"
+  done
+}
+if [ "${SKIP_PARITY:-0}" != 1 ] && has_time parity; then run_parity & parity_pid=$!; fi
+if [ "${RUN_PIPELINE:-1}" = 1 ] && has_time pipeline; then
+  root=/tmp/t2s-pipe; mkdir -p $root
+  ( cd $root && time timeout "$(cap ${PIPE_TIMEOUT:-400})" "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/quickstart.yaml}" ${PIPE_ARGS:-} ) > "$OUT/pipeline.txt" 2>&1
+  # The report's headline table, when the pipeline got that far.
+  find $root -name 'report.md' -newer /tmp/t2s-doctor.json -exec head -40 {} \; >> "$OUT/pipeline.txt" 2>/dev/null
+  echo "pipeline:"; grep -E "ran in|failed|error|real" "$OUT/pipeline.txt" | tail -24
+fi
+[ -n "${parity_pid:-}" ] && wait "$parity_pid"
+[ -f "$OUT/parity.txt" ] && { echo "parity:"; grep -E "^test |test result|rc=" "$OUT/parity.txt" | tail -40; }
+
+# --- Batched greedy generation: 1,000 gretel-length prompts, 128 new tokens max ----------
+if [ "${SKIP_GEN:-0}" != 1 ] && has_time generation; then
+  # graph: the decode step captured as a CUDA graph; dynamic: op by op (the previous default).
+  WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=${GEN_N:-1000} BATCH=${GEN_BATCH:-128} MAX_NEW=128 \
+    DECODERS="${GEN_DECODERS:-graph dynamic}" \
+    timeout "$(cap ${GEN_TIMEOUT:-260})" bash bench/generate.sh > "$OUT/generate.txt" 2>&1
+  echo "generation:"; grep -E "ratio|Error|error" "$OUT/generate.txt" | tail -6
+fi
+
 # --- LoRA training throughput, Gemma-3-1B shape, r=$RANK on q/k/v/o -------------------------
 if [ "${SKIP_TRAIN:-0}" != 1 ] && has_time train; then
 with_gpu_mem peer_train timeout "$(cap ${TRAIN_TIMEOUT:-150})" python3 bench/peers/peer_lora_train.py --shape gemma3-1b --rank "$RANK" \
@@ -67,8 +104,15 @@ if ours.get("tokens_per_s") and peer.get("tokens_per_s"):
     print(f"ratio t2s/peer tokens/s: {ours['tokens_per_s']/peer['tokens_per_s']:.2f}x")
 print("memory:", mem)
 PY
+# The same with the LoRA kernels' reduction splits fixed at 256 (T2S_LORA_SPLIT) instead of
+# sized to fill the GPU: what the sizing gives at the peer's batch.
+if has_time "train fixed splits"; then
+  T2S_LORA_SPLIT=256 timeout "$(cap ${TRAIN_TIMEOUT:-150})" "$W" /tmp/t2s-bench-train.json > /tmp/train_fixed.jsonl 2>> "$OUT/train.err"
+  echo "{\"fixed_splits\": $(tail -1 /tmp/train_fixed.jsonl)}" >> "$OUT/train_t2s.jsonl"
+  echo "t2s train, batch $BATCH, splits fixed at 256: $(tail -1 /tmp/train_fixed.jsonl)"
+fi
 # The same at larger batches (t2s only): how far a larger token batch lifts MFU.
-for big in ${BIG_BATCHES:-$((BATCH * 2)) $((BATCH * 4))}; do
+for big in ${BIG_BATCHES:-$((BATCH * 4))}; do
   has_time "train batch $big" || break
   sed "s/\"batch\": $BATCH/\"batch\": $big/" /tmp/t2s-bench-train.json > /tmp/t2s-bench-train-big.json
   timeout "$(cap ${TRAIN_TIMEOUT:-150})" "$W" /tmp/t2s-bench-train-big.json > /tmp/train_big.jsonl 2>> "$OUT/train.err"
@@ -77,35 +121,4 @@ for big in ${BIG_BATCHES:-$((BATCH * 2)) $((BATCH * 4))}; do
 done
 fi
 
-# --- Batched greedy generation: 1,000 gretel-length prompts, 128 new tokens max ----------
-if [ "${SKIP_GEN:-0}" != 1 ] && has_time generation; then
-  # graph: the decode step captured as a CUDA graph; dynamic: op by op (the previous default).
-  WORK=/tmp/t2s-gen DEVICE=cuda SHAPE=gemma3-1b N=${GEN_N:-1000} BATCH=${GEN_BATCH:-128} MAX_NEW=128 \
-    DECODERS="${GEN_DECODERS:-graph dynamic}" \
-    timeout "$(cap ${GEN_TIMEOUT:-260})" bash bench/generate.sh > "$OUT/generate.txt" 2>&1
-  echo "generation:"; grep -E "ratio|Error|error" "$OUT/generate.txt" | tail -6
-fi
-
-# --- Parity on CUDA and a pipeline end to end, side by side (neither is timed against a peer).
-# Parity: the model crate's parity/generation/LoRA/training-loop tests with T2S_TEST_DEVICE=cuda (fp32 at the
-# CPU tolerance, bf16 at its stated one), test binaries built by prepare.sh.
-run_parity() {
-  export T2S_REPO_ROOT=$PWD PYTHONUNBUFFERED=1
-  for t in .gpu/tests/parity-* .gpu/tests/generate-* .gpu/tests/lora-* .gpu/tests/train_parity-*; do
-    [ -x "$t" ] || continue
-    echo "== $t" >> "$OUT/parity.txt"
-    T2S_TEST_DEVICE=cuda timeout "$(cap ${PARITY_TIMEOUT:-150})" "$t" --nocapture --test-threads 1 >> "$OUT/parity.txt" 2>&1
-    echo "rc=$?" >> "$OUT/parity.txt"
-  done
-}
-if [ "${SKIP_PARITY:-0}" != 1 ] && has_time parity; then run_parity & parity_pid=$!; fi
-if [ "${RUN_PIPELINE:-1}" = 1 ] && has_time pipeline; then
-  root=/tmp/t2s-pipe; mkdir -p $root
-  ( cd $root && time timeout "$(cap ${PIPE_TIMEOUT:-400})" "$OLDPWD/.gpu/t2s" run "$OLDPWD/${PIPELINE:-pipelines/quickstart.yaml}" ${PIPE_ARGS:-} ) > "$OUT/pipeline.txt" 2>&1
-  # The report's headline table, when the pipeline got that far.
-  find $root -name 'report.md' -newer /tmp/t2s-doctor.json -exec head -40 {} \; >> "$OUT/pipeline.txt" 2>/dev/null
-  echo "pipeline:"; grep -E "ran in|failed|error|real" "$OUT/pipeline.txt" | tail -24
-fi
-[ -n "${parity_pid:-}" ] && wait "$parity_pid"
-[ -f "$OUT/parity.txt" ] && { echo "parity:"; grep -E "^test |test result|rc=" "$OUT/parity.txt" | tail -40; }
 date -u
