@@ -19,9 +19,10 @@
 //     and back the masked sum over the copies, cast to bf16, with the masks regenerated from a
 //     seed (unfused: dropout backward, a sum, a cast).
 //   * The LoRA down-projection u = A · dropout(x) of the adapters sharing a bf16 input, read
-//     straight from it with the masks applied on the fly: no fp32 copy of x is written, kept
-//     or read, forward or backward (one kernel forward, two back: the input's gradient summed
-//     over the adapters in bf16, and A's per split of the tokens), and the up-projection
+//     straight from it with the masks applied on the fly (drawn once as bits, 1/16 of x's
+//     size per adapter): no fp32 copy of x is written, kept or read, forward or backward (a
+//     mask kernel and one kernel forward, two back: the input's gradient summed over the
+//     adapters in bf16, and A's per split of the tokens), and the up-projection
 //     bf16(y + u · Bᵀ) into the base output without the fp32 deltas (one kernel forward; back,
 //     u's gradient and B's per split of the tokens, both from the bf16 output gradient).
 //
@@ -402,9 +403,10 @@ struct LoraGeometry {
 
 // The LoRA down-projection of a bf16 input shared by n adapters (t2s_lora_down_*): u [n, T, r]
 // fp32 with u[c] = (keep_c ⊙ fp32(x) / (1 − p)) · A[c]ᵀ, x viewed as [T, D] and A [n, r, D]
-// fp32 (p = 0: no dropout). The masks are those LoraDropout draws from the same seed; the
-// backward regenerates them. Saved for the backward: x in bf16 and A, not the dropped fp32
-// copies [n, T, D] the unfused program keeps.
+// fp32 (p = 0: no dropout). The masks are those LoraDropout draws from the same seed, drawn
+// once as bits [n, T, ceil(D / 32)] (t2s_lora_mask) that the forward and both backward
+// kernels read. Saved for the backward: x in bf16, A and the bits (1/16 of x's size for each
+// adapter), not the dropped fp32 copies [n, T, D] the unfused program keeps.
 struct LoraDown : public torch::autograd::Function<LoraDown> {
   using G = LoraGeometry;
 
@@ -425,16 +427,26 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     const at::Tensor ac = a.contiguous();
     const int64_t T = xc.size(0);
     at::Tensor u;
+    // No dropout: an empty placeholder (autograd's saved tensors and apply want defined ones).
+    at::Tensor bits = at::empty({0}, xc.options().dtype(at::kInt));
     if (T > 0 && D > 0) {
+      Args l(p, seed, T, D, n, r);
+      if (p > 0.0) {
+        bits = at::empty({n, T, l.W}, xc.options().dtype(at::kInt));
+        void* bp = bits.data_ptr();
+        void* args[] = {&l.T, &l.D, &l.W, &l.seed, &l.p, &bp};
+        launch(xc, Kernel::LoraMask,
+               dim3(G::blocks(T * l.W, 256), static_cast<unsigned>(n)), dim3(256), args);
+      }
       const unsigned token_blocks = G::blocks(T, G::row_tokens(r));
       int split = static_cast<int>(G::split(D, token_blocks * n, xc));
       const int64_t S = G::splits(D, split);
       auto partial = at::empty({S, n, T, r}, xc.options().dtype(at::kFloat));
-      Args l(p, seed, T, D, n, r);
       const void* xp = xc.data_ptr();
       const void* ap = ac.data_ptr();
+      const void* bp = mask_bits(bits);
       void* pp = partial.data_ptr();
-      void* args[] = {&xp, &l.T, &l.D, &l.r, &ap, &l.seed, &l.p, &l.scale, &split, &pp};
+      void* args[] = {&xp, &l.T, &l.D, &l.r, &ap, &bp, &l.W, &l.scale, &split, &pp};
       launch(xc, Kernel::LoraDownFwd,
              dim3(token_blocks, static_cast<unsigned>(n), static_cast<unsigned>(S)), dim3(256),
              args);
@@ -442,9 +454,8 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     } else {
       u = at::zeros({n, T, r}, xc.options().dtype(at::kFloat));
     }
-    ctx->save_for_backward({xc, ac});
+    ctx->save_for_backward({xc, ac, bits});
     ctx->saved_data["p"] = p;
-    ctx->saved_data["seed"] = seed;
     ctx->saved_data["sizes"] = x.sizes().vec();
     return u;
   }
@@ -454,19 +465,21 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     const at::Tensor none;
     if (!grads[0].defined()) return {none, none, none, none};
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &xc = saved[0], &ac = saved[1];
+    const at::Tensor &xc = saved[0], &ac = saved[1], &bits = saved[2];
     const at::Tensor du = grads[0].to(at::kFloat).contiguous();
     DeviceGuard guard(du.device());
     const int64_t T = xc.size(0), D = xc.size(1), n = ac.size(0), r = ac.size(1);
-    Args l(ctx->saved_data["p"].toDouble(), ctx->saved_data["seed"].toInt(), T, D, n, r);
+    Args l(ctx->saved_data["p"].toDouble(), 0, T, D, n, r);
     const void* dup = du.data_ptr();
+    const void* bp = mask_bits(bits);
     at::Tensor dx, da;
     if (ctx->needs_input_grad(0)) {
-      dx = at::zeros({T, D}, xc.options());
+      // Every element is written by the kernel (or there are none).
+      dx = at::empty({T, D}, xc.options());
       if (T > 0 && D > 0) {
         const void* ap = ac.data_ptr();
         void* dxp = dx.data_ptr();
-        void* args[] = {&dup, &ap, &l.T, &l.D, &l.n, &l.r, &l.seed, &l.p, &l.scale, &dxp};
+        void* args[] = {&dup, &ap, &l.T, &l.D, &l.n, &l.r, &bp, &l.W, &l.scale, &dxp};
         launch(du, Kernel::LoraDownDx, dim3(G::blocks(T, 32), G::blocks(D, 128)), dim3(256),
                args);
       }
@@ -480,7 +493,7 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
         auto partial = at::empty({S, n, r, D}, du.options());
         const void* xp = xc.data_ptr();
         void* pp = partial.data_ptr();
-        void* args[] = {&dup, &xp, &l.T, &l.D, &l.r, &span, &l.seed, &l.p, &l.scale, &pp};
+        void* args[] = {&dup, &xp, &l.T, &l.D, &l.r, &span, &bp, &l.W, &l.scale, &pp};
         launch(du, Kernel::LoraDownDa,
                dim3(column_blocks, static_cast<unsigned>(n), static_cast<unsigned>(S)),
                dim3(256), args);
@@ -492,10 +505,15 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     return {dx, da, none, none};
   }
 
-  // The kernels' scalar arguments, in the types they take.
+  // The mask bits the kernels take: null for the no-dropout placeholder.
+  static const void* mask_bits(const at::Tensor& bits) {
+    return bits.numel() > 0 ? bits.data_ptr() : nullptr;
+  }
+
+  // The kernels' scalar arguments, in the types they take (W: words of mask bits a row).
   struct Args {
     long long T;
-    int D, n, r;
+    int D, n, r, W;
     unsigned long long seed;
     float p, scale;
     Args(double p_, int64_t seed_, int64_t T_, int64_t D_, int64_t n_, int64_t r_)
@@ -503,6 +521,7 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
           D(static_cast<int>(D_)),
           n(static_cast<int>(n_)),
           r(static_cast<int>(r_)),
+          W(static_cast<int>((D_ + 31) / 32)),
           seed(static_cast<unsigned long long>(seed_)),
           p(static_cast<float>(p_)),
           scale(static_cast<float>(1.0 / (1.0 - p_))) {}

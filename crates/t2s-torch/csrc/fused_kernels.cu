@@ -368,7 +368,8 @@ __device__ __forceinline__ unsigned int lora_mix32(unsigned int x) {
 // is kept when a hash of (seed, c, d, t) is at least p. Counter-based, so the backward
 // regenerates the masks instead of storing them. The hash is a key per copy and column (loop
 // invariant where a thread keeps its column, hoisted by the compiler) and one 32-bit mix per
-// element: the LoRA kernels regenerate masks three times, so the per-element cost counts.
+// element: the per-element cost counts (the LoRA projections draw their masks once a step as
+// bits, t2s_lora_mask, which their forward and backward read).
 // 24 bits make the uniform draw.
 __device__ __forceinline__ bool lora_keep(unsigned long long seed, int c, long long t, int d,
                                           float p) {
@@ -418,14 +419,17 @@ extern "C" __global__ void t2s_lora_drop_bwd(const float* __restrict__ g, long l
 // the same seed: element (t, d) of copy c kept by lora_keep(seed, c, t, d, p); p = 0:
 // no dropout, no hash, scale 1) and its A[c] [r, D] (A contiguous [n, r, D]). Up: out =
 // bf16(fp32(y) + u[c] · B[c]ᵀ) over adapter c's columns [off[c], off[c + 1]) of the output y
-// [T, O] (B the adapters' [out_c, r] stacked [O, r]). Unfused, the dropped copies [n, T, D] are
+// [T, O] (B the adapters' [out_c, r] stacked [O, r]). With dropout, t2s_lora_mask draws the
+// masks once a step as bits [n, T, ceil(D / 32)] (lora_keep, the same as t2s_lora_drop_fwd's),
+// which the three down kernels read. Unfused, the dropped copies [n, T, D] are
 // written, read by a GEMM, kept, read again and their gradient written and read, and the fp32
 // deltas [T, O] written, concatenated and read, their gradient an fp32 copy read twice.
 //
 // These are small GEMMs (r ≤ 128 columns) on fp32 CUDA cores, so each thread keeps a 4 × 4
 // tile of results in registers and reads its operands as float4 from shared memory, one of
 // the two the same for the whole warp (a broadcast): ~8 FMAs per shared-memory load. A mask
-// is hashed once per element and kernel, where the element is staged. Reductions over tokens
+// is hashed once per element and step, by t2s_lora_mask (hashed in each of the three down
+// kernels instead, at r = 16 the hashes cost about as many instructions as the products). Reductions over tokens
 // or over columns are split across blocks into partial sums the host adds in a fixed order
 // (deterministic, no atomics); the host sizes the splits so the grid fills the GPU. All
 // kernels take blocks of 256 threads; r ≤ 128, n · r ≤ 128 (down) and n ≤ 4 with offsets that
@@ -453,11 +457,34 @@ __device__ __forceinline__ void lora_fma4x4(float acc[4][4], float4 a, float4 b)
     for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
 }
 
-// fp32(x[t][d]) · scale where copy c keeps (t, d), else 0.
-__device__ __forceinline__ float lora_dropped(const bf16_t* __restrict__ x, int D, int c,
-                                              long long t, int d, unsigned long long seed,
-                                              float p, float scale) {
-  if (p > 0.0f && !lora_keep(seed, c, t, d, p)) return 0.0f;
+// The dropout masks of the n adapters sharing an input [T, D] as bits [n, T, W], W =
+// ceil(D / 32): bit b of word w of row (c, t) is set where copy c keeps (t, 32·w + b)
+// (lora_keep), bits past D clear. One word a thread. Grid (ceil(T·W / 256), n).
+extern "C" __global__ void t2s_lora_mask(long long T, int D, int W, unsigned long long seed,
+                                         float p, unsigned int* __restrict__ bits) {
+  const int c = blockIdx.y;
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= T * W) return;
+  const long long t = i / W;
+  const int d0 = 32 * (int)(i % W);
+  unsigned int word = 0;
+  for (int b = 0; b < 32; ++b)
+    if (d0 + b < D && lora_keep(seed, c, t, d0 + b, p)) word |= 1u << b;
+  bits[(long long)c * T * W + i] = word;
+}
+
+// The word of t2s_lora_mask's bits that holds columns 32·(d / 32) + 0..31 of copy c's token t.
+__device__ __forceinline__ unsigned int lora_mask_word(const unsigned int* __restrict__ bits,
+                                                       long long T, int W, int c, long long t,
+                                                       int d) {
+  return bits[((long long)c * T + t) * W + (d >> 5)];
+}
+
+// fp32(x[t][d]) · scale where copy c keeps (t, d) (every element without bits), else 0.
+__device__ __forceinline__ float lora_dropped(const bf16_t* __restrict__ x, int D,
+                                              const unsigned int* __restrict__ bits, long long T,
+                                              int W, int c, long long t, int d, float scale) {
+  if (bits != nullptr && !(lora_mask_word(bits, T, W, c, t, d) >> (d & 31) & 1u)) return 0.0f;
   return bf2f(x[t * D + d]) * scale;
 }
 
@@ -611,13 +638,15 @@ struct LoraAdapterOfColumn {
   __device__ int operator()(int k) const { return lora_part(parts, n, k) * r; }
 };
 
+// Copy c of the dropped input: the bits of t2s_lora_mask (null: no dropout), x [T, D].
 struct LoraDroppedX {
   const bf16_t* x;
-  int D, c;
-  unsigned long long seed;
-  float p, scale;
+  const unsigned int* bits;
+  long long T;
+  int D, W, c;
+  float scale;
   __device__ float operator()(long long t, int d) const {
-    return lora_dropped(x, D, c, t, d, seed, p, scale);
+    return lora_dropped(x, D, bits, T, W, c, t, d, scale);
   }
 };
 
@@ -626,11 +655,11 @@ struct LoraDroppedX {
 // 13.0: 64 registers, no spills; 72 and 3 blocks unbounded).
 extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 4)
     t2s_lora_down_fwd(const bf16_t* __restrict__ x, long long T, int D, int r,
-                      const float* __restrict__ A, unsigned long long seed, float p, float scale,
-                      int split, float* __restrict__ partial) {
+                      const float* __restrict__ A, const unsigned int* __restrict__ bits, int W,
+                      float scale, int split, float* __restrict__ partial) {
   const int c = blockIdx.y, n = gridDim.y;
   const long long s = blockIdx.z;
-  const LoraDroppedX src{x, D, c, seed, p, scale};
+  const LoraDroppedX src{x, bits, T, D, W, c, scale};
   const LoraRowsOf w{A + (long long)c * r * D, D};
   const int lo = (int)s * split;
   const int hi = lo + split < D ? lo + split : D;
@@ -641,12 +670,12 @@ extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 4)
 // through every adapter, summed and rounded once. Grid (ceil(T / 32), ceil(D / 128)): thread i
 // owns tokens 4·(i / 32) + 0..3 and columns 4·(i % 32) + 0..3; a warp shares its tokens (du
 // read as a broadcast). Per adapter, A's rows come in steps of 16. Bounded to 3 blocks a
-// multiprocessor (sm_90, NVRTC 13.0: 80 registers, 16 bytes spilled; 96 and 2 blocks
-// unbounded, and 147, one block of 8 warps, before the masks were drawn as bits).
+// multiprocessor (sm_90, NVRTC 13.0: 80 registers, 16 bytes spilled; 4 blocks would spill 72;
+// 147 registers, one block of 8 warps, when it hashed its masks beside both tiles).
 extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 3)
     t2s_lora_down_dx(const float* __restrict__ du, const float* __restrict__ A, long long T,
-                     int D, int n, int r, unsigned long long seed, float p, float scale,
-                     bf16_t* __restrict__ dx) {
+                     int D, int n, int r, const unsigned int* __restrict__ bits, int W,
+                     float scale, bf16_t* __restrict__ dx) {
   __shared__ __align__(16) float as[16][128];
   __shared__ __align__(16) float ust[16][32];
   const int tid = threadIdx.x, cg = tid % 32, tg = tid / 32;
@@ -656,17 +685,17 @@ extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 3)
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 4; ++j) total[i][j] = 0.0f;
   for (int c = 0; c < n; ++c) {
-    // The adapter's mask over this thread's 16 elements as bits, drawn before its tile of
-    // products is live (drawn after, beside both tiles, the hashes took the kernel to 147
-    // registers a thread: one block a multiprocessor).
+    // The adapter's mask over this thread's 16 elements, taken before its tile of products
+    // is live: its 4 columns of a token sit in one word (d0 is a multiple of 4).
     unsigned keep = 0;
-    for (int i = 0; i < 4; ++i)
-      for (int j = 0; j < 4; ++j) {
-        const long long t = t0 + 4 * tg + i;
-        const int d = d0 + j;
-        if (t < T && d < D && (p <= 0.0f || lora_keep(seed, c, t, d, p)))
-          keep |= 1u << (4 * i + j);
-      }
+    for (int i = 0; i < 4; ++i) {
+      const long long t = t0 + 4 * tg + i;
+      if (t >= T || d0 >= D) continue;
+      const unsigned word =
+          bits != nullptr ? lora_mask_word(bits, T, W, c, t, d0) >> (d0 & 31) : 0xfu;
+      for (int j = 0; j < 4; ++j)
+        if (d0 + j < D && (word >> j & 1u)) keep |= 1u << (4 * i + j);
+    }
     float g[4][4];
     for (int i = 0; i < 4; ++i)
       for (int j = 0; j < 4; ++j) g[i][j] = 0.0f;
@@ -698,14 +727,16 @@ extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 3)
 
 // The gradient of A per split of the tokens: partial [S, n, r, D], S = ceil(T / span), with
 // partial[s][c] = Σ over the split's tokens of du[c][t]ᵀ ⊗ (keep_c ⊙ fp32(x[t]) · scale); the
-// caller sums over s. Grid (ceil(D / lora_row_tokens(r)), n, S).
-extern "C" __global__ void t2s_lora_down_da(const float* __restrict__ du,
-                                            const bf16_t* __restrict__ x, long long T, int D,
-                                            int r, long long span, unsigned long long seed,
-                                            float p, float scale, float* __restrict__ partial) {
+// caller sums over s. Grid (ceil(D / lora_row_tokens(r)), n, S). Bounded to 4 blocks a
+// multiprocessor (NVRTC 13.0: 64 registers, no spills; unbounded 63 on sm_90 and 69, 3 blocks,
+// on sm_80).
+extern "C" __global__ void __launch_bounds__(T2S_LORA_THREADS, 4)
+    t2s_lora_down_da(const float* __restrict__ du, const bf16_t* __restrict__ x, long long T,
+                     int D, int r, long long span, const unsigned int* __restrict__ bits, int W,
+                     float scale, float* __restrict__ partial) {
   const int c = blockIdx.y, n = gridDim.y;
   const long long s = blockIdx.z;
-  const LoraDroppedX src{x, D, c, seed, p, scale};
+  const LoraDroppedX src{x, bits, T, D, W, c, scale};
   const LoraRanks u{du, T, r};
   const LoraOneAdapter qbase{c * r};
   const long long t_begin = s * span;

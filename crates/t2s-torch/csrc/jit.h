@@ -19,8 +19,8 @@ namespace t2s::jit {
 inline constexpr const char* kKernels[] = {
     "t2s_rms_fwd",     "t2s_rms_bwd",     "t2s_gelu_gate_fwd", "t2s_gelu_gate_bwd",
     "t2s_qk_rope_fwd", "t2s_qk_rope_bwd", "t2s_ce_rows",       "t2s_lora_drop_fwd",
-    "t2s_lora_drop_bwd", "t2s_lora_down_fwd", "t2s_lora_down_dx", "t2s_lora_down_da",
-    "t2s_lora_up_fwd",   "t2s_lora_up_du",    "t2s_lora_up_db"};
+    "t2s_lora_drop_bwd", "t2s_lora_mask",     "t2s_lora_down_fwd", "t2s_lora_down_dx",
+    "t2s_lora_down_da",  "t2s_lora_up_fwd",   "t2s_lora_up_du",    "t2s_lora_up_db"};
 enum Kernel {
   RmsFwd,
   RmsBwd,
@@ -31,6 +31,7 @@ enum Kernel {
   CeRows,
   LoraDropFwd,
   LoraDropBwd,
+  LoraMask,
   LoraDownFwd,
   LoraDownDx,
   LoraDownDa,

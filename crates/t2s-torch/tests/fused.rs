@@ -857,6 +857,26 @@ fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64, s
             .mean(Kind::Float)
             .double_value(&[]);
         assert!((rate - (1.0 - p)).abs() < 0.05, "keep rate {rate} ({what})");
+        // The bits the three kernels read: the dropout kernel's masks, clear past column D.
+        let words: Vec<u32> = std::fs::read(path("bits.bin"))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+            .collect();
+        let w = (d + 31) / 32;
+        assert_eq!(words.len() as i64, n * t * w, "mask words ({what})");
+        let keep = Vec::<u8>::try_from(keep.to_kind(Kind::Uint8).flatten(0, -1)).unwrap();
+        for (row, row_words) in words.chunks_exact(w as usize).enumerate() {
+            for col in 0..32 * w {
+                let bit = row_words[(col / 32) as usize] >> (col % 32) & 1;
+                let want = if col < d {
+                    u32::from(keep[row * d as usize + col as usize])
+                } else {
+                    0
+                };
+                assert_eq!(bit, want, "mask bit of row {row}, column {col} ({what})");
+            }
+        }
     }
 }
 

@@ -19,7 +19,8 @@
 //   emulate down <dir> <T> <D> <n> <r> <seed> <p> <span> <split>
 //     reads  dir/x.bin (bf16 [T, D]), a.bin (f32 [n, r, D]), du.bin (f32 [n, T, r]); writes
 //     u.bin (f32 [ceil(D / split), n, T, r]: per split of the columns), dx.bin (bf16 [T, D]),
-//     da.bin (f32 [ceil(T / span), n, r, D]: per split of the tokens), partial sums the host adds
+//     da.bin (f32 [ceil(T / span), n, r, D]: per split of the tokens), partial sums the host adds,
+//     and with dropout (p > 0) bits.bin (u32 [n, T, ceil(D / 32)]: the masks the three read)
 //   emulate up <dir> <T> <O> <r> <span> <split> <off_0> ... <off_n>
 //     reads  dir/y.bin (bf16 [T, O]), u.bin (f32 [n, T, r]), b.bin (f32 [O, r]), g.bin (bf16
 //     [T, O]); writes out.bin (bf16 [T, O]), du.bin (f32 [ceil(widest / split), n, T, r]: per
@@ -264,24 +265,33 @@ int main(int argc, char** argv) {
     const auto du = read<float>(dir + "du.bin");
     const long long d_splits = (D + split - 1) / split;
     std::vector<float> u(static_cast<size_t>(d_splits * n * T * r));
-    std::vector<bf16_t> dx(static_cast<size_t>(T * D));
+    // dx starts as NaN: the kernel must write every element (the host allocates it empty).
+    std::vector<bf16_t> dx(static_cast<size_t>(T * D), static_cast<bf16_t>(0x7fc0u));
     std::vector<float> da(static_cast<size_t>(splits * n * r * D));
     const dim3 block{T2S_LORA_THREADS, 1, 1};
+    // The masks as bits, drawn once for the three kernels (none without dropout).
+    const int W = (D + 31) / 32;
+    std::vector<unsigned int> bits;
+    if (p > 0.0f) {
+      bits.assign(static_cast<size_t>(n * T * W), 0xdeadbeefu);
+      launch({tiles(T * W, T2S_LORA_THREADS), static_cast<unsigned>(n), 1}, block,
+             [&] { t2s_lora_mask(T, D, W, seed, p, bits.data()); });
+    }
+    const unsigned int* b = bits.empty() ? nullptr : bits.data();
     const long long rows = lora_row_tokens(r);
     launch({tiles(T, rows), static_cast<unsigned>(n), static_cast<unsigned>(d_splits)}, block,
-           [&] {
-             t2s_lora_down_fwd(x.data(), T, D, r, a.data(), seed, p, scale, split, u.data());
-           });
+           [&] { t2s_lora_down_fwd(x.data(), T, D, r, a.data(), b, W, scale, split, u.data()); });
     launch({tiles(T, 32), tiles(D, 128), 1}, block, [&] {
-      t2s_lora_down_dx(du.data(), a.data(), T, D, n, r, seed, p, scale, dx.data());
+      t2s_lora_down_dx(du.data(), a.data(), T, D, n, r, b, W, scale, dx.data());
     });
     launch({tiles(D, rows), static_cast<unsigned>(n), static_cast<unsigned>(splits)}, block,
            [&] {
-             t2s_lora_down_da(du.data(), x.data(), T, D, r, span, seed, p, scale, da.data());
+             t2s_lora_down_da(du.data(), x.data(), T, D, r, span, b, W, scale, da.data());
            });
     write(dir + "u.bin", u);
     write(dir + "dx.bin", dx);
     write(dir + "da.bin", da);
+    if (!bits.empty()) write(dir + "bits.bin", bits);
     return 0;
   }
   if (what == "up" && argc >= 10 && argc <= 13) {
