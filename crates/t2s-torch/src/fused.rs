@@ -249,6 +249,10 @@ pub fn compile(major: i32, minor: i32) -> Result<Vec<u8>> {
         crate::shim::call("fused kernels NVRTC compile", |e| unsafe {
             ffi::t2s_fused_compile(major, minor, &mut image, &mut len, e)
         })?;
+        if image.is_null() {
+            return Err(ModelError::Input("NVRTC compiled no image".into()));
+        }
+        // SAFETY: non-null, `len` bytes long (see above); freed once, after the copy.
         let bytes = unsafe { std::slice::from_raw_parts(image as *const u8, len) }.to_vec();
         unsafe { ffi::t2s_fused_free(image) };
         Ok(bytes)
