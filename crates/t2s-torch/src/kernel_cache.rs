@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 
-/// The environment variable naming the kernel cache's directory (`off`: no cache).
+/// The environment variable naming the kernel cache's directory (`off` or `0`: no cache).
 pub const KERNEL_CACHE_ENV: &str = "T2S_KERNEL_CACHE";
 
 /// What decides the compiled image besides the GPU and NVRTC: the kernels and how they are
