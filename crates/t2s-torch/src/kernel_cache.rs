@@ -12,12 +12,18 @@
 //! rejects is removed and compiled afresh. The cache only saves time: when it cannot be read
 //! or written the kernels are compiled as before.
 //!
+//! It stays small on its own: each store keeps the [`KEEP_ENTRIES`] entries used last (a read
+//! marks an entry used) and removes the temporary files that a killed worker left behind, once
+//! they are older than [`STALE_TEMPORARY`] (a younger one may be a concurrent worker's write).
+//! Files that are neither entries nor temporaries are never touched.
+//!
 //! Where: `$T2S_KERNEL_CACHE` (a directory, or `off`), else `kernels/` in the per-user t2s
 //! cache (`$XDG_CACHE_HOME/t2s`, else `~/.cache/t2s`).
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::error::Result;
 
@@ -33,6 +39,17 @@ const SOURCES: [&[u8]; 2] = [
 
 /// The length of the digest that heads an entry's file.
 const DIGEST_LEN: usize = blake3::OUT_LEN;
+
+/// How many entries a store keeps (those used last): one per kernel version, GPU kind and
+/// NVRTC version in use, ~230 KB each.
+pub const KEEP_ENTRIES: usize = 8;
+
+/// The age past which a temporary file is a killed worker's leftover, not a write in progress
+/// (a write takes milliseconds).
+pub const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
+
+/// The prefix of the temporary files entries are written to (`tempfile`'s default).
+const TEMPORARY_PREFIX: &str = ".tmp";
 
 /// A directory of compiled kernel images, one file per key.
 #[derive(Debug, Clone)]
@@ -99,24 +116,65 @@ impl KernelCache {
         self.dir.join(format!("{key}.bin"))
     }
 
-    /// The image stored under `key`, if there is one and it is whole.
+    /// The image stored under `key`, if there is one and it is whole; the entry is marked used
+    /// (where the cache is writable), so stores keep it.
     pub fn read(&self, key: &str) -> Option<Vec<u8>> {
-        let bytes = std::fs::read(self.path(key)).ok()?;
+        let path = self.path(key);
+        let bytes = std::fs::read(&path).ok()?;
         if bytes.len() < DIGEST_LEN {
             return None;
         }
         let (digest, image) = bytes.split_at(DIGEST_LEN);
-        (blake3::hash(image).as_bytes() == digest).then(|| image.to_vec())
+        if blake3::hash(image).as_bytes() != digest {
+            return None;
+        }
+        let _ = set_modified(&path, SystemTime::now());
+        Some(image.to_vec())
     }
 
-    /// Store `image` under `key`: written beside the entry, then renamed over it.
+    /// Store `image` under `key`: written beside the entry, then renamed over it. Then the
+    /// directory is swept, best effort ([`KernelCache::sweep`]).
     pub fn write(&self, key: &str, image: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMPORARY_PREFIX)
+            .tempfile_in(&self.dir)?;
         tmp.write_all(blake3::hash(image).as_bytes())?;
         tmp.write_all(image)?;
         tmp.as_file().sync_all()?;
         tmp.persist(self.path(key)).map_err(|e| e.error)?;
+        // Only housekeeping: the entry is in place whatever the sweep meets.
+        let _ = self.sweep(key, SystemTime::now());
+        Ok(())
+    }
+
+    /// Remove the entries past the [`KEEP_ENTRIES`] used last (never `keep`) and the temporary
+    /// files older than [`STALE_TEMPORARY`] at `now`. Other files are left alone.
+    fn sweep(&self, keep: &str, now: SystemTime) -> std::io::Result<()> {
+        let keep = self.path(keep);
+        let mut entries = Vec::new();
+        for file in std::fs::read_dir(&self.dir)? {
+            let file = file?;
+            let name = file.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // A file another process removed in between has no metadata: skip it.
+            let Ok(modified) = file.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            if name.starts_with(TEMPORARY_PREFIX) {
+                let age = now.duration_since(modified).unwrap_or_default();
+                if age > STALE_TEMPORARY {
+                    let _ = std::fs::remove_file(file.path());
+                }
+            } else if is_entry_name(name) && file.path() != keep {
+                entries.push((modified, file.path()));
+            }
+        }
+        // Newest first; the kept entry counts as one of the KEEP_ENTRIES.
+        entries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+        for (_, path) in entries.into_iter().skip(KEEP_ENTRIES - 1) {
+            let _ = std::fs::remove_file(path);
+        }
         Ok(())
     }
 
@@ -124,6 +182,21 @@ impl KernelCache {
     pub fn evict(&self, key: &str) {
         let _ = std::fs::remove_file(self.path(key));
     }
+}
+
+/// Whether `name` is an entry's file name: a key (64 hex digits) and `.bin`.
+fn is_entry_name(name: &str) -> bool {
+    name.strip_suffix(".bin").is_some_and(|key| {
+        key.len() == 2 * blake3::OUT_LEN && key.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// Set a file's modification time (the mark of an entry's last use).
+fn set_modified(path: &Path, time: SystemTime) -> std::io::Result<()> {
+    std::fs::File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(time)
 }
 
 /// Load the kernels: the image cached under `key` when there is one the driver takes, else the
@@ -350,5 +423,72 @@ mod tests {
         // And no cache at all compiles every time.
         let origin = load_kernels(None, "k", || Ok(image(1)), |_| Ok(()), |w| panic!("{w}"));
         assert_eq!(origin.unwrap(), Origin::Compiled);
+    }
+
+    /// A key as `KernelCache::key` makes them (64 hex digits).
+    fn hex_key(n: u8) -> String {
+        blake3::hash(&[n]).to_hex().to_string()
+    }
+
+    fn age(cache_dir: &Path, name: &str, by: Duration) {
+        set_modified(&cache_dir.join(name), SystemTime::now() - by).unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_store_keeps_the_entries_used_last_and_nothing_else_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = KernelCache::new(dir.path());
+        let entry = |n: u8| format!("{}.bin", hex_key(n));
+        // A full cache, entry 0 used longest ago.
+        for n in 0..KEEP_ENTRIES as u8 {
+            cache.write(&hex_key(n), &image(n)).unwrap();
+            let hours = (KEEP_ENTRIES - n as usize) as u64;
+            age(dir.path(), &entry(n), Duration::from_secs(3600 * hours));
+        }
+        assert_eq!(names(dir.path()).len(), KEEP_ENTRIES);
+        // Reading the oldest marks it used, so the stores below keep it.
+        assert_eq!(cache.read(&hex_key(0)), Some(image(0)));
+        // A file that is not the cache's own survives every sweep.
+        std::fs::write(dir.path().join("README"), b"mine").unwrap();
+        cache.write(&hex_key(100), &image(100)).unwrap();
+        cache.write(&hex_key(101), &image(101)).unwrap();
+
+        let kept = names(dir.path());
+        assert_eq!(kept.len(), KEEP_ENTRIES + 1, "{kept:?}");
+        assert!(kept.contains(&"README".to_string()));
+        // Each store removed the entry used longest ago.
+        for n in [1, 2] {
+            assert!(!kept.contains(&entry(n)), "{n}: {kept:?}");
+        }
+        for n in [0, 100, 101].into_iter().chain(3..KEEP_ENTRIES as u8) {
+            assert_eq!(cache.read(&hex_key(n)), Some(image(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_store_removes_a_killed_workers_temporary_but_not_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = KernelCache::new(dir.path());
+        std::fs::write(dir.path().join(".tmpKILLED"), b"half an image").unwrap();
+        age(
+            dir.path(),
+            ".tmpKILLED",
+            STALE_TEMPORARY + Duration::from_secs(60),
+        );
+        std::fs::write(dir.path().join(".tmpWRITING"), b"half an image").unwrap();
+        cache.write(&hex_key(1), &image(1)).unwrap();
+        assert_eq!(
+            names(dir.path()),
+            vec![".tmpWRITING".to_string(), format!("{}.bin", hex_key(1))]
+        );
     }
 }
