@@ -32,6 +32,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Show one run: its nodes, params and metrics
     Show(ShowArgs),
+    /// Compare two runs: the params, node cache keys and final metrics that differ
+    Diff(DiffArgs),
     /// Remove artifacts no node points to any more, and leftovers of killed runs
     Gc(GcArgs),
     /// Check the installation: version, paths, the libtorch worker and CUDA devices
@@ -96,7 +98,7 @@ pub struct InferArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Run id (see `t2s runs`), or `latest`
+    /// Run id (see `t2s runs`), `latest`, or `latest~N` (the N-th run before the latest)
     pub run: String,
     /// A second run to show side by side
     #[arg(long, value_name = "RUN")]
@@ -205,9 +207,24 @@ pub struct RunsArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// Run id (from `t2s runs`), or `last`
+    /// Run id (from `t2s runs`), `last`, or `last~N` (the N-th run before the last)
     #[arg(default_value = "last")]
     pub run: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The run to compare from: an id (from `t2s runs`), `last`, or `last~N` (the N-th run
+    /// before the last) [default: last~1]
+    pub a: Option<String>,
+    /// The run to compare with [default: last]
+    pub b: Option<String>,
+    /// List what is the same too
+    #[arg(long)]
+    pub all: bool,
+    /// Print the comparison as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -107,3 +107,81 @@ fn database_opens_in_plain_sqlite3() {
         "succeeded|11\n15\n2\nlocal|11\n"
     );
 }
+
+#[test]
+fn diff_lists_the_params_keys_and_metrics_that_changed_between_two_runs() {
+    let p = Project::new();
+    p.run_ok(&[]);
+    let only_one = p.t2s().arg("diff").output().unwrap();
+    assert_eq!(only_one.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&only_one.stderr).contains("only one run"),
+        "{}",
+        String::from_utf8_lossy(&only_one.stderr)
+    );
+    p.run_ok(&["--set", "train.env={STEPS: 3, STEP_SECONDS: 0.3}"]);
+
+    // By default the last run against the one before it.
+    let text = stdout(p.t2s().arg("diff").output().unwrap());
+    assert!(text.starts_with("run 1 → run 2\n"), "{text}");
+    let env = text
+        .lines()
+        .find(|l| l.contains("train[lora_r=4]") && l.contains(" env "))
+        .unwrap_or_else(|| panic!("no env change in\n{text}"));
+    assert!(
+        env.contains(r#""STEPS":"5""#) && env.contains(r#""STEPS":"3""#),
+        "{env}"
+    );
+    // The trainers and everything downstream have new keys; the data stages do not.
+    let nodes = text
+        .split("\nnodes (")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    assert!(nodes.starts_with("7 with another cache key"), "{nodes}");
+    for changed in ["train[lora_r=16]", "evaluate[lora_r=4]", "report"] {
+        assert!(nodes.contains(changed), "{changed}: {nodes}");
+    }
+    assert!(!nodes.contains("  split "), "{nodes}");
+    // 1 / (1 + steps · r / 4): 0.166667 after 5 steps of r = 4, 0.25 after 3.
+    let loss = text
+        .lines()
+        .find(|l| l.contains("train[lora_r=4]") && l.contains("final_loss"))
+        .unwrap_or_else(|| panic!("no final_loss in\n{text}"));
+    let cells: Vec<&str> = loss.split_whitespace().collect();
+    assert_eq!(cells[2..], ["0.166667", "0.25", "+0.083333"], "{loss}");
+
+    // The same as JSON, and --all lists the unchanged params too.
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        p.t2s().args(["diff", "1", "2", "--json"]).output().unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(json["same"], false);
+    assert_eq!(
+        (json["a"]["id"].as_i64(), json["b"]["id"].as_i64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(json["nodes"].as_array().unwrap().len(), 7);
+    let changed_params = json["params"].as_array().unwrap().len();
+    let all: serde_json::Value = serde_json::from_str(&stdout(
+        p.t2s()
+            .args(["diff", "1", "2", "--json", "--all"])
+            .output()
+            .unwrap(),
+    ))
+    .unwrap();
+    assert!(all["params"].as_array().unwrap().len() > changed_params);
+    assert_eq!(all["nodes"].as_array().unwrap().len(), 11);
+
+    // A run against itself, and a run that is not there.
+    let same = stdout(p.t2s().args(["diff", "last", "last"]).output().unwrap());
+    assert!(
+        same.contains("the same params, node cache keys and final metrics"),
+        "{same}"
+    );
+    let missing = p.t2s().args(["diff", "1", "9"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no run `9`"));
+}

@@ -3,6 +3,7 @@
 //! everything else 1.
 
 pub mod dag;
+pub mod diff;
 pub mod doctor;
 pub mod evaluate;
 pub mod exec_node;
@@ -37,6 +38,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Dag(args) => dag::dag(args),
         Command::Runs(args) => runs::runs(&root, args),
         Command::Show(args) => show::show(&root, args),
+        Command::Diff(args) => diff::diff(&root, args),
         Command::Gc(args) => gc::gc(&root, args),
         Command::Doctor => doctor::doctor(&root),
         Command::Evaluate(args) => {
@@ -115,4 +117,17 @@ pub fn table(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A metric value for a table: integers without a fraction, others to 6 decimals without
+/// trailing zeros.
+pub fn format_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.6}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    }
 }

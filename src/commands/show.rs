@@ -106,7 +106,11 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         let mut series: BTreeMap<(String, String), (usize, i64, f64)> = BTreeMap::new();
         let mut rows = Vec::new();
         for m in tracker.metrics(run.id, true)? {
-            rows.push(vec![format!("  {}", m.node), m.name, format_value(m.value)]);
+            rows.push(vec![
+                format!("  {}", m.node),
+                m.name,
+                super::format_value(m.value),
+            ]);
         }
         for m in metrics.iter().filter(|m| m.step.is_some()) {
             let e = series
@@ -122,21 +126,13 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
             rows.push(vec![
                 format!("  {node}"),
                 name,
-                format!("{} at step {step} ({count} points)", format_value(last)),
+                format!(
+                    "{} at step {step} ({count} points)",
+                    super::format_value(last)
+                ),
             ]);
         }
         print!("{}", super::table(&rows));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn format_value(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.6}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-    }
 }

@@ -6,11 +6,13 @@
 //! while a run writes. Writers batch their statements: a fully cached rerun costs a handful.
 
 mod db;
+mod diff;
 mod executions;
 mod query;
 mod sink;
 
 pub use db::{MetricPoint, NodeRecord, RunInfo, Tracker, TrackerError};
+pub use diff::{MetricChange, NodeChange, NodeSide, ParamChange, RunDiff, RunFacts};
 pub use executions::{ExecRecord, ExecRow, OpenJob};
 pub use query::{MetricRow, NodeRow, ParamRow, RunRow};
 pub use sink::NodeSink;

@@ -59,6 +59,20 @@ pub struct MetricRow {
 const RUN_COLUMNS: &str = "id, pipeline, file, file_digest, started, ended, status, host, pid, \
                            git_rev, t2s_version, argv, error";
 
+/// How many runs back from the newest `which` names: `Some(Ok(0))` for `last` / `latest`,
+/// `Some(Ok(n))` for `last~n`, `Some(Err(()))` for a malformed `last~…`, `None` for anything
+/// else (a run id).
+fn newest_offset(which: &str) -> Option<Result<i64, ()>> {
+    let rest = which
+        .strip_prefix("latest")
+        .or_else(|| which.strip_prefix("last"))?;
+    if rest.is_empty() {
+        return Some(Ok(0));
+    }
+    let n = rest.strip_prefix('~')?;
+    Some(n.parse::<u32>().map(i64::from).map_err(|_| ()))
+}
+
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     let mut row = RunRow {
         id: r.get(0)?,
@@ -99,28 +113,28 @@ impl Tracker {
         Ok(rows)
     }
 
-    /// One run by id, or the latest for `last` / `latest`.
+    /// One run by id; `last` / `latest` for the newest, `last~N` for the N-th before it.
     pub fn run(&self, which: &str) -> Result<RunRow, TrackerError> {
+        let no_such = || TrackerError::NoSuchRun(which.to_string());
         let conn = self.lock();
-        let row = if which == "last" || which == "latest" {
-            conn.query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT 1"),
-                [],
+        let row = match newest_offset(which) {
+            Some(back) => conn.query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?1"),
+                params![back.map_err(|()| no_such())?],
                 run_row,
-            )
-        } else {
-            let id: i64 = which
-                .parse()
-                .map_err(|_| TrackerError::NoSuchRun(which.to_string()))?;
-            conn.query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
-                params![id],
-                run_row,
-            )
+            ),
+            None => {
+                let id: i64 = which.parse().map_err(|_| no_such())?;
+                conn.query_row(
+                    &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                    params![id],
+                    run_row,
+                )
+            }
         };
         row.optional()
             .map_err(|e| self.sql_err(e))?
-            .ok_or_else(|| TrackerError::NoSuchRun(which.to_string()))
+            .ok_or_else(no_such)
     }
 
     /// Nodes of a run, in the order they were recorded.

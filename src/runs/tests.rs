@@ -124,6 +124,30 @@ fn nodes_params_metrics_round_trip() {
 }
 
 #[test]
+fn runs_are_named_by_id_or_by_how_far_back_from_the_newest() {
+    let root = tempfile::tempdir().unwrap();
+    let t = Tracker::open(root.path()).unwrap();
+    let ids: Vec<i64> = (0..3).map(|_| t.start_run(&info()).unwrap()).collect();
+    for (which, id) in [
+        ("last", ids[2]),
+        ("latest", ids[2]),
+        ("last~0", ids[2]),
+        ("last~1", ids[1]),
+        ("latest~2", ids[0]),
+    ] {
+        assert_eq!(t.run(which).unwrap().id, id, "{which}");
+        assert_eq!(t.run(&ids[0].to_string()).unwrap().id, ids[0]);
+    }
+    for which in ["last~3", "last~", "last~-1", "last~x", "lastly", "latest1"] {
+        let err = t.run(which).unwrap_err();
+        assert!(
+            matches!(&err, TrackerError::NoSuchRun(w) if w == which),
+            "{which}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_running_row_whose_process_is_gone_reads_as_interrupted() {
     let root = tempfile::tempdir().unwrap();
     let t = Tracker::open(root.path()).unwrap();
