@@ -42,6 +42,8 @@ pub enum Command {
     Evaluate(crate::commands::evaluate::EvaluateArgs),
     /// Generate SQL for a request with a model and an optional LoRA adapter
     Infer(InferArgs),
+    /// Merge a LoRA adapter into its base model and write a plain HF model directory
+    Export(ExportArgs),
     /// Render the comparison report of a tracked run (Markdown + self-contained HTML)
     Report(ReportArgs),
     /// Run one node inside a Slurm job (written into job scripts by `run --executor slurm`)
@@ -54,6 +56,23 @@ pub struct ExecNodeArgs {
     /// The node spec written by the controller
     #[arg(long)]
     pub spec: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The base model directory in Hugging Face layout (config.json, model.safetensors)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The LoRA adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors),
+    /// e.g. `artifacts/v1/objects/<key>/` of a train node
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Where to write the merged model (a new or empty directory)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Weight dtype of the output: auto (as the base stores them), float32, bfloat16, float16
+    #[arg(long, default_value = "auto", value_parser = ["auto", "float32", "bfloat16", "float16"])]
+    pub dtype: String,
 }
 
 #[derive(Debug, Args)]

@@ -3,13 +3,12 @@
 //! reads `@file` arguments and prints the result.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 use serde_json::{json, Value};
 
-use super::UsageError;
+use super::{check_dir, UsageError};
 use crate::cli::InferArgs;
 use crate::worker::{JobSpec, WorkerLauncher};
 
@@ -113,20 +112,4 @@ fn read_arg(value: &str, flag: &str) -> anyhow::Result<String> {
             .map_err(|e| UsageError(format!("{flag} @{path}: cannot read the file: {e}")).into()),
         None => Ok(value.to_string()),
     }
-}
-
-fn check_dir(dir: &Path, flag: &str, files: &[&str]) -> anyhow::Result<()> {
-    if !dir.is_dir() {
-        return Err(UsageError(format!("{flag} {}: no such directory", dir.display())).into());
-    }
-    for f in files {
-        if !dir.join(f).is_file() {
-            return Err(UsageError(format!(
-                "{flag} {}: missing {f} (expected a Hugging Face layout directory)",
-                dir.display()
-            ))
-            .into());
-        }
-    }
-    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod doctor;
 pub mod evaluate;
 pub mod exec_node;
+pub mod export;
 pub mod gc;
 pub mod infer;
 pub mod report;
@@ -45,6 +46,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             evaluate::run(&args).map(|c| ExitCode::from(c.clamp(0, 255) as u8))
         }
         Command::Infer(args) => infer::infer(args),
+        Command::Export(args) => export::export(args),
         Command::Report(args) => report::report(&root, args),
         Command::ExecNode(args) => exec_node::exec_node(&args),
     };
@@ -130,4 +132,21 @@ pub fn format_value(v: f64) -> String {
             .trim_end_matches('.')
             .to_string()
     }
+}
+
+/// A usage error unless `dir` is a directory holding each of `files` (`flag` names the option).
+pub fn check_dir(dir: &Path, flag: &str, files: &[&str]) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        return Err(UsageError(format!("{flag} {}: no such directory", dir.display())).into());
+    }
+    for f in files {
+        if !dir.join(f).is_file() {
+            return Err(UsageError(format!(
+                "{flag} {}: missing {f} (expected a Hugging Face layout directory)",
+                dir.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod kernel_cache;
 pub mod linear;
 pub mod lora;
+pub mod merge;
 pub mod profile;
 pub mod shim;
 pub mod tok;

@@ -72,9 +72,8 @@ impl Linear {
         ))
     }
 
-    /// `scale · B A` in the adapter dtype, `[out, in]`.
     fn delta(l: &LoraAdapter) -> Result<Tensor> {
-        Ok(l.b.f_matmul(&l.a)?.f_mul_scalar(l.scale)?)
+        lora_delta(&l.a, &l.b, l.scale)
     }
 
     /// Fold the adapter into the weight (`W += scale · B A`, computed in fp32).
@@ -119,6 +118,12 @@ impl Linear {
 pub fn add_in_adapter_dtype(mut y: Tensor, delta: &Tensor) -> Result<Tensor> {
     let _ = y.f_add_(delta)?;
     Ok(y)
+}
+
+/// `scale · B A` in the adapter dtype, `[out, in]`: the weight change an adapter stands for
+/// (PEFT's `get_delta_weight`, the same product and scaling order).
+pub fn lora_delta(a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    Ok(b.f_matmul(a)?.f_mul_scalar(scale)?)
 }
 
 /// Point the frozen linears over one input at rows of a single `[Σ out, in]` weight, so their

@@ -80,7 +80,7 @@ impl LoraConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.r <= 0 {
             return Err(ModelError::Input(format!(
                 "LoRA rank r must be positive, got {}",
@@ -326,25 +326,39 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
     })
 }
 
+/// The adapter's `adapter_model.safetensors`, which must be there.
+pub fn adapter_file(dir: &Path) -> Result<std::path::PathBuf> {
+    let file = dir.join("adapter_model.safetensors");
+    if file.is_file() {
+        return Ok(file);
+    }
+    let hint = if dir.join("adapter_model.bin").is_file() {
+        " (only adapter_model.bin is there: re-save the adapter with safe_serialization=True)"
+    } else {
+        ""
+    };
+    Err(ModelError::Adapter {
+        dir: dir.to_path_buf(),
+        message: format!("adapter_model.safetensors is missing{hint}"),
+    })
+}
+
+/// The module and the matrix (`lora_A` / `lora_B`) a PEFT adapter tensor name stands for:
+/// `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight` →
+/// (`model.layers.0.self_attn.q_proj`, `lora_A`).
+pub fn module_of(tensor: &str) -> Option<(&str, &str)> {
+    let rest = tensor.strip_prefix(PREFIX)?.strip_suffix(".weight")?;
+    let (module, matrix) = rest.rsplit_once('.')?;
+    matches!(matrix, "lora_A" | "lora_B").then_some((module, matrix))
+}
+
 /// Load a PEFT adapter directory onto `model` (adapters in fp32). Fails clearly when the
 /// adapter was made for another base: a tensor naming a module this model lacks, a targeted
 /// module without tensors, or a shape that does not fit.
 pub fn load(model: &mut Gemma3, dir: &Path) -> Result<LoraConfig> {
     let cfg = read_config(dir)?;
     cfg.validate()?;
-    let file = dir.join("adapter_model.safetensors");
-    if !file.is_file() {
-        let hint = if dir.join("adapter_model.bin").is_file() {
-            " (only adapter_model.bin is there: re-save the adapter with safe_serialization=True)"
-        } else {
-            ""
-        };
-        return Err(ModelError::Adapter {
-            dir: dir.to_path_buf(),
-            message: format!("adapter_model.safetensors is missing{hint}"),
-        });
-    }
-    let ck = Checkpoint::open(&file)?;
+    let ck = Checkpoint::open(&adapter_file(dir)?)?;
     let known: std::collections::HashSet<String> = model
         .linears()
         .flat_map(|l| ["lora_A", "lora_B"].map(|ab| format!("{PREFIX}{}.{ab}.weight", l.name)))

@@ -177,6 +177,11 @@ impl Checkpoint {
         self.entries.get(name).map(|e| e.shape.as_slice())
     }
 
+    /// The kind tensor `name` is stored in (`None`: no such tensor, or a dtype t2s lacks).
+    pub fn kind(&self, name: &str) -> Option<Kind> {
+        self.entries.get(name).and_then(|e| kind_of(&e.dtype))
+    }
+
     /// Read tensor `name`, check its shape, convert to `kind` on `device`.
     pub fn get(
         &self,

@@ -5,23 +5,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{peft_adapter, python, run_py, tiny_model};
+use common::{peft_adapter, python, run_py, t2s, tiny_model};
 use serde_json::Value;
-
-/// `t2s`, built next to this test's target dir by `cargo test --workspace`.
-fn t2s() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join("t2s");
-    assert!(
-        p.is_file(),
-        "{} missing: run `cargo test --workspace` (builds both binaries)",
-        p.display()
-    );
-    p
-}
 
 fn infer(args: &[&str]) -> Output {
     Command::new(t2s())

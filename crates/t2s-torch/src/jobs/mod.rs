@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod doctor;
+pub mod export;
 pub mod generate;
 pub mod infer;
 pub mod model;
@@ -35,9 +36,10 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "generate" => generate::run(spec, ev),
         "infer" => infer::run(spec, ev),
         "bench-train" => bench::run(spec, ev),
+        "export" => export::run(spec, ev),
         "train" => crate::trainer::job::run(spec, ev),
         other => {
-            bail!("unknown job `{other}` (this worker knows doctor, generate, infer, bench-train, train)")
+            bail!("unknown job `{other}` (this worker knows doctor, generate, infer, bench-train, export, train)")
         }
     }
 }

@@ -22,6 +22,18 @@ pub fn repo_root() -> PathBuf {
     crate_dir.join("../..")
 }
 
+/// `t2s`, built next to the test binaries' target dir by `cargo test --workspace`.
+pub fn t2s() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("t2s");
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo test --workspace` (builds both binaries)",
+        p.display()
+    );
+    p
+}
+
 /// The venv python if it has torch + transformers + peft; `None` (and a loud message) if not.
 pub fn python() -> Option<String> {
     static PY: OnceLock<Option<String>> = OnceLock::new();

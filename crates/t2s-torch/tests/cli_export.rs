@@ -1,0 +1,240 @@
+//! `t2s export` through the real orchestrator binary and worker, against PEFT's
+//! `merge_and_unload()` + `save_pretrained` (`scripts/oracles/peft_merge.py`): the same tensor
+//! names, dtypes and values, in fp32 and in bf16, and transformers loads the export with the
+//! merged model's logits. Bad inputs fail with a message that names them, and leave no model
+//! and no staging directory behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{peft_adapter, python, read_st, run_py, t2s, tiny_model};
+use serde_json::Value;
+use tch::{Kind, Tensor};
+
+fn export(model: &Path, adapter: &Path, out: &Path, extra: &[&str]) -> Output {
+    Command::new(t2s())
+        .arg("export")
+        .arg("--model")
+        .arg(model)
+        .arg("--adapter")
+        .arg(adapter)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("T2S_WORKER", env!("CARGO_BIN_EXE_t2s-worker"))
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "t2s export failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// PEFT's merge of `adapter` into `model` (in `dtype`) written to `out`, with the logits of
+/// t2s's export `ours` loaded by transformers compared to it.
+fn peft_merge(
+    py: &str,
+    model: &Path,
+    adapter: &Path,
+    out: &Path,
+    ours: &Path,
+    dtype: &str,
+    save_base: Option<&Path>,
+) -> Value {
+    let mut args = vec![
+        "--model".to_string(),
+        model.display().to_string(),
+        "--adapter".into(),
+        adapter.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--dtype".into(),
+        dtype.into(),
+    ];
+    if let Some(b) = save_base {
+        args.extend(["--save-base".into(), b.display().to_string()]);
+    }
+    if ours.exists() {
+        args.extend(["--t2s".into(), ours.display().to_string()]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    serde_json::from_str(run_py(py, "peft_merge.py", &refs).trim()).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_kind(Kind::Float) - b.to_kind(Kind::Float))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
+/// Every tensor of `ours` against `theirs`: the same names and dtypes; the largest difference.
+fn compare_tensors(ours: &Path, theirs: &Path) -> f64 {
+    let ours = read_st(&ours.join("model.safetensors"));
+    let theirs = read_st(&theirs.join("model.safetensors"));
+    let mut names: Vec<&String> = ours.keys().collect();
+    names.sort();
+    let mut want: Vec<&String> = theirs.keys().collect();
+    want.sort();
+    assert_eq!(
+        names, want,
+        "tensor names differ from PEFT's merged checkpoint"
+    );
+    let mut worst = 0.0f64;
+    for n in names {
+        assert_eq!(ours[n].kind(), theirs[n].kind(), "{n}");
+        worst = worst.max(max_diff(&ours[n], &theirs[n]));
+    }
+    worst
+}
+
+const Q: &str = "model.layers.0.self_attn.q_proj.weight";
+const K: &str = "model.layers.0.self_attn.k_proj.weight";
+
+#[test]
+fn export_equals_peft_merge_and_unload_in_fp32_and_bf16() {
+    let Some(py) = python() else { return };
+    let model = tiny_model(&py, 1, false);
+    let work = tempfile::tempdir().unwrap();
+    let adapter = work.path().join("adapter");
+    // Some modules only: the others must come through untouched.
+    peft_adapter(
+        &py,
+        &model,
+        &adapter,
+        &[
+            "--r",
+            "4",
+            "--alpha",
+            "8",
+            "--targets",
+            "q_proj,v_proj,o_proj,down_proj",
+        ],
+    );
+
+    // fp32: PEFT's merge is the same arithmetic on the same libtorch.
+    let ours = work.path().join("out/merged");
+    let said = ok(&export(&model, &adapter, &ours, &[]));
+    assert!(said.contains("into 16 modules"), "{said}");
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        assert!(ours.join(f).is_file(), "{f} not copied");
+    }
+    let theirs = work.path().join("peft-fp32");
+    let report = peft_merge(&py, &model, &adapter, &theirs, &ours, "float32", None);
+    let worst = compare_tensors(&ours, &theirs);
+    assert!(
+        worst <= 1e-6,
+        "fp32 merged weights differ from PEFT's by {worst}"
+    );
+    assert_eq!(report["same_names"], true, "{report}");
+    let logits = report["logits_max_diff"].as_f64().unwrap();
+    assert!(
+        logits <= 1e-4,
+        "transformers on the export: logits differ by {logits} ({report})"
+    );
+    // The merge happened where the adapter is, and nowhere else.
+    let base = read_st(&model.join("model.safetensors"));
+    let merged = read_st(&ours.join("model.safetensors"));
+    assert!(max_diff(&base[Q], &merged[Q]) > 1e-3);
+    assert_eq!(max_diff(&base[K], &merged[K]), 0.0);
+    // No staging directory is left beside the export.
+    let beside: Vec<_> = std::fs::read_dir(ours.parent().unwrap()).unwrap().collect();
+    assert_eq!(beside.len(), 1);
+
+    // bf16 base: PEFT adds the fp32 delta to the bf16 weight and rounds once, as t2s does.
+    let base16 = work.path().join("base-bf16");
+    let theirs16 = work.path().join("peft-bf16");
+    peft_merge(
+        &py,
+        &model,
+        &adapter,
+        &theirs16,
+        Path::new("/nonexistent"),
+        "bfloat16",
+        Some(&base16),
+    );
+    let ours16 = work.path().join("merged-bf16");
+    ok(&export(&base16, &adapter, &ours16, &[]));
+    let worst = compare_tensors(&ours16, &theirs16);
+    assert_eq!(
+        worst, 0.0,
+        "bf16 merged weights differ from PEFT's by {worst}"
+    );
+
+    // --dtype converts after the merge (one rounding of W + ΔW), and the config says so.
+    let converted = work.path().join("merged-as-bf16");
+    ok(&export(
+        &model,
+        &adapter,
+        &converted,
+        &["--dtype", "bfloat16"],
+    ));
+    let conv = read_st(&converted.join("model.safetensors"));
+    for (name, t) in &merged {
+        assert_eq!(conv[name].kind(), Kind::BFloat16, "{name}");
+        assert_eq!(
+            max_diff(&conv[name], &t.to_kind(Kind::BFloat16)),
+            0.0,
+            "{name}"
+        );
+    }
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(converted.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["torch_dtype"], "bfloat16");
+}
+
+#[test]
+fn export_refuses_bad_inputs_and_leaves_nothing_behind() {
+    let Some(py) = python() else { return };
+    let model = tiny_model(&py, 1, false);
+    let other = tiny_model(&py, 2, false);
+    let work = tempfile::tempdir().unwrap();
+    let adapter = work.path().join("adapter");
+    peft_adapter(&py, &model, &adapter, &["--r", "4"]);
+
+    // An --out that holds something is never overwritten.
+    let taken = work.path().join("taken");
+    std::fs::create_dir_all(&taken).unwrap();
+    std::fs::write(taken.join("keep.txt"), "mine").unwrap();
+    let o = export(&model, &adapter, &taken, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not an empty directory"));
+    assert_eq!(
+        std::fs::read_to_string(taken.join("keep.txt")).unwrap(),
+        "mine"
+    );
+
+    // An adapter made for another base (2 KV heads: k/v projections of another width).
+    let out = work.path().join("parent/merged");
+    let o = export(&other, &adapter, &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("k_proj.lora_B.weight") && err.contains("shape"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(out.parent().unwrap()).unwrap().count(),
+        0,
+        "staging left behind"
+    );
+
+    // Missing directories and files are usage errors.
+    let o = export(&model, &work.path().join("nope"), &out, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--adapter"));
+}
