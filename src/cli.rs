@@ -38,6 +38,8 @@ pub enum Command {
     Gc(GcArgs),
     /// Check the installation: version, paths, the libtorch worker and CUDA devices
     Doctor,
+    /// Print a shell completion script, e.g. `t2s completions bash > ~/.local/share/bash-completion/completions/t2s`
+    Completions(CompletionsArgs),
     /// Score predictions from any system (JSONL with context, gold and predicted SQL)
     Evaluate(crate::commands::evaluate::EvaluateArgs),
     /// Generate SQL for a request with a model and an optional LoRA adapter
@@ -60,13 +62,19 @@ pub struct ExecNodeArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// The LoRA adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors)
+    #[arg(long, required_unless_present = "node", conflicts_with = "node")]
+    pub adapter: Option<PathBuf>,
+    /// Or the train node whose adapter to export, e.g. 'train[lora_r=8]' (from the run --run)
+    #[arg(long)]
+    pub node: Option<String>,
+    /// The run --node is taken from: an id, `last` or `last~N`
+    #[arg(long, default_value = "last", requires = "node")]
+    pub run: String,
     /// The base model directory in Hugging Face layout (config.json, model.safetensors)
+    /// [default: the adapter's base_model_name_or_path, when that is a local directory]
     #[arg(long)]
-    pub model: PathBuf,
-    /// The LoRA adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors),
-    /// e.g. `artifacts/v1/objects/<key>/` of a train node
-    #[arg(long)]
-    pub adapter: PathBuf,
+    pub model: Option<PathBuf>,
     /// Where to write the merged model (a new or empty directory)
     #[arg(long)]
     pub out: PathBuf,
@@ -244,6 +252,12 @@ pub struct DiffArgs {
     /// Print the comparison as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

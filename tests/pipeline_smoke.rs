@@ -131,4 +131,35 @@ fn smoke_pipeline_runs_end_to_end_then_is_all_cached() {
         "{}",
         String::from_utf8_lossy(&rep.stderr)
     );
+
+    // `t2s export` by node name: the adapter from the tracking DB, the base from its config.
+    let merged = root.path().join("exports/r4");
+    let exp = t2s(root.path(), &worker)
+        .args(["export", "--node", "train[lora_r=4]", "--out"])
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(
+        exp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exp.stderr)
+    );
+    for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert!(merged.join(f).is_file(), "export lacks {f}");
+    }
+    // t2s's records of how the base was made stay out of the export.
+    for f in ["MANIFEST.json", "train_result.json", "trainer_state.json"] {
+        assert!(!merged.join(f).exists(), "export holds {f}");
+    }
+    let unknown = t2s(root.path(), &worker)
+        .args(["export", "--node", "train[lora_r=5]", "--out"])
+        .arg(root.path().join("exports/r5"))
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("no such node") && err.contains("train[lora_r=4]"),
+        "{err}"
+    );
 }

@@ -4,7 +4,7 @@
 //! that take no adapters. The worker (`export` job) writes into a temporary directory beside
 //! `DIR`, renamed into place once whole: a failed or killed export leaves no half-written model.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
@@ -12,19 +12,29 @@ use serde_json::{json, Value};
 
 use super::{check_dir, UsageError};
 use crate::cli::ExportArgs;
+use crate::runs::Tracker;
 use crate::worker::{JobSpec, WorkerLauncher};
 
-pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    check_dir(&args.model, "--model", &["config.json"])?;
+pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let adapter = match (&args.adapter, &args.node) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(node)) => node_artifact(root, &args.run, node)?,
+        (None, None) => return Err(UsageError("give --adapter DIR or --node NAME".into()).into()),
+    };
     check_dir(
-        &args.adapter,
+        &adapter,
         "--adapter",
         &["adapter_config.json", "adapter_model.safetensors"],
     )?;
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => base_of(&adapter)?,
+    };
+    check_dir(&model, "--model", &["config.json"])?;
     check_out(&args.out)?;
     let parent = match args.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
+        _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| {
         UsageError(format!(
@@ -41,8 +51,8 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut spec = JobSpec::new("export", json!({ "dtype": args.dtype }));
     // Merging is a few matrix products a module: the CPU does it without a GPU's memory.
     spec.device = "cpu".into();
-    spec.inputs.insert("model".into(), args.model.clone());
-    spec.inputs.insert("adapter".into(), args.adapter.clone());
+    spec.inputs.insert("model".into(), model);
+    spec.inputs.insert("adapter".into(), adapter);
     spec.out_dir = Some(staging.path().to_path_buf());
     let cancel = AtomicBool::new(false);
     let result = worker.run(&spec, |_| {}, &cancel)?;
@@ -61,6 +71,54 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{}", summary(&result, &args.out));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The artifact directory of node `node` in run `run` of the tracking DB under `root`.
+fn node_artifact(root: &Path, run: &str, node: &str) -> anyhow::Result<PathBuf> {
+    if !Tracker::path_for(root).exists() {
+        return Err(UsageError(format!("--node: no runs yet in {}", root.display())).into());
+    }
+    let tracker = Tracker::open(root)?;
+    let run = tracker
+        .run(run)
+        .map_err(|e| UsageError(format!("--run: {e}")))?;
+    let nodes = tracker.nodes(run.id)?;
+    let Some(row) = nodes.iter().find(|n| n.node == node) else {
+        let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+        return Err(UsageError(format!(
+            "--node {node}: run {} has no such node (it has: {})",
+            run.id,
+            names.join(", ")
+        ))
+        .into());
+    };
+    match &row.artifact {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Err(UsageError(format!(
+            "--node {node}: it has no artifact in run {} (status {})",
+            run.id, row.status
+        ))
+        .into()),
+    }
+}
+
+/// The adapter's base model: `base_model_name_or_path` of its config, when a local directory.
+fn base_of(adapter: &Path) -> anyhow::Result<PathBuf> {
+    let file = adapter.join("adapter_config.json");
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
+        .map_err(|e| UsageError(format!("{}: not JSON: {e}", file.display())))?;
+    let base = config
+        .get("base_model_name_or_path")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let dir = PathBuf::from(base);
+    if !base.is_empty() && dir.is_dir() {
+        return Ok(dir);
+    }
+    Err(UsageError(format!(
+        "the adapter's base_model_name_or_path ({base:?}) is not a local directory: give --model DIR"
+    ))
+    .into())
 }
 
 /// `--out` must be new or an empty directory: an export never overwrites a model.

@@ -42,11 +42,16 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Diff(args) => diff::diff(&root, args),
         Command::Gc(args) => gc::gc(&root, args),
         Command::Doctor => doctor::doctor(&root),
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "t2s", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Evaluate(args) => {
             evaluate::run(&args).map(|c| ExitCode::from(c.clamp(0, 255) as u8))
         }
         Command::Infer(args) => infer::infer(args),
-        Command::Export(args) => export::export(args),
+        Command::Export(args) => export::export(&root, args),
         Command::Report(args) => report::report(&root, args),
         Command::ExecNode(args) => exec_node::exec_node(&args),
     };

@@ -69,9 +69,16 @@ fn config_dtype(kind: Kind) -> &'static str {
     }
 }
 
-/// Whether `name` holds weights (written anew, never copied).
-fn is_weight_file(name: &str) -> bool {
-    name == "model.safetensors.index.json"
+/// Whether `name` is not for the export: weights (written anew) or t2s's records of how the
+/// base was made (its artifact manifest, training result and state).
+fn is_left_out(name: &str) -> bool {
+    [
+        "model.safetensors.index.json",
+        "MANIFEST.json",
+        "train_result.json",
+        "trainer_state.json",
+    ]
+    .contains(&name)
         || [
             ".safetensors",
             ".bin",
@@ -99,7 +106,7 @@ fn copy_model_files(
     {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.path().is_file() || name.starts_with('.') || is_weight_file(&name) {
+        if !entry.path().is_file() || name.starts_with('.') || is_left_out(&name) {
             continue;
         }
         let to = out.join(&name);
