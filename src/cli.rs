@@ -230,6 +230,9 @@ pub struct RunsArgs {
     /// How many runs to list
     #[arg(short = 'n', long, default_value_t = 20)]
     pub limit: usize,
+    /// Print the runs as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +240,9 @@ pub struct ShowArgs {
     /// Run id (from `t2s runs`), `last`, or `last~N` (the N-th run before the last)
     #[arg(default_value = "last")]
     pub run: String,
+    /// Print the run as JSON (every metric point included)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

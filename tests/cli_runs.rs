@@ -72,6 +72,44 @@ fn runs_and_show_list_nodes_params_and_metrics() {
         "cached nodes keep their final metrics:\n{second}"
     );
 
+    // The same as JSON, for scripts.
+    let runs: serde_json::Value =
+        serde_json::from_str(&stdout(p.t2s().args(["runs", "--json"]).output().unwrap())).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (runs[0]["id"].as_i64(), runs[0]["nodes"]["cached"].as_i64()),
+        (Some(2), Some(11))
+    );
+    assert_eq!(runs[1]["nodes"]["ran"], 11);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(
+        p.t2s().args(["show", "1", "--json"]).output().unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(shown["run"]["id"], 1);
+    assert_eq!(shown["nodes"].as_array().unwrap().len(), 11);
+    let cmd = shown["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node"] == "train[lora_r=8]" && p["name"] == "cmd")
+        .unwrap();
+    assert_eq!(cmd["value"], "python3 -B scripts/train.py --rank 8");
+    assert!(shown["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["node"] == "train[lora_r=4]"
+            && m["name"] == "final_loss"
+            && m["value"] == 0.166667));
+    let loss = shown["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["node"] == "train[lora_r=4]" && s["name"] == "loss")
+        .unwrap();
+    assert_eq!(loss["points"].as_array().unwrap().len(), 5);
+
     let missing = p.t2s().args(["show", "99"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no run `99`"));

@@ -162,4 +162,12 @@ fn smoke_pipeline_runs_end_to_end_then_is_all_cached() {
         err.contains("no such node") && err.contains("train[lora_r=4]"),
         "{err}"
     );
+    let full = t2s(root.path(), &worker)
+        .args(["export", "--node", "base", "--out"])
+        .arg(root.path().join("exports/base"))
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert!(err.contains("holds no LoRA adapter"), "{err}");
 }

@@ -93,6 +93,13 @@ fn node_artifact(root: &Path, run: &str, node: &str) -> anyhow::Result<PathBuf> 
         .into());
     };
     match &row.artifact {
+        Some(dir) if !Path::new(dir).join("adapter_config.json").is_file() => {
+            Err(UsageError(format!(
+                "--node {node}: its artifact {dir} holds no LoRA adapter (a full fine-tune's \
+                 artifact is a model already)"
+            ))
+            .into())
+        }
         Some(dir) => Ok(PathBuf::from(dir)),
         None => Err(UsageError(format!(
             "--node {node}: it has no artifact in run {} (status {})",

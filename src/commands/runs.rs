@@ -12,6 +12,21 @@ pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let tracker = Tracker::open(root)?;
+    if args.json {
+        let mut runs = Vec::new();
+        for r in tracker.list_runs(args.limit)? {
+            let nodes: serde_json::Map<String, serde_json::Value> = tracker
+                .node_counts(r.id)?
+                .into_iter()
+                .map(|(s, n)| (shown_status(&s, &r.status).to_string(), n.into()))
+                .collect();
+            let mut run = serde_json::to_value(&r)?;
+            run["nodes"] = nodes.into();
+            runs.push(run);
+        }
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut rows = vec![vec![
         "RUN".to_string(),
         "STATUS".into(),
@@ -23,14 +38,7 @@ pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
         let counts = tracker.node_counts(r.id)?;
         let nodes = counts
             .iter()
-            .map(|(s, n)| {
-                // Nodes still `running` in a run whose process is gone were cut off with it.
-                if s == node_status::RUNNING && r.status == status::INTERRUPTED {
-                    format!("{n} {}", node_status::INTERRUPTED)
-                } else {
-                    format!("{n} {s}")
-                }
-            })
+            .map(|(s, n)| format!("{n} {}", shown_status(s, &r.status)))
             .collect::<Vec<_>>()
             .join(", ");
         rows.push(vec![
@@ -43,4 +51,14 @@ pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
     }
     print!("{}", super::table(&rows));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node's status as readers should see it: nodes still `running` in a run whose process is
+/// gone were cut off with it.
+pub fn shown_status<'a>(node: &'a str, run: &str) -> &'a str {
+    if node == node_status::RUNNING && run == status::INTERRUPTED {
+        node_status::INTERRUPTED
+    } else {
+        node
+    }
 }

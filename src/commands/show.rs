@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
+use serde_json::json;
+
 use crate::cache::key::short;
 use crate::cli::ShowArgs;
 use crate::exec::progress::human_duration;
-use crate::runs::{node_status, status, Tracker};
+use crate::runs::{RunRow, Tracker};
 
 pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     if !Tracker::path_for(root).exists() {
@@ -18,6 +20,13 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let run = tracker
         .run(&args.run)
         .map_err(|e| super::UsageError(e.to_string()))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&as_json(&tracker, &run)?)?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("run {}: {} ({})", run.id, run.pipeline, run.status);
     println!(
         "  file     {} (blake3 {})",
@@ -44,12 +53,7 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     println!("\nnodes:");
     let mut rows = Vec::new();
     for n in tracker.nodes(run.id)? {
-        // A node still `running` in a run whose process is gone was cut off with it.
-        let shown = if n.status == node_status::RUNNING && run.status == status::INTERRUPTED {
-            node_status::INTERRUPTED.to_string()
-        } else {
-            n.status
-        };
+        let shown = super::runs::shown_status(&n.status, &run.status).to_string();
         rows.push(vec![
             format!("  {}", n.node),
             shown,
@@ -135,4 +139,46 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         print!("{}", super::table(&rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run, its nodes, params (as JSON values), final metrics and every step series.
+fn as_json(tracker: &Tracker, run: &RunRow) -> anyhow::Result<serde_json::Value> {
+    let nodes: Vec<serde_json::Value> = tracker
+        .nodes(run.id)?
+        .into_iter()
+        .map(|mut n| {
+            n.status = super::runs::shown_status(&n.status, &run.status).to_string();
+            serde_json::to_value(n)
+        })
+        .collect::<Result<_, _>>()?;
+    let params: Vec<serde_json::Value> = tracker
+        .params(run.id)?
+        .into_iter()
+        .map(|p| {
+            let value =
+                serde_json::from_str(&p.value).unwrap_or(serde_json::Value::String(p.value));
+            json!({"node": p.node, "name": p.name, "value": value})
+        })
+        .collect();
+    let finals = tracker.metrics(run.id, true)?;
+    let mut series: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
+    for m in tracker.metrics(run.id, false)? {
+        if let Some(step) = m.step {
+            series
+                .entry((m.node, m.name))
+                .or_default()
+                .push((step, m.value));
+        }
+    }
+    let series: Vec<serde_json::Value> = series
+        .into_iter()
+        .map(|((node, name), points)| json!({"node": node, "name": name, "points": points}))
+        .collect();
+    Ok(json!({
+        "run": run,
+        "nodes": nodes,
+        "params": params,
+        "metrics": finals,
+        "series": series,
+    }))
 }

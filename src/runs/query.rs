@@ -6,7 +6,7 @@ use super::db::{Tracker, TrackerError};
 use super::status;
 
 /// One row of `runs`, with its status as readers should see it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRow {
     pub id: i64,
     pub pipeline: String,
@@ -25,7 +25,7 @@ pub struct RunRow {
 }
 
 /// One row of `nodes`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeRow {
     pub node: String,
     pub stage: String,
@@ -39,7 +39,7 @@ pub struct NodeRow {
 }
 
 /// One param of one node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ParamRow {
     pub node: String,
     pub name: String,
@@ -48,7 +48,7 @@ pub struct ParamRow {
 }
 
 /// One metric value.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct MetricRow {
     pub node: String,
     pub name: String,
