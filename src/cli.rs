@@ -209,6 +209,14 @@ pub struct StatusArgs {
     /// Check cached artifacts against the blake3 of each file
     #[arg(long)]
     pub verify: bool,
+
+    /// Print the nodes as JSON
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+
+    /// Print nothing; exit 1 when any node is stale (for scripts and CI, as `dvc status -q`)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -139,6 +139,45 @@ fn changing_one_branch_reruns_only_that_branch_and_status_says_why() {
         .find(|l| l.starts_with("preprocess "))
         .unwrap()
         .contains(" cached "));
+
+    // For scripts: JSON, and `-q`, which says by its exit code whether anything is stale.
+    let quiet = |set: &[&str]| {
+        let o = p
+            .t2s()
+            .args(["status", "-q"])
+            .arg(p.pipeline())
+            .args(set)
+            .output()
+            .unwrap();
+        assert!(
+            o.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        o.status.code()
+    };
+    assert_eq!(quiet(&[]), Some(0));
+    assert_eq!(quiet(&["--set", "split.env={TEST_EVERY: 4}"]), Some(1));
+    let json = p
+        .t2s()
+        .args(["status", "--json"])
+        .arg(p.pipeline())
+        .args(["--set", "split.env={TEST_EVERY: 4}"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let nodes = json["nodes"].as_array().unwrap();
+    let split = nodes.iter().find(|n| n["node"] == "split").unwrap();
+    assert_eq!(split["state"], "stale");
+    assert!(
+        split["reason"].as_str().unwrap().contains("params.env"),
+        "{split}"
+    );
+    assert_eq!(
+        json["stale"].as_u64().unwrap() + json["cached"].as_u64().unwrap(),
+        nodes.len() as u64
+    );
+    assert_eq!(json["cached"], 3, "{json}");
 }
 
 #[test]

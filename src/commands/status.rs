@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use serde_json::json;
+
 use crate::cache::{key::short, Store};
 use crate::cli::StatusArgs;
 use crate::exec::plan::{self, Decision, PlanOptions};
@@ -15,26 +17,48 @@ pub fn status(root: &std::path::Path, args: StatusArgs) -> anyhow::Result<ExitCo
         ..Default::default()
     };
     let planned = plan::plan(&p, &store, &opts)?;
-    let mut rows = Vec::new();
-    let (mut cached, mut stale) = (0, 0);
-    for n in &planned {
-        let state = match n.decision {
-            Decision::Hit => {
-                cached += 1;
-                "cached"
-            }
-            _ => {
-                stale += 1;
-                "stale"
-            }
-        };
-        rows.push(vec![
-            n.node.clone(),
-            state.to_string(),
-            n.key.as_deref().map(short).unwrap_or("-").to_string(),
-            n.reason.clone(),
-        ]);
+    let is_cached = |d: &Decision| matches!(d, Decision::Hit);
+    let stale = planned.iter().filter(|n| !is_cached(&n.decision)).count();
+    let cached = planned.len() - stale;
+    if args.quiet {
+        return Ok(if stale == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
+    if args.json {
+        let nodes: Vec<serde_json::Value> = planned
+            .iter()
+            .map(|n| {
+                json!({
+                    "node": n.node,
+                    "state": if is_cached(&n.decision) { "cached" } else { "stale" },
+                    "key": n.key,
+                    "reason": n.reason,
+                })
+            })
+            .collect();
+        let out = json!({"pipeline": p.name, "cached": cached, "stale": stale, "nodes": nodes});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = planned
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.clone(),
+                if is_cached(&n.decision) {
+                    "cached"
+                } else {
+                    "stale"
+                }
+                .to_string(),
+                n.key.as_deref().map(short).unwrap_or("-").to_string(),
+                n.reason.clone(),
+            ]
+        })
+        .collect();
     print!("{}", super::table(&rows));
     println!("{}: {cached} cached, {stale} stale", p.name);
     Ok(ExitCode::SUCCESS)
