@@ -81,6 +81,10 @@ pub struct ExportArgs {
     /// Weight dtype of the output: auto (as the base stores them), float32, bfloat16, float16
     #[arg(long, default_value = "auto", value_parser = ["auto", "float32", "bfloat16", "float16"])]
     pub dtype: String,
+    /// Largest weight file; a larger model is written in shards with an index, as transformers
+    /// does (e.g. 5GB, 500MB, 2GiB)
+    #[arg(long, default_value = "5GB", value_parser = crate::commands::export::parse_size)]
+    pub max_shard_size: u64,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ applies the adapter with PeftModel.from_pretrained, merge_and_unload(), save_pre
 With --t2s DIR it also loads t2s's export with transformers and prints, as JSON, the largest
 logit difference to PEFT's merged model on a fixed batch (and whether the names match)."""
 import argparse
+import glob
 import json
 
 import torch
@@ -14,6 +15,14 @@ from safetensors.torch import load_file
 from transformers import Gemma3ForCausalLM
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_all(directory):
+    """Every tensor of a model directory, from one file or all its shards."""
+    tensors = {}
+    for f in sorted(glob.glob(f"{directory}/*.safetensors")):
+        tensors.update(load_file(f))
+    return tensors
 
 
 def main():
@@ -40,8 +49,8 @@ def main():
             got = ours(input_ids=ids).logits.float()
         report["logits_max_diff"] = (want - got).abs().max().item()
         report["logits_max"] = want.abs().max().item()
-        theirs = load_file(f"{a.out}/model.safetensors")
-        mine = load_file(f"{a.t2s}/model.safetensors")
+        theirs = load_all(a.out)
+        mine = load_all(a.t2s)
         report["same_names"] = sorted(theirs) == sorted(mine)
         report["same_dtypes"] = all(theirs[k].dtype == mine[k].dtype for k in theirs if k in mine)
     print(json.dumps(report))

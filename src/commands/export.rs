@@ -48,7 +48,10 @@ pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
         .tempdir_in(&parent)?;
 
     let worker = WorkerLauncher::locate()?;
-    let mut spec = JobSpec::new("export", json!({ "dtype": args.dtype }));
+    let mut spec = JobSpec::new(
+        "export",
+        json!({ "dtype": args.dtype, "max_shard_bytes": args.max_shard_size }),
+    );
     // Merging is a few matrix products a module: the CPU does it without a GPU's memory.
     spec.device = "cpu".into();
     spec.inputs.insert("model".into(), model);
@@ -153,7 +156,8 @@ fn summary(result: &Value, out: &Path) -> String {
             .unwrap_or_else(|| "?".into())
     };
     format!(
-        "merged the adapter (r = {}, scale {}) into {} modules; wrote {} tensors ({}) and {} to {}",
+        "merged the adapter (r = {}, scale {}) into {} modules; wrote {} tensors ({}, {} weight \
+         file(s)) and {} to {}",
         n("rank"),
         n("scale"),
         n("modules"),
@@ -162,6 +166,7 @@ fn summary(result: &Value, out: &Path) -> String {
             .get("dtype")
             .and_then(Value::as_str)
             .unwrap_or("auto"),
+        n("shards"),
         result
             .get("copied")
             .and_then(Value::as_array)
@@ -173,4 +178,53 @@ fn summary(result: &Value, out: &Path) -> String {
             .unwrap_or_default(),
         out.display()
     )
+}
+
+/// A size as transformers writes `max_shard_size`: bytes, or a number with KB / MB / GB (powers
+/// of 1000) or KiB / MiB / GiB (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 5GB, 500MB, 2GiB)"))?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    let bytes = number * scale as f64;
+    if !(bytes >= 1.0 && bytes.is_finite()) {
+        return Err(format!("`{text}`: a shard must hold at least one byte"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_as_transformers_writes_them() {
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("1.5 kb"), Ok(1_500));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("150KiB"), Ok(150 * 1024));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        for bad in ["", "GB", "5XB", "0", "-1MB", "five"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -19,72 +19,96 @@ use crate::linear::lora_delta;
 use crate::lora;
 use crate::weights::Checkpoint;
 
-/// The merged checkpoint's tensors, by HF name, on the CPU.
-pub struct Merged {
-    pub tensors: Vec<(String, Tensor)>,
-    /// The modules whose weight took the adapter.
-    pub modules: Vec<String>,
+/// The merge of a PEFT adapter into a base checkpoint, made one tensor at a time
+/// ([`Merge::tensor`]), so a writer holds one shard, never the whole model.
+pub struct Merge<'a> {
+    base: &'a Checkpoint,
+    /// Adapted weight name → the adapter's A [r, in] and B [out, r] (fp32).
+    adapters: BTreeMap<String, (Tensor, Tensor)>,
+    kind: Option<Kind>,
     pub rank: i64,
     pub scale: f64,
 }
 
-/// Fold the PEFT adapter in `adapter_dir` into `base`; `kind`: the floating tensors' output
-/// kind (`None`: each keeps its own).
-pub fn merge_checkpoint(
-    base: &Checkpoint,
-    adapter_dir: &Path,
-    kind: Option<Kind>,
-) -> Result<Merged> {
-    let cfg = lora::read_config(adapter_dir)?;
-    cfg.validate()?;
-    let adapter = Checkpoint::open(&lora::adapter_file(adapter_dir)?)?;
-    let bad = |message: String| ModelError::Adapter {
-        dir: adapter_dir.to_path_buf(),
-        message,
-    };
-
-    // module → (A name, B name), both required.
-    let mut pairs: BTreeMap<&str, [Option<&str>; 2]> = BTreeMap::new();
-    for name in adapter.names() {
-        let (module, matrix) = lora::module_of(name).ok_or_else(|| {
-            bad(format!(
-                "tensor `{name}` is not a LoRA matrix (base_model.model.<module>.lora_A|lora_B.weight)"
-            ))
-        })?;
-        let slot = usize::from(matrix == "lora_B");
-        pairs.entry(module).or_default()[slot] = Some(name);
-    }
-    if pairs.is_empty() {
-        return Err(bad("the adapter holds no LoRA tensor".into()));
-    }
-
-    let scale = cfg.scale();
-    let mut deltas: BTreeMap<String, Tensor> = BTreeMap::new();
-    for (module, [a_name, b_name]) in &pairs {
-        let (Some(a_name), Some(b_name)) = (a_name, b_name) else {
-            return Err(bad(format!(
-                "module `{module}` has only one of lora_A and lora_B"
-            )));
+impl<'a> Merge<'a> {
+    /// Check the PEFT adapter in `adapter_dir` against `base` and read its matrices; `kind`:
+    /// the floating tensors' output kind (`None`: each keeps its own).
+    pub fn new(base: &'a Checkpoint, adapter_dir: &Path, kind: Option<Kind>) -> Result<Self> {
+        let cfg = lora::read_config(adapter_dir)?;
+        cfg.validate()?;
+        let adapter = Checkpoint::open(&lora::adapter_file(adapter_dir)?)?;
+        let bad = |message: String| ModelError::Adapter {
+            dir: adapter_dir.to_path_buf(),
+            message,
         };
-        let weight = format!("{module}.weight");
-        let Some(&[out, inp]) = base.shape(&weight) else {
-            return Err(bad(format!(
-                "module `{module}` has no 2-D weight `{weight}` in {}: the adapter was made for another base model",
-                base.origin.display()
-            )));
-        };
-        let a = adapter.get(a_name, &[cfg.r, inp], Kind::Float, Device::Cpu)?;
-        let b = adapter.get(b_name, &[out, cfg.r], Kind::Float, Device::Cpu)?;
-        deltas.insert(weight, lora_delta(&a, &b, scale)?);
+
+        // module → (A name, B name), both required.
+        let mut pairs: BTreeMap<&str, [Option<&str>; 2]> = BTreeMap::new();
+        for name in adapter.names() {
+            let (module, matrix) = lora::module_of(name).ok_or_else(|| {
+                bad(format!(
+                    "tensor `{name}` is not a LoRA matrix (base_model.model.<module>.lora_A|lora_B.weight)"
+                ))
+            })?;
+            let slot = usize::from(matrix == "lora_B");
+            pairs.entry(module).or_default()[slot] = Some(name);
+        }
+        if pairs.is_empty() {
+            return Err(bad("the adapter holds no LoRA tensor".into()));
+        }
+
+        let mut adapters = BTreeMap::new();
+        for (module, [a_name, b_name]) in &pairs {
+            let (Some(a_name), Some(b_name)) = (a_name, b_name) else {
+                return Err(bad(format!(
+                    "module `{module}` has only one of lora_A and lora_B"
+                )));
+            };
+            let weight = format!("{module}.weight");
+            let Some(&[out, inp]) = base.shape(&weight) else {
+                return Err(bad(format!(
+                    "module `{module}` has no 2-D weight `{weight}` in {}: the adapter was made for another base model",
+                    base.origin.display()
+                )));
+            };
+            let a = adapter.get(a_name, &[cfg.r, inp], Kind::Float, Device::Cpu)?;
+            let b = adapter.get(b_name, &[out, cfg.r], Kind::Float, Device::Cpu)?;
+            adapters.insert(weight, (a, b));
+        }
+        for name in base.names() {
+            if base.kind(name).is_none() {
+                return Err(ModelError::Checkpoint {
+                    file: base.origin.clone(),
+                    message: format!("tensor `{name}` has a dtype t2s cannot read"),
+                });
+            }
+        }
+        Ok(Self {
+            base,
+            adapters,
+            kind,
+            rank: cfg.r,
+            scale: cfg.scale(),
+        })
     }
 
-    let mut tensors = Vec::new();
-    for name in base.names() {
-        let own = base.kind(name).ok_or_else(|| ModelError::Checkpoint {
-            file: base.origin.clone(),
-            message: format!("tensor `{name}` has a dtype t2s cannot read"),
-        })?;
-        let out_kind = match kind {
+    /// The modules whose weight takes the adapter.
+    pub fn modules(&self) -> Vec<&str> {
+        self.adapters
+            .keys()
+            .map(|w| w.strip_suffix(".weight").unwrap_or(w))
+            .collect()
+    }
+
+    /// Every tensor name of the output (the base's).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.base.names()
+    }
+
+    /// The kind tensor `name` is written in.
+    pub fn out_kind(&self, name: &str) -> Kind {
+        let own = self.base.kind(name).unwrap_or(Kind::Float);
+        match self.kind {
             Some(k)
                 if matches!(
                     own,
@@ -94,23 +118,29 @@ pub fn merge_checkpoint(
                 k
             }
             _ => own,
-        };
-        let shape = base.shape(name).unwrap_or_default().to_vec();
-        let t = match deltas.get(name) {
-            Some(delta) => base
-                .get(name, &shape, Kind::Float, Device::Cpu)?
-                .f_add(delta)?
-                .f_to_kind(out_kind)?,
-            None => base.get(name, &shape, out_kind, Device::Cpu)?,
-        };
-        tensors.push((name.to_string(), t));
+        }
     }
-    Ok(Merged {
-        tensors,
-        modules: pairs.keys().map(|m| m.to_string()).collect(),
-        rank: cfg.r,
-        scale,
-    })
+
+    /// How many bytes tensor `name` takes in the output.
+    pub fn out_bytes(&self, name: &str) -> u64 {
+        let numel: i64 = self.base.shape(name).unwrap_or_default().iter().product();
+        numel.max(0) as u64 * self.out_kind(name).elt_size_in_bytes() as u64
+    }
+
+    /// Output tensor `name` on the CPU: the adapted weights `W + scale · B A`, summed in fp32
+    /// and rounded once into the output kind; every other tensor as it is (converted).
+    pub fn tensor(&self, name: &str) -> Result<Tensor> {
+        let shape = self.base.shape(name).unwrap_or_default().to_vec();
+        let kind = self.out_kind(name);
+        Ok(match self.adapters.get(name) {
+            Some((a, b)) => self
+                .base
+                .get(name, &shape, Kind::Float, Device::Cpu)?
+                .f_add(&lora_delta(a, b, self.scale)?)?
+                .f_to_kind(kind)?,
+            None => self.base.get(name, &shape, kind, Device::Cpu)?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -159,29 +189,30 @@ mod tests {
         (a, b)
     }
 
-    fn get<'a>(m: &'a Merged, name: &str) -> &'a Tensor {
-        &m.tensors.iter().find(|(n, _)| n == name).unwrap().1
-    }
-
     #[test]
     fn the_adapted_weight_takes_scale_b_a_and_the_rest_is_copied() {
         let (a, b) = ab();
         for kind in [Kind::Float, Kind::BFloat16] {
             let (dir, base) = fixture(kind, &[(A, a.shallow_clone()), (B, b.shallow_clone())]);
-            let m = merge_checkpoint(&base, &dir.path().join("adapter"), None).unwrap();
-            assert_eq!(m.modules, ["model.layers.0.self_attn.q_proj"]);
+            let m = Merge::new(&base, &dir.path().join("adapter"), None).unwrap();
+            assert_eq!(m.modules(), ["model.layers.0.self_attn.q_proj"]);
             assert_eq!((m.rank, m.scale), (2, 2.0));
             let w = base.get(W, &[6, 5], Kind::Float, Device::Cpu).unwrap();
             // Summed in fp32, rounded once into the weight's own kind.
             let want = (w + b.matmul(&a) * 2.0).to_kind(kind);
-            assert_eq!(get(&m, W).kind(), kind);
-            assert!(get(&m, W).equal(&want), "{kind:?}");
-            assert!(get(&m, NORM).equal(&Tensor::ones([5], (Kind::Float, Device::Cpu))));
+            assert_eq!(m.tensor(W).unwrap().kind(), kind);
+            assert!(m.tensor(W).unwrap().equal(&want), "{kind:?}");
+            assert!(m
+                .tensor(NORM)
+                .unwrap()
+                .equal(&Tensor::ones([5], (Kind::Float, Device::Cpu))));
+            let elt = if kind == Kind::Float { 4 } else { 2 };
+            assert_eq!((m.out_bytes(W), m.out_bytes(NORM)), (30 * elt, 20));
             // Asked for bf16: the floating tensors are converted after the merge.
-            let m =
-                merge_checkpoint(&base, &dir.path().join("adapter"), Some(Kind::BFloat16)).unwrap();
-            assert!(get(&m, W).equal(&want.to_kind(Kind::BFloat16)));
-            assert_eq!(get(&m, NORM).kind(), Kind::BFloat16);
+            let m = Merge::new(&base, &dir.path().join("adapter"), Some(Kind::BFloat16)).unwrap();
+            assert!(m.tensor(W).unwrap().equal(&want.to_kind(Kind::BFloat16)));
+            assert_eq!(m.tensor(NORM).unwrap().kind(), Kind::BFloat16);
+            assert_eq!(m.out_bytes(NORM), 10);
         }
     }
 
@@ -211,7 +242,7 @@ mod tests {
             (vec![(A, a.shallow_clone()), (B, b.view([2, 6]))], "shape"),
         ] {
             let (dir, base) = fixture(Kind::Float, &tensors);
-            let err = match merge_checkpoint(&base, &dir.path().join("adapter"), None) {
+            let err = match Merge::new(&base, &dir.path().join("adapter"), None) {
                 Ok(_) => panic!("merged although {says}"),
                 Err(e) => e.to_string(),
             };

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -75,10 +76,22 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         .double_value(&[])
 }
 
+/// Every tensor of a model directory: `model.safetensors`, or all its shards.
+fn read_model(dir: &Path) -> HashMap<String, Tensor> {
+    let mut all = HashMap::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "safetensors") {
+            all.extend(read_st(&f));
+        }
+    }
+    all
+}
+
 /// Every tensor of `ours` against `theirs`: the same names and dtypes; the largest difference.
 fn compare_tensors(ours: &Path, theirs: &Path) -> f64 {
-    let ours = read_st(&ours.join("model.safetensors"));
-    let theirs = read_st(&theirs.join("model.safetensors"));
+    let ours = read_model(ours);
+    let theirs = read_model(theirs);
     let mut names: Vec<&String> = ours.keys().collect();
     names.sort();
     let mut want: Vec<&String> = theirs.keys().collect();
@@ -152,6 +165,55 @@ fn export_equals_peft_merge_and_unload_in_fp32_and_bf16() {
     // No staging directory is left beside the export.
     let beside: Vec<_> = std::fs::read_dir(ours.parent().unwrap()).unwrap().collect();
     assert_eq!(beside.len(), 1);
+
+    // Sharded as transformers shards: numbered files and an index that covers every tensor;
+    // transformers loads it, and the values are the single file's.
+    let sharded = work.path().join("merged-sharded");
+    let said = ok(&export(
+        &model,
+        &adapter,
+        &sharded,
+        &["--max-shard-size", "100KB"],
+    ));
+    assert!(!sharded.join("model.safetensors").exists());
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(sharded.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let files: std::collections::BTreeSet<&str> = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(files.len() > 1, "{said}");
+    let n = files.len();
+    for (i, f) in files.iter().enumerate() {
+        assert_eq!(*f, format!("model-{:05}-of-{n:05}.safetensors", i + 1));
+        assert!(sharded.join(f).is_file());
+    }
+    let all = read_model(&sharded);
+    assert_eq!(index["weight_map"].as_object().unwrap().len(), all.len());
+    let total: i64 = all.values().map(|t| t.numel() as i64 * 4).sum();
+    assert_eq!(index["metadata"]["total_size"].as_i64(), Some(total));
+    for (name, t) in &merged {
+        assert!(all[name].equal(t), "{name}");
+    }
+    let theirs_again = work.path().join("peft-fp32-again");
+    let report = peft_merge(
+        &py,
+        &model,
+        &adapter,
+        &theirs_again,
+        &sharded,
+        "float32",
+        None,
+    );
+    assert_eq!(report["same_names"], true, "{report}");
+    assert!(
+        report["logits_max_diff"].as_f64().unwrap() <= 1e-4,
+        "{report}"
+    );
 
     // bf16 base: PEFT adds the fp32 delta to the bf16 weight and rounds once, as t2s does.
     let base16 = work.path().join("base-bf16");

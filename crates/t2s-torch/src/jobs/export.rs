@@ -12,7 +12,7 @@ use t2s::worker::protocol::JobSpec;
 use tch::Kind;
 
 use super::{input_dir, Events, Params};
-use crate::merge::merge_checkpoint;
+use crate::merge::Merge;
 use crate::weights::{self, Checkpoint};
 
 pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
@@ -36,28 +36,90 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         }
     };
 
+    let max_shard = p.u64("max_shard_bytes", DEFAULT_MAX_SHARD_BYTES)?.max(1);
+
     let base = Checkpoint::open(&model_dir)?;
-    let merged = merge_checkpoint(&base, &adapter_dir, kind)?;
+    let merge = Merge::new(&base, &adapter_dir, kind)?;
     ev.log(
         "info",
         format!(
-            "merged the adapter (r = {}, scale {}) into {} modules",
-            merged.rank,
-            merged.scale,
-            merged.modules.len()
+            "merging the adapter (r = {}, scale {}) into {} modules",
+            merge.rank,
+            merge.scale,
+            merge.modules().len()
         ),
     );
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    weights::save(&merged.tensors, &out.join("model.safetensors"))?;
+    let shards = plan_shards(&merge, max_shard);
+    let total: u64 = merge.names().map(|n| merge.out_bytes(n)).sum();
+    write_shards(&merge, &shards, out, total)?;
     let copied = copy_model_files(&model_dir, out, kind)?;
     Ok(json!({
-        "modules": merged.modules.len(),
-        "rank": merged.rank,
-        "scale": merged.scale,
-        "tensors": merged.tensors.len(),
+        "modules": merge.modules().len(),
+        "rank": merge.rank,
+        "scale": merge.scale,
+        "tensors": merge.names().count(),
+        "shards": shards.len(),
+        "bytes": total,
         "dtype": dtype,
         "copied": copied,
     }))
+}
+
+/// transformers' `save_pretrained` default `max_shard_size` ("5GB").
+const DEFAULT_MAX_SHARD_BYTES: u64 = 5_000_000_000;
+
+/// The tensor names of each shard, in checkpoint order: a shard is closed when the next tensor
+/// would take it past `max_bytes` (transformers' rule; a tensor larger than that is a shard
+/// of its own).
+fn plan_shards<'m>(merge: &'m Merge<'_>, max_bytes: u64) -> Vec<Vec<&'m str>> {
+    let mut shards: Vec<Vec<&str>> = Vec::new();
+    let mut size = 0;
+    for name in merge.names() {
+        let bytes = merge.out_bytes(name);
+        match shards.last_mut() {
+            Some(last) if size + bytes <= max_bytes => last.push(name),
+            _ => {
+                shards.push(vec![name]);
+                size = 0;
+            }
+        }
+        size += bytes;
+    }
+    shards
+}
+
+/// `model.safetensors` for one shard, else numbered shards and their index (transformers'
+/// names), each built and written before the next is read.
+fn write_shards(
+    merge: &Merge<'_>,
+    shards: &[Vec<&str>],
+    out: &Path,
+    total: u64,
+) -> anyhow::Result<()> {
+    let file_of = |i: usize| match shards.len() {
+        1 => "model.safetensors".to_string(),
+        n => format!("model-{:05}-of-{n:05}.safetensors", i + 1),
+    };
+    let mut weight_map = serde_json::Map::new();
+    for (i, names) in shards.iter().enumerate() {
+        let tensors = names
+            .iter()
+            .map(|n| Ok((n.to_string(), merge.tensor(n)?)))
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        weights::save(&tensors, &out.join(file_of(i)))?;
+        for n in names {
+            weight_map.insert(n.to_string(), json!(file_of(i)));
+        }
+    }
+    if shards.len() > 1 {
+        let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        std::fs::write(
+            out.join("model.safetensors.index.json"),
+            serde_json::to_string_pretty(&index)? + "\n",
+        )?;
+    }
+    Ok(())
 }
 
 /// The name of the dtype in a HF config (`torch_dtype`, newer `dtype`).
