@@ -1,8 +1,10 @@
 //! `export`: a base model with a PEFT LoRA adapter merged into its weights, written as a plain
 //! HF model directory (`model.safetensors`, the config, the tokenizer and the other files of
 //! the base) that transformers, vLLM or llama.cpp's converter load without PEFT. Inputs `model`
-//! and `adapter`; written into the spec's `out_dir`; param `dtype`: `auto` (each tensor as the
-//! base stores it), `float32`, `bfloat16` or `float16`.
+//! and `adapter`; written into the spec's `out_dir`. Params: `dtype`, `auto` (each tensor as
+//! the base stores it), `float32`, `bfloat16` or `float16`; `max_shard_bytes` (default 5 GB,
+//! transformers' default): a larger model is written as `model-0000k-of-0000n.safetensors`
+//! shards with a `model.safetensors.index.json`, one shard in memory at a time.
 
 use std::path::Path;
 
