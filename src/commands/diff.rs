@@ -267,6 +267,53 @@ mod tests {
     }
 
     #[test]
+    fn the_text_reads_as_one_table_per_part() {
+        use crate::runs::{NodeChange, NodeSide};
+        let side = |key: &str, status: &str| {
+            Some(NodeSide {
+                key: Some(key.repeat(16)),
+                status: status.into(),
+            })
+        };
+        let d = RunDiff {
+            params: vec![
+                ParamChange {
+                    node: "train[lora_r=8]".into(),
+                    name: "lr".into(),
+                    a: Some(json!(0.0002)),
+                    b: Some(json!(0.0003)),
+                },
+                ParamChange {
+                    node: "train[lora_r=32]".into(),
+                    name: "lora_r".into(),
+                    a: None,
+                    b: Some(json!(32)),
+                },
+            ],
+            nodes: vec![
+                NodeChange {
+                    node: "train[lora_r=8]".into(),
+                    a: side("a1b2", "ran"),
+                    b: side("c3d4", "ran"),
+                },
+                NodeChange {
+                    node: "train[lora_r=32]".into(),
+                    a: None,
+                    b: side("e5f6", "ran"),
+                },
+            ],
+            metrics: vec![MetricChange {
+                node: "evaluate[lora_r=8]".into(),
+                name: "execution_accuracy".into(),
+                a: Some(0.25),
+                b: Some(0.3125),
+                change: Some(0.0625),
+            }],
+        };
+        insta::assert_snapshot!(render(&row(3, "aaaa"), &row(4, "aaaa"), &d));
+    }
+
+    #[test]
     fn two_equal_runs_say_so() {
         let text = render(&row(3, "aaaa"), &row(4, "aaaa"), &RunDiff::default());
         assert!(text.contains("the same params, node cache keys and final metrics"));
