@@ -90,11 +90,19 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct InferArgs {
     /// Model directory in Hugging Face layout (config.json, model.safetensors, tokenizer.json)
-    #[arg(long)]
-    pub model: PathBuf,
+    /// [with --node: the adapter's base_model_name_or_path]
+    #[arg(long, required_unless_present = "node")]
+    pub model: Option<PathBuf>,
     /// LoRA adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "node")]
     pub adapter: Option<PathBuf>,
+    /// Or a train node of a tracked run, e.g. 'train[lora_r=8]' (its adapter on its base) or a
+    /// full fine-tune such as the quickstart's 'base' (its model)
+    #[arg(long)]
+    pub node: Option<String>,
+    /// The run --node is taken from: an id, `last` or `last~N`
+    #[arg(long, default_value = "last", requires = "node")]
+    pub run: String,
     /// The request in natural language (`@file` reads it from a file); omit for an interactive prompt
     #[arg(long)]
     pub prompt: Option<String>,

@@ -170,4 +170,26 @@ fn smoke_pipeline_runs_end_to_end_then_is_all_cached() {
     assert_eq!(full.status.code(), Some(2));
     let err = String::from_utf8_lossy(&full.stderr);
     assert!(err.contains("holds no LoRA adapter"), "{err}");
+
+    // `t2s infer --node`: an adapter on its base, or a full fine-tune's model, by node name;
+    // greedy, so the merged export answers exactly as the adapter on its base does.
+    let infer = |args: &[&str]| {
+        let o = t2s(root.path(), &worker)
+            .args(["infer", "--prompt", "How many users are there?"])
+            .args(["--context", "CREATE TABLE users (id INTEGER);"])
+            .args(["--max-new-tokens", "16", "--device", "cpu", "--raw"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let by_node = infer(&["--node", "train[lora_r=4]"]);
+    let merged_model = merged.to_str().unwrap();
+    assert_eq!(infer(&["--model", merged_model]), by_node);
+    infer(&["--node", "base"]);
 }

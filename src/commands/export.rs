@@ -10,15 +10,14 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::{json, Value};
 
-use super::{check_dir, UsageError};
+use super::{check_dir, lookup, UsageError};
 use crate::cli::ExportArgs;
-use crate::runs::Tracker;
 use crate::worker::{JobSpec, WorkerLauncher};
 
 pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let adapter = match (&args.adapter, &args.node) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(node)) => node_artifact(root, &args.run, node)?,
+        (None, Some(node)) => lookup::adapter_of_node(root, &args.run, node)?,
         (None, None) => return Err(UsageError("give --adapter DIR or --node NAME".into()).into()),
     };
     check_dir(
@@ -28,7 +27,7 @@ pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
     )?;
     let model = match &args.model {
         Some(m) => m.clone(),
-        None => base_of(&adapter)?,
+        None => lookup::base_of(&adapter)?,
     };
     check_dir(&model, "--model", &["config.json"])?;
     check_out(&args.out)?;
@@ -74,61 +73,6 @@ pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{}", summary(&result, &args.out));
     Ok(ExitCode::SUCCESS)
-}
-
-/// The artifact directory of node `node` in run `run` of the tracking DB under `root`.
-fn node_artifact(root: &Path, run: &str, node: &str) -> anyhow::Result<PathBuf> {
-    if !Tracker::path_for(root).exists() {
-        return Err(UsageError(format!("--node: no runs yet in {}", root.display())).into());
-    }
-    let tracker = Tracker::open(root)?;
-    let run = tracker
-        .run(run)
-        .map_err(|e| UsageError(format!("--run: {e}")))?;
-    let nodes = tracker.nodes(run.id)?;
-    let Some(row) = nodes.iter().find(|n| n.node == node) else {
-        let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
-        return Err(UsageError(format!(
-            "--node {node}: run {} has no such node (it has: {})",
-            run.id,
-            names.join(", ")
-        ))
-        .into());
-    };
-    match &row.artifact {
-        Some(dir) if !Path::new(dir).join("adapter_config.json").is_file() => {
-            Err(UsageError(format!(
-                "--node {node}: its artifact {dir} holds no LoRA adapter (a full fine-tune's \
-                 artifact is a model already)"
-            ))
-            .into())
-        }
-        Some(dir) => Ok(PathBuf::from(dir)),
-        None => Err(UsageError(format!(
-            "--node {node}: it has no artifact in run {} (status {})",
-            run.id, row.status
-        ))
-        .into()),
-    }
-}
-
-/// The adapter's base model: `base_model_name_or_path` of its config, when a local directory.
-fn base_of(adapter: &Path) -> anyhow::Result<PathBuf> {
-    let file = adapter.join("adapter_config.json");
-    let config: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
-        .map_err(|e| UsageError(format!("{}: not JSON: {e}", file.display())))?;
-    let base = config
-        .get("base_model_name_or_path")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let dir = PathBuf::from(base);
-    if !base.is_empty() && dir.is_dir() {
-        return Ok(dir);
-    }
-    Err(UsageError(format!(
-        "the adapter's base_model_name_or_path ({base:?}) is not a local directory: give --model DIR"
-    ))
-    .into())
 }
 
 /// `--out` must be new or an empty directory: an export never overwrites a model.

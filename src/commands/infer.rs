@@ -3,18 +3,30 @@
 //! reads `@file` arguments and prints the result.
 
 use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 use serde_json::{json, Value};
 
-use super::{check_dir, UsageError};
+use super::{check_dir, lookup, UsageError};
 use crate::cli::InferArgs;
 use crate::worker::{JobSpec, WorkerLauncher};
 
-pub fn infer(args: InferArgs) -> anyhow::Result<ExitCode> {
-    check_dir(&args.model, "--model", &["config.json", "tokenizer.json"])?;
-    if let Some(a) = &args.adapter {
+/// The weights a request runs on: a model and maybe an adapter.
+struct Weights {
+    model: PathBuf,
+    adapter: Option<PathBuf>,
+}
+
+pub fn infer(root: &Path, args: InferArgs) -> anyhow::Result<ExitCode> {
+    let weights = weights(root, &args)?;
+    check_dir(
+        &weights.model,
+        "--model",
+        &["config.json", "tokenizer.json"],
+    )?;
+    if let Some(a) = &weights.adapter {
         check_dir(
             a,
             "--adapter",
@@ -29,15 +41,19 @@ pub fn infer(args: InferArgs) -> anyhow::Result<ExitCode> {
                 Some(c) => read_arg(c, "--context")?,
                 None => String::new(),
             };
-            let out = ask(&worker, &args, &prompt, &context)?;
+            let out = ask(&worker, &args, &weights, &prompt, &context)?;
             print_result(&args, &out);
             Ok(ExitCode::SUCCESS)
         }
-        None => interactive(&worker, &args),
+        None => interactive(&worker, &args, &weights),
     }
 }
 
-fn interactive(worker: &WorkerLauncher, args: &InferArgs) -> anyhow::Result<ExitCode> {
+fn interactive(
+    worker: &WorkerLauncher,
+    args: &InferArgs,
+    weights: &Weights,
+) -> anyhow::Result<ExitCode> {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let mut context = match &args.context {
@@ -59,7 +75,7 @@ fn interactive(worker: &WorkerLauncher, args: &InferArgs) -> anyhow::Result<Exit
             eprintln!("context set ({} characters)", context.len());
             continue;
         }
-        match ask(worker, args, line, &context) {
+        match ask(worker, args, weights, line, &context) {
             Ok(out) => print_result(args, &out),
             Err(e) => eprintln!("error: {e:#}"),
         }
@@ -70,6 +86,7 @@ fn interactive(worker: &WorkerLauncher, args: &InferArgs) -> anyhow::Result<Exit
 fn ask(
     worker: &WorkerLauncher,
     args: &InferArgs,
+    weights: &Weights,
     prompt: &str,
     context: &str,
 ) -> anyhow::Result<Value> {
@@ -88,8 +105,8 @@ fn ask(
         }),
     );
     spec.device = args.device.clone();
-    spec.inputs.insert("model".into(), args.model.clone());
-    if let Some(a) = &args.adapter {
+    spec.inputs.insert("model".into(), weights.model.clone());
+    if let Some(a) = &weights.adapter {
         spec.inputs.insert("adapter".into(), a.clone());
     }
     let cancel = AtomicBool::new(false);
@@ -112,4 +129,40 @@ fn read_arg(value: &str, flag: &str) -> anyhow::Result<String> {
             .map_err(|e| UsageError(format!("{flag} @{path}: cannot read the file: {e}")).into()),
         None => Ok(value.to_string()),
     }
+}
+
+/// `--model` / `--adapter` as given, or from `--node`: an adapter on its base (or on
+/// `--model`), or a full fine-tune's model.
+fn weights(root: &Path, args: &InferArgs) -> anyhow::Result<Weights> {
+    let Some(node) = &args.node else {
+        let model = args
+            .model
+            .clone()
+            .ok_or_else(|| UsageError("give --model DIR or --node NAME".into()))?;
+        return Ok(Weights {
+            model,
+            adapter: args.adapter.clone(),
+        });
+    };
+    let dir = lookup::node_artifact(root, &args.run, node)?;
+    if !lookup::is_adapter(&dir) {
+        if args.model.is_some() {
+            return Err(UsageError(format!(
+                "--node {node} is a model (a full fine-tune), not an adapter: drop --model"
+            ))
+            .into());
+        }
+        return Ok(Weights {
+            model: dir,
+            adapter: None,
+        });
+    }
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => lookup::base_of(&dir)?,
+    };
+    Ok(Weights {
+        model,
+        adapter: Some(dir),
+    })
 }

@@ -10,6 +10,7 @@ pub mod exec_node;
 pub mod export;
 pub mod gc;
 pub mod infer;
+pub mod lookup;
 pub mod report;
 pub mod run;
 pub mod runs;
@@ -50,7 +51,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Evaluate(args) => {
             evaluate::run(&args).map(|c| ExitCode::from(c.clamp(0, 255) as u8))
         }
-        Command::Infer(args) => infer::infer(args),
+        Command::Infer(args) => infer::infer(&root, args),
         Command::Export(args) => export::export(&root, args),
         Command::Report(args) => report::report(&root, args),
         Command::ExecNode(args) => exec_node::exec_node(&args),
