@@ -60,17 +60,25 @@ pub struct ExecNodeArgs {
     pub spec: PathBuf,
 }
 
+/// A train node of a tracked run, named instead of paths (`export`, `infer`).
 #[derive(Debug, Args)]
-pub struct ExportArgs {
-    /// The LoRA adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors)
-    #[arg(long, required_unless_present = "node", conflicts_with = "node")]
-    pub adapter: Option<PathBuf>,
-    /// Or the train node whose adapter to export, e.g. 'train[lora_r=8]' (from the run --run)
+pub struct NodeRef {
+    /// A train node of a tracked run instead of paths, e.g. 'train[lora_r=8]' (its adapter on
+    /// its base) or a full fine-tune such as the quickstart's 'base' (its model)
     #[arg(long)]
     pub node: Option<String>,
     /// The run --node is taken from: an id, `last` or `last~N`
     #[arg(long, default_value = "last", requires = "node")]
     pub run: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The LoRA adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors)
+    #[arg(long, required_unless_present = "node", conflicts_with = "node")]
+    pub adapter: Option<PathBuf>,
+    #[command(flatten)]
+    pub from: NodeRef,
     /// The base model directory in Hugging Face layout (config.json, model.safetensors)
     /// [default: the adapter's base_model_name_or_path, when that is a local directory]
     #[arg(long)]
@@ -96,13 +104,8 @@ pub struct InferArgs {
     /// LoRA adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors)
     #[arg(long, conflicts_with = "node")]
     pub adapter: Option<PathBuf>,
-    /// Or a train node of a tracked run, e.g. 'train[lora_r=8]' (its adapter on its base) or a
-    /// full fine-tune such as the quickstart's 'base' (its model)
-    #[arg(long)]
-    pub node: Option<String>,
-    /// The run --node is taken from: an id, `last` or `last~N`
-    #[arg(long, default_value = "last", requires = "node")]
-    pub run: String,
+    #[command(flatten)]
+    pub from: NodeRef,
     /// The request in natural language (`@file` reads it from a file); omit for an interactive prompt
     #[arg(long)]
     pub prompt: Option<String>,

@@ -15,9 +15,9 @@ use crate::cli::ExportArgs;
 use crate::worker::{JobSpec, WorkerLauncher};
 
 pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let adapter = match (&args.adapter, &args.node) {
+    let adapter = match (&args.adapter, &args.from.node) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(node)) => lookup::adapter_of_node(root, &args.run, node)?,
+        (None, Some(node)) => lookup::adapter_of_node(root, &args.from.run, node)?,
         (None, None) => return Err(UsageError("give --adapter DIR or --node NAME".into()).into()),
     };
     check_dir(

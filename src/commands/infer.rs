@@ -134,7 +134,7 @@ fn read_arg(value: &str, flag: &str) -> anyhow::Result<String> {
 /// `--model` / `--adapter` as given, or from `--node`: an adapter on its base (or on
 /// `--model`), or a full fine-tune's model.
 fn weights(root: &Path, args: &InferArgs) -> anyhow::Result<Weights> {
-    let Some(node) = &args.node else {
+    let Some(node) = &args.from.node else {
         let model = args
             .model
             .clone()
@@ -144,7 +144,7 @@ fn weights(root: &Path, args: &InferArgs) -> anyhow::Result<Weights> {
             adapter: args.adapter.clone(),
         });
     };
-    let dir = lookup::node_artifact(root, &args.run, node)?;
+    let dir = lookup::node_artifact(root, &args.from.run, node)?;
     if !lookup::is_adapter(&dir) {
         if args.model.is_some() {
             return Err(UsageError(format!(
