@@ -276,20 +276,7 @@ mod tests {
             })
         };
         let d = RunDiff {
-            params: vec![
-                ParamChange {
-                    node: "train[lora_r=8]".into(),
-                    name: "lr".into(),
-                    a: Some(json!(0.0002)),
-                    b: Some(json!(0.0003)),
-                },
-                ParamChange {
-                    node: "train[lora_r=32]".into(),
-                    name: "lora_r".into(),
-                    a: None,
-                    b: Some(json!(32)),
-                },
-            ],
+            params: crate::runs::sample_param_changes(),
             nodes: vec![
                 NodeChange {
                     node: "train[lora_r=8]".into(),

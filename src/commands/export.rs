@@ -15,19 +15,19 @@ use crate::cli::ExportArgs;
 use crate::worker::{JobSpec, WorkerLauncher};
 
 pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let adapter = match (&args.adapter, &args.from.node) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(node)) => lookup::adapter_of_node(root, &args.from.run, node)?,
-        (None, None) => return Err(UsageError("give --adapter DIR or --node NAME".into()).into()),
-    };
-    check_dir(
-        &adapter,
-        "--adapter",
-        &["adapter_config.json", "adapter_model.safetensors"],
+    let weights = lookup::weights(
+        root,
+        &args.from,
+        args.model.as_deref(),
+        args.adapter.as_deref(),
     )?;
-    let model = match &args.model {
-        Some(m) => m.clone(),
-        None => lookup::base_of(&adapter)?,
+    let (model, Some(adapter)) = (weights.model, weights.adapter) else {
+        return Err(UsageError(format!(
+            "--node {}: its artifact holds no LoRA adapter (a full fine-tune's artifact is a \
+             model already)",
+            args.from.node.as_deref().unwrap_or_default()
+        ))
+        .into());
     };
     check_dir(&model, "--model", &["config.json"])?;
     check_out(&args.out)?;

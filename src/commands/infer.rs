@@ -3,36 +3,29 @@
 //! reads `@file` arguments and prints the result.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 use serde_json::{json, Value};
 
-use super::{check_dir, lookup, UsageError};
+use super::lookup::{self, Weights};
+use super::{check_dir, UsageError};
 use crate::cli::InferArgs;
 use crate::worker::{JobSpec, WorkerLauncher};
 
-/// The weights a request runs on: a model and maybe an adapter.
-struct Weights {
-    model: PathBuf,
-    adapter: Option<PathBuf>,
-}
-
 pub fn infer(root: &Path, args: InferArgs) -> anyhow::Result<ExitCode> {
-    let weights = weights(root, &args)?;
+    let weights = lookup::weights(
+        root,
+        &args.from,
+        args.model.as_deref(),
+        args.adapter.as_deref(),
+    )?;
     check_dir(
         &weights.model,
         "--model",
         &["config.json", "tokenizer.json"],
     )?;
-    if let Some(a) = &weights.adapter {
-        check_dir(
-            a,
-            "--adapter",
-            &["adapter_config.json", "adapter_model.safetensors"],
-        )?;
-    }
     let worker = WorkerLauncher::locate()?;
     match &args.prompt {
         Some(prompt) => {
@@ -129,40 +122,4 @@ fn read_arg(value: &str, flag: &str) -> anyhow::Result<String> {
             .map_err(|e| UsageError(format!("{flag} @{path}: cannot read the file: {e}")).into()),
         None => Ok(value.to_string()),
     }
-}
-
-/// `--model` / `--adapter` as given, or from `--node`: an adapter on its base (or on
-/// `--model`), or a full fine-tune's model.
-fn weights(root: &Path, args: &InferArgs) -> anyhow::Result<Weights> {
-    let Some(node) = &args.from.node else {
-        let model = args
-            .model
-            .clone()
-            .ok_or_else(|| UsageError("give --model DIR or --node NAME".into()))?;
-        return Ok(Weights {
-            model,
-            adapter: args.adapter.clone(),
-        });
-    };
-    let dir = lookup::node_artifact(root, &args.from.run, node)?;
-    if !lookup::is_adapter(&dir) {
-        if args.model.is_some() {
-            return Err(UsageError(format!(
-                "--node {node} is a model (a full fine-tune), not an adapter: drop --model"
-            ))
-            .into());
-        }
-        return Ok(Weights {
-            model: dir,
-            adapter: None,
-        });
-    }
-    let model = match &args.model {
-        Some(m) => m.clone(),
-        None => lookup::base_of(&dir)?,
-    };
-    Ok(Weights {
-        model,
-        adapter: Some(dir),
-    })
 }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::UsageError;
+use super::{check_dir, UsageError};
+use crate::cli::NodeRef;
 use crate::runs::Tracker;
 
 /// The artifact directory of node `node` in run `run` of the tracking DB under `root`.
@@ -61,17 +62,53 @@ pub fn is_adapter(dir: &Path) -> bool {
     dir.join("adapter_config.json").is_file()
 }
 
-/// The adapter of train node `node` in run `run`: a usage error when the node's artifact is a
-/// model (a full fine-tune).
-pub fn adapter_of_node(root: &Path, run: &str, node: &str) -> anyhow::Result<PathBuf> {
-    let dir = node_artifact(root, run, node)?;
-    if !is_adapter(&dir) {
-        return Err(UsageError(format!(
-            "--node {node}: its artifact {} holds no LoRA adapter (a full fine-tune's artifact \
-             is a model already)",
-            dir.display()
-        ))
-        .into());
+/// The weights a command runs on: a model and maybe a LoRA adapter.
+pub struct Weights {
+    pub model: PathBuf,
+    pub adapter: Option<PathBuf>,
+}
+
+/// The weights `--node` names (an adapter, or a full fine-tune's model), else `--adapter`; the
+/// model is `--model`, else the adapter's base. The adapter's files are checked here; the
+/// caller checks the model's, which differ by command.
+pub fn weights(
+    root: &Path,
+    from: &NodeRef,
+    model: Option<&Path>,
+    adapter: Option<&Path>,
+) -> anyhow::Result<Weights> {
+    let adapter = match &from.node {
+        Some(node) => {
+            let dir = node_artifact(root, &from.run, node)?;
+            if !is_adapter(&dir) {
+                if model.is_some() {
+                    return Err(UsageError(format!(
+                        "--node {node} is a model (a full fine-tune), not an adapter: drop --model"
+                    ))
+                    .into());
+                }
+                return Ok(Weights {
+                    model: dir,
+                    adapter: None,
+                });
+            }
+            Some(dir)
+        }
+        None => adapter.map(Path::to_path_buf),
+    };
+    if let Some(a) = &adapter {
+        check_dir(
+            a,
+            "--adapter",
+            &["adapter_config.json", "adapter_model.safetensors"],
+        )?;
     }
-    Ok(dir)
+    let model = match (model, &adapter) {
+        (Some(m), _) => m.to_path_buf(),
+        (None, Some(a)) => base_of(a)?,
+        (None, None) => {
+            return Err(UsageError("give --model DIR, --adapter DIR or --node NAME".into()).into())
+        }
+    };
+    Ok(Weights { model, adapter })
 }

@@ -171,10 +171,30 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
 }
 
+/// The param changes of the runs in the tests below (the rank-8 trainer's lr moved, a rank-32
+/// variant added), shared with the printing tests of `t2s diff`.
+#[cfg(test)]
+pub(crate) fn sample_param_changes() -> Vec<ParamChange> {
+    use serde_json::json;
+    vec![
+        ParamChange {
+            node: "train[lora_r=8]".into(),
+            name: "lr".into(),
+            a: Some(json!(0.0002)),
+            b: Some(json!(0.0003)),
+        },
+        ParamChange {
+            node: "train[lora_r=32]".into(),
+            name: "lora_r".into(),
+            a: None,
+            b: Some(json!(32)),
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn node(name: &str, key: &str, status: &str) -> NodeRow {
         NodeRow {
@@ -252,23 +272,7 @@ mod tests {
     fn only_what_differs_is_listed_in_node_order() {
         let (a, b) = runs();
         let d = RunDiff::between(&a, &b, false);
-        assert_eq!(
-            d.params,
-            vec![
-                ParamChange {
-                    node: "train[lora_r=8]".into(),
-                    name: "lr".into(),
-                    a: Some(json!(0.0002)),
-                    b: Some(json!(0.0003)),
-                },
-                ParamChange {
-                    node: "train[lora_r=32]".into(),
-                    name: "lora_r".into(),
-                    a: None,
-                    b: Some(json!(32)),
-                },
-            ]
-        );
+        assert_eq!(d.params, sample_param_changes());
         // The split kept its key (cached in b): not listed; the rest changed or are new.
         let nodes: Vec<&str> = d.nodes.iter().map(|n| n.node.as_str()).collect();
         assert_eq!(

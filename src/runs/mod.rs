@@ -12,6 +12,8 @@ mod query;
 mod sink;
 
 pub use db::{MetricPoint, NodeRecord, RunInfo, Tracker, TrackerError};
+#[cfg(test)]
+pub(crate) use diff::sample_param_changes;
 pub use diff::{MetricChange, NodeChange, NodeSide, ParamChange, RunDiff, RunFacts};
 pub use executions::{ExecRecord, ExecRow, OpenJob};
 pub use query::{MetricRow, NodeRow, ParamRow, RunRow};
