@@ -48,6 +48,7 @@ cuda_tests() {
 
 # 1. The 1B step for each "setting batch" argument: fused kernels on (profiled) or off, or
 #    (`nolora`) the other kernels on and the LoRA projections unfused (what those kernels give),
+#    or (`gemm`) on with the LoRA products as tensor-core GEMMs (T2S_LORA_MATMUL=gemm),
 #    or (`fixed`) on with the LoRA kernels' splits fixed at 256 (T2S_LORA_SPLIT; what sizing
 #    them to fill the GPU gives).
 one_b() {
@@ -58,13 +59,14 @@ one_b() {
     fused=true; [ "$1" = off ] && fused=false
     lora=true; [ "$1" = nolora ] && lora=false
     split=""; [ "$1" = fixed ] && split=256
+    matmul=kernels; [ "$1" = gemm ] && matmul=gemm
     # Profiled: the fused runs, and the unfused one at the big batch (the traffic model's check).
     profile=""
-    if [ "$1" = on ] || { [ "$1" = off ] && [ "$2" != 8 ]; }; then
+    if [ "$1" = on ] || [ "$1" = gemm ] || { [ "$1" = off ] && [ "$2" != 8 ]; }; then
       profile=",\"profile\":\"/tmp/trace_$1_b$2.json\""
     fi
     echo "{\"protocol\":1,\"job\":\"bench-train\",\"device\":\"cuda\",\"params\":{\"shape\":\"gemma3-1b\",\"batch\":$2,\"seq\":512,\"rank\":16,\"alpha\":16,\"steps\":20,\"warmup\":3,\"fused\":$fused,\"fused_lora\":$lora$profile}}" > /tmp/bt1b.json
-    T2S_LORA_SPLIT=$split timeout "$(cap 90)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$RAW/train_1b_$1_b$2.json"
+    T2S_LORA_MATMUL=$matmul T2S_LORA_SPLIT=$split timeout "$(cap 90)" .gpu/t2s-worker /tmp/bt1b.json 2>/dev/null | tail -1 > "$RAW/train_1b_$1_b$2.json"
     python3 bench/gpu/profile_summary.py "$RAW/train_1b_$1_b$2.json" 2>&1 | tee -a "$OUT/mfu.txt"
     if [ -n "$profile" ] && [ -s "/tmp/trace_$1_b$2.json" ]; then
       timeout "$(cap 60)" python3 bench/traffic.py --gpu --tokens $(($2 * 512)) "/tmp/trace_$1_b$2.json" 2>&1 \
@@ -92,9 +94,9 @@ say "== doctor"
 echo '{"protocol":1,"job":"doctor","device":"auto"}' > /tmp/t2s-doctor.json
 timeout "$(cap 60)" .gpu/t2s-worker /tmp/t2s-doctor.json 2>&1 | tail -1 | tee -a "$OUT/mfu.txt"
 cuda_tests ".gpu/tests/fused-*"
-one_b "on ${BIG_BATCH:-32}" "nolora ${BIG_BATCH:-32}" "off ${BIG_BATCH:-32}"
+one_b "on ${BIG_BATCH:-32}" "gemm ${BIG_BATCH:-32}" "nolora ${BIG_BATCH:-32}" "off ${BIG_BATCH:-32}"
 peer_b8
-one_b "on 8" "fixed 8" "off 8" "fixed ${BIG_BATCH:-32}"
+one_b "on 8" "gemm 8" "fixed 8" "off 8" "fixed ${BIG_BATCH:-32}"
 python3 - "$RAW" <<'PY' | tee -a "$OUT/mfu.txt"
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
@@ -105,7 +107,7 @@ def tps(name):
     except Exception:
         return None
 peer = tps("peer_b8.json")
-for f in ("on_b8", "fixed_b8", "off_b8", "on_b32", "fixed_b32", "nolora_b32", "off_b32"):
+for f in ("on_b8", "gemm_b8", "fixed_b8", "off_b8", "on_b32", "gemm_b32", "fixed_b32", "nolora_b32", "off_b32"):
     v = tps(f"train_1b_{f}.json")
     if v:
         ratio = f", {v / peer:.2f}x the peer at b8" if peer else ""

@@ -7,9 +7,10 @@
 # BUDGET (what has not run by then is skipped, and what ran comes back): doctor; the quickstart
 # pipeline on CUDA with the parity tests beside it; batched greedy generation, HF `generate`
 # against t2s (1,000 prompts); LoRA training throughput (Gemma-3-1B shape, random weights),
-# transformers + PEFT against t2s at the peer's batch (also with the LoRA kernels' splits fixed)
-# and t2s at 4× that batch. Estimated at ~7 minutes on an H200 from the sections' earlier times
-# (not yet run in this order): BUDGET=560 fits one device call. Options: the quickstart
+# transformers + PEFT against t2s at the peer's batch (also with the LoRA kernels' splits fixed,
+# and with the LoRA products as tensor-core GEMMs) and t2s at 4× that batch (kernels, GEMMs).
+# Estimated at ~7 minutes on an H200 from the sections' earlier times (not yet run in this
+# order; the two GEMM runs add ~40 s): BUDGET=560 fits one device call. Options: the quickstart
 # (RUN_PIPELINE=0 skips it; PIPELINE=pipelines/smoke.yaml for the toy one;
 # PIPE_ARGS adds `t2s run` arguments, e.g. PIPE_ARGS="--set base.dtype=float32" trains the
 # quickstart's base in fp32: does the bf16 base cost the GPU quickstart its accuracy?).
@@ -111,13 +112,24 @@ if has_time "train fixed splits"; then
   echo "{\"fixed_splits\": $(tail -1 /tmp/train_fixed.jsonl)}" >> "$OUT/train_t2s.jsonl"
   echo "t2s train, batch $BATCH, splits fixed at 256: $(tail -1 /tmp/train_fixed.jsonl)"
 fi
-# The same at larger batches (t2s only): how far a larger token batch lifts MFU.
+# The same with the LoRA projections multiplied as tensor-core GEMMs over bf16 pieces of the
+# fp32 operands (T2S_LORA_MATMUL=gemm) instead of t2s's CUDA-core kernels: which to make the
+# default (the kernels were ~10x off their bound in the tenth session's H200 profile).
+if has_time "train gemm"; then
+  T2S_LORA_MATMUL=gemm timeout "$(cap ${TRAIN_TIMEOUT:-150})" "$W" /tmp/t2s-bench-train.json > /tmp/train_gemm.jsonl 2>> "$OUT/train.err"
+  echo "{\"lora_gemm\": $(tail -1 /tmp/train_gemm.jsonl)}" >> "$OUT/train_t2s.jsonl"
+  echo "t2s train, batch $BATCH, LoRA products as GEMMs: $(tail -1 /tmp/train_gemm.jsonl)"
+fi
+# The same at larger batches (t2s only): how far a larger token batch lifts MFU, with the LoRA
+# kernels and with the GEMMs.
 for big in ${BIG_BATCHES:-$((BATCH * 4))}; do
-  has_time "train batch $big" || break
   sed "s/\"batch\": $BATCH/\"batch\": $big/" /tmp/t2s-bench-train.json > /tmp/t2s-bench-train-big.json
-  timeout "$(cap ${TRAIN_TIMEOUT:-150})" "$W" /tmp/t2s-bench-train-big.json > /tmp/train_big.jsonl 2>> "$OUT/train.err"
-  tail -1 /tmp/train_big.jsonl >> "$OUT/train_t2s.jsonl"
-  echo "t2s train, batch $big: $(tail -1 /tmp/train_big.jsonl)"
+  for mm in kernels gemm; do
+    has_time "train batch $big ($mm)" || break 2
+    T2S_LORA_MATMUL=$mm timeout "$(cap ${TRAIN_TIMEOUT:-150})" "$W" /tmp/t2s-bench-train-big.json > /tmp/train_big.jsonl 2>> "$OUT/train.err"
+    tail -1 /tmp/train_big.jsonl >> "$OUT/train_t2s.jsonl"
+    echo "t2s train, batch $big, LoRA products: $mm: $(tail -1 /tmp/train_big.jsonl)"
+  done
 done
 fi
 

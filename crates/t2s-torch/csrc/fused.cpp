@@ -42,6 +42,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -431,13 +432,7 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     at::Tensor bits = at::empty({0}, xc.options().dtype(at::kInt));
     if (T > 0 && D > 0) {
       Args l(p, seed, T, D, n, r);
-      if (p > 0.0) {
-        bits = at::empty({n, T, l.W}, xc.options().dtype(at::kInt));
-        void* bp = bits.data_ptr();
-        void* args[] = {&l.T, &l.D, &l.W, &l.seed, &l.p, &bp};
-        launch(xc, Kernel::LoraMask,
-               dim3(G::blocks(T * l.W, 256), static_cast<unsigned>(n)), dim3(256), args);
-      }
+      if (p > 0.0) bits = draw_bits(xc, n, p, seed);
       const unsigned token_blocks = G::blocks(T, G::row_tokens(r));
       int split = static_cast<int>(G::split(D, token_blocks * n, xc));
       const int64_t S = G::splits(D, split);
@@ -505,6 +500,19 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     return {dx, da, none, none};
   }
 
+  // The dropout masks of n copies of xc [T, D] drawn from `seed` (t2s_lora_mask): bits
+  // [n, T, ceil(D / 32)].
+  static at::Tensor draw_bits(const at::Tensor& xc, int64_t n, double p, int64_t seed) {
+    const int64_t T = xc.size(0), D = xc.size(1);
+    Args l(p, seed, T, D, n, 1);
+    at::Tensor bits = at::empty({n, T, l.W}, xc.options().dtype(at::kInt));
+    void* bp = bits.data_ptr();
+    void* args[] = {&l.T, &l.D, &l.W, &l.seed, &l.p, &bp};
+    launch(xc, Kernel::LoraMask, dim3(G::blocks(T * l.W, 256), static_cast<unsigned>(n)),
+           dim3(256), args);
+    return bits;
+  }
+
   // The mask bits the kernels take: null for the no-dropout placeholder.
   static const void* mask_bits(const at::Tensor& bits) {
     return bits.numel() > 0 ? bits.data_ptr() : nullptr;
@@ -528,6 +536,191 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
   };
 };
 
+// --- Tensor-core GEMMs at fp32 accuracy (T2S_LORA_MATMUL=gemm) ------------------------------
+// The LoRA side path's products have an fp32 operand (A, B, the rank activations u or their
+// gradient) and, often, a bf16 one (x, the output's gradient). Split into three bf16 pieces
+// (hi = bf16(v), mid = bf16(v − hi), lo = bf16(v − hi − mid): their sum is v to 24 bits, each
+// difference exact in fp32), an fp32 operand becomes three bf16 ones, and a product of two bf16
+// values is exact in fp32: cuBLAS's bf16 GEMM with fp32 results, over the pieces side by side,
+// gives the fp32 product (PEFT's fp32 GEMMs without TF32) on tensor cores. Where both operands
+// are fp32, six piece products down to the 2^-18 terms (the rest are under 2^-27).
+
+// The three bf16 pieces of fp32 v, stacked at `dim`.
+at::Tensor split3(const at::Tensor& v, int64_t dim) {
+  const at::Tensor hi = v.to(at::kBFloat16);
+  const at::Tensor rest = v - hi.to(at::kFloat);
+  const at::Tensor mid = rest.to(at::kBFloat16);
+  const at::Tensor lo = (rest - mid.to(at::kFloat)).to(at::kBFloat16);
+  return at::stack({hi, mid, lo}, dim);
+}
+
+// (hi + mid) + lo over the pieces' dim.
+at::Tensor sum_pieces(const at::Tensor& t, int64_t dim) {
+  return t.select(dim, 0).add(t.select(dim, 1)).add_(t.select(dim, 2));
+}
+
+// The product of bf16 matrices (or batches of them) into fp32: cuBLAS with fp32 results on
+// CUDA; on the CPU, which has no such GEMM, the same values multiplied in fp32 (the tests).
+at::Tensor mm_f32(const at::Tensor& l, const at::Tensor& r) {
+  if (l.is_cuda()) return l.dim() == 3 ? at::bmm(l, r, at::kFloat) : at::mm(l, r, at::kFloat);
+  return at::matmul(l.to(at::kFloat), r.to(at::kFloat));
+}
+
+// The LoRA down-projection of LoraDown as tensor-core GEMMs (T2S_LORA_MATMUL=gemm): the same
+// u [n, T, r] and gradients, with cuBLAS doing the products over bf16 pieces (above): `x · Aᵀ`
+// with A's three pieces, `du · A` with six piece products, A's gradient with du's three. The
+// products are small (r columns), so the pieces cost FLOPs tensor cores have to spare, and
+// cuBLAS runs them near memory speed where the CUDA-core kernels of LoraDown ran near a tenth
+// of it (tenth session's H200 profile).
+//
+// Dropout: each adapter's GEMM reads its masked copy of x (bf16, exact: the masks of the bits
+// applied, t2s_lora_mask_apply; 1 / (1 − p) applied to the fp32 result), and the input's
+// gradient is the masked sum of each adapter's fp32 `du · A` (t2s_lora_mask_sum). Saved for
+// the backward: x, A and the bits, as LoraDown; the masked copies are made again there. Without
+// dropout, one GEMM over every adapter's pieces side by side each way.
+//
+// Any device: on the CPU (tests) the products run in fp32 on the same bf16 values and the
+// masks are applied with ATen ops, so the arithmetic can be checked without a GPU.
+struct LoraDownGemm : public torch::autograd::Function<LoraDownGemm> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& a, const at::Tensor& bits, double p) {
+    TORCH_CHECK(x.scalar_type() == at::kBFloat16, "LoRA down-projection input must be bfloat16");
+    TORCH_CHECK(a.dim() == 3 && a.scalar_type() == at::kFloat && a.device() == x.device(),
+                "LoRA A matrices must be fp32 [n, r, D] on the input's device, got ",
+                a.scalar_type(), " ", a.sizes());
+    const int64_t D = x.size(-1), n = a.size(0), r = a.size(1);
+    TORCH_CHECK(a.size(2) == D, "LoRA A matrices are ", a.sizes(), " for an input of width ", D);
+    TORCH_CHECK(p >= 0.0 && p < 1.0, "LoRA dropout probability must be in [0, 1), got ", p);
+    const at::Tensor xc = x.contiguous().view({-1, D});
+    const int64_t T = xc.size(0);
+    TORCH_CHECK(p == 0.0 || (bits.dim() == 3 && bits.size(0) == n && bits.size(1) == T &&
+                             bits.size(2) == (D + 31) / 32),
+                "LoRA dropout bits must be [n, T, ceil(D / 32)], got ", bits.sizes());
+    std::optional<DeviceGuard> guard;
+    if (xc.is_cuda()) guard.emplace(xc.device());
+    const at::Tensor ac = a.contiguous();
+    // [n, 3r, D]: each adapter's pieces hi, mid, lo stacked over its rows.
+    const at::Tensor pieces = split3(ac, 1).view({n, 3 * r, D});
+    at::Tensor u;
+    if (p > 0.0) {
+      const at::Tensor xm = masked_copies(xc, bits, n);
+      u = sum_pieces(mm_f32(xm, pieces.transpose(1, 2)).view({n, T, 3, r}), 2)
+              .mul_(scale_of(p));
+    } else {
+      // [T, n · 3r] → [n, T, r].
+      const at::Tensor all = mm_f32(xc, pieces.view({n * 3 * r, D}).t());
+      u = sum_pieces(all.view({T, n, 3, r}), 2).permute({1, 0, 2}).contiguous();
+    }
+    ctx->save_for_backward({xc, ac, bits});
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    return u;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor none;
+    if (!grads[0].defined()) return {none, none, none, none};
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &xc = saved[0], &ac = saved[1], &bits = saved[2];
+    const double p = ctx->saved_data["p"].toDouble();
+    std::optional<DeviceGuard> guard;
+    if (xc.is_cuda()) guard.emplace(xc.device());
+    const int64_t T = xc.size(0), D = xc.size(1), n = ac.size(0), r = ac.size(1);
+    const at::Tensor du = grads[0].to(at::kFloat).contiguous();
+    // [n, T, 3, r] and [n, 3, r, D]: the pieces of u's gradient and of A.
+    const at::Tensor dp = split3(du, 2);
+    const at::Tensor ap = split3(ac, 1);
+    at::Tensor dx, da;
+    if (ctx->needs_input_grad(0)) {
+      // du · A ≈ d0·a0 + d0·a1 + d1·a0 + d0·a2 + d1·a1 + d2·a0: six products side by side
+      // along the reduction, [n, T, 6r] · [n, 6r, D].
+      auto d = [&](int64_t i) { return dp.select(2, i); };
+      auto w = [&](int64_t i) { return ap.select(1, i); };
+      const at::Tensor left = at::cat({d(0), d(0), d(1), d(0), d(1), d(2)}, 2);
+      const at::Tensor right = at::cat({w(0), w(1), w(0), w(2), w(1), w(0)}, 1);
+      if (p > 0.0) {
+        dx = masked_sum(mm_f32(left, right), bits, scale_of(p));
+      } else {
+        dx = mm_f32(left.permute({1, 0, 2}).reshape({T, n * 6 * r}), right.reshape({n * 6 * r, D}))
+                 .to(at::kBFloat16);
+      }
+      dx = dx.view(ctx->saved_data["sizes"].toIntVector());
+    }
+    if (ctx->needs_input_grad(1)) {
+      // Σ_t du[c][t]ᵀ ⊗ dropped x[t], with du's three pieces as 3r rows.
+      const at::Tensor rows = dp.view({n, T, 3 * r});
+      at::Tensor sums;
+      if (p > 0.0) {
+        sums = mm_f32(rows.transpose(1, 2), masked_copies(xc, bits, n)).view({n, 3, r, D});
+        da = sum_pieces(sums, 1).mul_(scale_of(p));
+      } else {
+        sums = mm_f32(rows.permute({1, 0, 2}).reshape({T, n * 3 * r}).t(), xc);
+        da = sum_pieces(sums.view({n, 3, r, D}), 1);
+      }
+    }
+    return {dx, da, none, none};
+  }
+
+  // 1 / (1 − p) as the kernels take it (fp32).
+  static double scale_of(double p) { return static_cast<float>(1.0 / (1.0 - p)); }
+
+  // The masks of the bits [n, T, W] as bool [n, T, D] (the CPU's way; the GPU's kernels read
+  // the bits).
+  static at::Tensor unpack(const at::Tensor& bits, int64_t D) {
+    const at::Tensor shifts = at::arange(32, bits.options());
+    const at::Tensor b = bits.unsqueeze(-1).bitwise_right_shift(shifts).bitwise_and(1);
+    return b.view({bits.size(0), bits.size(1), -1}).narrow(2, 0, D).to(at::kBool);
+  }
+
+  // [n, T, D] bf16: copy c of xc [T, D] with the elements its mask drops zeroed.
+  static at::Tensor masked_copies(const at::Tensor& xc, const at::Tensor& bits, int64_t n) {
+    const int64_t T = xc.size(0), D = xc.size(1);
+    if (!xc.is_cuda())
+      return at::where(unpack(bits, D), xc.unsqueeze(0), at::zeros({}, xc.options()));
+    at::Tensor out = at::empty({n, T, D}, xc.options());
+    if (T == 0 || D == 0) return out;
+    const void* xp = xc.data_ptr();
+    const void* bp = bits.data_ptr();
+    void* op = out.data_ptr();
+    long long t = T;
+    int d = static_cast<int>(D), w = static_cast<int>((D + 31) / 32);
+    int vec = vec8(D, {xp, op}) ? 1 : 0;
+    void* args[] = {&xp, &t, &d, &w, &bp, &op, &vec};
+    const int64_t groups = (D + 7) / 8;
+    launch(xc, Kernel::LoraMaskApply,
+           dim3(LoraGeometry::blocks(T * groups, 256), static_cast<unsigned>(n)), dim3(256),
+           args);
+    return out;
+  }
+
+  // bf16 [T, D]: Σ_c (kept ? g[c] · scale : 0) for g [n, T, D] fp32, summed in fp32 and
+  // rounded once.
+  static at::Tensor masked_sum(const at::Tensor& g, const at::Tensor& bits, double scale) {
+    const int64_t n = g.size(0), T = g.size(1), D = g.size(2);
+    if (!g.is_cuda()) {
+      const at::Tensor kept = at::where(unpack(bits, D), g.mul(scale), at::zeros({}, g.options()));
+      at::Tensor s = kept.select(0, 0).clone();
+      for (int64_t c = 1; c < n; ++c) s.add_(kept.select(0, c));
+      return s.to(at::kBFloat16);
+    }
+    const at::Tensor gc = g.contiguous();
+    at::Tensor dx = at::empty({T, D}, gc.options().dtype(at::kBFloat16));
+    if (T == 0 || D == 0) return dx;
+    const void* gp = gc.data_ptr();
+    const void* bp = bits.data_ptr();
+    void* dp = dx.data_ptr();
+    long long t = T;
+    int d = static_cast<int>(D), w = static_cast<int>((D + 31) / 32), nn = static_cast<int>(n);
+    float sc = static_cast<float>(scale);
+    int vec = (D % 4 == 0 && reinterpret_cast<uintptr_t>(gp) % 16 == 0) ? 1 : 0;
+    void* args[] = {&gp, &t, &d, &w, &nn, &bp, &sc, &dp, &vec};
+    const int64_t groups = (D + 3) / 4;
+    launch(gc, Kernel::LoraMaskSum, dim3(LoraGeometry::blocks(T * groups, 256)), dim3(256), args);
+    return dx;
+  }
+};
+
 // The LoRA up-projection into a bf16 output (t2s_lora_up_*): for n adapters whose outputs sit
 // side by side in y [..., O] (adapter c owning columns [off[c], off[c + 1]), multiples of 4),
 // out = bf16(fp32(y) + u[c] · B[c]ᵀ) with u [n, T, r] fp32 (scaled) and B [O, r] the
@@ -540,10 +733,17 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
     int off[5];
   };
 
+  // `gemm`: the gradients as tensor-core GEMMs over bf16 pieces (T2S_LORA_MATMUL=gemm), the
+  // forward (one pass over the output) as before; that mode also runs on the CPU (the tests),
+  // its forward there with ATen ops.
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y,
                             const at::Tensor& u, const at::Tensor& b,
-                            std::vector<int64_t> offsets) {
-    check_bf16_cuda(y, "LoRA up-projection output");
+                            std::vector<int64_t> offsets, bool gemm) {
+    if (gemm && !y.is_cuda()) {
+      TORCH_CHECK(y.scalar_type() == at::kBFloat16, "LoRA up-projection output must be bfloat16");
+    } else {
+      check_bf16_cuda(y, "LoRA up-projection output");
+    }
     const int64_t O = y.size(-1);
     TORCH_CHECK(b.dim() == 2 && b.scalar_type() == at::kFloat && b.device() == y.device() &&
                     b.size(0) == O,
@@ -563,13 +763,20 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
                                 [](int64_t o) { return o % 4 == 0; }),
                 "LoRA output offsets must run from 0 to ", O, " over ", n,
                 " adapters in multiples of 4");
-    DeviceGuard guard(y.device());
+    std::optional<DeviceGuard> guard;
+    if (y.is_cuda()) guard.emplace(y.device());
     const at::Tensor yc = y.contiguous().view({-1, O});
     const int64_t T = yc.size(0);
     TORCH_CHECK(u.size(1) == T, "LoRA rank activations have ", u.size(1), " rows for ", T);
     const at::Tensor uc = u.contiguous(), bc = b.contiguous();
     auto out = at::empty_like(yc);
-    if (T > 0 && O > 0) {
+    if (!yc.is_cuda()) {
+      // bf16(fp32(y) + u[c] · B[c]ᵀ), the fp32 deltas side by side.
+      std::vector<at::Tensor> deltas;
+      for (int64_t c = 0; c < n; ++c)
+        deltas.push_back(at::matmul(uc.select(0, c), bc.slice(0, offsets[c], offsets[c + 1]).t()));
+      at::add_out(out, yc, at::cat(deltas, 1));
+    } else if (T > 0 && O > 0) {
       Args a(T, O, n, r, offsets);
       const void* yp = yc.data_ptr();
       const void* up = uc.data_ptr();
@@ -580,19 +787,25 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
     }
     ctx->save_for_backward({uc, bc});
     ctx->saved_data["offsets"] = offsets;
+    ctx->saved_data["gemm"] = gemm;
     return out.view(y.sizes());
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const at::Tensor none;
-    if (!grads[0].defined()) return {none, none, none, none};
+    if (!grads[0].defined()) return {none, none, none, none, none};
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &uc = saved[0], &bc = saved[1];
     const int64_t n = uc.size(0), T = uc.size(1), r = uc.size(2), O = bc.size(0);
     const at::Tensor g = grads[0].to(at::kBFloat16).contiguous().view({T, O});
-    DeviceGuard guard(g.device());
     const auto offsets = ctx->saved_data["offsets"].toIntVector();
+    if (ctx->saved_data["gemm"].toBool()) {
+      std::optional<DeviceGuard> guard;
+      if (g.is_cuda()) guard.emplace(g.device());
+      return gemm_backward(ctx, grads[0], g, uc, bc, offsets);
+    }
+    DeviceGuard guard(g.device());
     Args a(T, O, n, r, offsets);
     const void* gp = g.data_ptr();
     at::Tensor du, db;
@@ -633,7 +846,42 @@ struct LoraUp : public torch::autograd::Function<LoraUp> {
       }
     }
     // The output's gradient is y's (out = y + delta).
-    return {ctx->needs_input_grad(0) ? grads[0] : none, du, db, none};
+    return {ctx->needs_input_grad(0) ? grads[0] : none, du, db, none, none};
+  }
+
+  // The gradients as GEMMs over bf16 pieces, per adapter c on its columns g_c of the bf16
+  // output gradient g [T, O] (exact as it is): u's, g_c · B[c] with B's three pieces; B's,
+  // g_cᵀ · u[c] with u's three pieces.
+  static torch::autograd::variable_list gemm_backward(torch::autograd::AutogradContext* ctx,
+                                                      const at::Tensor& grad, const at::Tensor& g,
+                                                      const at::Tensor& uc, const at::Tensor& bc,
+                                                      const std::vector<int64_t>& offsets) {
+    const at::Tensor none;
+    const int64_t n = uc.size(0), T = uc.size(1), r = uc.size(2), O = bc.size(0);
+    at::Tensor du, db;
+    if (ctx->needs_input_grad(1)) {
+      // [O, 3r]: B's pieces side by side per output column.
+      const at::Tensor bp = split3(bc, 1).view({O, 3 * r});
+      std::vector<at::Tensor> parts;
+      for (int64_t c = 0; c < n; ++c) {
+        const int64_t lo = offsets[c], hi = offsets[c + 1];
+        parts.push_back(
+            sum_pieces(mm_f32(g.slice(1, lo, hi), bp.slice(0, lo, hi)).view({T, 3, r}), 1));
+      }
+      du = at::stack(parts, 0);
+    }
+    if (ctx->needs_input_grad(2)) {
+      // [n, T, 3r]: u's pieces side by side per token.
+      const at::Tensor up = split3(uc, 2).view({n, T, 3 * r});
+      std::vector<at::Tensor> parts;
+      for (int64_t c = 0; c < n; ++c) {
+        const int64_t lo = offsets[c], hi = offsets[c + 1];
+        parts.push_back(
+            sum_pieces(mm_f32(g.slice(1, lo, hi).t(), up.select(0, c)).view({hi - lo, 3, r}), 1));
+      }
+      db = at::cat(parts, 0);
+    }
+    return {ctx->needs_input_grad(0) ? grad : none, du, db, none, none};
   }
 
   // The kernels' scalar arguments, in the types they take.
@@ -765,25 +1013,53 @@ int t2s_fused_lora_dropout(void* x, long long copies, double p, long long seed, 
   });
 }
 
-// The fused LoRA down-projection (see LoraDown): x bf16 [..., D], a fp32 [n, r, D]; `*out`
-// receives a new tensor [n, T, r] (T the number of rows of x).
-int t2s_fused_lora_down(void* x, void* a, double p, long long seed, void** out, char** err) {
+// The fused LoRA down-projection: x bf16 [..., D], a fp32 [n, r, D]; `*out` receives a new
+// tensor [n, T, r] (T the number of rows of x). `gemm` 0: the CUDA-core kernels (LoraDown);
+// 1: tensor-core GEMMs (LoraDownGemm) with the masks LoraDown draws from the same seed.
+int t2s_fused_lora_down(void* x, void* a, double p, long long seed, int gemm, void** out,
+                        char** err) {
   return t2s::guarded(err, [&] {
-    at::Tensor u = LoraDown::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(a), p,
-                                   static_cast<int64_t>(seed));
+    const at::Tensor& xt = *static_cast<at::Tensor*>(x);
+    const at::Tensor& am = *static_cast<at::Tensor*>(a);
+    at::Tensor u;
+    if (gemm != 0) {
+      check_bf16_cuda(xt, "LoRA down-projection input");
+      TORCH_CHECK(p >= 0.0 && p < 1.0, "LoRA dropout probability must be in [0, 1), got ", p);
+      TORCH_CHECK(am.dim() == 3, "LoRA A matrices must be [n, r, D], got ", am.sizes());
+      at::Tensor bits = at::empty({0}, xt.options().dtype(at::kInt));
+      if (p > 0.0 && xt.numel() > 0) {
+        DeviceGuard guard(xt.device());
+        const at::Tensor xc = xt.contiguous().view({-1, xt.size(-1)});
+        bits = LoraDown::draw_bits(xc, am.size(0), p, static_cast<int64_t>(seed));
+      }
+      u = LoraDownGemm::apply(xt, am, bits, p);
+    } else {
+      u = LoraDown::apply(xt, am, p, static_cast<int64_t>(seed));
+    }
+    *out = new at::Tensor(std::move(u));
+  });
+}
+
+// LoraDownGemm with the dropout masks given as bits [n, T, ceil(D / 32)] (int32; empty for
+// p = 0), on any device: the tests check its arithmetic on the CPU.
+int t2s_fused_lora_down_gemm_bits(void* x, void* a, void* bits, double p, void** out,
+                                  char** err) {
+  return t2s::guarded(err, [&] {
+    at::Tensor u = LoraDownGemm::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(a),
+                                       *static_cast<at::Tensor*>(bits), p);
     *out = new at::Tensor(std::move(u));
   });
 }
 
 // The fused LoRA up-projection (see LoraUp): y bf16 [..., O], u fp32 [n, T, r], b fp32 [O, r],
 // `offsets` the n + 1 column offsets of the adapters' outputs in y; `*out` receives a new
-// tensor shaped like y.
+// tensor shaped like y. `gemm` 1: the gradients as tensor-core GEMMs (and any device).
 int t2s_fused_lora_up(void* y, void* u, void* b, const long long* offsets, long long n_offsets,
-                      void** out, char** err) {
+                      int gemm, void** out, char** err) {
   return t2s::guarded(err, [&] {
     std::vector<int64_t> offs(offsets, offsets + n_offsets);
     at::Tensor o = LoraUp::apply(*static_cast<at::Tensor*>(y), *static_cast<at::Tensor*>(u),
-                                 *static_cast<at::Tensor*>(b), offs);
+                                 *static_cast<at::Tensor*>(b), offs, gemm != 0);
     *out = new at::Tensor(std::move(o));
   });
 }

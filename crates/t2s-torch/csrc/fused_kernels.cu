@@ -488,6 +488,75 @@ __device__ __forceinline__ float lora_dropped(const bf16_t* __restrict__ x, int 
   return bf2f(x[t * D + d]) * scale;
 }
 
+// --- The down-projection as tensor-core GEMMs (fused.cpp's LoraDownGemm) ---------------------
+// There the products run in cuBLAS on bf16 operands with fp32 results: the fp32 operands split
+// into bf16 pieces, the input x bf16 already. A mask cannot ride in a GEMM, so with dropout
+// these two kernels apply the bits of t2s_lora_mask around them.
+
+// out[c][t][d] = x[t][d] where copy c keeps (t, d), else 0: the masked input, bf16 and exact
+// (the 1 / (1 − p) is applied to the GEMM's fp32 result). 8 columns a thread, one byte of a
+// mask word (8 · k columns never straddle a word). With `vec` (D % 8 == 0, 16-byte aligned
+// rows) 16-byte loads and stores. Grid (ceil(T · ceil(D / 8) / 256), n).
+extern "C" __global__ void t2s_lora_mask_apply(const bf16_t* __restrict__ x, long long T, int D,
+                                               int W, const unsigned int* __restrict__ bits,
+                                               bf16_t* __restrict__ out, int vec) {
+  const int c = blockIdx.y, groups = (D + 7) / 8;
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= T * groups) return;
+  const long long t = i / groups;
+  const int d0 = 8 * (int)(i % groups);
+  const unsigned int keep = lora_mask_word(bits, T, W, c, t, d0) >> (d0 & 31) & 0xffu;
+  const bf16_t* xr = x + t * D + d0;
+  bf16_t* o = out + ((long long)c * T + t) * D + d0;
+  if (vec) {
+    const uint4 v = *(const uint4*)xr;
+    const unsigned int w[4] = {v.x, v.y, v.z, v.w};
+    unsigned int m[4];
+    for (int k = 0; k < 4; ++k)
+      m[k] = (keep >> (2 * k) & 1u ? 0xffffu : 0u) | (keep >> (2 * k + 1) & 1u ? 0xffff0000u : 0u);
+    uint4 r;
+    r.x = w[0] & m[0];
+    r.y = w[1] & m[1];
+    r.z = w[2] & m[2];
+    r.w = w[3] & m[3];
+    *(uint4*)o = r;
+  } else {
+    for (int e = 0; e < 8 && d0 + e < D; ++e) o[e] = keep >> e & 1u ? xr[e] : (bf16_t)0;
+  }
+}
+
+// dx[t][d] = bf16(Σ_c (copy c keeps (t, d) ? g[c][t][d] · scale : 0)) for g [n, T, D] fp32
+// (each adapter's du[c] · A[c] from the GEMM): the input's gradient through every adapter,
+// summed in fp32 and rounded once, as t2s_lora_drop_bwd does with its hashed masks. 4 columns
+// a thread; with `vec` (D % 4 == 0, 16-byte aligned rows) 16-byte loads of g. Grid
+// (ceil(T · ceil(D / 4) / 256)).
+extern "C" __global__ void t2s_lora_mask_sum(const float* __restrict__ g, long long T, int D,
+                                             int W, int n, const unsigned int* __restrict__ bits,
+                                             float scale, bf16_t* __restrict__ dx, int vec) {
+  const int groups = (D + 3) / 4;
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= T * groups) return;
+  const long long t = i / groups;
+  const int d0 = 4 * (int)(i % groups);
+  float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int c = 0; c < n; ++c) {
+    const unsigned int keep = lora_mask_word(bits, T, W, c, t, d0) >> (d0 & 31) & 0xfu;
+    const float* gr = g + ((long long)c * T + t) * D + d0;
+    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (vec) {
+      const float4 q = lora_ld4(gr);
+      v[0] = q.x;
+      v[1] = q.y;
+      v[2] = q.z;
+      v[3] = q.w;
+    } else {
+      for (int e = 0; e < 4 && d0 + e < D; ++e) v[e] = gr[e];
+    }
+    for (int e = 0; e < 4; ++e) s[e] += keep >> e & 1u ? v[e] * scale : 0.0f;
+  }
+  for (int e = 0; e < 4 && d0 + e < D; ++e) dx[t * D + d0 + e] = f2bf(s[e]);
+}
+
 // Tokens a row-reduction block takes for q outputs a token: 4 a thread, the 256 threads split
 // into groups of 4 outputs (at least 4 groups, a power of two).
 __device__ __forceinline__ int lora_row_tokens(int q) {

@@ -20,7 +20,8 @@ inline constexpr const char* kKernels[] = {
     "t2s_rms_fwd",     "t2s_rms_bwd",     "t2s_gelu_gate_fwd", "t2s_gelu_gate_bwd",
     "t2s_qk_rope_fwd", "t2s_qk_rope_bwd", "t2s_ce_rows",       "t2s_lora_drop_fwd",
     "t2s_lora_drop_bwd", "t2s_lora_mask",     "t2s_lora_down_fwd", "t2s_lora_down_dx",
-    "t2s_lora_down_da",  "t2s_lora_up_fwd",   "t2s_lora_up_du",    "t2s_lora_up_db"};
+    "t2s_lora_down_da",  "t2s_lora_up_fwd",   "t2s_lora_up_du",    "t2s_lora_up_db",
+    "t2s_lora_mask_apply", "t2s_lora_mask_sum"};
 enum Kernel {
   RmsFwd,
   RmsBwd,
@@ -38,6 +39,8 @@ enum Kernel {
   LoraUpFwd,
   LoraUpDu,
   LoraUpDb,
+  LoraMaskApply,
+  LoraMaskSum,
   KernelCount
 };
 static_assert(sizeof(kKernels) / sizeof(kKernels[0]) == KernelCount, "one name per kernel");

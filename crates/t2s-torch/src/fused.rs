@@ -67,6 +67,12 @@ impl Switch {
     }
 }
 
+/// The environment variable that picks how the fused LoRA projections multiply: `kernels` (the
+/// default: t2s's kernels on CUDA cores) or `gemm` (cuBLAS on tensor cores, each fp32 operand
+/// split into bf16 pieces to keep fp32 accuracy: the down-projection, and the up-projection's
+/// gradients; see [`lora_down`], [`lora_up`]).
+pub const LORA_MATMUL_ENV: &str = "T2S_LORA_MATMUL";
+
 static KERNELS_ON: Switch = Switch::new(FUSED_ENV);
 static LORA_ON: Switch = Switch::new(FUSED_LORA_ENV);
 
@@ -79,6 +85,65 @@ pub fn set_enabled(on: bool) {
 /// they also need the other kernels on).
 pub fn set_lora_enabled(on: bool) {
     LORA_ON.set(on);
+}
+
+/// How the fused LoRA projections multiply ([`LORA_MATMUL_ENV`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoraMatmul {
+    /// t2s's kernels on CUDA cores (`t2s_lora_down_*`, `t2s_lora_up_*`).
+    Kernels,
+    /// cuBLAS bf16 GEMMs with fp32 results over bf16 pieces of the fp32 operands.
+    Gemm,
+}
+
+impl LoraMatmul {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoraMatmul::Kernels => "kernels",
+            LoraMatmul::Gemm => "gemm",
+        }
+    }
+}
+
+/// 0: the environment decides; 1: kernels; 2: gemm.
+static LORA_MATMUL_SET: AtomicU8 = AtomicU8::new(0);
+static LORA_MATMUL_FROM_ENV: OnceLock<LoraMatmul> = OnceLock::new();
+
+/// How the LoRA projections multiply: set by [`set_lora_matmul`], else [`LORA_MATMUL_ENV`] (an
+/// unknown value is logged once and the default kept).
+pub fn lora_matmul() -> LoraMatmul {
+    match LORA_MATMUL_SET.load(Ordering::Relaxed) {
+        1 => LoraMatmul::Kernels,
+        2 => LoraMatmul::Gemm,
+        _ => *LORA_MATMUL_FROM_ENV.get_or_init(|| {
+            match std::env::var(LORA_MATMUL_ENV)
+                .ok()
+                .as_deref()
+                .map(str::trim)
+            {
+                None | Some("") | Some("kernels") => LoraMatmul::Kernels,
+                Some("gemm") => LoraMatmul::Gemm,
+                Some(other) => {
+                    crate::events::Events.log(
+                        "warn",
+                        format!(
+                            "{LORA_MATMUL_ENV}={other}: expected `kernels` or `gemm`; using kernels"
+                        ),
+                    );
+                    LoraMatmul::Kernels
+                }
+            }
+        }),
+    }
+}
+
+/// Pick how the LoRA projections multiply in this process (overrides [`LORA_MATMUL_ENV`]).
+pub fn set_lora_matmul(mode: LoraMatmul) {
+    let v = match mode {
+        LoraMatmul::Kernels => 1,
+        LoraMatmul::Gemm => 2,
+    };
+    LORA_MATMUL_SET.store(v, Ordering::Relaxed);
 }
 
 fn wanted() -> bool {
@@ -438,8 +503,11 @@ pub const LORA_UP_MAX_PARTS: usize = 4;
 /// The LoRA down-projection of bf16 `x` `[..., D]` through `n` adapters' fp32 `a` `[n, r, D]`:
 /// `[n, T, r]` fp32 (`T` the rows of `x`), copy `c` being `(fp32(x) · mask_c / (1 − p)) ·
 /// a[c]ᵀ` with the masks [`lora_dropout`] would draw from the same seed (`p = 0`: no dropout
-/// and no draw). Read straight from `x`: no fp32 copy of it is made, kept for the backward or
-/// read back. Call only where [`serves_lora`] holds and `n · r ≤` [`LORA_MAX_RANKS`].
+/// and no draw). [`lora_matmul`] picks how: t2s's kernels read straight from `x` (no copy
+/// of it is made, kept for the backward or read back); `gemm` runs cuBLAS on tensor cores over
+/// bf16 pieces of the fp32 operands, to fp32 accuracy, with a masked bf16 copy of `x` per
+/// adapter where there is dropout (made again in the backward, not kept). Call only where
+/// [`serves_lora`] holds and `n · r ≤` [`LORA_MAX_RANKS`].
 pub fn lora_down(x: &Tensor, a: &Tensor, p: f64) -> Result<Tensor> {
     let seed = if p > 0.0 {
         Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?.f_int64_value(&[0])?
@@ -451,17 +519,48 @@ pub fn lora_down(x: &Tensor, a: &Tensor, p: f64) -> Result<Tensor> {
 
 /// [`lora_down`] with the seed given.
 pub fn lora_down_seeded(x: &Tensor, a: &Tensor, p: f64, seed: i64) -> Result<Tensor> {
+    lora_down_with(lora_matmul(), x, a, p, seed)
+}
+
+/// [`lora_down`] with the seed and the mode given.
+pub fn lora_down_with(
+    mode: LoraMatmul,
+    x: &Tensor,
+    a: &Tensor,
+    p: f64,
+    seed: i64,
+) -> Result<Tensor> {
     #[cfg(t2s_shim)]
     {
+        let gemm = i32::from(mode == LoraMatmul::Gemm);
         // SAFETY: live tensor handles for the call (see `new_tensor`).
         new_tensor("fused LoRA down-projection", |out, e| unsafe {
-            ffi::t2s_fused_lora_down(ptr(x), ptr(a), p, seed, out, e)
+            ffi::t2s_fused_lora_down(ptr(x), ptr(a), p, seed, gemm, out, e)
         })
     }
     #[cfg(not(t2s_shim))]
     {
-        let _ = (x, a, p, seed);
+        let _ = (mode, x, a, p, seed);
         Err(no_shim("the fused LoRA down-projection"))
+    }
+}
+
+/// The `gemm` mode of [`lora_down`] with the dropout masks given as bits `[n, T, ceil(D /
+/// 32)]` (int32, bit `d % 32` of word `d / 32` set where copy `c` keeps `(t, d)`; ignored for
+/// `p = 0`), on any device: on the CPU the products run in fp32 on the same bf16 pieces and
+/// the masks through libtorch's ops, so the tests check its arithmetic without a GPU.
+pub fn lora_down_gemm_with_bits(x: &Tensor, a: &Tensor, bits: &Tensor, p: f64) -> Result<Tensor> {
+    #[cfg(t2s_shim)]
+    {
+        // SAFETY: live tensor handles for the call (see `new_tensor`).
+        new_tensor("LoRA down-projection (gemm)", |out, e| unsafe {
+            ffi::t2s_fused_lora_down_gemm_bits(ptr(x), ptr(a), ptr(bits), p, out, e)
+        })
+    }
+    #[cfg(not(t2s_shim))]
+    {
+        let _ = (x, a, bits, p);
+        Err(no_shim("the LoRA down-projection (gemm)"))
     }
 }
 
@@ -473,8 +572,22 @@ pub fn lora_down_seeded(x: &Tensor, a: &Tensor, p: f64, seed: i64) -> Result<Ten
 /// most [`LORA_UP_MAX_PARTS`] adapters, `n · r ≤` [`LORA_MAX_RANKS`] and offsets that are
 /// multiples of 4.
 pub fn lora_up(y: &Tensor, u: &Tensor, b: &Tensor, offsets: &[i64]) -> Result<Tensor> {
+    lora_up_with(lora_matmul(), y, u, b, offsets)
+}
+
+/// [`lora_up`] with the mode given: `gemm` takes the gradients as tensor-core GEMMs over bf16
+/// pieces (the forward, one pass over the output, is the kernel either way), and runs on the
+/// CPU too (its forward there with libtorch's ops), so the tests check its arithmetic.
+pub fn lora_up_with(
+    mode: LoraMatmul,
+    y: &Tensor,
+    u: &Tensor,
+    b: &Tensor,
+    offsets: &[i64],
+) -> Result<Tensor> {
     #[cfg(t2s_shim)]
     {
+        let gemm = i32::from(mode == LoraMatmul::Gemm);
         // SAFETY: live tensor handles and a slice of `offsets.len()` values for the call.
         new_tensor("fused LoRA up-projection", |out, e| unsafe {
             ffi::t2s_fused_lora_up(
@@ -483,6 +596,7 @@ pub fn lora_up(y: &Tensor, u: &Tensor, b: &Tensor, offsets: &[i64]) -> Result<Te
                 ptr(b),
                 offsets.as_ptr(),
                 offsets.len() as i64,
+                gemm,
                 out,
                 e,
             )
@@ -490,7 +604,7 @@ pub fn lora_up(y: &Tensor, u: &Tensor, b: &Tensor, offsets: &[i64]) -> Result<Te
     }
     #[cfg(not(t2s_shim))]
     {
-        let _ = (y, u, b, offsets);
+        let _ = (mode, y, u, b, offsets);
         Err(no_shim("the fused LoRA up-projection"))
     }
 }
@@ -870,20 +984,32 @@ mod ffi {
             out: *mut *mut c_void,
             err: *mut *mut c_char,
         ) -> c_int;
+        #[allow(clippy::too_many_arguments)]
         pub fn t2s_fused_lora_down(
             x: *mut c_void,
             a: *mut c_void,
             p: f64,
             seed: c_longlong,
+            gemm: c_int,
             out: *mut *mut c_void,
             err: *mut *mut c_char,
         ) -> c_int;
+        pub fn t2s_fused_lora_down_gemm_bits(
+            x: *mut c_void,
+            a: *mut c_void,
+            bits: *mut c_void,
+            p: f64,
+            out: *mut *mut c_void,
+            err: *mut *mut c_char,
+        ) -> c_int;
+        #[allow(clippy::too_many_arguments)]
         pub fn t2s_fused_lora_up(
             y: *mut c_void,
             u: *mut c_void,
             b: *mut c_void,
             offsets: *const c_longlong,
             n_offsets: c_longlong,
+            gemm: c_int,
             out: *mut *mut c_void,
             err: *mut *mut c_char,
         ) -> c_int;

@@ -289,7 +289,8 @@ fn rank_activations(
 }
 
 /// `A(dropout(x))` of the adapters in `ad`, `[n, .., r]` (dropout only when `train`), from
-/// the fused kernel, which reads the bf16 input once and writes no fp32 copy of it: `None`
+/// the fused down-projection, which writes no fp32 copy of the bf16 input (its kernels read it
+/// as it is; its `gemm` mode, [`fused::LORA_MATMUL_ENV`], multiplies bf16 pieces): `None`
 /// where it does not serve (not a bf16 CUDA input, adapters not fp32, ranks or dropouts that
 /// differ, more rank than it takes).
 fn fused_down_projection(ad: &[&LoraAdapter], x: &Tensor, train: bool) -> Result<Option<Tensor>> {

@@ -119,6 +119,10 @@ fn every_entry_point_gets_through_autograd_to_its_own_checks() {
         ("gelu_gate", fused::gelu_gate(&x)),
         ("lora_dropout", fused::lora_dropout_seeded(&x, 3, 0.1, 7)),
         ("lora_down", fused::lora_down_seeded(&x, &a, 0.1, 7)),
+        (
+            "lora_down (gemm)",
+            fused::lora_down_with(fused::LoraMatmul::Gemm, &x, &a, 0.1, 7),
+        ),
         ("lora_up", fused::lora_up(&x, &u, &b, &[0])),
     ];
     for (name, result) in calls {
@@ -271,16 +275,19 @@ fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
                     .unwrap()
                     .ne(0.0)
             });
-            let (uf, gf) = with_grads(&[&x, &a], &|t| {
-                fused::lora_down_seeded(&t[0], &t[1], p, 99).unwrap()
-            });
             let (ur, gr) = with_grads(&[&x, &a], &|t| {
                 fused::reference_lora_down(&t[0], &t[1], keep.as_ref(), p).unwrap()
             });
-            let what = format!("{copies} x {width}, p {p}");
-            assert!(relative(&uf, &ur) < 1e-4, "down-projection output ({what})");
-            assert!(relative(&gf[0], &gr[0]) < 1e-2, "input gradient ({what})");
-            assert!(relative(&gf[1], &gr[1]) < 1e-4, "A's gradient ({what})");
+            // Both ways of multiplying: t2s's kernels and cuBLAS over bf16 pieces.
+            for mode in [fused::LoraMatmul::Kernels, fused::LoraMatmul::Gemm] {
+                let (uf, gf) = with_grads(&[&x, &a], &|t| {
+                    fused::lora_down_with(mode, &t[0], &t[1], p, 99).unwrap()
+                });
+                let what = format!("{copies} x {width}, p {p}, {}", mode.name());
+                assert!(relative(&uf, &ur) < 1e-4, "down-projection output ({what})");
+                assert!(relative(&gf[0], &gr[0]) < 1e-2, "input gradient ({what})");
+                assert!(relative(&gf[1], &gr[1]) < 1e-4, "A's gradient ({what})");
+            }
         }
     }
     // The LoRA up-projection at the 1B widths: q/k/v (1,024 + 256 + 256) and o (1,152), r 16.
@@ -289,17 +296,19 @@ fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
         let y = Tensor::randn([4, 33, o], bf);
         let u = Tensor::randn([n, 4 * 33, 16], (Kind::Float, dev));
         let b = Tensor::randn([o, 16], (Kind::Float, dev)) * 0.05;
-        let (yf, gf) = with_grads(&[&y, &u, &b], &|t| {
-            fused::lora_up(&t[0], &t[1], &t[2], &offsets).unwrap()
-        });
         let (yr, gr) = with_grads(&[&y, &u, &b], &|t| {
             fused::reference_lora_up(&t[0], &t[1], &t[2], &offsets).unwrap()
         });
-        let what = format!("offsets {offsets:?}");
-        assert!(relative(&yf, &yr) < 1e-2, "up-projection output ({what})");
-        assert_eq!(max_abs_diff(&gf[0], &gr[0]), 0.0, "y's gradient ({what})");
-        assert!(relative(&gf[1], &gr[1]) < 1e-4, "u's gradient ({what})");
-        assert!(relative(&gf[2], &gr[2]) < 1e-4, "B's gradient ({what})");
+        for mode in [fused::LoraMatmul::Kernels, fused::LoraMatmul::Gemm] {
+            let (yf, gf) = with_grads(&[&y, &u, &b], &|t| {
+                fused::lora_up_with(mode, &t[0], &t[1], &t[2], &offsets).unwrap()
+            });
+            let what = format!("offsets {offsets:?}, {}", mode.name());
+            assert!(relative(&yf, &yr) < 1e-2, "up-projection output ({what})");
+            assert_eq!(max_abs_diff(&gf[0], &gr[0]), 0.0, "y's gradient ({what})");
+            assert!(relative(&gf[1], &gr[1]) < 1e-4, "u's gradient ({what})");
+            assert!(relative(&gf[2], &gr[2]) < 1e-4, "B's gradient ({what})");
+        }
     }
     // The gate at the 1B width, with more rows than one grid dimension holds, and at a width
     // that is no multiple of 8 (one column a thread instead of 16-byte accesses).
@@ -890,6 +899,209 @@ fn emulated_lora_down_projection_kernels_match_libtorch() {
     // The smallest splits the host picks (32 columns, 32 tokens), the last of each partial.
     check_emulated_lora_down(70, 300, 3, 5, 0.25, 32, 32);
     check_emulated_lora_down(45, 100, 2, 8, 0.1, 32, 48);
+}
+
+/// Random dropout bits `[n, t, ceil(d / 32)]` (int32, every bit of a word drawn) and the
+/// masks they stand for, bool `[n, t, d]`: bit `d % 32` of word `d / 32` keeps column `d`.
+fn random_bits(n: i64, t: i64, d: i64) -> (Tensor, Tensor) {
+    let w = (d + 31) / 32;
+    let bits = Tensor::randint_low(
+        i64::from(i32::MIN),
+        i64::from(i32::MAX) + 1,
+        [n, t, w],
+        (Kind::Int, Device::Cpu),
+    );
+    let shifts = Tensor::arange(32, (Kind::Int, Device::Cpu));
+    let keep = bits
+        .unsqueeze(-1)
+        .bitwise_right_shift(&shifts)
+        .bitwise_and(1)
+        .reshape([n, t, 32 * w])
+        .narrow(2, 0, d)
+        .ne(0);
+    (bits, keep)
+}
+
+fn write_i32(path: &Path, t: &Tensor) {
+    let v = Vec::<i32>::try_from(&t.contiguous().flatten(0, -1)).unwrap();
+    std::fs::write(
+        path,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+}
+
+/// The emulated mask kernels of the down-projection's `gemm` mode against libtorch's ops:
+/// the masked bf16 copies of x exactly, and the masked, scaled sum of the adapters' fp32
+/// gradients rounded once to bf16 exactly (the same sum in the same order).
+#[test]
+fn emulated_lora_mask_kernels_match_libtorch() {
+    tch::manual_seed(16);
+    // Scalar paths with a partial word and group (300 columns), the 16-byte paths at the 1B
+    // model's q/k/v width, and one adapter on a width of 36 (a group of 4 past the last word).
+    for (t, d, n, vec) in [
+        (33i64, 300i64, 3i64, 0),
+        (5, 1152, 3, 1),
+        (7, 36, 1, 0),
+        (6, 64, 2, 1),
+    ] {
+        let what = format!("T {t}, D {d}, n {n}, vec {vec}");
+        let x = Tensor::randn([t, d], (Kind::BFloat16, Device::Cpu));
+        let g = Tensor::randn([n, t, d], (Kind::Float, Device::Cpu));
+        let (bits, keep) = random_bits(n, t, d);
+        let p = 0.25;
+        let scale = (1.0 / (1.0 - p)) as f32;
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        write_bf16(&path("x.bin"), &x);
+        write_f32(&path("g.bin"), &g);
+        write_i32(&path("bits.bin"), &bits);
+        emulate(&[
+            "mask".into(),
+            dir.path().display().to_string(),
+            t.to_string(),
+            d.to_string(),
+            n.to_string(),
+            scale.to_string(),
+            vec.to_string(),
+        ]);
+        let xm = read_bf16(&path("xm.bin"), &[n, t, d]);
+        let xm_ref = x
+            .unsqueeze(0)
+            .where_self(&keep, &x.zeros_like().unsqueeze(0));
+        assert!(xm.equal(&xm_ref), "masked copies ({what})");
+        let dx = read_bf16(&path("dx.bin"), &[t, d]);
+        let kept = (&g * f64::from(scale)).where_self(&keep, &g.zeros_like());
+        let mut sum = kept.get(0);
+        for c in 1..n {
+            sum += kept.get(c);
+        }
+        assert!(
+            dx.equal(&sum.to_kind(Kind::BFloat16)),
+            "masked sum ({what})"
+        );
+        // A mask that keeps half of the elements: the test sees a misplaced bit.
+        let rate = keep
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        assert!((0.35..0.65).contains(&rate), "keep rate {rate} ({what})");
+    }
+}
+
+/// The down-projection's `gemm` mode run on the CPU (the same bf16 pieces, multiplied in fp32;
+/// the masks through libtorch's ops) against libtorch's fp32 ops: the output and A's gradient to
+/// fp32 accuracy (a lost piece of A or of u's gradient would cost ~2^-9 or ~2^-17 relative,
+/// above the limit of 1e-6, where the full split is ~2e-7), the input's gradient to bf16's rounding.
+#[test]
+fn lora_down_gemm_mode_matches_fp32_ops_on_the_cpu() {
+    tch::manual_seed(17);
+    for (t, d, n, r, p) in [
+        (70i64, 300i64, 3i64, 5i64, 0.25),
+        (70, 300, 3, 5, 0.0),
+        (33, 64, 1, 16, 0.1),
+        (40, 36, 3, 40, 0.0),
+    ] {
+        let what = format!("T {t}, D {d}, n {n}, r {r}, p {p}");
+        let x = Tensor::randn([2, t / 2, d], (Kind::BFloat16, Device::Cpu));
+        let a = Tensor::randn([n, r, d], (Kind::Float, Device::Cpu)) * 0.1;
+        let (bits, keep) = random_bits(n, t / 2 * 2, d);
+        let bits = if p > 0.0 {
+            bits
+        } else {
+            Tensor::empty([0], (Kind::Int, Device::Cpu))
+        };
+        let keep = (p > 0.0).then_some(keep);
+        let (u, g) = match with_grads_or_skip(&[&x, &a], &|t| {
+            fused::lora_down_gemm_with_bits(&t[0], &t[1], &bits, p)
+        }) {
+            Some(out) => out,
+            None => return,
+        };
+        let (u_ref, g_ref) = with_grads(&[&x, &a], &|t| {
+            fused::reference_lora_down(&t[0], &t[1], keep.as_ref(), p).unwrap()
+        });
+        assert_eq!(u.size(), vec![n, t / 2 * 2, r], "{what}");
+        assert!(
+            relative(&u, &u_ref) < 1e-6,
+            "output ({what}): {}",
+            relative(&u, &u_ref)
+        );
+        assert!(
+            relative(&g[1], &g_ref[1]) < 1e-6,
+            "A's gradient ({what}): {}",
+            relative(&g[1], &g_ref[1])
+        );
+        assert_eq!(g[0].kind(), Kind::BFloat16);
+        assert!(relative(&g[0], &g_ref[0]) < 1e-2, "input gradient ({what})");
+        let equal = g[0]
+            .eq_tensor(&g_ref[0])
+            .to_kind(Kind::Float)
+            .mean(Kind::Float);
+        assert!(
+            equal.double_value(&[]) > 0.9,
+            "input gradient equal in {equal} ({what})"
+        );
+    }
+}
+
+/// The up-projection's `gemm` mode run on the CPU (its forward with libtorch's ops there, the
+/// gradients over the same bf16 pieces multiplied in fp32) against libtorch's fp32 ops: u's
+/// and B's gradients to fp32 accuracy, y's exactly the output's, the output to bf16's rounding.
+#[test]
+fn lora_up_gemm_mode_matches_fp32_ops_on_the_cpu() {
+    tch::manual_seed(18);
+    // One adapter's columns wide, the others narrow; one adapter alone; ranks not a multiple
+    // of 4.
+    for (t, r, offsets) in [
+        (70i64, 5i64, vec![0i64, 300, 312, 400]),
+        (33, 16, vec![0, 64]),
+        (40, 3, vec![0, 8, 16, 24, 36]),
+    ] {
+        let (n, o) = (offsets.len() as i64 - 1, offsets[offsets.len() - 1]);
+        let what = format!("T {t}, r {r}, offsets {offsets:?}");
+        let y = Tensor::randn([2, t / 2, o], (Kind::BFloat16, Device::Cpu));
+        let u = Tensor::randn([n, t / 2 * 2, r], (Kind::Float, Device::Cpu));
+        let b = Tensor::randn([o, r], (Kind::Float, Device::Cpu)) * 0.1;
+        let Some((out, g)) = with_grads_or_skip(&[&y, &u, &b], &|t| {
+            fused::lora_up_with(fused::LoraMatmul::Gemm, &t[0], &t[1], &t[2], &offsets)
+        }) else {
+            return;
+        };
+        let (out_ref, g_ref) = with_grads(&[&y, &u, &b], &|t| {
+            fused::reference_lora_up(&t[0], &t[1], &t[2], &offsets).unwrap()
+        });
+        assert_eq!(out.kind(), Kind::BFloat16);
+        assert!(relative(&out, &out_ref) < 1e-2, "output ({what})");
+        let equal = out
+            .eq_tensor(&out_ref)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float);
+        assert!(
+            equal.double_value(&[]) > 0.9,
+            "output equal in {equal} ({what})"
+        );
+        assert_eq!(max_abs_diff(&g[0], &g_ref[0]), 0.0, "y's gradient ({what})");
+        let (du, db) = (relative(&g[1], &g_ref[1]), relative(&g[2], &g_ref[2]));
+        assert!(du < 1e-6, "u's gradient ({what}): {du:e}");
+        assert!(db < 1e-6, "B's gradient ({what}): {db:e}");
+    }
+}
+
+/// [`with_grads`] for a fallible `f`: `None` (the test skips) on a worker without the shim.
+fn with_grads_or_skip(
+    inputs: &[&Tensor],
+    f: &dyn Fn(&[Tensor]) -> t2s_torch::Result<Tensor>,
+) -> Option<(Tensor, Vec<Tensor>)> {
+    let probe: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
+    if let Err(e) = f(&probe) {
+        if built_without_shim(&e) {
+            eprintln!("skipped: {e}");
+            return None;
+        }
+        panic!("{e}");
+    }
+    Some(with_grads(inputs, &|t| f(t).unwrap()))
 }
 
 /// The emulated LoRA up-projection kernels against libtorch's ops (`reference_lora_up`): the

@@ -4,7 +4,8 @@
 //! `profile: <trace.json>`, 2 more steps run under libtorch's profiler: the Chrome trace is
 //! written there and the result summarises GPU time by kernel and the longest CPU ops.
 //! `fused: false` turns the fused CUDA kernels (`crate::fused`) off, for a with/without run;
-//! `fused_lora: false` only the LoRA projections.
+//! `fused_lora: false` only the LoRA projections; `lora_matmul: gemm` (or `kernels`, the
+//! default unless `T2S_LORA_MATMUL` says otherwise) picks how those multiply.
 
 use serde_json::{json, Value};
 use t2s::worker::protocol::JobSpec;
@@ -138,6 +139,12 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     crate::fused::set_enabled(p.bool("fused", true)?);
     // `fused_lora: false` keeps the other kernels and measures the LoRA side path unfused.
     crate::fused::set_lora_enabled(p.bool("fused_lora", true)?);
+    match p.str("lora_matmul")? {
+        None => {}
+        Some("kernels") => crate::fused::set_lora_matmul(crate::fused::LoraMatmul::Kernels),
+        Some("gemm") => crate::fused::set_lora_matmul(crate::fused::LoraMatmul::Gemm),
+        Some(other) => anyhow::bail!("lora_matmul: `{other}` is not `kernels` or `gemm`"),
+    }
     let fused = if kind == Kind::BFloat16 && dev.is_cuda() {
         match (crate::fused::status(dev), crate::fused::lora_status(dev)) {
             (Err(e), _) => e,
@@ -213,6 +220,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "device": device_name(dev),
         "dtype": format!("{kind:?}"),
         "fused_kernels": fused,
+        "lora_matmul": crate::fused::lora_matmul().name(),
         "layers": cfg.num_hidden_layers,
         "batch": batch, "seq": seq, "rank": rank, "steps": steps,
         "step_ms": 1000.0 * dt / steps as f64,

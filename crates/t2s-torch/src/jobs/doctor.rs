@@ -23,6 +23,7 @@ pub fn run(spec: &JobSpec) -> anyhow::Result<Value> {
                 json!(crate::fused::status(dev).map_or_else(|e| e, |()| "ok".to_string()));
             d["fused_lora_projections"] =
                 json!(crate::fused::lora_status(dev).map_or_else(|e| e, |()| "ok".to_string()));
+            d["lora_matmul"] = json!(crate::fused::lora_matmul().name());
             d
         })
         .collect();

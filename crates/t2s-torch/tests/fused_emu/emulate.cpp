@@ -21,6 +21,10 @@
 //     u.bin (f32 [ceil(D / split), n, T, r]: per split of the columns), dx.bin (bf16 [T, D]),
 //     da.bin (f32 [ceil(T / span), n, r, D]: per split of the tokens), partial sums the host adds,
 //     and with dropout (p > 0) bits.bin (u32 [n, T, ceil(D / 32)]: the masks the three read)
+//   emulate mask <dir> <T> <D> <n> <scale> <vec>
+//     reads  dir/x.bin (bf16 [T, D]), bits.bin (u32 [n, T, ceil(D / 32)]), g.bin (f32 [n, T,
+//     D]); writes xm.bin (bf16 [n, T, D]: the masked copies) and dx.bin (bf16 [T, D]: the
+//     masked, scaled sum of g over the copies)
 //   emulate up <dir> <T> <O> <r> <span> <split> <off_0> ... <off_n>
 //     reads  dir/y.bin (bf16 [T, O]), u.bin (f32 [n, T, r]), b.bin (f32 [O, r]), g.bin (bf16
 //     [T, O]); writes out.bin (bf16 [T, O]), du.bin (f32 [ceil(widest / split), n, T, r]: per
@@ -292,6 +296,27 @@ int main(int argc, char** argv) {
     write(dir + "dx.bin", dx);
     write(dir + "da.bin", da);
     if (!bits.empty()) write(dir + "bits.bin", bits);
+    return 0;
+  }
+  if (what == "mask" && argc == 8) {
+    const long long T = std::atoll(argv[3]);
+    const int D = std::atoi(argv[4]), n = std::atoi(argv[5]);
+    const float scale = static_cast<float>(std::atof(argv[6]));
+    const int vec = std::atoi(argv[7]);
+    const int W = (D + 31) / 32;
+    const auto x = read<bf16_t>(dir + "x.bin");
+    const auto bits = read<unsigned int>(dir + "bits.bin");
+    const auto g = read<float>(dir + "g.bin");
+    // Both start as NaN: the kernels must write every element.
+    std::vector<bf16_t> xm(static_cast<size_t>(n * T * D), static_cast<bf16_t>(0x7fc0u));
+    std::vector<bf16_t> dx(static_cast<size_t>(T * D), static_cast<bf16_t>(0x7fc0u));
+    const dim3 block{256, 1, 1};
+    launch({tiles(T * ((D + 7) / 8), 256), static_cast<unsigned>(n), 1}, block,
+           [&] { t2s_lora_mask_apply(x.data(), T, D, W, bits.data(), xm.data(), vec); });
+    launch({tiles(T * ((D + 3) / 4), 256), 1, 1}, block,
+           [&] { t2s_lora_mask_sum(g.data(), T, D, W, n, bits.data(), scale, dx.data(), vec); });
+    write(dir + "xm.bin", xm);
+    write(dir + "dx.bin", dx);
     return 0;
   }
   if (what == "up" && argc >= 10 && argc <= 13) {
