@@ -360,6 +360,20 @@ fn bench_train_runs_the_tiny_shape() {
     let loss = v["final_loss"].as_f64().unwrap();
     // Random init: loss ≈ ln(4096) ≈ 8.3.
     assert!((loss - 4096f64.ln()).abs() < 1.0, "{loss}");
+    assert_eq!(v["lora_matmul"], json!("kernels"));
+}
+
+#[test]
+fn bench_train_takes_how_the_lora_products_multiply() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = |mm: &str| {
+        json!({"shape": "tiny", "batch": 1, "seq": 8, "rank": 4, "steps": 1, "warmup": 0,
+               "lora_matmul": mm})
+    };
+    let r = run_job(dir.path(), &spec("bench-train", params("gemm"), &[]));
+    assert_eq!(r.result()["lora_matmul"], json!("gemm"));
+    let r = run_job(dir.path(), &spec("bench-train", params("tensor"), &[]));
+    assert!(r.error().contains("lora_matmul: `tensor`"), "{}", r.error());
 }
 
 #[test]
