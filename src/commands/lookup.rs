@@ -38,7 +38,10 @@ pub fn node_artifact(root: &Path, run: &str, node: &str) -> anyhow::Result<PathB
     }
 }
 
-/// The adapter's base model: `base_model_name_or_path` of its config, when a local directory.
+/// The adapter's base model: `base_model_name_or_path` of its config, a local directory or
+/// a hub id (`owner/name`, as PEFT writes for a hub base) resolved through the Hugging Face
+/// cache at the config's `revision` (default `main`; downloaded when not cached, unless
+/// `HF_HUB_OFFLINE`).
 pub fn base_of(adapter: &Path) -> anyhow::Result<PathBuf> {
     let file = adapter.join("adapter_config.json");
     let config: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
@@ -51,10 +54,54 @@ pub fn base_of(adapter: &Path) -> anyhow::Result<PathBuf> {
     if !base.is_empty() && dir.is_dir() {
         return Ok(dir);
     }
+    if let Some(repo) = hub_id(base) {
+        let revision = config
+            .get("revision")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+            .unwrap_or("main");
+        return crate::data::hub::fetch_model(repo, revision, false).map_err(|e| {
+            UsageError(format!(
+                "the adapter's base model {base:?} is not a local directory, and the hub did not \
+                 give it: {e}; or give --model DIR"
+            ))
+            .into()
+        });
+    }
     Err(UsageError(format!(
-        "the adapter's base_model_name_or_path ({base:?}) is not a local directory: give --model DIR"
+        "the adapter's base_model_name_or_path ({base:?}) is not a local directory or a hub \
+         id: give --model DIR"
     ))
     .into())
+}
+
+/// `owner/name` (or `hf://owner/name`): a hub model id, as opposed to a path.
+fn hub_id(base: &str) -> Option<&str> {
+    let id = base.strip_prefix("hf://").unwrap_or(base);
+    let (owner, name) = id.split_once('/')?;
+    let part = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    (part(owner) && part(name)).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hub_id;
+
+    #[test]
+    fn hub_ids_are_told_from_paths() {
+        assert_eq!(hub_id("google/gemma-3-1b-it"), Some("google/gemma-3-1b-it"));
+        assert_eq!(hub_id("hf://acme/tiny_v1.5"), Some("acme/tiny_v1.5"));
+        for path in [
+            "", "base", "/abs/dir", "./a/b", "../a", "a/b/c", "a/", "a b/c", "~/m",
+        ] {
+            assert_eq!(hub_id(path), None, "{path}");
+        }
+    }
 }
 
 /// Whether `dir` holds a PEFT adapter (else it is a model: a full fine-tune's artifact).

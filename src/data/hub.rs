@@ -187,7 +187,19 @@ pub fn fetch(
     file: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
-    let cache = cache_dir();
+    fetch_from(&cache_dir(), kind, repo, revision, file, offline)
+}
+
+/// [`fetch`] with the cache directory given.
+pub fn fetch_from(
+    cache: &Path,
+    kind: Kind,
+    repo: &str,
+    revision: &str,
+    file: &str,
+    offline: bool,
+) -> Result<PathBuf, HubError> {
+    let cache = cache.to_path_buf();
     if let Some(p) = resolve_cached(&cache, kind, repo, revision, file) {
         return Ok(p);
     }
@@ -234,6 +246,81 @@ pub fn fetch(
     r.get(file).map_err(|e| dl_err(e.to_string()))
 }
 
+/// Files of a model repo fetched when present, for tokenizers and generation defaults.
+const MODEL_EXTRAS: [&str; 3] = [
+    "tokenizer_config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+];
+
+/// A hub model's local directory (its snapshot in the cache at `revision`), with what t2s reads
+/// fetched into it: `config.json`, `tokenizer.json`, the weights (`model.safetensors`, or the
+/// shards `model.safetensors.index.json` names) and, where the repo has them, the tokenizer
+/// and generation configs.
+pub fn fetch_model(repo: &str, revision: &str, offline: bool) -> Result<PathBuf, HubError> {
+    fetch_model_from(&cache_dir(), repo, revision, offline)
+}
+
+/// [`fetch_model`] with the cache directory given.
+pub fn fetch_model_from(
+    cache: &Path,
+    repo: &str,
+    revision: &str,
+    offline: bool,
+) -> Result<PathBuf, HubError> {
+    let get = |file: &str| fetch_from(cache, Kind::Model, repo, revision, file, offline);
+    let config = get("config.json")?;
+    get("tokenizer.json")?;
+    match get("model.safetensors.index.json") {
+        Ok(index) => {
+            for shard in shards_of(&index)? {
+                get(&shard)?;
+            }
+        }
+        // No index (or none cached): a single-file checkpoint, whose error is the one to show.
+        Err(_) => {
+            get("model.safetensors")?;
+        }
+    }
+    for extra in MODEL_EXTRAS {
+        let _ = get(extra);
+    }
+    Ok(config
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| cache.to_path_buf()))
+}
+
+/// The shard files a `model.safetensors.index.json` maps tensors to, each once, sorted.
+fn shards_of(index: &Path) -> Result<Vec<String>, HubError> {
+    let bad = |msg: String| {
+        HubError::Io(
+            index.display().to_string(),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, msg),
+        )
+    };
+    let text =
+        std::fs::read_to_string(index).map_err(|e| HubError::Io(index.display().to_string(), e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let map = value
+        .get("weight_map")
+        .and_then(serde_json::Value::as_object)
+        .ok_or_else(|| bad("no `weight_map` object".into()))?;
+    let mut shards = map
+        .values()
+        .map(|v| {
+            v.as_str()
+                .filter(|s| !s.is_empty() && !s.contains("..") && !s.starts_with('/'))
+                .map(String::from)
+                .ok_or_else(|| bad(format!("`weight_map` names a bad shard: {v}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
+}
+
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, HubError> {
     let io = |e| HubError::Io(path.display().to_string(), e);
@@ -276,6 +363,108 @@ pub fn verify(path: &Path, known: &KnownFile, revision: &str) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A model repo in the cache layout, `refs/main` → a commit whose snapshot holds `files`.
+    fn cached_repo(cache: &Path, repo: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = cache.join(format!("models--{}", repo.replace('/', "--")));
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        std::fs::create_dir_all(dir.join("refs")).unwrap();
+        std::fs::write(dir.join("refs/main"), commit).unwrap();
+        let snap = dir.join("snapshots").join(commit);
+        std::fs::create_dir_all(&snap).unwrap();
+        for (name, text) in files {
+            std::fs::write(snap.join(name), text).unwrap();
+        }
+        snap
+    }
+
+    #[test]
+    fn a_cached_model_resolves_offline_single_file_or_sharded() {
+        let cache = tempfile::tempdir().unwrap();
+        let single = cached_repo(
+            cache.path(),
+            "acme/one",
+            &[
+                ("config.json", "{}"),
+                ("tokenizer.json", "{}"),
+                ("model.safetensors", "w"),
+            ],
+        );
+        let got = fetch_model_from(cache.path(), "acme/one", "main", true).unwrap();
+        assert_eq!(got, single);
+        // By commit as well as by ref.
+        let commit = single.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(
+            fetch_model_from(cache.path(), "acme/one", &commit, true).unwrap(),
+            single
+        );
+
+        let index = r#"{"metadata": {"total_size": 2}, "weight_map": {
+            "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors",
+            "c": "model-00001-of-00002.safetensors"}}"#;
+        let sharded = cached_repo(
+            cache.path(),
+            "acme/two",
+            &[
+                ("config.json", "{}"),
+                ("tokenizer.json", "{}"),
+                ("model.safetensors.index.json", index),
+                ("model-00001-of-00002.safetensors", "w1"),
+                ("model-00002-of-00002.safetensors", "w2"),
+            ],
+        );
+        assert_eq!(
+            fetch_model_from(cache.path(), "acme/two", "main", true).unwrap(),
+            sharded
+        );
+        // A shard missing from the cache is named; so is a revision the cache lacks.
+        std::fs::remove_file(sharded.join("model-00002-of-00002.safetensors")).unwrap();
+        let e = fetch_model_from(cache.path(), "acme/two", "main", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model-00002-of-00002.safetensors"), "{e}");
+        let e = fetch_model_from(cache.path(), "acme/one", "v2", true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("revision v2") && e.contains("config.json"),
+            "{e}"
+        );
+        // No weights at all: the single file's name is the one shown.
+        cached_repo(
+            cache.path(),
+            "acme/none",
+            &[("config.json", "{}"), ("tokenizer.json", "{}")],
+        );
+        let e = fetch_model_from(cache.path(), "acme/none", "main", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`model.safetensors`"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_shard_index_is_an_error_that_names_it() {
+        let cache = tempfile::tempdir().unwrap();
+        for (repo, index) in [
+            ("acme/a", "not json"),
+            ("acme/b", r#"{"metadata": {}}"#),
+            ("acme/c", r#"{"weight_map": {"x": "../../etc/passwd"}}"#),
+        ] {
+            cached_repo(
+                cache.path(),
+                repo,
+                &[
+                    ("config.json", "{}"),
+                    ("tokenizer.json", "{}"),
+                    ("model.safetensors.index.json", index),
+                ],
+            );
+            let e = fetch_model_from(cache.path(), repo, "main", true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("model.safetensors.index.json"), "{repo}: {e}");
+        }
+    }
 
     #[test]
     fn uris_parse() {

@@ -57,15 +57,9 @@ pub fn resolve_model(
         let uri = crate::data::hub::parse_uri(m)?;
         let rev = p.get("revision").and_then(Value::as_str).unwrap_or("main");
         let offline = p.get("offline").and_then(Value::as_bool).unwrap_or(false);
-        let kind = crate::data::hub::Kind::Model;
-        let cfg = crate::data::hub::fetch(kind, &uri.repo, rev, "config.json", offline)?;
-        for f in ["tokenizer.json", "model.safetensors"] {
-            crate::data::hub::fetch(kind, &uri.repo, rev, f, offline)?;
-        }
-        for f in ["tokenizer_config.json", "generation_config.json"] {
-            let _ = crate::data::hub::fetch(kind, &uri.repo, rev, f, offline);
-        }
-        return Ok(cfg.parent().map(Path::to_path_buf));
+        return Ok(Some(crate::data::hub::fetch_model(
+            &uri.repo, rev, offline,
+        )?));
     }
     let d = pipeline_dir.join(m);
     anyhow::ensure!(

@@ -300,3 +300,77 @@ fn export_refuses_bad_inputs_and_leaves_nothing_behind() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--adapter"));
 }
+
+/// An adapter whose base is a hub id (as PEFT writes for a hub model) takes its base from the
+/// Hugging Face cache, offline, at the adapter's `revision`, sharded checkpoint included: the
+/// same export as with `--model`. A revision the cache lacks is a usage error that names the
+/// repo and the revision.
+#[test]
+fn export_takes_a_hub_base_from_the_hf_cache() {
+    let Some(py) = python() else { return };
+    let model = tiny_model(&py, 1, true);
+    let work = tempfile::tempdir().unwrap();
+    let adapter = work.path().join("adapter");
+    peft_adapter(&py, &model, &adapter, &["--r", "4"]);
+    let config_file = adapter.join("adapter_config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_file).unwrap()).unwrap();
+    let set_base = |config: &mut Value, revision: &str| {
+        config["base_model_name_or_path"] = Value::from("acme/tiny-gemma");
+        config["revision"] = Value::from(revision);
+        std::fs::write(&config_file, config.to_string()).unwrap();
+    };
+    set_base(&mut config, "v1");
+    // The HF cache layout: refs/v1 → a commit whose snapshot holds the model's files.
+    let hub = work.path().join("hub");
+    let repo = hub.join("models--acme--tiny-gemma");
+    let commit = "89abcdef0123456789abcdef0123456789abcdef";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/v1"), commit).unwrap();
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    let mut shards = 0;
+    for entry in std::fs::read_dir(&model).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        shards += usize::from(name.starts_with("model-"));
+        std::fs::copy(&path, snapshot.join(&name)).unwrap();
+    }
+    assert!(shards > 1, "the tiny model is sharded");
+
+    let by_model = work.path().join("by_model");
+    ok(&export(&model, &adapter, &by_model, &[]));
+    let from_hub = |out: &Path| {
+        Command::new(t2s())
+            .arg("export")
+            .arg("--adapter")
+            .arg(&adapter)
+            .arg("--out")
+            .arg(out)
+            .env("T2S_WORKER", env!("CARGO_BIN_EXE_t2s-worker"))
+            .env("HF_HUB_CACHE", &hub)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    let by_hub = work.path().join("by_hub");
+    ok(&from_hub(&by_hub));
+    for file in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert_eq!(
+            std::fs::read(by_hub.join(file)).unwrap(),
+            std::fs::read(by_model.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+
+    set_base(&mut config, "v2");
+    let out = work.path().join("missing");
+    let o = from_hub(&out);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("acme/tiny-gemma") && err.contains("revision v2") && err.contains("--model"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
