@@ -88,22 +88,6 @@ fn hub_id(base: &str) -> Option<&str> {
     (part(owner) && part(name)).then_some(id)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::hub_id;
-
-    #[test]
-    fn hub_ids_are_told_from_paths() {
-        assert_eq!(hub_id("google/gemma-3-1b-it"), Some("google/gemma-3-1b-it"));
-        assert_eq!(hub_id("hf://acme/tiny_v1.5"), Some("acme/tiny_v1.5"));
-        for path in [
-            "", "base", "/abs/dir", "./a/b", "../a", "a/b/c", "a/", "a b/c", "~/m",
-        ] {
-            assert_eq!(hub_id(path), None, "{path}");
-        }
-    }
-}
-
 /// Whether `dir` holds a PEFT adapter (else it is a model: a full fine-tune's artifact).
 pub fn is_adapter(dir: &Path) -> bool {
     dir.join("adapter_config.json").is_file()
@@ -158,4 +142,20 @@ pub fn weights(
         }
     };
     Ok(Weights { model, adapter })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hub_id;
+
+    #[test]
+    fn hub_ids_are_told_from_paths() {
+        assert_eq!(hub_id("google/gemma-3-1b-it"), Some("google/gemma-3-1b-it"));
+        assert_eq!(hub_id("hf://acme/tiny_v1.5"), Some("acme/tiny_v1.5"));
+        for path in [
+            "", "base", "/abs/dir", "./a/b", "../a", "a/b/c", "a/", "a b/c", "~/m",
+        ] {
+            assert_eq!(hub_id(path), None, "{path}");
+        }
+    }
 }
