@@ -2,17 +2,26 @@
 //! weights, written as a plain HF model directory (PEFT's `merge_and_unload()` +
 //! `save_pretrained`, plus the base's tokenizer and other files), for servers and converters
 //! that take no adapters. The worker (`export` job) writes into a temporary directory beside
-//! `DIR`, renamed into place once whole: a failed or killed export leaves no half-written model.
+//! `DIR`, renamed into place once whole: a failed export leaves no half-written model. Ctrl-C
+//! or SIGTERM stops the worker and removes the temporary directory (exit 130); after a
+//! SIGKILL, the next export beside `DIR` removes what the killed one left (the directory's name
+//! carries the process id, and the process is gone).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{json, Value};
 
 use super::{check_dir, lookup, UsageError};
 use crate::cli::ExportArgs;
 use crate::worker::{JobSpec, WorkerLauncher};
+
+/// The staging directories' prefix: `.t2s-export-<pid>-<random>` beside `--out`.
+const STAGING_PREFIX: &str = ".t2s-export-";
+
+/// Set by Ctrl-C or SIGTERM: the worker is stopped and nothing is written.
+static CANCEL: AtomicBool = AtomicBool::new(false);
 
 pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let weights = lookup::weights(
@@ -42,8 +51,11 @@ pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
             parent.display()
         ))
     })?;
+    remove_abandoned_staging(&parent);
+    // Setting the handler fails only if one is set already (tests calling commands in-process).
+    let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
     let staging = tempfile::Builder::new()
-        .prefix(".t2s-export-")
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
         .tempdir_in(&parent)?;
 
     let worker = WorkerLauncher::locate()?;
@@ -56,8 +68,14 @@ pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
     spec.inputs.insert("model".into(), model);
     spec.inputs.insert("adapter".into(), adapter);
     spec.out_dir = Some(staging.path().to_path_buf());
-    let cancel = AtomicBool::new(false);
-    let result = worker.run(&spec, |_| {}, &cancel)?;
+    let outcome = worker.run(&spec, |_| {}, &CANCEL);
+    // Interrupted, whatever the worker made of it (a terminal's Ctrl-C reaches it too).
+    if CANCEL.load(Ordering::SeqCst) {
+        drop(staging);
+        eprintln!("t2s export: interrupted; nothing was written");
+        return Ok(ExitCode::from(130));
+    }
+    let result = outcome?;
 
     // An empty directory at --out (checked above) gives way to the whole export.
     if args.out.is_dir() {
@@ -73,6 +91,41 @@ pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{}", summary(&result, &args.out));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Remove the staging directories in `parent` whose export process is gone (SIGKILLed, or the
+/// machine went down). Best effort: what cannot be read or removed stays.
+fn remove_abandoned_staging(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(STAGING_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !process_alive(pid) && entry.path().is_dir() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists (signal 0 checks without sending anything).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    // EPERM: it exists, owned by someone else.
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// `--out` must be new or an empty directory: an export never overwrites a model.
@@ -157,7 +210,35 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_size, remove_abandoned_staging, STAGING_PREFIX};
+
+    #[test]
+    fn staging_left_by_a_dead_export_is_removed_and_no_other() {
+        let parent = tempfile::tempdir().unwrap();
+        // A process that has exited: its pid is not in use (not reused this soon).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let make = |name: String| {
+            let d = parent.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("model.safetensors"), "partial").unwrap();
+            d
+        };
+        let abandoned = make(format!("{STAGING_PREFIX}{dead}-a1b2c3"));
+        let live = make(format!("{STAGING_PREFIX}{}-d4e5f6", std::process::id()));
+        let foreign = make(format!("{STAGING_PREFIX}notapid"));
+        let model = make("merged".into());
+        remove_abandoned_staging(parent.path());
+        assert!(!abandoned.exists());
+        for kept in [live, foreign, model] {
+            assert!(
+                kept.join("model.safetensors").is_file(),
+                "{}",
+                kept.display()
+            );
+        }
+    }
 
     #[test]
     fn sizes_read_as_transformers_writes_them() {
