@@ -522,7 +522,7 @@ pub fn lora_down_seeded(x: &Tensor, a: &Tensor, p: f64, seed: i64) -> Result<Ten
     lora_down_with(lora_matmul(), x, a, p, seed)
 }
 
-/// [`lora_down`] with the seed and the mode given.
+/// [`lora_down`] with the seed and the mode given (`gemm` takes any `n · r`).
 pub fn lora_down_with(
     mode: LoraMatmul,
     x: &Tensor,

@@ -292,7 +292,7 @@ fn rank_activations(
 /// the fused down-projection, which writes no fp32 copy of the bf16 input (its kernels read it
 /// as it is; its `gemm` mode, [`fused::LORA_MATMUL_ENV`], multiplies bf16 pieces): `None`
 /// where it does not serve (not a bf16 CUDA input, adapters not fp32, ranks or dropouts that
-/// differ, more rank than it takes).
+/// differ, more rank than its kernels take: the `gemm` mode has no such limit).
 fn fused_down_projection(ad: &[&LoraAdapter], x: &Tensor, train: bool) -> Result<Option<Tensor>> {
     let Some(first) = ad.first() else {
         return Ok(None);
@@ -301,7 +301,8 @@ fn fused_down_projection(ad: &[&LoraAdapter], x: &Tensor, train: bool) -> Result
     let fits = ad
         .iter()
         .all(|a| a.a.kind() == Kind::Float && a.a.size()[0] == r && a.dropout == first.dropout)
-        && ad.len() as i64 * r <= fused::LORA_MAX_RANKS;
+        && (ad.len() as i64 * r <= fused::LORA_MAX_RANKS
+            || fused::lora_matmul() == fused::LoraMatmul::Gemm);
     if !fits || !fused::serves_lora(x) {
         return Ok(None);
     }

@@ -365,21 +365,31 @@ fn a_bf16_lora_model_gives_the_same_logits_and_gradients_with_and_without_fusion
         let g = Tensor::run_backward(&[loss], &leaves, false, false);
         (x.detach(), g)
     };
-    let (lf, gf) = run(true);
     let (lu, gu) = run(false);
     fused::set_enabled(true);
-    let d = relative(&lf, &lu);
-    eprintln!("logits fused vs unfused: relative max |Δ| {d:.3e}");
-    assert!(d < 0.05, "logits differ by {d}");
-    for ((a, b), (n, _)) in gf.iter().zip(&gu).zip(&params) {
-        let scale = b.abs().max().double_value(&[]);
-        assert!(scale > 0.0, "{n}: no gradient");
-        assert!(
-            max_abs_diff(a, b) <= 0.05 * scale,
-            "{n}: max |Δgrad| {} vs max |grad| {scale}",
-            max_abs_diff(a, b)
+    // The LoRA products both ways: t2s's kernels and the tensor-core GEMMs.
+    let before = fused::lora_matmul();
+    for mode in [fused::LoraMatmul::Kernels, fused::LoraMatmul::Gemm] {
+        fused::set_lora_matmul(mode);
+        let (lf, gf) = run(true);
+        let d = relative(&lf, &lu);
+        eprintln!(
+            "logits fused ({}) vs unfused: relative max |Δ| {d:.3e}",
+            mode.name()
         );
+        assert!(d < 0.05, "logits differ by {d} ({})", mode.name());
+        for ((a, b), (n, _)) in gf.iter().zip(&gu).zip(&params) {
+            let scale = b.abs().max().double_value(&[]);
+            assert!(scale > 0.0, "{n}: no gradient");
+            assert!(
+                max_abs_diff(a, b) <= 0.05 * scale,
+                "{n} ({}): max |Δgrad| {} vs max |grad| {scale}",
+                mode.name(),
+                max_abs_diff(a, b)
+            );
+        }
     }
+    fused::set_lora_matmul(before);
 }
 
 // --- the kernels' arithmetic on the CPU, through the host emulation -------------------------
@@ -1001,6 +1011,8 @@ fn lora_down_gemm_mode_matches_fp32_ops_on_the_cpu() {
         (70, 300, 3, 5, 0.0),
         (33, 64, 1, 16, 0.1),
         (40, 36, 3, 40, 0.0),
+        // More ranks than the kernels take (n · r = 192 > 128): the GEMMs have no limit.
+        (20, 96, 3, 64, 0.1),
     ] {
         let what = format!("T {t}, D {d}, n {n}, r {r}, p {p}");
         let x = Tensor::randn([2, t / 2, d], (Kind::BFloat16, Device::Cpu));
