@@ -167,6 +167,14 @@ fn relative(a: &Tensor, b: &Tensor) -> f64 {
     max_abs_diff(a, b) / b.abs().max().double_value(&[]).max(1.0)
 }
 
+/// The share of elements where `a` and `b` are equal.
+fn equal_share(a: &Tensor, b: &Tensor) -> f64 {
+    a.eq_tensor(b)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float)
+        .double_value(&[])
+}
+
 #[test]
 fn kernels_match_unfused_ops_at_model_widths_on_cuda() {
     let Some(dev) = cuda_device() else { return };
@@ -597,14 +605,8 @@ fn emulated_gate_kernels_match_libtorch() {
         );
         assert!(relative(&dgu_emu, &dgu) < 1e-2, "gate gradient (vec {vec})");
         // Bit-level: the same roundings as the unfused program, so nearly every value is equal.
-        let equal = out
-            .eq_tensor(&y.detach())
-            .to_kind(Kind::Float)
-            .mean(Kind::Float);
-        assert!(
-            equal.double_value(&[]) > 0.95,
-            "gate output equal in {equal} (vec {vec})"
-        );
+        let equal = equal_share(&out, &y.detach());
+        assert!(equal > 0.95, "gate output equal in {equal} (vec {vec})");
     }
 }
 
@@ -748,11 +750,8 @@ fn emulated_lora_dropout_kernels_match_libtorch() {
         .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
         .to_kind(Kind::BFloat16);
     assert!(relative(&dx, &dx_ref) < 1e-2, "input gradient");
-    let equal = dx.eq_tensor(&dx_ref).to_kind(Kind::Float).mean(Kind::Float);
-    assert!(
-        equal.double_value(&[]) > 0.95,
-        "input gradient equal in {equal}"
-    );
+    let equal = equal_share(&dx, &dx_ref);
+    assert!(equal > 0.95, "input gradient equal in {equal}");
     // 1,155 draws at p = 0.25: the keep rate is 0.75 ± 0.013 (one standard deviation).
     let rate = keep
         .to_kind(Kind::Float)
@@ -761,12 +760,7 @@ fn emulated_lora_dropout_kernels_match_libtorch() {
     assert!((rate - 0.75).abs() < 0.065, "keep rate {rate}");
     // Each copy has its own mask (independent masks agree on p² + (1 − p)² = 62.5%), the same
     // seed draws the same masks, another seed others.
-    let agree = |a: &Tensor, b: &Tensor| {
-        a.eq_tensor(b)
-            .to_kind(Kind::Float)
-            .mean(Kind::Float)
-            .double_value(&[])
-    };
+    let agree = equal_share;
     assert!(
         agree(&keep.get(0), &keep.get(1)) < 0.8,
         "copies share a mask"
@@ -862,11 +856,8 @@ fn check_emulated_lora_down(t: i64, d: i64, n: i64, r: i64, p: f64, span: i64, s
     assert_eq!(dx.kind(), g[0].kind());
     assert!(relative(&dx, &g[0]) < 1e-2, "input gradient ({what})");
     // Summed in another order, a bf16 rounding may land one unit apart; most agree exactly.
-    let equal = dx.eq_tensor(&g[0]).to_kind(Kind::Float).mean(Kind::Float);
-    assert!(
-        equal.double_value(&[]) > 0.9,
-        "input gradient equal in {equal} ({what})"
-    );
+    let equal = equal_share(&dx, &g[0]);
+    assert!(equal > 0.9, "input gradient equal in {equal} ({what})");
     if let Some(keep) = keep {
         let rate = keep
             .to_kind(Kind::Float)
@@ -1046,14 +1037,8 @@ fn lora_down_gemm_mode_matches_fp32_ops_on_the_cpu() {
         );
         assert_eq!(g[0].kind(), Kind::BFloat16);
         assert!(relative(&g[0], &g_ref[0]) < 1e-2, "input gradient ({what})");
-        let equal = g[0]
-            .eq_tensor(&g_ref[0])
-            .to_kind(Kind::Float)
-            .mean(Kind::Float);
-        assert!(
-            equal.double_value(&[]) > 0.9,
-            "input gradient equal in {equal} ({what})"
-        );
+        let equal = equal_share(&g[0], &g_ref[0]);
+        assert!(equal > 0.9, "input gradient equal in {equal} ({what})");
     }
 }
 
@@ -1085,14 +1070,8 @@ fn lora_up_gemm_mode_matches_fp32_ops_on_the_cpu() {
         });
         assert_eq!(out.kind(), Kind::BFloat16);
         assert!(relative(&out, &out_ref) < 1e-2, "output ({what})");
-        let equal = out
-            .eq_tensor(&out_ref)
-            .to_kind(Kind::Float)
-            .mean(Kind::Float);
-        assert!(
-            equal.double_value(&[]) > 0.9,
-            "output equal in {equal} ({what})"
-        );
+        let equal = equal_share(&out, &out_ref);
+        assert!(equal > 0.9, "output equal in {equal} ({what})");
         assert_eq!(max_abs_diff(&g[0], &g_ref[0]), 0.0, "y's gradient ({what})");
         let (du, db) = (relative(&g[1], &g_ref[1]), relative(&g[2], &g_ref[2]));
         assert!(du < 1e-6, "u's gradient ({what}): {du:e}");
@@ -1169,14 +1148,8 @@ fn check_emulated_lora_up(t: i64, r: i64, offsets: &[i64], span: i64, split: i64
         false,
     );
     assert!(relative(&out, &out_ref) < 1e-2, "output ({what})");
-    let equal = out
-        .eq_tensor(&out_ref)
-        .to_kind(Kind::Float)
-        .mean(Kind::Float);
-    assert!(
-        equal.double_value(&[]) > 0.9,
-        "output equal in {equal} ({what})"
-    );
+    let equal = equal_share(&out, &out_ref);
+    assert!(equal > 0.9, "output equal in {equal} ({what})");
     assert!(relative(&du, &grads[0]) < 1e-5, "u's gradient ({what})");
     assert!(relative(&db, &grads[1]) < 1e-5, "B's gradient ({what})");
 }
