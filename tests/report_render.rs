@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use t2s::report::{
-    self, Breakdown, LossCurve, MetricValue, NodeInfo, PairedComparison, ReportData, RunInfo,
-    Variant,
+    self, Breakdown, FailureExample, LossCurve, MetricValue, NodeInfo, Outcome, PairedComparison,
+    ReportData, RunInfo, Variant,
 };
 
 fn variant(name: &str, ex: f64) -> Variant {
@@ -34,12 +34,34 @@ fn variant(name: &str, ex: f64) -> Variant {
             },
         ],
     );
+    let right = (200.0 * ex) as usize;
     Variant {
         name: name.into(),
         node: format!("evaluate[{name}]"),
         n: 200,
         metrics,
         breakdowns,
+        outcomes: BTreeMap::from([
+            (Outcome::Correct, right),
+            (Outcome::WrongResult, 200 - right - 10),
+            (Outcome::SyntaxError, 10),
+        ]),
+        failures: vec![
+            FailureExample {
+                outcome: Outcome::WrongResult,
+                request: format!("Show <b>{name}</b>'s rows in 2018"),
+                gold: "SELECT * FROM t WHERE year = 2018;".into(),
+                prediction: "SELECT * FROM t WHERE year = 2010;".into(),
+                error: None,
+            },
+            FailureExample {
+                outcome: Outcome::SyntaxError,
+                request: "Count the rows".into(),
+                gold: "SELECT COUNT(*) FROM t;".into(),
+                prediction: "SELECT COUNT(* FROM `t`".into(),
+                error: Some("sqlite: near \"FROM\": syntax error".into()),
+            },
+        ],
     }
 }
 
@@ -110,6 +132,24 @@ fn writes_markdown_html_and_figures_with_every_section() {
         md.contains("| lora_r=8 | 200 | 45.0 [40.0, 50.0] |"),
         "{md}"
     );
+    // Outcomes per variant, then how the best variant (lora_r=8) fails.
+    assert!(
+        md.contains("| Runs, wrong result | 170 (85.0%) | 110 (55.0%) | 100 (50.0%) |"),
+        "{md}"
+    );
+    assert!(md.contains("| Syntax error | 10 (5.0%) |"), "{md}");
+    assert!(
+        !md.contains("| No SQL |"),
+        "outcomes nobody has are left out"
+    );
+    assert!(md.contains("### How lora_r=8 fails: examples"), "{md}");
+    assert!(
+        md.contains("  - predicted: `SELECT COUNT(* FROM 't'`"),
+        "{md}"
+    );
+    // Request text is text, never markup: the <b> shows as written.
+    assert!(html.contains("Show &lt;b&gt;lora_r=8&lt;/b&gt;"), "{html}");
+    assert!(!html.contains("<b>lora_r=8</b>"));
     for fig in ["metrics.png", "loss.png", "by_complexity.png"] {
         let bytes = std::fs::read(dir.path().join(fig)).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{fig} is not a PNG");

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod extract;
 pub mod input;
 pub mod nearmiss;
+pub mod outcome;
 pub mod render;
 pub mod rouge;
 pub mod sandbox;

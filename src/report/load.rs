@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::Value;
 
-use super::model::{Breakdown, LossCurve, MetricValue, PairedComparison, Variant};
+use super::model::{
+    Breakdown, FailureExample, LossCurve, MetricValue, Outcome, PairedComparison, Variant,
+    EXAMPLES_PER_OUTCOME,
+};
 use crate::eval::compare::{compare_all, SystemExec};
 
 /// Metric keys of an evaluate report (`eval::score::Report`) → report metric names.
@@ -52,7 +55,13 @@ pub fn evaluate_dir(dir: &Path, node: &str) -> anyhow::Result<Evaluated> {
             devices.push(d.to_string());
         }
     }
-    let execs = exec_vectors(&dir.join("predictions.jsonl"))?;
+    let (execs, mut outcomes) = read_predictions(&dir.join("predictions.jsonl"))?;
+    for v in &mut variants {
+        if let Some(o) = outcomes.remove(&v.name) {
+            v.outcomes = o.counts;
+            v.failures = o.examples;
+        }
+    }
     Ok(Evaluated {
         variants,
         execs,
@@ -104,6 +113,8 @@ fn variant(name: &str, node: &str, report: &Value) -> Variant {
         n: report.get("n").and_then(Value::as_u64).unwrap_or(0) as usize,
         metrics,
         breakdowns,
+        outcomes: BTreeMap::new(),
+        failures: Vec::new(),
     }
 }
 
@@ -115,11 +126,51 @@ pub fn display_name(system: &str) -> String {
     }
 }
 
+/// One system's outcomes over its scored predictions, with the first failures of each.
+#[derive(Default)]
+struct Outcomes {
+    counts: BTreeMap<Outcome, usize>,
+    examples: Vec<FailureExample>,
+}
+
+impl Outcomes {
+    fn add(&mut self, v: &Value, exec: Option<&Value>, correct: bool) {
+        let flag = |k: &str| exec.and_then(|e| e.get(k)).and_then(Value::as_bool);
+        let error = exec
+            .and_then(|e| e.get("pred_error"))
+            .and_then(Value::as_str);
+        let outcome = Outcome::classify(correct, flag("valid_sql").unwrap_or(false), error);
+        *self.counts.entry(outcome).or_default() += 1;
+        let shown = self
+            .examples
+            .iter()
+            .filter(|e| e.outcome == outcome)
+            .count();
+        if outcome != Outcome::Correct && shown < EXAMPLES_PER_OUTCOME {
+            let text = |p: &str| {
+                v.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            self.examples.push(FailureExample {
+                outcome,
+                request: text("/row/sql_prompt"),
+                gold: text("/row/sql"),
+                prediction: text("/prediction"),
+                error: error.map(String::from),
+            });
+        }
+    }
+}
+
 /// Per-system, per-example execution correctness from `predictions.jsonl`, over the examples
-/// execution accuracy is scored on (gold runs and is deterministic).
-fn exec_vectors(path: &Path) -> anyhow::Result<Vec<SystemExec>> {
+/// execution accuracy is scored on (gold runs and is deterministic), and each system's
+/// outcomes over them (by display name).
+fn read_predictions(path: &Path) -> anyhow::Result<(Vec<SystemExec>, BTreeMap<String, Outcomes>)> {
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut by_system: Vec<SystemExec> = Vec::new();
+    let mut outcomes: BTreeMap<String, Outcomes> = BTreeMap::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
         if line.trim().is_empty() {
@@ -149,6 +200,10 @@ fn exec_vectors(path: &Path) -> anyhow::Result<Vec<SystemExec>> {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let name = display_name(system);
+        outcomes
+            .entry(name.clone())
+            .or_default()
+            .add(&v, exec, correct);
         let slot = match by_system.iter().position(|s| s.name == name) {
             Some(p) => p,
             None => {
@@ -163,7 +218,7 @@ fn exec_vectors(path: &Path) -> anyhow::Result<Vec<SystemExec>> {
             .per_id
             .insert(id, if correct { 1.0 } else { 0.0 });
     }
-    Ok(by_system)
+    Ok((by_system, outcomes))
 }
 
 /// Paired tests of every system against every other, base first so diffs read "adapter − base".
@@ -240,4 +295,105 @@ pub fn eda_figures(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// One line of `predictions.jsonl` as the evaluate stage writes it.
+    fn line(system: &str, id: u64, pred: &str, exec: Value) -> String {
+        json!({
+            "system": system,
+            "prediction": pred,
+            "row": {"id": id, "sql_prompt": format!("request {id}"), "sql": "SELECT 1;"},
+            "scores": {"exec": exec},
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn each_variant_gets_its_outcomes_and_first_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("metrics.json"),
+            json!({"systems": {
+                "base": {"n": 5, "execution_accuracy": {"value": 0.2}},
+                "train[lora_r=4]": {"n": 5, "execution_accuracy": {"value": 0.4}},
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let scored = |correct: bool, valid: bool, error: Option<&str>| {
+            json!({"bucket": "gold_nonempty", "correct": correct, "valid_sql": valid,
+                   "pred_error": error})
+        };
+        let wrong = scored(false, true, None);
+        let lines = [
+            line("base", 1, "SELECT 1;", scored(true, true, None)),
+            line("base", 2, "SELECT 2;", wrong.clone()),
+            line("base", 3, "SELECT 3;", wrong.clone()),
+            line("base", 4, "SELECT 4;", wrong.clone()),
+            line(
+                "base",
+                5,
+                "SELEC",
+                scored(false, false, Some("sqlite: near \"SELEC\": syntax error")),
+            ),
+            // Not scored (the gold fails): counted nowhere.
+            line(
+                "base",
+                6,
+                "SELECT 6;",
+                json!({"bucket": "gold_fails", "correct": false}),
+            ),
+            line("train[lora_r=4]", 1, "SELECT 1;", scored(true, true, None)),
+            line("train[lora_r=4]", 2, "SELECT 2;", scored(true, true, None)),
+            line(
+                "train[lora_r=4]",
+                3,
+                "",
+                scored(false, false, Some("the SQL is empty")),
+            ),
+        ];
+        std::fs::write(dir.path().join("predictions.jsonl"), lines.join("\n")).unwrap();
+
+        let e = evaluate_dir(dir.path(), "evaluate").unwrap();
+        let by = |name: &str| e.variants.iter().find(|v| v.name == name).unwrap();
+        let base = by("base");
+        assert_eq!(
+            base.outcomes,
+            BTreeMap::from([
+                (Outcome::Correct, 1),
+                (Outcome::WrongResult, 3),
+                (Outcome::SyntaxError, 1)
+            ])
+        );
+        // Two examples of a kind at most, in file order; none of the right ones.
+        let shown: Vec<(Outcome, &str)> = base
+            .failures
+            .iter()
+            .map(|f| (f.outcome, f.request.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (Outcome::WrongResult, "request 2"),
+                (Outcome::WrongResult, "request 3"),
+                (Outcome::SyntaxError, "request 5")
+            ]
+        );
+        assert_eq!(base.failures[2].prediction, "SELEC");
+        assert!(base.failures[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("syntax error"));
+        let lora = by("lora_r=4");
+        assert_eq!(
+            lora.outcomes,
+            BTreeMap::from([(Outcome::Correct, 2), (Outcome::NoSql, 1)])
+        );
+    }
 }

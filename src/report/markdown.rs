@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::model::{MetricValue, ReportData, MAIN_METRICS};
+use super::model::{MetricValue, Outcome, ReportData, Variant, MAIN_METRICS};
 use super::plots::Figures;
 use super::verdict;
 
@@ -25,11 +25,12 @@ pub fn cell(key: &str, m: &MetricValue) -> String {
 }
 
 /// Section titles, in order; the HTML uses the same.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "Verdict",
     "Metrics",
     "Paired tests",
     "Breakdowns",
+    "Failures",
     "Training",
     "Data (EDA)",
     "Notes",
@@ -182,6 +183,9 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
     }
 
     let _ = writeln!(s, "## {}\n", SECTIONS[4]);
+    failures(&mut s, data);
+
+    let _ = writeln!(s, "## {}\n", SECTIONS[5]);
     if figures.list.iter().any(|f| f.name == "loss") {
         let _ = writeln!(s, "![Train and eval loss](loss.png)\n");
     } else {
@@ -202,7 +206,7 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
     }
     s.push('\n');
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[5]);
+    let _ = writeln!(s, "## {}\n", SECTIONS[6]);
     if data.eda_figures.is_empty() {
         let _ = writeln!(s, "No EDA figures in this run.\n");
     }
@@ -215,7 +219,7 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
         );
     }
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[6]);
+    let _ = writeln!(s, "## {}\n", SECTIONS[7]);
     if data.notes.is_empty() {
         let _ = writeln!(s, "None.\n");
     }
@@ -224,7 +228,7 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
     }
     s.push('\n');
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[7]);
+    let _ = writeln!(s, "## {}\n", SECTIONS[8]);
     let _ = writeln!(
         s,
         "- host: {}\n- t2s: {}",
@@ -250,4 +254,102 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
         );
     }
     s
+}
+
+/// The Failures section: each variant's scored predictions by outcome, then examples of how
+/// the best variant (by execution accuracy) fails.
+fn failures(s: &mut String, data: &ReportData) {
+    let with: Vec<&Variant> = data
+        .variants
+        .iter()
+        .filter(|v| !v.outcomes.is_empty())
+        .collect();
+    if with.is_empty() {
+        let _ = writeln!(s, "No per-prediction results in this run.\n");
+        return;
+    }
+    let _ = write!(s, "| outcome |");
+    for v in &with {
+        let _ = write!(s, " {} |", v.name);
+    }
+    let _ = write!(s, "\n|---|");
+    for _ in &with {
+        let _ = write!(s, "---:|");
+    }
+    s.push('\n');
+    for outcome in Outcome::ALL {
+        if with.iter().all(|v| !v.outcomes.contains_key(&outcome)) {
+            continue;
+        }
+        let _ = write!(s, "| {} |", outcome.label());
+        for v in &with {
+            let total: usize = v.outcomes.values().sum();
+            let n = v.outcomes.get(&outcome).copied().unwrap_or(0);
+            let _ = write!(s, " {n} ({:.1}%) |", 100.0 * n as f64 / total.max(1) as f64);
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "\nScored predictions (the gold runs and is deterministic), by what SQLite made of them.\n"
+    );
+    let accuracy = |v: &&Variant| {
+        v.metrics
+            .get("execution_accuracy")
+            .map_or(f64::NEG_INFINITY, |m| m.value)
+    };
+    let Some(best) = with
+        .iter()
+        .copied()
+        .filter(|v| !v.failures.is_empty())
+        .max_by(|a, b| accuracy(a).total_cmp(&accuracy(b)))
+    else {
+        return;
+    };
+    let _ = writeln!(s, "### How {} fails: examples\n", best.name);
+    let mut shown: Vec<_> = best.failures.iter().collect();
+    // Grouped as the table lists the outcomes (a stable sort keeps the file order within).
+    shown.sort_by_key(|f| f.outcome);
+    for f in shown {
+        let _ = writeln!(s, "- **{}**: {}", f.outcome.label(), text(&f.request));
+        let _ = writeln!(s, "  - gold: {}", code(&f.gold));
+        let _ = writeln!(s, "  - predicted: {}", code(&f.prediction));
+        if let Some(e) = &f.error {
+            let _ = writeln!(s, "  - error: {}", text(e));
+        }
+    }
+    s.push('\n');
+}
+
+/// Longest example text shown, in characters.
+const EXAMPLE_CHARS: usize = 300;
+
+fn shorten(t: &str) -> String {
+    let one_line = t.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(EXAMPLE_CHARS) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+/// Plain text for Markdown: ASCII punctuation that Markdown (or HTML) would read is escaped.
+fn text(t: &str) -> String {
+    let mut out = String::new();
+    for c in shorten(t).chars() {
+        if "\\`*_[]<>|#&!".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A code span for SQL (no backtick inside can end it early), `(empty)` for nothing.
+fn code(t: &str) -> String {
+    let t = shorten(t).replace('`', "'");
+    if t.is_empty() {
+        "(empty)".into()
+    } else {
+        format!("`{t}`")
+    }
 }

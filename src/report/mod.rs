@@ -12,7 +12,8 @@ pub mod plots;
 pub mod verdict;
 
 pub use model::{
-    Breakdown, LossCurve, MetricValue, NodeInfo, PairedComparison, ReportData, RunInfo, Variant,
+    Breakdown, FailureExample, LossCurve, MetricValue, NodeInfo, Outcome, PairedComparison,
+    ReportData, RunInfo, Variant,
 };
 
 use std::path::Path;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::eval::outcome::Outcome;
+
 /// A metric value with an optional 95% confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MetricValue {
@@ -38,6 +40,18 @@ pub struct Breakdown {
     pub value: f64,
 }
 
+/// A failed prediction, shown as an example of its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureExample {
+    pub outcome: Outcome,
+    /// The natural-language request.
+    pub request: String,
+    pub gold: String,
+    pub prediction: String,
+    /// The scorer's reason, when the prediction did not run as a query of the gold's kind.
+    pub error: Option<String>,
+}
+
 /// One evaluated model: the base or an adapter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variant {
@@ -51,7 +65,18 @@ pub struct Variant {
     pub metrics: BTreeMap<String, MetricValue>,
     /// Dimension (`sql_complexity`, `sql_task_type`, `domain`) → per-class execution accuracy.
     pub breakdowns: BTreeMap<String, Vec<Breakdown>>,
+    /// Scored predictions per outcome (right, wrong rows, syntax error...), when the
+    /// per-prediction results were read.
+    #[serde(default)]
+    pub outcomes: BTreeMap<Outcome, usize>,
+    /// The first failures of each outcome (up to [`EXAMPLES_PER_OUTCOME`]), in the order of
+    /// the predictions file.
+    #[serde(default)]
+    pub failures: Vec<FailureExample>,
 }
+
+/// Failed predictions kept per outcome and variant, as examples.
+pub const EXAMPLES_PER_OUTCOME: usize = 2;
 
 /// A paired comparison of two variants on one metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
