@@ -159,8 +159,9 @@ impl StageKind for ReportStage {
     fn kind(&self) -> &'static str {
         "report"
     }
+    /// 2: the Failures section (outcomes per variant, examples).
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
