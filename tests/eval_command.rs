@@ -89,6 +89,25 @@ fn scores_a_file_from_outside_with_all_metrics() {
     }
     // Row 5097's gold is ambiguous in SQLite: bucketed, not scored.
     assert!(j["buckets"]["gold_fails"].as_u64().unwrap() >= 1);
+    // The scored examples by outcome: they add up, the right ones are the correct count, and
+    // the near-miss generator's wrong predictions land in more than one kind of failure.
+    let b = &j["buckets"];
+    let scored = b["gold_empty"].as_u64().unwrap() + b["gold_nonempty"].as_u64().unwrap();
+    let correct =
+        b["gold_empty_correct"].as_u64().unwrap() + b["gold_nonempty_correct"].as_u64().unwrap();
+    let outcomes = j["outcomes"].as_object().unwrap();
+    assert_eq!(
+        outcomes.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        scored,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes["correct"].as_u64(), Some(correct));
+    assert!(outcomes.len() >= 3, "{outcomes:?}");
+    assert!(
+        out.text.contains("outcomes (scored): correct "),
+        "{}",
+        out.text
+    );
     assert!(
         j["breakdowns"]["sql_complexity"]["single join"]["n"]
             .as_u64()

@@ -54,6 +54,14 @@ pub fn render_report(title: &str, r: &Report) -> String {
         b.gold_fails,
         b.nondeterministic
     );
+    if !r.outcomes.is_empty() {
+        let parts: Vec<String> = r
+            .outcomes
+            .iter()
+            .map(|(o, n)| format!("{} {n}", o.label().to_lowercase()))
+            .collect();
+        let _ = writeln!(out, "  outcomes (scored): {}", parts.join(", "));
+    }
     for (field, groups) in &r.breakdowns {
         let _ = writeln!(out, "  by {field}:");
         let _ = writeln!(

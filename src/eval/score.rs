@@ -12,6 +12,7 @@ use super::bleu::{
 };
 use super::exact::exact_match;
 use super::exec::{execution_match, Bucket, ExecResult};
+use super::outcome::Outcome;
 use super::rouge::{rouge_f, RougeF};
 use super::sandbox::Limits;
 use super::stats::{bootstrap_mean, bootstrap_with, mean, resample_indices, Estimate};
@@ -109,6 +110,8 @@ pub struct Report {
     /// BIRD-style set comparison, same examples as `execution_accuracy`.
     pub execution_accuracy_set: Estimate,
     pub buckets: Buckets,
+    /// The scored examples by outcome (right, wrong rows, syntax error...; `eval::outcome`).
+    pub outcomes: BTreeMap<Outcome, usize>,
     pub breakdowns: BTreeMap<String, BTreeMap<String, GroupMetrics>>,
     pub bootstrap_samples: usize,
     pub seed: u64,
@@ -220,6 +223,16 @@ pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptio
         }
     }
 
+    let mut outcomes = BTreeMap::new();
+    for s in scores.iter().filter(|s| s.exec.scored()) {
+        let o = Outcome::classify(
+            s.exec.correct,
+            s.exec.valid_sql,
+            s.exec.pred_error.as_deref(),
+        );
+        *outcomes.entry(o).or_insert(0) += 1;
+    }
+
     let mut breakdowns = BTreeMap::new();
     type Getter = fn(&ScoreItem) -> &str;
     let fields: [(&str, Getter); 3] = [
@@ -276,6 +289,7 @@ pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptio
         execution_accuracy_nonempty,
         execution_accuracy_set,
         buckets,
+        outcomes,
         breakdowns,
         bootstrap_samples: opts.bootstrap_samples,
         seed: opts.seed,
