@@ -112,6 +112,18 @@ pub struct InferArgs {
     /// The database context: CREATE TABLE / INSERT statements (`@file` reads a file)
     #[arg(long)]
     pub context: Option<String>,
+    /// A JSONL file of requests, one per line (`sql_prompt`|`prompt`|`request`|`question`,
+    /// optional `sql_context`|`context` and `id`): generate for all of them, in batches, into
+    /// --out (rerun the same command to resume an interrupted file)
+    #[arg(long, conflicts_with_all = ["prompt", "context"], requires = "out")]
+    pub input: Option<PathBuf>,
+    /// With --input: the JSONL file written, each input row with `prediction` (the extracted
+    /// SQL), `generation` and `new_tokens` added (`t2s evaluate --predictions` reads it)
+    #[arg(long, requires = "input")]
+    pub out: Option<PathBuf>,
+    /// With --input: requests generated together
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: u64,
     /// Print the generated text verbatim instead of the extracted SQL
     #[arg(long)]
     pub raw: bool,

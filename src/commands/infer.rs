@@ -1,6 +1,6 @@
 //! `t2s infer`: one-shot or interactive Text-to-SQL generation with a model and an optional
-//! LoRA adapter. The work runs in the libtorch worker (`infer` job); this side checks inputs,
-//! reads `@file` arguments and prints the result.
+//! LoRA adapter (a file of requests: `infer_batch`). The work runs in the libtorch worker
+//! (`infer` job); this side checks inputs, reads `@file` arguments and prints the result.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -27,6 +27,9 @@ pub fn infer(root: &Path, args: InferArgs) -> anyhow::Result<ExitCode> {
         &["config.json", "tokenizer.json"],
     )?;
     let worker = WorkerLauncher::locate()?;
+    if let (Some(input), Some(out)) = (&args.input, &args.out) {
+        return super::infer_batch::run(&worker, &args, &weights, input, out);
+    }
     match &args.prompt {
         Some(prompt) => {
             let prompt = read_arg(prompt, "--prompt")?;

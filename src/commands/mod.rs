@@ -10,6 +10,7 @@ pub mod exec_node;
 pub mod export;
 pub mod gc;
 pub mod infer;
+pub mod infer_batch;
 pub mod lookup;
 pub mod report;
 pub mod run;

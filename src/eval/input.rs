@@ -2,6 +2,7 @@
 //! the row's schema script, the gold SQL and the predicted SQL, under a few accepted names.
 //! Every problem is reported with `file:line` and what to fix.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -16,8 +17,9 @@ pub const PRED_FIELDS: &[&str] = &["prediction", "predicted_sql", "pred"];
 /// Problems in a predictions file.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot read predictions file {path}: {source}")]
+    #[error("cannot read {what} {path}: {source}")]
     Read {
+        what: &'static str,
         path: String,
         #[source]
         source: std::io::Error,
@@ -120,13 +122,33 @@ fn parse_line(text: &str, line_no: usize) -> Result<ScoreItem, String> {
 
 /// Parse JSONL text; `path` only names the source in errors. Blank lines are skipped.
 pub fn parse_predictions(text: &str, path: &str) -> Result<Vec<ScoreItem>, InputError> {
+    let hint = format!(
+        "each line needs {} (schema), {} (gold) and {} (prediction) as strings",
+        CONTEXT_FIELDS.join("|"),
+        GOLD_FIELDS.join("|"),
+        PRED_FIELDS.join("|")
+    );
+    parse_lines(text, path, &hint, |line, line_no, _| {
+        parse_line(line, line_no)
+    })
+}
+
+/// Every non-blank line of `text` through `parse` (its 1-based number and the ids seen so far
+/// with their lines), or all problems as one error, `path:line` each, ending with `hint`.
+fn parse_lines<T>(
+    text: &str,
+    path: &str,
+    hint: &str,
+    mut parse: impl FnMut(&str, usize, &mut HashMap<String, usize>) -> Result<T, String>,
+) -> Result<Vec<T>, InputError> {
     let mut items = Vec::new();
     let mut errors = Vec::new();
+    let mut ids = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match parse_line(line, i + 1) {
+        match parse(line, i + 1, &mut ids) {
             Ok(it) => items.push(it),
             Err(e) => errors.push(format!("  {path}:{}: {e}", i + 1)),
         }
@@ -137,12 +159,7 @@ pub fn parse_predictions(text: &str, path: &str) -> Result<Vec<ScoreItem>, Input
         if count > MAX_LISTED {
             list.push(format!("  ... and {} more", count - MAX_LISTED));
         }
-        list.push(format!(
-            "  each line needs {} (schema), {} (gold) and {} (prediction) as strings",
-            CONTEXT_FIELDS.join("|"),
-            GOLD_FIELDS.join("|"),
-            PRED_FIELDS.join("|")
-        ));
+        list.push(format!("  {hint}"));
         return Err(InputError::Lines {
             path: path.to_string(),
             count,
@@ -157,10 +174,73 @@ pub fn parse_predictions(text: &str, path: &str) -> Result<Vec<ScoreItem>, Input
     Ok(items)
 }
 
+/// Accepted names of a request's text, first match wins.
+pub const REQUEST_FIELDS: &[&str] = &["sql_prompt", "prompt", "request", "question"];
+
+/// One line of a requests file (`t2s infer --input`): the request, its database context, an id
+/// (the `id` field, else `line<N>`) and the whole row, kept for the output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: String,
+    pub prompt: String,
+    pub context: String,
+    pub row: Map<String, Value>,
+}
+
+/// Parse a requests file's JSONL text; ids must be unique (a run resumes by them).
+pub fn parse_requests(text: &str, path: &str) -> Result<Vec<Request>, InputError> {
+    let hint = format!(
+        "each line needs {} (the request) as a string; {} (the schema) is optional; ids \
+         (`id`, else the line number) must be unique",
+        REQUEST_FIELDS.join("|"),
+        CONTEXT_FIELDS.join("|")
+    );
+    parse_lines(text, path, &hint, |line, line_no, ids| {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+        let Value::Object(row) = v else {
+            return Err(format!("expected a JSON object, found {}", type_name(&v)));
+        };
+        let prompt = get_str(&row, REQUEST_FIELDS, true)?.unwrap_or_default();
+        let context = get_str(&row, CONTEXT_FIELDS, false)?.unwrap_or_default();
+        let id = match row.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            None | Some(Value::Null) => format!("line{line_no}"),
+            Some(other) => {
+                return Err(format!(
+                    "field `id` must be a string or a number, found {}",
+                    type_name(other)
+                ))
+            }
+        };
+        if let Some(first) = ids.insert(id.clone(), line_no) {
+            return Err(format!("id {id} is also on line {first}"));
+        }
+        Ok(Request {
+            id,
+            prompt,
+            context,
+            row,
+        })
+    })
+}
+
+/// Read and parse a requests file.
+pub fn read_requests(path: &Path) -> Result<Vec<Request>, InputError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
+        what: "requests file",
+        path: shown.clone(),
+        source,
+    })?;
+    parse_requests(&text, &shown)
+}
+
 /// Read and parse a predictions file.
 pub fn read_predictions(path: &Path) -> Result<Vec<ScoreItem>, InputError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
+        what: "predictions file",
         path: shown.clone(),
         source,
     })?;
@@ -195,5 +275,41 @@ mod tests {
             parse_predictions("\n", "e.jsonl"),
             Err(InputError::Empty { .. })
         ));
+    }
+
+    #[test]
+    fn requests_take_any_request_name_keep_the_row_and_need_unique_ids() {
+        let ok = r#"{"id": 7, "sql_prompt": "How many?", "sql_context": "CREATE TABLE t (a INT);", "sql": "SELECT COUNT(*) FROM t"}
+{"question": "All rows"}"#;
+        let r = parse_requests(ok, "r.jsonl").unwrap();
+        assert_eq!(
+            (
+                r[0].id.as_str(),
+                r[0].prompt.as_str(),
+                r[0].context.as_str()
+            ),
+            ("7", "How many?", "CREATE TABLE t (a INT);")
+        );
+        assert_eq!(r[0].row["sql"], "SELECT COUNT(*) FROM t");
+        assert_eq!(
+            (
+                r[1].id.as_str(),
+                r[1].prompt.as_str(),
+                r[1].context.as_str()
+            ),
+            ("line2", "All rows", "")
+        );
+
+        let bad = "{\"sql_context\": \"\"}\n{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": 1, \"prompt\": \"b\"}\n{\"id\": [1], \"prompt\": \"c\"}\n[1]";
+        let e = parse_requests(bad, "r.jsonl").unwrap_err().to_string();
+        for want in [
+            "r.jsonl:1: missing field: one of `sql_prompt`, `prompt`, `request`, `question`",
+            "r.jsonl:3: id 1 is also on line 2",
+            "r.jsonl:4: field `id` must be a string or a number, found an array",
+            "r.jsonl:5: expected a JSON object, found an array",
+            "(the schema) is optional",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }

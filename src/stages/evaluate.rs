@@ -165,9 +165,9 @@ fn sanitize(name: &str) -> String {
 }
 
 /// Generated text and token count per example id.
-type Generations = HashMap<String, (String, u64)>;
+pub(crate) type Generations = HashMap<String, (String, u64)>;
 
-fn read_generations(path: &Path) -> anyhow::Result<Generations> {
+pub(crate) fn read_generations(path: &Path) -> anyhow::Result<Generations> {
     let mut out = HashMap::new();
     let f = std::fs::File::open(path)?;
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
