@@ -227,24 +227,27 @@ pub fn parse_requests(text: &str, path: &str) -> Result<Vec<Request>, InputError
 
 /// Read and parse a requests file.
 pub fn read_requests(path: &Path) -> Result<Vec<Request>, InputError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
-        what: "requests file",
-        path: shown.clone(),
-        source,
-    })?;
+    let (text, shown) = read_text(path, "requests file")?;
     parse_requests(&text, &shown)
 }
 
 /// Read and parse a predictions file.
 pub fn read_predictions(path: &Path) -> Result<Vec<ScoreItem>, InputError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
-        what: "predictions file",
-        path: shown.clone(),
-        source,
-    })?;
+    let (text, shown) = read_text(path, "predictions file")?;
     parse_predictions(&text, &shown)
+}
+
+/// A file's text and its name as errors show it.
+fn read_text(path: &Path, what: &'static str) -> Result<(String, String), InputError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text, shown)),
+        Err(source) => Err(InputError::Read {
+            what,
+            path: shown,
+            source,
+        }),
+    }
 }
 
 #[cfg(test)]
