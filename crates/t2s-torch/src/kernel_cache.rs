@@ -133,7 +133,7 @@ impl KernelCache {
     }
 
     /// Store `image` under `key`: written beside the entry, then renamed over it. Then the
-    /// directory is swept, best effort ([`KernelCache::sweep`]).
+    /// directory is swept, best effort (`KernelCache::sweep`).
     pub fn write(&self, key: &str, image: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let mut tmp = tempfile::Builder::new()
