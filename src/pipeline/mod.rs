@@ -156,6 +156,18 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> 
         diags.add(start, "", "the pipeline file is not UTF-8 text", None);
         return Err(diags.finish());
     };
+    load_source(file, src, overrides)
+}
+
+/// [`load`] of a pipeline file's text `src` (`file` names it in diagnostics and is where
+/// relative paths resolve from).
+pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipeline, Diagnostics> {
+    let mut diags = diag::Collector::new(file, overrides);
+    let start = yaml::Loc {
+        set_arg: None,
+        line: 1,
+        col: 1,
+    };
     let root = match yaml::parse(src) {
         Ok(root) => root,
         Err(e) => {
@@ -249,7 +261,7 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> 
         name,
         description: raw.description,
         file: file.to_path_buf(),
-        file_digest: blake3::hash(&bytes).to_hex().to_string(),
+        file_digest: blake3::hash(src.as_bytes()).to_hex().to_string(),
         settings: Settings {
             jobs: raw.jobs,
             device: raw.device,

@@ -306,7 +306,14 @@ pub fn unclosed_bracket(src: &str, at: Loc) -> Option<(Loc, char)> {
     let mut quote: Option<char> = None;
     let mut prev = ' ';
     let mut comment = false;
-    for c in src.chars() {
+    let mut chars = src.chars().peekable();
+    while let Some(c) = chars.next() {
+        // Line breaks as the parser counts them: `\r\n`, `\n` and a lone `\r` (YAML 1.2).
+        let c = match c {
+            '\r' if chars.peek() == Some(&'\n') => continue,
+            '\r' => '\n',
+            c => c,
+        };
         if c == '\n' {
             line += 1;
             col = 0;
@@ -470,6 +477,19 @@ mod tests {
         };
         let (loc, c) = unclosed_bracket(src, at).unwrap();
         assert_eq!((loc.line, loc.col, c), (1, 4, '['));
+        // Lines end as the parser ends them: `\r\n`, or a lone `\r` (old Mac files).
+        for eol in ["\r\n", "\r"] {
+            let (loc, _) = unclosed_bracket(&src.replace('\n', eol), at).unwrap();
+            assert_eq!((loc.line, loc.col), (1, 4), "{eol:?}");
+            let err = parse(&format!("x: 1{eol}a: [1, 2{eol}b: c: d{eol}")).unwrap_err();
+            let (loc, _) = unclosed_bracket(&format!("x: 1{eol}a: [1, 2{eol}"), err.loc).unwrap();
+            assert_eq!(
+                (loc.line, loc.col),
+                (2, 4),
+                "{eol:?} (parser error at {:?})",
+                err.loc
+            );
+        }
         let closed = "a: [1, 2]\nb: {c: '[', d: x} # [\nzz";
         assert!(unclosed_bracket(
             closed,
