@@ -11,4 +11,8 @@ cargo fmt --all -- --check
 # The worker without its C++ shim (what a torch without CUDA headers builds) must compile too.
 T2S_NO_SHIM=1 cargo clippy --release -p t2s-torch --all-targets -- -D warnings
 cargo clippy --release --workspace --all-targets -- -D warnings
+# The fuzz targets (fuzz/: their own workspace, run with cargo-fuzz) keep compiling against the
+# library; a failure they found is a unit test in the main suite.
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo clippy --release --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 cargo test --release --workspace --no-fail-fast
