@@ -169,6 +169,52 @@ fn writes_markdown_html_and_figures_with_every_section() {
 }
 
 #[test]
+fn text_from_the_data_is_never_markup_in_the_html() {
+    // Class names come from the dataset and notes from the pipeline file: neither may run as
+    // HTML in the report or break its tables.
+    let mut data = sample();
+    for v in &mut data.variants {
+        v.breakdowns.insert(
+            "domain".into(),
+            vec![
+                Breakdown {
+                    class: "<script>alert(1)</script>".into(),
+                    n: 10,
+                    value: 0.5,
+                },
+                Breakdown {
+                    class: "a|b".into(),
+                    n: 5,
+                    value: 0.2,
+                },
+            ],
+        );
+    }
+    data.notes
+        .push("<img src=x onerror=alert(2)> and <div>raw</div>".into());
+    let dir = tempfile::tempdir().unwrap();
+    report::write(&data, dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(!html.contains("<script"), "{html}");
+    assert!(!html.contains("<img src=x"), "{html}");
+    assert!(!html.contains("<div>"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(2)&gt;"),
+        "{html}"
+    );
+    // `a|b` is one cell: its row has the class cell and one per variant.
+    let row = html
+        .split("<tr>")
+        .find(|r| r.contains("a|b"))
+        .unwrap_or_else(|| panic!("no row for a|b: {html}"));
+    assert_eq!(row.matches("<td").count(), 1 + data.variants.len(), "{row}");
+}
+
+#[test]
 fn empty_run_still_renders_all_sections() {
     let mut data = sample();
     data.variants.clear();

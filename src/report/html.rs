@@ -34,6 +34,9 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
                 id,
             })
         }
+        // Nothing in the report is markup of its own: HTML in the text (a dataset's class
+        // names, a model's output, the pipeline's notes) is shown as written, never run.
+        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
         other => other,
     });
     let mut body = String::new();

@@ -158,7 +158,7 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
         }
         s.push('\n');
         for c in &classes {
-            let _ = write!(s, "| {c} |");
+            let _ = write!(s, "| {} |", text(c));
             for v in &data.variants {
                 let b = v
                     .breakdowns

@@ -159,9 +159,10 @@ impl StageKind for ReportStage {
     fn kind(&self) -> &'static str {
         "report"
     }
-    /// 2: the Failures section (outcomes per variant, examples).
+    /// 2: the Failures section (outcomes per variant, examples). 3: no raw HTML in the HTML
+    /// report; class names escaped in the breakdown tables.
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
