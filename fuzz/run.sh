@@ -22,8 +22,10 @@ if [[ "$target" == pipeline ]]; then
     cp -n "$f" "$corpus/seed-$(basename "$f")"
   done
 fi
+dict=()
+[[ -f "$here/dicts/$target.dict" ]] && dict=(-dict="$here/dicts/$target.dict")
 cd "$here"
 export RUSTC_BOOTSTRAP=1
 exec cargo fuzz run --sanitizer none --release \
   --target-dir "${T2S_FUZZ_TARGET_DIR:-$HOME/.cache/t2s/fuzz-target}" \
-  "$target" "$corpus" -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 "$@"
+  "$target" "$corpus" -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 "${dict[@]}" "$@"

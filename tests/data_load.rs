@@ -134,6 +134,29 @@ fn parquet_loads_identical_rows_to_its_jsonl_twin() {
     assert_eq!(read_loaded(&out).unwrap(), b.rows);
 }
 
+#[test]
+fn a_corrupt_parquet_row_group_is_an_error_that_names_the_file() {
+    // Found by the `records` fuzz target: a valid file with one byte of a row group's metadata
+    // changed. The parquet reader then returns the same error for every row after it; reading
+    // on never ended (and grew a quarantine entry per call) before load stopped at the first.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/corrupt_row_group.parquet");
+    let tmp = tempfile::tempdir().unwrap();
+    let pq = tmp.path().join("gretel.parquet");
+    std::fs::copy(&fixture, &pq).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let source = pq.to_str().unwrap().to_string();
+    std::thread::spawn(move || {
+        let _ = tx.send(load(&LoadParams::new(&source)).map(|l| l.rows.len()));
+    });
+    let result = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("load of a corrupt parquet file did not finish in 60 s");
+    let e = format!("{:#}", result.unwrap_err());
+    assert!(e.contains("gretel.parquet"), "{e}");
+    assert!(e.contains("corrupt parquet data at row 1"), "{e}");
+}
+
 /// A JSONL file with good rows and one row per defect.
 fn mixed_file(path: &Path, good: usize) -> usize {
     let rows = builtin::generate(5, good + 1);

@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             let text = format!("{e:#}");
-            assert!(text.contains("data."), "an error that does not name the file: {text}");
+            assert!(
+                text.contains("data."),
+                "an error that does not name the file: {text}"
+            );
         }
     }
 });

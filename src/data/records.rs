@@ -220,7 +220,25 @@ fn parquet_value(f: &Field) -> RawValue {
     }
 }
 
+/// Parquet rows. A file the reader cannot go on with is an error that names it and the row
+/// where reading stopped, never a partial load: the parquet reader returns the same error for
+/// every later row once a row group fails (reading on would never end), and it may panic on
+/// malformed metadata, which is caught here and reported like any other corrupt file.
 fn read_parquet(path: &Path) -> anyhow::Result<Vec<RawRecord>> {
+    std::panic::catch_unwind(|| read_parquet_rows(path)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        anyhow::bail!(
+            "{}: not a readable parquet file (the parquet reader failed: {why})",
+            path.display()
+        )
+    })
+}
+
+fn read_parquet_rows(path: &Path) -> anyhow::Result<Vec<RawRecord>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = SerializedFileReader::new(file)
         .with_context(|| format!("{}: not a readable parquet file", path.display()))?;
@@ -244,12 +262,11 @@ fn read_parquet(path: &Path) -> anyhow::Result<Vec<RawRecord>> {
                     raw,
                 });
             }
-            Err(e) => out.push(RawRecord {
-                number,
-                parse_error: Some(format!("unreadable parquet row: {e}")),
-                fields: BTreeMap::new(),
-                raw: String::new(),
-            }),
+            Err(e) => anyhow::bail!(
+                "{}: corrupt parquet data at row {number} ({} rows read before it): {e}",
+                path.display(),
+                number - 1
+            ),
         }
     }
     Ok(out)
