@@ -157,6 +157,26 @@ fn a_corrupt_parquet_row_group_is_an_error_that_names_the_file() {
     assert!(e.contains("corrupt parquet data at row 1"), "{e}");
 }
 
+#[test]
+fn a_parquet_file_the_reader_panics_on_is_an_error_that_names_the_file() {
+    // Found by the `records` fuzz target: a bit flipped in a page header makes the parquet
+    // crate slice past the end of a buffer and panic; load reports it as a corrupt file.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/reader_panics.parquet");
+    let tmp = tempfile::tempdir().unwrap();
+    let pq = tmp.path().join("gretel.parquet");
+    std::fs::copy(&fixture, &pq).unwrap();
+    let e = format!(
+        "{:#}",
+        load(&LoadParams::new(pq.to_str().unwrap())).unwrap_err()
+    );
+    assert!(
+        e.contains("gretel.parquet: not a readable parquet file"),
+        "{e}"
+    );
+    assert!(e.contains("out of bounds"), "{e}");
+}
+
 /// A JSONL file with good rows and one row per defect.
 fn mixed_file(path: &Path, good: usize) -> usize {
     let rows = builtin::generate(5, good + 1);

@@ -19,7 +19,22 @@ fn scratch() -> &'static PathBuf {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+/// libfuzzer-sys aborts at any panic, even one caught; `load` catches the parquet reader's own
+/// panics (a corrupt file is an error, not a crash), so they unwind here as in t2s. A panic
+/// anywhere else still aborts (libfuzzer-sys aborts when one leaves the target). Panics inside
+/// dependencies are not printed: the parquet reader's are frequent and handled.
+fn unwind_like_t2s() {
+    std::panic::set_hook(Box::new(|info| {
+        let in_dependency = info
+            .location()
+            .is_some_and(|l| l.file().contains("/.cargo/registry/"));
+        if !in_dependency {
+            eprintln!("{info}");
+        }
+    }));
+}
+
+fuzz_target!(init: unwind_like_t2s(), |data: &[u8]| {
     let Some((&pick, body)) = data.split_first() else {
         return;
     };
