@@ -9,6 +9,7 @@ pub mod commands;
 pub mod data;
 pub mod eval;
 pub mod exec;
+pub mod model_config;
 pub mod pipeline;
 pub mod report;
 pub mod runs;

@@ -338,3 +338,19 @@ fn x_prefixed_top_level_fields_hold_yaml_anchors_and_are_otherwise_ignored() {
     let d = load(&file, &[]).unwrap_err().to_string();
     assert!(d.contains("unknown field `y-domains`"), "{d}");
 }
+
+#[test]
+fn model_config_is_checked_when_the_pipeline_is_read() {
+    let d = problems("bad_model_config.yaml", &[]);
+    let found: Vec<(&str, usize)> = d.iter().map(|x| (x.path.as_str(), x.line)).collect();
+    assert_eq!(
+        found,
+        [
+            ("stages.tiny.params.model_config.num_layers", 19),
+            ("stages.heads.params.model_config.num_attention_heads", 26),
+            ("stages.scale.params.model_config.query_pre_attn_scalar", 34),
+            ("stages.pretrained.params.model_config", 40),
+        ]
+    );
+    insta::assert_snapshot!("bad_model_config", text("bad_model_config.yaml", &[]));
+}

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-pub use diag::{Diagnostic, Diagnostics, SET_FILE};
+pub use diag::{suggest, Diagnostic, Diagnostics, SET_FILE};
 pub use matrix::parse_node_id;
 pub use slurm::{valid_mem, valid_time, ExecutorKind, SlurmResources};
 

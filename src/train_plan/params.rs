@@ -256,6 +256,20 @@ impl TrainParams {
                     .into(),
             );
         }
+        if self.init == Init::Random {
+            for problem in crate::model_config::model_config_problems(&self.model_config) {
+                let name = match problem.field.as_str() {
+                    "" => "model_config".to_string(),
+                    f => format!("model_config.{f}"),
+                };
+                bad(&name, problem.message);
+            }
+        } else if !self.model_config.is_empty() {
+            bad(
+                "model_config",
+                "shapes a model trained from random weights: it needs `init: random` (a pretrained model's shape is its config.json)".into(),
+            );
+        }
         p
     }
 }

@@ -81,22 +81,35 @@ impl LoraConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        self.problem().map_or(Ok(()), |p| Err(ModelError::Input(p)))
+    }
+
+    /// What makes this config unusable, if anything.
+    fn problem(&self) -> Option<String> {
         if self.r <= 0 {
-            return Err(ModelError::Input(format!(
-                "LoRA rank r must be positive, got {}",
-                self.r
-            )));
+            return Some(format!("LoRA rank r must be positive, got {}", self.r));
         }
         if !(0.0..1.0).contains(&self.lora_dropout) {
-            return Err(ModelError::Input(format!(
+            return Some(format!(
                 "lora_dropout must be in [0, 1), got {}",
                 self.lora_dropout
-            )));
+            ));
+        }
+        if !self.lora_alpha.is_finite() {
+            return Some(format!(
+                "lora_alpha must be a number, got {}",
+                self.lora_alpha
+            ));
         }
         if self.target_modules.is_empty() && self.target_regex.is_none() {
-            return Err(ModelError::Input("LoRA target_modules is empty".into()));
+            return Some("LoRA target_modules is empty".into());
         }
-        Ok(())
+        if let Some(re) = &self.target_regex {
+            if let Err(e) = regex::Regex::new(&format!("^(?:{re})$")) {
+                return Some(format!("target_modules regex `{re}`: {e}"));
+            }
+        }
+        None
     }
 }
 
@@ -357,7 +370,12 @@ pub fn module_of(tensor: &str) -> Option<(&str, &str)> {
 /// module without tensors, or a shape that does not fit.
 pub fn load(model: &mut Gemma3, dir: &Path) -> Result<LoraConfig> {
     let cfg = read_config(dir)?;
-    cfg.validate()?;
+    if let Some(why) = cfg.problem() {
+        return Err(ModelError::Adapter {
+            dir: dir.to_path_buf(),
+            message: format!("adapter_config.json: {why}"),
+        });
+    }
     let ck = Checkpoint::open(&adapter_file(dir)?)?;
     let known: std::collections::HashSet<String> = model
         .linears()

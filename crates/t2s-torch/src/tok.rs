@@ -49,13 +49,22 @@ impl Tok {
 }
 
 /// Stop ids: `eos_token_id` of generation_config.json and config.json, plus the tokenizer's
-/// `<eos>` and `<end_of_turn>` (chat fine-tunes end their answer with `<end_of_turn>`).
-pub fn stop_ids(model_dir: &Path, cfg: &Config, tok: &Tok) -> Vec<i64> {
+/// `<eos>` and `<end_of_turn>` (chat fine-tunes end their answer with `<end_of_turn>`). A
+/// generation_config.json that is there but unreadable is an error: generating without its
+/// stop ids would run every answer to the length limit.
+pub fn stop_ids(model_dir: &Path, cfg: &Config, tok: &Tok) -> Result<Vec<i64>> {
     let mut ids = id_list(&cfg.eos_token_id);
-    if let Ok(text) = std::fs::read_to_string(model_dir.join("generation_config.json")) {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            ids.extend(id_list(&v.get("eos_token_id").cloned()));
-        }
+    let gen_file = model_dir.join("generation_config.json");
+    if gen_file.is_file() {
+        let bad = |message: String| ModelError::Config {
+            file: gen_file.clone(),
+            message,
+        };
+        let text =
+            std::fs::read_to_string(&gen_file).map_err(|e| bad(format!("cannot read: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        ids.extend(id_list(&v.get("eos_token_id").cloned()));
     }
     ids.extend(
         ["<eos>", "<end_of_turn>"]
@@ -64,5 +73,5 @@ pub fn stop_ids(model_dir: &Path, cfg: &Config, tok: &Tok) -> Vec<i64> {
     );
     ids.sort_unstable();
     ids.dedup();
-    ids
+    Ok(ids)
 }

@@ -11,6 +11,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use safetensors::tensor::TensorInfo;
+use safetensors::Dtype;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::ModelError;
@@ -19,7 +21,7 @@ use crate::error::ModelError;
 #[derive(Debug, Clone)]
 struct Entry {
     file: PathBuf,
-    dtype: String,
+    dtype: Dtype,
     shape: Vec<i64>,
     /// Absolute byte range in the file.
     start: u64,
@@ -35,31 +37,62 @@ pub struct Checkpoint {
 }
 
 #[derive(serde::Deserialize)]
-struct HeaderEntry {
-    dtype: String,
-    shape: Vec<i64>,
-    data_offsets: [u64; 2],
-}
-
-#[derive(serde::Deserialize)]
 struct ShardIndex {
     weight_map: BTreeMap<String, String>,
 }
 
-fn kind_of(dtype: &str) -> Option<Kind> {
+/// The largest header the safetensors format allows (its crate's limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
     Some(match dtype {
-        "F32" => Kind::Float,
-        "F16" => Kind::Half,
-        "BF16" => Kind::BFloat16,
-        "F64" => Kind::Double,
-        "I64" => Kind::Int64,
-        "I32" => Kind::Int,
-        "I16" => Kind::Int16,
-        "I8" => Kind::Int8,
-        "U8" => Kind::Uint8,
-        "BOOL" => Kind::Bool,
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
         _ => return None,
     })
+}
+
+/// Where the bytes of one header entry lie in the file, checked against the format's rules:
+/// inside the data section, and exactly as many as its dtype and shape need (with no
+/// arithmetic that could wrap).
+fn locate(info: &TensorInfo, data_start: u64, file_len: u64) -> Result<(u64, u64), String> {
+    let (s, e) = (info.data_offsets.0 as u64, info.data_offsets.1 as u64);
+    let start = data_start.checked_add(s);
+    let end = data_start.checked_add(e);
+    let (start, end) = match (start, end) {
+        (Some(start), Some(end)) if s <= e && end <= file_len => (start, end),
+        _ => {
+            return Err(format!(
+                "lies outside the file (data_offsets [{s}, {e}], {} data bytes)",
+                file_len.saturating_sub(data_start)
+            ))
+        }
+    };
+    let bits = info
+        .shape
+        .iter()
+        .try_fold(info.dtype.bitsize() as u128, |acc, &d| {
+            acc.checked_mul(d as u128)
+        })
+        .ok_or_else(|| format!("shape {:?} is too large", info.shape))?;
+    if bits % 8 != 0 || bits / 8 != (e - s) as u128 {
+        return Err(format!(
+            "shape {:?} of {} needs {} bytes but data_offsets hold {}",
+            info.shape,
+            info.dtype,
+            bits.div_ceil(8),
+            e - s
+        ));
+    }
+    Ok((start, end))
 }
 
 fn read_header(file: &Path) -> Result<BTreeMap<String, Entry>, ModelError> {
@@ -73,7 +106,7 @@ fn read_header(file: &Path) -> Result<BTreeMap<String, Entry>, ModelError> {
         .map_err(|e| bad(format!("not a safetensors file (no header length): {e}")))?;
     let n = u64::from_le_bytes(len);
     let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if n > 100_000_000 || 8 + n > file_len {
+    if n > MAX_HEADER_BYTES || 8 + n > file_len {
         return Err(bad(format!(
             "not a safetensors file (header length {n} for a {file_len}-byte file)"
         )));
@@ -88,19 +121,22 @@ fn read_header(file: &Path) -> Result<BTreeMap<String, Entry>, ModelError> {
         if name == "__metadata__" {
             continue;
         }
-        let h: HeaderEntry = serde_json::from_value(v)
+        let info: TensorInfo = serde_json::from_value(v)
             .map_err(|e| bad(format!("bad header entry for tensor `{name}`: {e}")))?;
-        let start = 8 + n + h.data_offsets[0];
-        let end = 8 + n + h.data_offsets[1];
-        if end > file_len || start > end {
-            return Err(bad(format!("tensor `{name}` lies outside the file")));
-        }
+        let (start, end) =
+            locate(&info, 8 + n, file_len).map_err(|why| bad(format!("tensor `{name}` {why}")))?;
+        let shape = info
+            .shape
+            .iter()
+            .map(|&d| i64::try_from(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad(format!("tensor `{name}` has a dimension beyond i64")))?;
         out.insert(
             name,
             Entry {
                 file: file.to_path_buf(),
-                dtype: h.dtype,
-                shape: h.shape,
+                dtype: info.dtype,
+                shape,
                 start,
                 end,
             },
@@ -179,7 +215,7 @@ impl Checkpoint {
 
     /// The kind tensor `name` is stored in (`None`: no such tensor, or a dtype t2s lacks).
     pub fn kind(&self, name: &str) -> Option<Kind> {
-        self.entries.get(name).and_then(|e| kind_of(&e.dtype))
+        self.entries.get(name).and_then(|e| kind_of(e.dtype))
     }
 
     /// Read tensor `name`, check its shape, convert to `kind` on `device`.
@@ -205,7 +241,7 @@ impl Checkpoint {
                 found: e.shape.clone(),
             });
         }
-        let src_kind = kind_of(&e.dtype).ok_or_else(|| ModelError::Checkpoint {
+        let src_kind = kind_of(e.dtype).ok_or_else(|| ModelError::Checkpoint {
             file: e.file.clone(),
             message: format!("tensor `{name}` has unsupported dtype {}", e.dtype),
         })?;
@@ -217,13 +253,7 @@ impl Checkpoint {
         let mut f = File::open(&e.file).map_err(io)?;
         f.seek(SeekFrom::Start(e.start)).map_err(io)?;
         f.read_exact(&mut buf).map_err(io)?;
-        let numel: i64 = e.shape.iter().product();
-        if numel as usize * src_kind.elt_size_in_bytes() != buf.len() {
-            return Err(ModelError::Checkpoint {
-                file: e.file.clone(),
-                message: format!("tensor `{name}` byte size does not match its shape"),
-            });
-        }
+        // The header check made the byte range exactly what the dtype and shape need.
         let t = Tensor::f_from_data_size(&buf, &e.shape, src_kind)?;
         drop(buf);
         Ok(t.f_to_device(device)?.f_to_kind(kind)?)

@@ -44,7 +44,7 @@ pub fn load(spec: &JobSpec) -> anyhow::Result<Loaded> {
         }
     }
     let tok = Tok::load(&model_dir)?;
-    let stop = stop_ids(&model_dir, &model.cfg, &tok);
+    let stop = stop_ids(&model_dir, &model.cfg, &tok)?;
     let pad_id = crate::config::id_list(&model.cfg.pad_token_id)
         .first()
         .copied()

@@ -50,36 +50,10 @@ fn tokenizer_files(dir: &Path) -> Vec<PathBuf> {
 fn random_config(user: &Map<String, Value>, tokenizer: &Path) -> anyhow::Result<Value> {
     let tk = tokenizers::Tokenizer::from_file(tokenizer)
         .map_err(|e| anyhow::anyhow!("cannot load {}: {e}", tokenizer.display()))?;
-    let mut cfg = json!({
-        "architectures": ["Gemma3ForCausalLM"],
-        "model_type": "gemma3_text",
-        "vocab_size": tk.get_vocab_size(true),
-        "hidden_size": 192,
-        "intermediate_size": 768,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 1,
-        "head_dim": 48,
-        "query_pre_attn_scalar": 48,
-        "sliding_window": 128,
-        "sliding_window_pattern": 6,
-        "max_position_embeddings": 2048,
-        "rms_norm_eps": 1e-6,
-        "rope_theta": 1_000_000.0,
-        "rope_local_base_freq": 10_000.0,
-        "hidden_activation": "gelu_pytorch_tanh",
-        "initializer_range": 0.02,
-        "tie_word_embeddings": true,
-        "pad_token_id": 0,
-        "eos_token_id": 1,
-        "bos_token_id": 2,
-        "torch_dtype": "float32",
-    });
-    let obj = cfg.as_object_mut().expect("a JSON object literal");
-    for (k, v) in user {
-        obj.insert(k.clone(), v.clone());
-    }
-    Ok(cfg)
+    Ok(t2s::model_config::random_model_config(
+        user,
+        tk.get_vocab_size(true),
+    ))
 }
 
 /// The model to train, its pad id.
