@@ -149,6 +149,9 @@ pub fn id_list(v: &Option<Value>) -> Vec<i64> {
     }
 }
 
+/// More layers than any released model has, by far; a larger count is a typo.
+const MAX_LAYERS: i64 = 4096;
+
 fn positive_finite(field: &str, x: f64) -> Result<f64, Problem> {
     if x.is_finite() && x > 0.0 {
         Ok(x)
@@ -265,6 +268,16 @@ impl Config {
             if n <= 0 {
                 return Err(Problem::new(field, format!("must be positive, got {n}")));
             }
+        }
+        // A per-layer table is built from this count before any weight is read.
+        if self.num_hidden_layers > MAX_LAYERS {
+            return Err(Problem::new(
+                "num_hidden_layers",
+                format!(
+                    "must be at most {MAX_LAYERS}, got {}",
+                    self.num_hidden_layers
+                ),
+            ));
         }
         if self.num_attention_heads % self.num_key_value_heads != 0 {
             return Err(Problem::new(
@@ -525,7 +538,7 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_field() {
-        let cases: [(&str, Value, &str); 14] = [
+        let cases: [(&str, Value, &str); 15] = [
             ("num_attention_heads", json!(0), "num_attention_heads"),
             ("num_attention_heads", json!(-4), "num_attention_heads"),
             ("intermediate_size", json!(0), "intermediate_size"),
@@ -546,6 +559,11 @@ mod tests {
                 "final_logit_softcapping",
             ),
             ("sliding_window_pattern", json!(0), "sliding_window_pattern"),
+            (
+                "num_hidden_layers",
+                json!(1_000_000_000_000i64),
+                "num_hidden_layers",
+            ),
             (
                 "rope_scaling",
                 json!({"rope_type": "linear", "factor": 0}),
