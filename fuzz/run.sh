@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz one target for a while: bash fuzz/run.sh TARGET [SECONDS] [extra libFuzzer args]
-# Targets: pipeline, eval_text, exec_match, predictions, records, fastenc, model_config
+# Targets: pipeline, eval_text, exec_match, predictions, records, fastenc, model_config,
+# tokenizer_json
 # (fuzz/fuzz_targets/; fuzz/README.md says what each feeds). Needs cargo-fuzz
 # (`cargo install cargo-fuzz`). The machine's stable toolchain builds it with
 # RUSTC_BOOTSTRAP=1 (libFuzzer's instrumentation flags are nightly-only) and no sanitizer

@@ -10,6 +10,7 @@ pub mod data;
 pub mod eval;
 pub mod exec;
 pub mod model_config;
+pub mod panics;
 pub mod pipeline;
 pub mod report;
 pub mod runs;

@@ -219,3 +219,22 @@ fn fast_encoder_equals_tokenizer_encode() {
         assert_eq!(enc.encode(t, &mut memo).unwrap(), want, "{t:?}");
     }
 }
+
+#[test]
+fn a_tokenizer_json_the_tokenizers_crate_panics_on_is_an_error_naming_the_file() {
+    // Found by the `tokenizer_json` fuzz target: a control character inside the `decoder`
+    // value makes tokenizers 0.22 panic (`expect("Helper")`) instead of returning an error.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/data/decoder_syntax_error.tokenizer.json");
+    let e = format!("{:#}", t2s::data::tokenizer::load(&fixture).unwrap_err());
+    assert!(
+        e.contains("decoder_syntax_error.tokenizer.json: not a loadable tokenizer.json")
+            && e.contains("control character"),
+        "{e}"
+    );
+    let missing = format!(
+        "{:#}",
+        t2s::data::tokenizer::load(Path::new("no/such/tokenizer.json")).unwrap_err()
+    );
+    assert!(missing.contains("no/such/tokenizer.json"), "{missing}");
+}

@@ -225,12 +225,7 @@ fn parquet_value(f: &Field) -> RawValue {
 /// every later row once a row group fails (reading on would never end), and it may panic on
 /// malformed metadata, which is caught here and reported like any other corrupt file.
 fn read_parquet(path: &Path) -> anyhow::Result<Vec<RawRecord>> {
-    std::panic::catch_unwind(|| read_parquet_rows(path)).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("no message");
+    crate::panics::catch(|| read_parquet_rows(path)).unwrap_or_else(|why| {
         anyhow::bail!(
             "{}: not a readable parquet file (the parquet reader failed: {why})",
             path.display()

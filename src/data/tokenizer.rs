@@ -74,8 +74,25 @@ pub fn train_bpe(rows: &[Row], vocab_size: usize, min_frequency: u64) -> anyhow:
 
 /// Load a `tokenizer.json`.
 pub fn load(path: &Path) -> anyhow::Result<Tokenizer> {
-    Tokenizer::from_file(path)
-        .map_err(|e| anyhow::anyhow!("{}: not a loadable tokenizer.json ({e})", path.display()))
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&bytes, path)
+}
+
+/// A `tokenizer.json`'s bytes as a tokenizer; `path` is named in the error.
+pub fn parse(bytes: &[u8], path: &Path) -> anyhow::Result<Tokenizer> {
+    from_json_bytes(bytes)
+        .map_err(|why| anyhow::anyhow!("{}: not a loadable tokenizer.json ({why})", path.display()))
+}
+
+/// A `tokenizer.json`'s bytes as a tokenizer, or why not. The `tokenizers` crate panics on
+/// some malformed files (0.22: a syntax error inside the `decoder` value, a bad `precompiled`
+/// normalizer): that is a corrupt file too, not a crash.
+pub fn from_json_bytes(bytes: &[u8]) -> Result<Tokenizer, String> {
+    match crate::panics::catch(|| Tokenizer::from_bytes(bytes)) {
+        Ok(Ok(tk)) => Ok(tk),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(format!("the tokenizers library failed on it: {panic}")),
+    }
 }
 
 /// blake3 of a tokenizer file's bytes, hex.

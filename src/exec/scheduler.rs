@@ -398,16 +398,8 @@ fn process_node(
         cancel: sh.cancel,
         on_exec: &on_exec,
     };
-    let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.executor.run_node(&job)))
-            .unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(StageError::Failed(format!("stage panicked: {msg}")))
-            });
+    let result = crate::panics::catch(|| sh.executor.run_node(&job))
+        .unwrap_or_else(|msg| Err(StageError::Failed(format!("stage panicked: {msg}"))));
     sink.flush();
     let already = sink.final_names();
     drop(sink);

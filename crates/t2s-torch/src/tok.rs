@@ -18,10 +18,15 @@ impl Tok {
                 message: "missing; the model directory needs the HF tokenizer.json".into(),
             });
         }
-        let inner = tokenizers::Tokenizer::from_file(&f).map_err(|e| ModelError::Config {
+        let bytes = std::fs::read(&f).map_err(|e| ModelError::Config {
             file: f.clone(),
-            message: format!("cannot load tokenizer: {e}"),
+            message: format!("cannot read: {e}"),
         })?;
+        let inner =
+            t2s::data::tokenizer::from_json_bytes(&bytes).map_err(|why| ModelError::Config {
+                file: f.clone(),
+                message: format!("cannot load tokenizer: {why}"),
+            })?;
         Ok(Self { inner })
     }
 

@@ -424,3 +424,22 @@ fn a_bad_adapter_config_names_the_adapter_directory() {
         );
     }
 }
+
+#[test]
+fn a_tokenizer_json_the_tokenizers_crate_panics_on_is_an_error_naming_it() {
+    // The `tokenizer_json` fuzz target's finding (tests/fixtures/data): the worker loads a
+    // model directory's tokenizer.json through the same guarded parser as t2s.
+    let root = tempfile::tempdir().unwrap();
+    let dir = model_dir_with(&root.path().join("m"), |_| {});
+    let fixture =
+        common::repo_root().join("tests/fixtures/data/decoder_syntax_error.tokenizer.json");
+    std::fs::copy(&fixture, dir.join("tokenizer.json")).unwrap();
+    let e = match t2s_torch::tok::Tok::load(&dir) {
+        Ok(_) => panic!("a corrupt tokenizer.json loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("tokenizer.json") && e.contains("cannot load tokenizer"),
+        "{e}"
+    );
+}

@@ -171,18 +171,12 @@ fn run_stage(
         cancel,
         on_exec: &no_exec,
     };
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.run_node(&job)));
+    let ran = crate::panics::catch(|| executor.run_node(&job));
     match ran {
         Ok(Ok(outcome)) => JobResult::from_outcome(&outcome),
         Ok(Err(StageError::Interrupted)) => JobResult::Interrupted,
         Ok(Err(_)) if cancel.load(Ordering::Relaxed) => JobResult::Interrupted,
         Ok(Err(e)) => failed(format!("{e:#}")),
-        Err(p) => failed(format!(
-            "stage panicked: {}",
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into())
-        )),
+        Err(msg) => failed(format!("stage panicked: {msg}")),
     }
 }

@@ -60,7 +60,7 @@ pub fn main_entry(args: &[OsString]) -> i32 {
             return 2;
         }
     };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&spec, &ev)));
+    let outcome = t2s::panics::catch(|| run(&spec, &ev));
     match outcome {
         Ok(Ok(value)) => {
             ev.emit(&WorkerEvent::Result { value });
@@ -72,12 +72,7 @@ pub fn main_entry(args: &[OsString]) -> i32 {
             });
             1
         }
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
+        Err(msg) => {
             ev.emit(&WorkerEvent::Error {
                 message: format!("internal error in job `{}`: {msg}", spec.job),
             });

@@ -48,8 +48,7 @@ fn tokenizer_files(dir: &Path) -> Vec<PathBuf> {
 /// `config.json` of a random tiny model: Gemma-3 defaults, the user's `model_config`, and the
 /// vocabulary size of the tokenizer unless given.
 fn random_config(user: &Map<String, Value>, tokenizer: &Path) -> anyhow::Result<Value> {
-    let tk = tokenizers::Tokenizer::from_file(tokenizer)
-        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}", tokenizer.display()))?;
+    let tk = t2s::data::tokenizer::load(tokenizer)?;
     Ok(t2s::model_config::random_model_config(
         user,
         tk.get_vocab_size(true),
