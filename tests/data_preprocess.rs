@@ -238,3 +238,21 @@ fn a_tokenizer_json_the_tokenizers_crate_panics_on_is_an_error_naming_the_file()
     );
     assert!(missing.contains("no/such/tokenizer.json"), "{missing}");
 }
+
+#[test]
+fn a_tokenizer_whose_added_tokens_share_an_id_takes_the_generic_path() {
+    // Found by the `tokenizer_json` fuzz target: `<bos>` and `<unk>` share id 3 in the vocab,
+    // so the serialized added-token list (which the fast path read) left `<bos>` out while
+    // `encode` still split it: the fast path then spelled `<bos>` out letter by letter.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/data/duplicate_added_id.tokenizer.json");
+    let tk = t2s::data::tokenizer::load(&fixture).unwrap();
+    let enc = t2s::data::fastenc::Encoder::new(&tk);
+    assert!(!enc.is_fast());
+    let row = builtin::generate_row(7, 3);
+    let text = t2s::data::format::chat_prompt(&row.sql_prompt, &row.sql_context);
+    let want = tk.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+    assert_eq!(want[0], 3, "tokenizers splits <bos> out");
+    let mut memo = t2s::data::fastenc::Memo::new();
+    assert_eq!(enc.encode(&text, &mut memo).unwrap(), want);
+}

@@ -3,12 +3,12 @@
 //! ids equal `tokenizers`' own `encode` on rendered gretel rows (special tokens included).
 //!
 //! The `tokenizers` crate panics on some malformed files; t2s catches that (`parse`). libFuzzer's
-//! panic hook would abort on the caught panic too, so a quiet hook replaces it: a panic that
-//! escapes the target still aborts (libfuzzer-sys catches the unwind and aborts).
+//! panic hook would abort on the caught panic too, so a quiet hook stands in for it while
+//! `parse` runs; a panic that escapes `parse` still aborts (libfuzzer-sys catches the unwind
+//! and aborts), and the target's own checks run under libFuzzer's hook.
 #![no_main]
 
 use std::path::Path;
-use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
 use t2s::data::builtin::generate_row;
@@ -17,9 +17,11 @@ use t2s::data::format::{chat_prompt, commented_text, response};
 use t2s::data::tokenizer::parse;
 
 fuzz_target!(|data: &[u8]| {
-    static QUIET: Once = Once::new();
-    QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
-    let tk = match parse(data, Path::new("fuzz/tokenizer.json")) {
+    let fuzzer_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let parsed = parse(data, Path::new("fuzz/tokenizer.json"));
+    std::panic::set_hook(fuzzer_hook);
+    let tk = match parsed {
         Ok(tk) => tk,
         Err(e) => {
             assert!(e.to_string().contains("fuzz/tokenizer.json"), "{e}");

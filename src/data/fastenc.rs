@@ -75,6 +75,16 @@ fn eligible(tk: &Tokenizer) -> Option<Vec<(String, u32)>> {
         }
         added.push((t["content"].as_str()?.to_string(), t["id"].as_u64()? as u32));
     }
+    // The serialized list must be the whole of what `encode` splits out. It is not when two
+    // added tokens share an id (a hand-edited vocabulary): one of them is then left out of it.
+    let splits = tk.get_added_vocabulary().get_vocab();
+    if splits.len() != added.len()
+        || added
+            .iter()
+            .any(|(content, id)| splits.get(content) != Some(id))
+    {
+        return None;
+    }
     added.sort_by_key(|a| std::cmp::Reverse(a.0.len()));
     Some(added)
 }
