@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use tokenizers::{Model, Tokenizer};
+use tokenizers::{Model, ModelWrapper, PreTokenizerWrapper, Tokenizer};
 
 /// Memo of piece → ids; one per worker thread.
 pub type Memo = HashMap<String, Vec<u32>>;
@@ -43,49 +43,51 @@ fn byte_table() -> [char; 256] {
     t
 }
 
-/// Whether the tokenizer has the shape the fast path reproduces exactly.
+/// Whether the tokenizer has the shape the fast path reproduces exactly; if so, its added
+/// tokens (content, id), longest first. Read through the typed API, not by serializing the
+/// tokenizer (for a 262k vocabulary that costs time, and `tokenizers` prints a warning on
+/// stdout for a vocabulary with holes).
 fn eligible(tk: &Tokenizer) -> Option<Vec<(String, u32)>> {
-    let v = serde_json::to_value(tk).ok()?;
-    let pt = &v["pre_tokenizer"];
-    let m = &v["model"];
-    let ok = v["normalizer"].is_null()
-        && v["truncation"].is_null()
-        && v["padding"].is_null()
-        && pt["type"] == "ByteLevel"
-        && pt["add_prefix_space"] == false
-        && pt.get("use_regex").map(|u| u == true).unwrap_or(true)
-        && m["type"] == "BPE"
-        && m["dropout"].is_null()
-        && m["continuing_subword_prefix"]
-            .as_str()
+    let Some(PreTokenizerWrapper::ByteLevel(byte_level)) = tk.get_pre_tokenizer() else {
+        return None;
+    };
+    let ModelWrapper::BPE(bpe) = tk.get_model() else {
+        return None;
+    };
+    let ok = tk.get_normalizer().is_none()
+        && tk.get_truncation().is_none()
+        && tk.get_padding().is_none()
+        && !byte_level.add_prefix_space
+        && byte_level.use_regex
+        && bpe.dropout.is_none()
+        && bpe
+            .continuing_subword_prefix
+            .as_deref()
             .unwrap_or("")
             .is_empty()
-        && m["end_of_word_suffix"].as_str().unwrap_or("").is_empty();
+        && bpe.end_of_word_suffix.as_deref().unwrap_or("").is_empty();
     if !ok {
         return None;
     }
-    let mut added = Vec::new();
-    for t in v["added_tokens"].as_array()? {
-        if t["single_word"] == true
-            || t["lstrip"] == true
-            || t["rstrip"] == true
-            || t["normalized"] == true
-        {
-            return None;
-        }
-        added.push((t["content"].as_str()?.to_string(), t["id"].as_u64()? as u32));
-    }
-    // The serialized list must be the whole of what `encode` splits out. It is not when two
-    // added tokens share an id (a hand-edited vocabulary): one of them is then left out of it.
+    // Every token `encode` splits out (content -> id) must be one whose options the fast path
+    // honours. Two added tokens sharing an id (a hand-edited vocabulary) leave one of them
+    // out of the id -> token table: then the tables disagree and the generic path is taken.
     let splits = tk.get_added_vocabulary().get_vocab();
-    if splits.len() != added.len()
-        || added
-            .iter()
-            .any(|(content, id)| splits.get(content) != Some(id))
-    {
+    let tokens = tk.get_added_tokens_decoder();
+    if splits.len() != tokens.len() {
         return None;
     }
-    added.sort_by_key(|a| std::cmp::Reverse(a.0.len()));
+    let mut added = Vec::with_capacity(tokens.len());
+    for (id, t) in &tokens {
+        if t.single_word || t.lstrip || t.rstrip || t.normalized {
+            return None;
+        }
+        if splits.get(&t.content) != Some(id) {
+            return None;
+        }
+        added.push((t.content.clone(), *id));
+    }
+    added.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
     Some(added)
 }
 
@@ -231,6 +233,49 @@ impl<'a> Encoder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokenizers::normalizers::Lowercase;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::AddedToken;
+
+    #[test]
+    fn only_the_shape_the_fast_path_reproduces_is_eligible() {
+        let rows: Vec<_> = (0..40)
+            .map(|i| crate::data::builtin::generate_row(3, i))
+            .collect();
+        let base = crate::data::tokenizer::train_bpe(&rows, 400, 1).unwrap();
+        assert!(Encoder::new(&base).is_fast());
+        let fast_after = |change: &dyn Fn(&mut Tokenizer)| {
+            let mut t = base.clone();
+            change(&mut t);
+            let fast = Encoder::new(&t).is_fast();
+            let text = "<bos>SELECT name FROM t WHERE x = 'a b';";
+            let want = t.encode(text, false).unwrap().get_ids().to_vec();
+            assert_eq!(
+                Encoder::new(&t).encode(text, &mut Memo::new()).unwrap(),
+                want
+            );
+            fast
+        };
+        assert!(fast_after(&|t| {
+            t.add_tokens(&[AddedToken::from("SELECT", false).normalized(false)]);
+        }));
+        // A non-special added token is matched after normalization by default.
+        assert!(!fast_after(&|t| {
+            t.add_tokens(&[AddedToken::from("FROM", false)]);
+        }));
+        assert!(!fast_after(&|t| {
+            t.with_normalizer(Some(Lowercase));
+        }));
+        assert!(!fast_after(&|t| {
+            t.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(true)));
+        }));
+        assert!(!fast_after(&|t| {
+            t.add_tokens(&[AddedToken::from("name", false).lstrip(true)]);
+        }));
+        assert!(!fast_after(&|t| {
+            t.add_tokens(&[AddedToken::from("WHERE", false).single_word(true)]);
+        }));
+    }
 
     #[test]
     fn split_matches_the_gpt2_pattern() {
