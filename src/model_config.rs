@@ -206,11 +206,15 @@ where
 {
     serde_path_to_error::deserialize(d).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        Problem::new(
-            &field,
-            format!("is not a Gemma-3 text config value: {}", e.into_inner()),
-        )
+        let inner = e.into_inner();
+        if path == "." {
+            Problem::new("", format!("not a Gemma-3 text config: {inner}"))
+        } else {
+            Problem::new(
+                &path,
+                format!("is not a Gemma-3 text config value: {inner}"),
+            )
+        }
     })
 }
 
@@ -223,15 +227,7 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(Problem::new("", format!("cannot read: {e}"))))?;
-        deserialize(&mut serde_json::Deserializer::from_str(&text)).map_err(|mut p| {
-            if p.field.is_empty() {
-                p.message = p.message.replace(
-                    "is not a Gemma-3 text config value",
-                    "not a Gemma-3 text config",
-                );
-            }
-            fail(p)
-        })
+        deserialize(&mut serde_json::Deserializer::from_str(&text)).map_err(fail)
     }
 
     /// A config given as JSON (e.g. a pipeline's `model_config` merged over defaults).
