@@ -36,6 +36,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Remove artifacts no node points to any more, and leftovers of killed runs
     Gc(GcArgs),
+    /// Copy a pipeline's cached node outputs to a remote cache directory (team share, NFS)
+    Push(RemoteArgs),
+    /// Fetch the node outputs a pipeline needs from a remote cache directory
+    Pull(RemoteArgs),
     /// Check the installation: version, paths, the libtorch worker and CUDA devices
     Doctor,
     /// Print a shell completion script, e.g. `t2s completions bash > ~/.local/share/bash-completion/completions/t2s`
@@ -162,6 +166,37 @@ pub struct ReportArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Which remote cache to use: `--remote`, `T2S_REMOTE`, else the pipeline's `settings.remote`.
+#[derive(Debug, Args)]
+pub struct RemoteChoice {
+    /// A remote cache directory (a team share, NFS): nodes not cached here but there are
+    /// fetched instead of computed [default: the pipeline's `settings.remote`]
+    #[arg(
+        long,
+        env = "T2S_REMOTE",
+        value_name = "DIR",
+        conflicts_with = "no_remote"
+    )]
+    pub remote: Option<PathBuf>,
+
+    /// Use no remote, even if the pipeline names one
+    #[arg(long)]
+    pub no_remote: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    #[command(flatten)]
+    pub remote: RemoteChoice,
+
+    /// Print what would be copied; copy nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// Options shared by commands that load a pipeline file.
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
@@ -226,6 +261,13 @@ pub struct RunArgs {
     /// After a node fails, start nothing more (the default with `--executor local`)
     #[arg(long)]
     pub fail_fast: bool,
+
+    #[command(flatten)]
+    pub remote: RemoteChoice,
+
+    /// At the end, push this run's node outputs the remote lacks (also `settings.push: true`)
+    #[arg(long)]
+    pub push: bool,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +286,9 @@ pub struct StatusArgs {
     /// Print nothing; exit 1 when any node is stale (for scripts and CI, as `dvc status -q`)
     #[arg(short, long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub remote: RemoteChoice,
 }
 
 #[derive(Debug, Args)]

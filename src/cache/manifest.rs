@@ -212,6 +212,11 @@ fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((h.finalize().to_hex().to_string(), size))
 }
 
+/// The modification time of `path` as the manifest records it.
+pub fn file_mtime_ns(path: &Path) -> std::io::Result<i128> {
+    Ok(mtime_ns(&std::fs::metadata(path)?))
+}
+
 fn mtime_ns(md: &std::fs::Metadata) -> i128 {
     md.modified()
         .ok()

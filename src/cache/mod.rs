@@ -6,6 +6,8 @@
 //!   the cheap (size/mtime) and full (blake3) integrity checks.
 //! - `store`: the `artifacts/v1/` layout: staging → atomic commit into `objects/<key>/`, the
 //!   partial (resume) area, refs (node id → last committed key) and garbage collection.
+//! - `remote`: a directory remote (team share, NFS) that objects are pushed to and fetched
+//!   from, checked file by file, so machines reuse each other's results.
 //! - `file_digest`: blake3 of external input files, memoised by (path, inode, size, mtime).
 //! - `lock`: per-key file locks so concurrent runs never compute the same key twice.
 //! - [`user_cache_dir`]: where per-user accelerators (the digest memo, the worker's compiled
@@ -17,11 +19,13 @@ pub mod file_digest;
 pub mod key;
 pub mod lock;
 pub mod manifest;
+pub mod remote;
 pub mod store;
 
 pub use key::{CacheKey, FieldChange, KeyInput, STORE_FORMAT};
 pub use lock::KeyLock;
 pub use manifest::{FileEntry, Manifest};
+pub use remote::{Pushed, Remote, RemoteError};
 pub use store::{GcReport, Lookup, NodeRef, Staging, Store, StoreError};
 
 #[cfg(test)]

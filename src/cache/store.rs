@@ -236,7 +236,7 @@ impl Store {
         node: &str,
         cache_key: &CacheKey,
         metrics: std::collections::BTreeMap<String, f64>,
-        _lock: &KeyLock,
+        lock: &KeyLock,
     ) -> Result<Manifest, StoreError> {
         let files =
             manifest::scan(&staging.dir).map_err(io("cannot hash outputs in", &staging.dir))?;
@@ -249,6 +249,21 @@ impl Store {
             metrics,
             created: crate::runs::now_rfc3339(),
         };
+        self.install(staging, manifest, pipeline, node, lock)
+    }
+
+    /// Install a staging dir whose files `manifest` describes (hashed by the caller): write the
+    /// manifest, make the files read-only, sync, rename into `objects/<key>` (replacing an
+    /// existing object), record the node's ref and drop the partial area. Requires the key's
+    /// lock. Used by [`Store::commit`] and by fetches from a remote.
+    pub fn install(
+        &self,
+        staging: Staging,
+        manifest: Manifest,
+        pipeline: &str,
+        node: &str,
+        _lock: &KeyLock,
+    ) -> Result<Manifest, StoreError> {
         manifest
             .write(&staging.dir)
             .map_err(io("cannot write manifest in", &staging.dir))?;
@@ -274,7 +289,7 @@ impl Store {
             pipeline: pipeline.to_string(),
             node: node.to_string(),
             key: staging.key.clone(),
-            cache_key: cache_key.clone(),
+            cache_key: manifest.cache_key.clone(),
         })?;
         let _ = remove_tree(&self.partial_dir(&staging.key));
         Ok(manifest)
@@ -429,7 +444,7 @@ fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Remove a directory tree whose files may be read-only.
-fn remove_tree(path: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
@@ -453,6 +468,6 @@ fn file_safe(s: &str) -> String {
     format!("{}-{}", clean.trim_start_matches('.'), &h[..8])
 }
 
-fn unique_suffix() -> String {
+pub(crate) fn unique_suffix() -> String {
     format!("{:016x}", rand::random::<u64>())
 }

@@ -12,6 +12,7 @@ pub mod gc;
 pub mod infer;
 pub mod infer_batch;
 pub mod lookup;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod runs;
@@ -43,6 +44,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Show(args) => show::show(&root, args),
         Command::Diff(args) => diff::diff(&root, args),
         Command::Gc(args) => gc::gc(&root, args),
+        Command::Push(args) => remote::push(&root, args),
+        Command::Pull(args) => remote::pull(&root, args),
         Command::Doctor => doctor::doctor(&root),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

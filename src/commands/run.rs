@@ -19,11 +19,22 @@ static CANCEL: AtomicBool = AtomicBool::new(false);
 
 pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let p = super::load_pipeline(&args.pipeline.file, &args.pipeline.set)?;
+    let remote = super::remote::choose(&p, &args.remote)?;
+    let push = args.push || p.settings.push;
+    if push && remote.is_none() {
+        return Err(super::UsageError(
+            "--push (or settings.push) needs a remote: pass --remote DIR, set T2S_REMOTE, or \
+             add `remote: DIR` to the pipeline's settings"
+                .to_string(),
+        )
+        .into());
+    }
     let opts = PlanOptions {
         force: args.force.clone(),
         only: args.only.clone(),
         until: args.until.clone(),
         verify: args.verify,
+        remote: remote.clone(),
     };
     let selection = plan::select(&p, &opts)?;
     let force = plan::matching(&p, &opts.force, "--force")?;
@@ -43,6 +54,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             .map(|n| {
                 let what = match n.decision {
                     Decision::Hit => "hit",
+                    Decision::Fetch => "fetch",
                     Decision::Run => "run",
                     Decision::Resume => "resume",
                     Decision::Missing => "missing",
@@ -112,6 +124,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         selection,
         force,
         verify: args.verify,
+        remote: remote.clone(),
         keep_going: args.keep_going || (slurm && !args.fail_fast),
     };
     let executor: Box<dyn Executor> = if slurm {
@@ -213,7 +226,27 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: node {} failed: {}", n.node, n.detail);
         }
     }
+    let mut push_failed = false;
+    if let (true, Some(remote)) = (push, &remote) {
+        let done: Vec<(String, String)> = outcome
+            .nodes
+            .iter()
+            .filter(|n| [ns::RAN, ns::RESUMED, ns::CACHED].contains(&n.status))
+            .filter_map(|n| Some((n.node.clone(), n.key.clone()?)))
+            .collect();
+        let summary = super::remote::push_nodes(&store, remote, &done, false);
+        for row in summary.rows.iter().filter(|r| r[2].starts_with("failed")) {
+            eprintln!("error: push of {} ({}) {}", row[0], row[1], row[2]);
+        }
+        println!(
+            "push to {}: {}",
+            remote.root().display(),
+            summary.line(false)
+        );
+        push_failed = summary.failed > 0;
+    }
     match outcome.status {
+        status::SUCCEEDED if push_failed => Ok(ExitCode::FAILURE),
         status::SUCCEEDED => Ok(ExitCode::SUCCESS),
         status::INTERRUPTED => {
             eprintln!(

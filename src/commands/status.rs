@@ -1,5 +1,5 @@
-//! `t2s status FILE`: which nodes are cached, which are stale and why (the changed key field,
-//! compared with the last committed key of the same node).
+//! `t2s status FILE`: which nodes are cached, which are on the remote cache, which are stale
+//! and why (the changed key field, compared with the last committed key of the same node).
 
 use std::process::ExitCode;
 
@@ -14,12 +14,17 @@ pub fn status(root: &std::path::Path, args: StatusArgs) -> anyhow::Result<ExitCo
     let store = Store::open(root)?;
     let opts = PlanOptions {
         verify: args.verify,
+        remote: super::remote::choose(&p, &args.remote)?,
         ..Default::default()
     };
     let planned = plan::plan(&p, &store, &opts)?;
-    let is_cached = |d: &Decision| matches!(d, Decision::Hit);
-    let stale = planned.iter().filter(|n| !is_cached(&n.decision)).count();
-    let cached = planned.len() - stale;
+    let state = |d: &Decision| match d {
+        Decision::Hit => "cached",
+        Decision::Fetch => "remote",
+        _ => "stale",
+    };
+    let count = |s: &str| planned.iter().filter(|n| state(&n.decision) == s).count();
+    let (cached, on_remote, stale) = (count("cached"), count("remote"), count("stale"));
     if args.quiet {
         return Ok(if stale == 0 {
             ExitCode::SUCCESS
@@ -33,13 +38,19 @@ pub fn status(root: &std::path::Path, args: StatusArgs) -> anyhow::Result<ExitCo
             .map(|n| {
                 json!({
                     "node": n.node,
-                    "state": if is_cached(&n.decision) { "cached" } else { "stale" },
+                    "state": state(&n.decision),
                     "key": n.key,
                     "reason": n.reason,
                 })
             })
             .collect();
-        let out = json!({"pipeline": p.name, "cached": cached, "stale": stale, "nodes": nodes});
+        let out = json!({
+            "pipeline": p.name,
+            "cached": cached,
+            "remote": on_remote,
+            "stale": stale,
+            "nodes": nodes,
+        });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -48,18 +59,20 @@ pub fn status(root: &std::path::Path, args: StatusArgs) -> anyhow::Result<ExitCo
         .map(|n| {
             vec![
                 n.node.clone(),
-                if is_cached(&n.decision) {
-                    "cached"
-                } else {
-                    "stale"
-                }
-                .to_string(),
+                state(&n.decision).to_string(),
                 n.key.as_deref().map(short).unwrap_or("-").to_string(),
                 n.reason.clone(),
             ]
         })
         .collect();
     print!("{}", super::table(&rows));
-    println!("{}: {cached} cached, {stale} stale", p.name);
+    if on_remote > 0 {
+        println!(
+            "{}: {cached} cached, {on_remote} on the remote (fetched by `t2s run` or `t2s pull`), {stale} stale",
+            p.name
+        );
+    } else {
+        println!("{}: {cached} cached, {stale} stale", p.name);
+    }
     Ok(ExitCode::SUCCESS)
 }

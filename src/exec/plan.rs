@@ -1,11 +1,11 @@
 //! What a run would do, without doing it: node selection, cache keys, and for every node the
-//! decision (hit / run / resume) with its reason. Used by `run --dry-run` and `status`; the
+//! decision (hit / fetch / run / resume) with its reason. Used by `run --dry-run` and `status`; the
 //! scheduler uses the same key and reason functions at run time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use crate::cache::{key::short, CacheKey, KeyInput, Lookup, Store, STORE_FORMAT};
+use crate::cache::{key::short, CacheKey, KeyInput, Lookup, Remote, Store, STORE_FORMAT};
 use crate::pipeline::{Node, Pipeline};
 use crate::stages::{registry, StageKind};
 
@@ -31,6 +31,8 @@ pub struct PlanOptions {
     pub until: Vec<String>,
     /// Full blake3 check of every cached artifact used.
     pub verify: bool,
+    /// A remote cache that objects missing here are fetched from.
+    pub remote: Option<Remote>,
 }
 
 /// A pattern given to `--force`/`--only`/`--until` that matches no node.
@@ -217,6 +219,8 @@ pub enum Decision {
     Run,
     /// Will run, continuing from checkpoints in the partial area.
     Resume,
+    /// Not cached here but on the remote: will be fetched, not computed.
+    Fetch,
     /// Cannot run: left out by `--only`/`--until` and not cached.
     Missing,
     /// Not part of this run.
@@ -279,7 +283,7 @@ pub fn plan(
             let ck = cache_key(node, kind, inputs, &pipeline_dir)?;
             let key = ck.digest();
             let looked = store.lookup(&key, opts.verify)?;
-            let reason = match &looked {
+            let mut reason = match &looked {
                 Lookup::Hit(m) => {
                     digests[i] = Some(m.digest());
                     String::new()
@@ -290,7 +294,24 @@ pub fn plan(
                 Lookup::Missing => miss_reason(store, pipeline, node, &ck, &key),
             };
             let hit = matches!(looked, Lookup::Hit(_));
-            if hit && forced.contains(&i) {
+            let on_remote = match (&opts.remote, hit || forced.contains(&i)) {
+                (Some(remote), false) => match remote.manifest(&key) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        reason = format!("{reason}; {e}");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            if let Some(m) = on_remote {
+                digests[i] = Some(m.digest());
+                (
+                    Decision::Fetch,
+                    Some(key),
+                    format!("{reason}; on the remote"),
+                )
+            } else if hit && forced.contains(&i) {
                 // A forced node's output is usually identical, but that is only known after it
                 // ran; downstream keys are known once it has.
                 digests[i] = None;

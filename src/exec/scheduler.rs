@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cache::{key::short, KeyInput, Lookup, Manifest, Store};
+use crate::cache::{key::short, KeyInput, Lookup, Manifest, Remote, Store};
 use crate::pipeline::Pipeline;
 use crate::runs::{node_status, now_rfc3339, ExecRecord, NodeRecord, NodeSink, Tracker};
 use crate::stages::{StageError, StageInput};
@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub force: BTreeSet<usize>,
     /// Full integrity check of cached artifacts.
     pub verify: bool,
+    /// A remote cache: a node not cached here but there is fetched instead of computed.
+    pub remote: Option<Remote>,
     /// After a node fails, still start nodes that do not depend on it (else: fail fast, start
     /// nothing more and let running nodes finish).
     pub keep_going: bool,
@@ -263,6 +265,41 @@ fn inputs_of(
     (inputs, keys)
 }
 
+enum Fetched {
+    Yes(Manifest),
+    Concurrent(Manifest),
+    /// Not fetched; with the reason when the remote had the object but it was unusable.
+    No(Option<String>),
+    Interrupted(crate::cache::StoreError),
+}
+
+/// Fetch `key` from the remote into the store, under the key's lock. A remote that cannot be
+/// read or holds a damaged object is not fatal: the node is computed here instead.
+fn fetch(sh: &Shared<'_>, remote: &Remote, node: &crate::pipeline::Node, key: &str) -> Fetched {
+    match remote.manifest(key) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Fetched::No(None),
+        Err(e) => return Fetched::No(Some(e.to_string())),
+    }
+    let lock = match sh.store.lock(key, sh.cancel, || {
+        sh.progress
+            .note(&node.id, "waiting: another t2s run is computing this node")
+    }) {
+        Ok(l) => l,
+        Err(e) if sh.cancel.load(Ordering::Relaxed) => return Fetched::Interrupted(e),
+        Err(e) => return Fetched::No(Some(format!("not fetched: {e}"))),
+    };
+    if let Ok(Lookup::Hit(m)) = sh.store.lookup(key, false) {
+        return Fetched::Concurrent(m);
+    }
+    sh.progress.note(&node.id, "fetching from the remote");
+    match remote.fetch(sh.store, key, &sh.pipeline.name, &node.id, &lock) {
+        Ok(Some(m)) => Fetched::Yes(m),
+        Ok(None) => Fetched::No(None),
+        Err(e) => Fetched::No(Some(format!("not fetched: {e}"))),
+    }
+}
+
 /// One node, start to end, on its own thread.
 fn process_node(
     sh: &Shared<'_>,
@@ -331,6 +368,26 @@ fn process_node(
                 why = plan::miss_reason(sh.store, sh.pipeline, node, &cache_key, &key)
             }
             Err(e) => return fail(node_status::FAILED, Some(key), e.to_string()),
+        }
+        if let Some(remote) = &sh.opts.remote {
+            match fetch(sh, remote, node, &key) {
+                Fetched::Yes(m) => {
+                    let detail = format!("fetched from the remote {}", remote.root().display());
+                    sh.progress.note(&node.id, &detail);
+                    return hit(key, m, detail);
+                }
+                Fetched::Concurrent(m) => {
+                    return hit(key, m, "computed by a concurrent run".to_string())
+                }
+                Fetched::No(None) => {}
+                Fetched::No(Some(problem)) => {
+                    sh.progress.note(&node.id, &problem);
+                    why = format!("{why}; {problem}");
+                }
+                Fetched::Interrupted(e) => {
+                    return fail(node_status::INTERRUPTED, Some(key), e.to_string())
+                }
+            }
         }
     }
     if sh.opts.selection.get(i) == Some(&Selection::CacheOnly) {

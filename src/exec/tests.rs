@@ -98,6 +98,7 @@ fn run_with(
         selection: vec![Selection::Run; p.nodes.len()],
         force: BTreeSet::new(),
         verify: false,
+        remote: None,
         keep_going,
     };
     let cancel = AtomicBool::new(false);

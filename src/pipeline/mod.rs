@@ -10,7 +10,8 @@
 //! ```yaml
 //! name: sweep                 # optional, defaults to the file stem
 //! description: ...            # optional
-//! settings: {jobs: 4, device: cuda:0}   # optional; also executor: slurm, slurm: {...}
+//! settings: {jobs: 4, device: cuda:0}   # optional; also executor: slurm, slurm: {...},
+//!                                       # remote: /mnt/team/t2s-remote, push: true
 //! stages:                     # required; order is kept (and used to break ties in the order)
 //!   train:
 //!     kind: command           # a registered stage kind
@@ -74,6 +75,11 @@ pub struct Settings {
     pub device: Option<String>,
     /// Where nodes run (`--executor`).
     pub executor: Option<ExecutorKind>,
+    /// A remote cache directory, as written (relative to the pipeline file's directory):
+    /// missing objects are fetched from it (`--remote`).
+    pub remote: Option<String>,
+    /// Push what a run computed (and the remote lacks) to the remote at its end (`--push`).
+    pub push: bool,
 }
 
 /// One executable node: a stage instance (one matrix combination of a fanned-out stage).
@@ -266,6 +272,8 @@ pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipel
             jobs: raw.jobs,
             device: raw.device,
             executor: raw.executor,
+            remote: raw.remote,
+            push: raw.push,
         },
         nodes,
     })

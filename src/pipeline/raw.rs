@@ -23,6 +23,10 @@ pub struct RawPipeline {
     pub jobs: Option<usize>,
     pub device: Option<String>,
     pub executor: Option<ExecutorKind>,
+    /// `settings.remote`: a remote cache directory.
+    pub remote: Option<String>,
+    /// `settings.push`: push what runs compute to the remote.
+    pub push: bool,
     /// `settings.slurm`: Slurm resources of every stage.
     pub slurm: SlurmResources,
     pub stages: Vec<RawStage>,
@@ -49,7 +53,7 @@ pub struct RawStage {
 }
 
 const TOP_FIELDS: &[&str] = &["name", "description", "settings", "stages"];
-const SETTINGS_FIELDS: &[&str] = &["jobs", "device", "executor", "slurm"];
+const SETTINGS_FIELDS: &[&str] = &["jobs", "device", "executor", "slurm", "remote", "push"];
 const STAGE_FIELDS: &[&str] = &[
     "kind", "params", "needs", "matrix", "gather", "gpu", "slurm",
 ];
@@ -243,6 +247,16 @@ fn read_settings(node: &YNode, raw: &mut RawPipeline, diags: &mut Collector) {
             "device" => raw.device = want_string(v, &path, diags),
             "executor" => raw.executor = slurm::read_executor(v, &path, diags),
             "slurm" => raw.slurm = slurm::read_block(v, &path, diags),
+            "remote" => match want_string(v, &path, diags) {
+                Some(dir) if dir.trim().is_empty() => diags.add(
+                    v.loc,
+                    &path,
+                    "expected a directory, found an empty string".to_string(),
+                    Some("a path to the remote cache directory, e.g. /mnt/team/t2s-remote".into()),
+                ),
+                dir => raw.remote = dir,
+            },
+            "push" => raw.push = want_bool(v, &path, diags).unwrap_or(false),
             _ => unknown_field(&key, "settings", SETTINGS_FIELDS, diags),
         }
     }
