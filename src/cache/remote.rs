@@ -15,7 +15,6 @@
 //! A remote is trusted like the people who push to it: the checks catch damage and mix-ups,
 //! not someone writing a consistent manifest for wrong outputs.
 
-use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use super::key::STORE_FORMAT;
@@ -309,27 +308,17 @@ fn plain_relative(rel: &str) -> bool {
         })
 }
 
-/// Copy `src` to `dst` (creating its parent dirs), hashing the bytes on the way: (blake3, size).
+/// Copy `src` to `dst` (creating its parent dirs) and hash what landed: (blake3, size). The copy
+/// is the kernel's (`copy_file_range`, a reflink where the filesystem has them); the hash reads
+/// the new file, memory-mapped, on all cores.
 fn copy_hashing(src: &Path, dst: &Path) -> std::io::Result<(String, u64)> {
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut input = std::fs::File::open(src)?;
-    let mut output = std::fs::File::create(dst)?;
+    std::fs::copy(src, dst)?;
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
-        size += n as u64;
-    }
-    output.flush()?;
-    Ok((hasher.finalize().to_hex().to_string(), size))
+    hasher.update_mmap_rayon(dst)?;
+    Ok((hasher.finalize().to_hex().to_string(), hasher.count()))
 }
 
 #[cfg(test)]

@@ -188,10 +188,12 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         progress::human_duration(t0.elapsed())
     );
     if outcome.status == status::SUCCEEDED && p.nodes.iter().any(|n| n.kind == "report") {
-        let fresh = outcome
-            .nodes
-            .iter()
-            .any(|n| n.status == ns::RAN || n.status == ns::RESUMED);
+        // Fetched nodes count as new here: this project has no report of them yet.
+        let fresh = outcome.nodes.iter().any(|n| {
+            n.status == ns::RAN
+                || n.status == ns::RESUMED
+                || n.detail.starts_with(scheduler::FETCHED)
+        });
         let latest = super::report::default_dir(
             root,
             &crate::report::RunInfo {

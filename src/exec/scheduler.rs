@@ -265,6 +265,9 @@ fn inputs_of(
     (inputs, keys)
 }
 
+/// How the detail of a node fetched from the remote starts (a `cached` node, not computed here).
+pub const FETCHED: &str = "fetched from the remote";
+
 enum Fetched {
     Yes(Manifest),
     Concurrent(Manifest),
@@ -372,7 +375,7 @@ fn process_node(
         if let Some(remote) = &sh.opts.remote {
             match fetch(sh, remote, node, &key) {
                 Fetched::Yes(m) => {
-                    let detail = format!("fetched from the remote {}", remote.root().display());
+                    let detail = format!("{FETCHED} {}", remote.root().display());
                     sh.progress.note(&node.id, &detail);
                     return hit(key, m, detail);
                 }
