@@ -44,46 +44,14 @@ stages:
       cmd: python3 -c "import os; open(os.environ['T2S_OUT'] + '/blob.bin', 'wb').write(os.urandom($blob_mib << 20))"
       outs: [blob.bin]
 YAML
-"$py" - "$work" "$blob_mib" <<'PY'
-import json, os, shutil, sys
-work, blob_mib = sys.argv[1], int(sys.argv[2])
-
-def stage(name, cmd, deps, needs, env=""):
-    inputs = " ".join(f"T2S_INPUT_{n.split('_')[0].upper()}=out/{n}" for n in needs)
-    return name, {
-        "cmd": f"mkdir -p out/{name} partial/{name} && T2S_OUT=out/{name} T2S_PARTIAL=partial/{name} "
-               f"{inputs} {env} {cmd}",
-        "deps": deps + [f"out/{n}" for n in needs],
-        "outs": [f"out/{name}"],
-    }
-
-common = ["scripts/common.py"]
-stages = [
-    stage("load", "python3 scripts/load.py data/questions.csv", ["scripts/load.py", "data/questions.csv"] + common, []),
-    stage("eda", "python3 scripts/eda.py", ["scripts/eda.py"] + common, ["load"]),
-    stage("preprocess", "python3 scripts/preprocess.py", ["scripts/preprocess.py"] + common, ["load"]),
-    stage("split", "python3 scripts/split.py", ["scripts/split.py"] + common, ["preprocess"], "TEST_EVERY=5"),
-]
-for r in (4, 8, 16):
-    stages.append(stage(f"train_{r}", f"python3 scripts/train.py --rank {r}", ["scripts/train.py"] + common,
-                        ["split"], "STEPS=5 STEP_SECONDS=0.3"))
-for r in (4, 8, 16):
-    stages.append(stage(f"evaluate_{r}", "python3 scripts/evaluate.py", ["scripts/evaluate.py"] + common,
-                        [f"train_{r}", "split"]))
-inputs = json.dumps([{"stage": "evaluate", "dir": f"out/evaluate_{r}"} for r in (4, 8, 16)])
-name, rep = stage("report", "python3 scripts/report.py", ["scripts/report.py"] + common,
-                  [f"evaluate_{r}" for r in (4, 8, 16)])
-rep["cmd"] = rep["cmd"].replace("T2S_INPUT_EVALUATE=out/evaluate_4 T2S_INPUT_EVALUATE=out/evaluate_8 "
-                                "T2S_INPUT_EVALUATE=out/evaluate_16", f"T2S_INPUTS='{inputs}'")
-stages.append((name, rep))
-os.makedirs(f"{work}/dvc-small", exist_ok=True)
-for d in ("scripts", "data"):
-    shutil.copytree(f"{work}/small/pipe/{d}", f"{work}/dvc-small/{d}")
-json.dump({"stages": dict(stages)}, open(f"{work}/dvc-small/dvc.yaml", "w"), indent=2)
-os.makedirs(f"{work}/dvc-large", exist_ok=True)
+mkdir -p "$work/dvc-small" "$work/dvc-large"
+cp -r pipelines/examples/scripts pipelines/examples/data "$work/dvc-small/"
+"$py" bench/peers/examples_dvc_yaml.py "$work/dvc-small/dvc.yaml"
+"$py" - "$work/dvc-large/dvc.yaml" "$blob_mib" <<'PY'
+import json, sys
 blob = {"cmd": "mkdir -p out/blob && python3 -c \"import os; open('out/blob/blob.bin', 'wb')"
-               f".write(os.urandom({blob_mib} << 20))\"", "outs": ["out/blob"]}
-json.dump({"stages": {"blob": blob}}, open(f"{work}/dvc-large/dvc.yaml", "w"), indent=2)
+               f".write(os.urandom({sys.argv[2]} << 20))\"", "outs": ["out/blob"]}
+json.dump({"stages": {"blob": blob}}, open(sys.argv[1], "w"), indent=2)  # JSON is YAML
 PY
 
 # --- the first machine: compute and push ------------------------------------------------------

@@ -265,7 +265,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub remote: RemoteChoice,
 
-    /// At the end, push this run's node outputs the remote lacks (also `settings.push: true`)
+    /// Push each node's output the remote lacks as soon as the node is done (also
+    /// `settings.push: true`)
     #[arg(long)]
     pub push: bool,
 }

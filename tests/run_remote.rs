@@ -237,3 +237,108 @@ fn a_remote_that_is_not_there_is_a_usage_error_before_anything_runs() {
         "{err}"
     );
 }
+
+/// Three independent nodes, each writing `mib` MiB, so copies take long enough to be killed.
+fn blob_pipeline(p: &Project, mib: usize) -> PathBuf {
+    let mut text = String::from("name: blobs\nstages:\n");
+    for i in 1..=3 {
+        text.push_str(&format!(
+            "  blob{i}:\n    kind: command\n    params:\n      cmd: python3 -c \"import os; \
+             open(os.environ['T2S_OUT'] + '/blob.bin', 'wb').write(bytes([{i}]) * ({mib} << 20))\"\n      \
+             outs: [blob.bin]\n"
+        ));
+    }
+    let file = p.root().join("blobs.yaml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Every object under `objects` is whole: its manifest is for its key and every file verifies.
+fn assert_whole(objects: &Path) {
+    for e in std::fs::read_dir(objects).into_iter().flatten() {
+        let dir = e.unwrap().path();
+        let m = t2s::cache::Manifest::read(&dir).unwrap();
+        assert_eq!(dir.file_name().unwrap().to_string_lossy(), m.key);
+        assert!(
+            m.check_full(&dir).is_empty(),
+            "{} is not whole",
+            dir.display()
+        );
+    }
+}
+
+/// Run `cmd` for `ms` milliseconds, then kill -9 it and the commands it started (in process
+/// groups of their own), as a machine crash would.
+fn kill_after(p: &Project, mut cmd: std::process::Command, ms: u64) {
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    let _ = std::process::Command::new("kill")
+        .args(["-9", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+    let pids = std::fs::read_to_string(p.root().join("pids.log")).unwrap_or_default();
+    for pid in pids.lines() {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", "--", &format!("-{pid}"), pid])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn killed_pushes_and_fetches_leave_nothing_half_visible() {
+    let remote = tempfile::tempdir().unwrap();
+    let r = remote.path().to_str().unwrap();
+    let objects = remote.path().join("v1/objects");
+
+    // The first machine, killed at several moments while computing and pushing.
+    let a = Project::new();
+    let file = blob_pipeline(&a, 48);
+    for ms in [150, 400, 700] {
+        let mut run = a.t2s_std();
+        run.arg("run").arg(&file).args(["--remote", r, "--push"]);
+        kill_after(&a, run, ms);
+        assert_whole(&objects);
+        assert_whole(&a.objects_dir());
+    }
+    let out = a
+        .t2s()
+        .arg("run")
+        .arg(&file)
+        .args(["--remote", r, "--push"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(remote_objects(remote.path()).len(), 3);
+    assert_whole(&objects);
+
+    // The second machine, killed while fetching: what it has is whole, and the rerun fetches
+    // the rest without computing anything.
+    let b = Project::new();
+    let file = blob_pipeline(&b, 48);
+    for ms in [30, 80, 150] {
+        let mut run = b.t2s_std();
+        run.arg("run").arg(&file).args(["--remote", r]);
+        kill_after(&b, run, ms);
+        assert_whole(&b.objects_dir());
+    }
+    let out = b
+        .t2s()
+        .arg("run")
+        .arg(&file)
+        .args(["--remote", r])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("0 ran, 0 resumed, 3 cached"), "{stdout}");
+    assert!(b.commands_run().is_empty(), "nothing is computed");
+    assert_whole(&b.objects_dir());
+    assert_eq!(a.objects(), b.objects());
+}

@@ -163,6 +163,7 @@ impl Remote {
         }
         let staging_root = self.base().join("staging");
         std::fs::create_dir_all(&staging_root).map_err(self.io("cannot create", &staging_root))?;
+        sweep_stale(&staging_root, STALE_STAGING);
         let staging = staging_root.join(format!("{key}.{}", unique_suffix()));
         let result = self.push_into(store, key, &local, &staging);
         if result.is_err() {
@@ -294,6 +295,28 @@ impl Remote {
     }
 }
 
+/// How old a directory under the remote's `staging/` must be to count as left by a killed push
+/// (no push takes a day; another machine may be pushing right now, so fresh ones stay).
+const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Remove the entries of `dir` last modified more than `age` ago (best effort).
+fn sweep_stale(dir: &Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if old {
+            let _ = remove_tree(&e.path());
+        }
+    }
+}
+
 /// A manifest path that stays inside its object: `/`-separated normal components only.
 fn plain_relative(rel: &str) -> bool {
     !rel.is_empty()
@@ -323,7 +346,25 @@ fn copy_hashing(src: &Path, dst: &Path) -> std::io::Result<(String, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_relative;
+    use super::{plain_relative, sweep_stale};
+
+    #[test]
+    fn only_staging_left_long_ago_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, fresh) = (dir.path().join("k.old"), dir.path().join("k.fresh"));
+        for d in [&old, &fresh] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("blob.bin"), b"x").unwrap();
+        }
+        let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400);
+        std::fs::File::open(&old)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        sweep_stale(dir.path(), super::STALE_STAGING);
+        assert!(!old.exists(), "a day-old leftover is removed");
+        assert!(fresh.exists(), "a push in progress elsewhere is left alone");
+    }
 
     #[test]
     fn manifest_paths_must_stay_inside_the_object() {

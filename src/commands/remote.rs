@@ -1,6 +1,6 @@
 //! `t2s push FILE` and `t2s pull FILE`: a pipeline's node outputs to and from a remote cache
-//! directory (see `cache::remote`), `run --push`'s end-of-run push, and [`choose`]: which remote
-//! a command uses (`--remote` / `T2S_REMOTE`, else the pipeline's `settings.remote`).
+//! directory (see `cache::remote`), the summary of pushes `run --push` prints, and [`choose`]:
+//! which remote a command uses (`--remote` / `T2S_REMOTE`, else the pipeline's `settings.remote`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -73,6 +73,28 @@ pub struct PushSummary {
 }
 
 impl PushSummary {
+    /// Count one node's push and add its row.
+    pub fn add(&mut self, node: &str, key: &str, outcome: Result<Pushed, String>, dry_run: bool) {
+        let what = match outcome {
+            Ok(Pushed::Uploaded { files, bytes }) => {
+                self.pushed += 1;
+                self.bytes += bytes;
+                let verb = if dry_run { "would push" } else { "pushed" };
+                format!("{verb} {files} files, {}", human_bytes(bytes))
+            }
+            Ok(Pushed::Present) => {
+                self.present += 1;
+                "already on the remote".to_string()
+            }
+            Err(e) => {
+                self.failed += 1;
+                format!("failed: {e}")
+            }
+        };
+        self.rows
+            .push(vec![node.to_string(), short(key).to_string(), what]);
+    }
+
     pub fn line(&self, dry_run: bool) -> String {
         let verb = if dry_run { "would push" } else { "pushed" };
         format!(
@@ -86,7 +108,7 @@ impl PushSummary {
 }
 
 /// Push the objects of `nodes` (node id, key) that the remote lacks.
-pub fn push_nodes(
+fn push_nodes(
     store: &Store,
     remote: &Remote,
     nodes: &[(String, String)],
@@ -109,24 +131,7 @@ pub fn push_nodes(
         } else {
             remote.push(store, key).map_err(|e| e.to_string())
         };
-        let what = match outcome {
-            Ok(Pushed::Uploaded { files, bytes }) => {
-                s.pushed += 1;
-                s.bytes += bytes;
-                let verb = if dry_run { "would push" } else { "pushed" };
-                format!("{verb} {files} files, {}", human_bytes(bytes))
-            }
-            Ok(Pushed::Present) => {
-                s.present += 1;
-                "already on the remote".to_string()
-            }
-            Err(e) => {
-                s.failed += 1;
-                format!("failed: {e}")
-            }
-        };
-        s.rows
-            .push(vec![node.clone(), short(key).to_string(), what]);
+        s.add(node, key, outcome, dry_run);
     }
     s
 }

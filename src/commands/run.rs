@@ -125,6 +125,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         force,
         verify: args.verify,
         remote: remote.clone(),
+        push,
         keep_going: args.keep_going || (slurm && !args.fail_fast),
     };
     let executor: Box<dyn Executor> = if slurm {
@@ -230,13 +231,12 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut push_failed = false;
     if let (true, Some(remote)) = (push, &remote) {
-        let done: Vec<(String, String)> = outcome
-            .nodes
-            .iter()
-            .filter(|n| [ns::RAN, ns::RESUMED, ns::CACHED].contains(&n.status))
-            .filter_map(|n| Some((n.node.clone(), n.key.clone()?)))
-            .collect();
-        let summary = super::remote::push_nodes(&store, remote, &done, false);
+        let mut summary = super::remote::PushSummary::default();
+        for n in &outcome.nodes {
+            if let (Some(pushed), Some(key)) = (&n.pushed, &n.key) {
+                summary.add(&n.node, key, pushed.clone(), false);
+            }
+        }
         for row in summary.rows.iter().filter(|r| r[2].starts_with("failed")) {
             eprintln!("error: push of {} ({}) {}", row[0], row[1], row[2]);
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cache::{key::short, KeyInput, Lookup, Manifest, Remote, Store};
+use crate::cache::{key::short, KeyInput, Lookup, Manifest, Pushed, Remote, Store};
 use crate::pipeline::Pipeline;
 use crate::runs::{node_status, now_rfc3339, ExecRecord, NodeRecord, NodeSink, Tracker};
 use crate::stages::{StageError, StageInput};
@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub verify: bool,
     /// A remote cache: a node not cached here but there is fetched instead of computed.
     pub remote: Option<Remote>,
+    /// Push each node's output the remote lacks as soon as the node is done (needs `remote`).
+    pub push: bool,
     /// After a node fails, still start nodes that do not depend on it (else: fail fast, start
     /// nothing more and let running nodes finish).
     pub keep_going: bool,
@@ -49,6 +51,8 @@ pub struct NodeReport {
     pub detail: String,
     /// The committed artifact directory.
     pub dir: Option<PathBuf>,
+    /// With `push`: what pushing the node's output to the remote did.
+    pub pushed: Option<Result<Pushed, String>>,
 }
 
 /// What happened to the run.
@@ -182,7 +186,8 @@ pub fn run(
                 let tx = tx.clone();
                 let shared = &shared;
                 s.spawn(move || {
-                    let done = process_node(shared, i, inputs, key_inputs);
+                    let mut done = process_node(shared, i, inputs, key_inputs);
+                    push(shared, &mut done);
                     let _ = tx.send((i, done));
                 });
             }
@@ -228,6 +233,27 @@ pub fn run(
         crate::runs::status::FAILED
     };
     RunOutcome { status, nodes }
+}
+
+/// With `push`: copy a finished node's output to the remote unless it came from there. Done
+/// before the node counts as finished, so a run killed later has pushed what it finished.
+fn push(sh: &Shared<'_>, done: &mut Done) {
+    let (Some(remote), true) = (&sh.opts.remote, sh.opts.push) else {
+        return;
+    };
+    let report = &mut done.report;
+    let finished = [node_status::RAN, node_status::RESUMED, node_status::CACHED];
+    let Some(key) = report.key.as_deref() else {
+        return;
+    };
+    if !finished.contains(&report.status) {
+        return;
+    }
+    report.pushed = Some(if report.detail.starts_with(FETCHED) {
+        Ok(Pushed::Present)
+    } else {
+        remote.push(sh.store, key).map_err(|e| e.to_string())
+    });
 }
 
 fn flush(shared: &Shared<'_>, records: &mut Vec<NodeRecord>) {

@@ -99,6 +99,7 @@ fn run_with(
         force: BTreeSet::new(),
         verify: false,
         remote: None,
+        push: false,
         keep_going,
     };
     let cancel = AtomicBool::new(false);

@@ -78,7 +78,7 @@ pub struct Settings {
     /// A remote cache directory, as written (relative to the pipeline file's directory):
     /// missing objects are fetched from it (`--remote`).
     pub remote: Option<String>,
-    /// Push what a run computed (and the remote lacks) to the remote at its end (`--push`).
+    /// Push each node's output the remote lacks as soon as it is done (`--push`).
     pub push: bool,
 }
 
