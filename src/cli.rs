@@ -192,6 +192,11 @@ pub struct RemoteArgs {
     #[command(flatten)]
     pub remote: RemoteChoice,
 
+    /// Only NODE's output (node id or stage name; repeatable). Pulling a node needs none of its
+    /// upstream outputs: its key is known from theirs on the remote
+    #[arg(long, value_name = "NODE")]
+    pub only: Vec<String>,
+
     /// Print what would be copied; copy nothing
     #[arg(long)]
     pub dry_run: bool,

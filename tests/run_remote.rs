@@ -197,6 +197,40 @@ fn push_and_pull_commands_move_a_pipelines_outputs() {
 }
 
 #[test]
+fn pull_only_one_node_fetches_it_alone() {
+    let remote = tempfile::tempdir().unwrap();
+    let r = remote.path().to_str().unwrap();
+    let a = Project::new();
+    a.run_ok(&["--remote", r, "--push"]);
+
+    let b = Project::new();
+    let (code, out, err) = output(b.t2s().arg("pull").arg(b.pipeline()).args([
+        "--remote",
+        r,
+        "--only",
+        "evaluate[lora_r=8]",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("fetched 1 objects"), "{out}");
+    let got = b.objects();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        vec!["evaluate[lora_r=8]"],
+        "only the named node, its key found from its inputs' outputs on the remote"
+    );
+    assert_eq!(got["evaluate[lora_r=8]"], a.objects()["evaluate[lora_r=8]"]);
+
+    let (code, _, err) = output(b.t2s().arg("pull").arg(b.pipeline()).args([
+        "--remote",
+        r,
+        "--only",
+        "no_such_stage",
+    ]));
+    assert_eq!(code, 2);
+    assert!(err.contains("--only no_such_stage"), "{err}");
+}
+
+#[test]
 fn a_remote_that_is_not_there_is_a_usage_error_before_anything_runs() {
     let a = Project::new();
     let text = std::fs::read_to_string(a.pipeline()).unwrap();

@@ -136,12 +136,34 @@ fn push_nodes(
     s
 }
 
+/// The planned nodes `--only` names (all of them without `--only`).
+fn selected(
+    p: &Pipeline,
+    planned: Vec<plan::Planned>,
+    only: &[String],
+) -> anyhow::Result<Vec<plan::Planned>> {
+    if only.is_empty() {
+        return Ok(planned);
+    }
+    let keep = plan::matching(p, only, "--only")?;
+    Ok(planned
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, n)| n)
+        .collect())
+}
+
 /// `t2s push FILE`: every node of the pipeline cached here goes to the remote.
 pub fn push(root: &Path, args: RemoteArgs) -> anyhow::Result<ExitCode> {
     let p = super::load_pipeline(&args.pipeline.file, &args.pipeline.set)?;
     let remote = required(&p, &args.remote)?;
     let store = Store::open(root)?;
-    let planned = plan::plan(&p, &store, &PlanOptions::default())?;
+    let planned = selected(
+        &p,
+        plan::plan(&p, &store, &PlanOptions::default())?,
+        &args.only,
+    )?;
     let cached: Vec<(String, String)> = planned
         .iter()
         .filter(|n| n.decision == Decision::Hit)
@@ -185,7 +207,7 @@ pub fn pull(root: &Path, args: RemoteArgs) -> anyhow::Result<ExitCode> {
         remote: Some(remote.clone()),
         ..Default::default()
     };
-    let planned = plan::plan(&p, &store, &opts)?;
+    let planned = selected(&p, plan::plan(&p, &store, &opts)?, &args.only)?;
     let never = AtomicBool::new(false);
     let (mut fetched, mut bytes, mut cached, mut absent, mut failed) = (0, 0u64, 0, 0, 0);
     let mut rows = Vec::new();
