@@ -193,3 +193,98 @@ fn smoke_pipeline_runs_end_to_end_then_is_all_cached() {
     assert_eq!(infer(&["--model", merged_model]), by_node);
     infer(&["--node", "base"]);
 }
+
+/// node id → (key, file → blake3) of the objects under `root`.
+fn objects(root: &std::path::Path) -> std::collections::BTreeMap<String, (String, Vec<String>)> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(root.join("artifacts/v1/objects")).unwrap() {
+        let m = t2s::cache::Manifest::read(&e.unwrap().path()).unwrap();
+        let files = m
+            .files
+            .iter()
+            .map(|(f, e)| format!("{f} {}", e.blake3))
+            .collect();
+        out.insert(m.node.clone(), (m.key.clone(), files));
+    }
+    out
+}
+
+#[test]
+fn trained_adapters_do_not_depend_on_where_the_project_lives() {
+    let Some(worker) = worker() else {
+        panic!("t2s-worker not built: run `cargo test --workspace`");
+    };
+    let pipeline = repo().join("pipelines/smoke.yaml");
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for root in [one.path(), two.path()] {
+        let out = t2s(root, &worker)
+            .arg("run")
+            .arg(&pipeline)
+            .args(["--until", "train[lora_r=4]"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The adapter names its base by the project-relative object name, not by this root's path:
+    // two projects produce the same bytes, so their downstream keys agree too.
+    let (a, b) = (objects(one.path()), objects(two.path()));
+    assert_eq!(a["train[lora_r=4]"], b["train[lora_r=4]"]);
+    let adapter = one
+        .path()
+        .join("artifacts/v1/objects")
+        .join(&a["train[lora_r=4]"].0);
+    let config = std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap();
+    assert!(
+        config.contains(&format!(
+            "\"base_model_name_or_path\": \"artifacts/v1/objects/{}\"",
+            a["base"].0
+        )),
+        "{config}"
+    );
+
+    // A third project pulls the adapter and its base alone; `export --adapter`, run from
+    // elsewhere, finds the base in that project's store.
+    let remote = tempfile::tempdir().unwrap();
+    let push = t2s(one.path(), &worker)
+        .arg("push")
+        .arg(&pipeline)
+        .arg("--remote")
+        .arg(remote.path())
+        .output()
+        .unwrap();
+    assert!(push.status.success());
+    let three = tempfile::tempdir().unwrap();
+    let pull = t2s(three.path(), &worker)
+        .arg("pull")
+        .arg(&pipeline)
+        .arg("--remote")
+        .arg(remote.path())
+        .args(["--only", "train[lora_r=4]", "--only", "base"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&pull.stdout);
+    assert!(stdout.contains("fetched 2 objects"), "{stdout}");
+    let fetched = three
+        .path()
+        .join("artifacts/v1/objects")
+        .join(&a["train[lora_r=4]"].0);
+    let exported = three.path().join("merged");
+    let exp = t2s(three.path(), &worker)
+        .current_dir(repo())
+        .args(["export", "--adapter"])
+        .arg(&fetched)
+        .arg("--out")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(
+        exp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exp.stderr)
+    );
+    assert!(exported.join("model.safetensors").is_file());
+}

@@ -426,6 +426,26 @@ impl Store {
     }
 }
 
+/// The project-relative name of an object directory, `artifacts/v1/objects/<key>`, when `dir`
+/// is one (of any project). Outputs that name another object (an adapter's base model) record
+/// this instead of an absolute path, so an object's bytes do not depend on where its project
+/// lives, and a copy fetched by another machine names the same thing there.
+pub fn object_name(dir: &Path) -> Option<String> {
+    let mut parts = dir.components().rev().map(|c| c.as_os_str().to_str());
+    let (key, objects, version, artifacts) = (
+        parts.next()??,
+        parts.next()??,
+        parts.next()??,
+        parts.next()??,
+    );
+    let is_key = key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (is_key
+        && objects == "objects"
+        && version == format!("v{STORE_FORMAT}")
+        && artifacts == "artifacts")
+        .then(|| format!("artifacts/{version}/objects/{key}"))
+}
+
 fn read_refs(dir: &Path) -> Vec<NodeRef> {
     read_dir_sorted(dir)
         .into_iter()

@@ -215,3 +215,31 @@ fn gc_removes_unreferenced_objects_and_leftovers_only() {
     assert!(!store.object_dir(&old).exists() && !leftover.exists());
     assert!(matches!(store.lookup(&new, true).unwrap(), Lookup::Hit(_)));
 }
+
+#[test]
+fn object_dirs_of_any_project_have_one_portable_name() {
+    use super::store::object_name;
+    let key = "ab".repeat(32);
+    for dir in [
+        format!("/home/a/proj/artifacts/v1/objects/{key}"),
+        format!("/scratch/b/artifacts/v1/objects/{key}/"),
+        format!("artifacts/v1/objects/{key}"),
+    ] {
+        assert_eq!(
+            object_name(std::path::Path::new(&dir)).as_deref(),
+            Some(format!("artifacts/v1/objects/{key}").as_str()),
+            "{dir}"
+        );
+    }
+    for dir in [
+        "google/gemma-3-1b-it".to_string(),
+        "/models/gemma".to_string(),
+        format!("/p/artifacts/v2/objects/{key}"),
+        format!("/p/artifacts/v1/partial/{key}"),
+        format!("/p/artifacts/v1/objects/{}", "AB".repeat(32)),
+        "/p/artifacts/v1/objects/abc".to_string(),
+        format!("objects/{key}"),
+    ] {
+        assert_eq!(object_name(std::path::Path::new(&dir)), None, "{dir}");
+    }
+}

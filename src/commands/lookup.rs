@@ -38,11 +38,11 @@ pub fn node_artifact(root: &Path, run: &str, node: &str) -> anyhow::Result<PathB
     }
 }
 
-/// The adapter's base model: `base_model_name_or_path` of its config, a local directory or
-/// a hub id (`owner/name`, as PEFT writes for a hub base) resolved through the Hugging Face
+/// The adapter's base model: `base_model_name_or_path` of its config: another node's output in
+/// the store under `root`, a local directory or a hub id (`owner/name`, as PEFT writes for a hub base) resolved through the Hugging Face
 /// cache at the config's `revision` (default `main`; downloaded when not cached, unless
 /// `HF_HUB_OFFLINE`).
-pub fn base_of(adapter: &Path) -> anyhow::Result<PathBuf> {
+pub fn base_of(root: &Path, adapter: &Path) -> anyhow::Result<PathBuf> {
     let file = adapter.join("adapter_config.json");
     let config: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
         .map_err(|e| UsageError(format!("{}: not JSON: {e}", file.display())))?;
@@ -51,6 +51,22 @@ pub fn base_of(adapter: &Path) -> anyhow::Result<PathBuf> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let dir = PathBuf::from(base);
+    // Another node's output (`artifacts/v1/objects/<key>`, or an absolute path to one in the
+    // project it was trained in): this project's copy.
+    if let Some(name) = crate::cache::store::object_name(&dir) {
+        let local = root.join(&name);
+        if local.is_dir() {
+            return Ok(local);
+        }
+        if !dir.is_dir() {
+            return Err(UsageError(format!(
+                "the adapter's base model is the output {name} of another node, which {} does \
+                 not have: fetch it (`t2s pull FILE`), run its pipeline, or give --model DIR",
+                root.display()
+            ))
+            .into());
+        }
+    }
     if !base.is_empty() && dir.is_dir() {
         return Ok(dir);
     }
@@ -136,7 +152,7 @@ pub fn weights(
     }
     let model = match (model, &adapter) {
         (Some(m), _) => m.to_path_buf(),
-        (None, Some(a)) => base_of(a)?,
+        (None, Some(a)) => base_of(root, a)?,
         (None, None) => {
             return Err(UsageError("give --model DIR, --adapter DIR or --node NAME".into()).into())
         }

@@ -118,8 +118,11 @@ fn build_model(
                 use_rslora: p.use_rslora,
                 layers_to_transform: None,
             };
+            // An upstream node's model is named by its project-relative object name, so the
+            // adapter's bytes do not depend on where the project lives (PEFT run from the
+            // project root loads it; t2s resolves it in the project's store).
             let base = if p.model.is_empty() {
-                dir.display().to_string()
+                t2s::cache::store::object_name(&dir).unwrap_or_else(|| dir.display().to_string())
             } else {
                 p.model.clone()
             };
