@@ -108,6 +108,23 @@ fn smoke_pipeline_runs_end_to_end_then_is_all_cached() {
         assert_eq!(&bytes[..4], b"\x89PNG", "{png}");
     }
     open_in_headless_chromium(&report_dir.join("report.html"));
+    // No artifact holds this project's path: each is the same bytes wherever it is computed,
+    // moved or fetched to (EDA figures travel with the report, adapters name their base by
+    // its object name).
+    let root_path = root.path().display().to_string();
+    for e in std::fs::read_dir(root.path().join("artifacts/v1/objects")).unwrap() {
+        let dir = e.unwrap().path();
+        for file in t2s::cache::manifest::list_files(&dir).unwrap().values() {
+            let bytes = std::fs::read(file).unwrap();
+            assert!(
+                !bytes
+                    .windows(root_path.len())
+                    .any(|w| w == root_path.as_bytes()),
+                "{} holds the project's path {root_path}",
+                file.display()
+            );
+        }
+    }
 
     let again = t2s(root.path(), &worker)
         .arg("run")

@@ -169,6 +169,47 @@ fn writes_markdown_html_and_figures_with_every_section() {
 }
 
 #[test]
+fn eda_figures_travel_with_the_report_and_are_linked_relatively() {
+    // Two EDA nodes' figures, one name shared: both kept, numbered.
+    let store = tempfile::tempdir().unwrap();
+    let png = |dir: &str, name: &str, shade: u8| {
+        let path = store.path().join(dir).join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let img = image::RgbImage::from_pixel(4, 3, image::Rgb([shade, 0, 0]));
+        img.save(&path).unwrap();
+        path
+    };
+    let mut data = sample();
+    data.eda_figures = vec![
+        png("eda1/figures", "complexity.png", 10),
+        png("eda2/figures", "complexity.png", 200),
+        png("eda2/figures", "tokens.png", 90),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    report::write(&data, dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    for (link, source) in [
+        ("eda/1-complexity.png", &data.eda_figures[0]),
+        ("eda/2-complexity.png", &data.eda_figures[1]),
+        ("eda/tokens.png", &data.eda_figures[2]),
+    ] {
+        assert!(md.contains(&format!("]({link})")), "{link} in\n{md}");
+        assert_eq!(
+            std::fs::read(dir.path().join(link)).unwrap(),
+            std::fs::read(source).unwrap()
+        );
+    }
+    let store_path = store.path().display().to_string();
+    assert!(
+        !md.contains(&store_path),
+        "no absolute path in the Markdown"
+    );
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(!html.contains("src=\"eda/"), "the HTML embeds every figure");
+    assert!(!html.contains(&store_path));
+}
+
+#[test]
 fn text_from_the_data_is_never_markup_in_the_html() {
     // Class names come from the dataset and notes from the pipeline file: neither may run as
     // HTML in the report or break its tables.

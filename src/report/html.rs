@@ -63,10 +63,11 @@ fn embed(
             b64.encode(f.svg.as_bytes())
         ));
     }
-    let eda = data
+    let (eda, _) = data
         .eda_figures
         .iter()
-        .find(|p| p.display().to_string() == url)?;
+        .zip(super::eda_links(&data.eda_figures))
+        .find(|(_, link)| link == url)?;
     let bytes = read_png(eda).ok()?;
     Some(format!("data:image/png;base64,{}", b64.encode(bytes)))
 }

@@ -210,12 +210,15 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
     if data.eda_figures.is_empty() {
         let _ = writeln!(s, "No EDA figures in this run.\n");
     }
-    for f in &data.eda_figures {
+    for (f, link) in data
+        .eda_figures
+        .iter()
+        .zip(super::eda_links(&data.eda_figures))
+    {
         let _ = writeln!(
             s,
-            "![{}]({})\n",
+            "![{}]({link})\n",
             f.file_stem().and_then(|x| x.to_str()).unwrap_or("figure"),
-            f.display()
         );
     }
 

@@ -160,9 +160,10 @@ impl StageKind for ReportStage {
         "report"
     }
     /// 2: the Failures section (outcomes per variant, examples). 3: no raw HTML in the HTML
-    /// report; class names escaped in the breakdown tables.
+    /// report; class names escaped in the breakdown tables. 4: EDA figures copied under `eda/`
+    /// and linked relatively (no absolute path of the computing machine in the artifact).
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
@@ -178,8 +179,13 @@ impl StageKind for ReportStage {
             t2s_version: env!("CARGO_PKG_VERSION").into(),
             facts: BTreeMap::new(),
         };
-        let data = build(ctx.inputs, ctx.params, run)?;
+        let mut data = build(ctx.inputs, ctx.params, run)?;
         report::write(&data, ctx.out_dir)?;
+        // report.json names the figures as the Markdown links them, relative to this folder.
+        data.eda_figures = report::eda_links(&data.eda_figures)
+            .into_iter()
+            .map(Into::into)
+            .collect();
         let json = serde_json::to_vec_pretty(&data).map_err(anyhow::Error::from)?;
         std::fs::write(ctx.out_dir.join("report.json"), json).map_err(anyhow::Error::from)?;
         let mut outcome = StageOutcome::default();
