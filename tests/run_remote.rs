@@ -100,6 +100,21 @@ fn a_second_machine_fetches_what_the_first_pushed_and_computes_nothing() {
     assert_eq!(a.objects(), b.objects());
     b.verify_all_objects();
 
+    // The tracking DB says where each output came from.
+    let (_, show, _) = output(b.t2s().args(["show", "last"]));
+    let fetched = show
+        .split("fetched from a remote:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{show}"));
+    for node in NODES {
+        assert!(
+            fetched
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(node) && l.contains(r)),
+            "{node} in\n{show}"
+        );
+    }
+
     // From now on the second machine needs no remote.
     let third = b.run_ok(&["--no-remote"]);
     assert!(third.contains("0 ran, 0 resumed, 11 cached"), "{third}");

@@ -92,6 +92,17 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         println!("\njobs:");
         print!("{}", super::table(&jobs));
     }
+    // Nodes whose output was fetched from a remote cache instead of computed.
+    let fetched: Vec<Vec<String>> = tracker
+        .executions(run.id)?
+        .into_iter()
+        .filter(|e| e.exec.executor == "remote")
+        .map(|e| vec![format!("  {}", e.node), e.exec.log.unwrap_or_default()])
+        .collect();
+    if !fetched.is_empty() {
+        println!("\nfetched from a remote:");
+        print!("{}", super::table(&fetched));
+    }
 
     let params = tracker.params(run.id)?;
     if !params.is_empty() {

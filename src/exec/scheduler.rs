@@ -403,7 +403,15 @@ fn process_node(
                 Fetched::Yes(m) => {
                     let detail = format!("{FETCHED} {}", remote.root().display());
                     sh.progress.note(&node.id, &detail);
-                    return hit(key, m, detail);
+                    let mut done = hit(key, m, detail);
+                    // Provenance in the tracking DB: where this output came from.
+                    done.record.exec = Some(ExecRecord {
+                        executor: "remote".to_string(),
+                        job_id: None,
+                        state: Some("FETCHED".to_string()),
+                        log: Some(remote.root().display().to_string()),
+                    });
+                    return done;
                 }
                 Fetched::Concurrent(m) => {
                     return hit(key, m, "computed by a concurrent run".to_string())
