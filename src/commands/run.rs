@@ -193,7 +193,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         let fresh = outcome.nodes.iter().any(|n| {
             n.status == ns::RAN
                 || n.status == ns::RESUMED
-                || n.detail.starts_with(scheduler::FETCHED)
+                || n.detail.starts_with(crate::exec::FETCHED)
         });
         let latest = super::report::default_dir(
             root,

@@ -4,6 +4,8 @@
 //!   decision (hit / run / resume, and why) shown by `run --dry-run` and `status`.
 //! - `scheduler`: runs a pipeline: ready nodes in parallel up to `--jobs`, GPU nodes limited by
 //!   device slots, fail-fast, Ctrl-C; per-key locks, staging and atomic commit, tracking.
+//! - `remote_cache`: fetching a node's output from a remote cache instead of computing it,
+//!   pushing what a node finished.
 //! - `progress`: the per-node display (bars on a terminal, log lines otherwise).
 //!
 //! - `slurm`: the Slurm executor (each node a batch job running `t2s exec-node`).
@@ -16,6 +18,7 @@
 mod done;
 pub mod plan;
 pub mod progress;
+mod remote_cache;
 pub mod scheduler;
 pub mod slurm;
 
@@ -28,6 +31,7 @@ use crate::stages::{MetricsSink, StageContext, StageError, StageInput, StageKind
 use crate::worker::WorkerLauncher;
 
 pub use plan::{Decision, PlanOptions, Planned, Selection};
+pub use remote_cache::FETCHED;
 pub use scheduler::{NodeReport, RunOptions, RunOutcome};
 
 /// One node's work, as handed to an executor.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cache::{key::short, KeyInput, Lookup, Manifest, Pushed, Remote, Store};
+use crate::cache::{key::short, KeyInput, Lookup, Manifest, Remote, Store};
 use crate::pipeline::Pipeline;
 use crate::runs::{node_status, now_rfc3339, ExecRecord, NodeRecord, NodeSink, Tracker};
 use crate::stages::{StageError, StageInput};
@@ -15,6 +15,7 @@ use crate::stages::{StageError, StageInput};
 use super::done::{finished, skipped, Done};
 use super::plan::{self, Selection};
 use super::progress::Progress;
+use super::remote_cache::{self, Destination, Fetched};
 use super::{Executor, NodeJob};
 
 /// How to run.
@@ -52,7 +53,7 @@ pub struct NodeReport {
     /// The committed artifact directory.
     pub dir: Option<PathBuf>,
     /// With `push`: what pushing the node's output to the remote did.
-    pub pushed: Option<Result<Pushed, String>>,
+    pub pushed: Option<Result<crate::cache::Pushed, String>>,
 }
 
 /// What happened to the run.
@@ -187,7 +188,9 @@ pub fn run(
                 let shared = &shared;
                 s.spawn(move || {
                     let mut done = process_node(shared, i, inputs, key_inputs);
-                    push(shared, &mut done);
+                    if let (Some(remote), true) = (&shared.opts.remote, shared.opts.push) {
+                        remote_cache::push(shared.store, remote, &mut done.report);
+                    }
                     let _ = tx.send((i, done));
                 });
             }
@@ -235,27 +238,6 @@ pub fn run(
     RunOutcome { status, nodes }
 }
 
-/// With `push`: copy a finished node's output to the remote unless it came from there. Done
-/// before the node counts as finished, so a run killed later has pushed what it finished.
-fn push(sh: &Shared<'_>, done: &mut Done) {
-    let (Some(remote), true) = (&sh.opts.remote, sh.opts.push) else {
-        return;
-    };
-    let report = &mut done.report;
-    let finished = [node_status::RAN, node_status::RESUMED, node_status::CACHED];
-    let Some(key) = report.key.as_deref() else {
-        return;
-    };
-    if !finished.contains(&report.status) {
-        return;
-    }
-    report.pushed = Some(if report.detail.starts_with(FETCHED) {
-        Ok(Pushed::Present)
-    } else {
-        remote.push(sh.store, key).map_err(|e| e.to_string())
-    });
-}
-
 fn flush(shared: &Shared<'_>, records: &mut Vec<NodeRecord>) {
     if let Some(t) = shared.tracker {
         if let Err(e) = t.record_nodes(shared.run_id, records) {
@@ -289,44 +271,6 @@ fn inputs_of(
         }
     }
     (inputs, keys)
-}
-
-/// How the detail of a node fetched from the remote starts (a `cached` node, not computed here).
-pub const FETCHED: &str = "fetched from the remote";
-
-enum Fetched {
-    Yes(Manifest),
-    Concurrent(Manifest),
-    /// Not fetched; with the reason when the remote had the object but it was unusable.
-    No(Option<String>),
-    Interrupted(crate::cache::StoreError),
-}
-
-/// Fetch `key` from the remote into the store, under the key's lock. A remote that cannot be
-/// read or holds a damaged object is not fatal: the node is computed here instead.
-fn fetch(sh: &Shared<'_>, remote: &Remote, node: &crate::pipeline::Node, key: &str) -> Fetched {
-    match remote.manifest(key) {
-        Ok(Some(_)) => {}
-        Ok(None) => return Fetched::No(None),
-        Err(e) => return Fetched::No(Some(e.to_string())),
-    }
-    let lock = match sh.store.lock(key, sh.cancel, || {
-        sh.progress
-            .note(&node.id, "waiting: another t2s run is computing this node")
-    }) {
-        Ok(l) => l,
-        Err(e) if sh.cancel.load(Ordering::Relaxed) => return Fetched::Interrupted(e),
-        Err(e) => return Fetched::No(Some(format!("not fetched: {e}"))),
-    };
-    if let Ok(Lookup::Hit(m)) = sh.store.lookup(key, false) {
-        return Fetched::Concurrent(m);
-    }
-    sh.progress.note(&node.id, "fetching from the remote");
-    match remote.fetch(sh.store, key, &sh.pipeline.name, &node.id, &lock) {
-        Ok(Some(m)) => Fetched::Yes(m),
-        Ok(None) => Fetched::No(None),
-        Err(e) => Fetched::No(Some(format!("not fetched: {e}"))),
-    }
 }
 
 /// One node, start to end, on its own thread.
@@ -399,9 +343,16 @@ fn process_node(
             Err(e) => return fail(node_status::FAILED, Some(key), e.to_string()),
         }
         if let Some(remote) = &sh.opts.remote {
-            match fetch(sh, remote, node, &key) {
+            let note = |msg: &str| sh.progress.note(&node.id, msg);
+            let to = Destination {
+                store: sh.store,
+                pipeline: &sh.pipeline.name,
+                node: &node.id,
+                cancel: sh.cancel,
+            };
+            match remote_cache::fetch(&to, remote, &key, note) {
                 Fetched::Yes(m) => {
-                    let detail = format!("{FETCHED} {}", remote.root().display());
+                    let detail = format!("{} {}", remote_cache::FETCHED, remote.root().display());
                     sh.progress.note(&node.id, &detail);
                     let mut done = hit(key, m, detail);
                     // Provenance in the tracking DB: where this output came from.
