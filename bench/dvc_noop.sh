@@ -12,19 +12,7 @@ set -euo pipefail
 reps="${1:-10}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
-source scripts/env.sh
-
-cargo build --release -q -p t2s --bin t2s
-t2s="$CARGO_TARGET_DIR/release/t2s"
-if ! "$T2S_VENV/bin/python" -c 'import dvc' 2>/dev/null; then
-  echo "bench: installing DVC 3.x into $T2S_VENV"
-  "$T2S_VENV/bin/pip" install -q 'dvc>=3,<4'
-fi
-dvc="$T2S_VENV/bin/dvc"
-py="$T2S_VENV/bin/python"
-
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+source bench/peers/dvc_env.sh   # $t2s, $dvc, $py, $work
 
 # --- t2s project ---------------------------------------------------------------------------
 mkdir -p "$work/t2s"

@@ -18,19 +18,7 @@ reps="${1:-5}"
 blob_mib="${2:-512}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
-source scripts/env.sh
-
-cargo build --release -q -p t2s --bin t2s
-t2s="$CARGO_TARGET_DIR/release/t2s"
-if ! "$T2S_VENV/bin/python" -c 'import dvc' 2>/dev/null; then
-  echo "bench: installing DVC 3.x into $T2S_VENV"
-  "$T2S_VENV/bin/pip" install -q 'dvc>=3,<4'
-fi
-dvc="$T2S_VENV/bin/dvc"
-py="$T2S_VENV/bin/python"
-
-work="$(mktemp -d)"
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+source bench/peers/dvc_env.sh   # $t2s, $dvc, $py, $work
 
 # --- the pipelines: t2s files and the equivalent dvc.yaml (JSON is YAML) -----------------------
 mkdir -p "$work/small" "$work/large"

@@ -9,23 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::Project;
-
-fn kill_everything(p: &Project, child: &mut std::process::Child) {
-    let pgid = child.id();
-    let _ = std::process::Command::new("kill")
-        .args(["-9", "--", &format!("-{pgid}")])
-        .status();
-    let _ = child.wait();
-    // Commands run in process groups of their own: kill them too, as a machine crash would.
-    let pids = std::fs::read_to_string(p.root().join("pids.log")).unwrap_or_default();
-    for pid in pids.lines() {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", "--", &format!("-{pid}"), pid])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
+use common::{kill_everything, Project};
 
 #[test]
 fn kill_minus_nine_then_rerun_equals_an_uninterrupted_run() {

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{statuses, Project, NODES};
+use common::{kill_everything, statuses, Project, NODES};
 
 fn remote_objects(remote: &Path) -> Vec<String> {
     let mut keys: Vec<String> = std::fs::read_dir(remote.join("v1/objects"))
@@ -316,8 +316,7 @@ fn assert_whole(objects: &Path) {
     }
 }
 
-/// Run `cmd` for `ms` milliseconds, then kill -9 it and the commands it started (in process
-/// groups of their own), as a machine crash would.
+/// Run `cmd` for `ms` milliseconds, then kill -9 it and what it started.
 fn kill_after(p: &Project, mut cmd: std::process::Command, ms: u64) {
     use std::os::unix::process::CommandExt;
     let mut child = cmd
@@ -327,17 +326,7 @@ fn kill_after(p: &Project, mut cmd: std::process::Command, ms: u64) {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(ms));
-    let _ = std::process::Command::new("kill")
-        .args(["-9", "--", &format!("-{}", child.id())])
-        .status();
-    let _ = child.wait();
-    let pids = std::fs::read_to_string(p.root().join("pids.log")).unwrap_or_default();
-    for pid in pids.lines() {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", "--", &format!("-{pid}"), pid])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
+    kill_everything(p, &mut child);
 }
 
 #[test]

@@ -46,6 +46,23 @@ fn real_python() -> String {
     "python3".to_string()
 }
 
+/// kill -9 a `t2s` started in a process group of its own, and the commands it started (which
+/// run in process groups of their own, their pids logged by the shim), as a machine crash would.
+pub fn kill_everything(p: &Project, child: &mut std::process::Child) {
+    let pgid = child.id();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", "--", &format!("-{pgid}")])
+        .status();
+    let _ = child.wait();
+    let pids = std::fs::read_to_string(p.root().join("pids.log")).unwrap_or_default();
+    for pid in pids.lines() {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", "--", &format!("-{pid}"), pid])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 impl Project {
     /// A temp root with `pipe/` = a copy of `pipelines/examples` and the python shim.
     pub fn new() -> Project {
