@@ -200,6 +200,11 @@ pub struct RemoteArgs {
     /// Print what would be copied; copy nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// push: check the remote's copies against the blake3 of each file, and replace damaged
+    /// ones (pull always checks what it fetches)
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Options shared by commands that load a pipeline file.

@@ -167,6 +167,24 @@ fn a_damaged_or_unsafe_remote_object_is_refused_and_the_node_computed() {
     // What was computed equals what the first machine computed (the stand-in is deterministic):
     // the damaged bytes never entered the store.
     assert_eq!(a.objects(), b.objects());
+
+    // Repair: a push replaces the object with the unusable manifest; the damaged file needs
+    // `--verify` to be seen (a push reads manifests, not every file); then nothing is refused.
+    let (code, out, err) = output(a.t2s().arg("push").arg(a.pipeline()).args(["--remote", r]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pushed 1 objects"), "{out}");
+    let (code, out, err) = output(
+        a.t2s()
+            .arg("push")
+            .arg(a.pipeline())
+            .args(["--remote", r, "--verify"]),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pushed 1 objects"), "{out}");
+    let c = Project::new();
+    let out = c.run_ok(&["--remote", r]);
+    assert!(c.commands_run().is_empty(), "{out}");
+    assert_eq!(a.objects(), c.objects());
 }
 
 #[test]

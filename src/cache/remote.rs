@@ -122,7 +122,13 @@ impl Remote {
         let path = dir.join(manifest::MANIFEST_FILE);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return if dir.exists() {
+                    Err(self.bad(key, format!("no {}", manifest::MANIFEST_FILE)))
+                } else {
+                    Ok(None)
+                };
+            }
             Err(e) => return Err(self.io("cannot read", &path)(e)),
         };
         let m: Manifest = serde_json::from_slice(&bytes)
@@ -142,8 +148,20 @@ impl Remote {
         Ok(Some(m))
     }
 
-    /// Copy the local object of `key` to the remote, unless the remote has one.
-    pub fn push(&self, store: &Store, key: &str) -> Result<Pushed, RemoteError> {
+    /// Whether the remote holds a usable object for `key` (with `verify`: every file matching
+    /// its blake3). A damaged object is `false`; one that cannot be read (permissions, an I/O
+    /// error on the share) is an error, so a push never replaces what it could not look at.
+    pub fn present(&self, key: &str, verify: bool) -> Result<bool, RemoteError> {
+        match self.manifest(key) {
+            Ok(Some(m)) => Ok(!verify || m.check_full(&self.object_dir(key)).is_empty()),
+            Ok(None) | Err(RemoteError::Bad { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Copy the local object of `key` to the remote, unless the remote has one (with `verify`:
+    /// one whose files all match their blake3; a damaged one is replaced).
+    pub fn push(&self, store: &Store, key: &str, verify: bool) -> Result<Pushed, RemoteError> {
         let local = match store.lookup(key, false)? {
             Lookup::Hit(m) => m,
             Lookup::Missing => return Err(self.bad(key, "not in the local store")),
@@ -158,7 +176,7 @@ impl Remote {
                 ))
             }
         };
-        if let Ok(Some(_)) = self.manifest(key) {
+        if self.present(key, verify)? {
             return Ok(Pushed::Present);
         }
         let staging_root = self.base().join("staging");
@@ -205,8 +223,8 @@ impl Remote {
             std::fs::create_dir_all(parent).map_err(self.io("cannot create", parent))?;
         }
         if target.exists() {
-            // An object that `manifest` refused (damaged, or left by another t2s version):
-            // replace it, moving it out of the way first so readers never see a mix.
+            // A damaged object (refused by `manifest`, or failing `verify`): replace it, moving
+            // it out of the way first so readers never see a mix.
             let trash = self
                 .base()
                 .join("staging")

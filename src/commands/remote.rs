@@ -107,19 +107,22 @@ impl PushSummary {
     }
 }
 
-/// Push the objects of `nodes` (node id, key) that the remote lacks.
+/// Push the objects of `nodes` (node id, key) that the remote lacks (with `verify`: or holds
+/// damaged).
 fn push_nodes(
     store: &Store,
     remote: &Remote,
     nodes: &[(String, String)],
     dry_run: bool,
+    verify: bool,
 ) -> PushSummary {
     let mut s = PushSummary::default();
     for (node, key) in nodes {
         let outcome = if dry_run {
-            match remote.manifest(key) {
-                Ok(Some(_)) => Ok(Pushed::Present),
-                _ => match store.lookup(key, false) {
+            match remote.present(key, verify) {
+                Ok(true) => Ok(Pushed::Present),
+                Err(e) => Err(e.to_string()),
+                Ok(false) => match store.lookup(key, false) {
                     Ok(Lookup::Hit(m)) => Ok(Pushed::Uploaded {
                         files: m.files.len(),
                         bytes: m.total_size(),
@@ -129,7 +132,7 @@ fn push_nodes(
                 },
             }
         } else {
-            remote.push(store, key).map_err(|e| e.to_string())
+            remote.push(store, key, verify).map_err(|e| e.to_string())
         };
         s.add(node, key, outcome, dry_run);
     }
@@ -169,7 +172,7 @@ pub fn push(root: &Path, args: RemoteArgs) -> anyhow::Result<ExitCode> {
         .filter(|n| n.decision == Decision::Hit)
         .filter_map(|n| Some((n.node.clone(), n.key.clone()?)))
         .collect();
-    let summary = push_nodes(&store, &remote, &cached, args.dry_run);
+    let summary = push_nodes(&store, &remote, &cached, args.dry_run, args.verify);
     let mut rows = summary.rows.clone();
     let not_cached: Vec<Vec<String>> = planned
         .iter()

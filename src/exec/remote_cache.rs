@@ -74,6 +74,6 @@ pub(super) fn push(store: &Store, remote: &Remote, report: &mut NodeReport) {
     report.pushed = Some(if report.detail.starts_with(FETCHED) {
         Ok(Pushed::Present)
     } else {
-        remote.push(store, key).map_err(|e| e.to_string())
+        remote.push(store, key, false).map_err(|e| e.to_string())
     });
 }
