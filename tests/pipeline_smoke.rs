@@ -24,6 +24,17 @@ fn worker() -> Option<PathBuf> {
     w.is_file().then_some(w)
 }
 
+/// Run `cmd`, asserting it succeeded (its stderr in the failure message); its output.
+fn succeeds(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn t2s(root: &std::path::Path, worker: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_t2s"));
     c.current_dir(root)
@@ -139,27 +150,14 @@ fn smoke_pipeline_runs_end_to_end_then_is_all_cached() {
     );
 
     // `t2s report` re-renders from the tracking DB for any past run.
-    let rep = t2s(root.path(), &worker)
-        .args(["report", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        rep.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rep.stderr)
-    );
+    succeeds(t2s(root.path(), &worker).args(["report", "1"]));
 
     // `t2s export` by node name: the adapter from the tracking DB, the base from its config.
     let merged = root.path().join("exports/r4");
-    let exp = t2s(root.path(), &worker)
-        .args(["export", "--node", "train[lora_r=4]", "--out"])
-        .arg(&merged)
-        .output()
-        .unwrap();
-    assert!(
-        exp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exp.stderr)
+    succeeds(
+        t2s(root.path(), &worker)
+            .args(["export", "--node", "train[lora_r=4]", "--out"])
+            .arg(&merged),
     );
     for f in ["model.safetensors", "config.json", "tokenizer.json"] {
         assert!(merged.join(f).is_file(), "export lacks {f}");
@@ -234,16 +232,11 @@ fn trained_adapters_do_not_depend_on_where_the_project_lives() {
     let pipeline = repo().join("pipelines/smoke.yaml");
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for root in [one.path(), two.path()] {
-        let out = t2s(root, &worker)
-            .arg("run")
-            .arg(&pipeline)
-            .args(["--until", "train[lora_r=4]"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeds(
+            t2s(root, &worker)
+                .arg("run")
+                .arg(&pipeline)
+                .args(["--until", "train[lora_r=4]"]),
         );
     }
     // The adapter names its base by the project-relative object name, not by this root's path:
@@ -266,23 +259,22 @@ fn trained_adapters_do_not_depend_on_where_the_project_lives() {
     // A third project pulls the adapter and its base alone; `export --adapter`, run from
     // elsewhere, finds the base in that project's store.
     let remote = tempfile::tempdir().unwrap();
-    let push = t2s(one.path(), &worker)
-        .arg("push")
-        .arg(&pipeline)
-        .arg("--remote")
-        .arg(remote.path())
-        .output()
-        .unwrap();
-    assert!(push.status.success());
+    succeeds(
+        t2s(one.path(), &worker)
+            .arg("push")
+            .arg(&pipeline)
+            .arg("--remote")
+            .arg(remote.path()),
+    );
     let three = tempfile::tempdir().unwrap();
-    let pull = t2s(three.path(), &worker)
-        .arg("pull")
-        .arg(&pipeline)
-        .arg("--remote")
-        .arg(remote.path())
-        .args(["--only", "train[lora_r=4]", "--only", "base"])
-        .output()
-        .unwrap();
+    let pull = succeeds(
+        t2s(three.path(), &worker)
+            .arg("pull")
+            .arg(&pipeline)
+            .arg("--remote")
+            .arg(remote.path())
+            .args(["--only", "train[lora_r=4]", "--only", "base"]),
+    );
     let stdout = String::from_utf8_lossy(&pull.stdout);
     assert!(stdout.contains("fetched 2 objects"), "{stdout}");
     let fetched = three
@@ -290,18 +282,13 @@ fn trained_adapters_do_not_depend_on_where_the_project_lives() {
         .join("artifacts/v1/objects")
         .join(&a["train[lora_r=4]"].0);
     let exported = three.path().join("merged");
-    let exp = t2s(three.path(), &worker)
-        .current_dir(repo())
-        .args(["export", "--adapter"])
-        .arg(&fetched)
-        .arg("--out")
-        .arg(&exported)
-        .output()
-        .unwrap();
-    assert!(
-        exp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exp.stderr)
+    succeeds(
+        t2s(three.path(), &worker)
+            .current_dir(repo())
+            .args(["export", "--adapter"])
+            .arg(&fetched)
+            .arg("--out")
+            .arg(&exported),
     );
     assert!(exported.join("model.safetensors").is_file());
 }
