@@ -36,6 +36,13 @@ fn make_writable(dir: &Path) {
     }
 }
 
+/// Run `cmd`, asserting it exited 0 (its stderr in the failure message); its stdout.
+fn succeeds(cmd: &mut assert_cmd::Command) -> String {
+    let (code, out, err) = output(cmd);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
 fn output(cmd: &mut assert_cmd::Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
     (
@@ -170,16 +177,14 @@ fn a_damaged_or_unsafe_remote_object_is_refused_and_the_node_computed() {
 
     // Repair: a push replaces the object with the unusable manifest; the damaged file needs
     // `--verify` to be seen (a push reads manifests, not every file); then nothing is refused.
-    let (code, out, err) = output(a.t2s().arg("push").arg(a.pipeline()).args(["--remote", r]));
-    assert_eq!(code, 0, "{err}");
+    let out = succeeds(a.t2s().arg("push").arg(a.pipeline()).args(["--remote", r]));
     assert!(out.contains("pushed 1 objects"), "{out}");
-    let (code, out, err) = output(
+    let out = succeeds(
         a.t2s()
             .arg("push")
             .arg(a.pipeline())
             .args(["--remote", r, "--verify"]),
     );
-    assert_eq!(code, 0, "{err}");
     assert!(out.contains("pushed 1 objects"), "{out}");
     let c = Project::new();
     let out = c.run_ok(&["--remote", r]);
@@ -194,22 +199,19 @@ fn push_and_pull_commands_move_a_pipelines_outputs() {
     let a = Project::new();
     a.run_ok(&[]);
 
-    let (code, out, err) =
-        output(
-            a.t2s()
-                .arg("push")
-                .arg(a.pipeline())
-                .args(["--remote", r, "--dry-run"]),
-        );
-    assert_eq!(code, 0, "{err}");
+    let out = succeeds(
+        a.t2s()
+            .arg("push")
+            .arg(a.pipeline())
+            .args(["--remote", r, "--dry-run"]),
+    );
     assert!(out.contains("would push 11 objects"), "{out}");
     assert!(
         remote_objects(remote.path()).is_empty(),
         "a dry run copies nothing"
     );
 
-    let (code, out, err) = output(a.t2s().arg("push").arg(a.pipeline()).env("T2S_REMOTE", r));
-    assert_eq!(code, 0, "{err}");
+    let out = succeeds(a.t2s().arg("push").arg(a.pipeline()).env("T2S_REMOTE", r));
     assert!(out.contains("pushed 11 objects"), "{out}");
     let (_, again, _) = output(a.t2s().arg("push").arg(a.pipeline()).args(["--remote", r]));
     assert!(
@@ -218,8 +220,7 @@ fn push_and_pull_commands_move_a_pipelines_outputs() {
     );
 
     let b = Project::new();
-    let (code, out, err) = output(b.t2s().arg("pull").arg(b.pipeline()).args(["--remote", r]));
-    assert_eq!(code, 0, "{err}");
+    let out = succeeds(b.t2s().arg("pull").arg(b.pipeline()).args(["--remote", r]));
     assert!(out.contains("fetched 11 objects"), "{out}");
     let (code, status, _) = output(b.t2s().arg("status").arg(b.pipeline()).arg("-q"));
     assert_eq!(code, 0, "everything is cached after the pull:\n{status}");
@@ -237,13 +238,12 @@ fn pull_only_one_node_fetches_it_alone() {
     a.run_ok(&["--remote", r, "--push"]);
 
     let b = Project::new();
-    let (code, out, err) = output(b.t2s().arg("pull").arg(b.pipeline()).args([
+    let out = succeeds(b.t2s().arg("pull").arg(b.pipeline()).args([
         "--remote",
         r,
         "--only",
         "evaluate[lora_r=8]",
     ]));
-    assert_eq!(code, 0, "{err}");
     assert!(out.contains("fetched 1 objects"), "{out}");
     let got = b.objects();
     assert_eq!(

@@ -246,22 +246,20 @@ impl Remote {
         }
     }
 
-    /// Fetch the remote object of `key` into the local store (the caller holds the key's lock)
-    /// and record it as `node`'s output in `pipeline`. `None` when the remote has no object for
-    /// the key; an error (nothing kept locally) when it has one that fails its checks.
+    /// Fetch the remote object `remote` describes (as [`Remote::manifest`] read it) into the
+    /// local store (the caller holds its key's lock) and record it as `node`'s output in
+    /// `pipeline`. An error (nothing kept locally) when a file fails its checks.
     pub fn fetch(
         &self,
         store: &Store,
-        key: &str,
+        remote: Manifest,
         pipeline: &str,
         node: &str,
         lock: &KeyLock,
-    ) -> Result<Option<Manifest>, RemoteError> {
-        let Some(remote) = self.manifest(key)? else {
-            return Ok(None);
-        };
-        let staging = store.begin(key, lock)?;
-        let copied = self.fetch_into(key, &remote, &staging.dir);
+    ) -> Result<Manifest, RemoteError> {
+        let key = remote.key.clone();
+        let staging = store.begin(&key, lock)?;
+        let copied = self.fetch_into(&key, &remote, &staging.dir);
         let files = match copied {
             Ok(files) => files,
             Err(e) => {
@@ -274,7 +272,7 @@ impl Remote {
             files,
             ..remote
         };
-        Ok(Some(store.install(staging, local, pipeline, node, lock)?))
+        Ok(store.install(staging, local, pipeline, node, lock)?)
     }
 
     fn fetch_into(

@@ -233,10 +233,14 @@ pub fn pull(root: &Path, args: RemoteArgs) -> anyhow::Result<ExitCode> {
                     .map_err(|e| e.to_string())
                     .and_then(|lock| match store.lookup(key, false) {
                         Ok(Lookup::Hit(m)) => Ok(Some((m, false))),
-                        _ => remote
-                            .fetch(&store, key, &p.name, &n.node, &lock)
-                            .map(|m| m.map(|m| (m, true)))
-                            .map_err(|e| e.to_string()),
+                        _ => match remote.manifest(key) {
+                            Ok(Some(m)) => remote
+                                .fetch(&store, m, &p.name, &n.node, &lock)
+                                .map(|m| Some((m, true)))
+                                .map_err(|e| e.to_string()),
+                            Ok(None) => Ok(None),
+                            Err(e) => Err(e.to_string()),
+                        },
                     });
                 match fetch {
                     Ok(Some((m, true))) => {

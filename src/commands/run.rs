@@ -190,11 +190,10 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     if outcome.status == status::SUCCEEDED && p.nodes.iter().any(|n| n.kind == "report") {
         // Fetched nodes count as new here: this project has no report of them yet.
-        let fresh = outcome.nodes.iter().any(|n| {
-            n.status == ns::RAN
-                || n.status == ns::RESUMED
-                || n.detail.starts_with(crate::exec::FETCHED)
-        });
+        let fresh = outcome
+            .nodes
+            .iter()
+            .any(|n| n.status == ns::RAN || n.status == ns::RESUMED || n.fetched);
         let latest = super::report::default_dir(
             root,
             &crate::report::RunInfo {

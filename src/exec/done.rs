@@ -85,6 +85,7 @@ pub(super) fn finished(
             duration,
             detail: error.unwrap_or(detail),
             dir,
+            fetched: false,
             pushed: None,
         },
     }

@@ -31,7 +31,6 @@ use crate::stages::{MetricsSink, StageContext, StageError, StageInput, StageKind
 use crate::worker::WorkerLauncher;
 
 pub use plan::{Decision, PlanOptions, Planned, Selection};
-pub use remote_cache::FETCHED;
 pub use scheduler::{NodeReport, RunOptions, RunOutcome};
 
 /// One node's work, as handed to an executor.

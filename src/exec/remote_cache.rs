@@ -8,8 +8,8 @@ use crate::runs::node_status;
 
 use super::scheduler::NodeReport;
 
-/// How the detail of a node fetched from the remote starts (a `cached` node, not computed here).
-pub const FETCHED: &str = "fetched from the remote";
+/// The detail of a node fetched from the remote, before the remote's path.
+pub(super) const FETCHED: &str = "fetched from the remote";
 
 /// Where a fetched object goes.
 pub(super) struct Destination<'a> {
@@ -37,11 +37,11 @@ pub(super) fn fetch(
     key: &str,
     note: impl Fn(&str),
 ) -> Fetched {
-    match remote.manifest(key) {
-        Ok(Some(_)) => {}
+    let manifest = match remote.manifest(key) {
+        Ok(Some(m)) => m,
         Ok(None) => return Fetched::No(None),
         Err(e) => return Fetched::No(Some(e.to_string())),
-    }
+    };
     let lock = match to.store.lock(key, to.cancel, || {
         note("waiting: another t2s run is computing this node")
     }) {
@@ -53,9 +53,8 @@ pub(super) fn fetch(
         return Fetched::Concurrent(m);
     }
     note("fetching from the remote");
-    match remote.fetch(to.store, key, to.pipeline, to.node, &lock) {
-        Ok(Some(m)) => Fetched::Yes(m),
-        Ok(None) => Fetched::No(None),
+    match remote.fetch(to.store, manifest, to.pipeline, to.node, &lock) {
+        Ok(m) => Fetched::Yes(m),
         Err(e) => Fetched::No(Some(format!("not fetched: {e}"))),
     }
 }
@@ -71,7 +70,7 @@ pub(super) fn push(store: &Store, remote: &Remote, report: &mut NodeReport) {
     if !finished.contains(&report.status) {
         return;
     }
-    report.pushed = Some(if report.detail.starts_with(FETCHED) {
+    report.pushed = Some(if report.fetched {
         Ok(Pushed::Present)
     } else {
         remote.push(store, key, false).map_err(|e| e.to_string())

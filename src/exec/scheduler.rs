@@ -52,6 +52,8 @@ pub struct NodeReport {
     pub detail: String,
     /// The committed artifact directory.
     pub dir: Option<PathBuf>,
+    /// Its output was fetched from the remote cache (status `cached`), not computed here.
+    pub fetched: bool,
     /// With `push`: what pushing the node's output to the remote did.
     pub pushed: Option<Result<crate::cache::Pushed, String>>,
 }
@@ -355,6 +357,7 @@ fn process_node(
                     let detail = format!("{} {}", remote_cache::FETCHED, remote.root().display());
                     sh.progress.note(&node.id, &detail);
                     let mut done = hit(key, m, detail);
+                    done.report.fetched = true;
                     // Provenance in the tracking DB: where this output came from.
                     done.record.exec = Some(ExecRecord {
                         executor: "remote".to_string(),
