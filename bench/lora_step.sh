@@ -7,6 +7,10 @@
 #
 #   bench/lora_step.sh                                   # tiny shape on the CPU
 #   DEVICE=cuda SHAPE=gemma3-1b BATCH=16 SEQ=512 bench/lora_step.sh
+#   MODEL=real BATCH=4 SEQ=192 RANK=8 STEPS=5 bench/lora_step.sh   # the real Gemma-3-270m
+#
+# MODEL=DIR trains that checkpoint's weights in both (MODEL=real: the real Gemma-3-270m that
+# scripts/fetch_gemma.py fetches); both report their peak resident memory (peak_rss_mb).
 #
 # PROFILE=release builds the worker with --release (default: the dev profile, whose
 # dependencies, tch included, are optimised; the tensor work runs in libtorch either way).
@@ -21,7 +25,8 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 SHAPE=${SHAPE:-tiny} LAYERS=${LAYERS:-0} BATCH=${BATCH:-8} SEQ=${SEQ:-256} RANK=${RANK:-16} ALPHA=${ALPHA:-16}
 STEPS=${STEPS:-20} WARMUP=${WARMUP:-3} DEVICE=${DEVICE:-cpu} THREADS=${THREADS:-0} REPEATS=${REPEATS:-2}
-PROFILE=${PROFILE:-dev}
+PROFILE=${PROFILE:-dev} MODEL=${MODEL:-}
+[ "$MODEL" = real ] && MODEL=$("$PYTHON" scripts/fetch_gemma.py model)
 if [ -n "${T2S_WORKER:-}" ]; then
   WORKER=$T2S_WORKER  # prebuilt (e.g. carried to the GPU machine)
 elif [ "$PROFILE" = release ]; then
@@ -33,6 +38,8 @@ else
 fi
 layers_json=""
 if [ "$LAYERS" -gt 0 ]; then layers_json=", \"layers\": $LAYERS"; fi
+model_args=()
+if [ -n "$MODEL" ]; then layers_json="$layers_json, \"model\": \"$MODEL\""; model_args=(--model "$MODEL"); fi
 spec=$(mktemp --suffix .json)
 trap 'rm -f "$spec"' EXIT
 cat >"$spec" <<JSON
@@ -46,7 +53,7 @@ peers=() ours=()
 for _ in $(seq "$REPEATS"); do
   peers+=("$("$PYTHON" bench/peers/peer_lora_train.py --shape "$SHAPE" --device "$peer_dev" \
       --batch "$BATCH" --seq "$SEQ" --rank "$RANK" --alpha "$ALPHA" --steps "$STEPS" \
-      --warmup "$WARMUP" --threads "$THREADS" --layers "$LAYERS" 2>/dev/null | tail -n 1)")
+      --warmup "$WARMUP" --threads "$THREADS" --layers "$LAYERS" "${model_args[@]}" 2>/dev/null | tail -n 1)")
   ours+=("$("$WORKER" "$spec" | tail -n 1)")
 done
 "$PYTHON" - "${#peers[@]}" "${peers[@]}" "${ours[@]}" <<'PY'
@@ -66,5 +73,6 @@ print("t2s-worker:              ", json.dumps(o))
 print(f"ratio t2s/peer tokens/s: {o['tokens_per_s'] / p['tokens_per_s']:.2f}x "
       f"(t2s {o['tokens_per_s']:.0f} tok/s, {o['step_ms']:.1f} ms/step; "
       f"peer {p['tokens_per_s']:.0f} tok/s, {p['step_ms']:.1f} ms/step; "
+      f"peak RSS t2s {o.get('peak_rss_mb') or 0:.0f} MiB, peer {p.get('peak_rss_mb') or 0:.0f} MiB; "
       f"runs: peer {[round(r['tokens_per_s']) for r in peers]}, t2s {[round(r['tokens_per_s']) for r in ours]})")
 PY

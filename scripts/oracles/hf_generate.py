@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Greedy generation reference from transformers' `generate(do_sample=False)`.
 
-Prompts are random token ids (seeded) of the given lengths, each starting with <bos>=2.
+Prompts are random token ids (seeded) of the given lengths, each starting with <bos>=2, or
+the id lists of a JSON file (--prompts-json: real tokenized chat prompts).
 Writes JSON: {"prompts": [[...]], "alone": [[new ids]], "batch": [[new ids]]} where `alone`
 runs each prompt by itself and `batch` runs them together, left-padded. With --eos, generation
 stops on those ids (finished rows are cut at the stop token, which is kept); without, exactly
@@ -22,6 +23,8 @@ def main():
     p.add_argument("--max-new", type=int, default=64)
     p.add_argument("--eos", default="", help="comma-separated stop ids; empty = none")
     p.add_argument("--seed", type=int, default=2)
+    p.add_argument("--prompts-json", default=None, help="a JSON list of prompt id lists")
+    p.add_argument("--no-batch", action="store_true", help="only each prompt alone")
     a = p.parse_args()
     model = Gemma3ForCausalLM.from_pretrained(a.model, attn_implementation="eager",
                                               torch_dtype=torch.float32).eval()
@@ -31,7 +34,10 @@ def main():
     g = torch.Generator().manual_seed(a.seed)
     vocab = model.config.vocab_size
     prompts = []
-    for n in [int(x) for x in a.lengths.split(",")]:
+    if a.prompts_json:
+        with open(a.prompts_json) as f:
+            prompts = json.load(f)
+    for n in [] if a.prompts_json else [int(x) for x in a.lengths.split(",")]:
         ids = torch.randint(3, vocab, (n,), generator=g)
         ids = ids[(ids != 1) & (ids != 106)][: n - 1]
         prompts.append([2] + ids.tolist())
@@ -50,14 +56,16 @@ def main():
             ids = torch.tensor([pr])
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
             alone.append(cut(out[0, len(pr):]))
-        L = max(len(x) for x in prompts)
-        ids = torch.zeros(len(prompts), L, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, pr in enumerate(prompts):
-            ids[i, L - len(pr):] = torch.tensor(pr)
-            mask[i, L - len(pr):] = 1
-        out = model.generate(input_ids=ids, attention_mask=mask, **kw)
-        batch = [cut(out[i, L:]) for i in range(len(prompts))]
+        batch = []
+        if not a.no_batch:
+            L = max(len(x) for x in prompts)
+            ids = torch.zeros(len(prompts), L, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, pr in enumerate(prompts):
+                ids[i, L - len(pr):] = torch.tensor(pr)
+                mask[i, L - len(pr):] = 1
+            out = model.generate(input_ids=ids, attention_mask=mask, **kw)
+            batch = [cut(out[i, L:]) for i in range(len(prompts))]
     with open(a.out, "w") as f:
         json.dump({"prompts": prompts, "alone": alone, "batch": batch}, f)
 

@@ -8,10 +8,13 @@ Reads one JSON file (argv[1]) written by crates/t2s-torch/tests/train_parity.rs:
   steps          per optimizer step, its micro-batches as example-index lists
   pad_id, lr, betas, eps, weight_decay, max_grad_norm, warmup_steps, total_steps, scheduler
   trained_adapter, probe_ids   an adapter trained by t2s and ids to score with it
+  probe_out      optional: write the probe's logits to this safetensors file (key `logits`)
+                 instead of the JSON (a 262k-vocabulary model's logits are too big for JSON)
 
 Trains with torch.optim.AdamW, the transformers schedule, clip_grad_norm_ and HF's loss with
 num_items_in_batch (sum over the step's answer tokens / their count), then loads the t2s
-adapter in PEFT. Prints JSON: losses, grad_norms, lrs, probe_logits.
+adapter in PEFT. Prints JSON: losses, grad_norms, lrs, probe_logits, adapter_keys (missing / unexpected keys of
+the trained adapter against what PEFT expects).
 
 `train_ref.py logits DIR IDS_JSON` instead prints the logits transformers computes for a full
 model directory written by t2s (`method: full`).
@@ -81,13 +84,27 @@ def main():
         opt.zero_grad()
         losses.append(total)
         norms.append(float(gn))
-    probe = None
+    probe, key_check = None, None
     if cfg.get("trained_adapter"):
         m2 = PeftModel.from_pretrained(base(cfg["model"]), cfg["trained_adapter"]).eval()
+        # The adapter's keys against those PEFT expects for its config: a missing key would
+        # leave that LoRA weight at its init without an error.
+        from peft import get_peft_model_state_dict
+        from safetensors import safe_open
+        with safe_open(f"{cfg['trained_adapter']}/adapter_model.safetensors", "pt") as f:
+            have = set(f.keys())
+        expected = set(get_peft_model_state_dict(m2).keys())
+        key_check = {"missing": sorted(expected - have), "unexpected": sorted(have - expected)}
         with torch.no_grad():
             ids = torch.tensor(cfg["probe_ids"], dtype=torch.long)
-            probe = m2(input_ids=ids).logits.flatten().tolist()
-    print(json.dumps({"losses": losses, "grad_norms": norms, "lrs": lrs, "probe_logits": probe}))
+            logits = m2(input_ids=ids).logits
+            if cfg.get("probe_out"):
+                from safetensors.torch import save_file
+                save_file({"logits": logits.float().contiguous()}, cfg["probe_out"])
+            else:
+                probe = logits.flatten().tolist()
+    print(json.dumps({"losses": losses, "grad_norms": norms, "lrs": lrs, "probe_logits": probe,
+                      "adapter_keys": key_check}))
 
 
 if __name__ == "__main__":

@@ -127,3 +127,78 @@ impl SpecialIds {
         })
     }
 }
+
+/// Why a tokenizer cannot feed a model whose embedding has `vocab_size` rows and whose
+/// config.json names `config_ids` (`("eos_token_id", ids)`, ...), or `None` if it can: every
+/// id of the tokenizer's vocabulary (added tokens past it, like Gemma's `<image_soft_token>`,
+/// are not produced by text) must have a row, and the config's bos/eos/pad ids must be the
+/// tokenizer's `<bos>`/`<eos>`/`<pad>`. A tokenizer of another model fails one or the other; a
+/// smaller vocabulary than the embedding is fine (checkpoints pad their embeddings).
+pub fn mismatch_with_model(
+    tk: &Tokenizer,
+    vocab_size: i64,
+    config_ids: &[(&str, Vec<i64>)],
+) -> Option<String> {
+    let n = tk.get_vocab_size(false) as i64;
+    if n > vocab_size {
+        return Some(format!(
+            "it has {n} token ids but the model's config.json vocab_size is {vocab_size}: \
+             this tokenizer belongs to another model (ids past {} have no embedding row)",
+            vocab_size - 1
+        ));
+    }
+    for (field, ids) in config_ids {
+        let token = match *field {
+            "bos_token_id" => BOS,
+            "eos_token_id" => EOS,
+            "pad_token_id" => PAD,
+            _ => continue,
+        };
+        let Some(id) = tk.token_to_id(token) else {
+            continue;
+        };
+        // eos may be a list (Gemma's generation configs add <end_of_turn>): one must match.
+        if !ids.is_empty() && !ids.contains(&(id as i64)) {
+            return Some(format!(
+                "{token} is id {id} in it but config.json {field} is {ids:?}: this tokenizer \
+                 belongs to another model"
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod model_fit_tests {
+    use super::*;
+
+    fn tiny(vocab: usize) -> Tokenizer {
+        train_bpe(&crate::data::builtin::generate(1, 50), vocab, 1).unwrap()
+    }
+
+    #[test]
+    fn a_tokenizer_larger_than_the_embedding_or_with_other_special_ids_is_named() {
+        let tk = tiny(300);
+        let ids = |b: i64, e: i64, p: i64| {
+            vec![
+                ("bos_token_id", vec![b]),
+                ("eos_token_id", vec![e, 106]),
+                ("pad_token_id", vec![p]),
+            ]
+        };
+        assert_eq!(mismatch_with_model(&tk, 300, &ids(2, 1, 0)), None);
+        assert_eq!(mismatch_with_model(&tk, 262_144, &ids(2, 1, 0)), None);
+        let e = mismatch_with_model(&tk, 128, &ids(2, 1, 0)).unwrap();
+        assert!(
+            e.contains("vocab_size is 128") && e.contains("another model"),
+            "{e}"
+        );
+        let e = mismatch_with_model(&tk, 300, &ids(2, 7, 0)).unwrap();
+        assert!(
+            e.contains("<eos> is id 1") && e.contains("eos_token_id"),
+            "{e}"
+        );
+        // A config without the ids checks the size alone.
+        assert_eq!(mismatch_with_model(&tk, 300, &[]), None);
+    }
+}

@@ -276,6 +276,23 @@ pub fn train_device(dir: &Path) -> Option<String> {
 /// The worker's result of a train node, kept beside the model.
 pub const TRAIN_RESULT: &str = "train_result.json";
 
+/// What a `model` artifact is, in one line, from the provenance file `scripts/fetch_gemma.py`
+/// writes beside weights it made (e.g. "google/gemma-3-270m at gguf-q4_k_m-a5fd3b62230a: GGUF
+/// Q4_K_M ..., dequantized (transformers ..., gguf ...)"); `None` for other model directories.
+pub fn model_provenance(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(crate::stages::model::PROVENANCE_FILE)).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?");
+    Some(format!(
+        "{} at {}: {}, {} weights ({})",
+        field("model"),
+        field("revision"),
+        field("source"),
+        field("dtype"),
+        field("dequantized_by")
+    ))
+}
+
 /// PNG figures of an EDA artifact, sorted by name.
 pub fn eda_figures(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -14,15 +14,21 @@ use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutc
 
 pub struct ModelStage;
 
-/// Files of an HF model directory that an artifact keeps.
-const MODEL_FILES: [&str; 6] = [
+/// Files of an HF model directory that an artifact keeps (`t2s_provenance.json`: where
+/// `scripts/fetch_gemma.py` got the weights, e.g. a dequantized GGUF; reports show it).
+const MODEL_FILES: [&str; 8] = [
     "config.json",
     "generation_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
+    "special_tokens_map.json",
     "model.safetensors",
     "model.safetensors.index.json",
+    PROVENANCE_FILE,
 ];
+
+/// Where a model directory's weights came from, when they are not the hub's own files.
+pub const PROVENANCE_FILE: &str = "t2s_provenance.json";
 
 static PARAMS: [ParamSpec; 3] = [
     ParamSpec::required(

@@ -46,7 +46,7 @@ pub fn build(
     params: &Map<String, Value>,
     mut run: RunInfo,
 ) -> anyhow::Result<ReportData> {
-    let mut devices: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut facts: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut variants = Vec::new();
     let mut execs = Vec::new();
     let mut loss_curves = Vec::new();
@@ -55,7 +55,7 @@ pub fn build(
         match input.kind.as_str() {
             "evaluate" => {
                 let e = load::evaluate_dir(&input.dir, &input.node)?;
-                devices
+                facts
                     .entry("generation device")
                     .or_default()
                     .extend(e.devices);
@@ -77,16 +77,20 @@ pub fn build(
                 if let Some(c) = load::train_dir(&input.dir, &input.node)? {
                     loss_curves.push(c);
                 }
-                devices
+                facts
                     .entry("training device")
                     .or_default()
                     .extend(load::train_device(&input.dir));
             }
             "eda" => eda_figures.extend(load::eda_figures(&input.dir)),
+            "model" => facts
+                .entry("model")
+                .or_default()
+                .extend(load::model_provenance(&input.dir)),
             _ => {}
         }
     }
-    for (fact, mut found) in devices {
+    for (fact, mut found) in facts {
         found.sort();
         found.dedup();
         if !found.is_empty() {

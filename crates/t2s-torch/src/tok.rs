@@ -30,6 +30,29 @@ impl Tok {
         Ok(Self { inner })
     }
 
+    /// [`Tok::load`], checked against the model it will feed: a tokenizer of another model
+    /// (ids past the embedding, other bos/eos/pad ids) is an error naming both files.
+    pub fn load_for(model_dir: &Path, cfg: &Config) -> Result<Self> {
+        let tok = Self::load(model_dir)?;
+        let ids = [
+            ("bos_token_id", id_list(&cfg.bos_token_id)),
+            ("eos_token_id", id_list(&cfg.eos_token_id)),
+            ("pad_token_id", id_list(&cfg.pad_token_id)),
+        ];
+        if let Some(why) =
+            t2s::data::tokenizer::mismatch_with_model(&tok.inner, cfg.vocab_size, &ids)
+        {
+            return Err(ModelError::Config {
+                file: model_dir.join("tokenizer.json"),
+                message: format!(
+                    "does not match {}: {why}",
+                    model_dir.join("config.json").display()
+                ),
+            });
+        }
+        Ok(tok)
+    }
+
     /// Token ids of an already rendered prompt: no special tokens are added (the chat template
     /// carries its own `<bos>`).
     pub fn encode(&self, text: &str) -> Result<Vec<i64>> {

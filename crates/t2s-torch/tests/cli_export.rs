@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{peft_adapter, python, read_st, run_py, t2s, tiny_model};
+use common::{compare_tensors, peft_adapter, python, read_model, read_st, run_py, t2s, tiny_model};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -74,38 +73,6 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         .abs()
         .max()
         .double_value(&[])
-}
-
-/// Every tensor of a model directory: `model.safetensors`, or all its shards.
-fn read_model(dir: &Path) -> HashMap<String, Tensor> {
-    let mut all = HashMap::new();
-    for f in std::fs::read_dir(dir).unwrap() {
-        let f = f.unwrap().path();
-        if f.extension().is_some_and(|e| e == "safetensors") {
-            all.extend(read_st(&f));
-        }
-    }
-    all
-}
-
-/// Every tensor of `ours` against `theirs`: the same names and dtypes; the largest difference.
-fn compare_tensors(ours: &Path, theirs: &Path) -> f64 {
-    let ours = read_model(ours);
-    let theirs = read_model(theirs);
-    let mut names: Vec<&String> = ours.keys().collect();
-    names.sort();
-    let mut want: Vec<&String> = theirs.keys().collect();
-    want.sort();
-    assert_eq!(
-        names, want,
-        "tensor names differ from PEFT's merged checkpoint"
-    );
-    let mut worst = 0.0f64;
-    for n in names {
-        assert_eq!(ours[n].kind(), theirs[n].kind(), "{n}");
-        worst = worst.max(max_diff(&ours[n], &theirs[n]));
-    }
-    worst
 }
 
 const Q: &str = "model.layers.0.self_attn.q_proj.weight";

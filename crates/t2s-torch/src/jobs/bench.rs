@@ -1,4 +1,4 @@
-//! `bench-train`: LoRA training steps on random weights, the same work as
+//! `bench-train`: LoRA training steps on random weights (or a checkpoint's, `model: DIR`), the same work as
 //! `shared/bench/peer_lora_train.py` (LoRA r/alpha on q/k/v/o with dropout 0.05, AdamW lr 2e-5
 //! wd 0.01, random ids in [3, vocab), loss on all tokens), timed after warm-up. With
 //! `profile: <trace.json>`, 2 more steps run under libtorch's profiler: the Chrome trace is
@@ -122,11 +122,22 @@ fn peak_rss_mb() -> Option<f64> {
 
 pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let p = Params::new(spec);
-    let shape = p.str("shape")?.unwrap_or("tiny");
-    let mut cfg = shape_config(shape)?;
+    // `model: DIR` trains a real checkpoint's weights (e.g. the real Gemma-3-270m) instead of
+    // a shape with random ones.
+    let model_dir = p.str("model")?.map(std::path::PathBuf::from);
+    let shape = match &model_dir {
+        Some(_) => "model",
+        None => p.str("shape")?.unwrap_or("tiny"),
+    };
+    let mut cfg = match &model_dir {
+        Some(d) => Config::from_file(&d.join("config.json"))?,
+        None => shape_config(shape)?,
+    };
     // `layers` overrides the shape's depth: e.g. the tiny shape at the 1B model's 26 layers
     // has its per-layer op count, so its step time is mostly per-op host overhead.
-    cfg.num_hidden_layers = p.u64("layers", cfg.num_hidden_layers as u64)?.max(1) as i64;
+    if model_dir.is_none() {
+        cfg.num_hidden_layers = p.u64("layers", cfg.num_hidden_layers as u64)?.max(1) as i64;
+    }
     let batch = p.u64("batch", 8)? as i64;
     let seq = p.u64("seq", 256)? as i64;
     let rank = p.u64("rank", 16)? as i64;
@@ -155,16 +166,19 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "not used (bf16 on CUDA only)".to_string()
     };
     tch::manual_seed(0);
-    let mut model = Gemma3::from_source(
-        cfg.clone(),
-        std::path::Path::new("<bench shape>"),
-        &RandomInit {
-            std: 0.02,
-            device_rng: true,
-        },
-        kind,
-        dev,
-    )?;
+    let mut model = match &model_dir {
+        Some(d) => Gemma3::load(d, kind, dev)?,
+        None => Gemma3::from_source(
+            cfg.clone(),
+            std::path::Path::new("<bench shape>"),
+            &RandomInit {
+                std: 0.02,
+                device_rng: true,
+            },
+            kind,
+            dev,
+        )?,
+    };
     let mut lc = LoraConfig::new(rank, alpha, &["q_proj", "k_proj", "v_proj", "o_proj"]);
     lc.lora_dropout = 0.05;
     lora::attach(&mut model, &lc)?;

@@ -43,7 +43,7 @@ pub fn load(spec: &JobSpec) -> anyhow::Result<Loaded> {
             lora::merge(&mut model)?;
         }
     }
-    let tok = Tok::load(&model_dir)?;
+    let tok = Tok::load_for(&model_dir, &model.cfg)?;
     let stop = stop_ids(&model_dir, &model.cfg, &tok)?;
     let pad_id = crate::config::id_list(&model.cfg.pad_token_id)
         .first()

