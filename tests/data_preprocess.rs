@@ -314,12 +314,63 @@ fn gemma_fast_encoder_equals_tokenizer_encode() {
     // vocabulary token with an inner "▁" (`>▁</`), literal "▁", added tokens glued to words,
     // chars only byte fallback spells, emoji sequences, control chars.
     const FRAGS: &[&str] = &[
-        " ", "  ", "   ", "\t", "\t\t", "\n", "\n\n", "\r\n", "\r", "> </", ">", "</", "<", "> <",
-        "a>", "</td>", "<td>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>",
-        "<unused0>", "<table>", "<bo", "s>", "▁", "▁▁", "▁x", "x▁", "SELECT", "name", "FROM",
-        "'a b'", "x = 1;", "CREATE TABLE t (id INT, v TEXT);", "--", "é", "naïve café",
-        "日本語", "한국어", "🙂", "👩‍👩‍👧", "🇫🇷", "\u{0}", "\u{7f}", "\u{a0}", "\u{3000}",
-        "\u{200b}", "\u{fffd}", "ℕ", "x²", "0x1F", "12.5e-3", "a.b", "it's", "Ⅻ", "\u{10ffff}",
+        " ",
+        "  ",
+        "   ",
+        "\t",
+        "\t\t",
+        "\n",
+        "\n\n",
+        "\r\n",
+        "\r",
+        "> </",
+        ">",
+        "</",
+        "<",
+        "> <",
+        "a>",
+        "</td>",
+        "<td>",
+        "<bos>",
+        "<eos>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<unused0>",
+        "<table>",
+        "<bo",
+        "s>",
+        "▁",
+        "▁▁",
+        "▁x",
+        "x▁",
+        "SELECT",
+        "name",
+        "FROM",
+        "'a b'",
+        "x = 1;",
+        "CREATE TABLE t (id INT, v TEXT);",
+        "--",
+        "é",
+        "naïve café",
+        "日本語",
+        "한국어",
+        "🙂",
+        "👩‍👩‍👧",
+        "🇫🇷",
+        "\u{0}",
+        "\u{7f}",
+        "\u{a0}",
+        "\u{3000}",
+        "\u{200b}",
+        "\u{fffd}",
+        "ℕ",
+        "x²",
+        "0x1F",
+        "12.5e-3",
+        "a.b",
+        "it's",
+        "Ⅻ",
+        "\u{10ffff}",
     ];
     let mut texts: Vec<String> = FRAGS.iter().map(|s| s.to_string()).collect();
     texts.push(String::new());
@@ -333,7 +384,10 @@ fn gemma_fast_encoder_equals_tokenizer_encode() {
         );
     }
     for r in builtin::generate(28, 300) {
-        texts.push(t2s::data::format::chat_prompt(&r.sql_prompt, &r.sql_context));
+        texts.push(t2s::data::format::chat_prompt(
+            &r.sql_prompt,
+            &r.sql_context,
+        ));
         texts.push(t2s::data::format::response(&r.sql));
     }
     let mut memo = Memo::new();
