@@ -8,8 +8,8 @@ use tokenizers::{ModelWrapper, PreTokenizerWrapper, Tokenizer};
 use super::{plain_bpe, Memo, Pieces};
 
 pub(super) struct ByteLevel {
-    /// GPT-2 byte → char table.
-    byte_char: [char; 256],
+    /// GPT-2 byte → char table (boxed: the other shape is small).
+    byte_char: Box<[char; 256]>,
 }
 
 impl ByteLevel {
@@ -23,7 +23,7 @@ impl ByteLevel {
             && byte_level.use_regex
             && plain_bpe(tk).is_some();
         ok.then(|| ByteLevel {
-            byte_char: byte_table(),
+            byte_char: Box::new(byte_table()),
         })
     }
 
