@@ -174,7 +174,11 @@ fn a_pipeline_name_that_is_a_path_is_refused_where_it_is_written() {
     let p = Project::new();
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("abs");
-    for name in [target.display().to_string(), "../x".to_string(), "a/b".into()] {
+    for name in [
+        target.display().to_string(),
+        "../x".to_string(),
+        "a/b".into(),
+    ] {
         let file = p.root().join("named.yaml");
         std::fs::write(
             &file,

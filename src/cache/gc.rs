@@ -110,7 +110,11 @@ impl Store {
         }
         drop(collector);
         for e in read_dir_sorted(&self.base().join("staging")) {
-            let key = file_name(&e).split('.').next().unwrap_or_default().to_string();
+            let key = file_name(&e)
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             if let Some(_lock) = free(&key) {
                 if !opts.dry_run {
                     remove_tree(&e).map_err(io("cannot remove", &e))?;

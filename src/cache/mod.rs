@@ -27,11 +27,11 @@ pub mod manifest;
 pub mod remote;
 pub mod store;
 
+pub use gc::{GcOptions, GcReport};
 pub use key::{CacheKey, FieldChange, KeyInput, STORE_FORMAT};
 pub use lock::KeyLock;
 pub use manifest::{FileEntry, Manifest};
 pub use remote::{Pushed, Remote, RemoteError};
-pub use gc::{GcOptions, GcReport};
 pub use store::{Lookup, NodeRef, Staging, Store, StoreError};
 
 #[cfg(test)]

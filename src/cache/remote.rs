@@ -340,12 +340,14 @@ fn sweep_stale(dir: &Path, age: std::time::Duration) {
 fn not_within(object: &Path, rel: &str) -> Option<String> {
     let mut path = object.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
-    let mut check = |path: &Path, want_dir: bool| match std::fs::symlink_metadata(path) {
+    let check = |path: &Path, want_dir: bool| match std::fs::symlink_metadata(path) {
         Err(e) => Some(format!("cannot read {}: {e}", path.display())),
         Ok(md) if md.file_type().is_symlink() => {
             Some(format!("{} is a symbolic link", path.display()))
         }
-        Ok(md) if want_dir && !md.is_dir() => Some(format!("{} is not a directory", path.display())),
+        Ok(md) if want_dir && !md.is_dir() => {
+            Some(format!("{} is not a directory", path.display()))
+        }
         Ok(md) if !want_dir && !md.is_file() => {
             Some(format!("{} is not a regular file", path.display()))
         }

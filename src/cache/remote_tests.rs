@@ -44,7 +44,10 @@ fn fetch_fails(project: &std::path::Path, remote: &std::path::Path, x: i64) -> S
     let store = Store::open(project).unwrap();
     let remote = Remote::open(remote).unwrap();
     let k = key(x).digest();
-    let m = remote.manifest(&k).unwrap().expect("the forged object is listed");
+    let m = remote
+        .manifest(&k)
+        .unwrap()
+        .expect("the forged object is listed");
     let lock = store.lock(&k, &AtomicBool::new(false), || {}).unwrap();
     let err = remote
         .fetch(&store, m, "p", "n", &lock)
@@ -72,7 +75,10 @@ fn a_fetch_never_follows_a_directory_link_out_of_the_remote_object() {
         .write(&obj)
         .unwrap();
     let err = fetch_fails(&project, &remote, 1);
-    assert!(err.contains("sub/secret") && err.contains("symbolic link"), "{err}");
+    assert!(
+        err.contains("sub/secret") && err.contains("symbolic link"),
+        "{err}"
+    );
 
     // The object directory itself a link to a directory outside the remote.
     let elsewhere = root.path().join("elsewhere");

@@ -40,7 +40,10 @@ pub enum StoreError {
     Lock(#[from] LockError),
 }
 
-pub(super) fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+pub(super) fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         what,
         path: path.to_path_buf(),
@@ -105,7 +108,8 @@ impl Store {
     /// This store, leasing every key it touches from now on until the process exits (what
     /// `t2s run` and the commands that read objects use; `status` and `gc` do not).
     pub fn leased(self) -> Result<Store, StoreError> {
-        let lease = Lease::create(&self.base).map_err(io("cannot create a lease in", &self.base))?;
+        let lease =
+            Lease::create(&self.base).map_err(io("cannot create a lease in", &self.base))?;
         Ok(Store {
             lease: Some(std::sync::Arc::new(lease)),
             ..self
@@ -357,7 +361,10 @@ impl Store {
     /// Record that `node` of `pipeline` used the committed object `m` (a cache hit): its ref
     /// names what the latest run used, which is what `gc` keeps. Written only when it changes.
     pub fn record_use(&self, pipeline: &str, node: &str, m: &Manifest) -> Result<(), StoreError> {
-        if self.read_ref(pipeline, node).is_some_and(|r| r.key == m.key) {
+        if self
+            .read_ref(pipeline, node)
+            .is_some_and(|r| r.key == m.key)
+        {
             return Ok(());
         }
         self.write_ref(&NodeRef {

@@ -279,7 +279,12 @@ fn gc_keeps_what_a_live_process_leased_and_forgets_the_leases_of_dead_ones() {
     let r = store.gc(&GcOptions::default()).unwrap();
     assert_eq!(r.objects.len(), 1, "{r:?}");
     assert!(!store.object_dir(&used).exists());
-    assert_eq!(std::fs::read_dir(store.base().join("leases")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(store.base().join("leases"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]
@@ -290,7 +295,11 @@ fn gc_removes_the_lease_file_of_a_killed_process() {
     // A lease file nobody holds a lock on: what kill -9 of a run leaves.
     let leases = store.base().join("leases");
     std::fs::create_dir_all(&leases).unwrap();
-    std::fs::write(leases.join("4242.0.lease"), format!("{}\n", key(7).digest())).unwrap();
+    std::fs::write(
+        leases.join("4242.0.lease"),
+        format!("{}\n", key(7).digest()),
+    )
+    .unwrap();
     let r = store.gc(&GcOptions::default()).unwrap();
     assert_eq!(r.leased, 0);
     assert!(!leases.join("4242.0.lease").exists());

@@ -10,7 +10,8 @@ use crate::cache::{GcOptions, Store};
 use crate::cli::GcArgs;
 
 pub fn gc(root: &Path, args: GcArgs) -> anyhow::Result<ExitCode> {
-    let grace = parse_duration(&args.grace).map_err(|e| super::UsageError(format!("--grace: {e}")))?;
+    let grace =
+        parse_duration(&args.grace).map_err(|e| super::UsageError(format!("--grace: {e}")))?;
     let store = Store::open(root)?;
     let r = store.gc(&GcOptions {
         dry_run: args.dry_run,
@@ -59,7 +60,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use s, m, h or d)"
+            ))
+        }
     };
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }

@@ -24,8 +24,10 @@ fn plain_pipeline_name(name: &str) -> Result<(), &'static str> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !plain {
-        Err("must be 1 to 100 letters, digits, `_`, `-` or `.`, not starting with `.` \
-             (it becomes the directory experiments/<name>/)")
+        Err(
+            "must be 1 to 100 letters, digits, `_`, `-` or `.`, not starting with `.` \
+             (it becomes the directory experiments/<name>/)",
+        )
     } else if RESERVED_NAMES.contains(&name) || name.starts_with("t2s.db") {
         Err("is reserved by t2s (a file or directory it keeps in experiments/)")
     } else {

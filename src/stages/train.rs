@@ -260,7 +260,8 @@ mod tests {
 
     #[test]
     fn a_resume_leaves_the_artifacts_result_as_a_straight_run_writes_it() {
-        let straight = json!({"metrics": {"train_loss": 1.5}, "resumed_from": null, "method": "lora"});
+        let straight =
+            json!({"metrics": {"train_loss": 1.5}, "resumed_from": null, "method": "lora"});
         let resumed = json!({"metrics": {"train_loss": 1.5}, "resumed_from": 12, "method": "lora"});
         let (a, none) = split_provenance(straight);
         let (b, step) = split_provenance(resumed);
