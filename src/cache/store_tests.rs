@@ -375,7 +375,8 @@ fn commit_refuses_links_and_fifos_without_opening_them() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let cancel = AtomicBool::new(false);
-    let cases: [(&str, &dyn Fn(&std::path::Path)); 4] = [
+    type Make<'a> = &'a dyn Fn(&std::path::Path);
+    let cases: [(&str, Make); 4] = [
         ("a symbolic link", &|d| {
             std::os::unix::fs::symlink("/etc/passwd", d.join("out.txt")).unwrap()
         }),
