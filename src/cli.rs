@@ -34,7 +34,17 @@ pub enum Command {
     Show(ShowArgs),
     /// Compare two runs: the params, node cache keys and final metrics that differ
     Diff(DiffArgs),
-    /// Remove artifacts no node points to any more, and leftovers of killed runs
+    /// Remove artifacts no run uses any more, and leftovers of killed runs
+    ///
+    /// Retention rule: an object is kept when (1) a ref names it: the key each node of each
+    /// pipeline used last, written whenever a run computes, fetches or finds it cached, so
+    /// everything the latest run of each pipeline used stays; or (2) a live t2s process (a
+    /// run, push or pull) has leased it; or (3) it was committed less than --grace ago.
+    /// Every other object is removed, with staging dirs of killed attempts, objects moved
+    /// aside as corrupt and unused lock files (--partial: resume checkpoints too).
+    ///
+    /// Safe while runs are active: runs lease each key before using it, and gc marks and
+    /// removes under a store lock no lease is taken during; nothing a live run uses is touched.
     Gc(GcArgs),
     /// Copy a pipeline's cached node outputs to a remote cache directory (team share, NFS)
     Push(RemoteArgs),
@@ -366,4 +376,9 @@ pub struct GcArgs {
     /// Also remove resume checkpoints of interrupted nodes
     #[arg(long)]
     pub partial: bool,
+
+    /// Keep unreferenced objects younger than this (e.g. 30m, 2h, 7d; 0 = none): a margin for
+    /// processes the leases do not reach, such as runs on other machines over NFS
+    #[arg(long, default_value = "0", value_name = "DURATION")]
+    pub grace: String,
 }

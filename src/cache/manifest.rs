@@ -174,8 +174,11 @@ pub fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, FileEntry>> {
         .collect()
 }
 
-/// Relative path (`/`-separated) → absolute path of every regular file under `dir`, following
-/// symlinks, skipping the manifest and its temp file.
+/// Relative path (`/`-separated) → absolute path of every regular file under `dir`, skipping
+/// the manifest and its temp file. Anything else than regular files and directories (a
+/// symlink, a FIFO, a socket, a device) is an error naming it: a link could carry a file from
+/// outside the project into the store (and on to a remote), and opening a FIFO or a device
+/// would block or never end. Entries are examined with `symlink_metadata`, which opens nothing.
 pub fn list_files(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![(dir.to_path_buf(), String::new())];
@@ -194,19 +197,84 @@ pub fn list_files(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
             } else {
                 format!("{prefix}/{name}")
             };
-            if std::fs::metadata(&path)?.is_dir() {
+            let kind = std::fs::symlink_metadata(&path)?.file_type();
+            if kind.is_dir() {
                 stack.push((path, rel));
-            } else {
+            } else if kind.is_file() {
                 out.insert(rel, path);
+            } else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    NotAFile {
+                        rel,
+                        what: describe(&kind),
+                    },
+                ));
             }
         }
     }
     Ok(out)
 }
 
+/// An output entry that is neither a regular file nor a directory.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{rel}` is {what}: only regular files and directories can be a node's output \
+     (copy the file's content instead of linking to it)"
+)]
+pub struct NotAFile {
+    pub rel: String,
+    pub what: &'static str,
+}
+
+fn describe(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Open `path` for reading only if it is a regular file, without following a final symlink
+/// and without blocking on a FIFO: what was checked by `list_files` may have been swapped since.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            NotAFile {
+                rel: path.display().to_string(),
+                what: describe(&kind),
+            },
+        ));
+    }
+    Ok(file)
+}
+
 fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     let mut h = blake3::Hasher::new();
-    let file = std::fs::File::open(path)?;
+    let file = open_regular(path)?;
     h.update_reader(file)?;
     let size = h.count();
     Ok((h.finalize().to_hex().to_string(), size))
@@ -230,9 +298,6 @@ fn mtime_ns(md: &std::fs::Metadata) -> i128 {
 pub fn make_read_only(dir: &Path) -> std::io::Result<()> {
     for path in list_files(dir)?.values() {
         let md = std::fs::symlink_metadata(path)?;
-        if md.file_type().is_symlink() {
-            continue;
-        }
         let mut perms = md.permissions();
         perms.set_readonly(true);
         std::fs::set_permissions(path, perms)?;

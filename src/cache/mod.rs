@@ -5,29 +5,37 @@
 //! - `manifest`: `MANIFEST.json` of a committed object (file → blake3, size, mtime, plus the key),
 //!   the cheap (size/mtime) and full (blake3) integrity checks.
 //! - `store`: the `artifacts/v1/` layout: staging → atomic commit into `objects/<key>/`, the
-//!   partial (resume) area, refs (node id → last committed key) and garbage collection.
+//!   partial (resume) area, refs (node id → latest used key).
+//! - `gc`: what garbage collection keeps (refs, leases, a grace period) and removes.
 //! - `remote`: a directory remote (team share, NFS) that objects are pushed to and fetched
 //!   from, checked file by file, so machines reuse each other's results.
 //! - `file_digest`: blake3 of external input files, memoised by (path, inode, size, mtime).
 //! - `lock`: per-key file locks so concurrent runs never compute the same key twice.
+//! - `lease`: which keys live processes use, and the lock `gc` takes, so `gc` is safe to run
+//!   while runs are active.
 //! - [`user_cache_dir`]: where per-user accelerators (the digest memo, the worker's compiled
 //!   kernels) live, outside any project.
 //!
 //! Nothing here knows about YAML, the tracking DB or how stages run.
 
 pub mod file_digest;
+pub mod gc;
 pub mod key;
+pub mod lease;
 pub mod lock;
 pub mod manifest;
 pub mod remote;
 pub mod store;
 
+pub use gc::{GcOptions, GcReport};
 pub use key::{CacheKey, FieldChange, KeyInput, STORE_FORMAT};
 pub use lock::KeyLock;
 pub use manifest::{FileEntry, Manifest};
 pub use remote::{Pushed, Remote, RemoteError};
-pub use store::{GcReport, Lookup, NodeRef, Staging, Store, StoreError};
+pub use store::{Lookup, NodeRef, Staging, Store, StoreError};
 
+#[cfg(test)]
+mod remote_tests;
 #[cfg(test)]
 mod store_tests;
 

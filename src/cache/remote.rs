@@ -285,9 +285,8 @@ impl Remote {
         let mut files = std::collections::BTreeMap::new();
         for (rel, entry) in &remote.files {
             let src = from.join(rel);
-            let md = std::fs::symlink_metadata(&src).map_err(self.io("cannot read", &src))?;
-            if !md.is_file() {
-                return Err(self.bad(key, format!("`{rel}` is not a regular file")));
+            if let Some(problem) = not_within(&from, rel) {
+                return Err(self.bad(key, format!("`{rel}`: {problem}")));
             }
             let dst = staging.join(rel);
             let (digest, size) = copy_hashing(&src, &dst).map_err(self.io("cannot copy", &src))?;
@@ -333,6 +332,39 @@ fn sweep_stale(dir: &Path, age: std::time::Duration) {
     }
 }
 
+/// Why `object/rel` might resolve outside `object` (`None`: it does not): the object directory
+/// and every directory on the way must be real directories, not symlinks, and the file a regular
+/// file. `plain_relative` rules out `..` and absolute paths; this rules out links, which a
+/// forged remote object could use to install files from anywhere (`sub -> /etc`). The copy
+/// itself opens the file without following a link ([`manifest::open_regular`]).
+fn not_within(object: &Path, rel: &str) -> Option<String> {
+    let mut path = object.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    let check = |path: &Path, want_dir: bool| match std::fs::symlink_metadata(path) {
+        Err(e) => Some(format!("cannot read {}: {e}", path.display())),
+        Ok(md) if md.file_type().is_symlink() => {
+            Some(format!("{} is a symbolic link", path.display()))
+        }
+        Ok(md) if want_dir && !md.is_dir() => {
+            Some(format!("{} is not a directory", path.display()))
+        }
+        Ok(md) if !want_dir && !md.is_file() => {
+            Some(format!("{} is not a regular file", path.display()))
+        }
+        Ok(_) => None,
+    };
+    if let Some(p) = check(&path, true) {
+        return Some(p);
+    }
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        if let Some(p) = check(&path, i + 1 < parts.len()) {
+            return Some(p);
+        }
+    }
+    None
+}
+
 /// A manifest path that stays inside its object: `/`-separated normal components only.
 fn plain_relative(rel: &str) -> bool {
     !rel.is_empty()
@@ -354,7 +386,10 @@ fn copy_hashing(src: &Path, dst: &Path) -> std::io::Result<(String, u64)> {
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::copy(src, dst)?;
+    let mut from = manifest::open_regular(src)?;
+    let mut to = std::fs::File::create(dst)?;
+    std::io::copy(&mut from, &mut to)?;
+    drop(to);
     let mut hasher = blake3::Hasher::new();
     hasher.update_mmap_rayon(dst)?;
     Ok((hasher.finalize().to_hex().to_string(), hasher.count()))

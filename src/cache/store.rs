@@ -4,14 +4,17 @@
 //! objects/<key>/            committed artifacts (read-only files + MANIFEST.json)
 //! staging/<key>.<pid>.<r>/  where a running stage writes; renamed into objects/ on success
 //! partial/<key>/            resume checkpoints; kept across failed/killed attempts
-//! refs/<pipeline>/<node>    node id → last committed key (with the key fields, for `status`)
+//! refs/<pipeline>/<node>    node id → latest used key (with the key fields, for `status`)
 //! locks/<key>.lock          per-key locks
 //! corrupt/<key>.<r>/        objects that failed their integrity check, moved aside
+//! gc.lock, leases/          which keys live processes use (see `lease`)
+//! trash/                    what `gc` took out of `objects/`, being deleted
 //! ```
 //!
 //! A node is done only once its object is renamed into `objects/`: a rename is atomic, so a
 //! killed run leaves at most a staging directory, which the next holder of the key's lock (or
-//! `gc`) removes.
+//! `gc`) removes. The node's ref is written *before* that rename, so no kill leaves a committed
+//! object that no ref names. What `gc` keeps and removes is in `gc`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -19,6 +22,7 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 use super::key::{CacheKey, STORE_FORMAT};
+use super::lease::Lease;
 use super::lock::{KeyLock, LockError};
 use super::manifest::{self, Manifest, Problem};
 
@@ -36,7 +40,10 @@ pub enum StoreError {
     Lock(#[from] LockError),
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+pub(super) fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         what,
         path: path.to_path_buf(),
@@ -74,21 +81,13 @@ pub struct Staging {
     pub dir: PathBuf,
 }
 
-/// What `gc` removed (or would remove).
-#[derive(Debug, Default)]
-pub struct GcReport {
-    pub objects: Vec<(String, u64)>,
-    pub staging: Vec<PathBuf>,
-    pub partial: Vec<PathBuf>,
-    pub corrupt: Vec<PathBuf>,
-    pub locks: usize,
-    pub kept: usize,
-}
-
 /// Handle on `<root>/artifacts/v1`.
 #[derive(Debug, Clone)]
 pub struct Store {
     base: PathBuf,
+    /// With [`Store::leased`]: every key this handle looks up, begins or installs is leased
+    /// first, so `gc` leaves it alone while this process lives.
+    lease: Option<std::sync::Arc<Lease>>,
 }
 
 const SUBDIRS: [&str; 6] = ["objects", "staging", "partial", "refs", "locks", "corrupt"];
@@ -103,7 +102,28 @@ impl Store {
                 std::fs::create_dir_all(&d).map_err(io("cannot create", &d))?;
             }
         }
-        Ok(Store { base })
+        Ok(Store { base, lease: None })
+    }
+
+    /// This store, leasing every key it touches from now on until the process exits (what
+    /// `t2s run` and the commands that read objects use; `status` and `gc` do not).
+    pub fn leased(self) -> Result<Store, StoreError> {
+        let lease =
+            Lease::create(&self.base).map_err(io("cannot create a lease in", &self.base))?;
+        Ok(Store {
+            lease: Some(std::sync::Arc::new(lease)),
+            ..self
+        })
+    }
+
+    /// Lease `key` (a no-op on an unleased handle).
+    fn use_key(&self, key: &str) -> Result<(), StoreError> {
+        match &self.lease {
+            Some(l) => l
+                .register(key)
+                .map_err(io("cannot lease key in", &self.base.join("leases"))),
+            None => Ok(()),
+        }
     }
 
     pub fn base(&self) -> &Path {
@@ -115,7 +135,7 @@ impl Store {
     pub fn partial_dir(&self, key: &str) -> PathBuf {
         self.base.join("partial").join(key)
     }
-    fn lock_path(&self, key: &str) -> PathBuf {
+    pub(super) fn lock_path(&self, key: &str) -> PathBuf {
         self.base.join("locks").join(format!("{key}.lock"))
     }
 
@@ -130,6 +150,7 @@ impl Store {
     /// check runs when `verify` is set or the cheap check found a difference. A failing object
     /// is moved aside to `corrupt/` and reported, never returned as a hit.
     pub fn lookup(&self, key: &str, verify: bool) -> Result<Lookup, StoreError> {
+        self.use_key(key)?;
         let dir = self.object_dir(key);
         let manifest = match Manifest::read(&dir) {
             Ok(m) => m,
@@ -205,6 +226,7 @@ impl Store {
     /// Create a fresh staging dir for `key` after removing stale ones. The caller holds the
     /// key's lock, so any other staging dir of this key belongs to a dead attempt.
     pub fn begin(&self, key: &str, _lock: &KeyLock) -> Result<Staging, StoreError> {
+        self.use_key(key)?;
         let staging = self.base.join("staging");
         if let Ok(entries) = std::fs::read_dir(&staging) {
             for e in entries.flatten() {
@@ -238,8 +260,16 @@ impl Store {
         metrics: std::collections::BTreeMap<String, f64>,
         lock: &KeyLock,
     ) -> Result<Manifest, StoreError> {
-        let files =
-            manifest::scan(&staging.dir).map_err(io("cannot hash outputs in", &staging.dir))?;
+        let files = match manifest::scan(&staging.dir) {
+            Ok(files) => files,
+            Err(e) => {
+                // Refused or unreadable outputs: nothing of them stays (removing a link or a
+                // FIFO never opens it).
+                let err = io("refused the outputs in", &staging.dir)(e);
+                self.discard(staging);
+                return Err(err);
+            }
+        };
         let manifest = Manifest {
             store_format: STORE_FORMAT,
             key: staging.key.clone(),
@@ -271,6 +301,14 @@ impl Store {
         // Data on disk before the rename makes it visible: a power cut must not leave a
         // committed object with empty files.
         manifest::sync_tree(&staging.dir).map_err(io("cannot sync", &staging.dir))?;
+        // The ref first: a kill after the rename below must not leave an object no ref names
+        // (which `gc` would remove). A ref naming a key not (yet) committed is a plain miss.
+        self.write_ref(&NodeRef {
+            pipeline: pipeline.to_string(),
+            node: node.to_string(),
+            key: staging.key.clone(),
+            cache_key: manifest.cache_key.clone(),
+        })?;
         let target = self.object_dir(&staging.key);
         if target.exists() {
             let trash = self.base.join("corrupt").join(format!(
@@ -285,12 +323,6 @@ impl Store {
         if let Ok(d) = std::fs::File::open(self.base.join("objects")) {
             let _ = d.sync_all();
         }
-        self.write_ref(&NodeRef {
-            pipeline: pipeline.to_string(),
-            node: node.to_string(),
-            key: staging.key.clone(),
-            cache_key: manifest.cache_key.clone(),
-        })?;
         let _ = remove_tree(&self.partial_dir(&staging.key));
         Ok(manifest)
     }
@@ -326,6 +358,23 @@ impl Store {
         std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))
     }
 
+    /// Record that `node` of `pipeline` used the committed object `m` (a cache hit): its ref
+    /// names what the latest run used, which is what `gc` keeps. Written only when it changes.
+    pub fn record_use(&self, pipeline: &str, node: &str, m: &Manifest) -> Result<(), StoreError> {
+        if self
+            .read_ref(pipeline, node)
+            .is_some_and(|r| r.key == m.key)
+        {
+            return Ok(());
+        }
+        self.write_ref(&NodeRef {
+            pipeline: pipeline.to_string(),
+            node: node.to_string(),
+            key: m.key.clone(),
+            cache_key: m.cache_key.clone(),
+        })
+    }
+
     /// Every ref of one pipeline.
     pub fn refs_of(&self, pipeline: &str) -> Vec<NodeRef> {
         read_refs(&self.base.join("refs").join(file_safe(pipeline)))
@@ -337,92 +386,6 @@ impl Store {
             .iter()
             .flat_map(|d| read_refs(d))
             .collect()
-    }
-
-    /// Remove objects that no ref points to, stale staging dirs, moved-aside objects and unused
-    /// lock files; with `partial`, also resume areas of keys no run is working on. Anything
-    /// whose key lock is held by a running process is left alone.
-    pub fn gc(&self, dry_run: bool, partial: bool) -> Result<GcReport, StoreError> {
-        let keep: std::collections::HashSet<String> =
-            self.all_refs().into_iter().map(|r| r.key).collect();
-        let mut report = GcReport::default();
-        let free = |key: &str| -> Option<Option<KeyLock>> {
-            match KeyLock::try_acquire(&self.lock_path(key)) {
-                Ok(Some(l)) => Some(Some(l)),
-                _ => None,
-            }
-        };
-        for e in read_dir_sorted(&self.base.join("objects")) {
-            let key = e
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            if keep.contains(&key) {
-                report.kept += 1;
-                continue;
-            }
-            if let Some(_lock) = free(&key) {
-                let size = Manifest::read(&e).map(|m| m.total_size()).unwrap_or(0);
-                if !dry_run {
-                    remove_tree(&e).map_err(io("cannot remove", &e))?;
-                }
-                report.objects.push((key, size));
-            }
-        }
-        for e in read_dir_sorted(&self.base.join("staging")) {
-            let name = e
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let key = name.split('.').next().unwrap_or_default().to_string();
-            if let Some(_lock) = free(&key) {
-                if !dry_run {
-                    remove_tree(&e).map_err(io("cannot remove", &e))?;
-                }
-                report.staging.push(e);
-            }
-        }
-        if partial {
-            for e in read_dir_sorted(&self.base.join("partial")) {
-                let key = e
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
-                if let Some(_lock) = free(&key) {
-                    if !dry_run {
-                        remove_tree(&e).map_err(io("cannot remove", &e))?;
-                    }
-                    report.partial.push(e);
-                }
-            }
-        }
-        for e in read_dir_sorted(&self.base.join("corrupt")) {
-            if !dry_run {
-                remove_tree(&e).map_err(io("cannot remove", &e))?;
-            }
-            report.corrupt.push(e);
-        }
-        for e in read_dir_sorted(&self.base.join("locks")) {
-            let name = e
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let key = name.trim_end_matches(".lock");
-            let in_use = self.object_dir(key).exists() || self.has_partial(key);
-            if !in_use {
-                if let Some(_lock) = free(key) {
-                    if !dry_run {
-                        let _ = std::fs::remove_file(&e);
-                    }
-                    report.locks += 1;
-                }
-            }
-        }
-        Ok(report)
     }
 }
 
@@ -455,7 +418,7 @@ fn read_refs(dir: &Path) -> Vec<NodeRef> {
         .collect()
 }
 
-fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();

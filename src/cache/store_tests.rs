@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::json;
 
-use super::{CacheKey, Lookup, Store, STORE_FORMAT};
+use super::{CacheKey, GcOptions, Lookup, Store, STORE_FORMAT};
 
 fn key(x: i64) -> CacheKey {
     CacheKey {
@@ -41,6 +41,13 @@ fn commit(store: &Store, x: i64, content: &str) -> String {
         .unwrap();
     assert_eq!(m.files.len(), 2);
     k
+}
+
+fn dry_run() -> GcOptions {
+    GcOptions {
+        dry_run: true,
+        ..GcOptions::default()
+    }
 }
 
 fn overwrite(path: &std::path::Path, text: &str) {
@@ -202,14 +209,14 @@ fn gc_removes_unreferenced_objects_and_leftovers_only() {
         .join(format!("{}.1.x", key(9).digest()));
     std::fs::create_dir_all(&leftover).unwrap();
 
-    let dry = store.gc(true, false).unwrap();
+    let dry = store.gc(&dry_run()).unwrap();
     assert_eq!(
         dry.objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>(),
         vec![old.clone()]
     );
     assert!(store.object_dir(&old).exists() && leftover.exists());
 
-    let r = store.gc(false, false).unwrap();
+    let r = store.gc(&GcOptions::default()).unwrap();
     assert_eq!(r.objects.len(), 1);
     assert_eq!(r.staging, vec![leftover.clone()]);
     assert!(!store.object_dir(&old).exists() && !leftover.exists());
@@ -241,5 +248,165 @@ fn object_dirs_of_any_project_have_one_portable_name() {
         format!("objects/{key}"),
     ] {
         assert_eq!(object_name(std::path::Path::new(&dir)), None, "{dir}");
+    }
+}
+
+#[test]
+fn gc_keeps_what_a_live_process_leased_and_forgets_the_leases_of_dead_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    // Two objects of one node: only the second is its ref; a live run is using the first.
+    let used = commit(&store, 1, "v1");
+    let ck = key(2);
+    let cancel = AtomicBool::new(false);
+    let lock = store.lock(&ck.digest(), &cancel, || {}).unwrap();
+    let staging = store.begin(&ck.digest(), &lock).unwrap();
+    std::fs::write(staging.dir.join("a.txt"), "v2").unwrap();
+    store
+        .commit(staging, "p", "n1", &ck, BTreeMap::new(), &lock)
+        .unwrap();
+    drop(lock);
+    let run = Store::open(root.path()).unwrap().leased().unwrap();
+    assert!(matches!(run.lookup(&used, false).unwrap(), Lookup::Hit(_)));
+
+    let r = store.gc(&GcOptions::default()).unwrap();
+    assert!(r.objects.is_empty(), "{r:?}");
+    assert_eq!((r.kept, r.leased), (2, 1));
+    assert!(store.object_dir(&used).is_dir());
+
+    // The run ends (or is killed: the OS drops its flock): its lease protects nothing more.
+    drop(run);
+    let r = store.gc(&GcOptions::default()).unwrap();
+    assert_eq!(r.objects.len(), 1, "{r:?}");
+    assert!(!store.object_dir(&used).exists());
+    assert_eq!(
+        std::fs::read_dir(store.base().join("leases"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn gc_removes_the_lease_file_of_a_killed_process() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let k = commit(&store, 1, "v1");
+    // A lease file nobody holds a lock on: what kill -9 of a run leaves.
+    let leases = store.base().join("leases");
+    std::fs::create_dir_all(&leases).unwrap();
+    std::fs::write(
+        leases.join("4242.0.lease"),
+        format!("{}\n", key(7).digest()),
+    )
+    .unwrap();
+    let r = store.gc(&GcOptions::default()).unwrap();
+    assert_eq!(r.leased, 0);
+    assert!(!leases.join("4242.0.lease").exists());
+    assert!(store.object_dir(&k).is_dir(), "named by its ref");
+}
+
+#[test]
+fn gc_keeps_unreferenced_objects_within_the_grace_period() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let k = commit(&store, 1, "v1");
+    std::fs::remove_dir_all(store.base().join("refs")).unwrap();
+    let grace = GcOptions {
+        grace: std::time::Duration::from_secs(3600),
+        ..GcOptions::default()
+    };
+    let r = store.gc(&grace).unwrap();
+    assert_eq!((r.objects.len(), r.young), (0, 1));
+    let r = store.gc(&GcOptions::default()).unwrap();
+    assert_eq!(r.objects.len(), 1);
+    assert!(!store.object_dir(&k).exists());
+}
+
+#[test]
+fn a_cache_hit_recorded_as_a_use_moves_the_ref_back() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let a = commit(&store, 1, "v1");
+    let ck = key(2);
+    let cancel = AtomicBool::new(false);
+    let lock = store.lock(&ck.digest(), &cancel, || {}).unwrap();
+    let staging = store.begin(&ck.digest(), &lock).unwrap();
+    std::fs::write(staging.dir.join("a.txt"), "v2").unwrap();
+    store
+        .commit(staging, "p", "n1", &ck, BTreeMap::new(), &lock)
+        .unwrap();
+    drop(lock);
+    let Lookup::Hit(m) = store.lookup(&a, false).unwrap() else {
+        panic!("a is committed")
+    };
+    store.record_use("p", "n1", &m).unwrap();
+    assert_eq!(store.read_ref("p", "n1").unwrap().key, a);
+    let r = store.gc(&GcOptions::default()).unwrap();
+    assert_eq!(r.objects[0].0, ck.digest(), "the one not used last goes");
+    assert!(store.object_dir(&a).is_dir());
+}
+
+#[test]
+fn no_object_is_visible_before_its_ref_is_written() {
+    // A kill between the rename into objects/ and the ref write used to leave an object no ref
+    // named (gc then removed it). A failing ref write stands in for the kill here.
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let ck = key(1);
+    let k = ck.digest();
+    let cancel = AtomicBool::new(false);
+    let lock = store.lock(&k, &cancel, || {}).unwrap();
+    let staging = store.begin(&k, &lock).unwrap();
+    std::fs::write(staging.dir.join("a.txt"), "v1").unwrap();
+    // The pipeline's refs dir is a file: the ref cannot be written.
+    let refs = store.base().join("refs");
+    std::fs::remove_dir_all(&refs).unwrap();
+    std::fs::write(&refs, "not a dir").unwrap();
+    assert!(store
+        .commit(staging, "p", "n1", &ck, BTreeMap::new(), &lock)
+        .is_err());
+    assert!(!store.object_dir(&k).exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn commit_refuses_links_and_fifos_without_opening_them() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let cancel = AtomicBool::new(false);
+    type Make<'a> = &'a dyn Fn(&std::path::Path);
+    let cases: [(&str, Make); 4] = [
+        ("a symbolic link", &|d| {
+            std::os::unix::fs::symlink("/etc/passwd", d.join("out.txt")).unwrap()
+        }),
+        ("a symbolic link", &|d| {
+            std::os::unix::fs::symlink("/dev/zero", d.join("zero")).unwrap()
+        }),
+        ("a symbolic link", &|d| {
+            std::fs::create_dir(d.join("sub")).unwrap();
+            std::os::unix::fs::symlink("/etc", d.join("sub/etc")).unwrap()
+        }),
+        ("a FIFO", &|d| {
+            let path = std::ffi::CString::new(d.join("pipe").to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+        }),
+    ];
+    for (i, (what, make)) in cases.iter().enumerate() {
+        let ck = key(10 + i as i64);
+        let k = ck.digest();
+        let lock = store.lock(&k, &cancel, || {}).unwrap();
+        let staging = store.begin(&k, &lock).unwrap();
+        let dir = staging.dir.clone();
+        std::fs::write(dir.join("ok.txt"), "fine").unwrap();
+        make(&dir);
+        let err = store
+            .commit(staging, "p", "n", &ck, BTreeMap::new(), &lock)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(what) && err.contains("regular files"), "{err}");
+        assert!(!store.object_dir(&k).exists(), "{err}");
+        assert!(!dir.exists(), "the refused outputs are removed: {err}");
     }
 }

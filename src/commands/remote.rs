@@ -161,7 +161,8 @@ fn selected(
 pub fn push(root: &Path, args: RemoteArgs) -> anyhow::Result<ExitCode> {
     let p = super::load_pipeline(&args.pipeline.file, &args.pipeline.set)?;
     let remote = required(&p, &args.remote)?;
-    let store = Store::open(root)?;
+    // Leased: `gc` leaves the objects this command reads or installs alone meanwhile.
+    let store = Store::open(root)?.leased()?;
     let planned = selected(
         &p,
         plan::plan(&p, &store, &PlanOptions::default())?,
@@ -205,7 +206,8 @@ pub fn push(root: &Path, args: RemoteArgs) -> anyhow::Result<ExitCode> {
 pub fn pull(root: &Path, args: RemoteArgs) -> anyhow::Result<ExitCode> {
     let p = super::load_pipeline(&args.pipeline.file, &args.pipeline.set)?;
     let remote = required(&p, &args.remote)?;
-    let store = Store::open(root)?;
+    // Leased: `gc` leaves the objects this command reads or installs alone meanwhile.
+    let store = Store::open(root)?.leased()?;
     let opts = PlanOptions {
         remote: Some(remote.clone()),
         ..Default::default()

@@ -38,7 +38,8 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let selection = plan::select(&p, &opts)?;
     let force = plan::matching(&p, &opts.force, "--force")?;
-    let store = Store::open(root)?;
+    // Leased: `gc` leaves every object this run looks up or commits alone while it lives.
+    let store = Store::open(root)?.leased()?;
     let executor_kind = args
         .executor
         .as_deref()

@@ -299,6 +299,10 @@ fn process_node(
         )
     };
     let hit = |key: String, m: Manifest, detail: String| {
+        // A hit is a use: the node's ref names it, so `gc` keeps what the latest run used.
+        if let Err(e) = sh.store.record_use(&sh.pipeline.name, &node.id, &m) {
+            tracing::warn!("could not record the use of {key} by {}: {e}", node.id);
+        }
         let dir = sh.store.object_dir(&key);
         let metrics = m.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect();
         finished(

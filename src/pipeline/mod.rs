@@ -253,16 +253,16 @@ pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipel
             }
         }
     }
+    let name = match raw.name {
+        Some(n) => {
+            validate::pipeline_name(&n.v, n.loc, &mut diags);
+            n.v
+        }
+        None => validate::name_from_stem(file),
+    };
     if !diags.is_empty() {
         return Err(diags.finish());
     }
-    let name = match raw.name {
-        Some(n) => n.v,
-        None => file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "pipeline".into()),
-    };
     Ok(Pipeline {
         name,
         description: raw.description,

@@ -1,5 +1,6 @@
 //! Params against a kind's declared `ParamSpec`s: unknown names, required ones, types;
-//! defaults filled; then the kind's own `check_params`.
+//! defaults filled; then the kind's own `check_params`. Also the pipeline's `name`, which
+//! becomes a directory (`experiments/<name>/<run>/` for reports).
 
 use std::collections::BTreeSet;
 
@@ -9,6 +10,68 @@ use super::diag::{suggest, Collector};
 use super::raw::RawStage;
 use super::yaml::{describe_value, Loc};
 use crate::stages::{ParamSpec, ParamType, StageKind};
+
+/// Names that would land on a file t2s keeps in `experiments/` itself.
+const RESERVED_NAMES: &[&str] = &["slurm"];
+
+/// Whether `name` can be a pipeline's name: one plain path component under `experiments/`
+/// (no `/`, no `..`, not hidden, not one of t2s's own files there).
+fn plain_pipeline_name(name: &str) -> Result<(), &'static str> {
+    let plain = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !plain {
+        Err(
+            "must be 1 to 100 letters, digits, `_`, `-` or `.`, not starting with `.` \
+             (it becomes the directory experiments/<name>/)",
+        )
+    } else if RESERVED_NAMES.contains(&name) || name.starts_with("t2s.db") {
+        Err("is reserved by t2s (a file or directory it keeps in experiments/)")
+    } else {
+        Ok(())
+    }
+}
+
+/// Check the `name:` field (at `loc`).
+pub fn pipeline_name(name: &str, loc: Loc, diags: &mut Collector) {
+    if let Err(why) = plain_pipeline_name(name) {
+        diags.add(
+            loc,
+            "name",
+            format!("pipeline name `{name}` {why}"),
+            Some("choose a plain name, e.g. `name: sweep`".to_string()),
+        );
+    }
+}
+
+/// The name of a pipeline without `name:`: its file stem, made plain (other characters become
+/// `_`, leading dots go), since a file name is not something to reject the pipeline for.
+pub fn name_from_stem(file: &std::path::Path) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = stem
+        .trim_start_matches('.')
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match plain_pipeline_name(&clean) {
+        Ok(()) => clean,
+        Err(_) if clean.is_empty() => "pipeline".to_string(),
+        Err(_) => format!("pipeline-{clean}"),
+    }
+}
 
 /// Stage-level check: params the kind does not declare.
 pub fn unknown_params(stage: &RawStage, kind: &dyn StageKind, diags: &mut Collector) {

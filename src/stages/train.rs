@@ -90,7 +90,9 @@ impl StageKind for TrainStage {
         "train"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: `train_result.json` no longer holds `resumed_from` (a version-1 object has it, so
+        // the same key would give two digests on two machines).
+        2
     }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
@@ -202,6 +204,12 @@ impl StageKind for TrainStage {
                 WorkerError::JobFailed { message, .. } => fail(message),
                 other => fail(other.to_string()),
             })?;
+        let (result, resumed_from) = split_provenance(result);
+        if let Some(step) = resumed_from {
+            // How this attempt got there goes to the tracking DB (this run's record of the
+            // node), never into the artifact: see `split_provenance`.
+            ctx.metrics.metric(RESUMED_FROM_STEP, None, step as f64);
+        }
         let result_json = serde_json::to_vec_pretty(&result).map_err(anyhow::Error::from)?;
         std::fs::write(
             ctx.out_dir.join(crate::report::load::TRAIN_RESULT),
@@ -218,10 +226,25 @@ impl StageKind for TrainStage {
             })
             .unwrap_or_default();
         Ok(StageOutcome {
-            resumed: result.get("resumed_from").is_some_and(|v| !v.is_null()),
+            resumed: resumed_from.is_some(),
             metrics,
         })
     }
+}
+
+/// The tracking-DB metric naming the step a resumed training continued from.
+pub const RESUMED_FROM_STEP: &str = "resumed_from_step";
+
+/// Split the worker's result into what the artifact holds and the step the job resumed from.
+/// Whether a training was resumed says how this attempt got there, not what it produced (the
+/// weights are the same either way): kept in the artifact it would change the artifact's
+/// digest, so one resume would change every downstream key, and caches and remotes diverge.
+fn split_provenance(mut result: Value) -> (Value, Option<u64>) {
+    let resumed = result
+        .as_object_mut()
+        .and_then(|o| o.remove("resumed_from"))
+        .and_then(|v| v.as_u64());
+    (result, resumed)
 }
 
 #[cfg(test)]
@@ -233,6 +256,21 @@ mod tests {
             .iter()
             .map(|s| (s.name.to_string(), (s.default.expect("all optional"))()))
             .collect()
+    }
+
+    #[test]
+    fn a_resume_leaves_the_artifacts_result_as_a_straight_run_writes_it() {
+        let straight =
+            json!({"metrics": {"train_loss": 1.5}, "resumed_from": null, "method": "lora"});
+        let resumed = json!({"metrics": {"train_loss": 1.5}, "resumed_from": 12, "method": "lora"});
+        let (a, none) = split_provenance(straight);
+        let (b, step) = split_provenance(resumed);
+        assert_eq!((none, step), (None, Some(12)));
+        assert_eq!(
+            serde_json::to_vec_pretty(&a).unwrap(),
+            serde_json::to_vec_pretty(&b).unwrap()
+        );
+        assert!(b.get("resumed_from").is_none());
     }
 
     #[test]
