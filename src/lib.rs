@@ -4,6 +4,7 @@
 //! `t2s-worker` binary of the `t2s-torch` crate (see `worker`).
 
 pub mod cache;
+pub mod child;
 pub mod cli;
 pub mod commands;
 pub mod data;

@@ -142,20 +142,70 @@ fn bad_lines_are_reported_with_file_and_line() {
     let p = dir.path().join("bad.jsonl");
     std::fs::write(
         &p,
-        "{\"sql_context\": \"\", \"sql\": \"SELECT 1\", \"prediction\": \"SELECT 1\"}\n{\"sql\": \"SELECT 1\"}\n{oops\n",
+        "{\"sql_context\": \"\", \"sql\": \"SELECT 1\"}\n{oops\n",
     )
     .unwrap();
+    // No usable line at all: an error listing every line.
     let e = evaluate_files(&args(vec![p.clone()], true))
         .unwrap_err()
         .to_string();
     let shown = p.display().to_string();
-    assert!(e.contains(&format!("{shown}:2: missing field")), "{e}");
-    assert!(e.contains(&format!("{shown}:3: invalid JSON")), "{e}");
+    assert!(e.contains(&format!("{shown}:1: missing field")), "{e}");
+    assert!(e.contains(&format!("{shown}:2: invalid JSON")), "{e}");
     let missing = dir.path().join("nope.jsonl");
     let e = evaluate_files(&args(vec![missing], true))
         .unwrap_err()
         .to_string();
     assert!(e.contains("cannot read predictions file"), "{e}");
+}
+
+/// Regression: one line that was not UTF-8 or not JSON refused the whole file (exit 1, no line
+/// number). Now the bad lines are rejected with line and reason, and the rest are scored.
+#[test]
+fn bad_lines_are_rejected_and_the_rest_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("mixed.jsonl");
+    let good = r#"{"sql_context": "CREATE TABLE t (a INT); INSERT INTO t VALUES (1);", "sql": "SELECT a FROM t", "prediction": "SELECT a FROM t"}"#;
+    let mut bytes = format!("{good}\n{{oops\n").into_bytes();
+    bytes.extend_from_slice(
+        b"{\"sql_context\": \"\", \"sql\": \"SELECT 1\", \"prediction\": \"\xff\"}\n",
+    );
+    bytes.extend_from_slice(format!("{good}\n").as_bytes());
+    std::fs::write(&p, &bytes).unwrap();
+    let out = evaluate_files(&args(vec![p.clone()], false)).unwrap();
+    assert_eq!(out.rejected, 2);
+    assert_eq!(out.json["n"], 2, "{}", out.json);
+    assert_eq!(out.json["execution_accuracy"]["value"], 1.0);
+    let rejected = out.json["rejected"].as_array().unwrap();
+    assert_eq!(
+        (rejected[0]["line"].as_u64(), rejected[1]["line"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert!(rejected[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not valid UTF-8"));
+    let shown = p.display().to_string();
+    assert!(out.text.contains("2 line(s) rejected"), "{}", out.text);
+    assert!(
+        out.text.contains(&format!("{shown}:2: invalid JSON")),
+        "{}",
+        out.text
+    );
+
+    // Through the binary: the scores on stdout, and exit status 1 for the rejected lines.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_t2s"))
+        .args(["evaluate", "--bootstrap-samples", "10", "--predictions"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("execution_accuracy"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{shown}:3: not valid UTF-8")),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -102,6 +102,8 @@ fn hostile_sql_is_contained() {
             SandboxError::MultipleStatements => "multi",
             SandboxError::Sqlite(_) => "sqlite",
             SandboxError::Empty => "empty",
+            SandboxError::ResultTooLarge(_) => "bytes",
+            SandboxError::NulByte => "nul",
         };
         assert_eq!(got, *class, "{shown}: {err}");
         // As gold, hostile SQL only lands in the gold-fails bucket.

@@ -1,6 +1,9 @@
 //! `t2s evaluate --predictions FILE.jsonl`: score predictions from any system with the same
 //! metrics as the `evaluate` stage, outside a pipeline. Several `--predictions` files are
 //! compared pairwise on execution accuracy (paired by example id; the first is the reference).
+//! Bad lines (not UTF-8, not JSON, a field missing) are listed with their line and reason
+//! under `rejected`, not scored; the rest are scored, and the exit status is 1 (like ripgrep,
+//! which prints its matches and still exits 2 after an error).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +12,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::eval::compare::{compare_all, SystemExec};
-use crate::eval::input::read_predictions;
+use crate::eval::input::{read_predictions, Predictions, Rejected};
 use crate::eval::render::{render_comparison, render_report};
 use crate::eval::sandbox::Limits;
 use crate::eval::score::{exec_vector, score_all, ScoreOptions};
@@ -20,6 +23,8 @@ pub struct EvaluateArgs {
     /// JSONL file, one object per line: `sql_context`, gold `sql` (or `gold`), predicted
     /// `prediction` (or `predicted_sql`, `pred`); optional `id`, `sql_complexity`,
     /// `sql_task_type`, `domain` for paired tests and breakdowns. Repeat to compare systems.
+    /// Bad lines are listed (line and reason) and not scored; the rest are, and the exit
+    /// status is then 1.
     #[arg(long = "predictions", value_name = "FILE", required = true)]
     pub predictions: Vec<PathBuf>,
     /// Print one JSON object instead of tables.
@@ -56,6 +61,13 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<i32> {
     } else {
         print!("{}", out.text);
     }
+    if out.rejected > 0 {
+        eprintln!(
+            "t2s: {} line(s) rejected and not scored (listed under `rejected`)",
+            out.rejected
+        );
+        return Ok(1);
+    }
     Ok(0)
 }
 
@@ -66,6 +78,33 @@ pub struct EvaluateOutput {
     pub json: serde_json::Value,
     /// The readable tables.
     pub text: String,
+    /// Lines rejected in all files together.
+    pub rejected: usize,
+}
+
+/// At most this many rejected lines are shown per file in the text output (all are in JSON).
+const REJECTED_SHOWN: usize = 20;
+
+fn render_rejected(path: &std::path::Path, rejected: &[Rejected]) -> String {
+    if rejected.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("  {} line(s) rejected (not scored):\n", rejected.len());
+    for r in rejected.iter().take(REJECTED_SHOWN) {
+        out.push_str(&format!(
+            "    {}:{}: {}\n",
+            path.display(),
+            r.line,
+            r.reason
+        ));
+    }
+    if rejected.len() > REJECTED_SHOWN {
+        out.push_str(&format!(
+            "    ... and {} more\n",
+            rejected.len() - REJECTED_SHOWN
+        ));
+    }
+    out
 }
 
 /// Score the files named by `args` (and write `--per-example`), without printing.
@@ -83,7 +122,7 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
     let mut systems = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for (i, path) in args.predictions.iter().enumerate() {
-        let items = read_predictions(path)?;
+        let Predictions { items, rejected } = read_predictions(path)?;
         let (scores, report) = score_all(&items, &opts);
         if i == 0 {
             if let Some(out) = &args.per_example {
@@ -99,22 +138,30 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
             name: name.clone(),
             per_id: exec_vector(&items, &scores),
         });
-        reports.push((name, report));
+        reports.push((name, report, render_rejected(path, &rejected), rejected));
     }
     let comparisons = compare_all(&systems, args.bootstrap_samples, args.seed);
 
+    let mut values = Vec::new();
+    for (_, r, _, rejected) in &reports {
+        let mut v = serde_json::to_value(r)?;
+        v["rejected"] = serde_json::to_value(rejected)?;
+        values.push(v);
+    }
     let json = if reports.len() == 1 {
-        serde_json::to_value(&reports[0].1)?
+        values.remove(0)
     } else {
-        let mut systems = serde_json::Map::new();
-        for (n, r) in &reports {
-            systems.insert(n.clone(), serde_json::to_value(r)?);
-        }
+        let systems: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|(n, ..)| n.clone())
+            .zip(values)
+            .collect();
         json!({ "systems": systems, "comparisons": comparisons })
     };
     let mut text = String::new();
-    for (name, r) in &reports {
+    for (name, r, shown, _) in &reports {
         text.push_str(&render_report(name, r));
+        text.push_str(shown);
         text.push('\n');
     }
     if !comparisons.is_empty() {
@@ -127,7 +174,12 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
             }
         }
     }
-    Ok(EvaluateOutput { json, text })
+    let rejected = reports.iter().map(|(.., r)| r.len()).sum();
+    Ok(EvaluateOutput {
+        json,
+        text,
+        rejected,
+    })
 }
 
 fn write_per_example(

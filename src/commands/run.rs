@@ -88,19 +88,23 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let tracker = Tracker::open(root)?;
     // Ctrl-C or SIGTERM: stop starting nodes, let stages stop cleanly, commit nothing partial.
     // Setting the handler fails only if one is already set (tests calling `run` twice).
+    // No `eprintln!` here: with stderr unwritable it would panic the handler thread, and
+    // every later Ctrl-C or SIGTERM would go unheard.
     let _ = ctrlc::set_handler(|| {
         if CANCEL.swap(true, Ordering::SeqCst) {
             // Second Ctrl-C: quit now. Safe: only staging dirs (never promoted) are left.
-            eprintln!("t2s: quitting now; nothing partial is committed");
+            progress::say(format_args!(
+                "t2s: quitting now; nothing partial is committed"
+            ));
             std::process::exit(130);
         }
-        eprintln!(
+        progress::say(format_args!(
             "t2s: interrupting: waiting for running nodes to stop (Ctrl-C again to quit now)"
-        );
+        ));
     });
     if executor_kind == ExecutorKind::Slurm {
         for line in slurm::cancel_orphans(&tracker) {
-            eprintln!("t2s: {line}");
+            progress::say(format_args!("t2s: {line}"));
         }
     }
     let run_id = tracker.start_run(&RunInfo {
@@ -161,7 +165,11 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         _ => None,
     };
-    tracker.finish_run(run_id, outcome.status, error.as_deref())?;
+    // A DB that refuses the run's end must not hide what happened: the table and the node
+    // errors are still printed, and the exit status says the run was not recorded.
+    let unrecorded = tracker
+        .finish_run(run_id, outcome.status, error.as_deref())
+        .err();
 
     let rows: Vec<Vec<String>> = outcome
         .nodes
@@ -212,7 +220,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             match super::report::publish(root, &tracker, run_id) {
                 Ok(Some(path)) => println!("report: {}", path.display()),
                 Ok(None) => {}
-                Err(e) => eprintln!("warning: could not render the run's report: {e:#}"),
+                Err(e) => progress::say(format_args!(
+                    "warning: could not render the run's report: {e:#}"
+                )),
             }
         } else {
             // Nothing ran: the artifacts are those of an earlier run, whose report stands.
@@ -224,9 +234,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     for n in &failed {
         if n.detail.contains(&format!("`{}`", n.node)) {
-            eprintln!("error: {}", n.detail);
+            progress::say(format_args!("error: {}", n.detail));
         } else {
-            eprintln!("error: node {} failed: {}", n.node, n.detail);
+            progress::say(format_args!("error: node {} failed: {}", n.node, n.detail));
         }
     }
     let mut push_failed = false;
@@ -238,7 +248,10 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         for row in summary.rows.iter().filter(|r| r[2].starts_with("failed")) {
-            eprintln!("error: push of {} ({}) {}", row[0], row[1], row[2]);
+            progress::say(format_args!(
+                "error: push of {} ({}) {}",
+                row[0], row[1], row[2]
+            ));
         }
         println!(
             "push to {}: {}",
@@ -247,13 +260,19 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         push_failed = summary.failed > 0;
     }
+    if let Some(e) = unrecorded {
+        progress::say(format_args!(
+            "error: the tracking DB did not record the end of run {run_id}: {e}"
+        ));
+        return Ok(ExitCode::FAILURE);
+    }
     match outcome.status {
         status::SUCCEEDED if push_failed => Ok(ExitCode::FAILURE),
         status::SUCCEEDED => Ok(ExitCode::SUCCESS),
         status::INTERRUPTED => {
-            eprintln!(
+            progress::say(format_args!(
                 "t2s: run {run_id} interrupted; nothing partial was committed, rerun to continue"
-            );
+            ));
             Ok(ExitCode::FAILURE)
         }
         _ => Ok(ExitCode::FAILURE),

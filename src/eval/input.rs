@@ -1,6 +1,9 @@
 //! Reading predictions files (JSONL) for `t2s evaluate --predictions`: one object per line with
 //! the row's schema script, the gold SQL and the predicted SQL, under a few accepted names.
-//! Every problem is reported with `file:line` and what to fix.
+//! Every problem is reported with `file:line` and what to fix. A predictions file is scored
+//! even when some lines are bad (not JSON, not UTF-8, a field missing): each bad line becomes
+//! a [`Rejected`] row with its reason, the rest are scored; only a file with no usable line
+//! at all is an error.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -120,17 +123,86 @@ fn parse_line(text: &str, line_no: usize) -> Result<ScoreItem, String> {
     })
 }
 
-/// Parse JSONL text; `path` only names the source in errors. Blank lines are skipped.
-pub fn parse_predictions(text: &str, path: &str) -> Result<Vec<ScoreItem>, InputError> {
-    let hint = format!(
+/// A line of a predictions file that could not be scored, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rejected {
+    /// 1-based line number.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The usable rows of a predictions file and the lines that were not.
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    pub items: Vec<ScoreItem>,
+    pub rejected: Vec<Rejected>,
+}
+
+fn predictions_hint() -> String {
+    format!(
         "each line needs {} (schema), {} (gold) and {} (prediction) as strings",
         CONTEXT_FIELDS.join("|"),
         GOLD_FIELDS.join("|"),
         PRED_FIELDS.join("|")
-    );
-    parse_lines(text, path, &hint, |line, line_no, _| {
-        parse_line(line, line_no)
-    })
+    )
+}
+
+/// Parse JSONL bytes line by line; `path` only names the source in errors. Blank lines are
+/// skipped; a line that is not UTF-8, not JSON or lacks a field is rejected with its reason.
+/// An error only when no line is usable.
+pub fn parse_predictions(bytes: &[u8], path: &str) -> Result<Predictions, InputError> {
+    let mut items = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line_no = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let parsed = match std::str::from_utf8(raw) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => parse_line(text, line_no),
+            Err(e) => Err(format!(
+                "not valid UTF-8 (at byte {} of the line)",
+                e.valid_up_to() + 1
+            )),
+        };
+        match parsed {
+            Ok(it) => items.push(it),
+            Err(reason) => rejected.push(Rejected {
+                line: line_no,
+                reason,
+            }),
+        }
+    }
+    if items.is_empty() && !rejected.is_empty() {
+        return Err(lines_error(
+            path,
+            rejected
+                .iter()
+                .map(|r| format!("  {path}:{}: {}", r.line, r.reason))
+                .collect(),
+            &predictions_hint(),
+        ));
+    }
+    if items.is_empty() {
+        return Err(InputError::Empty {
+            path: path.to_string(),
+        });
+    }
+    Ok(Predictions { items, rejected })
+}
+
+/// All of `errors` (already `path:line: ...`) as one error, the first [`MAX_LISTED`] listed.
+fn lines_error(path: &str, errors: Vec<String>, hint: &str) -> InputError {
+    let count = errors.len();
+    let mut list: Vec<String> = errors.into_iter().take(MAX_LISTED).collect();
+    if count > MAX_LISTED {
+        list.push(format!("  ... and {} more", count - MAX_LISTED));
+    }
+    list.push(format!("  {hint}"));
+    InputError::Lines {
+        path: path.to_string(),
+        count,
+        list: list.join("\n"),
+    }
 }
 
 /// Every non-blank line of `text` through `parse` (its 1-based number and the ids seen so far
@@ -154,17 +226,7 @@ fn parse_lines<T>(
         }
     }
     if !errors.is_empty() {
-        let count = errors.len();
-        let mut list: Vec<String> = errors.into_iter().take(MAX_LISTED).collect();
-        if count > MAX_LISTED {
-            list.push(format!("  ... and {} more", count - MAX_LISTED));
-        }
-        list.push(format!("  {hint}"));
-        return Err(InputError::Lines {
-            path: path.to_string(),
-            count,
-            list: list.join("\n"),
-        });
+        return Err(lines_error(path, errors, hint));
     }
     if items.is_empty() {
         return Err(InputError::Empty {
@@ -231,10 +293,16 @@ pub fn read_requests(path: &Path) -> Result<Vec<Request>, InputError> {
     parse_requests(&text, &shown)
 }
 
-/// Read and parse a predictions file.
-pub fn read_predictions(path: &Path) -> Result<Vec<ScoreItem>, InputError> {
-    let (text, shown) = read_text(path, "predictions file")?;
-    parse_predictions(&text, &shown)
+/// Read and parse a predictions file (bytes: one line that is not UTF-8 must not refuse the
+/// whole file).
+pub fn read_predictions(path: &Path) -> Result<Predictions, InputError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| InputError::Read {
+        what: "predictions file",
+        path: shown.clone(),
+        source,
+    })?;
+    parse_predictions(&bytes, &shown)
 }
 
 /// A file's text and its name as errors show it.
@@ -258,13 +326,15 @@ mod tests {
     fn accepts_alternative_names_and_reports_lines() {
         let ok = r#"{"id": 7, "sql_context": "CREATE TABLE t (a INT);", "sql": "SELECT a FROM t", "prediction": "SELECT a FROM t", "domain": "retail"}
 {"context": "", "gold": "SELECT 1", "pred": "SELECT 1"}"#;
-        let items = parse_predictions(ok, "p.jsonl").unwrap();
+        let items = parse_predictions(ok.as_bytes(), "p.jsonl").unwrap().items;
         assert_eq!(items[0].id, "7");
         assert_eq!(items[1].id, "line2");
         assert_eq!(items[0].domain, "retail");
 
         let bad = "{\"sql_context\": \"\", \"sql\": \"SELECT 1\"}\n\nnot json\n{\"sql_context\": 1, \"sql\": \"x\", \"pred\": \"y\"}";
-        let e = parse_predictions(bad, "p.jsonl").unwrap_err().to_string();
+        let e = parse_predictions(bad.as_bytes(), "p.jsonl")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("p.jsonl:1: missing field: one of `prediction`"),
             "{e}"
@@ -275,9 +345,40 @@ mod tests {
             "{e}"
         );
         assert!(matches!(
-            parse_predictions("\n", "e.jsonl"),
+            parse_predictions(b"\n", "e.jsonl"),
             Err(InputError::Empty { .. })
         ));
+    }
+
+    /// Regression: one line that was not UTF-8 or not JSON refused the whole file (no line
+    /// number for the UTF-8 case); now each bad line is rejected with its reason and the rest
+    /// are kept.
+    #[test]
+    fn bad_lines_are_rejected_one_by_one() {
+        let good = r#"{"sql_context": "", "sql": "SELECT 1", "prediction": "SELECT 1"}"#;
+        let mut file = Vec::new();
+        file.extend_from_slice(good.as_bytes());
+        file.extend_from_slice(b"\n{\"sql_context\": \"\", \"sql\": \"SELECT 1\", \"prediction\": \"SELECT \xff\"}\r\n");
+        file.extend_from_slice(b"{oops\n\n");
+        file.extend_from_slice(good.as_bytes());
+        let p = parse_predictions(&file, "p.jsonl").unwrap();
+        assert_eq!(
+            p.items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+            ["line1", "line5"]
+        );
+        assert_eq!(p.rejected.len(), 2, "{:?}", p.rejected);
+        assert_eq!(p.rejected[0].line, 2);
+        assert!(
+            p.rejected[0].reason.contains("not valid UTF-8"),
+            "{:?}",
+            p.rejected
+        );
+        assert_eq!(p.rejected[1].line, 3);
+        assert!(
+            p.rejected[1].reason.contains("invalid JSON"),
+            "{:?}",
+            p.rejected
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //! - a progress handler enforcing an instruction budget (deterministic), a wall-clock limit and
 //!   a process-wide SQLite heap ceiling (the only memory knob SQLite has; it is global, so
 //!   under parallel scoring a memory hog can also interrupt its neighbours: it is set high);
-//! - caps on result rows; exactly one statement (`prepare` rejects a non-empty tail).
+//! - caps on result rows and on a result's total bytes (rows × value size alone allow ~10 GB);
+//!   exactly one statement (`prepare` rejects a non-empty tail);
+//! - no NUL byte in SQL text: SQLite's `prepare` stops reading at the first NUL, so whatever
+//!   follows it (`SELECT 1\0; DROP TABLE t`) would be silently ignored, not checked.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -41,6 +44,9 @@ pub struct Limits {
     pub max_sql_bytes: i32,
     /// Process-wide SQLite heap ceiling, in bytes, checked by the progress handler.
     pub max_heap_bytes: i64,
+    /// Total bytes of one result (text and blob lengths, 8 per number), the memory its copy
+    /// takes; `max_rows` × `max_value_bytes` alone would allow ~10 GB.
+    pub max_result_bytes: usize,
 }
 
 impl Default for Limits {
@@ -52,6 +58,7 @@ impl Default for Limits {
             max_value_bytes: 1_000_000,
             max_sql_bytes: 100_000,
             max_heap_bytes: 2 << 30,
+            max_result_bytes: 64 << 20,
         }
     }
 }
@@ -72,6 +79,10 @@ pub enum SandboxError {
     Limit(String),
     #[error("result has more than {0} rows")]
     TooManyRows(usize),
+    #[error("result is larger than {0} bytes")]
+    ResultTooLarge(usize),
+    #[error("the SQL contains a NUL byte (SQLite would silently ignore what follows it)")]
+    NulByte,
     #[error("sqlite: {0}")]
     Sqlite(String),
 }
@@ -178,6 +189,9 @@ impl Sandbox {
     /// A database built by running the row's `sql_context` script (several statements).
     pub fn from_context(context: &str, limits: &Limits) -> Result<Self, SandboxError> {
         let sb = Self::new(limits)?;
+        if context.contains('\0') {
+            return Err(SandboxError::NulByte);
+        }
         if !context.trim().is_empty() {
             sb.arm();
             sb.mode.store(MODE_CONTEXT, Ordering::Relaxed);
@@ -256,18 +270,7 @@ impl Sandbox {
         let readonly = stmt.readonly();
         let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let ncol = columns.len();
-        let mut rows_out = Vec::new();
-        let mut rows = stmt.raw_query();
-        while let Some(row) = rows.next().map_err(sq)? {
-            if rows_out.len() >= self.limits.max_rows {
-                return Err(SandboxError::TooManyRows(self.limits.max_rows));
-            }
-            let mut vals = Vec::with_capacity(ncol);
-            for i in 0..ncol {
-                vals.push(Value::from_ref(row.get_ref(i).map_err(sq)?));
-            }
-            rows_out.push(vals);
-        }
+        let rows_out = self.collect(stmt.raw_query(), ncol, Some(self.limits.max_rows))?;
         Ok(Outcome {
             columns,
             rows: rows_out,
@@ -282,24 +285,51 @@ impl Sandbox {
         let r = (|| {
             let mut stmt = self.conn.prepare(sql).map_err(sq)?;
             let n = stmt.column_count();
-            let mut rows = stmt.raw_query();
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(sq)? {
-                let mut vals = Vec::with_capacity(n);
-                for i in 0..n {
-                    vals.push(Value::from_ref(row.get_ref(i).map_err(sq)?));
-                }
-                out.push(vals);
-            }
-            Ok(out)
+            self.collect(stmt.raw_query(), n, None)
         })();
         self.mode.store(MODE_UNTRUSTED, Ordering::Relaxed);
         self.check_trip(r)
     }
 }
 
-/// Checks before SQLite sees the text: non-empty and an allowed statement kind.
+impl Sandbox {
+    /// Copy a statement's rows, under the row cap (if any) and the result-bytes budget.
+    fn collect(
+        &self,
+        mut rows: rusqlite::Rows<'_>,
+        ncol: usize,
+        max_rows: Option<usize>,
+    ) -> Result<Vec<Vec<Value>>, SandboxError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next().map_err(sq)? {
+            if max_rows.is_some_and(|m| out.len() >= m) {
+                return Err(SandboxError::TooManyRows(out.len()));
+            }
+            let mut vals = Vec::with_capacity(ncol);
+            for i in 0..ncol {
+                let v = row.get_ref(i).map_err(sq)?;
+                // Counted before the copy is made, so the budget bounds the memory taken.
+                bytes = bytes.saturating_add(match v {
+                    ValueRef::Text(b) | ValueRef::Blob(b) => b.len(),
+                    _ => 8,
+                });
+                if bytes > self.limits.max_result_bytes {
+                    return Err(SandboxError::ResultTooLarge(self.limits.max_result_bytes));
+                }
+                vals.push(Value::from_ref(v));
+            }
+            out.push(vals);
+        }
+        Ok(out)
+    }
+}
+
+/// Checks before SQLite sees the text: no NUL, non-empty and an allowed statement kind.
 fn precheck(sql: &str) -> Result<&str, SandboxError> {
+    if sql.contains('\0') {
+        return Err(SandboxError::NulByte);
+    }
     let trimmed = sql.trim();
     if trimmed.is_empty() || super::sqllex::lex(trimmed).is_empty() {
         return Err(SandboxError::Empty);

@@ -18,6 +18,26 @@ pub(super) struct Done {
     pub(super) record: NodeRecord,
 }
 
+/// Longest error text kept for a node, in bytes. A stage's error may quote a child's output;
+/// beyond this it is cut (with a marker), so the tracking DB never refuses it ("string or blob
+/// too big") and the failure is always recorded and shown.
+pub(super) const MAX_ERROR_BYTES: usize = 256 * 1024;
+
+/// `text` cut at [`MAX_ERROR_BYTES`] (on a character boundary), saying how much was cut.
+fn bounded(mut text: String) -> String {
+    if text.len() <= MAX_ERROR_BYTES {
+        return text;
+    }
+    let mut end = MAX_ERROR_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!(" [... error truncated: {cut} more bytes]"));
+    text
+}
+
 fn params_of(node: &Node) -> Vec<(String, serde_json::Value)> {
     node.params
         .iter()
@@ -51,6 +71,7 @@ pub(super) fn finished(
     detail: String,
     final_metrics: Vec<(String, f64)>,
 ) -> Done {
+    let error = error.map(bounded);
     let digest = manifest.as_ref().map(|(m, _)| m.digest());
     let dir = manifest.as_ref().map(|(_, d)| d.clone());
     let artifact = manifest.as_ref().map(|(m, d)| {
@@ -88,5 +109,22 @@ pub(super) fn finished(
             fetched: false,
             pushed: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_cut_on_a_char_boundary_with_a_marker() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        let cut = bounded(long.clone());
+        assert!(cut.len() < MAX_ERROR_BYTES + 100);
+        assert!(cut.ends_with(&format!(
+            "[... error truncated: {} more bytes]",
+            long.len() - MAX_ERROR_BYTES
+        )));
     }
 }

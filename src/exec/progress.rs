@@ -1,9 +1,10 @@
 //! The per-node progress display: one bar per running node on a terminal, plain log lines on
 //! stderr otherwise (CI logs, pipes). Cached nodes make no noise here; the run summary lists
-//! them.
+//! them. Nothing here panics when stderr cannot be written (`2>/dev/full`, a closed pipe):
+//! progress is a courtesy, and `eprintln!` would panic a node thread mid-run.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -42,25 +43,30 @@ impl Progress for Silent {
     fn finish(&self, _: &str, _: &str, _: Duration, _: &str) {}
 }
 
+/// Write one line to stderr, ignoring failure (unlike `eprintln!`, which panics).
+pub fn say(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
 /// Plain lines on stderr.
 pub struct Lines;
 
 impl Progress for Lines {
     fn start(&self, node: &str, why: &str) {
-        eprintln!("t2s: {node}: running ({why})");
+        say(format_args!("t2s: {node}: running ({why})"));
     }
     fn update(&self, node: &str, done: u64, total: Option<u64>, message: &str) {
         tracing::debug!(node, done, total, "{message}");
     }
     fn note(&self, node: &str, message: &str) {
-        eprintln!("t2s: {node}: {message}");
+        say(format_args!("t2s: {node}: {message}"));
     }
     fn finish(&self, node: &str, status: &str, elapsed: Duration, detail: &str) {
         let sep = if detail.is_empty() { "" } else { ": " };
-        eprintln!(
+        say(format_args!(
             "t2s: {node}: {status} in {}{sep}{detail}",
             human_duration(elapsed)
-        );
+        ));
     }
 }
 

@@ -189,10 +189,30 @@ pub fn run(
                 let tx = tx.clone();
                 let shared = &shared;
                 s.spawn(move || {
-                    let mut done = process_node(shared, i, inputs, key_inputs);
-                    if let (Some(remote), true) = (&shared.opts.remote, shared.opts.push) {
-                        remote_cache::push(shared.store, remote, &mut done.report);
-                    }
+                    // Whatever happens on this thread, the scheduler hears of the node: it
+                    // waits for exactly one message per started node.
+                    let done = crate::panics::catch(|| {
+                        let mut done = process_node(shared, i, inputs, key_inputs);
+                        if let (Some(remote), true) = (&shared.opts.remote, shared.opts.push) {
+                            remote_cache::push(shared.store, remote, &mut done.report);
+                        }
+                        done
+                    })
+                    .unwrap_or_else(|msg| {
+                        let node = &pipeline.nodes[i];
+                        let msg = format!("internal error while running the node: {msg}");
+                        finished(
+                            node,
+                            node_status::FAILED,
+                            None,
+                            None,
+                            None,
+                            Duration::ZERO,
+                            Some(msg),
+                            String::new(),
+                            Vec::new(),
+                        )
+                    });
                     let _ = tx.send((i, done));
                 });
             }

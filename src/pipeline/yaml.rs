@@ -61,6 +61,11 @@ pub struct ParseError {
 /// cleanly instead of eating the memory.
 const MAX_NODES: usize = 1_000_000;
 
+/// Deepest nesting of lists and mappings. The tree is walked recursively (conversion, clone,
+/// drop), so a file nested tens of thousands deep would overflow the stack; no pipeline comes
+/// near this (serde_json's own default limit is 128 as well).
+pub const MAX_DEPTH: usize = 128;
+
 struct Builder {
     stack: Vec<(YNode, usize, Option<YNode>)>, // (container, anchor, pending map key)
     anchors: HashMap<usize, YNode>,
@@ -139,6 +144,12 @@ impl MarkedEventReceiver for Builder {
                 };
                 self.push_value(node, anchor);
             }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.fail(
+                    loc,
+                    format!("nested more than {MAX_DEPTH} lists or mappings deep; flatten the structure"),
+                );
+            }
             Event::SequenceStart(anchor, _) => {
                 self.nodes += 1;
                 let node = YNode {
@@ -194,11 +205,18 @@ pub fn parse(src: &str) -> Result<Option<YNode>, ParseError> {
         docs: 0,
     };
     let mut parser = Parser::new_from_str(src);
-    if let Err(e) = parser.load(&mut builder, true) {
-        return Err(ParseError {
+    // Events one by one instead of `Parser::load`, which recurses once per nesting level (and
+    // overflows the stack on a deep file before any limit of ours could see it); stop at the
+    // first problem instead of parsing the rest.
+    while builder.error.is_none() {
+        let (ev, mark) = parser.next_token().map_err(|e| ParseError {
             loc: Loc::from_marker(*e.marker()),
             message: e.info().to_string(),
-        });
+        })?;
+        if ev == Event::StreamEnd {
+            break;
+        }
+        builder.on_event(ev, mark);
     }
     if let Some(e) = builder.error {
         return Err(e);
@@ -510,5 +528,27 @@ mod tests {
             bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n", p = i - 1));
         }
         assert!(parse(&bomb).is_err());
+    }
+
+    /// Regression: a file nested ~30k deep overflowed the stack (SIGABRT) in the recursive
+    /// walks of the tree; it is now a located error at the first level too deep.
+    #[test]
+    fn deep_nesting_is_a_located_error_not_a_stack_overflow() {
+        // Flow style: the scanner reads ahead and stops first ("recursion limit exceeded").
+        for (open, close) in [("[", "]"), ("{a: ", "}")] {
+            let src = format!("x: {}1{}\n", open.repeat(30_000), close.repeat(30_000));
+            let e = parse(&src).map(|_| ()).unwrap_err();
+            assert_eq!(e.loc.line, 1, "{}", e.message);
+        }
+        let mut block = String::new();
+        for i in 0..30_000 {
+            block.push_str(&format!("{}-\n", " ".repeat(i)));
+        }
+        let e = parse(&block).map(|_| ()).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{}", e.message);
+        assert_eq!(e.loc.line, MAX_DEPTH + 1);
+        // At the limit itself it still loads.
+        let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok).unwrap().unwrap().to_value().is_ok());
     }
 }

@@ -4,19 +4,22 @@
 //! directories there) are hashed into the cache key; declared `outs` must exist in `$T2S_OUT`
 //! afterwards. Inputs, params and matrix values reach the command as environment variables.
 //! Dep directories are hashed recursively, skipping `__pycache__` (and `PYTHONDONTWRITEBYTECODE`
-//! is set). The command runs in its own process group: cancelling, the command's end, or the
-//! death of t2s itself (watched from inside the group) kill everything it started.
+//! is set). The command runs in its own process group and carries a token in its environment
+//! (`crate::child`): cancelling, the command's end, or the death of t2s itself (watched from
+//! inside the group) kill everything it started, in the group or escaped from it (`setsid`, a
+//! detached daemon). The node waits for the command itself, not for whatever still holds its
+//! output pipes: after its end the pipes are drained briefly, then left. Output lines are cut
+//! at `child::MAX_LINE_BYTES`.
 //! Lines the command prints on stdout of the form `::metric NAME VALUE [STEP]`,
 //! `::progress DONE [TOTAL] [MESSAGE]` and `::resumed` feed the tracking DB and progress display.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{json, Map, Value};
@@ -25,6 +28,16 @@ use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutc
 
 /// How many trailing stderr lines a failure message quotes.
 const STDERR_TAIL: usize = 10;
+
+/// After the command ends (and everything it started is killed), how long to keep reading
+/// what its pipes still hold. Only a process that escaped every kill keeps them open longer.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// A line from the command (or the end of one of its streams).
+enum Output {
+    Stdout(Option<String>),
+    Stderr(Option<String>),
+}
 
 pub struct CommandStage;
 
@@ -206,7 +219,8 @@ impl StageKind for CommandStage {
                 )));
             }
         }
-        let mut command = shell_command(cmd, std::process::id());
+        let token = crate::child::new_token();
+        let mut command = shell_command(cmd, std::process::id(), &token);
         command.current_dir(ctx.pipeline_dir);
         for (k, v) in environment(ctx) {
             command.env(k, v);
@@ -215,51 +229,62 @@ impl StageKind for CommandStage {
             StageError::Failed(format!("node `{}`: cannot start `sh`: {e}", ctx.node_id))
         })?;
         let pgid = child.id();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let outcome = Mutex::new(StageOutcome::default());
-        let tail = Mutex::new(VecDeque::new());
+        let (tx, rx) = mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            crate::child::forward_lines(out, tx.clone(), Output::Stdout);
+        }
+        if let Some(err) = child.stderr.take() {
+            crate::child::forward_lines(err, tx, Output::Stderr);
+        }
+        let mut reader = Reader {
+            ctx,
+            outcome: StageOutcome::default(),
+            tail: VecDeque::new(),
+            open: 2,
+        };
         let mut cancelled = false;
-        let status = std::thread::scope(|s| {
-            s.spawn(|| {
-                if let Some(out) = stdout {
-                    read_stdout(out, ctx, &outcome);
+        let status = loop {
+            // A bounded batch per turn, so a flood of output cannot starve the checks below.
+            match rx.recv_timeout(Duration::from_millis(10)) {
+                Ok(msg) => {
+                    reader.take(msg);
+                    rx.try_iter().take(1000).for_each(|m| reader.take(m));
                 }
-            });
-            s.spawn(|| {
-                if let Some(err) = stderr {
-                    for line in lossy_lines(err) {
-                        tracing::info!(node = ctx.node_id, "{line}");
-                        let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-                        t.push_back(line);
-                        if t.len() > STDERR_TAIL {
-                            t.pop_front();
-                        }
-                    }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // Both streams ended while the command runs on: nothing to wait on but it.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(10))
                 }
-            });
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => {
-                        // Leftover background processes would hold the pipes open (and outlive
-                        // the node): the node is done, so its whole group goes.
-                        kill_group(pgid);
-                        return Ok(status);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        kill_group(pgid);
-                        return Err(e);
-                    }
-                }
-                if ctx.cancel.load(Ordering::Relaxed) && !cancelled {
-                    cancelled = true;
-                    kill_group(pgid);
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(10));
             }
-        });
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            if ctx.cancel.load(Ordering::Relaxed) && !cancelled {
+                cancelled = true;
+                crate::child::kill_group(pgid);
+                let _ = child.kill();
+            }
+        };
+        // The node is done: everything the command started goes, in its group or escaped
+        // from it. Leftovers would hold the pipes open and outlive the node.
+        crate::child::kill_group(pgid);
+        crate::child::kill_tagged(&token);
+        let deadline = Instant::now() + DRAIN;
+        while reader.open > 0 {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(msg) => reader.take(msg),
+                Err(_) => {
+                    tracing::warn!(
+                        node = ctx.node_id,
+                        "a process that escaped the node still holds its output open; no longer reading it"
+                    );
+                    break;
+                }
+            }
+        }
+        let Reader { outcome, tail, .. } = reader;
         let status = status.map_err(|e| {
             StageError::Failed(format!(
                 "node `{}`: waiting for the command: {e}",
@@ -275,7 +300,7 @@ impl StageKind for CommandStage {
                 (None, Some(sig)) => format!("signal {sig}"),
                 _ => "an unknown status".into(),
             };
-            let t = tail.into_inner().unwrap_or_else(|p| p.into_inner());
+            let t = tail;
             let lines = if t.is_empty() {
                 String::from(" (no stderr output)")
             } else {
@@ -298,21 +323,58 @@ impl StageKind for CommandStage {
                 missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
             )));
         }
-        Ok(outcome.into_inner().unwrap_or_else(|p| p.into_inner()))
+        Ok(outcome)
     }
 }
 
-/// `sh -c CMD` in a new process group, with a watchdog in that group that kills the group
-/// when process `watch_pid` (t2s) is gone: a `kill -9` of t2s must not leave the command
-/// running on, writing into the partial area a rerun is using.
-fn shell_command(cmd: &str, watch_pid: u32) -> Command {
-    const WRAPPER: &str = "( while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -KILL 0 ) \
+/// What the node gathers from the command's output as it arrives.
+struct Reader<'c, 'a> {
+    ctx: &'c StageContext<'a>,
+    outcome: StageOutcome,
+    tail: VecDeque<String>,
+    /// Output streams not yet at their end.
+    open: usize,
+}
+
+impl Reader<'_, '_> {
+    fn take(&mut self, msg: Output) {
+        match msg {
+            Output::Stdout(Some(line)) => stdout_line(&line, self.ctx, &mut self.outcome),
+            Output::Stderr(Some(line)) => {
+                tracing::info!(node = self.ctx.node_id, "{line}");
+                self.tail.push_back(line);
+                if self.tail.len() > STDERR_TAIL {
+                    self.tail.pop_front();
+                }
+            }
+            Output::Stdout(None) | Output::Stderr(None) => self.open -= 1,
+        }
+    }
+}
+
+/// `sh -c CMD` in a new process group, tagged with `token`, with a watchdog in that group
+/// that kills the group and every tagged process when process `watch_pid` (t2s) is gone: a
+/// `kill -9` of t2s must not leave the command running on, writing into the partial area a
+/// rerun is using. The watchdog runs without the token (`env -u`) so its own scan spares it
+/// until its last `kill -KILL 0`.
+fn shell_command(cmd: &str, watch_pid: u32, token: &str) -> Command {
+    const WATCHDOG: &str = "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
+        for f in /proc/[0-9]*/environ; do \
+          if tr '\\0' '\\n' <\"$f\" 2>/dev/null | grep -qxF \"$2=$3\"; then \
+            p=${f%/environ}; kill -KILL \"${p#/proc/}\" 2>/dev/null; \
+          fi; \
+        done; kill -KILL 0";
+    const WRAPPER: &str = "env -u \"$3\" sh -c \"$5\" t2s-watchdog \"$1\" \"$3\" \"$4\" \
                            </dev/null >/dev/null 2>&1 &\nexec sh -c \"$2\"";
     let mut command = Command::new("sh");
     command
         .args(["-c", WRAPPER, "t2s-command"])
         .arg(watch_pid.to_string())
         .arg(cmd)
+        .arg(crate::child::TOKEN_VAR)
+        .arg(token)
+        .arg(WATCHDOG)
+        .env(crate::child::TOKEN_VAR, token)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -321,64 +383,33 @@ fn shell_command(cmd: &str, watch_pid: u32) -> Command {
     command
 }
 
-/// SIGKILL a process group (through `sh`'s builtin `kill`, which every system has).
-fn kill_group(pgid: u32) {
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -9 -{pgid} 2>/dev/null")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Lines of a child's output, tolerating invalid UTF-8 (a line that is not text must not stop
-/// the reader: the child would block on a full pipe).
-fn lossy_lines(r: impl Read) -> impl Iterator<Item = String> {
-    let mut reader = BufReader::new(r);
-    std::iter::from_fn(move || {
-        let mut buf = Vec::new();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => {
-                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    buf.pop();
-                }
-                Some(String::from_utf8_lossy(&buf).into_owned())
+/// Log a stdout line, and act on `::metric`, `::progress` and `::resumed` lines.
+fn stdout_line(line: &str, ctx: &StageContext<'_>, outcome: &mut StageOutcome) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["::metric", name, value, rest @ ..] => {
+            let (Ok(v), step) = (
+                value.parse::<f64>(),
+                rest.first().and_then(|s| s.parse::<i64>().ok()),
+            ) else {
+                tracing::warn!(node = ctx.node_id, "ignoring malformed metric line: {line}");
+                return;
+            };
+            ctx.metrics.metric(name, step, v);
+            if step.is_none() {
+                outcome.metrics.insert(name.to_string(), v);
             }
         }
-    })
-}
-
-/// Log stdout, and act on `::metric`, `::progress` and `::resumed` lines.
-fn read_stdout(out: impl Read, ctx: &StageContext<'_>, outcome: &Mutex<StageOutcome>) {
-    for line in lossy_lines(out) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["::metric", name, value, rest @ ..] => {
-                let (Ok(v), step) = (
-                    value.parse::<f64>(),
-                    rest.first().and_then(|s| s.parse::<i64>().ok()),
-                ) else {
-                    tracing::warn!(node = ctx.node_id, "ignoring malformed metric line: {line}");
-                    continue;
-                };
-                ctx.metrics.metric(name, step, v);
-                if step.is_none() {
-                    let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
-                    o.metrics.insert(name.to_string(), v);
-                }
+        ["::progress", done, rest @ ..] => {
+            let total = rest.first().and_then(|t| t.parse::<u64>().ok());
+            let skip = usize::from(total.is_some());
+            let msg = rest.get(skip..).map(|m| m.join(" ")).unwrap_or_default();
+            if let Ok(d) = done.parse::<u64>() {
+                ctx.metrics.progress(d, total, &msg);
             }
-            ["::progress", done, rest @ ..] => {
-                let total = rest.first().and_then(|t| t.parse::<u64>().ok());
-                let skip = usize::from(total.is_some());
-                let msg = rest.get(skip..).map(|m| m.join(" ")).unwrap_or_default();
-                if let Ok(d) = done.parse::<u64>() {
-                    ctx.metrics.progress(d, total, &msg);
-                }
-            }
-            ["::resumed", ..] => outcome.lock().unwrap_or_else(|p| p.into_inner()).resumed = true,
-            _ => tracing::debug!(node = ctx.node_id, "{line}"),
         }
+        ["::resumed", ..] => outcome.resumed = true,
+        _ => tracing::debug!(node = ctx.node_id, "{line}"),
     }
 }
 
@@ -467,7 +498,9 @@ mod tests {
         let pidfile = dir.path().join("pid");
         let mut parent = Command::new("sleep").arg("600").spawn().unwrap();
         let script = format!("sleep 600 & echo $! > '{}'; wait", pidfile.display());
-        let mut child = shell_command(&script, parent.id()).spawn().unwrap();
+        let mut child = shell_command(&script, parent.id(), &crate::child::new_token())
+            .spawn()
+            .unwrap();
         while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -498,12 +531,5 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("background child {grandchild} survived");
-    }
-
-    #[test]
-    fn lossy_lines_survive_invalid_utf8() {
-        let data: &[u8] = b"ok\n\xff\xfe bad\r\nlast";
-        let lines: Vec<String> = lossy_lines(data).collect();
-        assert_eq!(lines, ["ok", "\u{fffd}\u{fffd} bad", "last"]);
     }
 }

@@ -1,6 +1,15 @@
 //! Spawning the worker binary and reading its event stream.
+//!
+//! The worker dies with the thread that spawned it (`child::die_with_parent`): after a `kill -9`
+//! of t2s it must not compete with a rerun's worker in the same resume area. Its job spec is
+//! an anonymous file (no name on disk, gone with the last descriptor) handed over as
+//! `/dev/fd/N`, so a killed t2s leaves no spec file behind. Lines of its output are bounded
+//! (`child::MAX_LINE_BYTES`).
 
-use std::io::{BufRead, BufReader, Read};
+use std::collections::VecDeque;
+use std::io::{Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,28 +83,49 @@ impl WorkerLauncher {
         mut on_event: impl FnMut(&WorkerEvent),
         cancel: &AtomicBool,
     ) -> Result<serde_json::Value, WorkerError> {
-        let spec_file = tempfile::Builder::new()
-            .prefix("t2s-job-")
-            .suffix(".json")
-            .tempfile()?;
-        serde_json::to_writer(spec_file.as_file(), spec).map_err(std::io::Error::other)?;
-        let mut child = Command::new(&self.exe)
-            .arg(spec_file.path())
+        let mut spec_file = tempfile::tempfile()?;
+        serde_json::to_writer(&spec_file, spec).map_err(std::io::Error::other)?;
+        spec_file.flush()?;
+        spec_file.rewind()?;
+        let fd = spec_file.as_raw_fd();
+        let mut command = Command::new(&self.exe);
+        command
+            .arg(format!("/dev/fd/{fd}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| WorkerError::Spawn {
-                exe: self.exe.clone(),
-                source,
-            })?;
+            .stderr(Stdio::piped());
+        crate::child::die_with_parent(&mut command);
+        // SAFETY: runs in the forked child before exec; fcntl is async-signal-safe. Only this
+        // child inherits the spec's descriptor (std opens every file close-on-exec).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|source| WorkerError::Spawn {
+            exe: self.exe.clone(),
+            source,
+        })?;
+        drop(spec_file);
 
-        // stderr is drained on its own thread so a chatty worker can never block on a full pipe.
-        let mut stderr = child.stderr.take().expect("stderr is piped");
+        // stderr is drained on its own thread so a chatty worker can never block on a full
+        // pipe; only its last lines are kept, for the error message.
+        let stderr = child.stderr.take().expect("stderr is piped");
         let stderr_thread = std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = stderr.read_to_string(&mut buf);
-            buf
+            let mut last = VecDeque::new();
+            for line in crate::child::lines(stderr) {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                last.push_back(line);
+                if last.len() > STDERR_TAIL {
+                    last.pop_front();
+                }
+            }
+            last
         });
 
         // Watch for cancellation on another thread: killing the child ends the stdout loop.
@@ -118,8 +148,7 @@ impl WorkerLauncher {
             });
             let mut result = None;
             let mut error = None;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
+            for line in crate::child::lines(stdout) {
                 match serde_json::from_str::<WorkerEvent>(&line) {
                     Ok(WorkerEvent::Result { value }) => result = Some(value),
                     Ok(WorkerEvent::Error { message }) => error = Some(message),
@@ -134,7 +163,7 @@ impl WorkerLauncher {
             (result, error)
         });
         let status = child.wait()?;
-        let stderr_text = stderr_thread.join().unwrap_or_default();
+        let stderr_lines = stderr_thread.join().unwrap_or_default();
         if cancelled.load(Ordering::Relaxed) {
             return Err(WorkerError::Interrupted {
                 job: spec.job.clone(),
@@ -151,19 +180,20 @@ impl WorkerLauncher {
             _ => Err(WorkerError::Crashed {
                 job: spec.job.clone(),
                 status: describe_status(&status),
-                stderr_tail: tail(&stderr_text),
+                stderr_tail: tail(stderr_lines),
             }),
         }
     }
 }
 
-fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+/// Lines of the worker's stderr a crash message quotes.
+const STDERR_TAIL: usize = 5;
+
+fn tail(lines: VecDeque<String>) -> String {
     if lines.is_empty() {
         return String::new();
     }
-    let start = lines.len().saturating_sub(5);
-    format!("; last stderr lines:\n  {}", lines[start..].join("\n  "))
+    format!("; last stderr lines:\n  {}", Vec::from(lines).join("\n  "))
 }
 
 fn describe_status(status: &std::process::ExitStatus) -> String {
