@@ -26,17 +26,18 @@ use t2s_torch::trainer::TrainExample;
 use tch::{Device, Kind, Tensor};
 
 /// Largest |Δlogit| allowed between t2s and transformers in fp32 on the real weights. The tiny
-/// models agree within 1e-4; here 18 layers of width 640 and logits up to ~50 in magnitude
-/// accumulate fp32 rounding in a different order (SDPA vs eager attention, fused vs separate
-/// matmuls): measured at most 4e-4 (see the test's printout), so 2e-3 keeps a margin while still
-/// failing on any real defect (a wrong norm, RoPE base or mask moves logits by whole units).
-const REAL_TOL: f64 = 2e-3;
+/// models agree within 1e-4; here 18 layers of width 640 and logits up to ~100 in magnitude
+/// accumulate fp32 rounding in a different order (SDPA vs eager attention): measured 9.0e-5
+/// (right-padded), 1.5e-4 (left-padded, max |logit| 97.5) and 4.4e-5 (700 tokens, past the
+/// window) on 2026-12-06, so 1e-3 keeps a margin while still failing on any real defect (a
+/// wrong norm, RoPE base or mask moves logits by whole units).
+const REAL_TOL: f64 = 1e-3;
 
 /// Chat-formatted built-in rows tokenized by the real tokenizer: (ids, prompt length), the
 /// seed's `format_and_prepare` layout (one `<bos>`, the answer `SQL: ...<eos>` after the prompt).
 fn chat_rows(model_dir: &Path, n: usize, max_len: usize) -> Vec<(Vec<u32>, usize)> {
     let tk = t2s::data::tokenizer::load(&model_dir.join("tokenizer.json")).unwrap();
-    t2s::data::builtin::generate(7, 4 * n)
+    t2s::data::builtin::generate(7, 40 * n)
         .iter()
         .map(|r| encode_row(&tk, Mode::Chat, &r.sql_prompt, &r.sql_context, &r.sql).unwrap())
         .filter(|(ids, _)| ids.len() <= max_len)
@@ -217,7 +218,7 @@ fn real_greedy_generation_matches_transformers_on_20_chat_prompts() {
 fn real_lora_training_matches_peft_and_export_equals_peft_merge() {
     let py = python_required();
     let dir = real_gemma(&py);
-    let data: Vec<TrainExample> = chat_rows(&dir, 40, 192)
+    let data: Vec<TrainExample> = chat_rows(&dir, 40, 224)
         .into_iter()
         .map(|(ids, plen)| TrainExample {
             labels: ids
@@ -240,7 +241,7 @@ fn real_lora_training_matches_peft_and_export_equals_peft_merge() {
         batch_size: 2,
         grad_accum: 1,
         max_steps: 20,
-        max_length: 192,
+        max_length: 224,
         save_steps: 0,
         logging_steps: 5,
         seed: 5,
