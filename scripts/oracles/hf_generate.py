@@ -24,7 +24,7 @@ def main():
     p.add_argument("--eos", default="", help="comma-separated stop ids; empty = none")
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--prompts-json", default=None, help="a JSON list of prompt id lists")
-    p.add_argument("--no-batch", action="store_true", help="only each prompt alone")
+    p.add_argument("--no-alone", action="store_true", help="only the batch, no prompt alone")
     a = p.parse_args()
     model = Gemma3ForCausalLM.from_pretrained(a.model, attn_implementation="eager",
                                               torch_dtype=torch.float32).eval()
@@ -52,20 +52,18 @@ def main():
     kw = dict(do_sample=False, max_new_tokens=a.max_new, min_new_tokens=0)
     alone = []
     with torch.no_grad():
-        for pr in prompts:
+        for pr in [] if a.no_alone else prompts:
             ids = torch.tensor([pr])
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
             alone.append(cut(out[0, len(pr):]))
-        batch = []
-        if not a.no_batch:
-            L = max(len(x) for x in prompts)
-            ids = torch.zeros(len(prompts), L, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, pr in enumerate(prompts):
-                ids[i, L - len(pr):] = torch.tensor(pr)
-                mask[i, L - len(pr):] = 1
-            out = model.generate(input_ids=ids, attention_mask=mask, **kw)
-            batch = [cut(out[i, L:]) for i in range(len(prompts))]
+        L = max(len(x) for x in prompts)
+        ids = torch.zeros(len(prompts), L, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, pr in enumerate(prompts):
+            ids[i, L - len(pr):] = torch.tensor(pr)
+            mask[i, L - len(pr):] = 1
+        out = model.generate(input_ids=ids, attention_mask=mask, **kw)
+        batch = [cut(out[i, L:]) for i in range(len(prompts))]
     with open(a.out, "w") as f:
         json.dump({"prompts": prompts, "alone": alone, "batch": batch}, f)
 

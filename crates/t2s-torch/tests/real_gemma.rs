@@ -3,7 +3,8 @@
 //! package registries) with the real Gemma-3 tokenizer on chat-formatted built-in rows, all on
 //! the CPU in fp32, against transformers and PEFT:
 //! - logits of padded and unpadded batches and of a sequence past the 512-token sliding window;
-//! - greedy generation, 20 chat prompts x 64 new tokens, token for token;
+//! - greedy generation, 20 chat prompts x 64 new tokens in one left-padded batch, token for
+//!   token;
 //! - LoRA r=8 training, 20 steps: losses, gradient norms and learning rates; PEFT loads the
 //!   adapter with no missing key and scores with t2s's logits; `t2s export` equals PEFT's
 //!   `merge_and_unload()`.
@@ -176,12 +177,14 @@ fn real_greedy_generation_matches_transformers_on_20_chat_prompts() {
             prompts_file.to_str().unwrap(),
             "--max-new",
             "64",
-            "--no-batch",
+            "--no-alone",
         ],
     );
     let hf: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
-    let want: Vec<Vec<i64>> = serde_json::from_value(hf["alone"].clone()).unwrap();
+    // transformers' batched generate (left-padded, as t2s's evaluate batches): 64 decode steps
+    // for all 20 prompts; each prompt alone would take 20 times the steps on the CPU.
+    let want: Vec<Vec<i64>> = serde_json::from_value(hf["batch"].clone()).unwrap();
     // No stop ids: every row runs the full 64 tokens, so all of them are compared.
     let opts = GenOptions {
         max_new_tokens: 64,
@@ -190,15 +193,11 @@ fn real_greedy_generation_matches_transformers_on_20_chat_prompts() {
         sampling: Sampling::greedy(),
         decoder: Decoder::Dynamic,
     };
-    let got: Vec<Vec<i64>> = prompts
-        .iter()
-        .map(|p| {
-            generate_report(&model, std::slice::from_ref(p), &opts)
-                .unwrap()
-                .rows
-                .remove(0)
-                .tokens
-        })
+    let got: Vec<Vec<i64>> = generate_report(&model, &prompts, &opts)
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|g| g.tokens)
         .collect();
     let tok = t2s_torch::tok::Tok::load(&dir).unwrap();
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
