@@ -278,12 +278,19 @@ fn files_download_through_hf_endpoint_into_the_cache_and_then_resolve_offline() 
 #[test]
 fn a_gated_repo_is_refused_with_what_to_do_and_opens_to_the_login_token() {
     let (endpoint, _hub) = standin();
-    let get = |env: &HubEnv| fetch_in(env, Kind::Model, "acme/gated", "main", "config.json", false);
+    let get = |env: &HubEnv| {
+        fetch_in(env, Kind::Model, "acme/gated", "main", "config.json", false).map_err(
+            |e| match e {
+                HubError::Refused(r) => (r.status, r.to_string()),
+                other => panic!("expected a refusal, got {other:?}"),
+            },
+        )
+    };
 
     // No token anywhere: 401, naming where the token was looked for, the repo's page on the
     // mirror, and the hub's own words.
     let dir = tempfile::tempdir().unwrap();
-    let (status, text) = refusal_text(get(&user_env(&endpoint, dir.path(), None, &[])));
+    let (status, text) = get(&user_env(&endpoint, dir.path(), None, &[])).unwrap_err();
     assert_eq!(status, 401);
     for needle in [
         "401 Unauthorized",
@@ -303,12 +310,13 @@ fn a_gated_repo_is_refused_with_what_to_do_and_opens_to_the_login_token() {
         .exists());
 
     // A token without access: 403, "accept the license at <page>", naming the token's source.
-    let (status, text) = refusal_text(get(&user_env(
+    let (status, text) = get(&user_env(
         &endpoint,
         dir.path(),
         None,
         &[("HF_TOKEN", "hf_other_account")],
-    )));
+    ))
+    .unwrap_err();
     assert_eq!(status, 403);
     for needle in [
         "403 Forbidden",

@@ -225,6 +225,29 @@ mod tests {
     }
 
     #[test]
+    fn offline_and_network_failures_say_what_to_do() {
+        // A public dataset: the token is advice only "if the repo is gated or private".
+        let e = HubError::NotCached {
+            repo: "gretelai/synthetic_text_to_sql".into(),
+            revision: "main".into(),
+            file: "synthetic_text_to_sql_train.snappy.parquet".into(),
+            cache: "/home/u/.cache/huggingface/hub".into(),
+            kind: "dataset".into(),
+            why: "HF_HUB_OFFLINE is set".into(),
+        };
+        insta::assert_snapshot!("offline_not_cached", e.to_string());
+        let e = HubError::Download {
+            repo: "google/gemma-3-1b-it".into(),
+            revision: "main".into(),
+            file: "config.json".into(),
+            kind: "model".into(),
+            endpoint: "https://huggingface.co".into(),
+            msg: "request error: Connection refused".into(),
+        };
+        insta::assert_snapshot!("network_failure", e.to_string());
+    }
+
+    #[test]
     fn the_status_and_hub_headers_are_read_from_an_hf_hub_error() {
         use std::str::FromStr;
         let resp = ureq::Response::from_str(
