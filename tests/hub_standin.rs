@@ -1,7 +1,8 @@
 //! The hub path against a local stand-in of the Hugging Face hub (std::net on 127.0.0.1 only),
 //! reached the way a user behind a mirror reaches it: through `HF_ENDPOINT`. The stand-in
 //! answers `resolve` as the hub does (`X-Repo-Commit`, a quoted `ETag`, `Range` with
-//! `Content-Range`), refuses a gated repo with 401 (no token) or 403 (a token without access)
+//! `Content-Range`), sends LFS files by an absolute 302 to a CDN path with `X-Linked-Etag` /
+//! `X-Linked-Size`, refuses a gated repo with 401 (no token) or 403 (a token without access)
 //! with `X-Error-Code` / `X-Error-Message`, and a missing file with 404.
 
 use std::collections::HashMap;
@@ -45,6 +46,9 @@ fn refuse(status: &'static str, code: &str, message: &str) -> Reply {
 impl Hub {
     fn answer(&self, path: &str, headers: &HashMap<String, String>) -> Reply {
         self.seen.lock().unwrap().push(path.to_string());
+        if let Some(key) = path.strip_prefix("/cdn") {
+            return self.cdn(key, headers);
+        }
         let Some(rest) = path.strip_prefix(PREFIX) else {
             return refuse("404 Not Found", "NotFound", "not under the mirror's prefix");
         };
@@ -85,28 +89,67 @@ impl Hub {
             Some(_) => return refuse("404 Not Found", "RevisionNotFound", "Invalid rev id"),
             None => return refuse("404 Not Found", "EntryNotFound", "Entry not found"),
         };
-        let len = body.len();
-        // `bytes=a-b` or `bytes=a-`, as hf-hub asks.
-        let (start, end) = headers
-            .get("range")
-            .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.split_once('-'))
-            .map(|(a, b)| {
-                let a: usize = a.parse().unwrap_or(0);
-                let b = b.parse::<usize>().map_or(len - 1, |b| b.min(len - 1));
-                (a, b)
-            })
-            .unwrap_or((0, len - 1));
         let etag = format!("\"{:x}\"", fnv1a(body));
-        Reply {
-            status: "206 Partial Content",
-            headers: vec![
+        if file.ends_with(".safetensors") {
+            // An LFS file: the hub answers with an absolute redirect to its CDN, naming the
+            // blob's tag and size in `X-Linked-*` (the `ETag` is the pointer file's).
+            let host = headers.get("host").cloned().unwrap_or_default();
+            return Reply {
+                status: "302 Found",
+                headers: vec![
+                    ("X-Repo-Commit".into(), COMMIT.into()),
+                    ("ETag".into(), "\"pointer\"".into()),
+                    ("X-Linked-Etag".into(), etag),
+                    ("X-Linked-Size".into(), body.len().to_string()),
+                    (
+                        "Location".into(),
+                        format!("http://{host}/cdn{repo_path}/{file}"),
+                    ),
+                ],
+                body: Vec::new(),
+            };
+        }
+        ranged(
+            body,
+            headers,
+            vec![
                 ("X-Repo-Commit".into(), COMMIT.into()),
                 ("ETag".into(), etag),
-                ("Content-Range".into(), format!("bytes {start}-{end}/{len}")),
             ],
-            body: body[start..=end].to_vec(),
+        )
+    }
+
+    /// The CDN behind LFS redirects: plain ranged bytes, no hub headers.
+    fn cdn(&self, key: &str, headers: &HashMap<String, String>) -> Reply {
+        match self.files.get(key) {
+            Some(body) => ranged(body, headers, Vec::new()),
+            None => refuse("404 Not Found", "NotFound", "no such blob"),
         }
+    }
+}
+
+/// `body` answered for the request's `Range` (`bytes=a-b` or `bytes=a-`, as hf-hub asks).
+fn ranged(
+    body: &[u8],
+    headers: &HashMap<String, String>,
+    mut extra: Vec<(String, String)>,
+) -> Reply {
+    let len = body.len();
+    let (start, end) = headers
+        .get("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .map(|(a, b)| {
+            let a: usize = a.parse().unwrap_or(0);
+            let b = b.parse::<usize>().map_or(len - 1, |b| b.min(len - 1));
+            (a, b)
+        })
+        .unwrap_or((0, len - 1));
+    extra.push(("Content-Range".into(), format!("bytes {start}-{end}/{len}")));
+    Reply {
+        status: "206 Partial Content",
+        headers: extra,
+        body: body[start..=end].to_vec(),
     }
 }
 
@@ -164,12 +207,20 @@ fn start(hub: Hub) -> (String, Arc<Hub>) {
     (endpoint, hub)
 }
 
+/// Bytes that differ all along, so a misplaced range shows.
+fn weights() -> Vec<u8> {
+    (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
 fn standin() -> (String, Arc<Hub>) {
     let files = [
         (
             "/acme/open/config.json",
             &b"{\"model_type\": \"gemma3_text\"}"[..],
         ),
+        ("/acme/open/model.safetensors", &weights()[..]),
         ("/acme/gated/config.json", &b"{\"gated\": true}"[..]),
         (
             "/datasets/acme/rows/train.jsonl",
@@ -247,7 +298,22 @@ fn files_download_through_hf_endpoint_into_the_cache_and_then_resolve_offline() 
     )
     .unwrap();
     assert!(rows.starts_with(dir.path().join("cache/datasets--acme--rows")));
+    // An LFS file, through the hub's redirect to its CDN.
+    let w = fetch_in(
+        &env,
+        Kind::Model,
+        "acme/open",
+        "main",
+        "model.safetensors",
+        false,
+    )
+    .unwrap();
+    assert!(std::fs::read(&w).unwrap() == weights());
     let seen = hub.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|p| p == "/cdn/acme/open/model.safetensors"),
+        "{seen:?}"
+    );
     assert!(
         seen.iter()
             .any(|p| p == "/mirror/acme/open/resolve/main/config.json")
@@ -357,4 +423,36 @@ fn a_missing_file_is_a_404_that_names_the_tree_to_check() {
     ] {
         assert!(text.contains(needle), "lacks {needle:?}: {text}");
     }
+}
+
+#[test]
+fn an_interrupted_download_resumes_from_its_part_file() {
+    let (endpoint, hub) = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let env = user_env(&endpoint, dir.path(), None, &[]);
+    // What an interrupted run leaves: the first part of the blob, named by its tag.
+    let full = weights();
+    let blobs = dir.path().join("cache/models--acme--open/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let part = blobs.join(format!("{:x}.part", fnv1a(&full)));
+    std::fs::write(&part, &full[..75_000]).unwrap();
+
+    let got = fetch_in(
+        &env,
+        Kind::Model,
+        "acme/open",
+        "main",
+        "model.safetensors",
+        false,
+    )
+    .unwrap();
+    // Appending from the part's end gives the blob; a restart from zero would not.
+    assert!(std::fs::read(&got).unwrap() == full);
+    assert!(!part.exists());
+    assert!(hub
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| p.starts_with("/cdn/")));
 }
