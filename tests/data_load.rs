@@ -77,7 +77,7 @@ fn hub_source_offline_from_cache_layout() {
         "ffffffffffffffffffffffffffffffffffffffff",
         "synthetic_text_to_sql_train.snappy.parquet",
         "HF_TOKEN",
-        "huggingface-cli download",
+        "hf download",
         "local file",
     ] {
         assert!(e.contains(needle), "error lacks {needle:?}: {e}");

@@ -1,7 +1,7 @@
-//! The Hugging Face hub source: `hf://owner/name[/file]` URIs, the standard HF cache layout
-//! (`HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`), offline resolution from that
-//! cache without any network, online download through `hf-hub` (with `HF_TOKEN`), and the
-//! pinned sizes and sha256 digests of gretel's parquet files.
+//! The Hugging Face hub source: `hf://owner/name[/file]` URIs, the standard HF cache layout,
+//! offline resolution from that cache without any network, online download through `hf-hub`
+//! (from `HF_ENDPOINT`, with the user's token: see [`env`]), and the pinned sizes and sha256
+//! digests of gretel's parquet files.
 
 // Hub errors carry the repo, revision, file and cache path the user needs to act on; they
 // are rare, so their size does not matter.
@@ -11,6 +11,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+pub mod env;
+mod error;
+
+pub use env::HubEnv;
+pub use error::{HubError, Refusal};
 
 pub const GRETEL_REPO: &str = "gretelai/synthetic_text_to_sql";
 pub const GRETEL_REVISION: &str = "740ab236e64503fba51be1101df7a1be83bf455d";
@@ -40,52 +46,6 @@ pub const GRETEL_FILES: [KnownFile; 2] = [
     },
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum HubError {
-    #[error("`{0}` is not a hub URI; write hf://owner/name or hf://owner/name/path/to/file")]
-    BadUri(String),
-    #[error(
-        "{repo} (revision {revision}): file `{file}` is not in the Hugging Face cache at {cache} \
-         and offline mode is on ({why}). To fix: set HF_TOKEN and run online (unset \
-         HF_HUB_OFFLINE / set `offline: false`), or pre-populate the cache with \
-         `huggingface-cli download {repo} {file} --repo-type {kind} --revision {revision}`, \
-         or point `source` at a local file"
-    )]
-    NotCached {
-        repo: String,
-        revision: String,
-        file: String,
-        cache: String,
-        kind: String,
-        why: String,
-    },
-    #[error(
-        "{repo} (revision {revision}): downloading `{file}` failed: {msg}. Check the network \
-         and HF_TOKEN (gated or private repos need one), or pre-populate the cache with \
-         `huggingface-cli download`, or use a local file"
-    )]
-    Download {
-        repo: String,
-        revision: String,
-        file: String,
-        msg: String,
-    },
-    #[error(
-        "{path}: {what} mismatch for {file} at revision {revision}: expected {expected}, got \
-         {actual}. The cached file is corrupt or not the pinned one; delete it and download again"
-    )]
-    Checksum {
-        path: String,
-        file: String,
-        revision: String,
-        what: &'static str,
-        expected: String,
-        actual: String,
-    },
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-}
-
 /// A parsed `hf://owner/name[/file]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubUri {
@@ -111,33 +71,6 @@ pub fn parse_uri(s: &str) -> Result<HubUri, HubError> {
     })
 }
 
-/// The hub cache directory: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
-/// `~/.cache/huggingface/hub`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("HF_HUB_CACHE").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = std::env::var_os("HF_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p).join("hub");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".cache").join("huggingface").join("hub")
-}
-
-/// True when `HF_HUB_OFFLINE` is set to a true value.
-pub fn env_offline() -> bool {
-    matches!(
-        std::env::var("HF_HUB_OFFLINE")
-            .ok()
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Some("1" | "true" | "yes" | "on")
-    )
-}
-
 /// Dataset or model repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -146,13 +79,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn prefix(self) -> &'static str {
+    pub(crate) fn prefix(self) -> &'static str {
         match self {
             Kind::Dataset => "datasets",
             Kind::Model => "models",
         }
     }
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Dataset => "dataset",
             Kind::Model => "model",
@@ -187,24 +120,24 @@ pub fn fetch(
     file: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
-    fetch_from(&cache_dir(), kind, repo, revision, file, offline)
+    fetch_in(&HubEnv::from_process(), kind, repo, revision, file, offline)
 }
 
-/// [`fetch`] with the cache directory given.
-pub fn fetch_from(
-    cache: &Path,
+/// [`fetch`] with the hub settings given.
+pub fn fetch_in(
+    env: &HubEnv,
     kind: Kind,
     repo: &str,
     revision: &str,
     file: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
-    let cache = cache.to_path_buf();
+    let cache = env.cache.clone();
     if let Some(p) = resolve_cached(&cache, kind, repo, revision, file) {
         return Ok(p);
     }
-    if offline || env_offline() {
-        let why = if env_offline() {
+    if offline || env.offline {
+        let why = if env.offline {
             "HF_HUB_OFFLINE is set"
         } else {
             "param offline: true"
@@ -222,15 +155,14 @@ pub fn fetch_from(
         repo: repo.to_string(),
         revision: revision.to_string(),
         file: file.to_string(),
+        kind: kind.name().to_string(),
+        endpoint: env.endpoint.clone(),
         msg,
     };
-    let hub_cache = hf_hub::Cache::new(cache.clone());
-    let token = std::env::var("HF_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .or_else(|| hub_cache.token());
-    let api = hf_hub::api::sync::ApiBuilder::from_cache(hub_cache)
-        .with_token(token)
+    // `from_cache` alone would talk to huggingface.co whatever HF_ENDPOINT says.
+    let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.clone()))
+        .with_endpoint(env.endpoint.clone())
+        .with_token(env.token.as_ref().map(|t| t.value.clone()))
         .with_progress(false)
         .build()
         .map_err(|e| dl_err(e.to_string()))?;
@@ -243,7 +175,21 @@ pub fn fetch_from(
         rtype,
         revision.to_string(),
     ));
-    r.get(file).map_err(|e| dl_err(e.to_string()))
+    r.get(file).map_err(|e| match error::http_status(&e) {
+        Some((status, hub_code, hub_message)) => HubError::Refused(Box::new(Refusal {
+            kind,
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+            file: file.to_string(),
+            endpoint: env.endpoint.clone(),
+            status,
+            hub_code,
+            hub_message,
+            token: env.token.as_ref().map(|t| t.source.clone()),
+            token_path: env.token_path.display().to_string(),
+        })),
+        None => dl_err(e.to_string()),
+    })
 }
 
 /// Files of a model repo fetched when present, for tokenizers and generation defaults.
@@ -258,17 +204,17 @@ const MODEL_EXTRAS: [&str; 3] = [
 /// shards `model.safetensors.index.json` names) and, where the repo has them, the tokenizer
 /// and generation configs.
 pub fn fetch_model(repo: &str, revision: &str, offline: bool) -> Result<PathBuf, HubError> {
-    fetch_model_from(&cache_dir(), repo, revision, offline)
+    fetch_model_in(&HubEnv::from_process(), repo, revision, offline)
 }
 
-/// [`fetch_model`] with the cache directory given.
-pub fn fetch_model_from(
-    cache: &Path,
+/// [`fetch_model`] with the hub settings given.
+pub fn fetch_model_in(
+    env: &HubEnv,
     repo: &str,
     revision: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
-    let get = |file: &str| fetch_from(cache, Kind::Model, repo, revision, file, offline);
+    let get = |file: &str| fetch_in(env, Kind::Model, repo, revision, file, offline);
     let config = get("config.json")?;
     get("tokenizer.json")?;
     match get("model.safetensors.index.json") {
@@ -288,7 +234,7 @@ pub fn fetch_model_from(
     Ok(config
         .parent()
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| cache.to_path_buf()))
+        .unwrap_or_else(|| env.cache.clone()))
 }
 
 /// The shard files a `model.safetensors.index.json` maps tensors to, each once, sorted.
@@ -364,6 +310,17 @@ pub fn verify(path: &Path, known: &KnownFile, revision: &str) -> Result<String, 
 mod tests {
     use super::*;
 
+    /// Settings that reach no network: this cache, an endpoint nothing listens on.
+    fn in_cache(cache: &Path) -> HubEnv {
+        HubEnv {
+            endpoint: "http://127.0.0.1:9".into(),
+            cache: cache.to_path_buf(),
+            token: None,
+            token_path: cache.join("no-token"),
+            offline: false,
+        }
+    }
+
     /// A model repo in the cache layout, `refs/main` → a commit whose snapshot holds `files`.
     fn cached_repo(cache: &Path, repo: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = cache.join(format!("models--{}", repo.replace('/', "--")));
@@ -390,12 +347,12 @@ mod tests {
                 ("model.safetensors", "w"),
             ],
         );
-        let got = fetch_model_from(cache.path(), "acme/one", "main", true).unwrap();
+        let got = fetch_model_in(&in_cache(cache.path()), "acme/one", "main", true).unwrap();
         assert_eq!(got, single);
         // By commit as well as by ref.
         let commit = single.file_name().unwrap().to_str().unwrap().to_string();
         assert_eq!(
-            fetch_model_from(cache.path(), "acme/one", &commit, true).unwrap(),
+            fetch_model_in(&in_cache(cache.path()), "acme/one", &commit, true).unwrap(),
             single
         );
 
@@ -414,16 +371,16 @@ mod tests {
             ],
         );
         assert_eq!(
-            fetch_model_from(cache.path(), "acme/two", "main", true).unwrap(),
+            fetch_model_in(&in_cache(cache.path()), "acme/two", "main", true).unwrap(),
             sharded
         );
         // A shard missing from the cache is named; so is a revision the cache lacks.
         std::fs::remove_file(sharded.join("model-00002-of-00002.safetensors")).unwrap();
-        let e = fetch_model_from(cache.path(), "acme/two", "main", true)
+        let e = fetch_model_in(&in_cache(cache.path()), "acme/two", "main", true)
             .unwrap_err()
             .to_string();
         assert!(e.contains("model-00002-of-00002.safetensors"), "{e}");
-        let e = fetch_model_from(cache.path(), "acme/one", "v2", true)
+        let e = fetch_model_in(&in_cache(cache.path()), "acme/one", "v2", true)
             .unwrap_err()
             .to_string();
         assert!(
@@ -436,7 +393,7 @@ mod tests {
             "acme/none",
             &[("config.json", "{}"), ("tokenizer.json", "{}")],
         );
-        let e = fetch_model_from(cache.path(), "acme/none", "main", true)
+        let e = fetch_model_in(&in_cache(cache.path()), "acme/none", "main", true)
             .unwrap_err()
             .to_string();
         assert!(e.contains("`model.safetensors`"), "{e}");
@@ -459,7 +416,7 @@ mod tests {
                     ("model.safetensors.index.json", index),
                 ],
             );
-            let e = fetch_model_from(cache.path(), repo, "main", true)
+            let e = fetch_model_in(&in_cache(cache.path()), repo, "main", true)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("model.safetensors.index.json"), "{repo}: {e}");
