@@ -16,12 +16,12 @@ pub struct PeftParity {
     pub step_losses: Vec<f64>,
 }
 
-/// Train a LoRA adapter on `model_dir` with t2s's loop and the same run in transformers + PEFT
-/// + torch.optim.AdamW (scripts/oracles/train_ref.py) from the same initial adapter over the same
-/// batches; assert every step's loss agrees within 1e-3 relative, grad norms within 2e-3,
-/// learning rates exactly, and that PEFT loads the adapter t2s wrote (no missing LoRA key:
-/// `PeftModel.from_pretrained` would leave such a weight at its init) and scores the probe
-/// (`data[0]`) with t2s's logits within 1e-4 (`logit_tol` overrides for large models).
+/// Train a LoRA adapter on `model_dir` with t2s's loop, and the same run with transformers,
+/// PEFT and torch.optim.AdamW (scripts/oracles/train_ref.py) from the same initial adapter over
+/// the same batches. Asserts every step's loss within 1e-3 relative, grad norms within 2e-3,
+/// learning rates exactly; that PEFT loads the adapter t2s wrote with no missing or unknown key
+/// (`PeftModel.from_pretrained` would leave a missing weight at its init); and that PEFT scores
+/// the probe (`data[0]`) with t2s's logits within `logit_tol`.
 pub fn check_against_peft(
     py: &str,
     model_dir: &Path,
