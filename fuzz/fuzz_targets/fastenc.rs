@@ -32,7 +32,10 @@ fn encoders() -> &'static [Encoder<'static>] {
     static ENC: OnceLock<Vec<Encoder<'static>>> = OnceLock::new();
     ENC.get_or_init(|| {
         let encs: Vec<_> = tokenizers().iter().map(Encoder::new).collect();
-        assert!(encs.iter().all(Encoder::is_fast), "each takes the fast path");
+        assert!(
+            encs.iter().all(Encoder::is_fast),
+            "each takes the fast path"
+        );
         encs
     })
 }
