@@ -327,6 +327,21 @@ impl Store {
         Ok(manifest)
     }
 
+    /// Drop the partial (resume) area of a committed key. A kill between [`Store::install`]'s
+    /// rename and its removal of the area leaves one behind, which a later hit would keep
+    /// forever. Done only when nobody holds the key's lock (a `--force` rerun may be filling it).
+    pub fn drop_stale_partial(&self, key: &str) {
+        let partial = self.partial_dir(key);
+        if !partial.exists() || !self.object_dir(key).exists() {
+            return;
+        }
+        if let Ok(Some(_lock)) = KeyLock::try_acquire(&self.lock_path(key)) {
+            if self.object_dir(key).exists() {
+                let _ = remove_tree(&partial);
+            }
+        }
+    }
+
     /// Throw a staging dir away (failed or interrupted stage). The partial area stays.
     pub fn discard(&self, staging: Staging) {
         let _ = remove_tree(&staging.dir);

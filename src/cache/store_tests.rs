@@ -410,3 +410,31 @@ fn commit_refuses_links_and_fifos_without_opening_them() {
         assert!(!dir.exists(), "the refused outputs are removed: {err}");
     }
 }
+
+#[test]
+fn a_partial_area_left_beside_a_committed_object_is_dropped_unless_its_key_is_locked() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let k = commit(&store, 1, "hello");
+    // What a kill between the commit's rename and its cleanup leaves.
+    std::fs::create_dir_all(store.partial_dir(&k)).unwrap();
+    std::fs::write(store.partial_dir(&k).join("ckpt-1.json"), "{}").unwrap();
+
+    let cancel = AtomicBool::new(false);
+    let lock = store.lock(&k, &cancel, || {}).unwrap();
+    store.drop_stale_partial(&k);
+    assert!(
+        store.has_partial(&k),
+        "a locked key's area is someone's resume state"
+    );
+    drop(lock);
+
+    store.drop_stale_partial(&k);
+    assert!(!store.partial_dir(&k).exists());
+    // A key with no object keeps its area: that is what a resume needs.
+    let other = key(2).digest();
+    std::fs::create_dir_all(store.partial_dir(&other)).unwrap();
+    std::fs::write(store.partial_dir(&other).join("ckpt-1.json"), "{}").unwrap();
+    store.drop_stale_partial(&other);
+    assert!(store.has_partial(&other));
+}

@@ -323,6 +323,7 @@ fn process_node(
         if let Err(e) = sh.store.record_use(&sh.pipeline.name, &node.id, &m) {
             tracing::warn!("could not record the use of {key} by {}: {e}", node.id);
         }
+        sh.store.drop_stale_partial(&key);
         let dir = sh.store.object_dir(&key);
         let metrics = m.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect();
         finished(
