@@ -1,5 +1,7 @@
 //! Reading predictions files (JSONL) for `t2s evaluate --predictions`: one object per line with
-//! the row's schema script, the gold SQL and the predicted SQL, under a few accepted names.
+//! the row's schema script, the gold SQL and the predicted SQL, under a few accepted names; a
+//! row with a model's raw `generation` instead of a prediction is scored on the SQL that
+//! [`extract_sql`] takes from it, the rule evaluate applies to t2s's own generations.
 //! Every problem is reported with `file:line` and what to fix. A predictions file is scored
 //! even when some lines are bad (not JSON, not UTF-8, a field missing): each bad line becomes
 //! a [`Rejected`] row with its reason, the rest are scored; only a file with no usable line
@@ -10,12 +12,15 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::extract::extract_sql;
 use super::score::ScoreItem;
 
 /// Accepted field names, first match wins.
 pub const CONTEXT_FIELDS: &[&str] = &["sql_context", "context"];
 pub const GOLD_FIELDS: &[&str] = &["sql", "gold", "gold_sql"];
 pub const PRED_FIELDS: &[&str] = &["prediction", "predicted_sql", "pred"];
+/// A model's raw output, used when a row has none of [`PRED_FIELDS`].
+pub const GENERATION_FIELDS: &[&str] = &["generation"];
 
 /// Problems in a predictions file.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +105,12 @@ fn parse_line(text: &str, line_no: usize) -> Result<ScoreItem, String> {
     };
     let context = take(CONTEXT_FIELDS, true);
     let gold = take(GOLD_FIELDS, true);
-    let pred = take(PRED_FIELDS, true);
+    let has = |names: &[&str]| names.iter().any(|n| obj.contains_key(*n));
+    let pred = if has(GENERATION_FIELDS) && !has(PRED_FIELDS) {
+        extract_sql(&take(GENERATION_FIELDS, true))
+    } else {
+        take(PRED_FIELDS, true)
+    };
     let sql_complexity = take(&["sql_complexity"], false);
     let sql_task_type = take(&["sql_task_type"], false);
     let domain = take(&["domain"], false);
@@ -140,10 +150,11 @@ pub struct Predictions {
 
 fn predictions_hint() -> String {
     format!(
-        "each line needs {} (schema), {} (gold) and {} (prediction) as strings",
+        "each line needs {} (schema), {} (gold) and {} (prediction, or {} to extract it from) as strings",
         CONTEXT_FIELDS.join("|"),
         GOLD_FIELDS.join("|"),
-        PRED_FIELDS.join("|")
+        PRED_FIELDS.join("|"),
+        GENERATION_FIELDS.join("|")
     )
 }
 
@@ -348,6 +359,15 @@ mod tests {
             parse_predictions(b"\n", "e.jsonl"),
             Err(InputError::Empty { .. })
         ));
+    }
+
+    #[test]
+    fn a_raw_generation_is_scored_on_the_sql_extracted_from_it() {
+        let text = r#"{"sql_context": "", "sql": "SELECT 1", "generation": "SQL: SELECT 1;\n\nThis query returns one.<end_of_turn>"}
+{"sql_context": "", "sql": "SELECT 1", "generation": "junk", "prediction": "SELECT 2"}"#;
+        let items = parse_predictions(text.as_bytes(), "g.jsonl").unwrap().items;
+        assert_eq!(items[0].pred, "SELECT 1;");
+        assert_eq!(items[1].pred, "SELECT 2", "a prediction field wins");
     }
 
     /// Regression: one line that was not UTF-8 or not JSON refused the whole file (no line

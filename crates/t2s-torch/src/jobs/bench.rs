@@ -112,14 +112,6 @@ fn profiled_steps(
     crate::profile::summarize(path, STEPS, wall_ms, 25)
 }
 
-/// Peak resident memory of this process (Linux `VmHWM`), MiB.
-fn peak_rss_mb() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = l.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let p = Params::new(spec);
     // `model: DIR` trains a real checkpoint's weights (e.g. the real Gemma-3-270m) instead of
@@ -246,7 +238,7 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         } else {
             None
         },
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": super::peak_rss_mb(),
         "final_loss": final_loss,
         // Mean ms per phase over 3 more steps, synchronising after each phase (so the sum
         // exceeds step_ms by the overlap the sync removes): where a step's time goes.

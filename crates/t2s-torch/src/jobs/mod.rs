@@ -164,3 +164,11 @@ pub fn input_dir(spec: &JobSpec, role: &str) -> anyhow::Result<Option<PathBuf>> 
         ),
     }
 }
+
+/// Peak resident memory of this process (Linux `VmHWM`), MiB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = l.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

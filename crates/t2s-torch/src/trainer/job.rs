@@ -234,6 +234,15 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
             });
         }
     }
+    // How much memory the training took: for the tracking DB only (a measurement, so never
+    // part of the artifact, whose digest feeds downstream keys).
+    if let Some(mb) = crate::jobs::peak_rss_mb() {
+        ev.emit(&WorkerEvent::Metric {
+            name: "peak_rss_mb".into(),
+            step: None,
+            value: mb,
+        });
+    }
     Ok(json!({
         "metrics": metrics,
         "resumed_from": outcome.resumed_from,
