@@ -43,7 +43,9 @@ all_cached() { ! grep -qE '^(ran|resumed|failed|skipped|interrupted) ' "$1"; }
 
 echo "kill campaign: $n kills over $pipeline ($(nproc) cores)"
 t0=$(now_ms)
-T2S_ROOT="$work/ref" "$t2s" run "$pipeline" --quiet > "$work/ref.log" 2>&1
+mkdir -p "$work/ref"
+T2S_ROOT="$work/ref" "$t2s" run "$pipeline" --quiet > "$work/ref.log" 2>&1 \
+    || { echo "the reference run failed"; cat "$work/ref.log"; exit 1; }
 full_ms=$(( $(now_ms) - t0 ))
 outputs "$work/ref" > "$work/ref.outputs"
 echo "reference run: ${full_ms} ms, $(wc -l < "$work/ref.outputs") objects"

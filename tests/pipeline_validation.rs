@@ -354,3 +354,77 @@ fn model_config_is_checked_when_the_pipeline_is_read() {
     );
     insta::assert_snapshot!("bad_model_config", text("bad_model_config.yaml", &[]));
 }
+
+/// The smoke pipeline loaded with `sets`; with `device`, `settings.device` is set and the
+/// train stages' own `device: auto` lines are dropped (its evaluate stages keep theirs).
+fn smoke_on(device: Option<&str>, sets: &[&str]) -> Result<t2s::pipeline::Pipeline, String> {
+    let text = std::fs::read_to_string("pipelines/smoke.yaml").unwrap();
+    let text = match device {
+        Some(d) => text
+            .replace(
+                "settings: {jobs: 1}",
+                &format!("settings: {{jobs: 1, device: {d}}}"),
+            )
+            .replace("      device: auto\n", ""),
+        None => text,
+    };
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    t2s::pipeline::load_source(Path::new("smoke.yaml"), &text, &sets).map_err(|d| d.to_string())
+}
+
+/// Regression: `settings.device` was parsed, stored and documented, and nothing read it.
+#[test]
+fn settings_device_is_the_default_device_of_every_stage_that_takes_one() {
+    let p = smoke_on(Some("cpu"), &[]).unwrap();
+    let node = |id: &str| p.nodes.iter().find(|n| n.id.starts_with(id)).unwrap();
+    assert_eq!(node("train").params["device"], "cpu");
+    assert_eq!(node("base").params["device"], "cpu");
+    assert!(!node("train").gpu);
+    assert_eq!(
+        node("evaluate_base").params["device"],
+        "auto",
+        "a stage's own device wins"
+    );
+    assert!(
+        !node("split").params.contains_key("device"),
+        "split takes no device"
+    );
+
+    let e = smoke_on(Some("gpu0"), &[]).unwrap_err();
+    assert!(
+        e.contains("settings.device") && e.contains("`gpu0` is not a device"),
+        "{e}"
+    );
+    assert!(e.contains("one of auto, cpu, cuda, cuda:N"), "{e}");
+}
+
+/// Regression: with `device: auto`, `train` asked whether a GPU is present but `evaluate`
+/// claimed a GPU slot for anything but `cpu`, so on a CPU-only host evaluate nodes queued for
+/// a GPU slot. Both now decide the same way, on any host.
+#[test]
+fn train_and_evaluate_decide_gpu_use_the_same_way() {
+    let p = smoke_on(None, &[]).unwrap();
+    let gpu = |id: &str| p.nodes.iter().find(|n| n.id.starts_with(id)).unwrap().gpu;
+    assert_eq!(gpu("train"), gpu("evaluate_base"));
+}
+
+/// Regression: `--set preprocess.max_length=-5` was accepted and ran with 512 (a negative
+/// integer passed the type check, then the stage fell back to its default); the same for
+/// counts, sizes and seeds of other kinds.
+#[test]
+fn negative_counts_sizes_and_seeds_are_refused_with_their_field() {
+    let sets = [
+        "preprocess.max_length=-5",
+        "tokenizer.vocab_size=-1",
+        "split.seed=-3",
+        "load.limit=-2",
+        "train.batch_size=-4",
+    ];
+    let e = smoke_on(None, &sets).unwrap_err();
+    for set in sets {
+        let value = set.split('=').nth(1).unwrap();
+        let want = format!("{set}: expected a non-negative integer, found the number {value}");
+        assert!(e.contains(&want), "{set}:\n{e}");
+    }
+    assert!(e.contains("cannot be negative"), "{e}");
+}

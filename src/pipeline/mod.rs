@@ -66,12 +66,16 @@ pub struct Pipeline {
     pub nodes: Vec<Node>,
 }
 
+/// The stage param that `settings.device` gives a default to.
+const DEVICE_PARAM: &str = "device";
+
 /// Run settings a pipeline file may carry (command-line flags win over them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
     /// Parallel jobs (`--jobs`).
     pub jobs: Option<usize>,
-    /// Device to run GPU stages on, e.g. `cuda:0` or `cpu`.
+    /// Device to run GPU stages on, e.g. `cuda:0` or `cpu`: the default `device` of every
+    /// stage that takes one (a stage's own `device` wins).
     pub device: Option<String>,
     /// Where nodes run (`--executor`).
     pub executor: Option<ExecutorKind>,
@@ -231,9 +235,17 @@ pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipel
                 .collect();
             for inst in &instances[si] {
                 let substituted = matrix::substitute(&Value::Object(written.clone()), &inst.matrix);
-                let Value::Object(substituted) = substituted else {
+                let Value::Object(mut substituted) = substituted else {
                     continue;
                 };
+                // `settings.device` is the default of every stage kind that takes a device.
+                if let Some(device) = &raw.device {
+                    if kind.params().iter().any(|p| p.name == DEVICE_PARAM) {
+                        substituted
+                            .entry(DEVICE_PARAM)
+                            .or_insert_with(|| Value::String(device.clone()));
+                    }
+                }
                 let Some(params) =
                     validate::resolve(s, kind, &substituted, &broken[si], &mut diags)
                 else {

@@ -244,7 +244,20 @@ fn read_settings(node: &YNode, raw: &mut RawPipeline, diags: &mut Collector) {
                     None,
                 ),
             },
-            "device" => raw.device = want_string(v, &path, diags),
+            "device" => {
+                raw.device = want_string(v, &path, diags).filter(|d| {
+                    let ok = crate::train_plan::params::valid_device(d);
+                    if !ok {
+                        diags.add(
+                            v.loc,
+                            &path,
+                            format!("`{d}` is not a device"),
+                            Some("one of auto, cpu, cuda, cuda:N".into()),
+                        );
+                    }
+                    ok
+                })
+            }
             "executor" => raw.executor = slurm::read_executor(v, &path, diags),
             "slurm" => raw.slurm = slurm::read_block(v, &path, diags),
             "remote" => match want_string(v, &path, diags) {

@@ -192,6 +192,7 @@ fn describe_spec(spec: &ParamSpec) -> String {
 fn expected(ty: ParamType) -> String {
     match ty {
         ParamType::Int => "an integer".into(),
+        ParamType::Count => "a non-negative integer".into(),
         ParamType::Float => "a number".into(),
         ParamType::Bool => "true or false".into(),
         ParamType::Str => "a string".into(),
@@ -213,8 +214,11 @@ type Problem = (String, String, Option<String>);
 
 fn wrong(ty: ParamType, v: &Value, path: &str) -> Problem {
     let hint = match (ty, v) {
-        (ParamType::Int | ParamType::Float, Value::String(_)) => {
+        (ParamType::Int | ParamType::Count | ParamType::Float, Value::String(_)) => {
             Some("write the number without quotes".into())
+        }
+        (ParamType::Count, Value::Number(n)) if n.is_i64() => {
+            Some("a count, size or seed cannot be negative".into())
         }
         (ParamType::Str, Value::Number(_) | Value::Bool(_)) => {
             Some("quote the value to make it a string".into())
@@ -237,6 +241,7 @@ fn check(ty: ParamType, v: &Value, path: &str) -> Result<Value, Problem> {
     match ty {
         ParamType::Any => Ok(v.clone()),
         ParamType::Int if is_int(v) => Ok(v.clone()),
+        ParamType::Count if v.is_u64() => Ok(v.clone()),
         ParamType::Float => match v.as_f64().and_then(Number::from_f64) {
             Some(n) if v.is_number() => Ok(Value::Number(n)),
             _ => Err(wrong(ty, v, path)),

@@ -27,6 +27,26 @@ pub fn find_input(ctx: &StageContext<'_>, file: &str) -> Option<PathBuf> {
         .find(|d| d.join(file).is_file())
 }
 
+/// Whether a node with these params takes a GPU slot: its `device` param (`auto` when
+/// unset) names a GPU, or is `auto` and this machine has one. Every stage that takes `device`
+/// decides it here, so `train` and `evaluate` agree.
+pub fn uses_gpu_device(p: &Map<String, Value>) -> bool {
+    match str_param(p, "device", "auto") {
+        "cpu" => false,
+        "auto" => gpu_present(),
+        _ => true,
+    }
+}
+
+/// Whether a CUDA GPU is visible without loading libtorch (NVIDIA driver present, not hidden).
+pub fn gpu_present() -> bool {
+    if std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| v.trim().is_empty() || v.trim() == "-1")
+    {
+        return false;
+    }
+    std::fs::read_dir("/proc/driver/nvidia/gpus").is_ok_and(|mut d| d.next().is_some())
+}
+
 pub fn str_param<'a>(p: &'a Map<String, Value>, k: &str, d: &'a str) -> &'a str {
     p.get(k).and_then(Value::as_str).unwrap_or(d)
 }

@@ -272,7 +272,9 @@ impl StageKind for EvaluateStage {
         &PARAMS
     }
     fn uses_gpu(&self, p: &Map<String, Value>) -> bool {
-        str_param(p, "device", "auto") != "cpu"
+        // Regression: `auto` claimed a GPU slot on hosts without one, so evaluate nodes
+        // queued for a slot that train nodes (which asked) never held.
+        super::common::uses_gpu_device(p)
     }
     fn check_params(&self, p: &Map<String, Value>) -> Vec<(String, String)> {
         let mut out = Vec::new();

@@ -21,7 +21,7 @@ static PARAMS: [ParamSpec; 8] = [
     ),
     ParamSpec::optional(
         "seed",
-        ParamType::Int,
+        ParamType::Count,
         || json!(42),
         "seed of the built-in generator",
     ),
@@ -39,7 +39,7 @@ static PARAMS: [ParamSpec; 8] = [
     ),
     ParamSpec::optional(
         "max_row_chars",
-        ParamType::Int,
+        ParamType::Count,
         || json!(20000),
         "rows with more characters than this are quarantined",
     ),
@@ -51,7 +51,7 @@ static PARAMS: [ParamSpec; 8] = [
     ),
     ParamSpec::optional(
         "limit",
-        ParamType::Int,
+        ParamType::Count,
         || json!(0),
         "keep at most this many rows per split (0 = all)",
     ),

@@ -29,6 +29,8 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ParamType {
     Int,
+    /// A non-negative integer: sizes, counts, lengths, seeds.
+    Count,
     Float,
     Bool,
     Str,

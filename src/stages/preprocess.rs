@@ -16,7 +16,7 @@ pub struct PreprocessStage;
 static PARAMS: [ParamSpec; 3] = [
     ParamSpec::optional("format", ParamType::Enum(&["chat", "raw", "commented"]), || json!("chat"),
         "chat: Gemma chat template, prompt masked; raw: <bos>{context}\\n{sql}<eos>; commented: <bos>-- {request}\\n{context}\\n{sql}<eos> (raw and commented: all tokens labels)"),
-    ParamSpec::optional("max_length", ParamType::Int, || json!(512), "maximum tokens per example"),
+    ParamSpec::optional("max_length", ParamType::Count, || json!(512), "maximum tokens per example"),
     ParamSpec::optional("truncation", ParamType::Enum(&["drop", "truncate_right", "truncate_context"]),
         || json!("drop"), "what to do with longer examples"),
 ];

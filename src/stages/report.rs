@@ -28,13 +28,13 @@ static PARAMS: [ParamSpec; 4] = [
     ),
     ParamSpec::optional(
         "bootstrap_samples",
-        ParamType::Int,
+        ParamType::Count,
         || json!(1000),
         "resamples of the paired bootstrap",
     ),
     ParamSpec::optional(
         "seed",
-        ParamType::Int,
+        ParamType::Count,
         || json!(0),
         "seed of the paired bootstrap",
     ),

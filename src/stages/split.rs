@@ -15,7 +15,7 @@ use crate::data::split::{decontaminate, field, split, Size, SplitParams};
 pub struct SplitStage;
 
 static PARAMS: [ParamSpec; 6] = [
-    ParamSpec::optional("seed", ParamType::Int, || json!(42), "shuffling seed"),
+    ParamSpec::optional("seed", ParamType::Count, || json!(42), "shuffling seed"),
     ParamSpec::optional(
         "stratify",
         ParamType::Str,

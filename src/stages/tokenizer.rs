@@ -17,9 +17,9 @@ pub struct TokenizerStage;
 static PARAMS: [ParamSpec; 6] = [
     ParamSpec::optional("from", ParamType::Str, || json!(""),
         "empty: train a BPE on the corpus; else a tokenizer.json path or hf://owner/name[/tokenizer.json]"),
-    ParamSpec::optional("vocab_size", ParamType::Int, || json!(2048), "BPE vocabulary size (trained)"),
-    ParamSpec::optional("min_frequency", ParamType::Int, || json!(2), "minimum pair frequency (trained)"),
-    ParamSpec::optional("max_rows", ParamType::Int, || json!(0), "train on at most this many rows (0 = all)"),
+    ParamSpec::optional("vocab_size", ParamType::Count, || json!(2048), "BPE vocabulary size (trained)"),
+    ParamSpec::optional("min_frequency", ParamType::Count, || json!(2), "minimum pair frequency (trained)"),
+    ParamSpec::optional("max_rows", ParamType::Count, || json!(0), "train on at most this many rows (0 = all)"),
     ParamSpec::optional("revision", ParamType::Str, || json!("main"), "hub revision for hf:// sources"),
     ParamSpec::optional("offline", ParamType::Bool, || json!(false), "resolve hf:// from the local HF cache only"),
 ];

@@ -19,14 +19,14 @@ use crate::worker::{JobSpec, WorkerError, WorkerEvent};
 
 pub struct TrainStage;
 
-use ParamType::{Any, Bool, Enum, Float, Int, Str, StrList};
+use ParamType::{Any, Bool, Count, Enum, Float, Int, Str, StrList};
 
 static PARAMS: [ParamSpec; 38] = [
     ParamSpec::optional("method", Enum(&["lora", "full"]), || json!("lora"), "lora: train adapters only; full: all weights"),
     ParamSpec::optional("init", Enum(&["pretrained", "random"]), || json!("pretrained"), "random: a fresh tiny model of shape model_config (method full)"),
     ParamSpec::optional("model", Str, || json!(""), "HF model directory (relative to the pipeline) or hf://owner/name; empty: an upstream model artifact"),
     ParamSpec::optional("model_config", Any, || json!({}), "Gemma3TextConfig fields for init: random (vocab_size defaults to the tokenizer's)"),
-    ParamSpec::optional("lora_r", Int, || json!(8), "LoRA rank"),
+    ParamSpec::optional("lora_r", Count, || json!(8), "LoRA rank"),
     ParamSpec::optional("lora_alpha", Float, || json!(16.0), "LoRA alpha (scale alpha/r)"),
     ParamSpec::optional("lora_dropout", Float, || json!(0.05), "dropout on the LoRA input"),
     ParamSpec::optional("target_modules", StrList, || json!(["q_proj", "k_proj", "v_proj", "o_proj"]), "modules that get adapters (PEFT matching)"),
@@ -37,24 +37,24 @@ static PARAMS: [ParamSpec; 38] = [
     ParamSpec::optional("weight_decay", Float, || json!(0.0), "AdamW decoupled weight decay (not on norms/biases)"),
     ParamSpec::optional("max_grad_norm", Float, || json!(1.0), "clip the global gradient norm (0: off)"),
     ParamSpec::optional("warmup_ratio", Float, || json!(0.0), "warmup steps = ceil(ratio x total steps)"),
-    ParamSpec::optional("warmup_steps", Int, || json!(0), "warmup steps (wins over warmup_ratio when > 0)"),
+    ParamSpec::optional("warmup_steps", Count, || json!(0), "warmup steps (wins over warmup_ratio when > 0)"),
     ParamSpec::optional("scheduler", Enum(SchedulerKind::NAMES), || json!("linear"), "decay after warmup"),
-    ParamSpec::optional("grad_accum", Int, || json!(1), "micro-batches per optimizer step"),
-    ParamSpec::optional("batch_size", Int, || json!(8), "examples per micro-batch"),
-    ParamSpec::optional("token_budget", Int, || json!(0), "> 0: micro-batches of at most this many padded tokens instead"),
-    ParamSpec::optional("max_length", Int, || json!(512), "longer examples are left out (counted)"),
-    ParamSpec::optional("pad_to_multiple_of", Int, || json!(0), "pad batch lengths to a multiple of N, within max_length and token_budget (0: 64 on CUDA, 1 on CPU)"),
+    ParamSpec::optional("grad_accum", Count, || json!(1), "micro-batches per optimizer step"),
+    ParamSpec::optional("batch_size", Count, || json!(8), "examples per micro-batch"),
+    ParamSpec::optional("token_budget", Count, || json!(0), "> 0: micro-batches of at most this many padded tokens instead"),
+    ParamSpec::optional("max_length", Count, || json!(512), "longer examples are left out (counted)"),
+    ParamSpec::optional("pad_to_multiple_of", Count, || json!(0), "pad batch lengths to a multiple of N, within max_length and token_budget (0: 64 on CUDA, 1 on CPU)"),
     ParamSpec::optional("group_by_length", Bool, || json!(true), "bucket examples of similar length (less padding)"),
     ParamSpec::optional("shuffle", Bool, || json!(true), "visit batches in a seeded order each epoch"),
     ParamSpec::optional("epochs", Float, || json!(1.0), "passes over the train split"),
     ParamSpec::optional("max_steps", Int, || json!(-1), "> 0: optimizer steps (wins over epochs)"),
-    ParamSpec::optional("eval_steps", Int, || json!(0), "eval loss on the validation split every N steps (0: never)"),
-    ParamSpec::optional("save_steps", Int, || json!(50), "checkpoint every N steps for resume (0: never)"),
-    ParamSpec::optional("logging_steps", Int, || json!(10), "trainer_state.json log every N steps"),
-    ParamSpec::optional("early_stopping_patience", Int, || json!(0), "stop after N evaluations without improvement (0: off)"),
+    ParamSpec::optional("eval_steps", Count, || json!(0), "eval loss on the validation split every N steps (0: never)"),
+    ParamSpec::optional("save_steps", Count, || json!(50), "checkpoint every N steps for resume (0: never)"),
+    ParamSpec::optional("logging_steps", Count, || json!(10), "trainer_state.json log every N steps"),
+    ParamSpec::optional("early_stopping_patience", Count, || json!(0), "stop after N evaluations without improvement (0: off)"),
     ParamSpec::optional("early_stopping_threshold", Float, || json!(0.0), "minimum eval-loss improvement that counts"),
     ParamSpec::optional("load_best_model_at_end", Bool, || json!(false), "output the weights of the best evaluation"),
-    ParamSpec::optional("seed", Int, || json!(42), "seed of init, data order and dropout"),
+    ParamSpec::optional("seed", Count, || json!(42), "seed of init, data order and dropout"),
     ParamSpec::optional("device", Str, || json!("auto"), "auto | cpu | cuda | cuda:N"),
     ParamSpec::optional("dtype", Enum(&["auto", "float32", "bfloat16"]), || json!("auto"), "auto: bf16 on CUDA, fp32 on CPU"),
     ParamSpec::optional("revision", Str, || json!("main"), "hub revision for an hf:// model"),
@@ -76,15 +76,6 @@ fn typed(p: &Map<String, Value>) -> Result<TrainParams, String> {
     TrainParams::from_json(&Value::Object(worker_params(p)))
 }
 
-/// Whether a CUDA GPU is visible without loading libtorch (NVIDIA driver present, not hidden).
-fn gpu_present() -> bool {
-    if std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| v.trim().is_empty() || v.trim() == "-1")
-    {
-        return false;
-    }
-    std::fs::read_dir("/proc/driver/nvidia/gpus").is_ok_and(|mut d| d.next().is_some())
-}
-
 impl StageKind for TrainStage {
     fn kind(&self) -> &'static str {
         "train"
@@ -98,11 +89,7 @@ impl StageKind for TrainStage {
         &PARAMS
     }
     fn uses_gpu(&self, p: &Map<String, Value>) -> bool {
-        match p.get("device").and_then(Value::as_str).unwrap_or("auto") {
-            "cpu" => false,
-            "auto" => gpu_present(),
-            _ => true,
-        }
+        super::common::uses_gpu_device(p)
     }
     fn key_facts(
         &self,
@@ -110,11 +97,10 @@ impl StageKind for TrainStage {
         pipeline_dir: &Path,
     ) -> anyhow::Result<BTreeMap<String, String>> {
         let mut f = BTreeMap::new();
-        let device = p.get("device").and_then(Value::as_str).unwrap_or("auto");
-        let kind = if device == "cpu" || (device == "auto" && !gpu_present()) {
-            "cpu"
-        } else {
+        let kind = if super::common::uses_gpu_device(p) {
             "cuda"
+        } else {
+            "cpu"
         };
         f.insert("device_kind".into(), kind.into());
         let m = p.get("model").and_then(Value::as_str).unwrap_or("");
