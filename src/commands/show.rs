@@ -52,7 +52,12 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
 
     println!("\nnodes:");
     let mut rows = Vec::new();
+    let mut sources = Vec::new();
+    let store = crate::cache::Store::open(root).ok();
     for n in tracker.nodes(run.id)? {
+        for (repo, commit) in hub_commits(store.as_ref(), n.key.as_deref()) {
+            sources.push(vec![format!("  {}", n.node), repo, commit]);
+        }
         let shown = super::runs::shown_status(&n.status, &run.status).to_string();
         rows.push(vec![
             format!("  {}", n.node),
@@ -69,6 +74,11 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     print!("{}", super::table(&rows));
+
+    if !sources.is_empty() {
+        println!("\nhub sources:");
+        print!("{}", super::table(&sources));
+    }
 
     // Slurm jobs of the run (local executions have nothing more to say).
     let jobs: Vec<Vec<String>> = tracker
@@ -150,6 +160,18 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         print!("{}", super::table(&rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The hub repos and commits a node's key holds (from its artifact's manifest; none when the
+/// artifact is gone).
+fn hub_commits(store: Option<&crate::cache::Store>, key: Option<&str>) -> Vec<(String, String)> {
+    let (Some(store), Some(key)) = (store, key) else {
+        return Vec::new();
+    };
+    match crate::cache::manifest::Manifest::read(&store.object_dir(key)) {
+        Ok(m) => crate::data::hub::pin::commits_in(&m.cache_key.facts),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The run, its nodes, params (as JSON values), final metrics and every step series.

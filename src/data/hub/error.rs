@@ -41,6 +41,32 @@ pub enum HubError {
     #[error("{0}")]
     Refused(Box<Refusal>),
     #[error(
+        "{repo}: cannot resolve revision {revision} to a commit: the hub at {endpoint} could not \
+         be reached ({msg}) and the Hugging Face cache at {cache} has no refs/{revision}. Check \
+         the network (and HF_ENDPOINT if you use a mirror), or pin a commit whose files are \
+         cached, or fill the cache where the hub is reachable: `hf download {repo} --repo-type \
+         {kind} --revision {revision}`"
+    )]
+    Unreachable {
+        repo: String,
+        revision: String,
+        kind: String,
+        endpoint: String,
+        cache: String,
+        msg: String,
+    },
+    #[error(
+        "{repo} has no file `{file}` at revision {revision} (commit {commit}). Check the name \
+         at {tree}, or pin a revision that has it"
+    )]
+    NotInRepo {
+        repo: String,
+        revision: String,
+        commit: String,
+        file: String,
+        tree: String,
+    },
+    #[error(
         "{path}: {what} mismatch for {file} at revision {revision}: expected {expected}, got \
          {actual}. The cached file is corrupt or not the pinned one; delete it and download again"
     )]

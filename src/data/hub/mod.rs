@@ -1,7 +1,7 @@
 //! The Hugging Face hub source: `hf://owner/name[/file]` URIs, the standard HF cache layout,
 //! offline resolution from that cache without any network, online download through `hf-hub`
-//! (from `HF_ENDPOINT`, with the user's token: see [`env`]), and the pinned sizes and sha256
-//! digests of gretel's parquet files.
+//! (from `HF_ENDPOINT`, with the user's token: see [`env`]), revisions resolved to commits
+//! ([`pin`]), and the pinned sizes and sha256 digests of gretel's parquet files.
 
 // Hub errors carry the repo, revision, file and cache path the user needs to act on; they
 // are rare, so their size does not matter.
@@ -14,9 +14,11 @@ use sha2::{Digest, Sha256};
 
 pub mod env;
 mod error;
+pub mod pin;
 
 pub use env::HubEnv;
 pub use error::{HubError, Refusal};
+pub use pin::{pin, Origin, Pin, Wanted};
 
 pub const GRETEL_REPO: &str = "gretelai/synthetic_text_to_sql";
 pub const GRETEL_REVISION: &str = "740ab236e64503fba51be1101df7a1be83bf455d";
@@ -112,7 +114,8 @@ pub fn resolve_cached(
     via_ref.is_file().then_some(via_ref)
 }
 
-/// Get a hub file: from the cache when present, else (online only) by download into the cache.
+/// Get a hub file at `revision`, resolved to a commit once per process ([`pin()`]), fetched by
+/// that commit and checked against the hub's tag.
 pub fn fetch(
     kind: Kind,
     repo: &str,
@@ -120,10 +123,14 @@ pub fn fetch(
     file: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
-    fetch_in(&HubEnv::from_process(), kind, repo, revision, file, offline)
+    let p = pin(kind, repo, revision, offline, &Wanted::Files(vec![file.into()]))?;
+    p.used(&Wanted::Files(vec![file.into()]))?;
+    p.fetch(&HubEnv::from_process(), file)
 }
 
-/// [`fetch`] with the hub settings given.
+/// Get a hub file by revision or commit as `hf-hub` does, without resolving or checking it:
+/// the cache when present, else (online only) a download into the cache. [`Pin::fetch`] calls
+/// it with the commit.
 pub fn fetch_in(
     env: &HubEnv,
     kind: Kind,
@@ -192,44 +199,47 @@ pub fn fetch_in(
     })
 }
 
-/// Files of a model repo fetched when present, for tokenizers and generation defaults.
-const MODEL_EXTRAS: [&str; 3] = [
-    "tokenizer_config.json",
-    "generation_config.json",
-    "special_tokens_map.json",
-];
-
-/// A hub model's local directory (its snapshot in the cache at `revision`), with what t2s reads
-/// fetched into it: `config.json`, `tokenizer.json`, the weights (`model.safetensors`, or the
-/// shards `model.safetensors.index.json` names) and, where the repo has them, the tokenizer
-/// and generation configs.
+/// A hub model's local directory (its snapshot in the cache at the commit `revision` resolves
+/// to), with what t2s reads fetched into it and checked: `config.json`, `tokenizer.json`, the
+/// weights (`model.safetensors`, or the shards `model.safetensors.index.json` names) and,
+/// where the repo has them, the tokenizer and generation configs ([`pin::MODEL_EXTRAS`]).
 pub fn fetch_model(repo: &str, revision: &str, offline: bool) -> Result<PathBuf, HubError> {
-    fetch_model_in(&HubEnv::from_process(), repo, revision, offline)
+    let p = pin(Kind::Model, repo, revision, offline, &Wanted::Model)?;
+    fetch_pinned_model(&HubEnv::from_process(), &p)
 }
 
-/// [`fetch_model`] with the hub settings given.
+/// [`fetch_model`] with the hub settings given (resolved afresh, without the process's memo).
 pub fn fetch_model_in(
     env: &HubEnv,
     repo: &str,
     revision: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
-    let get = |file: &str| fetch_in(env, Kind::Model, repo, revision, file, offline);
-    let config = get("config.json")?;
-    get("tokenizer.json")?;
-    match get("model.safetensors.index.json") {
-        Ok(index) => {
-            for shard in shards_of(&index)? {
-                get(&shard)?;
+    let p = pin::resolve(env, Kind::Model, repo, revision, offline, &Wanted::Model)?;
+    fetch_pinned_model(env, &p)
+}
+
+/// The files of [`fetch_model`] at a pin's commit; their directory.
+pub fn fetch_pinned_model(env: &HubEnv, p: &Pin) -> Result<PathBuf, HubError> {
+    let used = p.used(&Wanted::Model)?;
+    let config = p.fetch(env, "config.json")?;
+    for file in &used {
+        if file.ends_with(".safetensors") {
+            continue; // shards: those the index names, below
+        }
+        let path = p.fetch(env, file)?;
+        if file == "model.safetensors.index.json" {
+            for shard in shards_of(&path)? {
+                if !p.files.contains_key(&shard) {
+                    // The index names a shard the listing lacks: the error that names it.
+                    p.used(&Wanted::Files(vec![shard.clone()]))?;
+                }
+                p.fetch(env, &shard)?;
             }
         }
-        // No index (or none cached): a single-file checkpoint, whose error is the one to show.
-        Err(_) => {
-            get("model.safetensors")?;
-        }
     }
-    for extra in MODEL_EXTRAS {
-        let _ = get(extra);
+    if used.iter().any(|f| f == "model.safetensors") {
+        p.fetch(env, "model.safetensors")?;
     }
     Ok(config
         .parent()
