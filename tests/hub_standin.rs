@@ -409,3 +409,27 @@ fn the_revision_question_to_a_gated_repo_is_refused_with_what_to_do() {
     let p = pin::resolve(&env, Kind::Model, "acme/gated", "main", false, &w).unwrap();
     assert_eq!(p.origin, Origin::Hub);
 }
+
+#[test]
+fn a_download_reports_its_progress() {
+    let (endpoint, _hub, _) = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let env = user_env(&endpoint, dir.path(), None, &[]);
+    let calls = std::sync::Mutex::new(Vec::new());
+    let on = |done: u64, total: u64, file: &str| {
+        calls.lock().unwrap().push((done, total, file.to_string()))
+    };
+    let file = "model.safetensors";
+    t2s::data::hub::fetch_in_with(&env, Kind::Model, "acme/open", "main", file, false, &on)
+        .unwrap();
+    let calls = calls.into_inner().unwrap();
+    let len = weights().len() as u64;
+    assert_eq!(calls.first(), Some(&(0, len, file.to_string())), "{calls:?}");
+    assert_eq!(calls.last(), Some(&(len, len, file.to_string())), "{calls:?}");
+    // From the cache: nothing to report.
+    let again = std::sync::Mutex::new(0);
+    let count = |_: u64, _: u64, _: &str| *again.lock().unwrap() += 1;
+    t2s::data::hub::fetch_in_with(&env, Kind::Model, "acme/open", "main", file, false, &count)
+        .unwrap();
+    assert_eq!(again.into_inner().unwrap(), 0);
+}

@@ -132,6 +132,11 @@ pub fn hub_files(source: &str) -> anyhow::Result<Vec<(String, String)>> {
 
 /// Load the source.
 pub fn load(p: &LoadParams) -> anyhow::Result<Loaded> {
+    load_with(p, &|_, _, _| {})
+}
+
+/// [`load`], reporting hub downloads to `on`.
+pub fn load_with(p: &LoadParams, on: hub::OnBytes<'_>) -> anyhow::Result<Loaded> {
     let mut out = Loaded::default();
     out.report.source = p.source.clone();
     if let Some(n) = p.source.strip_prefix("builtin:") {
@@ -175,7 +180,7 @@ pub fn load(p: &LoadParams) -> anyhow::Result<Loaded> {
         let env = hub::HubEnv::from_process();
         let mut v = Validator::new();
         for (split, name) in files {
-            let path = pin.fetch(&env, &name)?;
+            let path = pin.fetch_with(&env, &name, on)?;
             let known = GRETEL_FILES.iter().find(|k| {
                 uri.repo == GRETEL_REPO && pin.commit == GRETEL_REVISION && k.name == name
             });

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
 use crate::data::hub::{self, Kind, GRETEL_REVISION};
-use crate::data::load::{load, write_output, LoadParams};
+use crate::data::load::{load_with, write_output, LoadParams};
 
 pub struct LoadStage;
 
@@ -179,7 +179,7 @@ impl StageKind for LoadStage {
         let lp = load_params(ctx.params, ctx.pipeline_dir);
         ctx.metrics
             .progress(0, None, &format!("loading {}", lp.source));
-        let loaded = load(&lp)?;
+        let loaded = load_with(&lp, &super::common::show_download(ctx))?;
         write_output(ctx.out_dir, &loaded)?;
         let mut o = StageOutcome::default();
         o.metrics.insert("rows".into(), loaded.report.rows as f64);

@@ -75,7 +75,8 @@ impl StageKind for ModelStage {
         hub_key_params(p, "model")
     }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let dir = resolve_model(ctx.params, ctx.pipeline_dir)?.ok_or_else(|| {
+        let shown = super::common::show_download(ctx);
+        let dir = resolve_model(ctx.params, ctx.pipeline_dir, &shown)?.ok_or_else(|| {
             StageError::Failed(
                 "`model` is empty: name an HF model directory or hf://owner/name".into(),
             )

@@ -98,6 +98,7 @@ pub fn model_digest(dir: &Path) -> anyhow::Result<String> {
 pub fn resolve_model(
     p: &Map<String, Value>,
     pipeline_dir: &Path,
+    on: hub::OnBytes<'_>,
 ) -> anyhow::Result<Option<PathBuf>> {
     let m = p.get("model").and_then(Value::as_str).unwrap_or("");
     if m.is_empty() {
@@ -105,7 +106,7 @@ pub fn resolve_model(
     }
     if let Some(pin) = hub_pin(p, "model", &Wanted::Model)? {
         let env = hub::HubEnv::from_process();
-        return Ok(Some(hub::fetch_pinned_model(&env, &pin)?));
+        return Ok(Some(hub::fetch_pinned_model(&env, &pin, on)?));
     }
     let d = pipeline_dir.join(m);
     anyhow::ensure!(

@@ -47,11 +47,12 @@ fn resolve_from(
     from: &str,
     p: &Map<String, Value>,
     pipeline_dir: &Path,
+    on: hub::OnBytes<'_>,
 ) -> anyhow::Result<(PathBuf, String)> {
     match hub_source(p)? {
         Some((pin, wanted)) => {
             let file = pin.used(&wanted)?.remove(0);
-            let path = pin.fetch(&hub::HubEnv::from_process(), &file)?;
+            let path = pin.fetch_with(&hub::HubEnv::from_process(), &file, on)?;
             Ok((path, format!("{from} at commit {}", pin.commit)))
         }
         None => Ok((pipeline_dir.join(from), from.to_string())),
@@ -117,7 +118,8 @@ impl StageKind for TokenizerStage {
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
             format!("trained on {} rows", rows.len())
         } else {
-            let (path, shown) = resolve_from(from, p, ctx.pipeline_dir)?;
+            let on = super::common::show_download(ctx);
+            let (path, shown) = resolve_from(from, p, ctx.pipeline_dir, &on)?;
             load(&path)?;
             copy_into(&path, ctx.out_dir, "tokenizer.json")?;
             shown

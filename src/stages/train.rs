@@ -151,7 +151,8 @@ impl StageKind for TrainStage {
         }
         spec.partial_dir = Some(ctx.partial_dir.to_path_buf());
         spec.inputs.insert("data".into(), data.dir.clone());
-        let model = match resolve_model(p, ctx.pipeline_dir)? {
+        let shown = super::common::show_download(ctx);
+        let model = match resolve_model(p, ctx.pipeline_dir, &shown)? {
             Some(d) => Some(d),
             None => ctx
                 .inputs

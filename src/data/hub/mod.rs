@@ -139,6 +139,48 @@ pub fn fetch_in(
     file: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
+    fetch_in_with(env, kind, repo, revision, file, offline, &|_, _, _| {})
+}
+
+/// What a download reports as it goes: bytes done, bytes in all, the file's name.
+pub type OnBytes<'a> = &'a dyn Fn(u64, u64, &str);
+
+/// `hf-hub`'s progress calls turned into [`OnBytes`] calls, at most one per MiB.
+struct Reporter<'a> {
+    on: OnBytes<'a>,
+    file: String,
+    done: u64,
+    total: u64,
+    shown: u64,
+}
+
+impl hf_hub::api::Progress for Reporter<'_> {
+    fn init(&mut self, size: usize, filename: &str) {
+        (self.total, self.done, self.file) = (size as u64, 0, filename.to_string());
+        (self.on)(0, self.total, &self.file);
+    }
+    fn update(&mut self, size: usize) {
+        self.done += size as u64;
+        if self.done >= self.shown + (1 << 20) {
+            self.shown = self.done;
+            (self.on)(self.done, self.total, &self.file);
+        }
+    }
+    fn finish(&mut self) {
+        (self.on)(self.done, self.total, &self.file);
+    }
+}
+
+/// [`fetch_in`], reporting a download's progress to `on`.
+pub fn fetch_in_with(
+    env: &HubEnv,
+    kind: Kind,
+    repo: &str,
+    revision: &str,
+    file: &str,
+    offline: bool,
+    on: OnBytes<'_>,
+) -> Result<PathBuf, HubError> {
     let cache = env.cache.clone();
     if let Some(p) = resolve_cached(&cache, kind, repo, revision, file) {
         return Ok(p);
@@ -182,7 +224,15 @@ pub fn fetch_in(
         rtype,
         revision.to_string(),
     ));
-    r.get(file).map_err(|e| match error::http_status(&e) {
+    let reporter = Reporter {
+        on,
+        file: file.to_string(),
+        done: 0,
+        total: 0,
+        shown: 0,
+    };
+    // Not `get`: the cache was looked at above, by our own rules.
+    r.download_with_progress(file, reporter).map_err(|e| match error::http_status(&e) {
         Some((status, hub_code, hub_message)) => HubError::Refused(Box::new(Refusal {
             kind,
             repo: repo.to_string(),
@@ -205,7 +255,7 @@ pub fn fetch_in(
 /// where the repo has them, the tokenizer and generation configs ([`pin::MODEL_EXTRAS`]).
 pub fn fetch_model(repo: &str, revision: &str, offline: bool) -> Result<PathBuf, HubError> {
     let p = pin(Kind::Model, repo, revision, offline, &Wanted::Model)?;
-    fetch_pinned_model(&HubEnv::from_process(), &p)
+    fetch_pinned_model(&HubEnv::from_process(), &p, &|_, _, _| {})
 }
 
 /// [`fetch_model`] with the hub settings given (resolved afresh, without the process's memo).
@@ -216,30 +266,30 @@ pub fn fetch_model_in(
     offline: bool,
 ) -> Result<PathBuf, HubError> {
     let p = pin::resolve(env, Kind::Model, repo, revision, offline, &Wanted::Model)?;
-    fetch_pinned_model(env, &p)
+    fetch_pinned_model(env, &p, &|_, _, _| {})
 }
 
-/// The files of [`fetch_model`] at a pin's commit; their directory.
-pub fn fetch_pinned_model(env: &HubEnv, p: &Pin) -> Result<PathBuf, HubError> {
+/// The files of [`fetch_model`] at a pin's commit, downloads reported to `on`; their directory.
+pub fn fetch_pinned_model(env: &HubEnv, p: &Pin, on: OnBytes<'_>) -> Result<PathBuf, HubError> {
     let used = p.used(&Wanted::Model)?;
-    let config = p.fetch(env, "config.json")?;
+    let config = p.fetch_with(env, "config.json", on)?;
     for file in &used {
         if file.ends_with(".safetensors") {
             continue; // shards: those the index names, below
         }
-        let path = p.fetch(env, file)?;
+        let path = p.fetch_with(env, file, on)?;
         if file == "model.safetensors.index.json" {
             for shard in shards_of(&path)? {
                 if !p.files.contains_key(&shard) {
                     // The index names a shard the listing lacks: the error that names it.
                     p.used(&Wanted::Files(vec![shard.clone()]))?;
                 }
-                p.fetch(env, &shard)?;
+                p.fetch_with(env, &shard, on)?;
             }
         }
     }
     if used.iter().any(|f| f == "model.safetensors") {
-        p.fetch(env, "model.safetensors")?;
+        p.fetch_with(env, "model.safetensors", on)?;
     }
     Ok(config
         .parent()

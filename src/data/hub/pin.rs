@@ -176,13 +176,26 @@ impl Pin {
     /// Fetch a used file by the commit (from the cache, else downloaded) and check it against
     /// its tag.
     pub fn fetch(&self, env: &HubEnv, file: &str) -> Result<PathBuf, HubError> {
+        self.fetch_with(env, file, &|_, _, _| {})
+    }
+
+    /// [`Pin::fetch`], reporting a download's progress to `on`.
+    pub fn fetch_with(
+        &self,
+        env: &HubEnv,
+        file: &str,
+        on: super::OnBytes<'_>,
+    ) -> Result<PathBuf, HubError> {
         let offline = !matches!(self.origin, Origin::Hub);
-        let path = super::fetch_in(env, self.kind, &self.repo, &self.commit, file, offline)
-            .map_err(|e| e.at_revision(&self.revision))?;
+        let path =
+            super::fetch_in_with(env, self.kind, &self.repo, &self.commit, file, offline, on)
+                .map_err(|e| e.at_revision(&self.revision))?;
         if let Some(tag) = self.files.get(file) {
             check_tag(&path, file, tag, &self.commit)?;
         }
-        if self.origin == Origin::Hub && self.revision != self.commit {
+        // A revision that would climb out of refs/ is the user's typo, not a ref to keep.
+        let plain = !self.revision.split('/').any(|c| c.is_empty() || c == "..");
+        if self.origin == Origin::Hub && self.revision != self.commit && plain {
             self.write_ref()?;
         }
         Ok(path)
@@ -256,6 +269,16 @@ fn snapshot_files(snap: &Path) -> Result<BTreeMap<String, String>, HubError> {
     Ok(out)
 }
 
+/// Whether `revision` names its files for good: a commit, or a snapshot directory named by the
+/// revision itself (a name a tool gave the files it laid out, e.g. scripts/fetch_gemma.py).
+fn names_snapshot(env: &HubEnv, kind: Kind, repo: &str, revision: &str) -> bool {
+    is_commit(revision)
+        || repo_dir(&env.cache, kind, repo)
+            .join("snapshots")
+            .join(revision)
+            .is_dir()
+}
+
 /// Resolve from the cache alone: a commit's snapshot, or `refs/<revision>`'s.
 fn from_cache(
     env: &HubEnv,
@@ -266,10 +289,7 @@ fn from_cache(
 ) -> Result<Option<Pin>, HubError> {
     let dir = repo_dir(&env.cache, kind, repo);
     let why = why.to_string();
-    // A snapshot named by the revision itself: a commit, or a name a tool gave the files it
-    // laid out (scripts/fetch_gemma.py), which never moves either.
-    let named = dir.join("snapshots").join(revision).is_dir();
-    let (commit, origin) = if is_commit(revision) || named {
+    let (commit, origin) = if names_snapshot(env, kind, repo, revision) {
         (revision.to_string(), Origin::Commit { why })
     } else {
         match std::fs::read_to_string(dir.join("refs").join(revision)) {
@@ -329,9 +349,11 @@ pub fn resolve(
         });
     }
     // A commit names its files for good: when they are all cached, there is nothing to ask.
-    if let Some(pin) = from_cache(env, kind, repo, revision, "online")? {
-        if matches!(pin.origin, Origin::Commit { .. }) && pin.used(wanted).is_ok() {
-            return Ok(pin);
+    if names_snapshot(env, kind, repo, revision) {
+        if let Some(pin) = from_cache(env, kind, repo, revision, "online")? {
+            if pin.used(wanted).is_ok() {
+                return Ok(pin);
+            }
         }
     }
     match ask_hub(env, kind, repo, revision) {
