@@ -134,7 +134,10 @@ fn a_moved_branch_is_stale_naming_both_commits_and_gets_a_new_key() {
     );
     record(&mut seen, &w);
     // Offline, the cache's refs/main (written by the run) gives the same key.
-    assert_eq!(w.load_key(&pipeline, &offline), (k1.clone(), "cached".into()));
+    assert_eq!(
+        w.load_key(&pipeline, &offline),
+        (k1.clone(), "cached".into())
+    );
 
     // The hub's main moves: stale, naming the old and the new commit.
     let c2 = hub.push(

@@ -9,10 +9,10 @@
 //! `tokenizer.json` a BPE with Gemma's special tokens; `gretelai/synthetic_text_to_sql` has
 //! gretel's two parquet files, their names and schema, with built-in rows.
 
-#[path = "fixtures/hub_server.rs"]
-mod hub_server;
 #[allow(dead_code)]
 mod data_common;
+#[path = "fixtures/hub_server.rs"]
+mod hub_server;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -235,7 +235,10 @@ fn rank_sweep_downloads_trains_evaluates_and_reports_through_hf_endpoint() {
         asked("/mirror/api/datasets/gretelai/synthetic_text_to_sql/revision/main"),
         1
     );
-    assert!(seen.iter().filter(|p| p.starts_with("/cdn/")).count() >= 3, "{seen:#?}");
+    assert!(
+        seen.iter().filter(|p| p.starts_with("/cdn/")).count() >= 3,
+        "{seen:#?}"
+    );
 
     // Trained, evaluated, reported; the report names the commit the data came from.
     let report = dir.join("project/experiments/rank_sweep/1/report.md");
@@ -257,6 +260,18 @@ fn rank_sweep_downloads_trains_evaluates_and_reports_through_hf_endpoint() {
     ] {
         assert!(status.contains(&line), "lacks {line:?}:\n{status}");
     }
+    // The model artifact records where its files came from.
+    let objects = dir.join("project/artifacts/v1/objects");
+    let model = std::fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|d| t2s::cache::Manifest::read(d).unwrap().node == "model")
+        .unwrap();
+    let source: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(model.join(t2s::stages::model::HUB_SOURCE_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(source["commit"], model_commit.as_str());
     let shown = t2s(dir, &endpoint, &["show", "1"]);
     assert!(
         shown.contains("hub sources:") && shown.contains(&model_commit),

@@ -32,7 +32,11 @@ fn standin() -> (String, Arc<Hub>, String) {
         "main",
         &[("config.json", CONFIG), ("model.safetensors", &weights())],
     );
-    hub.push("/acme/gated", "main", &[("config.json", b"{\"gated\": true}")]);
+    hub.push(
+        "/acme/gated",
+        "main",
+        &[("config.json", b"{\"gated\": true}")],
+    );
     hub.gate("/acme/gated");
     hub.push(
         "/datasets/acme/rows",
@@ -267,7 +271,12 @@ fn an_interrupted_download_resumes_from_its_part_file() {
 /// How many times the stand-in was asked for `acme/open`'s revision `rev`.
 fn asked(hub: &Hub, rev: &str) -> usize {
     let url = format!("/mirror/api/models/acme/open/revision/{rev}?blobs=true");
-    hub.seen.lock().unwrap().iter().filter(|p| **p == url).count()
+    hub.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| **p == url)
+        .count()
 }
 
 #[test]
@@ -281,7 +290,10 @@ fn a_branch_resolves_to_its_commit_and_a_moved_branch_or_refreshed_ref_gives_oth
 
     // Online: the hub names the commit and the files' tags (git blob id; sha256 for LFS).
     let p1 = pin::resolve(&env, Kind::Model, "acme/open", "main", false, &w).unwrap();
-    assert_eq!((p1.commit.as_str(), &p1.origin), (c1.as_str(), &Origin::Hub));
+    assert_eq!(
+        (p1.commit.as_str(), &p1.origin),
+        (c1.as_str(), &Origin::Hub)
+    );
     assert_eq!(p1.files["config.json"], tag_of("config.json", CONFIG));
     assert_eq!(
         p1.files["model.safetensors"],
@@ -295,7 +307,10 @@ fn a_branch_resolves_to_its_commit_and_a_moved_branch_or_refreshed_ref_gives_oth
 
     // Fetched by the commit; afterwards the commit needs no question, and the cache (online
     // by commit, offline by ref) gives the same facts as the hub did.
-    assert_eq!(std::fs::read(p1.fetch(&env, "config.json").unwrap()).unwrap(), CONFIG);
+    assert_eq!(
+        std::fs::read(p1.fetch(&env, "config.json").unwrap()).unwrap(),
+        CONFIG
+    );
     p1.fetch(&env, "model.safetensors").unwrap();
     let before = hub.seen.lock().unwrap().len();
     let cached = pin::resolve(&env, Kind::Model, "acme/open", &c1, false, &w).unwrap();
@@ -311,7 +326,10 @@ fn a_branch_resolves_to_its_commit_and_a_moved_branch_or_refreshed_ref_gives_oth
     let c2 = hub.push(
         "/acme/open",
         "main",
-        &[("config.json", new_config), ("model.safetensors", &weights())],
+        &[
+            ("config.json", new_config),
+            ("model.safetensors", &weights()),
+        ],
     );
     let p2 = pin::resolve(&env, Kind::Model, "acme/open", "main", false, &w).unwrap();
     assert_eq!(p2.commit, c2);
@@ -323,7 +341,10 @@ fn a_branch_resolves_to_its_commit_and_a_moved_branch_or_refreshed_ref_gives_oth
         f2["hub_file model.safetensors"]
     );
     // The old pin still reads the old commit's bytes, although the hub's main moved.
-    assert_eq!(std::fs::read(p1.fetch(&env, "config.json").unwrap()).unwrap(), CONFIG);
+    assert_eq!(
+        std::fs::read(p1.fetch(&env, "config.json").unwrap()).unwrap(),
+        CONFIG
+    );
 
     // Another tool refreshes refs/main in the cache (as `hf download` does): offline, the ref
     // now gives c2's facts, and they are the facts the hub gives for c2, so one key never
@@ -336,8 +357,14 @@ fn a_branch_resolves_to_its_commit_and_a_moved_branch_or_refreshed_ref_gives_oth
     let off2 = pin::resolve(&offline, Kind::Model, "acme/open", "main", false, &w).unwrap();
     assert_eq!(off2.commit, c2);
     assert_eq!(facts(&off2), f2);
-    assert_eq!(std::fs::read(off2.fetch(&offline, "config.json").unwrap()).unwrap(), new_config);
-    assert_eq!(std::fs::read(p1.fetch(&offline, "config.json").unwrap()).unwrap(), CONFIG);
+    assert_eq!(
+        std::fs::read(off2.fetch(&offline, "config.json").unwrap()).unwrap(),
+        new_config
+    );
+    assert_eq!(
+        std::fs::read(p1.fetch(&offline, "config.json").unwrap()).unwrap(),
+        CONFIG
+    );
 }
 
 #[test]
@@ -357,7 +384,9 @@ fn a_corrupt_download_is_refused_by_its_tag() {
             Err(e @ HubError::Checksum { .. }) => {
                 let text = e.to_string();
                 assert!(
-                    text.contains(what) && text.contains(&p.files[file]) && text.contains("delete it"),
+                    text.contains(what)
+                        && text.contains(&p.files[file])
+                        && text.contains("delete it"),
                     "{text}"
                 );
             }
@@ -387,7 +416,11 @@ fn an_unreachable_hub_falls_back_to_the_cache_ref_and_says_it_may_be_stale() {
     let down = user_env("http://127.0.0.1:9/mirror", empty.path(), None, &[]);
     let e = pin::resolve(&down, Kind::Model, "acme/open", "main", false, &w).unwrap_err();
     let text = e.to_string();
-    for needle in ["cannot resolve revision main", "refs/main", "hf download acme/open"] {
+    for needle in [
+        "cannot resolve revision main",
+        "refs/main",
+        "hf download acme/open",
+    ] {
         assert!(text.contains(needle), "lacks {needle:?}: {text}");
     }
 }
@@ -424,8 +457,16 @@ fn a_download_reports_its_progress() {
         .unwrap();
     let calls = calls.into_inner().unwrap();
     let len = weights().len() as u64;
-    assert_eq!(calls.first(), Some(&(0, len, file.to_string())), "{calls:?}");
-    assert_eq!(calls.last(), Some(&(len, len, file.to_string())), "{calls:?}");
+    assert_eq!(
+        calls.first(),
+        Some(&(0, len, file.to_string())),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.last(),
+        Some(&(len, len, file.to_string())),
+        "{calls:?}"
+    );
     // From the cache: nothing to report.
     let again = std::sync::Mutex::new(0);
     let count = |_: u64, _: u64, _: &str| *again.lock().unwrap() += 1;

@@ -10,8 +10,8 @@ use anyhow::Context;
 use serde_json::{json, Map, Value};
 
 use super::model_source::{hub_key_params, hub_pin, is_model_dir, model_facts, resolve_model};
-use crate::data::hub::Wanted;
 use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use crate::data::hub::Wanted;
 
 pub struct ModelStage;
 

@@ -20,7 +20,13 @@ pub fn hub_pin(p: &Map<String, Value>, name: &str, wanted: &Wanted) -> anyhow::R
     let uri = hub::parse_uri(v)?;
     let rev = p.get("revision").and_then(Value::as_str).unwrap_or("main");
     let offline = p.get("offline").and_then(Value::as_bool).unwrap_or(false);
-    Ok(Some(hub::pin(Kind::Model, &uri.repo, rev, offline, wanted)?))
+    Ok(Some(hub::pin(
+        Kind::Model,
+        &uri.repo,
+        rev,
+        offline,
+        wanted,
+    )?))
 }
 
 /// Key facts of the `model` param: an `hf://` model's commit and files (`model_hub_*`), or a

@@ -123,7 +123,13 @@ pub fn fetch(
     file: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
-    let p = pin(kind, repo, revision, offline, &Wanted::Files(vec![file.into()]))?;
+    let p = pin(
+        kind,
+        repo,
+        revision,
+        offline,
+        &Wanted::Files(vec![file.into()]),
+    )?;
     p.used(&Wanted::Files(vec![file.into()]))?;
     p.fetch(&HubEnv::from_process(), file)
 }
@@ -232,21 +238,22 @@ pub fn fetch_in_with(
         shown: 0,
     };
     // Not `get`: the cache was looked at above, by our own rules.
-    r.download_with_progress(file, reporter).map_err(|e| match error::http_status(&e) {
-        Some((status, hub_code, hub_message)) => HubError::Refused(Box::new(Refusal {
-            kind,
-            repo: repo.to_string(),
-            revision: revision.to_string(),
-            file: file.to_string(),
-            endpoint: env.endpoint.clone(),
-            status,
-            hub_code,
-            hub_message,
-            token: env.token.as_ref().map(|t| t.source.clone()),
-            token_path: env.token_path.display().to_string(),
-        })),
-        None => dl_err(e.to_string()),
-    })
+    r.download_with_progress(file, reporter)
+        .map_err(|e| match error::http_status(&e) {
+            Some((status, hub_code, hub_message)) => HubError::Refused(Box::new(Refusal {
+                kind,
+                repo: repo.to_string(),
+                revision: revision.to_string(),
+                file: file.to_string(),
+                endpoint: env.endpoint.clone(),
+                status,
+                hub_code,
+                hub_message,
+                token: env.token.as_ref().map(|t| t.source.clone()),
+                token_path: env.token_path.display().to_string(),
+            })),
+            None => dl_err(e.to_string()),
+        })
 }
 
 /// A hub model's local directory (its snapshot in the cache at the commit `revision` resolves

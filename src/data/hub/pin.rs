@@ -219,7 +219,6 @@ impl Pin {
     }
 }
 
-
 fn is_commit(revision: &str) -> bool {
     revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -250,7 +249,9 @@ fn snapshot_files(snap: &Path) -> Result<BTreeMap<String, String>, HubError> {
             }
             let name = rel.to_string_lossy().replace('\\', "/");
             let tag = match std::fs::read_link(&path) {
-                Ok(target) if target.parent().and_then(Path::file_name) == Some("blobs".as_ref()) => {
+                Ok(target)
+                    if target.parent().and_then(Path::file_name) == Some("blobs".as_ref()) =>
+                {
                     target
                         .file_name()
                         .map(|n| n.to_string_lossy().to_string())
@@ -293,10 +294,7 @@ fn from_cache(
         (revision.to_string(), Origin::Commit { why })
     } else {
         match std::fs::read_to_string(dir.join("refs").join(revision)) {
-            Ok(c) => (
-                c.trim().to_string(),
-                Origin::CacheRef { why },
-            ),
+            Ok(c) => (c.trim().to_string(), Origin::CacheRef { why }),
             Err(_) => return Ok(None),
         }
     };
@@ -662,10 +660,7 @@ mod tests {
         )
         .unwrap();
         let e = check_tag(&f, "x", &"0".repeat(40), "c").unwrap_err();
-        assert!(
-            e.to_string().contains("git blob id mismatch for x"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("git blob id mismatch for x"), "{e}");
         check_tag(&f, "x", "W/\"weak\"", "c").unwrap();
     }
 }
