@@ -9,7 +9,6 @@
 //! `tokenizer.json` a BPE with Gemma's special tokens; `gretelai/synthetic_text_to_sql` has
 //! gretel's two parquet files, their names and schema, with built-in rows.
 
-#[allow(dead_code)]
 mod data_common;
 #[path = "fixtures/hub_server.rs"]
 mod hub_server;

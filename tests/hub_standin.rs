@@ -474,3 +474,39 @@ fn a_download_reports_its_progress() {
         .unwrap();
     assert_eq!(again.into_inner().unwrap(), 0);
 }
+
+/// The only test here that uses the process's environment (`pin::pin`, `fetch_model`): the
+/// others pass their settings explicitly, so setting it cannot disturb them.
+#[test]
+fn the_process_pin_of_a_commit_cached_for_a_tokenizer_serves_the_whole_model_later() {
+    let (endpoint, hub, _) = standin();
+    let tokenizer: &[u8] = b"{\"model\": {}}";
+    let c = hub.push(
+        "/acme/full",
+        "main",
+        &[
+            ("config.json", CONFIG),
+            ("tokenizer.json", tokenizer),
+            ("model.safetensors", &weights()),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("HF_ENDPOINT", &endpoint);
+    std::env::set_var("HF_HUB_CACHE", dir.path().join("cache"));
+    std::env::remove_var("HF_HUB_OFFLINE");
+    let env = HubEnv::from_process();
+    // Only the tokenizer of the commit is cached: enough for a tokenizer node, asked first.
+    fetch_in(&env, Kind::Model, "acme/full", &c, "tokenizer.json", false).unwrap();
+    let tok = Wanted::Files(vec!["tokenizer.json".into()]);
+    let t = pin::pin(Kind::Model, "acme/full", &c, false, &tok).unwrap();
+    assert!(matches!(t.origin, Origin::Commit { .. }), "{t}");
+    // A model node of the same process needs the rest: asked of the hub, same commit.
+    let m = pin::pin(Kind::Model, "acme/full", &c, false, &Wanted::Model).unwrap();
+    assert_eq!((m.commit.as_str(), &m.origin), (c.as_str(), &Origin::Hub));
+    let model_dir = t2s::data::hub::fetch_model("acme/full", &c, false).unwrap();
+    assert_eq!(
+        std::fs::read(model_dir.join("config.json")).unwrap(),
+        CONFIG
+    );
+    assert!(pin::pins_made().iter().any(|p| p.repo == "acme/full"));
+}

@@ -471,7 +471,9 @@ static PINS: Mutex<Vec<(MemoKey, Pin)>> = Mutex::new(Vec::new());
 
 /// [`resolve`] with this process's hub settings, once per repo and revision: planning, the
 /// run and `status` all see the commit the first question got, even if the branch moves
-/// meanwhile. Errors are not kept (a later try may succeed).
+/// meanwhile. Errors are not kept (a later try may succeed). A commit answered from the cache
+/// for one node's files is resolved again for a node that uses files the cache lacks (a
+/// commit's files never change, so both nodes still see the same commit).
 pub fn pin(
     kind: Kind,
     repo: &str,
@@ -495,15 +497,19 @@ pub fn pin(
         .iter()
         .find(|(k, _)| *k == key)
         .map(|(_, p)| p.clone());
-    if let Some(p) = known {
+    let online = !(offline || env.offline);
+    let partial =
+        |p: &Pin| online && matches!(p.origin, Origin::Commit { .. }) && p.used(wanted).is_err();
+    if let Some(p) = known.filter(|p| !partial(p)) {
         return Ok(p);
     }
     let p = resolve(&env, kind, repo, revision, offline, wanted)?;
     let mut pins = PINS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, first)) = pins.iter().find(|(k, _)| *k == key) {
-        return Ok(first.clone());
+    match pins.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, known)) if partial(known) => *known = p.clone(),
+        Some((_, first)) => return Ok(first.clone()),
+        None => pins.push((key, p.clone())),
     }
-    pins.push((key, p.clone()));
     Ok(p)
 }
 
