@@ -276,4 +276,14 @@ fn rank_sweep_downloads_trains_evaluates_and_reports_through_hf_endpoint() {
         shown.contains("hub sources:") && shown.contains(&model_commit),
         "{shown}"
     );
+    let shown: serde_json::Value =
+        serde_json::from_str(&t2s(dir, &endpoint, &["show", "1", "--json"])).unwrap();
+    assert!(
+        shown["hub"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["node"] == "load" && h["commit"] == data_commit.as_str()),
+        "{shown}"
+    );
 }

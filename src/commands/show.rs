@@ -1,5 +1,5 @@
-//! `t2s show RUN`: one run's facts, nodes (ran / cached / resumed, durations), Slurm jobs (id,
-//! state, log), params and metrics.
+//! `t2s show RUN`: one run's facts, nodes (ran / cached / resumed, durations), the hub commits
+//! its nodes were keyed by, Slurm jobs (id, state, log), params and metrics.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,7 +23,7 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&as_json(&tracker, &run)?)?
+            serde_json::to_string_pretty(&as_json(root, &tracker, &run)?)?
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -175,11 +175,16 @@ fn hub_commits(store: Option<&crate::cache::Store>, key: Option<&str>) -> Vec<(S
 }
 
 /// The run, its nodes, params (as JSON values), final metrics and every step series.
-fn as_json(tracker: &Tracker, run: &RunRow) -> anyhow::Result<serde_json::Value> {
+fn as_json(root: &Path, tracker: &Tracker, run: &RunRow) -> anyhow::Result<serde_json::Value> {
+    let store = crate::cache::Store::open(root).ok();
+    let mut hub = Vec::new();
     let nodes: Vec<serde_json::Value> = tracker
         .nodes(run.id)?
         .into_iter()
         .map(|mut n| {
+            for (repo, commit) in hub_commits(store.as_ref(), n.key.as_deref()) {
+                hub.push(json!({"node": n.node, "repo": repo, "commit": commit}));
+            }
             n.status = super::runs::shown_status(&n.status, &run.status).to_string();
             serde_json::to_value(n)
         })
@@ -213,5 +218,6 @@ fn as_json(tracker: &Tracker, run: &RunRow) -> anyhow::Result<serde_json::Value>
         "params": params,
         "metrics": finals,
         "series": series,
+        "hub": hub,
     }))
 }
