@@ -423,6 +423,14 @@ fn an_unreachable_hub_falls_back_to_the_cache_ref_and_says_it_may_be_stale() {
     ] {
         assert!(text.contains(needle), "lacks {needle:?}: {text}");
     }
+    // A commit the cache lacks: the file is named, and nothing says offline mode is on.
+    let e = pin::resolve(&down, Kind::Model, "acme/open", &commit, false, &w).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("lacks `config.json` of commit {commit}"))
+            && !text.contains("offline mode is on"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -42,10 +42,9 @@ pub enum HubError {
     Refused(Box<Refusal>),
     #[error(
         "{repo}: cannot resolve revision {revision} to a commit: the hub at {endpoint} could not \
-         be reached ({msg}) and the Hugging Face cache at {cache} has no refs/{revision}. Check \
-         the network (and HF_ENDPOINT if you use a mirror), or pin a commit whose files are \
-         cached, or fill the cache where the hub is reachable: `hf download {repo} --repo-type \
-         {kind} --revision {revision}`"
+         be reached ({msg}) and the Hugging Face cache at {cache} lacks {missing}. Check the \
+         network (and HF_ENDPOINT if you use a mirror), or fill the cache where the hub is \
+         reachable: `hf download {repo} --repo-type {kind} --revision {revision}`"
     )]
     Unreachable {
         repo: String,
@@ -54,6 +53,8 @@ pub enum HubError {
         endpoint: String,
         cache: String,
         msg: String,
+        /// What the cache would need to answer instead: `refs/<revision>` or a file.
+        missing: String,
     },
     #[error(
         "{repo} has no file `{file}` at revision {revision} (commit {commit}). Check the name \
@@ -271,6 +272,17 @@ mod tests {
             msg: "request error: Connection refused".into(),
         };
         insta::assert_snapshot!("network_failure", e.to_string());
+        // Planning could not ask the hub for the commit, and the cache cannot answer.
+        let e = HubError::Unreachable {
+            repo: "gretelai/synthetic_text_to_sql".into(),
+            revision: "main".into(),
+            kind: "dataset".into(),
+            endpoint: "https://huggingface.co".into(),
+            cache: "/home/u/.cache/huggingface/hub".into(),
+            msg: "Dns Failed: resolve dns name 'huggingface.co:443'".into(),
+            missing: "refs/main".into(),
+        };
+        insta::assert_snapshot!("unreachable_not_cached", e.to_string());
     }
 
     #[test]

@@ -359,14 +359,25 @@ pub fn resolve(
         // As `huggingface_hub` does: no connection, so the cache answers if it can.
         Err(HubError::Unreachable { msg, .. }) => {
             let why = format!("the hub at {} could not be reached ({msg})", env.endpoint);
-            from_cache(env, kind, repo, revision, &why)?.ok_or(HubError::Unreachable {
+            let unreachable = |missing: String| HubError::Unreachable {
                 repo: repo.to_string(),
                 revision: revision.to_string(),
                 kind: kind.name().to_string(),
                 endpoint: env.endpoint.clone(),
                 cache: env.cache.display().to_string(),
-                msg,
-            })
+                msg: msg.clone(),
+                missing,
+            };
+            match from_cache(env, kind, repo, revision, &why)? {
+                None => Err(unreachable(format!("refs/{revision}"))),
+                Some(pin) => match pin.used(wanted) {
+                    Ok(_) => Ok(pin),
+                    Err(HubError::NotCached { file, .. }) => {
+                        Err(unreachable(format!("`{file}` of commit {}", pin.commit)))
+                    }
+                    Err(e) => Err(e),
+                },
+            }
         }
         Err(e) => Err(e),
     }
@@ -388,6 +399,7 @@ fn ask_hub(env: &HubEnv, kind: Kind, repo: &str, revision: &str) -> Result<Pin, 
     if let Some(t) = &env.token {
         req = req.set("Authorization", &format!("Bearer {}", t.value));
     }
+    // `missing` is filled in by `resolve`, which looks at the cache.
     let unreachable = |msg: String| HubError::Unreachable {
         repo: repo.to_string(),
         revision: revision.to_string(),
@@ -395,6 +407,7 @@ fn ask_hub(env: &HubEnv, kind: Kind, repo: &str, revision: &str) -> Result<Pin, 
         endpoint: env.endpoint.clone(),
         cache: env.cache.display().to_string(),
         msg,
+        missing: String::new(),
     };
     let resp = match req.call() {
         Ok(r) => r,
