@@ -1,7 +1,8 @@
 //! The Hugging Face hub source: `hf://owner/name[/file]` URIs, the standard HF cache layout,
 //! offline resolution from that cache without any network, online download through `hf-hub`
 //! (from `HF_ENDPOINT`, with the user's token: see [`env`]), revisions resolved to commits
-//! ([`pin`]), and the pinned sizes and sha256 digests of gretel's parquet files.
+//! ([`pin`], asking the hub in `ask`), files checked against the hub's tags ([`tag`]), and the
+//! pinned sizes and sha256 digests of gretel's parquet files.
 
 // Hub errors carry the repo, revision, file and cache path the user needs to act on; they
 // are rare, so their size does not matter.
@@ -12,9 +13,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+mod ask;
 pub mod env;
 mod error;
 pub mod pin;
+pub mod tag;
 
 pub use env::HubEnv;
 pub use error::{HubError, Refusal};

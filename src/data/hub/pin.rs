@@ -15,9 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sha1::{Digest, Sha1};
-
-use super::{HubEnv, HubError, Kind, Refusal};
+use super::tag::check_tag;
+use super::{HubEnv, HubError, Kind};
 
 /// Where a pin's commit came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,7 +218,7 @@ impl Pin {
     }
 }
 
-fn is_commit(revision: &str) -> bool {
+pub(super) fn is_commit(revision: &str) -> bool {
     revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -354,7 +353,7 @@ pub fn resolve(
             }
         }
     }
-    match ask_hub(env, kind, repo, revision) {
+    match super::ask::ask_hub(env, kind, repo, revision) {
         Ok(pin) => Ok(pin),
         // As `huggingface_hub` does: no connection, so the cache answers if it can.
         Err(HubError::Unreachable { msg, .. }) => {
@@ -381,100 +380,6 @@ pub fn resolve(
         }
         Err(e) => Err(e),
     }
-}
-
-/// The hub's answer for `revision`: `GET /api/<kind>s/<repo>/revision/<rev>?blobs=true`.
-fn ask_hub(env: &HubEnv, kind: Kind, repo: &str, revision: &str) -> Result<Pin, HubError> {
-    let url = format!(
-        "{}/api/{}/{repo}/revision/{}",
-        env.endpoint,
-        kind.prefix(),
-        revision.replace('/', "%2F")
-    );
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(std::time::Duration::from_secs(20))
-        .timeout_read(std::time::Duration::from_secs(60))
-        .build();
-    let mut req = agent.get(&url).query("blobs", "true");
-    if let Some(t) = &env.token {
-        req = req.set("Authorization", &format!("Bearer {}", t.value));
-    }
-    // `missing` is filled in by `resolve`, which looks at the cache.
-    let unreachable = |msg: String| HubError::Unreachable {
-        repo: repo.to_string(),
-        revision: revision.to_string(),
-        kind: kind.name().to_string(),
-        endpoint: env.endpoint.clone(),
-        cache: env.cache.display().to_string(),
-        msg,
-        missing: String::new(),
-    };
-    let resp = match req.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(status, resp)) => {
-            let header = |name| resp.header(name).map(str::to_string);
-            return Err(HubError::Refused(Box::new(Refusal {
-                kind,
-                repo: repo.to_string(),
-                revision: revision.to_string(),
-                file: format!("the file list of revision {revision}"),
-                endpoint: env.endpoint.clone(),
-                status,
-                hub_code: header("X-Error-Code"),
-                hub_message: header("X-Error-Message"),
-                token: env.token.as_ref().map(|t| t.source.clone()),
-                token_path: env.token_path.display().to_string(),
-            })));
-        }
-        Err(e @ ureq::Error::Transport(_)) => return Err(unreachable(e.to_string())),
-    };
-    let info: RepoInfo = resp
-        .into_json()
-        .map_err(|e| unreachable(format!("{url} answered what is not repo info: {e}")))?;
-    if !is_commit(&info.sha) {
-        return Err(unreachable(format!(
-            "{url} answered `{}`, which is not a commit hash",
-            info.sha
-        )));
-    }
-    let files = info
-        .siblings
-        .into_iter()
-        .filter_map(|s| {
-            let tag = s.lfs.map(|l| l.sha256).or(s.blob_id)?;
-            Some((s.rfilename, tag))
-        })
-        .collect();
-    Ok(Pin {
-        kind,
-        repo: repo.to_string(),
-        revision: revision.to_string(),
-        commit: info.sha,
-        files,
-        origin: Origin::Hub,
-        endpoint: env.endpoint.clone(),
-        cache: env.cache.clone(),
-    })
-}
-
-#[derive(serde::Deserialize)]
-struct RepoInfo {
-    sha: String,
-    #[serde(default)]
-    siblings: Vec<Sibling>,
-}
-
-#[derive(serde::Deserialize)]
-struct Sibling {
-    rfilename: String,
-    #[serde(rename = "blobId")]
-    blob_id: Option<String>,
-    lfs: Option<Lfs>,
-}
-
-#[derive(serde::Deserialize)]
-struct Lfs {
-    sha256: String,
 }
 
 type MemoKey = (String, PathBuf, &'static str, String, String, bool);
@@ -547,58 +452,6 @@ pub fn pins_made() -> Vec<Pin> {
         .collect()
 }
 
-/// Check a fetched file against the hub's tag for it: a 64-hex tag is the sha256 of an LFS
-/// file, a 40-hex one the git blob id (sha1 of `blob <len>\0` + bytes), `blake3:` a snapshot
-/// file's digest. Other forms (a mirror's own) are not checked.
-pub fn check_tag(path: &Path, file: &str, tag: &str, commit: &str) -> Result<(), HubError> {
-    let hexlen = |n| tag.len() == n && tag.bytes().all(|b| b.is_ascii_hexdigit());
-    let (what, actual) = if hexlen(64) {
-        ("sha256", super::sha256_file(path)?)
-    } else if hexlen(40) {
-        ("git blob id", git_blob_id(path)?)
-    } else if let Some(want) = tag.strip_prefix("blake3:") {
-        let got = crate::cache::file_digest::digest_file(path)
-            .map_err(|e| HubError::Io(path.display().to_string(), std::io::Error::other(e)))?;
-        if got == want {
-            return Ok(());
-        }
-        ("blake3", format!("blake3:{got}"))
-    } else {
-        tracing::debug!("{file}: tag `{tag}` is of no known form; not checked");
-        return Ok(());
-    };
-    if actual.eq_ignore_ascii_case(tag) {
-        return Ok(());
-    }
-    Err(HubError::Checksum {
-        path: path.display().to_string(),
-        file: file.to_string(),
-        revision: commit.to_string(),
-        what,
-        expected: tag.to_string(),
-        actual,
-    })
-}
-
-/// git's object id of a file as a blob.
-fn git_blob_id(path: &Path) -> Result<String, HubError> {
-    use std::io::Read;
-    let io = |e| HubError::Io(path.display().to_string(), e);
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
-    let mut h = Sha1::new();
-    h.update(format!("blob {len}\0").as_bytes());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 /// Error helpers that keep `error.rs` free of pin details.
 impl HubError {
     /// A fetch by commit reports the revision the user wrote, with the commit it resolved to.
@@ -662,24 +515,5 @@ mod tests {
             Wanted::Model.pick(&listed(&["config.json", "tokenizer.json"])),
             Err("model.safetensors".to_string())
         );
-    }
-
-    #[test]
-    fn tags_are_checked_by_their_form() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("x");
-        std::fs::write(&f, b"hello\n").unwrap();
-        // `git hash-object` of "hello\n" and `sha256sum` of it.
-        check_tag(&f, "x", "ce013625030ba8dba906f756967f9e9ca394464a", "c").unwrap();
-        check_tag(
-            &f,
-            "x",
-            "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
-            "c",
-        )
-        .unwrap();
-        let e = check_tag(&f, "x", &"0".repeat(40), "c").unwrap_err();
-        assert!(e.to_string().contains("git blob id mismatch for x"), "{e}");
-        check_tag(&f, "x", "W/\"weak\"", "c").unwrap();
     }
 }
