@@ -1,211 +1,18 @@
-//! The hub path against a local stand-in of the Hugging Face hub (std::net on 127.0.0.1 only),
-//! reached the way a user behind a mirror reaches it: through `HF_ENDPOINT`. The stand-in
-//! answers `resolve` as the hub does (`X-Repo-Commit`, a quoted `ETag`, `Range` with
-//! `Content-Range`), sends LFS files by an absolute 302 to a CDN path with `X-Linked-Etag` /
-//! `X-Linked-Size`, refuses a gated repo with 401 (no token) or 403 (a token without access)
-//! with `X-Error-Code` / `X-Error-Message`, and a missing file with 404.
+//! The hub path against a local stand-in of the Hugging Face hub (tests/fixtures/hub_server.rs),
+//! reached the way a user behind a mirror reaches it: through `HF_ENDPOINT`. Downloads (LFS
+//! through the CDN redirect), refusals (401, 403, 404), resume, offline use of the cache, and
+//! revisions pinned to commits: a moved branch, a refreshed `refs/main`, a corrupt blob.
+
+#[path = "fixtures/hub_server.rs"]
+mod hub_server;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use hub_server::{start, tag_of, Hub, GRANTED};
+use t2s::data::hub::pin::{self, Origin, Wanted};
 use t2s::data::hub::{fetch_in, HubEnv, HubError, Kind};
-
-const COMMIT: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
-const GRANTED: &str = "hf_granted";
-/// Mirrors often live under a path; the endpoint keeps it.
-const PREFIX: &str = "/mirror";
-
-/// Files by URL path after the prefix (`/owner/name` or `/datasets/owner/name`, then
-/// `/resolve/<rev>/<file>`); gated repos by the same repo path.
-struct Hub {
-    files: HashMap<String, Vec<u8>>,
-    gated: Vec<String>,
-    seen: Mutex<Vec<String>>,
-}
-
-struct Reply {
-    status: &'static str,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-fn refuse(status: &'static str, code: &str, message: &str) -> Reply {
-    Reply {
-        status,
-        headers: vec![
-            ("X-Error-Code".into(), code.into()),
-            ("X-Error-Message".into(), message.into()),
-        ],
-        body: message.as_bytes().to_vec(),
-    }
-}
-
-impl Hub {
-    fn answer(&self, path: &str, headers: &HashMap<String, String>) -> Reply {
-        self.seen.lock().unwrap().push(path.to_string());
-        if let Some(key) = path.strip_prefix("/cdn") {
-            return self.cdn(key, headers);
-        }
-        let Some(rest) = path.strip_prefix(PREFIX) else {
-            return refuse("404 Not Found", "NotFound", "not under the mirror's prefix");
-        };
-        let Some((repo_path, rev_file)) = rest.split_once("/resolve/") else {
-            return refuse("404 Not Found", "NotFound", "not a resolve URL");
-        };
-        if self.gated.iter().any(|g| g == repo_path) {
-            let repo = repo_path
-                .trim_start_matches("/datasets")
-                .trim_start_matches('/');
-            match headers.get("authorization").map(String::as_str) {
-                None => {
-                    return refuse(
-                        "401 Unauthorized",
-                        "GatedRepo",
-                        &format!(
-                            "Access to model {repo} is restricted. You must have access to it \
-                             and be authenticated to access it. Please log in."
-                        ),
-                    )
-                }
-                Some(a) if a != format!("Bearer {GRANTED}") => {
-                    return refuse(
-                        "403 Forbidden",
-                        "GatedRepo",
-                        &format!(
-                            "Access to model {repo} is restricted and you are not in the \
-                             authorized list."
-                        ),
-                    )
-                }
-                Some(_) => {}
-            }
-        }
-        let (rev, file) = rev_file.split_once('/').unwrap_or((rev_file, ""));
-        let body = match self.files.get(&format!("{repo_path}/{file}")) {
-            Some(b) if rev == "main" || rev == COMMIT => b,
-            Some(_) => return refuse("404 Not Found", "RevisionNotFound", "Invalid rev id"),
-            None => return refuse("404 Not Found", "EntryNotFound", "Entry not found"),
-        };
-        let etag = format!("\"{:x}\"", fnv1a(body));
-        if file.ends_with(".safetensors") {
-            // An LFS file: the hub answers with an absolute redirect to its CDN, naming the
-            // blob's tag and size in `X-Linked-*` (the `ETag` is the pointer file's).
-            let host = headers.get("host").cloned().unwrap_or_default();
-            return Reply {
-                status: "302 Found",
-                headers: vec![
-                    ("X-Repo-Commit".into(), COMMIT.into()),
-                    ("ETag".into(), "\"pointer\"".into()),
-                    ("X-Linked-Etag".into(), etag),
-                    ("X-Linked-Size".into(), body.len().to_string()),
-                    (
-                        "Location".into(),
-                        format!("http://{host}/cdn{repo_path}/{file}"),
-                    ),
-                ],
-                body: Vec::new(),
-            };
-        }
-        ranged(
-            body,
-            headers,
-            vec![
-                ("X-Repo-Commit".into(), COMMIT.into()),
-                ("ETag".into(), etag),
-            ],
-        )
-    }
-
-    /// The CDN behind LFS redirects: plain ranged bytes, no hub headers.
-    fn cdn(&self, key: &str, headers: &HashMap<String, String>) -> Reply {
-        match self.files.get(key) {
-            Some(body) => ranged(body, headers, Vec::new()),
-            None => refuse("404 Not Found", "NotFound", "no such blob"),
-        }
-    }
-}
-
-/// `body` answered for the request's `Range` (`bytes=a-b` or `bytes=a-`, as hf-hub asks).
-fn ranged(
-    body: &[u8],
-    headers: &HashMap<String, String>,
-    mut extra: Vec<(String, String)>,
-) -> Reply {
-    let len = body.len();
-    let (start, end) = headers
-        .get("range")
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.split_once('-'))
-        .map(|(a, b)| {
-            let a: usize = a.parse().unwrap_or(0);
-            let b = b.parse::<usize>().map_or(len - 1, |b| b.min(len - 1));
-            (a, b)
-        })
-        .unwrap_or((0, len - 1));
-    extra.push(("Content-Range".into(), format!("bytes {start}-{end}/{len}")));
-    Reply {
-        status: "206 Partial Content",
-        headers: extra,
-        body: body[start..=end].to_vec(),
-    }
-}
-
-/// A content tag that changes with the content (the hub sends a git or sha256 hash).
-fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf29ce484222325u64, |h, &x| {
-        (h ^ x as u64).wrapping_mul(0x100000001b3)
-    })
-}
-
-fn serve(hub: &Hub, stream: TcpStream) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let r = hub.answer(&path, &headers);
-    let mut out = stream;
-    let mut head = format!(
-        "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        r.status,
-        r.body.len()
-    );
-    for (k, v) in &r.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = out.write_all(head.as_bytes());
-    let _ = out.write_all(&r.body);
-}
-
-/// Start the stand-in; returns its endpoint (with the mirror prefix) and the hub, for the
-/// requests it saw. The listener thread ends with the test process.
-fn start(hub: Hub) -> (String, Arc<Hub>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}{PREFIX}", listener.local_addr().unwrap());
-    let hub = Arc::new(hub);
-    let h = Arc::clone(&hub);
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            serve(&h, s);
-        }
-    });
-    (endpoint, hub)
-}
 
 /// Bytes that differ all along, so a misplaced range shows.
 fn weights() -> Vec<u8> {
@@ -214,27 +21,30 @@ fn weights() -> Vec<u8> {
         .collect()
 }
 
-fn standin() -> (String, Arc<Hub>) {
-    let files = [
-        (
-            "/acme/open/config.json",
-            &b"{\"model_type\": \"gemma3_text\"}"[..],
-        ),
-        ("/acme/open/model.safetensors", &weights()[..]),
-        ("/acme/gated/config.json", &b"{\"gated\": true}"[..]),
-        (
-            "/datasets/acme/rows/train.jsonl",
-            &b"{\"sql\": \"SELECT 1\"}\n"[..],
-        ),
-    ];
-    start(Hub {
-        files: files
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_vec()))
-            .collect(),
-        gated: vec!["/acme/gated".into()],
-        seen: Mutex::new(Vec::new()),
-    })
+const CONFIG: &[u8] = b"{\"model_type\": \"gemma3_text\"}";
+
+/// `acme/open` (a config and LFS weights), the gated `acme/gated`, the dataset `acme/rows`;
+/// the commit of `acme/open`'s `main`.
+fn standin() -> (String, Arc<Hub>, String) {
+    let hub = Hub::default();
+    let commit = hub.push(
+        "/acme/open",
+        "main",
+        &[("config.json", CONFIG), ("model.safetensors", &weights())],
+    );
+    hub.push(
+        "/acme/gated",
+        "main",
+        &[("config.json", b"{\"gated\": true}")],
+    );
+    hub.gate("/acme/gated");
+    hub.push(
+        "/datasets/acme/rows",
+        "main",
+        &[("train.jsonl", b"{\"sql\": \"SELECT 1\"}\n")],
+    );
+    let (endpoint, hub) = start(hub);
+    (endpoint, hub, commit)
 }
 
 /// The settings a user's shell would give: `HF_ENDPOINT`, `HF_HUB_CACHE`, a home with
@@ -268,7 +78,7 @@ fn refusal_text(r: Result<std::path::PathBuf, HubError>) -> (u16, String) {
 
 #[test]
 fn files_download_through_hf_endpoint_into_the_cache_and_then_resolve_offline() {
-    let (endpoint, hub) = standin();
+    let (endpoint, hub, commit) = standin();
     let dir = tempfile::tempdir().unwrap();
     let env = user_env(&endpoint, dir.path(), None, &[]);
 
@@ -280,13 +90,13 @@ fn files_download_through_hf_endpoint_into_the_cache_and_then_resolve_offline() 
     let repo_dir = dir.path().join("cache/models--acme--open");
     assert_eq!(
         got,
-        repo_dir.join("snapshots").join(COMMIT).join("config.json")
+        repo_dir.join("snapshots").join(&commit).join("config.json")
     );
     assert_eq!(
         std::fs::read_to_string(repo_dir.join("refs/main"))
             .unwrap()
             .trim(),
-        COMMIT
+        commit
     );
     let rows = fetch_in(
         &env,
@@ -311,7 +121,8 @@ fn files_download_through_hf_endpoint_into_the_cache_and_then_resolve_offline() 
     assert!(std::fs::read(&w).unwrap() == weights());
     let seen = hub.seen.lock().unwrap().clone();
     assert!(
-        seen.iter().any(|p| p == "/cdn/acme/open/model.safetensors"),
+        seen.iter()
+            .any(|p| *p == format!("/cdn/{}", tag_of("model.safetensors", &weights()))),
         "{seen:?}"
     );
     assert!(
@@ -343,7 +154,7 @@ fn files_download_through_hf_endpoint_into_the_cache_and_then_resolve_offline() 
 
 #[test]
 fn a_gated_repo_is_refused_with_what_to_do_and_opens_to_the_login_token() {
-    let (endpoint, _hub) = standin();
+    let (endpoint, _hub, _) = standin();
     let get = |env: &HubEnv| {
         fetch_in(env, Kind::Model, "acme/gated", "main", "config.json", false).map_err(
             |e| match e {
@@ -403,7 +214,7 @@ fn a_gated_repo_is_refused_with_what_to_do_and_opens_to_the_login_token() {
 
 #[test]
 fn a_missing_file_is_a_404_that_names_the_tree_to_check() {
-    let (endpoint, _hub) = standin();
+    let (endpoint, _hub, _) = standin();
     let dir = tempfile::tempdir().unwrap();
     let env = user_env(&endpoint, dir.path(), None, &[]);
     let (status, text) = refusal_text(fetch_in(
@@ -427,14 +238,14 @@ fn a_missing_file_is_a_404_that_names_the_tree_to_check() {
 
 #[test]
 fn an_interrupted_download_resumes_from_its_part_file() {
-    let (endpoint, hub) = standin();
+    let (endpoint, hub, _) = standin();
     let dir = tempfile::tempdir().unwrap();
     let env = user_env(&endpoint, dir.path(), None, &[]);
     // What an interrupted run leaves: the first part of the blob, named by its tag.
     let full = weights();
     let blobs = dir.path().join("cache/models--acme--open/blobs");
     std::fs::create_dir_all(&blobs).unwrap();
-    let part = blobs.join(format!("{:x}.part", fnv1a(&full)));
+    let part = blobs.join(format!("{}.part", tag_of("model.safetensors", &full)));
     std::fs::write(&part, &full[..75_000]).unwrap();
 
     let got = fetch_in(
@@ -455,4 +266,255 @@ fn an_interrupted_download_resumes_from_its_part_file() {
         .unwrap()
         .iter()
         .any(|p| p.starts_with("/cdn/")));
+}
+
+/// How many times the stand-in was asked for `acme/open`'s revision `rev`.
+fn asked(hub: &Hub, rev: &str) -> usize {
+    let url = format!("/mirror/api/models/acme/open/revision/{rev}?blobs=true");
+    hub.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| **p == url)
+        .count()
+}
+
+#[test]
+fn a_branch_resolves_to_its_commit_and_a_moved_branch_or_refreshed_ref_gives_other_facts() {
+    let (endpoint, hub, c1) = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let env = user_env(&endpoint, dir.path(), None, &[]);
+    let offline = user_env(&endpoint, dir.path(), None, &[("HF_HUB_OFFLINE", "1")]);
+    let w = Wanted::Files(vec!["config.json".into(), "model.safetensors".into()]);
+    let facts = |p: &pin::Pin| p.key_facts(&w, "").unwrap();
+
+    // Online: the hub names the commit and the files' tags (git blob id; sha256 for LFS).
+    let p1 = pin::resolve(&env, Kind::Model, "acme/open", "main", false, &w).unwrap();
+    assert_eq!(
+        (p1.commit.as_str(), &p1.origin),
+        (c1.as_str(), &Origin::Hub)
+    );
+    assert_eq!(p1.files["config.json"], tag_of("config.json", CONFIG));
+    assert_eq!(
+        p1.files["model.safetensors"],
+        tag_of("model.safetensors", &weights())
+    );
+    assert_eq!(asked(&hub, "main"), 1);
+    // The key holds the commit and tags, not the revision string: main and its commit agree.
+    let by_commit = pin::resolve(&env, Kind::Model, "acme/open", &c1, false, &w).unwrap();
+    assert_eq!(facts(&by_commit), facts(&p1));
+    assert_eq!(facts(&p1)["hub_commit"], c1);
+
+    // Fetched by the commit; afterwards the commit needs no question, and the cache (online
+    // by commit, offline by ref) gives the same facts as the hub did.
+    assert_eq!(
+        std::fs::read(p1.fetch(&env, "config.json").unwrap()).unwrap(),
+        CONFIG
+    );
+    p1.fetch(&env, "model.safetensors").unwrap();
+    let before = hub.seen.lock().unwrap().len();
+    let cached = pin::resolve(&env, Kind::Model, "acme/open", &c1, false, &w).unwrap();
+    assert!(matches!(cached.origin, Origin::Commit { .. }));
+    assert_eq!(hub.seen.lock().unwrap().len(), before);
+    assert_eq!(facts(&cached), facts(&p1));
+    let off = pin::resolve(&offline, Kind::Model, "acme/open", "main", false, &w).unwrap();
+    assert_eq!(facts(&off), facts(&p1));
+    assert!(off.to_string().contains("may be stale"), "{off}");
+
+    // The branch moves: other facts (the commit and the changed file's tag, not the weights').
+    let new_config: &[u8] = b"{\"model_type\": \"gemma3_text\", \"v\": 2}";
+    let c2 = hub.push(
+        "/acme/open",
+        "main",
+        &[
+            ("config.json", new_config),
+            ("model.safetensors", &weights()),
+        ],
+    );
+    let p2 = pin::resolve(&env, Kind::Model, "acme/open", "main", false, &w).unwrap();
+    assert_eq!(p2.commit, c2);
+    let (f1, f2) = (facts(&p1), facts(&p2));
+    assert_ne!(f1["hub_commit"], f2["hub_commit"]);
+    assert_ne!(f1["hub_file config.json"], f2["hub_file config.json"]);
+    assert_eq!(
+        f1["hub_file model.safetensors"],
+        f2["hub_file model.safetensors"]
+    );
+    // The old pin still reads the old commit's bytes, although the hub's main moved.
+    assert_eq!(
+        std::fs::read(p1.fetch(&env, "config.json").unwrap()).unwrap(),
+        CONFIG
+    );
+
+    // Another tool refreshes refs/main in the cache (as `hf download` does): offline, the ref
+    // now gives c2's facts, and they are the facts the hub gives for c2, so one key never
+    // names two contents; c1's files stay where they were.
+    for file in ["config.json", "model.safetensors"] {
+        fetch_in(&env, Kind::Model, "acme/open", &c2, file, false).unwrap();
+    }
+    let refs_main = dir.path().join("cache/models--acme--open/refs/main");
+    std::fs::write(&refs_main, &c2).unwrap();
+    let off2 = pin::resolve(&offline, Kind::Model, "acme/open", "main", false, &w).unwrap();
+    assert_eq!(off2.commit, c2);
+    assert_eq!(facts(&off2), f2);
+    assert_eq!(
+        std::fs::read(off2.fetch(&offline, "config.json").unwrap()).unwrap(),
+        new_config
+    );
+    assert_eq!(
+        std::fs::read(p1.fetch(&offline, "config.json").unwrap()).unwrap(),
+        CONFIG
+    );
+}
+
+#[test]
+fn a_corrupt_download_is_refused_by_its_tag() {
+    let (endpoint, hub, _) = standin();
+    hub.corrupt(&weights());
+    hub.corrupt(CONFIG);
+    let dir = tempfile::tempdir().unwrap();
+    let env = user_env(&endpoint, dir.path(), None, &[]);
+    let w = Wanted::Files(vec!["config.json".into(), "model.safetensors".into()]);
+    let p = pin::resolve(&env, Kind::Model, "acme/open", "main", false, &w).unwrap();
+    for (file, what) in [
+        ("model.safetensors", "sha256 mismatch"),
+        ("config.json", "git blob id mismatch"),
+    ] {
+        match p.fetch(&env, file) {
+            Err(e @ HubError::Checksum { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(what)
+                        && text.contains(&p.files[file])
+                        && text.contains("delete it"),
+                    "{text}"
+                );
+            }
+            other => panic!("{file}: expected a checksum refusal, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_hub_falls_back_to_the_cache_ref_and_says_it_may_be_stale() {
+    let (endpoint, _hub, commit) = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let env = user_env(&endpoint, dir.path(), None, &[]);
+    let w = Wanted::Files(vec!["config.json".into()]);
+    fetch_in(&env, Kind::Model, "acme/open", "main", "config.json", false).unwrap();
+    // Nothing listens on port 9.
+    let down = user_env("http://127.0.0.1:9/mirror", dir.path(), None, &[]);
+    let p = pin::resolve(&down, Kind::Model, "acme/open", "main", false, &w).unwrap();
+    assert_eq!(p.commit, commit);
+    let shown = p.to_string();
+    assert!(
+        shown.contains("could not be reached") && shown.contains("may be stale"),
+        "{shown}"
+    );
+    // Nothing cached either: an error that says what to do.
+    let empty = tempfile::tempdir().unwrap();
+    let down = user_env("http://127.0.0.1:9/mirror", empty.path(), None, &[]);
+    let e = pin::resolve(&down, Kind::Model, "acme/open", "main", false, &w).unwrap_err();
+    let text = e.to_string();
+    for needle in [
+        "cannot resolve revision main",
+        "refs/main",
+        "hf download acme/open",
+    ] {
+        assert!(text.contains(needle), "lacks {needle:?}: {text}");
+    }
+    // A commit the cache lacks: the file is named, and nothing says offline mode is on.
+    let e = pin::resolve(&down, Kind::Model, "acme/open", &commit, false, &w).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("lacks `config.json` of commit {commit}"))
+            && !text.contains("offline mode is on"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_revision_question_to_a_gated_repo_is_refused_with_what_to_do() {
+    let (endpoint, _hub, _) = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let env = user_env(&endpoint, dir.path(), None, &[]);
+    let w = Wanted::Files(vec!["config.json".into()]);
+    match pin::resolve(&env, Kind::Model, "acme/gated", "main", false, &w) {
+        Err(HubError::Refused(r)) => {
+            assert_eq!(r.status, 401);
+            assert!(r.to_string().contains("hf auth login"), "{r}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let env = user_env(&endpoint, dir.path(), Some(GRANTED), &[]);
+    let p = pin::resolve(&env, Kind::Model, "acme/gated", "main", false, &w).unwrap();
+    assert_eq!(p.origin, Origin::Hub);
+}
+
+#[test]
+fn a_download_reports_its_progress() {
+    let (endpoint, _hub, _) = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let env = user_env(&endpoint, dir.path(), None, &[]);
+    let calls = std::sync::Mutex::new(Vec::new());
+    let on = |done: u64, total: u64, file: &str| {
+        calls.lock().unwrap().push((done, total, file.to_string()))
+    };
+    let file = "model.safetensors";
+    t2s::data::hub::fetch_in_with(&env, Kind::Model, "acme/open", "main", file, false, &on)
+        .unwrap();
+    let calls = calls.into_inner().unwrap();
+    let len = weights().len() as u64;
+    assert_eq!(
+        calls.first(),
+        Some(&(0, len, file.to_string())),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.last(),
+        Some(&(len, len, file.to_string())),
+        "{calls:?}"
+    );
+    // From the cache: nothing to report.
+    let again = std::sync::Mutex::new(0);
+    let count = |_: u64, _: u64, _: &str| *again.lock().unwrap() += 1;
+    t2s::data::hub::fetch_in_with(&env, Kind::Model, "acme/open", "main", file, false, &count)
+        .unwrap();
+    assert_eq!(again.into_inner().unwrap(), 0);
+}
+
+/// The only test here that uses the process's environment (`pin::pin`, `fetch_model`): the
+/// others pass their settings explicitly, so setting it cannot disturb them.
+#[test]
+fn the_process_pin_of_a_commit_cached_for_a_tokenizer_serves_the_whole_model_later() {
+    let (endpoint, hub, _) = standin();
+    let tokenizer: &[u8] = b"{\"model\": {}}";
+    let c = hub.push(
+        "/acme/full",
+        "main",
+        &[
+            ("config.json", CONFIG),
+            ("tokenizer.json", tokenizer),
+            ("model.safetensors", &weights()),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("HF_ENDPOINT", &endpoint);
+    std::env::set_var("HF_HUB_CACHE", dir.path().join("cache"));
+    std::env::remove_var("HF_HUB_OFFLINE");
+    let env = HubEnv::from_process();
+    // Only the tokenizer of the commit is cached: enough for a tokenizer node, asked first.
+    fetch_in(&env, Kind::Model, "acme/full", &c, "tokenizer.json", false).unwrap();
+    let tok = Wanted::Files(vec!["tokenizer.json".into()]);
+    let t = pin::pin(Kind::Model, "acme/full", &c, false, &tok).unwrap();
+    assert!(matches!(t.origin, Origin::Commit { .. }), "{t}");
+    // A model node of the same process needs the rest: asked of the hub, same commit.
+    let m = pin::pin(Kind::Model, "acme/full", &c, false, &Wanted::Model).unwrap();
+    assert_eq!((m.commit.as_str(), &m.origin), (c.as_str(), &Origin::Hub));
+    let model_dir = t2s::data::hub::fetch_model("acme/full", &c, false).unwrap();
+    assert_eq!(
+        std::fs::read(model_dir.join("config.json")).unwrap(),
+        CONFIG
+    );
+    assert!(pin::pins_made().iter().any(|p| p.repo == "acme/full"));
 }

@@ -1,5 +1,5 @@
-//! `t2s show RUN`: one run's facts, nodes (ran / cached / resumed, durations), Slurm jobs (id,
-//! state, log), params and metrics.
+//! `t2s show RUN`: one run's facts, nodes (ran / cached / resumed, durations), the hub commits
+//! its nodes were keyed by, Slurm jobs (id, state, log), params and metrics.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,7 +23,7 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&as_json(&tracker, &run)?)?
+            serde_json::to_string_pretty(&as_json(root, &tracker, &run)?)?
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -52,7 +52,12 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
 
     println!("\nnodes:");
     let mut rows = Vec::new();
+    let mut sources = Vec::new();
+    let store = crate::cache::Store::open(root).ok();
     for n in tracker.nodes(run.id)? {
+        for (repo, commit) in hub_commits(store.as_ref(), n.key.as_deref()) {
+            sources.push(vec![format!("  {}", n.node), repo, commit]);
+        }
         let shown = super::runs::shown_status(&n.status, &run.status).to_string();
         rows.push(vec![
             format!("  {}", n.node),
@@ -69,6 +74,11 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     print!("{}", super::table(&rows));
+
+    if !sources.is_empty() {
+        println!("\nhub sources:");
+        print!("{}", super::table(&sources));
+    }
 
     // Slurm jobs of the run (local executions have nothing more to say).
     let jobs: Vec<Vec<String>> = tracker
@@ -152,12 +162,29 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The hub repos and commits a node's key holds (from its artifact's manifest; none when the
+/// artifact is gone).
+fn hub_commits(store: Option<&crate::cache::Store>, key: Option<&str>) -> Vec<(String, String)> {
+    let (Some(store), Some(key)) = (store, key) else {
+        return Vec::new();
+    };
+    match crate::cache::manifest::Manifest::read(&store.object_dir(key)) {
+        Ok(m) => crate::data::hub::pin::commits_in(&m.cache_key.facts),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// The run, its nodes, params (as JSON values), final metrics and every step series.
-fn as_json(tracker: &Tracker, run: &RunRow) -> anyhow::Result<serde_json::Value> {
+fn as_json(root: &Path, tracker: &Tracker, run: &RunRow) -> anyhow::Result<serde_json::Value> {
+    let store = crate::cache::Store::open(root).ok();
+    let mut hub = Vec::new();
     let nodes: Vec<serde_json::Value> = tracker
         .nodes(run.id)?
         .into_iter()
         .map(|mut n| {
+            for (repo, commit) in hub_commits(store.as_ref(), n.key.as_deref()) {
+                hub.push(json!({"node": n.node, "repo": repo, "commit": commit}));
+            }
             n.status = super::runs::shown_status(&n.status, &run.status).to_string();
             serde_json::to_value(n)
         })
@@ -191,5 +218,6 @@ fn as_json(tracker: &Tracker, run: &RunRow) -> anyhow::Result<serde_json::Value>
         "params": params,
         "metrics": finals,
         "series": series,
+        "hub": hub,
     }))
 }

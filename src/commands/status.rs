@@ -1,5 +1,6 @@
 //! `t2s status FILE`: which nodes are cached, which are on the remote cache, which are stale
-//! and why (the changed key field, compared with the last committed key of the same node).
+//! and why (the changed key field, compared with the last committed key of the same node), and
+//! the commit each hub revision resolved to (a moved branch shows as `fact.hub_commit: old → new`).
 
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ pub fn status(root: &std::path::Path, args: StatusArgs) -> anyhow::Result<ExitCo
             ExitCode::from(1)
         });
     }
+    // Each hub revision the keys were made with, and whether the hub or the cache said so.
+    let pins = crate::data::hub::pin::pins_made();
     if args.json {
         let nodes: Vec<serde_json::Value> = planned
             .iter()
@@ -50,6 +53,15 @@ pub fn status(root: &std::path::Path, args: StatusArgs) -> anyhow::Result<ExitCo
             "remote": on_remote,
             "stale": stale,
             "nodes": nodes,
+            "hub": pins
+                .iter()
+                .map(|p| json!({
+                    "repo": p.repo,
+                    "revision": p.revision,
+                    "commit": p.commit,
+                    "resolved": p.to_string(),
+                }))
+                .collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
@@ -66,6 +78,9 @@ pub fn status(root: &std::path::Path, args: StatusArgs) -> anyhow::Result<ExitCo
         })
         .collect();
     print!("{}", super::table(&rows));
+    for pin in &pins {
+        println!("hub: {pin}");
+    }
     if on_remote > 0 {
         println!(
             "{}: {cached} cached, {on_remote} on the remote (fetched by `t2s run` or `t2s pull`), {stale} stale",

@@ -65,6 +65,9 @@ pub struct LoadReport {
     pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The commit `revision` resolved to (hub sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     pub files: Vec<FileCounts>,
     pub rows: usize,
     pub quarantined: usize,
@@ -111,8 +114,29 @@ fn split_of_name(path: &Path) -> &'static str {
     }
 }
 
+/// The files an `hf://` source loads, with their splits: the one it names, or gretel's two.
+pub fn hub_files(source: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let uri = hub::parse_uri(source)?;
+    Ok(match &uri.file {
+        Some(f) => vec![(split_of_name(Path::new(f)).to_string(), f.clone())],
+        None if uri.repo == GRETEL_REPO => GRETEL_FILES
+            .iter()
+            .map(|k| (k.split.to_string(), k.name.to_string()))
+            .collect(),
+        None => anyhow::bail!(
+            "source `{source}`: name the file to load, e.g. hf://{}/data/train.parquet",
+            uri.repo
+        ),
+    })
+}
+
 /// Load the source.
 pub fn load(p: &LoadParams) -> anyhow::Result<Loaded> {
+    load_with(p, &|_, _, _| {})
+}
+
+/// [`load`], reporting hub downloads to `on`.
+pub fn load_with(p: &LoadParams, on: hub::OnBytes<'_>) -> anyhow::Result<Loaded> {
     let mut out = Loaded::default();
     out.report.source = p.source.clone();
     if let Some(n) = p.source.strip_prefix("builtin:") {
@@ -146,31 +170,26 @@ pub fn load(p: &LoadParams) -> anyhow::Result<Loaded> {
             .collect();
     } else if p.source.starts_with("hf://") {
         let uri = hub::parse_uri(&p.source)?;
+        let files = hub_files(&p.source)?;
+        let wanted = hub::Wanted::Files(files.iter().map(|(_, n)| n.clone()).collect());
+        // The commit the cache key was made with (the process resolves each revision once).
+        let pin = hub::pin(Kind::Dataset, &uri.repo, &p.revision, p.offline, &wanted)?;
+        pin.used(&wanted)?;
         out.report.revision = Some(p.revision.clone());
-        let files: Vec<(String, String)> = match &uri.file {
-            Some(f) => vec![(split_of_name(Path::new(f)).to_string(), f.clone())],
-            None if uri.repo == GRETEL_REPO => GRETEL_FILES
-                .iter()
-                .map(|k| (k.split.to_string(), k.name.to_string()))
-                .collect(),
-            None => anyhow::bail!(
-                "source `{}`: name the file to load, e.g. hf://{}/data/train.parquet",
-                p.source,
-                uri.repo
-            ),
-        };
+        out.report.commit = Some(pin.commit.clone());
+        let env = hub::HubEnv::from_process();
         let mut v = Validator::new();
         for (split, name) in files {
-            let path = hub::fetch(Kind::Dataset, &uri.repo, &p.revision, &name, p.offline)?;
+            let path = pin.fetch_with(&env, &name, on)?;
             let known = GRETEL_FILES.iter().find(|k| {
-                uri.repo == GRETEL_REPO && p.revision == GRETEL_REVISION && k.name == name
+                uri.repo == GRETEL_REPO && pin.commit == GRETEL_REVISION && k.name == name
             });
             let (sha, verified) = match known {
-                Some(k) => (hub::verify(&path, k, &p.revision)?, Some(true)),
+                Some(k) => (hub::verify(&path, k, &pin.commit)?, Some(true)),
                 None => (hub::sha256_file(&path)?, Some(false)),
             };
             let mut counts = load_file(&path, &split, p, &mut v, &mut out)?;
-            counts.file = format!("{}@{}/{}", uri.repo, p.revision, name);
+            counts.file = format!("{}@{}/{}", uri.repo, pin.commit, name);
             counts.sha256 = Some(sha);
             counts.verified = verified;
             out.report.files.push(counts);

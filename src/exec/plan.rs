@@ -151,7 +151,7 @@ pub fn cache_key(
         store_format: STORE_FORMAT,
         kind: node.kind.clone(),
         kind_version: kind.version(),
-        params: node.params.clone(),
+        params: kind.key_params(&node.params),
         inputs,
         facts,
     })

@@ -278,9 +278,12 @@ pub const TRAIN_RESULT: &str = "train_result.json";
 
 /// What a `model` artifact is, in one line, from the provenance file `scripts/fetch_gemma.py`
 /// writes beside weights it made (e.g. "google/gemma-3-270m at gguf-q4_k_m-a5fd3b62230a: GGUF
-/// Q4_K_M ..., dequantized (transformers ..., gguf ...)"); `None` for other model directories.
+/// Q4_K_M ..., dequantized (transformers ..., gguf ...)"), else, for a hub model, its repo,
+/// revision and commit; `None` for other model directories.
 pub fn model_provenance(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(crate::stages::model::PROVENANCE_FILE)).ok()?;
+    let Ok(text) = std::fs::read_to_string(dir.join(crate::stages::model::PROVENANCE_FILE)) else {
+        return hub_source(dir);
+    };
     let v: Value = serde_json::from_str(&text).ok()?;
     let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?");
     Some(format!(
@@ -290,6 +293,19 @@ pub fn model_provenance(dir: &Path) -> Option<String> {
         field("source"),
         field("dtype"),
         field("dequantized_by")
+    ))
+}
+
+/// "google/gemma-3-1b-it at main (commit ...)" from a hub model artifact's source file.
+fn hub_source(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(crate::stages::model::HUB_SOURCE_FILE)).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?");
+    Some(format!(
+        "{} at {} (commit {})",
+        field("repo"),
+        field("revision"),
+        field("commit")
     ))
 }
 
@@ -411,6 +427,22 @@ mod tests {
         assert_eq!(
             lora.outcomes,
             BTreeMap::from([(Outcome::Correct, 2), (Outcome::NoSql, 1)])
+        );
+    }
+
+    #[test]
+    fn a_hub_model_is_shown_with_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(model_provenance(dir.path()), None);
+        std::fs::write(
+            dir.path().join(crate::stages::model::HUB_SOURCE_FILE),
+            json!({"repo": "google/gemma-3-1b-it", "revision": "main", "commit": "c0ffee"})
+                .to_string(),
+        )
+        .unwrap();
+        assert_eq!(
+            model_provenance(dir.path()).as_deref(),
+            Some("google/gemma-3-1b-it at main (commit c0ffee)")
         );
     }
 }

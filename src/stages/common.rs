@@ -7,6 +7,18 @@ use serde_json::{Map, Value};
 
 use super::{StageContext, StageError};
 
+/// A hub download's progress on the run's display, in MiB (raw byte counts would not read).
+pub fn show_download<'a>(ctx: &'a StageContext<'_>) -> impl Fn(u64, u64, &str) + 'a {
+    move |done, total, file| {
+        let mib = |b: u64| b.div_ceil(1 << 20);
+        ctx.metrics.progress(
+            done >> 20,
+            Some(mib(total).max(1)),
+            &format!("MiB of {file} from the hub"),
+        );
+    }
+}
+
 /// The first input directory holding `file`, or an error naming what the stage needs.
 pub fn input_with(ctx: &StageContext<'_>, file: &str, what: &str) -> Result<PathBuf, StageError> {
     find_input(ctx, file).ok_or_else(|| {

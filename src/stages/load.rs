@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
-use crate::data::hub::GRETEL_REVISION;
-use crate::data::load::{load, write_output, LoadParams};
+use crate::data::hub::{self, Kind, GRETEL_REVISION};
+use crate::data::load::{load_with, write_output, LoadParams};
 
 pub struct LoadStage;
 
@@ -118,9 +118,11 @@ impl StageKind for LoadStage {
                 crate::data::builtin::GENERATOR_VERSION.to_string(),
             );
         } else if lp.source.starts_with("hf://") {
-            let uri = crate::data::hub::parse_uri(&lp.source)?;
-            f.insert("hub_repo".into(), uri.repo);
-            f.insert("hub_revision".into(), lp.revision);
+            let uri = hub::parse_uri(&lp.source)?;
+            let files = crate::data::load::hub_files(&lp.source)?;
+            let wanted = hub::Wanted::Files(files.into_iter().map(|(_, n)| n).collect());
+            let pin = hub::pin(Kind::Dataset, &uri.repo, &lp.revision, lp.offline, &wanted)?;
+            f = pin.key_facts(&wanted, "")?;
         } else {
             let path = lp.base_dir.join(&lp.source);
             let digest = crate::cache::file_digest::digest_file(&path).map_err(|e| {
@@ -132,6 +134,9 @@ impl StageKind for LoadStage {
             f.insert("source_blake3".into(), digest);
         }
         Ok(f)
+    }
+    fn key_params(&self, params: &Map<String, Value>) -> Map<String, Value> {
+        super::model_source::hub_key_params(params, "source")
     }
     fn check_params(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -174,7 +179,7 @@ impl StageKind for LoadStage {
         let lp = load_params(ctx.params, ctx.pipeline_dir);
         ctx.metrics
             .progress(0, None, &format!("loading {}", lp.source));
-        let loaded = load(&lp)?;
+        let loaded = load_with(&lp, &super::common::show_download(ctx))?;
         write_output(ctx.out_dir, &loaded)?;
         let mut o = StageOutcome::default();
         o.metrics.insert("rows".into(), loaded.report.rows as f64);

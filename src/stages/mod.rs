@@ -166,6 +166,12 @@ pub trait StageKind: Send + Sync {
     ) -> anyhow::Result<BTreeMap<String, String>> {
         Ok(BTreeMap::new())
     }
+    /// The params that enter the cache key (default: all of them). A stage leaves out those
+    /// whose effect `key_facts` states exactly: a hub revision is keyed by the commit it
+    /// resolves to and the files' digests, so `main` and that commit give one key.
+    fn key_params(&self, params: &Map<String, Value>) -> Map<String, Value> {
+        params.clone()
+    }
     /// Extra checks of resolved params beyond their types (e.g. ranges). Each problem is
     /// `(param name, message)`.
     fn check_params(&self, _params: &Map<String, Value>) -> Vec<(String, String)> {

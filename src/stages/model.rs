@@ -9,8 +9,9 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{json, Map, Value};
 
-use super::model_source::{is_model_dir, model_digest, resolve_model};
+use super::model_source::{hub_key_params, hub_pin, is_model_dir, model_facts, resolve_model};
 use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use crate::data::hub::Wanted;
 
 pub struct ModelStage;
 
@@ -29,6 +30,9 @@ const MODEL_FILES: [&str; 8] = [
 
 /// Where a model directory's weights came from, when they are not the hub's own files.
 pub const PROVENANCE_FILE: &str = "t2s_provenance.json";
+
+/// An `hf://` model's repo, revision, commit and file tags, written into its artifact.
+pub const HUB_SOURCE_FILE: &str = "t2s_hub_source.json";
 
 static PARAMS: [ParamSpec; 3] = [
     ParamSpec::required(
@@ -65,21 +69,14 @@ impl StageKind for ModelStage {
         p: &Map<String, Value>,
         pipeline_dir: &Path,
     ) -> anyhow::Result<BTreeMap<String, String>> {
-        let m = p.get("model").and_then(Value::as_str).unwrap_or("");
-        let mut f = BTreeMap::new();
-        if m.starts_with("hf://") {
-            let rev = p.get("revision").and_then(Value::as_str).unwrap_or("main");
-            f.insert("model_hub".into(), format!("{m}@{rev}"));
-        } else {
-            let d = pipeline_dir.join(m);
-            if is_model_dir(&d) {
-                f.insert("model_blake3".into(), model_digest(&d)?);
-            }
-        }
-        Ok(f)
+        model_facts(p, pipeline_dir)
+    }
+    fn key_params(&self, p: &Map<String, Value>) -> Map<String, Value> {
+        hub_key_params(p, "model")
     }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let dir = resolve_model(ctx.params, ctx.pipeline_dir)?.ok_or_else(|| {
+        let shown = super::common::show_download(ctx);
+        let dir = resolve_model(ctx.params, ctx.pipeline_dir, &shown)?.ok_or_else(|| {
             StageError::Failed(
                 "`model` is empty: name an HF model directory or hf://owner/name".into(),
             )
@@ -110,6 +107,29 @@ impl StageKind for ModelStage {
                 std::fs::copy(&src, &dst)
                     .with_context(|| format!("copying {} into the artifact", src.display()))?;
             }
+        }
+        if let Some(pin) = hub_pin(ctx.params, "model", &Wanted::Model)? {
+            // Where the files came from, for `show` and reports: the commit, not the branch.
+            let files: BTreeMap<String, String> = pin
+                .used(&Wanted::Model)
+                .map_err(anyhow::Error::from)?
+                .into_iter()
+                .map(|f| {
+                    let tag = pin.files[&f].clone();
+                    (f, tag)
+                })
+                .collect();
+            let source = json!({
+                "repo": pin.repo,
+                "revision": pin.revision,
+                "commit": pin.commit,
+                "files": files,
+            });
+            std::fs::write(
+                ctx.out_dir.join(HUB_SOURCE_FILE),
+                serde_json::to_vec_pretty(&source).map_err(anyhow::Error::from)?,
+            )
+            .context("writing the hub source into the artifact")?;
         }
         if !is_model_dir(ctx.out_dir) {
             return Err(StageError::Failed(format!(

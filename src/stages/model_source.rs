@@ -1,10 +1,66 @@
 //! Where a `model` param points: a local HF model directory or an `hf://` repo fetched into
-//! the hub cache, and the digest of the files that define its weights (a cache-key fact of the
-//! `model` and `train` stages).
+//! the hub cache at the commit its revision resolves to, and what the `model` and `train`
+//! stages key it by (the digest of a local directory's weight files; a hub model's commit and
+//! its files' tags).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+
+use crate::data::hub::{self, Kind, Pin, Wanted};
+
+/// The pin of an `hf://` param `name` (with `revision` and `offline` beside it), `wanted`
+/// files; `None` for other values.
+pub fn hub_pin(p: &Map<String, Value>, name: &str, wanted: &Wanted) -> anyhow::Result<Option<Pin>> {
+    let v = p.get(name).and_then(Value::as_str).unwrap_or("");
+    if !v.starts_with("hf://") {
+        return Ok(None);
+    }
+    let uri = hub::parse_uri(v)?;
+    let rev = p.get("revision").and_then(Value::as_str).unwrap_or("main");
+    let offline = p.get("offline").and_then(Value::as_bool).unwrap_or(false);
+    Ok(Some(hub::pin(
+        Kind::Model,
+        &uri.repo,
+        rev,
+        offline,
+        wanted,
+    )?))
+}
+
+/// Key facts of the `model` param: an `hf://` model's commit and files (`model_hub_*`), or a
+/// local directory's weight digest (`model_blake3`); none when it is empty.
+pub fn model_facts(
+    p: &Map<String, Value>,
+    pipeline_dir: &Path,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    if let Some(pin) = hub_pin(p, "model", &Wanted::Model)? {
+        return Ok(pin.key_facts(&Wanted::Model, "model_")?);
+    }
+    let m = p.get("model").and_then(Value::as_str).unwrap_or("");
+    let mut f = BTreeMap::new();
+    let d = pipeline_dir.join(m);
+    if !m.is_empty() && is_model_dir(&d) {
+        f.insert("model_blake3".into(), model_digest(&d)?);
+    }
+    Ok(f)
+}
+
+/// `params` without `revision` and `offline` when `name` is an `hf://` URI: the pin's facts
+/// state what they select (see `StageKind::key_params`).
+pub fn hub_key_params(params: &Map<String, Value>, name: &str) -> Map<String, Value> {
+    let mut out = params.clone();
+    let hub = params
+        .get(name)
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.starts_with("hf://"));
+    if hub {
+        out.remove("revision");
+        out.remove("offline");
+    }
+    out
+}
 
 pub fn is_model_dir(d: &Path) -> bool {
     d.join("config.json").is_file()
@@ -48,18 +104,15 @@ pub fn model_digest(dir: &Path) -> anyhow::Result<String> {
 pub fn resolve_model(
     p: &Map<String, Value>,
     pipeline_dir: &Path,
+    on: hub::OnBytes<'_>,
 ) -> anyhow::Result<Option<PathBuf>> {
     let m = p.get("model").and_then(Value::as_str).unwrap_or("");
     if m.is_empty() {
         return Ok(None);
     }
-    if m.starts_with("hf://") {
-        let uri = crate::data::hub::parse_uri(m)?;
-        let rev = p.get("revision").and_then(Value::as_str).unwrap_or("main");
-        let offline = p.get("offline").and_then(Value::as_bool).unwrap_or(false);
-        return Ok(Some(crate::data::hub::fetch_model(
-            &uri.repo, rev, offline,
-        )?));
+    if let Some(pin) = hub_pin(p, "model", &Wanted::Model)? {
+        let env = hub::HubEnv::from_process();
+        return Ok(Some(hub::fetch_pinned_model(&env, &pin, on)?));
     }
     let d = pipeline_dir.join(m);
     anyhow::ensure!(

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::common::{bool_param, copy_into, input_with, str_param, u64_param};
 use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
-use crate::data::hub::{self, Kind};
+use crate::data::hub::{self, Kind, Pin, Wanted};
 use crate::data::tokenizer::{fingerprint, load, train_bpe, SpecialIds};
 
 pub struct TokenizerStage;
@@ -24,23 +24,38 @@ static PARAMS: [ParamSpec; 6] = [
     ParamSpec::optional("offline", ParamType::Bool, || json!(false), "resolve hf:// from the local HF cache only"),
 ];
 
+/// The pin of an `hf://` `from` and the file it names (default `tokenizer.json`).
+fn hub_source(p: &Map<String, Value>) -> anyhow::Result<Option<(Pin, Wanted)>> {
+    let from = str_param(p, "from", "");
+    if !from.starts_with("hf://") {
+        return Ok(None);
+    }
+    let uri = hub::parse_uri(from)?;
+    let wanted = Wanted::Files(vec![uri.file.unwrap_or_else(|| "tokenizer.json".into())]);
+    let pin = hub::pin(
+        Kind::Model,
+        &uri.repo,
+        str_param(p, "revision", "main"),
+        bool_param(p, "offline", false),
+        &wanted,
+    )?;
+    Ok(Some((pin, wanted)))
+}
+
+/// The tokenizer file `from` names and how the report shows it (a hub file with its commit).
 fn resolve_from(
     from: &str,
     p: &Map<String, Value>,
     pipeline_dir: &Path,
-) -> anyhow::Result<PathBuf> {
-    if from.starts_with("hf://") {
-        let uri = hub::parse_uri(from)?;
-        let file = uri.file.unwrap_or_else(|| "tokenizer.json".into());
-        Ok(hub::fetch(
-            Kind::Model,
-            &uri.repo,
-            str_param(p, "revision", "main"),
-            &file,
-            bool_param(p, "offline", false),
-        )?)
-    } else {
-        Ok(pipeline_dir.join(from))
+    on: hub::OnBytes<'_>,
+) -> anyhow::Result<(PathBuf, String)> {
+    match hub_source(p)? {
+        Some((pin, wanted)) => {
+            let file = pin.used(&wanted)?.remove(0);
+            let path = pin.fetch_with(&hub::HubEnv::from_process(), &file, on)?;
+            Ok((path, format!("{from} at commit {}", pin.commit)))
+        }
+        None => Ok((pipeline_dir.join(from), from.to_string())),
     }
 }
 
@@ -61,11 +76,8 @@ impl StageKind for TokenizerStage {
     ) -> anyhow::Result<BTreeMap<String, String>> {
         let from = str_param(p, "from", "");
         let mut f = BTreeMap::new();
-        if from.starts_with("hf://") {
-            f.insert(
-                "tokenizer_hub".into(),
-                format!("{from}@{}", str_param(p, "revision", "main")),
-            );
+        if let Some((pin, wanted)) = hub_source(p)? {
+            f = pin.key_facts(&wanted, "tokenizer_")?;
         } else if !from.is_empty() {
             f.insert(
                 "tokenizer_blake3".into(),
@@ -73,6 +85,9 @@ impl StageKind for TokenizerStage {
             );
         }
         Ok(f)
+    }
+    fn key_params(&self, p: &Map<String, Value>) -> Map<String, Value> {
+        super::model_source::hub_key_params(p, "from")
     }
     fn check_params(&self, p: &Map<String, Value>) -> Vec<(String, String)> {
         let v = u64_param(p, "vocab_size", 2048);
@@ -103,10 +118,11 @@ impl StageKind for TokenizerStage {
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
             format!("trained on {} rows", rows.len())
         } else {
-            let path = resolve_from(from, p, ctx.pipeline_dir)?;
+            let on = super::common::show_download(ctx);
+            let (path, shown) = resolve_from(from, p, ctx.pipeline_dir, &on)?;
             load(&path)?;
             copy_into(&path, ctx.out_dir, "tokenizer.json")?;
-            from.to_string()
+            shown
         };
         let tk = load(&out)?;
         let special = SpecialIds::of(&tk)?;

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::model_source::{is_model_dir, model_digest, resolve_model};
+use super::model_source::{hub_key_params, is_model_dir, model_facts, resolve_model};
 use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
 use crate::train_plan::{Init, SchedulerKind, TrainParams};
 use crate::worker::{JobSpec, WorkerError, WorkerEvent};
@@ -103,22 +103,11 @@ impl StageKind for TrainStage {
             "cpu"
         };
         f.insert("device_kind".into(), kind.into());
-        let m = p.get("model").and_then(Value::as_str).unwrap_or("");
-        if m.starts_with("hf://") {
-            f.insert(
-                "model_hub".into(),
-                format!(
-                    "{m}@{}",
-                    p.get("revision").and_then(Value::as_str).unwrap_or("main")
-                ),
-            );
-        } else if !m.is_empty() {
-            let d = pipeline_dir.join(m);
-            if is_model_dir(&d) {
-                f.insert("model_blake3".into(), model_digest(&d)?);
-            }
-        }
+        f.extend(model_facts(p, pipeline_dir)?);
         Ok(f)
+    }
+    fn key_params(&self, p: &Map<String, Value>) -> Map<String, Value> {
+        hub_key_params(p, "model")
     }
     fn check_params(&self, p: &Map<String, Value>) -> Vec<(String, String)> {
         match typed(p) {
@@ -148,7 +137,8 @@ impl StageKind for TrainStage {
         }
         spec.partial_dir = Some(ctx.partial_dir.to_path_buf());
         spec.inputs.insert("data".into(), data.dir.clone());
-        let model = match resolve_model(p, ctx.pipeline_dir)? {
+        let shown = super::common::show_download(ctx);
+        let model = match resolve_model(p, ctx.pipeline_dir, &shown)? {
             Some(d) => Some(d),
             None => ctx
                 .inputs

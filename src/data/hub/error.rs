@@ -41,6 +41,33 @@ pub enum HubError {
     #[error("{0}")]
     Refused(Box<Refusal>),
     #[error(
+        "{repo}: cannot resolve revision {revision} to a commit: the hub at {endpoint} could not \
+         be reached ({msg}) and the Hugging Face cache at {cache} lacks {missing}. Check the \
+         network (and HF_ENDPOINT if you use a mirror), or fill the cache where the hub is \
+         reachable: `hf download {repo} --repo-type {kind} --revision {revision}`"
+    )]
+    Unreachable {
+        repo: String,
+        revision: String,
+        kind: String,
+        endpoint: String,
+        cache: String,
+        msg: String,
+        /// What the cache would need to answer instead: `refs/<revision>` or a file.
+        missing: String,
+    },
+    #[error(
+        "{repo} has no file `{file}` at revision {revision} (commit {commit}). Check the name \
+         at {tree}, or pin a revision that has it"
+    )]
+    NotInRepo {
+        repo: String,
+        revision: String,
+        commit: String,
+        file: String,
+        tree: String,
+    },
+    #[error(
         "{path}: {what} mismatch for {file} at revision {revision}: expected {expected}, got \
          {actual}. The cached file is corrupt or not the pinned one; delete it and download again"
     )]
@@ -245,6 +272,17 @@ mod tests {
             msg: "request error: Connection refused".into(),
         };
         insta::assert_snapshot!("network_failure", e.to_string());
+        // Planning could not ask the hub for the commit, and the cache cannot answer.
+        let e = HubError::Unreachable {
+            repo: "gretelai/synthetic_text_to_sql".into(),
+            revision: "main".into(),
+            kind: "dataset".into(),
+            endpoint: "https://huggingface.co".into(),
+            cache: "/home/u/.cache/huggingface/hub".into(),
+            msg: "Dns Failed: resolve dns name 'huggingface.co:443'".into(),
+            missing: "refs/main".into(),
+        };
+        insta::assert_snapshot!("unreachable_not_cached", e.to_string());
     }
 
     #[test]

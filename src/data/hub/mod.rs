@@ -1,7 +1,8 @@
 //! The Hugging Face hub source: `hf://owner/name[/file]` URIs, the standard HF cache layout,
 //! offline resolution from that cache without any network, online download through `hf-hub`
-//! (from `HF_ENDPOINT`, with the user's token: see [`env`]), and the pinned sizes and sha256
-//! digests of gretel's parquet files.
+//! (from `HF_ENDPOINT`, with the user's token: see [`env`]), revisions resolved to commits
+//! ([`pin`], asking the hub in `ask`), files checked against the hub's tags ([`tag`]), and the
+//! pinned sizes and sha256 digests of gretel's parquet files.
 
 // Hub errors carry the repo, revision, file and cache path the user needs to act on; they
 // are rare, so their size does not matter.
@@ -12,11 +13,15 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+mod ask;
 pub mod env;
 mod error;
+pub mod pin;
+pub mod tag;
 
 pub use env::HubEnv;
 pub use error::{HubError, Refusal};
+pub use pin::{pin, Origin, Pin, Wanted};
 
 pub const GRETEL_REPO: &str = "gretelai/synthetic_text_to_sql";
 pub const GRETEL_REVISION: &str = "740ab236e64503fba51be1101df7a1be83bf455d";
@@ -112,7 +117,8 @@ pub fn resolve_cached(
     via_ref.is_file().then_some(via_ref)
 }
 
-/// Get a hub file: from the cache when present, else (online only) by download into the cache.
+/// Get a hub file at `revision`, resolved to a commit once per process ([`pin()`]), fetched by
+/// that commit and checked against the hub's tag.
 pub fn fetch(
     kind: Kind,
     repo: &str,
@@ -120,10 +126,20 @@ pub fn fetch(
     file: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
-    fetch_in(&HubEnv::from_process(), kind, repo, revision, file, offline)
+    let p = pin(
+        kind,
+        repo,
+        revision,
+        offline,
+        &Wanted::Files(vec![file.into()]),
+    )?;
+    p.used(&Wanted::Files(vec![file.into()]))?;
+    p.fetch(&HubEnv::from_process(), file)
 }
 
-/// [`fetch`] with the hub settings given.
+/// Get a hub file by revision or commit as `hf-hub` does, without resolving or checking it:
+/// the cache when present, else (online only) a download into the cache. [`Pin::fetch`] calls
+/// it with the commit.
 pub fn fetch_in(
     env: &HubEnv,
     kind: Kind,
@@ -131,6 +147,48 @@ pub fn fetch_in(
     revision: &str,
     file: &str,
     offline: bool,
+) -> Result<PathBuf, HubError> {
+    fetch_in_with(env, kind, repo, revision, file, offline, &|_, _, _| {})
+}
+
+/// What a download reports as it goes: bytes done, bytes in all, the file's name.
+pub type OnBytes<'a> = &'a dyn Fn(u64, u64, &str);
+
+/// `hf-hub`'s progress calls turned into [`OnBytes`] calls, at most one per MiB.
+struct Reporter<'a> {
+    on: OnBytes<'a>,
+    file: String,
+    done: u64,
+    total: u64,
+    shown: u64,
+}
+
+impl hf_hub::api::Progress for Reporter<'_> {
+    fn init(&mut self, size: usize, filename: &str) {
+        (self.total, self.done, self.file) = (size as u64, 0, filename.to_string());
+        (self.on)(0, self.total, &self.file);
+    }
+    fn update(&mut self, size: usize) {
+        self.done += size as u64;
+        if self.done >= self.shown + (1 << 20) {
+            self.shown = self.done;
+            (self.on)(self.done, self.total, &self.file);
+        }
+    }
+    fn finish(&mut self) {
+        (self.on)(self.done, self.total, &self.file);
+    }
+}
+
+/// [`fetch_in`], reporting a download's progress to `on`.
+pub fn fetch_in_with(
+    env: &HubEnv,
+    kind: Kind,
+    repo: &str,
+    revision: &str,
+    file: &str,
+    offline: bool,
+    on: OnBytes<'_>,
 ) -> Result<PathBuf, HubError> {
     let cache = env.cache.clone();
     if let Some(p) = resolve_cached(&cache, kind, repo, revision, file) {
@@ -175,61 +233,73 @@ pub fn fetch_in(
         rtype,
         revision.to_string(),
     ));
-    r.get(file).map_err(|e| match error::http_status(&e) {
-        Some((status, hub_code, hub_message)) => HubError::Refused(Box::new(Refusal {
-            kind,
-            repo: repo.to_string(),
-            revision: revision.to_string(),
-            file: file.to_string(),
-            endpoint: env.endpoint.clone(),
-            status,
-            hub_code,
-            hub_message,
-            token: env.token.as_ref().map(|t| t.source.clone()),
-            token_path: env.token_path.display().to_string(),
-        })),
-        None => dl_err(e.to_string()),
-    })
+    let reporter = Reporter {
+        on,
+        file: file.to_string(),
+        done: 0,
+        total: 0,
+        shown: 0,
+    };
+    // Not `get`: the cache was looked at above, by our own rules.
+    r.download_with_progress(file, reporter)
+        .map_err(|e| match error::http_status(&e) {
+            Some((status, hub_code, hub_message)) => HubError::Refused(Box::new(Refusal {
+                kind,
+                repo: repo.to_string(),
+                revision: revision.to_string(),
+                file: file.to_string(),
+                endpoint: env.endpoint.clone(),
+                status,
+                hub_code,
+                hub_message,
+                token: env.token.as_ref().map(|t| t.source.clone()),
+                token_path: env.token_path.display().to_string(),
+            })),
+            None => dl_err(e.to_string()),
+        })
 }
 
-/// Files of a model repo fetched when present, for tokenizers and generation defaults.
-const MODEL_EXTRAS: [&str; 3] = [
-    "tokenizer_config.json",
-    "generation_config.json",
-    "special_tokens_map.json",
-];
-
-/// A hub model's local directory (its snapshot in the cache at `revision`), with what t2s reads
-/// fetched into it: `config.json`, `tokenizer.json`, the weights (`model.safetensors`, or the
-/// shards `model.safetensors.index.json` names) and, where the repo has them, the tokenizer
-/// and generation configs.
+/// A hub model's local directory (its snapshot in the cache at the commit `revision` resolves
+/// to), with what t2s reads fetched into it and checked: `config.json`, `tokenizer.json`, the
+/// weights (`model.safetensors`, or the shards `model.safetensors.index.json` names) and,
+/// where the repo has them, the tokenizer and generation configs ([`pin::MODEL_EXTRAS`]).
 pub fn fetch_model(repo: &str, revision: &str, offline: bool) -> Result<PathBuf, HubError> {
-    fetch_model_in(&HubEnv::from_process(), repo, revision, offline)
+    let p = pin(Kind::Model, repo, revision, offline, &Wanted::Model)?;
+    fetch_pinned_model(&HubEnv::from_process(), &p, &|_, _, _| {})
 }
 
-/// [`fetch_model`] with the hub settings given.
+/// [`fetch_model`] with the hub settings given (resolved afresh, without the process's memo).
 pub fn fetch_model_in(
     env: &HubEnv,
     repo: &str,
     revision: &str,
     offline: bool,
 ) -> Result<PathBuf, HubError> {
-    let get = |file: &str| fetch_in(env, Kind::Model, repo, revision, file, offline);
-    let config = get("config.json")?;
-    get("tokenizer.json")?;
-    match get("model.safetensors.index.json") {
-        Ok(index) => {
-            for shard in shards_of(&index)? {
-                get(&shard)?;
+    let p = pin::resolve(env, Kind::Model, repo, revision, offline, &Wanted::Model)?;
+    fetch_pinned_model(env, &p, &|_, _, _| {})
+}
+
+/// The files of [`fetch_model`] at a pin's commit, downloads reported to `on`; their directory.
+pub fn fetch_pinned_model(env: &HubEnv, p: &Pin, on: OnBytes<'_>) -> Result<PathBuf, HubError> {
+    let used = p.used(&Wanted::Model)?;
+    let config = p.fetch_with(env, "config.json", on)?;
+    for file in &used {
+        if file.ends_with(".safetensors") {
+            continue; // shards: those the index names, below
+        }
+        let path = p.fetch_with(env, file, on)?;
+        if file == "model.safetensors.index.json" {
+            for shard in shards_of(&path)? {
+                if !p.files.contains_key(&shard) {
+                    // The index names a shard the listing lacks: the error that names it.
+                    p.used(&Wanted::Files(vec![shard.clone()]))?;
+                }
+                p.fetch_with(env, &shard, on)?;
             }
         }
-        // No index (or none cached): a single-file checkpoint, whose error is the one to show.
-        Err(_) => {
-            get("model.safetensors")?;
-        }
     }
-    for extra in MODEL_EXTRAS {
-        let _ = get(extra);
+    if used.iter().any(|f| f == "model.safetensors") {
+        p.fetch_with(env, "model.safetensors", on)?;
     }
     Ok(config
         .parent()
