@@ -17,6 +17,9 @@ fn args(files: Vec<PathBuf>, json: bool) -> EvaluateArgs {
         seed: 1,
         statement_timeout_ms: 5000,
         max_instructions: 50_000_000,
+        test_suite_instances: 8,
+        test_suite_seed: 0,
+        test_suite_timeout_ms: 10_000,
     }
 }
 
