@@ -257,6 +257,11 @@ impl Suite {
         db.cap_wall(None);
     }
 
+    /// The instances, in the order predictions are checked on them.
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.iter().map(|(i, _)| i)
+    }
+
     /// Check `pred` (already execution-correct on the original database of `context`) on
     /// every instance, within `budget` in all.
     pub fn check(&self, context: &str, pred: &str, limits: &Limits, budget: Duration) -> Check {
