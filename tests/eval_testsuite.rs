@@ -190,7 +190,8 @@ fn the_time_budget_bounds_building_and_checking() {
     );
     let full = Suite::build(CTX, gold, &SuiteConfig::default(), &Limits::default());
     assert!(full.stats.instances > 0);
-    let v = verdict(&full, CTX, gold, true, &Limits::default(), &spent);
+    let rewrite = "SELECT name FROM forests WHERE 1000 < area;";
+    let v = verdict(&full, CTX, rewrite, true, &Limits::default(), &spent);
     assert!(
         !v.correct && v.error.as_deref().unwrap_or("").contains("budget"),
         "{v:?}"

@@ -166,6 +166,8 @@ impl Sandbox {
             .map_err(sq)?;
         conn.set_limit(Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 10)
             .map_err(sq)?;
+        // Gold, neighbours and prediction of a test suite, and the instance loads, stay cached.
+        conn.set_prepared_statement_cache_capacity(64);
         let mode = Arc::new(AtomicU8::new(MODE_UNTRUSTED));
         let m2 = mode.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| {
@@ -260,9 +262,10 @@ impl Sandbox {
     pub fn readonly(&self, sql: &str) -> Result<bool, SandboxError> {
         let sql = precheck(sql)?;
         self.arm();
+        // Cached, like `run`: the statement is usually run next.
         let r = self
             .conn
-            .prepare(sql)
+            .prepare_cached(sql)
             .map(|s| s.readonly())
             .map_err(map_prepare_err);
         self.check_trip(r)
@@ -277,7 +280,10 @@ impl Sandbox {
     }
 
     fn run_inner(&self, sql: &str) -> Result<Outcome, SandboxError> {
-        let mut stmt = self.conn.prepare(sql).map_err(map_prepare_err)?;
+        // Cached: the test suite runs the same statements on many instances. The authorizer
+        // saw the statement when it was first prepared, in this same untrusted mode (SQLite
+        // prepares it again, authorizer included, when the schema changes).
+        let mut stmt = self.conn.prepare_cached(sql).map_err(map_prepare_err)?;
         let readonly = stmt.readonly();
         let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let ncol = columns.len();
@@ -305,13 +311,16 @@ impl Sandbox {
 
 impl Sandbox {
     /// Replace the rows of `table` by `rows` (values for `columns`, in order) as the evaluator:
-    /// bound parameters, triggers off (a test-suite instance is data, not an event), rows a
-    /// constraint rejects skipped (`INSERT OR IGNORE`), under the limits.
+    /// bound parameters, rows a constraint rejects skipped (`INSERT OR IGNORE`), under the
+    /// limits. `triggers`: the schema has triggers; they are switched off while the rows go in
+    /// (a test-suite instance is data, not an event). Only then: switching expires every
+    /// prepared statement.
     pub fn replace_rows(
         &self,
         table: &str,
         columns: &[String],
         rows: &[Vec<Value>],
+        triggers: bool,
     ) -> Result<(), SandboxError> {
         use rusqlite::config::DbConfig;
         let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
@@ -322,14 +331,17 @@ impl Sandbox {
             q(table),
             cols.join(", ")
         );
-        self.conn
-            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)
-            .map_err(sq)?;
+        if triggers {
+            self.conn
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)
+                .map_err(sq)?;
+        }
         self.mode.store(MODE_EVALUATOR, Ordering::Relaxed);
         self.arm();
         let r = (|| {
             self.conn
-                .execute(&format!("DELETE FROM {}", q(table)), [])
+                .prepare_cached(&format!("DELETE FROM {}", q(table)))
+                .and_then(|mut d| d.execute([]))
                 .map_err(sq)?;
             if cols.is_empty() {
                 return Ok(());
@@ -342,11 +354,15 @@ impl Sandbox {
             Ok(())
         })();
         self.mode.store(MODE_UNTRUSTED, Ordering::Relaxed);
-        let on = self
-            .conn
-            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true)
-            .map_err(sq);
-        self.check_trip(r).and(on.map(|_| ()))
+        let on = if triggers {
+            self.conn
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true)
+                .map(|_| ())
+                .map_err(sq)
+        } else {
+            Ok(())
+        };
+        self.check_trip(r).and(on)
     }
 
     /// Run `f` inside a transaction the evaluator opens and always rolls back: a write runs on
@@ -410,10 +426,11 @@ fn precheck(sql: &str) -> Result<&str, SandboxError> {
         return Err(SandboxError::NulByte);
     }
     let trimmed = sql.trim();
-    if trimmed.is_empty() || super::sqllex::lex(trimmed).is_empty() {
+    let toks = super::sqllex::lex(trimmed);
+    if toks.is_empty() {
         return Err(SandboxError::Empty);
     }
-    let kw = super::sqllex::first_keyword(trimmed).unwrap_or_default();
+    let kw = super::sqllex::first_keyword_of(&toks).unwrap_or_default();
     if !ALLOWED_FIRST.contains(&kw.as_str()) {
         let shown = if kw.is_empty() { "?".to_string() } else { kw };
         return Err(SandboxError::Forbidden(shown));

@@ -135,7 +135,12 @@ impl Tok {
 
 /// First keyword of the statement (upper-case), skipping leading parentheses.
 pub fn first_keyword(sql: &str) -> Option<String> {
-    lex(sql).into_iter().find_map(|t| match t {
+    first_keyword_of(&lex(sql))
+}
+
+/// [`first_keyword`] of a statement already lexed.
+pub fn first_keyword_of(toks: &[Tok]) -> Option<String> {
+    toks.iter().find_map(|t| match t {
         Tok::Word(w) => Some(Some(w.to_ascii_uppercase())),
         Tok::Punct(p) if p == "(" => None,
         _ => Some(None),

@@ -45,7 +45,7 @@ impl Default for SuiteConfig {
         Self {
             instances: DEFAULT_INSTANCES,
             seed: 0,
-            max_neighbours: 24,
+            max_neighbours: 12,
             budget: DEFAULT_BUDGET,
         }
     }

@@ -123,6 +123,12 @@ pub fn id_like(name: &str) -> bool {
     n == "id" || n.ends_with("_id") || (n.len() > 2 && n.ends_with("id"))
 }
 
+/// True when the schema of `db` has triggers (loading instance rows must not fire them).
+pub fn has_triggers(db: &Sandbox) -> Result<bool, SandboxError> {
+    let t = db.trusted_query("SELECT 1 FROM sqlite_master WHERE type = 'trigger' LIMIT 1")?;
+    Ok(!t.is_empty())
+}
+
 /// Read the tables of `db` (not views, not SQLite's own), their insertable columns and rows.
 pub fn read(db: &Sandbox) -> Result<Vec<Table>, SandboxError> {
     let names = db.trusted_query(
