@@ -199,10 +199,10 @@ pub fn generate(tables: &[Table], pools: &Pools, rng: &mut ChaCha8Rng) -> Instan
                 .columns
                 .iter()
                 .enumerate()
-                .map(|(ci, c)| match c.role {
-                    Role::OwnKey => new_keys[ti][ci][k].clone(),
-                    _ if copy_of.is_some() => rows[copy_of.unwrap_or(0)][ci].clone(),
-                    Role::RefKey => {
+                .map(|(ci, c)| match (c.role, copy_of) {
+                    (Role::OwnKey, _) => new_keys[ti][ci][k].clone(),
+                    (_, Some(src)) => rows[src][ci].clone(),
+                    (Role::RefKey, None) => {
                         let pool = &joinable[&pools.group[ti][ci]];
                         match pool.choose(rng) {
                             Some(v) if rng.random_bool(0.85) => v.clone(),
@@ -212,7 +212,7 @@ pub fn generate(tables: &[Table], pools: &Pools, rng: &mut ChaCha8Rng) -> Instan
                             ),
                         }
                     }
-                    Role::Plain => {
+                    (Role::Plain, None) => {
                         plain(c, &pools.values[ti][ci], &pools.bounds[ti][ci], pools, rng)
                     }
                 })
