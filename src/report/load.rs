@@ -507,4 +507,61 @@ mod tests {
             BTreeMap::from([(Outcome::Correct, 2), (Outcome::NoSql, 1)])
         );
     }
+
+    /// Test-suite verdicts in `predictions.jsonl`: the metric, the false positives caught
+    /// (execution-correct, suite-wrong) with examples, paired tests on both metrics, and the
+    /// Markdown showing them.
+    #[test]
+    fn test_suite_results_reach_metrics_failures_and_paired_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let ts = json!({"accuracy": {"value": 0.5, "ci_low": 0.1, "ci_high": 0.9}});
+        std::fs::write(
+            dir.path().join("metrics.json"),
+            json!({"systems": {
+                "base": {"n": 4, "execution_accuracy": {"value": 0.75}, "test_suite": ts},
+                "train[lora_r=4]": {"n": 4, "execution_accuracy": {"value": 1.0}},
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let exec = |correct: bool| json!({"bucket": "gold_nonempty", "correct": correct, "valid_sql": true});
+        let with_suite = |id: u64, ex: bool, ts: bool| {
+            let mut v: Value =
+                serde_json::from_str(&line("base", id, "SELECT 2;", exec(ex))).unwrap();
+            v["scores"]["test_suite"] = json!({"correct": ts, "failed_instance": 2});
+            v.to_string()
+        };
+        let lines = [
+            with_suite(1, true, true),
+            with_suite(2, true, false),
+            with_suite(3, true, true),
+            with_suite(4, false, false),
+            line("train[lora_r=4]", 1, "SELECT 1;", exec(true)),
+        ];
+        std::fs::write(dir.path().join("predictions.jsonl"), lines.join("\n")).unwrap();
+        let e = evaluate_dir(dir.path(), "evaluate").unwrap();
+        let base = e.variants.iter().find(|v| v.name == "base").unwrap();
+        assert_eq!(base.metrics["test_suite_accuracy"].value, 0.5);
+        assert_eq!(base.suite_caught, Some(1));
+        assert_eq!(base.suite_caught_examples.len(), 1);
+        assert_eq!(base.suite_caught_examples[0].request, "request 2");
+        assert!(base.suite_caught_examples[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("instance 3"));
+        let lora = e.variants.iter().find(|v| v.name == "lora_r=4").unwrap();
+        assert_eq!(lora.suite_caught, None);
+        assert_eq!(e.suite_execs.len(), 1);
+        assert_eq!(e.suite_execs[0].per_id.values().sum::<f64>(), 2.0);
+        let p = paired(e.execs.clone(), e.suite_execs.clone(), 50, 0);
+        assert!(p.iter().all(|c| c.metric == "execution_accuracy"));
+        let mut two = e.suite_execs.clone();
+        two.push(crate::eval::compare::SystemExec {
+            name: "lora_r=4".into(),
+            per_id: BTreeMap::from([("1".to_string(), 1.0)]),
+        });
+        let p = paired(e.execs, two, 50, 0);
+        assert!(p.iter().any(|c| c.metric == "test_suite_accuracy"));
+    }
 }
