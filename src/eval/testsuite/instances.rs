@@ -179,16 +179,18 @@ pub fn generate(tables: &[Table], pools: &Pools, rng: &mut ChaCha8Rng) -> Instan
     }
     // Values that join, per group: the members' pools and new own keys.
     let mut joinable: std::collections::HashMap<usize, Vec<Value>> = Default::default();
-    for (ti, t) in tables.iter().enumerate() {
-        for ci in 0..t.columns.len() {
+    for (ti, table_keys) in new_keys.iter().enumerate() {
+        for (ci, keys) in table_keys.iter().enumerate() {
             let g = joinable.entry(pools.group[ti][ci]).or_default();
             g.extend(pools.values[ti][ci].iter().cloned());
-            g.extend(new_keys[ti][ci].iter().cloned());
+            g.extend(keys.iter().cloned());
         }
     }
     let mut out = Vec::with_capacity(tables.len());
     for (ti, t) in tables.iter().enumerate() {
         let mut rows: Vec<Vec<Value>> = t.rows.clone();
+        // `k` is the new row's number: it picks the row's own key in `new_keys` (by column).
+        #[allow(clippy::needless_range_loop)]
         for k in 0..counts[ti] {
             let copy_of = if !rows.is_empty() && rng.random_bool(COPY_P) {
                 Some(rng.random_range(0..rows.len()))
