@@ -17,6 +17,9 @@ fn args(files: Vec<PathBuf>, json: bool) -> EvaluateArgs {
         seed: 1,
         statement_timeout_ms: 5000,
         max_instructions: 50_000_000,
+        test_suite_instances: 8,
+        test_suite_seed: 0,
+        test_suite_timeout_ms: 10_000,
     }
 }
 
@@ -291,4 +294,45 @@ fn t2s_binary_evaluate_predictions_json() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("preds.jsonl:1"), "{err}");
+}
+
+/// Test-suite accuracy sits beside execution accuracy in the JSON and the tables, never above
+/// it; the false positives it catches are counted; `--test-suite-instances 0` turns it off;
+/// two files get paired tests on it too.
+#[test]
+fn test_suite_accuracy_is_reported_beside_execution_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = "CREATE TABLE forests (forest_id INT, name VARCHAR(50), region VARCHAR(50), area INT); \
+               INSERT INTO forests (forest_id, name, region, area) VALUES (1, 'Green Valley', 'North', 1200), \
+               (2, 'Pine Ridge', 'North', 800), (3, 'Oak Hollow', 'South', 3000);";
+    let gold = "SELECT name FROM forests WHERE area > 1000;";
+    let mut rows = generated(5, 60);
+    rows.push(json!({"id": "fp", "sql_context": ctx, "sql": gold,
+        "prediction": "SELECT name FROM forests WHERE area >= 1000;"}));
+    let p = dir.path().join("a.jsonl");
+    write_jsonl(&p, &rows);
+    let out = evaluate_files(&args(vec![p.clone()], true)).unwrap();
+    let ts = &out.json["test_suite"];
+    let (t, e) = (
+        ts["accuracy"]["value"].as_f64().unwrap(),
+        out.json["execution_accuracy"]["value"].as_f64().unwrap(),
+    );
+    assert!(t <= e, "{t} <= {e}");
+    assert!(ts["false_positives_caught"].as_u64().unwrap() >= 1, "{ts}");
+    assert_eq!(ts["instances"].as_u64(), Some(8));
+    assert!(out.text.contains("test_suite_accuracy") && out.text.contains("false positive"));
+    let mut off = args(vec![p.clone()], true);
+    off.test_suite_instances = 0;
+    let out = evaluate_files(&off).unwrap();
+    assert!(out.json.get("test_suite").is_none(), "{}", out.json);
+    assert!(!out.text.contains("test_suite_accuracy"));
+    let q = dir.path().join("b.jsonl");
+    write_jsonl(&q, &generated(6, 60));
+    let out = evaluate_files(&args(vec![p, q], false)).unwrap();
+    assert!(
+        out.text
+            .contains("paired comparisons (test-suite accuracy)"),
+        "{}",
+        out.text
+    );
 }

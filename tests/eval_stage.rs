@@ -210,4 +210,22 @@ fn evaluates_base_and_adapter_with_resume() {
         .any(|(k, v)| k == "train[lora_r=8]/execution_accuracy" && *v == 1.0));
     assert!(recorded.iter().any(|(k, _)| k == "base/gen_tokens_per_s"));
     assert_eq!(outcome.metrics["base/execution_accuracy"], base_ex);
+
+    // Test-suite accuracy beside execution accuracy: the tuned system copies the gold, so it
+    // stays right; the base's can only drop; paired tests on it; per-example verdicts.
+    let tuned_ts = &m["systems"]["train[lora_r=8]"]["test_suite"];
+    assert_eq!(tuned_ts["accuracy"]["value"], 1.0);
+    assert_eq!(tuned_ts["false_positives_caught"], 0);
+    let base_ts = m["systems"]["base"]["test_suite"]["accuracy"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!(base_ts <= base_ex);
+    assert_eq!(
+        m["comparisons_test_suite"][0]["a"].as_str(),
+        Some("train[lora_r=8]")
+    );
+    assert!(first_tuned["scores"]["test_suite"]["correct"]
+        .as_bool()
+        .unwrap());
+    assert_eq!(outcome.metrics["base/test_suite_accuracy"], base_ts);
 }

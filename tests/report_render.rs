@@ -62,6 +62,8 @@ fn variant(name: &str, ex: f64) -> Variant {
                 error: Some("sqlite: near \"FROM\": syntax error".into()),
             },
         ],
+        suite_caught: None,
+        suite_caught_examples: Vec::new(),
     }
 }
 

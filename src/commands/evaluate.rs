@@ -15,7 +15,8 @@ use crate::eval::compare::{compare_all, SystemExec};
 use crate::eval::input::{read_predictions, Predictions, Rejected};
 use crate::eval::render::{render_comparison, render_report};
 use crate::eval::sandbox::Limits;
-use crate::eval::score::{exec_vector, score_all, ScoreOptions};
+use crate::eval::score::{exec_vector, score_all, suite_vector, ScoreOptions};
+use crate::eval::testsuite::SuiteConfig;
 
 /// Score SQL predictions: BLEU, ROUGE, exact match, SQL validity and execution accuracy.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +46,16 @@ pub struct EvaluateArgs {
     /// SQLite VM instruction budget of one SQL statement.
     #[arg(long, default_value_t = 50_000_000)]
     pub max_instructions: u64,
+    /// Test-suite execution accuracy: generated database instances per example (0: off).
+    #[arg(long, default_value_t = crate::eval::testsuite::DEFAULT_INSTANCES)]
+    pub test_suite_instances: usize,
+    /// Seed of the test-suite instances.
+    #[arg(long, default_value_t = 0)]
+    pub test_suite_seed: u64,
+    /// Time budget of building one example's test suite, and of checking one prediction on
+    /// it, in milliseconds.
+    #[arg(long, default_value_t = crate::eval::testsuite::DEFAULT_BUDGET.as_millis() as u64)]
+    pub test_suite_timeout_ms: u64,
 }
 
 fn system_name(path: &std::path::Path, i: usize) -> String {
@@ -117,9 +128,16 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
         },
         bootstrap_samples: args.bootstrap_samples,
         seed: args.seed,
+        suite: SuiteConfig {
+            instances: args.test_suite_instances,
+            seed: args.test_suite_seed,
+            budget: Duration::from_millis(args.test_suite_timeout_ms),
+            ..SuiteConfig::default()
+        },
     };
     let mut reports = Vec::new();
     let mut systems = Vec::new();
+    let mut suite_systems = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for (i, path) in args.predictions.iter().enumerate() {
         let Predictions { items, rejected } = read_predictions(path)?;
@@ -138,9 +156,16 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
             name: name.clone(),
             per_id: exec_vector(&items, &scores),
         });
+        if let Some(per_id) = suite_vector(&items, &scores) {
+            suite_systems.push(SystemExec {
+                name: name.clone(),
+                per_id,
+            });
+        }
         reports.push((name, report, render_rejected(path, &rejected), rejected));
     }
     let comparisons = compare_all(&systems, args.bootstrap_samples, args.seed);
+    let suite_comparisons = compare_all(&suite_systems, args.bootstrap_samples, args.seed);
 
     let mut values = Vec::new();
     for (_, r, _, rejected) in &reports {
@@ -156,7 +181,11 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
             .map(|(n, ..)| n.clone())
             .zip(values)
             .collect();
-        json!({ "systems": systems, "comparisons": comparisons })
+        let mut j = json!({ "systems": systems, "comparisons": comparisons });
+        if !suite_systems.is_empty() {
+            j["comparisons_test_suite"] = serde_json::to_value(&suite_comparisons)?;
+        }
+        j
     };
     let mut text = String::new();
     for (name, r, shown, _) in &reports {
@@ -164,10 +193,16 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
         text.push_str(shown);
         text.push('\n');
     }
-    if !comparisons.is_empty() {
-        text.push_str("paired comparisons (execution accuracy):\n");
-        for c in &comparisons {
-            text.push_str(&render_comparison(&c.a, &c.b, &c.test));
+    for (title, metric, list) in [
+        ("execution accuracy", "EX", &comparisons),
+        ("test-suite accuracy", "TS", &suite_comparisons),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        text.push_str(&format!("paired comparisons ({title}):\n"));
+        for c in list {
+            text.push_str(&render_comparison(&c.a, &c.b, metric, &c.test));
             text.push('\n');
             if let Some(w) = &c.warning {
                 text.push_str(&format!("  warning: {w}\n"));

@@ -17,5 +17,6 @@ pub mod sandbox;
 pub mod score;
 pub mod sqllex;
 pub mod stats;
+pub mod testsuite;
 pub mod tokenize;
 pub mod value;

@@ -110,7 +110,8 @@ pub fn mutate(rng: &mut ChaCha8Rng, gold: &str) -> String {
             // Swap the first two selected columns.
             let sel = g.find("SELECT ").map(|i| i + 7).unwrap_or(0);
             let from = g.find(" FROM").unwrap_or(g.len());
-            let cols: Vec<&str> = g[sel..from].split(", ").collect();
+            // `DELETE FROM t WHERE x IN (SELECT ...)`: FROM comes first, nothing to swap.
+            let cols: Vec<&str> = g.get(sel..from).map_or(vec![], |s| s.split(", ").collect());
             if cols.len() >= 2 {
                 let mut c2 = cols.clone();
                 c2.swap(0, 1);
@@ -170,4 +171,19 @@ pub fn generate(n: usize, seed: u64) -> Vec<ScoreItem> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a gold whose first ` FROM` comes before its `SELECT ` (a DELETE with a
+    /// subquery, as the built-in generator writes) made the column swap slice backwards.
+    #[test]
+    fn mutates_writes_with_subqueries_without_panicking() {
+        let g = "DELETE FROM t WHERE id IN (SELECT id FROM u WHERE k = 'x');";
+        for seed in 0..200 {
+            let _ = mutate(&mut ChaCha8Rng::seed_from_u64(seed), g);
+        }
+    }
 }

@@ -113,6 +113,9 @@ struct Budget {
     ticks: AtomicU64,
     max_ticks: AtomicU64,
     deadline_ms: AtomicU64,
+    /// A tighter wall-clock limit than `Limits::max_wall`, in ms (`u64::MAX`: none); the test
+    /// suite's per-prediction time budget.
+    wall_cap_ms: AtomicU64,
     max_heap: AtomicU64,
     tripped: AtomicU64,
     origin: Instant,
@@ -163,6 +166,8 @@ impl Sandbox {
             .map_err(sq)?;
         conn.set_limit(Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 10)
             .map_err(sq)?;
+        // Gold, neighbours and prediction of a test suite, and the instance loads, stay cached.
+        conn.set_prepared_statement_cache_capacity(64);
         let mode = Arc::new(AtomicU8::new(MODE_UNTRUSTED));
         let m2 = mode.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| {
@@ -172,6 +177,7 @@ impl Sandbox {
             ticks: AtomicU64::new(0),
             max_ticks: AtomicU64::new(u64::MAX),
             deadline_ms: AtomicU64::new(u64::MAX),
+            wall_cap_ms: AtomicU64::new(u64::MAX),
             max_heap: AtomicU64::new(limits.max_heap_bytes.max(0) as u64),
             tripped: AtomicU64::new(TRIP_NONE),
             origin: Instant::now(),
@@ -216,10 +222,17 @@ impl Sandbox {
             Ordering::Relaxed,
         );
         let now = b.origin.elapsed().as_millis() as u64;
-        b.deadline_ms.store(
-            now.saturating_add(self.limits.max_wall.as_millis() as u64),
-            Ordering::Relaxed,
-        );
+        let wall =
+            (self.limits.max_wall.as_millis() as u64).min(b.wall_cap_ms.load(Ordering::Relaxed));
+        b.deadline_ms
+            .store(now.saturating_add(wall), Ordering::Relaxed);
+    }
+
+    /// Limit the wall-clock time of the following statements to `cap` as well (`None`: only
+    /// `Limits::max_wall`). A statement stopped by it fails like one over `max_wall`.
+    pub fn cap_wall(&self, cap: Option<Duration>) {
+        let ms = cap.map_or(u64::MAX, |d| d.as_millis() as u64);
+        self.budget.wall_cap_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Turn an interrupted statement into the limit that stopped it.
@@ -249,9 +262,10 @@ impl Sandbox {
     pub fn readonly(&self, sql: &str) -> Result<bool, SandboxError> {
         let sql = precheck(sql)?;
         self.arm();
+        // Cached, like `run`: the statement is usually run next.
         let r = self
             .conn
-            .prepare(sql)
+            .prepare_cached(sql)
             .map(|s| s.readonly())
             .map_err(map_prepare_err);
         self.check_trip(r)
@@ -266,7 +280,10 @@ impl Sandbox {
     }
 
     fn run_inner(&self, sql: &str) -> Result<Outcome, SandboxError> {
-        let mut stmt = self.conn.prepare(sql).map_err(map_prepare_err)?;
+        // Cached: the test suite runs the same statements on many instances. The authorizer
+        // saw the statement when it was first prepared, in this same untrusted mode (SQLite
+        // prepares it again, authorizer included, when the schema changes).
+        let mut stmt = self.conn.prepare_cached(sql).map_err(map_prepare_err)?;
         let readonly = stmt.readonly();
         let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let ncol = columns.len();
@@ -293,6 +310,84 @@ impl Sandbox {
 }
 
 impl Sandbox {
+    /// Replace the rows of `table` by `rows` (values for `columns`, in order) as the evaluator:
+    /// bound parameters, rows a constraint rejects skipped (`INSERT OR IGNORE`), under the
+    /// limits. `triggers`: the schema has triggers; they are switched off while the rows go in
+    /// (a test-suite instance is data, not an event). Only then: switching expires every
+    /// prepared statement.
+    pub fn replace_rows(
+        &self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+        triggers: bool,
+    ) -> Result<(), SandboxError> {
+        use rusqlite::config::DbConfig;
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let cols: Vec<String> = columns.iter().map(|c| q(c)).collect();
+        let marks = vec!["?"; cols.len()].join(", ");
+        let insert = format!(
+            "INSERT OR IGNORE INTO {} ({}) VALUES ({marks})",
+            q(table),
+            cols.join(", ")
+        );
+        if triggers {
+            self.conn
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)
+                .map_err(sq)?;
+        }
+        self.mode.store(MODE_EVALUATOR, Ordering::Relaxed);
+        self.arm();
+        let r = (|| {
+            self.conn
+                .prepare_cached(&format!("DELETE FROM {}", q(table)))
+                .and_then(|mut d| d.execute([]))
+                .map_err(sq)?;
+            if cols.is_empty() {
+                return Ok(());
+            }
+            let mut stmt = self.conn.prepare_cached(&insert).map_err(sq)?;
+            for row in rows {
+                stmt.execute(rusqlite::params_from_iter(row.iter()))
+                    .map_err(sq)?;
+            }
+            Ok(())
+        })();
+        self.mode.store(MODE_UNTRUSTED, Ordering::Relaxed);
+        let on = if triggers {
+            self.conn
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true)
+                .map(|_| ())
+                .map_err(sq)
+        } else {
+            Ok(())
+        };
+        self.check_trip(r).and(on)
+    }
+
+    /// Run `f` inside a transaction the evaluator opens and always rolls back: a write runs on
+    /// a test-suite instance and leaves it as it was for the next statement. Untrusted SQL
+    /// cannot end the transaction (the authorizer denies it).
+    pub fn rolled_back<T>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, SandboxError>,
+    ) -> Result<T, SandboxError> {
+        self.mode.store(MODE_CONTEXT, Ordering::Relaxed);
+        let begun = self.conn.execute_batch("SAVEPOINT t2s_suite").map_err(sq);
+        self.mode.store(MODE_UNTRUSTED, Ordering::Relaxed);
+        begun?;
+        let r = f(self);
+        self.mode.store(MODE_CONTEXT, Ordering::Relaxed);
+        let undone = self
+            .conn
+            .execute_batch("ROLLBACK TO t2s_suite; RELEASE t2s_suite")
+            .map_err(sq);
+        self.mode.store(MODE_UNTRUSTED, Ordering::Relaxed);
+        let v = r?;
+        undone?;
+        Ok(v)
+    }
+
     /// Copy a statement's rows, under the row cap (if any) and the result-bytes budget.
     fn collect(
         &self,
@@ -331,10 +426,11 @@ fn precheck(sql: &str) -> Result<&str, SandboxError> {
         return Err(SandboxError::NulByte);
     }
     let trimmed = sql.trim();
-    if trimmed.is_empty() || super::sqllex::lex(trimmed).is_empty() {
+    let toks = super::sqllex::lex(trimmed);
+    if toks.is_empty() {
         return Err(SandboxError::Empty);
     }
-    let kw = super::sqllex::first_keyword(trimmed).unwrap_or_default();
+    let kw = super::sqllex::first_keyword_of(&toks).unwrap_or_default();
     if !ALLOWED_FIRST.contains(&kw.as_str()) {
         let shown = if kw.is_empty() { "?".to_string() } else { kw };
         return Err(SandboxError::Forbidden(shown));
@@ -424,6 +520,19 @@ impl Value {
             ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
             ValueRef::Blob(b) => Value::Blob(b.to_vec()),
         }
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::ToSqlOutput::Borrowed;
+        Ok(Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
     }
 }
 

@@ -16,6 +16,7 @@ use super::outcome::Outcome;
 use super::rouge::{rouge_f, RougeF};
 use super::sandbox::Limits;
 use super::stats::{bootstrap_mean, bootstrap_with, mean, resample_indices, Estimate};
+use super::testsuite::{self, Suite, SuiteConfig, SuiteItem, SuiteVerdict};
 
 /// One example to score.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +42,9 @@ pub struct ExampleScore {
     /// HF bleu of this example alone (informative; corpus BLEU is not a mean of these).
     pub bleu: f64,
     pub exec: ExecResult,
+    /// Test-suite verdict (absent when the suite is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_suite: Option<SuiteVerdict>,
     #[serde(skip)]
     hf: HfStats,
     #[serde(skip)]
@@ -53,6 +57,8 @@ pub struct ScoreOptions {
     pub limits: Limits,
     pub bootstrap_samples: usize,
     pub seed: u64,
+    /// Test-suite execution accuracy (`instances: 0` turns it off).
+    pub suite: SuiteConfig,
 }
 
 impl Default for ScoreOptions {
@@ -61,8 +67,30 @@ impl Default for ScoreOptions {
             limits: Limits::default(),
             bootstrap_samples: super::stats::DEFAULT_RESAMPLES,
             seed: 0,
+            suite: SuiteConfig::default(),
         }
     }
+}
+
+/// Test-suite accuracy beside execution accuracy, and how the suites came to be.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestSuiteReport {
+    /// Over the same examples as `execution_accuracy`.
+    pub accuracy: Estimate,
+    /// Execution-correct on the original database, wrong on the suite.
+    pub false_positives_caught: usize,
+    /// Instances asked for per example, and the seed they were generated from.
+    pub instances: usize,
+    pub seed: u64,
+    /// Sums over the scored examples' suites (`eval::testsuite::SuiteStats`).
+    pub instances_built: usize,
+    pub candidates: usize,
+    pub gold_errors: usize,
+    pub gold_order_dependent: usize,
+    pub neighbours: usize,
+    pub neighbours_distinguished: usize,
+    /// Suites whose time budget ended candidate generation early.
+    pub truncated: usize,
 }
 
 /// Counts of the execution buckets, with accuracy inside the scored ones.
@@ -86,6 +114,9 @@ pub struct GroupMetrics {
     pub rouge_l: f64,
     /// Over the group's scored examples (`n_exec` of them); null when none.
     pub execution_accuracy: Option<f64>,
+    /// Test-suite accuracy over the same examples (absent when the suite is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_suite_accuracy: Option<f64>,
     pub n_exec: usize,
 }
 
@@ -109,6 +140,9 @@ pub struct Report {
     pub execution_accuracy_nonempty: Estimate,
     /// BIRD-style set comparison, same examples as `execution_accuracy`.
     pub execution_accuracy_set: Estimate,
+    /// Test-suite execution accuracy (absent when the suite is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_suite: Option<TestSuiteReport>,
     pub buckets: Buckets,
     /// The scored examples by outcome (right, wrong rows, syntax error...; `eval::outcome`).
     pub outcomes: BTreeMap<Outcome, usize>,
@@ -117,8 +151,9 @@ pub struct Report {
     pub seed: u64,
 }
 
-/// Score one example (text metrics and execution).
-pub fn score_one(item: &ScoreItem, limits: &Limits) -> ExampleScore {
+/// Score one example (text metrics, execution and, given its suite, the test suite).
+pub fn score_one(item: &ScoreItem, suite: Option<&Suite>, opts: &ScoreOptions) -> ExampleScore {
+    let limits = &opts.limits;
     let RougeF {
         rouge1,
         rouge2,
@@ -126,13 +161,25 @@ pub fn score_one(item: &ScoreItem, limits: &Limits) -> ExampleScore {
     } = rouge_f(&item.gold, &item.pred);
     let hf = hf_segment(&item.pred, &[item.gold.as_str()], MAX_ORDER);
     let sb = sb_segment(&item.pred, &[item.gold.as_str()]);
+    let exec = execution_match(&item.context, &item.gold, &item.pred, limits);
+    let test_suite = suite.map(|s| {
+        testsuite::verdict(
+            s,
+            &item.context,
+            &item.pred,
+            exec.scored() && exec.correct,
+            limits,
+            &opts.suite,
+        )
+    });
     ExampleScore {
         exact_match: exact_match(&item.pred, &item.gold),
         rouge1,
         rouge2,
         rouge_l,
         bleu: hf_from_stats(&hf, false).bleu,
-        exec: execution_match(&item.context, &item.gold, &item.pred, limits),
+        exec,
+        test_suite,
         hf,
         sb,
     }
@@ -146,11 +193,39 @@ fn b(x: bool) -> f64 {
     }
 }
 
-/// Score all examples in parallel and aggregate.
+/// Score all examples in parallel and aggregate (building their suites when the test suite
+/// is on).
 pub fn score_all(items: &[ScoreItem], opts: &ScoreOptions) -> (Vec<ExampleScore>, Report) {
+    let suites = build_suites(items, opts);
+    score_all_with(items, suites.as_deref(), opts)
+}
+
+/// The test suites of `items` (`None` when the suite is off), to share between systems
+/// scored on the same examples.
+pub fn build_suites(items: &[ScoreItem], opts: &ScoreOptions) -> Option<Vec<Suite>> {
+    if opts.suite.instances == 0 {
+        return None;
+    }
+    let pairs: Vec<SuiteItem<'_>> = items
+        .iter()
+        .map(|it| SuiteItem {
+            context: &it.context,
+            gold: &it.gold,
+        })
+        .collect();
+    Some(testsuite::build_many(&pairs, &opts.suite, &opts.limits))
+}
+
+/// [`score_all`] with suites built beforehand (`suites[i]` belongs to `items[i]`).
+pub fn score_all_with(
+    items: &[ScoreItem],
+    suites: Option<&[Suite]>,
+    opts: &ScoreOptions,
+) -> (Vec<ExampleScore>, Report) {
     let scores: Vec<ExampleScore> = items
         .par_iter()
-        .map(|it| score_one(it, &opts.limits))
+        .enumerate()
+        .map(|(i, it)| score_one(it, suites.and_then(|s| s.get(i)), opts))
         .collect();
     let report = aggregate(items, &scores, opts);
     (scores, report)
@@ -165,6 +240,56 @@ pub fn exec_vector(items: &[ScoreItem], scores: &[ExampleScore]) -> BTreeMap<Str
         .filter(|(_, s)| s.exec.scored())
         .map(|(it, s)| (it.id.clone(), b(s.exec.correct)))
         .collect()
+}
+
+/// Per-example test-suite correctness over the same examples as [`exec_vector`] (`None` when
+/// the suite is off).
+pub fn suite_vector(items: &[ScoreItem], scores: &[ExampleScore]) -> Option<BTreeMap<String, f64>> {
+    scores.first()?.test_suite.as_ref()?;
+    Some(
+        items
+            .iter()
+            .zip(scores)
+            .filter(|(_, s)| s.exec.scored())
+            .map(|(it, s)| (it.id.clone(), b(suite_correct(s))))
+            .collect(),
+    )
+}
+
+fn suite_correct(s: &ExampleScore) -> bool {
+    s.test_suite.as_ref().is_some_and(|t| t.correct)
+}
+
+fn suite_report(scores: &[ExampleScore], opts: &ScoreOptions) -> Option<TestSuiteReport> {
+    scores.first()?.test_suite.as_ref()?;
+    let scored: Vec<&ExampleScore> = scores.iter().filter(|s| s.exec.scored()).collect();
+    let v: Vec<f64> = scored.iter().map(|s| b(suite_correct(s))).collect();
+    let ix = resample_indices(v.len(), opts.bootstrap_samples, opts.seed);
+    let mut r = TestSuiteReport {
+        accuracy: bootstrap_mean(&v, &ix),
+        false_positives_caught: 0,
+        instances: opts.suite.instances,
+        seed: opts.suite.seed,
+        instances_built: 0,
+        candidates: 0,
+        gold_errors: 0,
+        gold_order_dependent: 0,
+        neighbours: 0,
+        neighbours_distinguished: 0,
+        truncated: 0,
+    };
+    for s in &scored {
+        let Some(t) = &s.test_suite else { continue };
+        r.false_positives_caught += t.caught(s.exec.correct) as usize;
+        r.instances_built += t.stats.instances;
+        r.candidates += t.stats.candidates;
+        r.gold_errors += t.stats.gold_errors;
+        r.gold_order_dependent += t.stats.gold_order_dependent;
+        r.neighbours += t.stats.neighbours;
+        r.neighbours_distinguished += t.stats.distinguished;
+        r.truncated += t.stats.truncated as usize;
+    }
+    Some(r)
 }
 
 /// Corpus metrics, CIs, buckets and breakdowns from per-example scores.
@@ -257,17 +382,21 @@ pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptio
                 let pick = |f: &dyn Fn(&ExampleScore) -> f64| -> f64 {
                     mean(&idx.iter().map(|&i| f(&scores[i])).collect::<Vec<_>>())
                 };
-                let ex: Vec<f64> = idx
+                let scored: Vec<&ExampleScore> = idx
                     .iter()
-                    .filter(|&&i| scores[i].exec.scored())
-                    .map(|&i| b(scores[i].exec.correct))
+                    .map(|&i| &scores[i])
+                    .filter(|s| s.exec.scored())
                     .collect();
+                let ex: Vec<f64> = scored.iter().map(|s| b(s.exec.correct)).collect();
+                let ts: Vec<f64> = scored.iter().map(|s| b(suite_correct(s))).collect();
+                let suite_on = scores.first().is_some_and(|s| s.test_suite.is_some());
                 let g = GroupMetrics {
                     n: idx.len(),
                     exact_match: pick(&|s| b(s.exact_match)),
                     valid_sql: pick(&|s| b(s.exec.valid_sql)),
                     rouge_l: pick(&|s| s.rouge_l),
                     execution_accuracy: (!ex.is_empty()).then(|| mean(&ex)),
+                    test_suite_accuracy: (suite_on && !ts.is_empty()).then(|| mean(&ts)),
                     n_exec: ex.len(),
                 };
                 (k, g)
@@ -288,6 +417,7 @@ pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptio
         execution_accuracy,
         execution_accuracy_nonempty,
         execution_accuracy_set,
+        test_suite: suite_report(scores, opts),
         buckets,
         outcomes,
         breakdowns,

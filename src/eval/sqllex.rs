@@ -24,8 +24,21 @@ fn is_word_char(c: char) -> bool {
 
 /// Split `sql` into tokens, dropping whitespace and `--` / `/* */` comments.
 pub fn lex(sql: &str) -> Vec<Tok> {
+    lex_spanned(sql).into_iter().map(|(t, _)| t).collect()
+}
+
+/// [`lex`] with each token's byte range in `sql`, for rewrites that keep the rest of the text
+/// as written (the test suite's near-miss mutations).
+pub fn lex_spanned(sql: &str) -> Vec<(Tok, std::ops::Range<usize>)> {
     let chars: Vec<char> = sql.chars().collect();
-    let mut out = Vec::new();
+    // Byte offset of each char index (and of the end), to turn char ranges into byte ranges.
+    let bytes: Vec<usize> = sql
+        .char_indices()
+        .map(|(b, _)| b)
+        .chain(std::iter::once(sql.len()))
+        .collect();
+    let mut out: Vec<(Tok, std::ops::Range<usize>)> = Vec::new();
+    let mut push = |t: Tok, from: usize, to: usize| out.push((t, bytes[from]..bytes[to]));
     let mut i = 0;
     let take_until = |start: usize, close: char, doubled: bool| -> usize {
         // Returns the index one past the closing quote (or the end).
@@ -58,15 +71,15 @@ pub fn lex(sql: &str) -> Vec<Tok> {
             i = (i + 2).min(chars.len());
         } else if c == '\'' {
             let j = take_until(i, '\'', true);
-            out.push(Tok::Str(chars[i..j].iter().collect()));
+            push(Tok::Str(chars[i..j].iter().collect()), i, j);
             i = j;
         } else if c == '"' || c == '`' {
             let j = take_until(i, c, true);
-            out.push(Tok::Quoted(chars[i..j].iter().collect()));
+            push(Tok::Quoted(chars[i..j].iter().collect()), i, j);
             i = j;
         } else if c == '[' {
             let j = take_until(i, ']', false);
-            out.push(Tok::Quoted(chars[i..j].iter().collect()));
+            push(Tok::Quoted(chars[i..j].iter().collect()), i, j);
             i = j;
         } else if c.is_ascii_digit()
             || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
@@ -83,14 +96,14 @@ pub fn lex(sql: &str) -> Vec<Tok> {
                     break;
                 }
             }
-            out.push(Tok::Number(chars[i..j].iter().collect()));
+            push(Tok::Number(chars[i..j].iter().collect()), i, j);
             i = j;
         } else if is_word_char(c) {
             let mut j = i;
             while j < chars.len() && is_word_char(chars[j]) {
                 j += 1;
             }
-            out.push(Tok::Word(chars[i..j].iter().collect()));
+            push(Tok::Word(chars[i..j].iter().collect()), i, j);
             i = j;
         } else {
             let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
@@ -98,14 +111,22 @@ pub fn lex(sql: &str) -> Vec<Tok> {
                 ">=" | "<=" | "<>" | "!=" | "==" | "||" | "<<" | ">>" | "->" => two,
                 _ => c.to_string(),
             };
-            i += op.chars().count();
-            out.push(Tok::Punct(op));
+            let j = i + op.chars().count();
+            push(Tok::Punct(op), i, j);
+            i = j;
         }
     }
     out
 }
 
 impl Tok {
+    /// The token as written (quotes included).
+    pub fn text(&self) -> &str {
+        match self {
+            Tok::Word(s) | Tok::Number(s) | Tok::Str(s) | Tok::Quoted(s) | Tok::Punct(s) => s,
+        }
+    }
+
     /// True when this is the bare word `kw` (ASCII case-insensitive).
     pub fn is_kw(&self, kw: &str) -> bool {
         matches!(self, Tok::Word(w) if w.eq_ignore_ascii_case(kw))
@@ -114,7 +135,12 @@ impl Tok {
 
 /// First keyword of the statement (upper-case), skipping leading parentheses.
 pub fn first_keyword(sql: &str) -> Option<String> {
-    lex(sql).into_iter().find_map(|t| match t {
+    first_keyword_of(&lex(sql))
+}
+
+/// [`first_keyword`] of a statement already lexed.
+pub fn first_keyword_of(toks: &[Tok]) -> Option<String> {
+    toks.iter().find_map(|t| match t {
         Tok::Word(w) => Some(Some(w.to_ascii_uppercase())),
         Tok::Punct(p) if p == "(" => None,
         _ => Some(None),

@@ -1,7 +1,8 @@
 //! Fill a `ReportData` from the artifacts of a run: `evaluate` outputs (`metrics.json`,
 //! `predictions.jsonl`), `train` outputs (`trainer_state.json`) and `eda` figures. Paired tests
-//! are recomputed across every evaluated system from the per-example execution results, so
-//! systems evaluated in separate nodes (base and each adapter) are still compared pairwise.
+//! are recomputed across every evaluated system from the per-example execution results (and
+//! test-suite results, when scored), so systems evaluated in separate nodes (base and each
+//! adapter) are still compared pairwise.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -32,6 +33,8 @@ const METRIC_KEYS: [(&str, &str); 8] = [
 pub struct Evaluated {
     pub variants: Vec<Variant>,
     pub execs: Vec<SystemExec>,
+    /// Per-example test-suite correctness (systems scored without the suite absent).
+    pub suite_execs: Vec<SystemExec>,
     /// Devices the systems were generated on (`cpu`, `cuda:0`...).
     pub devices: Vec<String>,
 }
@@ -55,16 +58,20 @@ pub fn evaluate_dir(dir: &Path, node: &str) -> anyhow::Result<Evaluated> {
             devices.push(d.to_string());
         }
     }
-    let (execs, mut outcomes) = read_predictions(&dir.join("predictions.jsonl"))?;
+    let read = read_predictions(&dir.join("predictions.jsonl"))?;
+    let mut outcomes = read.outcomes;
     for v in &mut variants {
         if let Some(o) = outcomes.remove(&v.name) {
             v.outcomes = o.counts;
             v.failures = o.examples;
+            v.suite_caught = o.caught;
+            v.suite_caught_examples = o.caught_examples;
         }
     }
     Ok(Evaluated {
         variants,
-        execs,
+        execs: read.execs,
+        suite_execs: read.suite_execs,
         devices,
     })
 }
@@ -81,6 +88,18 @@ fn variant(name: &str, node: &str, report: &Value) -> Variant {
             e.get("ci_high").and_then(Value::as_f64),
         );
         metrics.insert(dst.to_string(), MetricValue { value, lo, hi });
+    }
+    if let Some(e) = report.pointer("/test_suite/accuracy") {
+        if let Some(value) = e.get("value").and_then(Value::as_f64) {
+            let (lo, hi) = (
+                e.get("ci_low").and_then(Value::as_f64),
+                e.get("ci_high").and_then(Value::as_f64),
+            );
+            metrics.insert(
+                "test_suite_accuracy".to_string(),
+                MetricValue { value, lo, hi },
+            );
+        }
     }
     let mut breakdowns = BTreeMap::new();
     if let Some(dims) = report.get("breakdowns").and_then(Value::as_object) {
@@ -115,6 +134,8 @@ fn variant(name: &str, node: &str, report: &Value) -> Variant {
         breakdowns,
         outcomes: BTreeMap::new(),
         failures: Vec::new(),
+        suite_caught: None,
+        suite_caught_examples: Vec::new(),
     }
 }
 
@@ -131,9 +152,46 @@ pub fn display_name(system: &str) -> String {
 struct Outcomes {
     counts: BTreeMap<Outcome, usize>,
     examples: Vec<FailureExample>,
+    /// Execution-correct predictions the test suite marks wrong (`None`: no suite scored).
+    caught: Option<usize>,
+    caught_examples: Vec<FailureExample>,
+}
+
+fn text_at(v: &Value, p: &str) -> String {
+    v.pointer(p)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 impl Outcomes {
+    /// Count a false positive of execution accuracy the suite caught (`suite`: the line's
+    /// `scores.test_suite`), keeping the first few as examples.
+    fn add_suite(&mut self, v: &Value, suite: &Value, exec_correct: bool) {
+        let caught = self.caught.get_or_insert(0);
+        if !exec_correct || suite.get("correct").and_then(Value::as_bool) != Some(false) {
+            return;
+        }
+        *caught += 1;
+        if self.caught_examples.len() < EXAMPLES_PER_OUTCOME {
+            let instance = suite.get("failed_instance").and_then(Value::as_u64);
+            let why = match (instance, suite.get("error").and_then(Value::as_str)) {
+                (Some(i), Some(e)) => format!("fails on test-suite instance {}: {e}", i + 1),
+                (Some(i), None) => {
+                    format!("differs from the gold on test-suite instance {}", i + 1)
+                }
+                (None, _) => "wrong on the test suite".to_string(),
+            };
+            self.caught_examples.push(FailureExample {
+                outcome: Outcome::Correct,
+                request: text_at(v, "/row/sql_prompt"),
+                gold: text_at(v, "/row/sql"),
+                prediction: text_at(v, "/prediction"),
+                error: Some(why),
+            });
+        }
+    }
+
     fn add(&mut self, v: &Value, exec: Option<&Value>, correct: bool) {
         let flag = |k: &str| exec.and_then(|e| e.get(k)).and_then(Value::as_bool);
         let error = exec
@@ -147,29 +205,48 @@ impl Outcomes {
             .filter(|e| e.outcome == outcome)
             .count();
         if outcome != Outcome::Correct && shown < EXAMPLES_PER_OUTCOME {
-            let text = |p: &str| {
-                v.pointer(p)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
             self.examples.push(FailureExample {
                 outcome,
-                request: text("/row/sql_prompt"),
-                gold: text("/row/sql"),
-                prediction: text("/prediction"),
+                request: text_at(v, "/row/sql_prompt"),
+                gold: text_at(v, "/row/sql"),
+                prediction: text_at(v, "/prediction"),
                 error: error.map(String::from),
             });
         }
     }
 }
 
-/// Per-system, per-example execution correctness from `predictions.jsonl`, over the examples
-/// execution accuracy is scored on (gold runs and is deterministic), and each system's
-/// outcomes over them (by display name).
-fn read_predictions(path: &Path) -> anyhow::Result<(Vec<SystemExec>, BTreeMap<String, Outcomes>)> {
+/// What `predictions.jsonl` tells, per system (by display name).
+struct PerPrediction {
+    execs: Vec<SystemExec>,
+    suite_execs: Vec<SystemExec>,
+    outcomes: BTreeMap<String, Outcomes>,
+}
+
+/// Insert `id → correct` into the system `name` of `list`, adding the system when new.
+fn record(list: &mut Vec<SystemExec>, name: &str, id: String, correct: bool) {
+    let slot = match list.iter().position(|s| s.name == name) {
+        Some(p) => p,
+        None => {
+            list.push(SystemExec {
+                name: name.to_string(),
+                per_id: BTreeMap::new(),
+            });
+            list.len() - 1
+        }
+    };
+    list[slot]
+        .per_id
+        .insert(id, if correct { 1.0 } else { 0.0 });
+}
+
+/// Per-system, per-example execution (and test-suite) correctness from `predictions.jsonl`,
+/// over the examples execution accuracy is scored on (gold runs and is deterministic), and
+/// each system's outcomes over them.
+fn read_predictions(path: &Path) -> anyhow::Result<PerPrediction> {
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut by_system: Vec<SystemExec> = Vec::new();
+    let mut suite_execs: Vec<SystemExec> = Vec::new();
     let mut outcomes: BTreeMap<String, Outcomes> = BTreeMap::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
@@ -200,36 +277,53 @@ fn read_predictions(path: &Path) -> anyhow::Result<(Vec<SystemExec>, BTreeMap<St
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let name = display_name(system);
-        outcomes
-            .entry(name.clone())
-            .or_default()
-            .add(&v, exec, correct);
-        let slot = match by_system.iter().position(|s| s.name == name) {
-            Some(p) => p,
-            None => {
-                by_system.push(SystemExec {
-                    name,
-                    per_id: BTreeMap::new(),
-                });
-                by_system.len() - 1
-            }
-        };
-        by_system[slot]
-            .per_id
-            .insert(id, if correct { 1.0 } else { 0.0 });
+        let o = outcomes.entry(name.clone()).or_default();
+        o.add(&v, exec, correct);
+        if let Some(suite) = v.pointer("/scores/test_suite") {
+            o.add_suite(&v, suite, correct);
+            let ts = suite.get("correct").and_then(Value::as_bool) == Some(true);
+            record(&mut suite_execs, &name, id.clone(), ts);
+        }
+        record(&mut by_system, &name, id, correct);
     }
-    Ok((by_system, outcomes))
+    Ok(PerPrediction {
+        execs: by_system,
+        suite_execs,
+        outcomes,
+    })
 }
 
-/// Paired tests of every system against every other, base first so diffs read "adapter − base".
-pub fn paired(mut execs: Vec<SystemExec>, resamples: usize, seed: u64) -> Vec<PairedComparison> {
+/// Paired tests of every system against every other, base first so diffs read "adapter − base":
+/// on execution accuracy, then on test-suite accuracy where the suite was scored.
+pub fn paired(
+    execs: Vec<SystemExec>,
+    suite_execs: Vec<SystemExec>,
+    resamples: usize,
+    seed: u64,
+) -> Vec<PairedComparison> {
+    let mut out = paired_on("execution_accuracy", execs, resamples, seed);
+    out.extend(paired_on(
+        "test_suite_accuracy",
+        suite_execs,
+        resamples,
+        seed,
+    ));
+    out
+}
+
+fn paired_on(
+    metric: &str,
+    mut execs: Vec<SystemExec>,
+    resamples: usize,
+    seed: u64,
+) -> Vec<PairedComparison> {
     execs.sort_by_key(|s| super::model::display_order(&s.name));
     compare_all(&execs, resamples, seed)
         .into_iter()
         .map(|c| PairedComparison {
             a: c.a,
             b: c.b,
-            metric: "execution_accuracy".into(),
+            metric: metric.into(),
             diff: c.test.diff,
             lo: c.test.diff_ci_low,
             hi: c.test.diff_ci_high,
@@ -444,5 +538,62 @@ mod tests {
             model_provenance(dir.path()).as_deref(),
             Some("google/gemma-3-1b-it at main (commit c0ffee)")
         );
+    }
+
+    /// Test-suite verdicts in `predictions.jsonl`: the metric, the false positives caught
+    /// (execution-correct, suite-wrong) with examples, paired tests on both metrics, and the
+    /// Markdown showing them.
+    #[test]
+    fn test_suite_results_reach_metrics_failures_and_paired_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let ts = json!({"accuracy": {"value": 0.5, "ci_low": 0.1, "ci_high": 0.9}});
+        std::fs::write(
+            dir.path().join("metrics.json"),
+            json!({"systems": {
+                "base": {"n": 4, "execution_accuracy": {"value": 0.75}, "test_suite": ts},
+                "train[lora_r=4]": {"n": 4, "execution_accuracy": {"value": 1.0}},
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let exec = |correct: bool| json!({"bucket": "gold_nonempty", "correct": correct, "valid_sql": true});
+        let with_suite = |id: u64, ex: bool, ts: bool| {
+            let mut v: Value =
+                serde_json::from_str(&line("base", id, "SELECT 2;", exec(ex))).unwrap();
+            v["scores"]["test_suite"] = json!({"correct": ts, "failed_instance": 2});
+            v.to_string()
+        };
+        let lines = [
+            with_suite(1, true, true),
+            with_suite(2, true, false),
+            with_suite(3, true, true),
+            with_suite(4, false, false),
+            line("train[lora_r=4]", 1, "SELECT 1;", exec(true)),
+        ];
+        std::fs::write(dir.path().join("predictions.jsonl"), lines.join("\n")).unwrap();
+        let e = evaluate_dir(dir.path(), "evaluate").unwrap();
+        let base = e.variants.iter().find(|v| v.name == "base").unwrap();
+        assert_eq!(base.metrics["test_suite_accuracy"].value, 0.5);
+        assert_eq!(base.suite_caught, Some(1));
+        assert_eq!(base.suite_caught_examples.len(), 1);
+        assert_eq!(base.suite_caught_examples[0].request, "request 2");
+        assert!(base.suite_caught_examples[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("instance 3"));
+        let lora = e.variants.iter().find(|v| v.name == "lora_r=4").unwrap();
+        assert_eq!(lora.suite_caught, None);
+        assert_eq!(e.suite_execs.len(), 1);
+        assert_eq!(e.suite_execs[0].per_id.values().sum::<f64>(), 2.0);
+        let p = paired(e.execs.clone(), e.suite_execs.clone(), 50, 0);
+        assert!(p.iter().all(|c| c.metric == "execution_accuracy"));
+        let mut two = e.suite_execs.clone();
+        two.push(crate::eval::compare::SystemExec {
+            name: "lora_r=4".into(),
+            per_id: BTreeMap::from([("1".to_string(), 1.0)]),
+        });
+        let p = paired(e.execs, two, 50, 0);
+        assert!(p.iter().any(|c| c.metric == "test_suite_accuracy"));
     }
 }

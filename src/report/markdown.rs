@@ -58,7 +58,7 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
     let exec: Vec<_> = data
         .paired
         .iter()
-        .filter(|c| c.metric == "execution_accuracy")
+        .filter(|c| c.metric == "execution_accuracy" || c.metric == "test_suite_accuracy")
         .collect();
     if exec.is_empty() {
         let _ = writeln!(
@@ -292,10 +292,35 @@ fn failures(s: &mut String, data: &ReportData) {
         }
         s.push('\n');
     }
+    if with.iter().any(|v| v.suite_caught.is_some()) {
+        let _ = write!(s, "| of which wrong on the test suite |");
+        for v in &with {
+            let right = v.outcomes.get(&Outcome::Correct).copied().unwrap_or(0);
+            match v.suite_caught {
+                Some(n) => {
+                    let pct = 100.0 * n as f64 / right.max(1) as f64;
+                    let _ = write!(s, " {n} ({pct:.1}% of correct) |");
+                }
+                None => {
+                    let _ = write!(s, " – |");
+                }
+            }
+        }
+        s.push('\n');
+    }
     let _ = writeln!(
         s,
-        "\nScored predictions (the gold runs and is deterministic), by what SQLite made of them.\n"
+        "\nScored predictions (the gold runs and is deterministic), by what SQLite made of them."
     );
+    if with.iter().any(|v| v.suite_caught.is_some()) {
+        let _ = write!(
+            s,
+            " \"Wrong on the test suite\": right on the row's own database, but not on the \
+             generated instances of its schema (false positives of execution accuracy caught)."
+        );
+    }
+    s.push_str("\n\n");
+    suite_examples(s, &with);
     let accuracy = |v: &&Variant| {
         v.metrics
             .get("execution_accuracy")
@@ -319,6 +344,31 @@ fn failures(s: &mut String, data: &ReportData) {
         let _ = writeln!(s, "  - predicted: {}", code(&f.prediction));
         if let Some(e) = &f.error {
             let _ = writeln!(s, "  - error: {}", text(e));
+        }
+    }
+    s.push('\n');
+}
+
+/// Examples of false positives the test suite caught, from the variant with the most.
+fn suite_examples(s: &mut String, with: &[&Variant]) {
+    let Some(v) = with
+        .iter()
+        .filter(|v| !v.suite_caught_examples.is_empty())
+        .max_by_key(|v| v.suite_caught.unwrap_or(0))
+    else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "### Right on the original database, wrong on the test suite: examples from {}\n",
+        v.name
+    );
+    for f in &v.suite_caught_examples {
+        let _ = writeln!(s, "- {}", text(&f.request));
+        let _ = writeln!(s, "  - gold: {}", code(&f.gold));
+        let _ = writeln!(s, "  - predicted: {}", code(&f.prediction));
+        if let Some(e) = &f.error {
+            let _ = writeln!(s, "  - {}", text(e));
         }
     }
     s.push('\n');

@@ -73,6 +73,13 @@ pub struct Variant {
     /// the predictions file.
     #[serde(default)]
     pub failures: Vec<FailureExample>,
+    /// Execution-correct predictions the test suite marks wrong (false positives of execution
+    /// accuracy caught); `None` when no suite was scored.
+    #[serde(default)]
+    pub suite_caught: Option<usize>,
+    /// The first of them, as examples (`error` says on which instance).
+    #[serde(default)]
+    pub suite_caught_examples: Vec<FailureExample>,
 }
 
 /// Failed predictions kept per outcome and variant, as examples.
@@ -143,8 +150,9 @@ pub struct ReportData {
 }
 
 /// Metrics shown in the main table, in order, with display names.
-pub const MAIN_METRICS: [(&str, &str); 8] = [
+pub const MAIN_METRICS: [(&str, &str); 9] = [
     ("execution_accuracy", "Execution accuracy"),
+    ("test_suite_accuracy", "Test-suite accuracy"),
     ("exact_match", "Exact match"),
     ("valid_sql", "Valid SQL"),
     ("bleu", "BLEU"),

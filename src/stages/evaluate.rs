@@ -7,9 +7,11 @@
 //! and zero or more adapters (`adapter_config.json`, e.g. fanned-out `train` nodes).
 //! Outputs: `predictions.jsonl` (one line per system and example: gold row, raw generation,
 //! extracted prediction, per-example scores) and `metrics.json` (`systems`: each system's
-//! report with CIs, buckets and breakdowns plus generation throughput; `comparisons`: paired
-//! tests with ranking warnings). Generations live in the partial area until committed, so an
-//! interrupted run continues where its last finished batch ended.
+//! report with CIs, buckets and breakdowns, test-suite accuracy (`eval::testsuite`; the
+//! suites depend on the rows only and are built once for all systems) plus generation
+//! throughput; `comparisons` and `comparisons_test_suite`: paired tests with ranking
+//! warnings). Generations live in the partial area until committed, so an interrupted run
+//! continues where its last finished batch ended.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
@@ -24,12 +26,15 @@ use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutc
 use crate::data::Row;
 use crate::eval::compare::{compare_all, SystemExec};
 use crate::eval::extract::extract_sql;
-use crate::eval::score::{exec_vector, score_all, ScoreItem, ScoreOptions};
+use crate::eval::score::{
+    build_suites, exec_vector, score_all_with, suite_vector, ScoreItem, ScoreOptions,
+};
+use crate::eval::testsuite::{SuiteConfig, DEFAULT_BUDGET, DEFAULT_INSTANCES};
 use crate::worker::{JobSpec, WorkerError, WorkerEvent};
 
 pub struct EvaluateStage;
 
-static PARAMS: [ParamSpec; 11] = [
+static PARAMS: [ParamSpec; 14] = [
     ParamSpec::optional(
         "subset",
         ParamType::Int,
@@ -95,6 +100,24 @@ static PARAMS: [ParamSpec; 11] = [
         ParamType::Int,
         || json!(5000),
         "wall-clock limit per SQL statement",
+    ),
+    ParamSpec::optional(
+        "test_suite_instances",
+        ParamType::Int,
+        || json!(crate::eval::testsuite::DEFAULT_INSTANCES),
+        "generated database instances per example for test-suite execution accuracy (0 = off)",
+    ),
+    ParamSpec::optional(
+        "test_suite_seed",
+        ParamType::Int,
+        || json!(0),
+        "seed of the test-suite instances",
+    ),
+    ParamSpec::optional(
+        "test_suite_timeout_ms",
+        ParamType::Int,
+        || json!(crate::eval::testsuite::DEFAULT_BUDGET.as_millis() as u64),
+        "wall-clock budget of building one example's test suite, and of checking one prediction on it",
     ),
 ];
 
@@ -265,8 +288,10 @@ impl StageKind for EvaluateStage {
     fn kind(&self) -> &'static str {
         "evaluate"
     }
+    /// 2: test-suite execution accuracy beside execution accuracy (`test_suite` in each
+    /// system's report and in per-example scores, `comparisons_test_suite`, new params).
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
@@ -283,9 +308,15 @@ impl StageKind for EvaluateStage {
             "max_new_tokens",
             "bootstrap_samples",
             "statement_timeout_ms",
+            "test_suite_timeout_ms",
         ] {
             if p.get(k).and_then(Value::as_i64).is_some_and(|v| v < 1) {
                 out.push((k.to_string(), "must be at least 1".to_string()));
+            }
+        }
+        for k in ["test_suite_instances", "test_suite_seed"] {
+            if p.get(k).and_then(Value::as_i64).is_some_and(|v| v < 0) {
+                out.push((k.to_string(), "must be 0 or more".to_string()));
             }
         }
         if p.get("subset")
@@ -346,6 +377,16 @@ impl StageKind for EvaluateStage {
             },
             bootstrap_samples: u64_param(p, "bootstrap_samples", 1000) as usize,
             seed,
+            suite: SuiteConfig {
+                instances: u64_param(p, "test_suite_instances", DEFAULT_INSTANCES as u64) as usize,
+                seed: u64_param(p, "test_suite_seed", 0),
+                budget: std::time::Duration::from_millis(u64_param(
+                    p,
+                    "test_suite_timeout_ms",
+                    DEFAULT_BUDGET.as_millis() as u64,
+                )),
+                ..SuiteConfig::default()
+            },
         };
         let resumed = systems.iter().any(|s| {
             ctx.partial_dir
@@ -359,6 +400,17 @@ impl StageKind for EvaluateStage {
         );
         let mut reports = Map::new();
         let mut execs = Vec::new();
+        let mut suite_execs = Vec::new();
+        // The suites depend on the rows only: built once, shared by every system.
+        let gold_items: Vec<ScoreItem> = rows
+            .iter()
+            .map(|r| ScoreItem {
+                context: r.sql_context.clone(),
+                gold: r.sql.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let mut suites = None;
         let mut outcome = StageOutcome {
             resumed,
             ..Default::default()
@@ -383,7 +435,12 @@ impl StageKind for EvaluateStage {
                 Some(items.len() as u64),
                 &format!("{}: scoring", sys.name),
             );
-            let (scores, report) = score_all(&items, &opts);
+            if suites.is_none() && opts.suite.instances > 0 {
+                ctx.metrics
+                    .progress(0, Some(items.len() as u64), "building test suites");
+                suites = build_suites(&gold_items, &opts);
+            }
+            let (scores, report) = score_all_with(&items, suites.as_deref(), &opts);
             for ((r, it), s) in rows.iter().zip(&items).zip(&scores) {
                 let (text, new_tokens) = &gens[&it.id];
                 let line = json!({"system": sys.name, "row": r, "generation": text,
@@ -416,6 +473,12 @@ impl StageKind for EvaluateStage {
                 put(&format!("{k}_ci_low"), e.ci_low);
                 put(&format!("{k}_ci_high"), e.ci_high);
             }
+            if let Some(ts) = &report.test_suite {
+                put("test_suite_accuracy", ts.accuracy.value);
+                put("test_suite_accuracy_ci_low", ts.accuracy.ci_low);
+                put("test_suite_accuracy_ci_high", ts.accuracy.ci_high);
+                put("false_positives_caught", ts.false_positives_caught as f64);
+            }
             if let Some(tps) = gen_result.get("tokens_per_s").and_then(Value::as_f64) {
                 put("gen_tokens_per_s", tps);
             }
@@ -423,16 +486,27 @@ impl StageKind for EvaluateStage {
                 name: sys.name.clone(),
                 per_id: exec_vector(&items, &scores),
             });
+            if let Some(per_id) = suite_vector(&items, &scores) {
+                suite_execs.push(SystemExec {
+                    name: sys.name.clone(),
+                    per_id,
+                });
+            }
         }
         pred_out.flush().map_err(anyhow::Error::from)?;
         let comparisons = compare_all(&execs, opts.bootstrap_samples, seed);
-        for c in &comparisons {
+        let suite_comparisons = compare_all(&suite_execs, opts.bootstrap_samples, seed);
+        for c in comparisons.iter().chain(&suite_comparisons) {
             if let Some(w) = &c.warning {
                 tracing::warn!(target: "t2s::evaluate", "{w}");
             }
         }
-        let metrics = json!({"n": rows.len(), "systems": reports, "comparisons": comparisons,
+        let mut metrics = json!({"n": rows.len(), "systems": reports, "comparisons": comparisons,
             "rows_drawn": BTreeMap::from([("subset", u64_param(p, "subset", 0)), ("seed", seed)])});
+        if !suite_execs.is_empty() {
+            metrics["comparisons_test_suite"] =
+                serde_json::to_value(&suite_comparisons).map_err(anyhow::Error::from)?;
+        }
         std::fs::write(
             ctx.out_dir.join("metrics.json"),
             serde_json::to_vec_pretty(&metrics).map_err(anyhow::Error::from)?,

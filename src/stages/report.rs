@@ -49,6 +49,7 @@ pub fn build(
     let mut facts: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut variants = Vec::new();
     let mut execs = Vec::new();
+    let mut suite_execs = Vec::new();
     let mut loss_curves = Vec::new();
     let mut eda_figures = Vec::new();
     for input in inputs {
@@ -64,12 +65,14 @@ pub fn build(
                         variants.push(v);
                     }
                 }
-                for s in e.execs {
-                    if !execs
-                        .iter()
-                        .any(|x: &crate::eval::compare::SystemExec| x.name == s.name)
-                    {
-                        execs.push(s);
+                for (all, new) in [(&mut execs, e.execs), (&mut suite_execs, e.suite_execs)] {
+                    for s in new {
+                        if !all
+                            .iter()
+                            .any(|x: &crate::eval::compare::SystemExec| x.name == s.name)
+                        {
+                            all.push(s);
+                        }
                     }
                 }
             }
@@ -100,6 +103,7 @@ pub fn build(
     variants.sort_by_key(|v| crate::report::model::display_order(&v.name));
     let paired = load::paired(
         execs,
+        suite_execs,
         u64_param(params, "bootstrap_samples", 1000) as usize,
         u64_param(params, "seed", 0),
     );
@@ -166,8 +170,10 @@ impl StageKind for ReportStage {
     /// 2: the Failures section (outcomes per variant, examples). 3: no raw HTML in the HTML
     /// report; class names escaped in the breakdown tables. 4: EDA figures copied under `eda/`
     /// and linked relatively (no absolute path of the computing machine in the artifact).
+    /// 5: test-suite accuracy in the metrics table, paired tests and verdict; false positives
+    /// of execution accuracy the suite caught, with examples, in the Failures section.
     fn version(&self) -> u32 {
-        4
+        5
     }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
