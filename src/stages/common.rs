@@ -50,6 +50,14 @@ pub fn uses_gpu_device(p: &Map<String, Value>) -> bool {
     }
 }
 
+/// The key fact of a node that runs a model: the kind of device it runs on (`cpu` or
+/// `cuda`), since generations and trained weights differ between them (bf16 on CUDA). With
+/// `device: auto` it is decided on the machine that plans the run.
+pub fn device_kind_fact(p: &Map<String, Value>) -> (String, String) {
+    let kind = if uses_gpu_device(p) { "cuda" } else { "cpu" };
+    ("device_kind".into(), kind.into())
+}
+
 /// Whether a CUDA GPU is visible without loading libtorch (NVIDIA driver present, not hidden).
 pub fn gpu_present() -> bool {
     if std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| v.trim().is_empty() || v.trim() == "-1")

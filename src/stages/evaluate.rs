@@ -293,6 +293,15 @@ impl StageKind for EvaluateStage {
     fn version(&self) -> u32 {
         2
     }
+    /// Regression: with `device: auto` a CPU and a GPU machine generated different text
+    /// under one key (the device was only a param, `auto`, in both).
+    fn key_facts(
+        &self,
+        p: &Map<String, Value>,
+        _pipeline_dir: &Path,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        Ok(BTreeMap::from([super::common::device_kind_fact(p)]))
+    }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
     }
@@ -513,5 +522,26 @@ impl StageKind for EvaluateStage {
         )
         .map_err(anyhow::Error::from)?;
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_device_kind_is_part_of_the_key() {
+        let facts = |device: &str| {
+            let p = json!({ "device": device }).as_object().unwrap().clone();
+            EvaluateStage.key_facts(&p, Path::new(".")).unwrap()
+        };
+        assert_eq!(facts("cpu")["device_kind"], "cpu");
+        assert_eq!(facts("cuda:1")["device_kind"], "cuda");
+        let here = if super::super::common::gpu_present() {
+            "cuda"
+        } else {
+            "cpu"
+        };
+        assert_eq!(facts("auto")["device_kind"], here);
     }
 }

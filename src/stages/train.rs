@@ -97,12 +97,7 @@ impl StageKind for TrainStage {
         pipeline_dir: &Path,
     ) -> anyhow::Result<BTreeMap<String, String>> {
         let mut f = BTreeMap::new();
-        let kind = if super::common::uses_gpu_device(p) {
-            "cuda"
-        } else {
-            "cpu"
-        };
-        f.insert("device_kind".into(), kind.into());
+        f.extend([super::common::device_kind_fact(p)]);
         f.extend(model_facts(p, pipeline_dir)?);
         Ok(f)
     }
