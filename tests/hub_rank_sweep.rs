@@ -194,10 +194,12 @@ fn rank_sweep_downloads_trains_evaluates_and_reports_through_hf_endpoint() {
     );
     let (endpoint, hub) = start(hub);
 
-    // The pipeline pins gretel's real commit, which the stand-in cannot serve: its `main`
+    // The pipeline pins the real commits, which the stand-in cannot serve: its `main`
     // instead. The rest only shrinks the work to CPU size.
     let overrides = [
         "load.revision=main",
+        "model.revision=main",
+        "tokenizer.revision=main",
         "split.validation_size=8",
         "train.device=cpu",
         "train.max_steps=2",
