@@ -77,7 +77,7 @@ pub fn parse_uri(s: &str) -> Result<HubUri, HubError> {
 }
 
 /// Dataset or model repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Dataset,
     Model,

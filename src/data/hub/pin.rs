@@ -19,7 +19,7 @@ use super::tag::check_tag;
 use super::{HubEnv, HubError, Kind};
 
 /// Where a pin's commit came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Origin {
     /// The hub answered.
     Hub,
@@ -31,7 +31,7 @@ pub enum Origin {
 }
 
 /// One repo at one revision, resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pin {
     pub kind: Kind,
     pub repo: String,
@@ -431,6 +431,47 @@ pub fn pin(
     Ok(p)
 }
 
+/// A pin this process made, with whether it was made offline: what another process running
+/// part of the same run (a Slurm job) [`adopt`]s so that it fetches the commits the run was
+/// keyed by, even if a branch moved since.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MadePin {
+    pub offline: bool,
+    pub pin: Pin,
+}
+
+/// Every pin this process made (see [`MadePin`]).
+pub fn made() -> Vec<MadePin> {
+    PINS.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, p)| MadePin {
+            offline: k.5,
+            pin: p.clone(),
+        })
+        .collect()
+}
+
+/// Take pins another process made for this run as this process's own answers (a pin it made
+/// itself wins), keyed with this process's hub settings.
+pub fn adopt(pins: Vec<MadePin>) {
+    let env = HubEnv::from_process();
+    let mut known = PINS.lock().unwrap_or_else(|p| p.into_inner());
+    for MadePin { offline, pin } in pins {
+        let key: MemoKey = (
+            env.endpoint.clone(),
+            env.cache.clone(),
+            pin.kind.name(),
+            pin.repo.clone(),
+            pin.revision.clone(),
+            offline || env.offline,
+        );
+        if !known.iter().any(|(k, _)| *k == key) {
+            known.push((key, pin));
+        }
+    }
+}
+
 /// The `(repo, commit)` pairs [`Pin::key_facts`] wrote into a key's facts (`model:owner/name`).
 pub fn commits_in(facts: &BTreeMap<String, String>) -> Vec<(String, String)> {
     facts
@@ -480,6 +521,38 @@ impl HubError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a Slurm job resolved the revision again, so a branch that moved between
+    /// planning and the job gave content of the new commit under the old commit's key.
+    #[test]
+    fn a_pin_handed_over_by_the_controller_answers_the_job_without_asking() {
+        let planned = Pin {
+            kind: Kind::Model,
+            repo: "t2s-test/handed-over".into(),
+            revision: "main".into(),
+            commit: "c".repeat(40),
+            files: BTreeMap::new(),
+            origin: Origin::Hub,
+            endpoint: "http://controller.invalid".into(),
+            cache: PathBuf::from("/controller/cache"),
+        };
+        let spec = serde_json::to_string(&vec![MadePin {
+            offline: false,
+            pin: planned.clone(),
+        }])
+        .unwrap();
+        adopt(serde_json::from_str(&spec).unwrap());
+        let got = pin(
+            Kind::Model,
+            "t2s-test/handed-over",
+            "main",
+            false,
+            &Wanted::Files(vec![]),
+        )
+        .unwrap();
+        assert_eq!(got, planned);
+        assert!(made().iter().any(|m| m.pin == planned));
+    }
 
     fn listed(names: &[&str]) -> BTreeMap<String, String> {
         names.iter().map(|n| (n.to_string(), "t".into())).collect()

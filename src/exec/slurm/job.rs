@@ -91,6 +91,7 @@ pub fn run(spec_file: &Path, cancel: &AtomicBool) -> anyhow::Result<bool> {
         crate::runs::host_name(),
         std::process::id()
     );
+    crate::data::hub::pin::adopt(spec.hub_pins.clone());
     let t0 = Instant::now();
     let result = run_spec(&spec, cancel);
     write_json(&spec.result, &result).map_err(|e| {

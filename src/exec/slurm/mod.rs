@@ -145,6 +145,7 @@ impl SlurmExecutor {
             pipeline_dir: absolute(job.pipeline_dir),
             events: files.events.clone(),
             result: files.result.clone(),
+            hub_pins: crate::data::hub::pin::made(),
         };
         spec::write_json(&files.spec, &spec)?;
         let what = format!(

@@ -40,6 +40,10 @@ pub struct NodeSpec {
     pub events: PathBuf,
     /// Where the job writes its [`JobResult`].
     pub result: PathBuf,
+    /// The hub revisions the controller resolved when it planned (and keyed the node by): the
+    /// job fetches those commits, not what a branch points at when the job starts.
+    #[serde(default)]
+    pub hub_pins: Vec<crate::data::hub::pin::MadePin>,
 }
 
 /// One line of the events file.
