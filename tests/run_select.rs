@@ -163,6 +163,14 @@ fn ctrl_c_marks_the_run_interrupted_and_commits_nothing_partial() {
         statuses(&stdout).values().any(|s| s == "interrupted"),
         "{stdout}"
     );
+    // The summary counts interrupted nodes as such, not as failed.
+    let count = |want: &str| statuses(&stdout).values().filter(|s| *s == want).count();
+    let summary = format!(
+        "{} failed, {} interrupted, ",
+        count("failed"),
+        count("interrupted")
+    );
+    assert!(stdout.contains(&summary), "{summary}:\n{stdout}");
     let objects = p.objects();
     assert!(
         objects

@@ -187,13 +187,18 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     print!("{}", super::table(&rows));
     let count = |s: &str| outcome.nodes.iter().filter(|n| n.status == s).count();
     use crate::runs::node_status as ns;
+    // An interrupted node did not fail: it says so (and resumes on the next run).
+    let interrupted = match count(ns::INTERRUPTED) {
+        0 => String::new(),
+        n => format!(", {n} interrupted"),
+    };
     println!(
-        "run {run_id} {}: {} ran, {} resumed, {} cached, {} failed, {} skipped in {}",
+        "run {run_id} {}: {} ran, {} resumed, {} cached, {} failed{interrupted}, {} skipped in {}",
         outcome.status,
         count(ns::RAN),
         count(ns::RESUMED),
         count(ns::CACHED),
-        count(ns::FAILED) + count(ns::INTERRUPTED),
+        count(ns::FAILED),
         count(ns::SKIPPED),
         progress::human_duration(t0.elapsed())
     );
