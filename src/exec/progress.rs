@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -29,9 +29,14 @@ pub fn for_stderr(quiet: bool) -> Box<dyn Progress> {
     } else if std::io::stderr().is_terminal() {
         Box::new(Bars::new())
     } else {
-        Box::new(Lines)
+        Box::new(Lines::every(LINE_EVERY))
     }
 }
+
+/// How often a running node's progress is written as a line when stderr is not a terminal
+/// (a log file, CI, Slurm): often enough to see a 10-minute training move, rarely enough
+/// that a log stays readable.
+pub const LINE_EVERY: Duration = Duration::from_secs(60);
 
 /// Shows nothing.
 pub struct Silent;
@@ -48,25 +53,89 @@ pub fn say(args: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{args}");
 }
 
-/// Plain lines on stderr.
-pub struct Lines;
+/// Plain lines on stderr: start, notes and end of each node, and its progress at most once per
+/// interval.
+pub struct Lines {
+    every: Duration,
+    /// When each running node last wrote a line.
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl Lines {
+    pub fn every(every: Duration) -> Self {
+        Lines {
+            every,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The progress line to write now for `node`, if its interval has passed.
+    fn due(&self, node: &str, done: u64, total: Option<u64>, message: &str) -> Option<String> {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let since = last.entry(node.to_string()).or_insert(now);
+        if now.duration_since(*since) < self.every {
+            return None;
+        }
+        *since = now;
+        let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+        let sep = if message.is_empty() { "" } else { " " };
+        Some(format!("t2s: {node}: {done}{of}{sep}{message}"))
+    }
+}
 
 impl Progress for Lines {
     fn start(&self, node: &str, why: &str) {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.to_string(), Instant::now());
         say(format_args!("t2s: {node}: running ({why})"));
     }
     fn update(&self, node: &str, done: u64, total: Option<u64>, message: &str) {
         tracing::debug!(node, done, total, "{message}");
+        if let Some(line) = self.due(node, done, total, message) {
+            say(format_args!("{line}"));
+        }
     }
     fn note(&self, node: &str, message: &str) {
         say(format_args!("t2s: {node}: {message}"));
     }
     fn finish(&self, node: &str, status: &str, elapsed: Duration, detail: &str) {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(node);
         let sep = if detail.is_empty() { "" } else { ": " };
         say(format_args!(
             "t2s: {node}: {status} in {}{sep}{detail}",
             human_duration(elapsed)
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_show_a_running_node_s_progress_once_per_interval() {
+        let quiet = Lines::every(Duration::from_secs(3600));
+        quiet.start("train", "never computed");
+        assert_eq!(quiet.due("train", 1, Some(10), "loss 2.0"), None);
+
+        let chatty = Lines::every(Duration::ZERO);
+        chatty.start("train", "never computed");
+        assert_eq!(
+            chatty
+                .due("train", 30, Some(120), "loss 0.81 lr 1.0e-3 35 tok/s")
+                .as_deref(),
+            Some("t2s: train: 30/120 loss 0.81 lr 1.0e-3 35 tok/s")
+        );
+        assert_eq!(
+            chatty.due("load", 5, None, "").as_deref(),
+            Some("t2s: load: 5")
+        );
     }
 }
 
