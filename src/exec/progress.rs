@@ -114,31 +114,6 @@ impl Progress for Lines {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_show_a_running_node_s_progress_once_per_interval() {
-        let quiet = Lines::every(Duration::from_secs(3600));
-        quiet.start("train", "never computed");
-        assert_eq!(quiet.due("train", 1, Some(10), "loss 2.0"), None);
-
-        let chatty = Lines::every(Duration::ZERO);
-        chatty.start("train", "never computed");
-        assert_eq!(
-            chatty
-                .due("train", 30, Some(120), "loss 0.81 lr 1.0e-3 35 tok/s")
-                .as_deref(),
-            Some("t2s: train: 30/120 loss 0.81 lr 1.0e-3 35 tok/s")
-        );
-        assert_eq!(
-            chatty.due("load", 5, None, "").as_deref(),
-            Some("t2s: load: 5")
-        );
-    }
-}
-
 /// indicatif bars, one per running node.
 pub struct Bars {
     multi: MultiProgress,
@@ -234,5 +209,30 @@ pub fn human_duration(d: Duration) -> String {
             (s / 3600.0) as u64,
             ((s % 3600.0) / 60.0) as u64
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_show_a_running_node_s_progress_once_per_interval() {
+        let quiet = Lines::every(Duration::from_secs(3600));
+        quiet.start("train", "never computed");
+        assert_eq!(quiet.due("train", 1, Some(10), "loss 2.0"), None);
+
+        let chatty = Lines::every(Duration::ZERO);
+        chatty.start("train", "never computed");
+        assert_eq!(
+            chatty
+                .due("train", 30, Some(120), "loss 0.81 lr 1.0e-3 35 tok/s")
+                .as_deref(),
+            Some("t2s: train: 30/120 loss 0.81 lr 1.0e-3 35 tok/s")
+        );
+        assert_eq!(
+            chatty.due("load", 5, None, "").as_deref(),
+            Some("t2s: load: 5")
+        );
     }
 }
