@@ -13,6 +13,7 @@
 # PEER_STEPS: the peer's optimizer steps (default: as many rows as t2s's train node saw,
 #   batch 1 x 8 accumulation = the seed's). THREADS: torch threads of the peer (default nproc,
 #   as t2s's worker uses).
+# WORK: a directory to keep the peer's outputs in (default: a temp dir, removed at the end).
 # Needs the release binaries and the real model (`python scripts/fetch_gemma.py model`).
 set -euo pipefail
 ranks="${1:-4 8 16}"
@@ -22,8 +23,12 @@ target="${CARGO_TARGET_DIR:-$here/target}"
 t2s="${T2S:-$target/release/t2s}"
 export T2S_WORKER="${T2S_WORKER:-$target/release/t2s-worker}"
 py="${PYTHON:-python3}"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# WORK: keep the peer's adapters, predictions and logs there (default: a temp dir, removed).
+if [ -n "${WORK:-}" ]; then
+    work="$WORK"; mkdir -p "$work"
+else
+    work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
+fi
 export T2S_ROOT="${T2S_ROOT:-$work/t2s}"
 mkdir -p "$T2S_ROOT"
 pipeline="$here/pipelines/gemma3_270m.yaml"
