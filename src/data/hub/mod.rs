@@ -339,9 +339,20 @@ fn shards_of(index: &Path) -> Result<Vec<String>, HubError> {
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, HubError> {
+    digest_file::<Sha256>(path, |_| Vec::new())
+}
+
+/// Hex digest `D` of a file's bytes after `header(file length)` (git hashes a blob as
+/// `blob <len>\0` + its bytes), read in 1 MiB pieces.
+pub fn digest_file<D: Digest>(
+    path: &Path,
+    header: impl FnOnce(u64) -> Vec<u8>,
+) -> Result<String, HubError> {
     let io = |e| HubError::Io(path.display().to_string(), e);
     let mut f = std::fs::File::open(path).map_err(io)?;
-    let mut h = Sha256::new();
+    let len = f.metadata().map_err(io)?.len();
+    let mut h = D::new();
+    h.update(header(len));
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf).map_err(io)?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use sha1::{Digest, Sha1};
+use sha1::Sha1;
 
 use super::HubError;
 
@@ -42,21 +42,7 @@ pub fn check_tag(path: &Path, file: &str, tag: &str, commit: &str) -> Result<(),
 
 /// git's object id of a file as a blob.
 fn git_blob_id(path: &Path) -> Result<String, HubError> {
-    use std::io::Read;
-    let io = |e| HubError::Io(path.display().to_string(), e);
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
-    let mut h = Sha1::new();
-    h.update(format!("blob {len}\0").as_bytes());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    super::digest_file::<Sha1>(path, |len| format!("blob {len}\0").into_bytes())
 }
 
 #[cfg(test)]
