@@ -9,6 +9,7 @@
 //! `tokenizer.json` a BPE with Gemma's special tokens; `gretelai/synthetic_text_to_sql` has
 //! gretel's two parquet files, their names and schema, with built-in rows.
 
+mod common;
 mod data_common;
 #[path = "fixtures/hub_server.rs"]
 mod hub_server;
@@ -20,20 +21,6 @@ use hub_server::{start, Hub, GRANTED};
 use t2s::data::builtin;
 use t2s::data::hub::GRETEL_FILES;
 
-/// The worker binary next to the test binary's target dir (built by `cargo test --workspace`).
-fn worker() -> PathBuf {
-    if let Some(p) = std::env::var_os("T2S_WORKER") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let w = exe.parent().unwrap().parent().unwrap().join("t2s-worker");
-    assert!(
-        w.is_file(),
-        "t2s-worker is not built next to the tests: run `cargo test --workspace` (it builds both binaries)"
-    );
-    w
-}
-
 /// `t2s --root <root> ARGS` with the stand-in's endpoint, a cache and a home of its own.
 fn t2s(dir: &Path, endpoint: &str, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_t2s"))
@@ -41,7 +28,7 @@ fn t2s(dir: &Path, endpoint: &str, args: &[&str]) -> String {
         .arg(dir.join("project"))
         .args(args)
         .current_dir(t2s_repo())
-        .env("T2S_WORKER", worker())
+        .env("T2S_WORKER", common::worker())
         .env("HF_ENDPOINT", endpoint)
         .env("HF_HUB_CACHE", dir.join("hf"))
         .env("HOME", dir.join("home"))
@@ -119,7 +106,7 @@ stages:
         .arg(&seed_root)
         .arg("run")
         .arg(&seed)
-        .env("T2S_WORKER", worker())
+        .env("T2S_WORKER", common::worker())
         .env_remove("T2S_ROOT")
         .output()
         .unwrap();

@@ -30,20 +30,6 @@ fn smoke() -> PathBuf {
     repo().join("pipelines/smoke.yaml")
 }
 
-/// The worker next to the test binaries (built by `cargo test --workspace`).
-fn worker() -> PathBuf {
-    if let Some(p) = std::env::var_os("T2S_WORKER") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let w = exe.parent().unwrap().parent().unwrap().join("t2s-worker");
-    assert!(
-        w.is_file(),
-        "t2s-worker is not built next to the tests: run `cargo test --workspace`"
-    );
-    w
-}
-
 /// A running test cluster; stopped on drop (also when a phase panics).
 struct Cluster {
     dir: tempfile::TempDir,
@@ -117,7 +103,7 @@ fn t2s(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_t2s"));
     c.arg("--root")
         .arg(root)
-        .env("T2S_WORKER", worker())
+        .env("T2S_WORKER", common::worker())
         .env_remove("T2S_ROOT")
         .env_remove("RUST_LOG")
         .current_dir(root);

@@ -249,3 +249,18 @@ pub fn overwrite(path: &Path, text: &str) {
     std::fs::set_permissions(path, perms).unwrap();
     std::fs::write(path, text).unwrap();
 }
+
+/// The worker binary next to the test binaries (built by `cargo test --workspace`), or
+/// `$T2S_WORKER`.
+pub fn worker() -> PathBuf {
+    if let Some(p) = std::env::var_os("T2S_WORKER") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let w = exe.parent().unwrap().parent().unwrap().join("t2s-worker");
+    assert!(
+        w.is_file(),
+        "t2s-worker is not built next to the tests: run `cargo test --workspace` (it builds both binaries)"
+    );
+    w
+}
