@@ -52,6 +52,8 @@ pub enum Command {
     Pull(RemoteArgs),
     /// Check the installation: version, paths, the libtorch worker and CUDA devices
     Doctor,
+    /// List the stage kinds and their params (name, type, default, meaning)
+    Kinds(KindsArgs),
     /// Print a shell completion script, e.g. `t2s completions bash > ~/.local/share/bash-completion/completions/t2s`
     Completions(CompletionsArgs),
     /// Score predictions from any system (JSONL with context, gold and predicted SQL)
@@ -359,6 +361,16 @@ pub struct DiffArgs {
     /// Print the comparison as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KindsArgs {
+    /// Only this kind (e.g. train)
+    pub kind: Option<String>,
+
+    /// Markdown tables, as docs/params.md holds them
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]

@@ -35,7 +35,7 @@ pub fn doctor(root: &Path) -> anyhow::Result<ExitCode> {
     println!("worker     {}", worker.exe.display());
     let cancel = AtomicBool::new(false);
     let result = worker.run(
-        &JobSpec::new("doctor", serde_json::json!({})),
+        &JobSpec::of(&crate::worker::Job::Doctor(Default::default())),
         |ev| {
             if let WorkerEvent::Log { level, message } = ev {
                 tracing::info!("worker {level}: {message}");

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::{check_dir, lookup, UsageError};
 use crate::cli::ExportArgs;
+use crate::worker::jobs::{ExportDtype, ExportJob, Job};
 use crate::worker::{JobSpec, WorkerLauncher};
 
 /// The staging directories' prefix: `.t2s-export-<pid>-<random>` beside `--out`.
@@ -59,10 +60,12 @@ pub fn export(root: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
         .tempdir_in(&parent)?;
 
     let worker = WorkerLauncher::locate()?;
-    let mut spec = JobSpec::new(
-        "export",
-        json!({ "dtype": args.dtype, "max_shard_bytes": args.max_shard_size }),
-    );
+    let dtype: ExportDtype = serde_json::from_value(Value::String(args.dtype.clone()))
+        .map_err(|e| UsageError(format!("--dtype: {e}")))?;
+    let mut spec = JobSpec::of(&Job::Export(ExportJob {
+        dtype,
+        max_shard_bytes: args.max_shard_size,
+    }));
     // Merging is a few matrix products a module: the CPU does it without a GPU's memory.
     spec.device = "cpu".into();
     spec.inputs.insert("model".into(), model);

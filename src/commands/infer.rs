@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::lookup::{self, Weights};
 use super::{check_dir, UsageError};
 use crate::cli::InferArgs;
+use crate::worker::jobs::{Generation, InferJob, Job};
 use crate::worker::{JobSpec, WorkerLauncher};
 
 pub fn infer(root: &Path, args: InferArgs) -> anyhow::Result<ExitCode> {
@@ -86,20 +87,12 @@ fn ask(
     prompt: &str,
     context: &str,
 ) -> anyhow::Result<Value> {
-    let mut spec = JobSpec::new(
-        "infer",
-        json!({
-            "prompt": prompt,
-            "context": context,
-            "raw": args.raw,
-            "max_new_tokens": args.max_new_tokens,
-            "greedy": !args.sample,
-            "temperature": args.temperature,
-            "top_k": args.top_k,
-            "top_p": args.top_p,
-            "seed": args.seed,
-        }),
-    );
+    let mut spec = JobSpec::of(&Job::Infer(InferJob {
+        prompt: prompt.to_string(),
+        context: context.to_string(),
+        raw: args.raw,
+        generation: generation(args),
+    }));
     spec.device = args.device.clone();
     spec.inputs.insert("model".into(), weights.model.clone());
     if let Some(a) = &weights.adapter {
@@ -107,6 +100,19 @@ fn ask(
     }
     let cancel = AtomicBool::new(false);
     Ok(worker.run(&spec, |_| {}, &cancel)?)
+}
+
+/// How `t2s infer` decodes, from its flags (one request or a file of them).
+pub(super) fn generation(args: &InferArgs) -> Generation {
+    Generation {
+        max_new_tokens: args.max_new_tokens,
+        greedy: !args.sample,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+        ..Generation::default()
+    }
 }
 
 fn print_result(args: &InferArgs, out: &Value) {

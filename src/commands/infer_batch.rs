@@ -19,7 +19,8 @@ use crate::cli::InferArgs;
 use crate::data::format::chat_prompt;
 use crate::eval::extract::extract_sql;
 use crate::eval::input::{read_requests, Request};
-use crate::stages::evaluate::read_generations;
+use crate::stages::evaluate::{read_generations, Generations};
+use crate::worker::jobs::{GenerateJob, Job};
 use crate::worker::{JobSpec, WorkerEvent, WorkerLauncher};
 
 /// Set by Ctrl-C or SIGTERM: the worker stops; what it generated is kept for the rerun.
@@ -43,21 +44,7 @@ pub fn run(
         ))
         .into());
     }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| {
-        UsageError(format!(
-            "--out {}: cannot create its folder: {e}",
-            out.display()
-        ))
-    })?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let work = parent.join(format!(".{name}.t2s-infer"));
+    let work = work_dir(out)?;
     let resumed = prepare_work(&work, &fingerprint(args, weights, input)?)?;
 
     let prompts = work.join("prompts.jsonl");
@@ -75,17 +62,12 @@ pub fn run(
         );
     }
 
-    let mut spec = JobSpec::new(
-        "generate",
-        json!({
-            "prompts_file": prompts, "out_file": generations,
-            "max_new_tokens": args.max_new_tokens,
-            "batch_size": args.batch_size.max(1),
-            "greedy": !args.sample, "temperature": args.temperature,
-            "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
-            "dtype": "auto", "merge_adapter": true,
-        }),
-    );
+    let mut spec = JobSpec::of(&Job::Generate(GenerateJob {
+        prompts_file: prompts.clone(),
+        out_file: generations.clone(),
+        batch_size: args.batch_size.max(1),
+        generation: super::infer::generation(args),
+    }));
     spec.device = args.device.clone();
     spec.inputs.insert("model".into(), weights.model.clone());
     if let Some(a) = &weights.adapter {
@@ -124,25 +106,7 @@ pub fn run(
             input.display()
         )
     })?;
-    let gens = read_generations(&generations)?;
-    let mut text = String::new();
-    let mut new_tokens = 0;
-    for r in &requests {
-        let Some((generation, tokens)) = gens.get(&r.id) else {
-            anyhow::bail!(
-                "the worker wrote no generation for id {}; rerun the same command to resume",
-                r.id
-            );
-        };
-        new_tokens += tokens;
-        let mut row = r.row.clone();
-        row.insert("prediction".into(), json!(extract_sql(generation)));
-        row.insert("generation".into(), json!(generation));
-        row.insert("new_tokens".into(), json!(tokens));
-        text.push_str(&Value::Object(row).to_string());
-        text.push('\n');
-    }
-    write_whole(out, &text)?;
+    let new_tokens = write_predictions(&requests, &read_generations(&generations)?, out)?;
     let _ = std::fs::remove_dir_all(&work);
     let speed = result
         .pointer("/tokens_per_s")
@@ -160,6 +124,54 @@ pub fn run(
         println!("score them: t2s evaluate --predictions {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The work directory beside `out` (created with `out`'s folder): prompts, generations and
+/// the fingerprint of what they were made with, kept until the output is whole.
+fn work_dir(out: &Path) -> anyhow::Result<PathBuf> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| {
+        UsageError(format!(
+            "--out {}: cannot create its folder: {e}",
+            out.display()
+        ))
+    })?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    Ok(parent.join(format!(".{name}.t2s-infer")))
+}
+
+/// Each request row with its `prediction`, `generation` and `new_tokens`, in input order,
+/// written whole to `out`; the new tokens in all.
+fn write_predictions(
+    requests: &[Request],
+    gens: &Generations,
+    out: &Path,
+) -> anyhow::Result<u64> {
+    let mut text = String::new();
+    let mut new_tokens = 0;
+    for r in requests {
+        let Some((generation, tokens)) = gens.get(&r.id) else {
+            anyhow::bail!(
+                "the worker wrote no generation for id {}; rerun the same command to resume",
+                r.id
+            );
+        };
+        new_tokens += tokens;
+        let mut row = r.row.clone();
+        row.insert("prediction".into(), json!(extract_sql(generation)));
+        row.insert("generation".into(), json!(generation));
+        row.insert("new_tokens".into(), json!(tokens));
+        text.push_str(&Value::Object(row).to_string());
+        text.push('\n');
+    }
+    write_whole(out, &text)?;
+    Ok(new_tokens)
 }
 
 /// What the generations depend on: the weights' files, the input's bytes and the decoding

@@ -5,6 +5,7 @@
 pub mod dag;
 pub mod diff;
 pub mod doctor;
+pub mod kinds;
 pub mod evaluate;
 pub mod exec_node;
 pub mod export;
@@ -47,6 +48,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Push(args) => remote::push(&root, args),
         Command::Pull(args) => remote::pull(&root, args),
         Command::Doctor => doctor::doctor(&root),
+        Command::Kinds(args) => kinds::kinds(args),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "t2s", &mut std::io::stdout());

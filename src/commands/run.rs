@@ -46,67 +46,30 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         .and_then(ExecutorKind::parse)
         .or(p.settings.executor)
         .unwrap_or_default();
-
+    let slurm = executor_kind == ExecutorKind::Slurm;
     if args.dry_run {
-        let planned = plan::plan(&p, &store, &opts)?;
-        let rows: Vec<Vec<String>> = planned
-            .iter()
-            .filter(|n| n.decision != Decision::Excluded)
-            .map(|n| {
-                let what = match n.decision {
-                    Decision::Hit => "hit",
-                    Decision::Fetch => "fetch",
-                    Decision::Run => "run",
-                    Decision::Resume => "resume",
-                    Decision::Missing => "missing",
-                    Decision::Excluded => "-",
-                };
-                vec![
-                    n.node.clone(),
-                    what.to_string(),
-                    n.key.as_deref().map(short).unwrap_or("-").to_string(),
-                    if n.decision == Decision::Hit {
-                        "cached".to_string()
-                    } else {
-                        n.reason.clone()
-                    },
-                ]
-            })
-            .collect();
-        print!("{}", super::table(&rows));
-        if executor_kind == ExecutorKind::Slurm {
-            print_sbatch_commands(root, &p, &planned);
-        }
+        print_plan(root, &p, &store, &opts, slurm)?;
         return Ok(ExitCode::SUCCESS);
     }
-
-    if executor_kind == ExecutorKind::Slurm {
+    if slurm {
         // Before anything runs or is recorded: a missing Slurm is a setup problem, said at once.
         slurm::preflight().map_err(|e| super::UsageError(e.to_string()))?;
     }
     let t0 = Instant::now();
     let tracker = Tracker::open(root)?;
-    // Ctrl-C or SIGTERM: stop starting nodes, let stages stop cleanly, commit nothing partial.
-    // Setting the handler fails only if one is already set (tests calling `run` twice).
-    // No `eprintln!` here: with stderr unwritable it would panic the handler thread, and
-    // every later Ctrl-C or SIGTERM would go unheard.
-    let _ = ctrlc::set_handler(|| {
-        if CANCEL.swap(true, Ordering::SeqCst) {
-            // Second Ctrl-C: quit now. Safe: only staging dirs (never promoted) are left.
-            progress::say(format_args!(
-                "t2s: quitting now; nothing partial is committed"
-            ));
-            std::process::exit(130);
-        }
-        progress::say(format_args!(
-            "t2s: interrupting: waiting for running nodes to stop (Ctrl-C again to quit now)"
-        ));
-    });
-    if executor_kind == ExecutorKind::Slurm {
+    install_cancel_handler();
+    if slurm {
         for line in slurm::cancel_orphans(&tracker) {
             progress::say(format_args!("t2s: {line}"));
         }
     }
+    let run_opts = RunOptions {
+        selection,
+        force,
+        remote: remote.clone(),
+        push,
+        ..run_options(&args, &p, slurm)
+    };
     let run_id = tracker.start_run(&RunInfo {
         pipeline: p.name.clone(),
         file: p.file.display().to_string(),
@@ -114,25 +77,6 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         git_rev: git_rev(&plan::pipeline_dir(&p)),
         argv: std::env::args().collect(),
     })?;
-    let slurm = executor_kind == ExecutorKind::Slurm;
-    // On Slurm, `--jobs` bounds the jobs submitted at once; by default every ready node is
-    // submitted and Slurm queues them (`settings.jobs` sizes the local machine, not a cluster),
-    // and GPUs are Slurm's to allocate (`slurm.gpus`), not device slots here.
-    let jobs = match (args.jobs, slurm) {
-        (Some(j), _) => j as usize,
-        (None, true) => p.nodes.len().max(1),
-        (None, false) => p.settings.jobs.unwrap_or_else(default_jobs),
-    };
-    let run_opts = RunOptions {
-        jobs,
-        gpu_slots: if slurm { jobs } else { args.gpu_slots as usize },
-        selection,
-        force,
-        verify: args.verify,
-        remote: remote.clone(),
-        push,
-        keep_going: args.keep_going || (slurm && !args.fail_fast),
-    };
     let executor: Box<dyn Executor> = if slurm {
         Box::new(SlurmExecutor::new(root, run_id, &p.name)?)
     } else {
@@ -149,28 +93,149 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         &CANCEL,
         display.as_ref(),
     );
-    let failed: Vec<&scheduler::NodeReport> = outcome
+    // A DB that refuses the run's end must not hide what happened: the table and the node
+    // errors are still printed, and the exit status says the run was not recorded.
+    let unrecorded = tracker
+        .finish_run(run_id, outcome.status, run_error(&outcome).as_deref())
+        .err();
+    print_summary(run_id, &outcome, t0);
+    if outcome.status == status::SUCCEEDED && p.nodes.iter().any(|n| n.kind == "report") {
+        publish_report(root, &tracker, &p, run_id, &outcome);
+    }
+    for n in failed_nodes(&outcome) {
+        if n.detail.contains(&format!("`{}`", n.node)) {
+            progress::say(format_args!("error: {}", n.detail));
+        } else {
+            progress::say(format_args!("error: node {} failed: {}", n.node, n.detail));
+        }
+    }
+    let push_failed = match (push, &remote) {
+        (true, Some(remote)) => !report_pushes(remote, &outcome),
+        _ => false,
+    };
+    if let Some(e) = unrecorded {
+        progress::say(format_args!(
+            "error: the tracking DB did not record the end of run {run_id}: {e}"
+        ));
+        return Ok(ExitCode::FAILURE);
+    }
+    match outcome.status {
+        status::SUCCEEDED if push_failed => Ok(ExitCode::FAILURE),
+        status::SUCCEEDED => Ok(ExitCode::SUCCESS),
+        status::INTERRUPTED => {
+            progress::say(format_args!(
+                "t2s: run {run_id} interrupted; nothing partial was committed, rerun to continue"
+            ));
+            Ok(ExitCode::FAILURE)
+        }
+        _ => Ok(ExitCode::FAILURE),
+    }
+}
+
+fn failed_nodes(outcome: &scheduler::RunOutcome) -> impl Iterator<Item = &scheduler::NodeReport> {
+    outcome
         .nodes
         .iter()
         .filter(|n| n.status == crate::runs::node_status::FAILED)
-        .collect();
-    let error = match outcome.status {
+}
+
+/// The run's error as the tracking DB records it.
+fn run_error(outcome: &scheduler::RunOutcome) -> Option<String> {
+    match outcome.status {
         status::INTERRUPTED => Some("interrupted".to_string()),
         status::FAILED => Some(
-            failed
-                .iter()
+            failed_nodes(outcome)
                 .map(|n| format!("{}: {}", n.node, n.detail))
                 .collect::<Vec<_>>()
                 .join("\n"),
         ),
         _ => None,
-    };
-    // A DB that refuses the run's end must not hide what happened: the table and the node
-    // errors are still printed, and the exit status says the run was not recorded.
-    let unrecorded = tracker
-        .finish_run(run_id, outcome.status, error.as_deref())
-        .err();
+    }
+}
 
+/// `--dry-run`: each node's decision, key and reason (and, on Slurm, its sbatch command).
+fn print_plan(
+    root: &Path,
+    p: &Pipeline,
+    store: &Store,
+    opts: &PlanOptions,
+    slurm: bool,
+) -> anyhow::Result<()> {
+    let planned = plan::plan(p, store, opts)?;
+    let rows: Vec<Vec<String>> = planned
+        .iter()
+        .filter(|n| n.decision != Decision::Excluded)
+        .map(|n| {
+            let what = match n.decision {
+                Decision::Hit => "hit",
+                Decision::Fetch => "fetch",
+                Decision::Run => "run",
+                Decision::Resume => "resume",
+                Decision::Missing => "missing",
+                Decision::Excluded => "-",
+            };
+            vec![
+                n.node.clone(),
+                what.to_string(),
+                n.key.as_deref().map(short).unwrap_or("-").to_string(),
+                if n.decision == Decision::Hit {
+                    "cached".to_string()
+                } else {
+                    n.reason.clone()
+                },
+            ]
+        })
+        .collect();
+    print!("{}", super::table(&rows));
+    if slurm {
+        print_sbatch_commands(root, p, &planned);
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop starting nodes, let stages stop cleanly, commit nothing partial.
+/// Setting the handler fails only if one is already set (tests calling `run` twice).
+/// No `eprintln!` here: with stderr unwritable it would panic the handler thread, and every
+/// later Ctrl-C or SIGTERM would go unheard.
+fn install_cancel_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            // Second Ctrl-C: quit now. Safe: only staging dirs (never promoted) are left.
+            progress::say(format_args!(
+                "t2s: quitting now; nothing partial is committed"
+            ));
+            std::process::exit(130);
+        }
+        progress::say(format_args!(
+            "t2s: interrupting: waiting for running nodes to stop (Ctrl-C again to quit now)"
+        ));
+    });
+}
+
+/// Parallelism and failure handling. On Slurm, `--jobs` bounds the jobs submitted at once; by
+/// default every ready node is submitted and Slurm queues them (`settings.jobs` sizes the
+/// local machine, not a cluster), and GPUs are Slurm's to allocate (`slurm.gpus`), not device
+/// slots here.
+fn run_options(args: &RunArgs, p: &Pipeline, slurm: bool) -> RunOptions {
+    let jobs = match (args.jobs, slurm) {
+        (Some(j), _) => j as usize,
+        (None, true) => p.nodes.len().max(1),
+        (None, false) => p.settings.jobs.unwrap_or_else(default_jobs),
+    };
+    RunOptions {
+        jobs,
+        gpu_slots: if slurm { jobs } else { args.gpu_slots as usize },
+        selection: Vec::new(),
+        force: Default::default(),
+        verify: args.verify,
+        remote: None,
+        push: false,
+        keep_going: args.keep_going || (slurm && !args.fail_fast),
+    }
+}
+
+/// The table of nodes and the run's one-line summary.
+fn print_summary(run_id: i64, outcome: &scheduler::RunOutcome, t0: Instant) {
     let rows: Vec<Vec<String>> = outcome
         .nodes
         .iter()
@@ -202,86 +267,72 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         count(ns::SKIPPED),
         progress::human_duration(t0.elapsed())
     );
-    if outcome.status == status::SUCCEEDED && p.nodes.iter().any(|n| n.kind == "report") {
-        // Fetched nodes count as new here: this project has no report of them yet.
-        let fresh = outcome
-            .nodes
-            .iter()
-            .any(|n| n.status == ns::RAN || n.status == ns::RESUMED || n.fetched);
-        let latest = super::report::default_dir(
-            root,
-            &crate::report::RunInfo {
-                id: run_id,
-                pipeline: p.name.clone(),
-                started: String::new(),
-                ended: None,
-                status: String::new(),
-                host: String::new(),
-                t2s_version: String::new(),
-                facts: Default::default(),
-            },
-        );
-        if fresh {
-            match super::report::publish(root, &tracker, run_id) {
-                Ok(Some(path)) => println!("report: {}", path.display()),
-                Ok(None) => {}
-                Err(e) => progress::say(format_args!(
-                    "warning: could not render the run's report: {e:#}"
-                )),
-            }
-        } else {
-            // Nothing ran: the artifacts are those of an earlier run, whose report stands.
-            println!(
-                "report: unchanged; render it for this run with `t2s report {run_id}` (output: {})",
-                latest.display()
-            );
+}
+
+/// Render the run's report when something in it is new; else say where the standing one is.
+fn publish_report(
+    root: &Path,
+    tracker: &Tracker,
+    p: &Pipeline,
+    run_id: i64,
+    outcome: &scheduler::RunOutcome,
+) {
+    use crate::runs::node_status as ns;
+    // Fetched nodes count as new here: this project has no report of them yet.
+    let fresh = outcome
+        .nodes
+        .iter()
+        .any(|n| n.status == ns::RAN || n.status == ns::RESUMED || n.fetched);
+    if fresh {
+        match super::report::publish(root, tracker, run_id) {
+            Ok(Some(path)) => println!("report: {}", path.display()),
+            Ok(None) => {}
+            Err(e) => progress::say(format_args!(
+                "warning: could not render the run's report: {e:#}"
+            )),
+        }
+        return;
+    }
+    // Nothing ran: the artifacts are those of an earlier run, whose report stands.
+    let latest = super::report::default_dir(
+        root,
+        &crate::report::RunInfo {
+            id: run_id,
+            pipeline: p.name.clone(),
+            started: String::new(),
+            ended: None,
+            status: String::new(),
+            host: String::new(),
+            t2s_version: String::new(),
+            facts: Default::default(),
+        },
+    );
+    println!(
+        "report: unchanged; render it for this run with `t2s report {run_id}` (output: {})",
+        latest.display()
+    );
+}
+
+/// What pushing each node's output did; false when a push failed.
+fn report_pushes(remote: &crate::cache::Remote, outcome: &scheduler::RunOutcome) -> bool {
+    let mut summary = super::remote::PushSummary::default();
+    for n in &outcome.nodes {
+        if let (Some(pushed), Some(key)) = (&n.pushed, &n.key) {
+            summary.add(&n.node, key, pushed.clone(), false);
         }
     }
-    for n in &failed {
-        if n.detail.contains(&format!("`{}`", n.node)) {
-            progress::say(format_args!("error: {}", n.detail));
-        } else {
-            progress::say(format_args!("error: node {} failed: {}", n.node, n.detail));
-        }
-    }
-    let mut push_failed = false;
-    if let (true, Some(remote)) = (push, &remote) {
-        let mut summary = super::remote::PushSummary::default();
-        for n in &outcome.nodes {
-            if let (Some(pushed), Some(key)) = (&n.pushed, &n.key) {
-                summary.add(&n.node, key, pushed.clone(), false);
-            }
-        }
-        for row in summary.rows.iter().filter(|r| r[2].starts_with("failed")) {
-            progress::say(format_args!(
-                "error: push of {} ({}) {}",
-                row[0], row[1], row[2]
-            ));
-        }
-        println!(
-            "push to {}: {}",
-            remote.root().display(),
-            summary.line(false)
-        );
-        push_failed = summary.failed > 0;
-    }
-    if let Some(e) = unrecorded {
+    for row in summary.rows.iter().filter(|r| r[2].starts_with("failed")) {
         progress::say(format_args!(
-            "error: the tracking DB did not record the end of run {run_id}: {e}"
+            "error: push of {} ({}) {}",
+            row[0], row[1], row[2]
         ));
-        return Ok(ExitCode::FAILURE);
     }
-    match outcome.status {
-        status::SUCCEEDED if push_failed => Ok(ExitCode::FAILURE),
-        status::SUCCEEDED => Ok(ExitCode::SUCCESS),
-        status::INTERRUPTED => {
-            progress::say(format_args!(
-                "t2s: run {run_id} interrupted; nothing partial was committed, rerun to continue"
-            ));
-            Ok(ExitCode::FAILURE)
-        }
-        _ => Ok(ExitCode::FAILURE),
-    }
+    println!(
+        "push to {}: {}",
+        remote.root().display(),
+        summary.line(false)
+    );
+    summary.failed == 0
 }
 
 /// `--dry-run --executor slurm`: the sbatch command of every node that would run. Paths hold

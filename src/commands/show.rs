@@ -27,6 +27,15 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    print_header(&run);
+    print_nodes(root, &tracker, &run)?;
+    print_executions(&tracker, &run)?;
+    print_params_and_metrics(&tracker, &run)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who ran it, when, from which file.
+fn print_header(run: &RunRow) {
     println!("run {}: {} ({})", run.id, run.pipeline, run.status);
     println!(
         "  file     {} (blake3 {})",
@@ -50,6 +59,10 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         println!("  error    {}", e.replace('\n', "\n           "));
     }
 
+}
+
+/// Each node's status, key, duration and error; the hub commits nodes used.
+fn print_nodes(root: &Path, tracker: &Tracker, run: &RunRow) -> anyhow::Result<()> {
     println!("\nnodes:");
     let mut rows = Vec::new();
     let mut sources = Vec::new();
@@ -79,7 +92,11 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         println!("\nhub sources:");
         print!("{}", super::table(&sources));
     }
+    Ok(())
+}
 
+/// Slurm jobs of the run, and nodes fetched from a remote.
+fn print_executions(tracker: &Tracker, run: &RunRow) -> anyhow::Result<()> {
     // Slurm jobs of the run (local executions have nothing more to say).
     let jobs: Vec<Vec<String>> = tracker
         .executions(run.id)?
@@ -113,7 +130,11 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         println!("\nfetched from a remote:");
         print!("{}", super::table(&fetched));
     }
+    Ok(())
+}
 
+/// Params of each node; final metrics, and step series as count and last value.
+fn print_params_and_metrics(tracker: &Tracker, run: &RunRow) -> anyhow::Result<()> {
     let params = tracker.params(run.id)?;
     if !params.is_empty() {
         println!("\nparams:");
@@ -159,7 +180,7 @@ pub fn show(root: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         }
         print!("{}", super::table(&rows));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The hub repos and commits a node's key holds (from its artifact's manifest; none when the

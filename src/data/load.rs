@@ -7,6 +7,7 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::hub::{self, Kind, GRETEL_FILES, GRETEL_REPO, GRETEL_REVISION};
@@ -26,28 +27,36 @@ pub struct LoadedRow {
     pub row: Row,
 }
 
-/// What to load and how strictly.
-#[derive(Debug, Clone)]
+/// What to load and how strictly: the `load` stage's params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct LoadParams {
-    /// `builtin:<n>`, a local path, or `hf://owner/name[/file]`.
+    /// builtin:<n> generated rows, a local .jsonl/.csv/.parquet path, or
+    /// hf://owner/name[/file].
     pub source: String,
+    /// Seed of the built-in generator.
     pub seed: u64,
+    /// Hub revision (commit) to load; pinned by default.
     pub revision: String,
+    /// Share of bad rows per file above which the stage fails (0 to 1).
     pub max_bad_fraction: f64,
+    /// Rows with more characters than this are quarantined.
     pub max_row_chars: usize,
+    /// Resolve hub files from the local HF cache only (also HF_HUB_OFFLINE=1).
     pub offline: bool,
-    /// Keep at most this many rows per split (0 = all).
+    /// Keep at most this many rows per split (0: all).
     pub limit: usize,
-    /// Built-in sources only: draw rows from these domains (empty = all).
+    /// Built-in sources: generate rows of these domains only (empty: all 34).
     pub domains: Vec<String>,
-    /// Relative local paths resolve against this directory.
+    /// Relative local paths resolve against this directory (the pipeline's).
+    #[serde(skip)]
     pub base_dir: PathBuf,
 }
 
-impl LoadParams {
-    pub fn new(source: &str) -> Self {
+impl Default for LoadParams {
+    fn default() -> Self {
         LoadParams {
-            source: source.to_string(),
+            source: "builtin:20000".into(),
             seed: 42,
             revision: GRETEL_REVISION.to_string(),
             max_bad_fraction: 0.01,
@@ -57,6 +66,53 @@ impl LoadParams {
             domains: Vec::new(),
             base_dir: PathBuf::from("."),
         }
+    }
+}
+
+impl LoadParams {
+    pub fn new(source: &str) -> Self {
+        LoadParams {
+            source: source.to_string(),
+            ..Self::default()
+        }
+    }
+}
+
+impl crate::stages::params::Params for LoadParams {
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let x = self.max_bad_fraction;
+        if !(0.0..=1.0).contains(&x) {
+            out.push((
+                "max_bad_fraction".into(),
+                format!("{x} is not between 0 and 1"),
+            ));
+        }
+        let src = &self.source;
+        if let Some(n) = src.strip_prefix("builtin:") {
+            if n.trim().parse::<usize>().map(|n| n == 0).unwrap_or(true) {
+                out.push((
+                    "source".into(),
+                    format!("`{src}`: write builtin:<rows>, e.g. builtin:20000"),
+                ));
+            }
+        }
+        if !self.domains.is_empty() {
+            if !src.starts_with("builtin:") {
+                out.push((
+                    "domains".into(),
+                    format!("only built-in sources have domains to choose; remove it or use builtin:<rows> (source is `{src}`)"),
+                ));
+            } else if let Err(e) = super::builtin::domains_named(&self.domains) {
+                out.push(("domains".into(), e));
+            }
+        }
+        if src.starts_with("hf://") {
+            if let Err(e) = hub::parse_uri(src) {
+                out.push(("source".into(), e.to_string()));
+            }
+        }
+        out
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -14,7 +15,7 @@ use super::format::{chat_prompt, commented_text, raw_text, response};
 use super::load::LoadedRow;
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// `<bos><start_of_turn>user\n…<end_of_turn>\n<start_of_turn>model\n` + `SQL: {sql}<eos>`.
@@ -26,7 +27,7 @@ pub enum Mode {
 }
 
 /// What to do with an example longer than `max_length`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Truncation {
     /// Drop the example.
@@ -37,22 +38,38 @@ pub enum Truncation {
     TruncateContext,
 }
 
-impl Truncation {
-    pub fn parse(s: &str) -> Option<Truncation> {
-        match s {
-            "drop" => Some(Truncation::Drop),
-            "truncate_right" => Some(Truncation::TruncateRight),
-            "truncate_context" => Some(Truncation::TruncateContext),
-            _ => None,
+/// The `preprocess` stage's params.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// chat: the Gemma chat template, the prompt masked; raw: `<bos>{context}\n{sql}<eos>`;
+    /// commented: `<bos>-- {request}\n{context}\n{sql}<eos>` (raw and commented: every token
+    /// a label).
+    #[serde(rename = "format")]
+    pub mode: Mode,
+    /// Maximum tokens per example (at least 8).
+    pub max_length: usize,
+    /// What to do with longer examples.
+    pub truncation: Truncation,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Chat,
+            max_length: 512,
+            truncation: Truncation::Drop,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct Params {
-    pub mode: Mode,
-    pub max_length: usize,
-    pub truncation: Truncation,
+impl crate::stages::params::Params for Params {
+    fn problems(&self) -> Vec<(String, String)> {
+        if self.max_length < 8 {
+            return vec![("max_length".into(), "must be at least 8 tokens".into())];
+        }
+        Vec::new()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::examples::Stored;
 use super::Row;
@@ -47,6 +48,14 @@ impl Size {
             )),
         }
     }
+    /// As a param value: the inverse of `from_json`.
+    fn to_json(self) -> serde_json::Value {
+        match self {
+            Size::Rest => serde_json::Value::Null,
+            Size::Fraction(f) => serde_json::json!(f),
+            Size::Count(c) => serde_json::json!(c),
+        }
+    }
     fn rows(self, pool: usize) -> usize {
         match self {
             Size::Rest => pool,
@@ -57,17 +66,81 @@ impl Size {
     }
 }
 
-#[derive(Debug, Clone)]
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Option::<serde_json::Value>::deserialize(d)?;
+        Size::from_json(v.as_ref()).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// The `split` stage's params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct SplitParams {
+    /// Shuffling seed.
     pub seed: u64,
-    /// A row field to stratify by (e.g. `sql_complexity`), or none.
+    /// Row field to stratify by (sql_complexity, sql_task_type, domain); empty: none.
+    #[serde(
+        deserialize_with = "empty_as_none",
+        serialize_with = "none_as_empty"
+    )]
+    #[schemars(with = "String")]
     pub stratify: Option<String>,
+    /// Rows (integer) or fraction of the pool (float); null: all that is left.
+    #[serde(rename = "train_size")]
+    #[schemars(with = "serde_json::Value")]
     pub train: Size,
+    /// Rows (integer) or fraction of the pool (float).
+    #[serde(rename = "validation_size")]
+    #[schemars(with = "serde_json::Value")]
     pub validation: Size,
-    /// With a source test split, sizes are taken from it; `Rest` = all of it.
+    /// Rows or fraction; null: the data's own test split, else 10% of the pool. With a source
+    /// test split, sizes are taken from it.
+    #[serde(rename = "test_size")]
+    #[schemars(with = "serde_json::Value")]
     pub test: Size,
-    /// Use the data's own test split as the test pool when present.
+    /// Use the dataset's own test split (gretel's) as the test pool when present.
     pub use_source_test: bool,
+}
+
+impl Default for SplitParams {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            stratify: None,
+            train: Size::Rest,
+            validation: Size::Fraction(0.1),
+            test: Size::Rest,
+            use_source_test: true,
+        }
+    }
+}
+
+impl crate::stages::params::Params for SplitParams {
+    fn problems(&self) -> Vec<(String, String)> {
+        match &self.stratify {
+            Some(f) if !STRATIFY_FIELDS.contains(&f.as_str()) => vec![(
+                "stratify".into(),
+                format!("`{f}` is not a field to stratify by; use sql_complexity, sql_task_type or domain"),
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn empty_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    Ok(s.filter(|s| !s.is_empty()))
+}
+
+fn none_as_empty<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_deref().unwrap_or("").serialize(s)
 }
 
 pub const SUBSETS: [&str; 3] = ["train", "validation", "test"];
@@ -87,6 +160,16 @@ pub struct SplitReport {
 }
 
 /// The value of a row field by name (for stratification).
+/// The row fields a split can be stratified by (those `field` reads).
+pub const STRATIFY_FIELDS: [&str; 6] = [
+    "domain",
+    "sql_complexity",
+    "sql_task_type",
+    "domain_description",
+    "sql_complexity_description",
+    "sql_task_type_description",
+];
+
 pub fn field(row: &Row, name: &str) -> Option<String> {
     Some(match name {
         "domain" => row.domain.clone(),

@@ -332,6 +332,32 @@ pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptio
         });
     let execution_accuracy_set = subset_est(&|s| s.exec.scored(), &|s| b(s.exec.set_match));
 
+    let buckets = buckets_of(scores);
+    let outcomes = outcomes_of(scores);
+    let breakdowns = breakdowns_of(items, scores);
+    Report {
+        n,
+        bleu,
+        sacrebleu,
+        rouge1: bootstrap_mean(&per(&|s| s.rouge1), &ix),
+        rouge2: bootstrap_mean(&per(&|s| s.rouge2), &ix),
+        rouge_l: bootstrap_mean(&per(&|s| s.rouge_l), &ix),
+        exact_match: bootstrap_mean(&per(&|s| b(s.exact_match)), &ix),
+        valid_sql: bootstrap_mean(&per(&|s| b(s.exec.valid_sql)), &ix),
+        execution_accuracy,
+        execution_accuracy_nonempty,
+        execution_accuracy_set,
+        test_suite: suite_report(scores, opts),
+        buckets,
+        outcomes,
+        breakdowns,
+        bootstrap_samples: opts.bootstrap_samples,
+        seed: opts.seed,
+    }
+}
+
+/// How many examples fall in each execution bucket, and how many of them are correct.
+fn buckets_of(scores: &[ExampleScore]) -> Buckets {
     let mut buckets = Buckets::default();
     for s in scores {
         match s.exec.bucket {
@@ -347,7 +373,11 @@ pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptio
             }
         }
     }
+    buckets
+}
 
+/// How scored predictions fail (or pass), counted.
+fn outcomes_of(scores: &[ExampleScore]) -> BTreeMap<Outcome, usize> {
     let mut outcomes = BTreeMap::new();
     for s in scores.iter().filter(|s| s.exec.scored()) {
         let o = Outcome::classify(
@@ -357,7 +387,14 @@ pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptio
         );
         *outcomes.entry(o).or_insert(0) += 1;
     }
+    outcomes
+}
 
+/// Metrics per class of sql_complexity, sql_task_type and domain.
+fn breakdowns_of(
+    items: &[ScoreItem],
+    scores: &[ExampleScore],
+) -> BTreeMap<String, BTreeMap<String, GroupMetrics>> {
     let mut breakdowns = BTreeMap::new();
     type Getter = fn(&ScoreItem) -> &str;
     let fields: [(&str, Getter); 3] = [
@@ -404,24 +441,5 @@ pub fn aggregate(items: &[ScoreItem], scores: &[ExampleScore], opts: &ScoreOptio
             .collect();
         breakdowns.insert(name.to_string(), table);
     }
-
-    Report {
-        n,
-        bleu,
-        sacrebleu,
-        rouge1: bootstrap_mean(&per(&|s| s.rouge1), &ix),
-        rouge2: bootstrap_mean(&per(&|s| s.rouge2), &ix),
-        rouge_l: bootstrap_mean(&per(&|s| s.rouge_l), &ix),
-        exact_match: bootstrap_mean(&per(&|s| b(s.exact_match)), &ix),
-        valid_sql: bootstrap_mean(&per(&|s| b(s.exec.valid_sql)), &ix),
-        execution_accuracy,
-        execution_accuracy_nonempty,
-        execution_accuracy_set,
-        test_suite: suite_report(scores, opts),
-        buckets,
-        outcomes,
-        breakdowns,
-        bootstrap_samples: opts.bootstrap_samples,
-        seed: opts.seed,
-    }
+    breakdowns
 }

@@ -15,6 +15,7 @@
 //! executor calls the stage in-process; the Slurm executor submits the same node as a job (the
 //! artifact dirs being on a shared filesystem) and waits for it. Stages do not change.
 
+mod attempt;
 mod done;
 pub mod plan;
 pub mod progress;

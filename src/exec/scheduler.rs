@@ -1,5 +1,5 @@
 //! Running a pipeline on an [`Executor`]: readiness, parallelism, GPU slots, fail-fast (or
-//! keep-going), cancellation, and per node: key → cache lookup → lock → staging → run → atomic commit.
+//! keep-going), cancellation; each node's attempt is `attempt::process_node`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -75,16 +75,16 @@ enum State {
 }
 
 /// Everything node threads share.
-struct Shared<'a> {
-    pipeline: &'a Pipeline,
-    pipeline_dir: PathBuf,
-    store: &'a Store,
-    tracker: Option<&'a Tracker>,
-    run_id: i64,
-    executor: &'a dyn Executor,
-    opts: &'a RunOptions,
-    cancel: &'a AtomicBool,
-    progress: &'a dyn Progress,
+pub(super) struct Shared<'a> {
+    pub(super) pipeline: &'a Pipeline,
+    pub(super) pipeline_dir: PathBuf,
+    pub(super) store: &'a Store,
+    pub(super) tracker: Option<&'a Tracker>,
+    pub(super) run_id: i64,
+    pub(super) executor: &'a dyn Executor,
+    pub(super) opts: &'a RunOptions,
+    pub(super) cancel: &'a AtomicBool,
+    pub(super) progress: &'a dyn Progress,
 }
 
 /// Run `pipeline`. Node records go to `tracker` under `run_id` (the caller starts and
@@ -111,109 +111,29 @@ pub fn run(
         cancel,
         progress,
     };
-    let n = pipeline.nodes.len();
-    let index = plan::index_of(pipeline);
-    let deps: Vec<Vec<usize>> = pipeline
-        .nodes
-        .iter()
-        .map(|node| {
-            node.needs
-                .iter()
-                .filter_map(|id| index.get(id.as_str()).copied())
-                .collect()
-        })
-        .collect();
-    let gpu: Vec<bool> = pipeline.nodes.iter().map(|node| node.gpu).collect();
-    let mut state: Vec<State> = (0..n)
-        .map(|i| match opts.selection.get(i) {
-            Some(Selection::Excluded) => State::Excluded,
-            _ => State::Pending,
-        })
-        .collect();
-    let mut first_failure: Option<String> = None;
-    let mut records = Vec::new();
+    let mut board = Board::new(pipeline, opts);
     let (tx, rx) = mpsc::channel::<(usize, Done)>();
-
     std::thread::scope(|s| {
         let (mut running, mut gpu_running) = (0usize, 0usize);
         loop {
-            // Skip what can no longer run: dependents of failures, and everything not yet
-            // started once the run stops (fail-fast or Ctrl-C).
-            let stopping =
-                (first_failure.is_some() && !opts.keep_going) || cancel.load(Ordering::Relaxed);
-            for i in 0..n {
-                if !matches!(state[i], State::Pending) {
-                    continue;
-                }
-                let failed_dep = deps[i].iter().find(|&&j| match &state[j] {
-                    State::Finished(d) => d.digest.is_none(),
-                    _ => false,
-                });
-                let why = match (failed_dep, stopping) {
-                    (Some(&j), _) => {
-                        Some(format!("upstream {} did not finish", pipeline.nodes[j].id))
-                    }
-                    (None, true) if cancel.load(Ordering::Relaxed) => {
-                        Some("run interrupted".to_string())
-                    }
-                    (None, true) => Some(format!(
-                        "not started: the run stopped after {} failed",
-                        first_failure.as_deref().unwrap_or("a node")
-                    )),
-                    _ => None,
-                };
-                if let Some(why) = why {
-                    let done = skipped(&pipeline.nodes[i], why);
-                    records.push(done.record.clone());
-                    state[i] = State::Finished(Box::new(done));
-                }
-            }
+            board.skip_unrunnable(pipeline, opts.keep_going, cancel.load(Ordering::Relaxed));
             // Start ready nodes.
-            for i in 0..n {
+            for i in 0..board.state.len() {
                 if running >= opts.jobs.max(1) {
                     break;
                 }
-                if !matches!(state[i], State::Pending) {
+                if !board.ready(i) || (board.gpu[i] && gpu_running >= opts.gpu_slots.max(1)) {
                     continue;
                 }
-                let ready = deps[i]
-                    .iter()
-                    .all(|&j| matches!(&state[j], State::Finished(d) if d.digest.is_some()));
-                if !ready || (gpu[i] && gpu_running >= opts.gpu_slots.max(1)) {
-                    continue;
-                }
-                let (inputs, key_inputs) = inputs_of(pipeline, &deps[i], &state);
-                state[i] = State::Running;
+                let (inputs, key_inputs) = inputs_of(pipeline, &board.deps[i], &board.state);
+                board.state[i] = State::Running;
                 running += 1;
-                gpu_running += gpu[i] as usize;
+                gpu_running += board.gpu[i] as usize;
                 let tx = tx.clone();
                 let shared = &shared;
                 s.spawn(move || {
-                    // Whatever happens on this thread, the scheduler hears of the node: it
-                    // waits for exactly one message per started node.
-                    let done = crate::panics::catch(|| {
-                        let mut done = process_node(shared, i, inputs, key_inputs);
-                        if let (Some(remote), true) = (&shared.opts.remote, shared.opts.push) {
-                            remote_cache::push(shared.store, remote, &mut done.report);
-                        }
-                        done
-                    })
-                    .unwrap_or_else(|msg| {
-                        let node = &pipeline.nodes[i];
-                        let msg = format!("internal error while running the node: {msg}");
-                        finished(
-                            node,
-                            node_status::FAILED,
-                            None,
-                            None,
-                            None,
-                            Duration::ZERO,
-                            Some(msg),
-                            String::new(),
-                            Vec::new(),
-                        )
-                    });
-                    let _ = tx.send((i, done));
+                    // The scheduler waits for exactly one message per started node.
+                    let _ = tx.send((i, attempt_guarded(shared, i, inputs, key_inputs)));
                 });
             }
             if running == 0 {
@@ -221,43 +141,152 @@ pub fn run(
             }
             // Wait for one node, then take whatever else finished, and record them together.
             let Ok(first) = rx.recv() else { break };
-            let mut batch = vec![first];
-            batch.extend(rx.try_iter());
-            for (i, done) in batch {
+            for (i, done) in std::iter::once(first).chain(rx.try_iter()) {
                 running -= 1;
-                gpu_running -= gpu[i] as usize;
-                if done.digest.is_none()
-                    && first_failure.is_none()
-                    && !cancel.load(Ordering::Relaxed)
-                {
-                    first_failure = Some(pipeline.nodes[i].id.clone());
-                }
-                records.push(done.record.clone());
-                state[i] = State::Finished(Box::new(done));
+                gpu_running -= board.gpu[i] as usize;
+                board.finish(pipeline, i, done, cancel.load(Ordering::Relaxed));
             }
-            flush(&shared, &mut records);
+            flush(&shared, &mut board.records);
         }
     });
-    flush(&shared, &mut records);
-
-    let nodes: Vec<NodeReport> = state
+    flush(&shared, &mut board.records);
+    let nodes: Vec<NodeReport> = board
+        .state
         .into_iter()
         .filter_map(|s| match s {
             State::Finished(d) => Some(d.report),
             _ => None,
         })
         .collect();
-    let status = if cancel.load(Ordering::Relaxed) {
+    let status = run_status(&nodes, cancel.load(Ordering::Relaxed));
+    RunOutcome { status, nodes }
+}
+
+/// Where every node of a run stands, and what is still to be recorded.
+struct Board {
+    state: Vec<State>,
+    /// Upstream node indices of each node.
+    deps: Vec<Vec<usize>>,
+    /// Whether each node takes a GPU slot.
+    gpu: Vec<bool>,
+    first_failure: Option<String>,
+    records: Vec<NodeRecord>,
+}
+
+impl Board {
+    fn new(pipeline: &Pipeline, opts: &RunOptions) -> Self {
+        let index = plan::index_of(pipeline);
+        let deps = pipeline
+            .nodes
+            .iter()
+            .map(|node| {
+                node.needs
+                    .iter()
+                    .filter_map(|id| index.get(id.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        let state = (0..pipeline.nodes.len())
+            .map(|i| match opts.selection.get(i) {
+                Some(Selection::Excluded) => State::Excluded,
+                _ => State::Pending,
+            })
+            .collect();
+        Board {
+            state,
+            deps,
+            gpu: pipeline.nodes.iter().map(|node| node.gpu).collect(),
+            first_failure: None,
+            records: Vec::new(),
+        }
+    }
+
+    /// Skip what can no longer run: dependents of failures, and everything not yet started
+    /// once the run stops (fail-fast or Ctrl-C).
+    fn skip_unrunnable(&mut self, pipeline: &Pipeline, keep_going: bool, cancelled: bool) {
+        let stopping = (self.first_failure.is_some() && !keep_going) || cancelled;
+        for i in 0..self.state.len() {
+            if !matches!(self.state[i], State::Pending) {
+                continue;
+            }
+            let failed_dep = self.deps[i].iter().find(|&&j| match &self.state[j] {
+                State::Finished(d) => d.digest.is_none(),
+                _ => false,
+            });
+            let why = match (failed_dep, stopping) {
+                (Some(&j), _) => Some(format!("upstream {} did not finish", pipeline.nodes[j].id)),
+                (None, true) if cancelled => Some("run interrupted".to_string()),
+                (None, true) => Some(format!(
+                    "not started: the run stopped after {} failed",
+                    self.first_failure.as_deref().unwrap_or("a node")
+                )),
+                _ => None,
+            };
+            if let Some(why) = why {
+                let done = skipped(&pipeline.nodes[i], why);
+                self.records.push(done.record.clone());
+                self.state[i] = State::Finished(Box::new(done));
+            }
+        }
+    }
+
+    /// Pending with every upstream node committed.
+    fn ready(&self, i: usize) -> bool {
+        matches!(self.state[i], State::Pending)
+            && self.deps[i]
+                .iter()
+                .all(|&j| matches!(&self.state[j], State::Finished(d) if d.digest.is_some()))
+    }
+
+    fn finish(&mut self, pipeline: &Pipeline, i: usize, done: Done, cancelled: bool) {
+        if done.digest.is_none() && self.first_failure.is_none() && !cancelled {
+            self.first_failure = Some(pipeline.nodes[i].id.clone());
+        }
+        self.records.push(done.record.clone());
+        self.state[i] = State::Finished(Box::new(done));
+    }
+}
+
+/// A node's attempt (and its push), on its thread: whatever happens, a `Done` comes back.
+fn attempt_guarded(
+    shared: &Shared<'_>,
+    i: usize,
+    inputs: Vec<StageInput>,
+    key_inputs: Vec<KeyInput>,
+) -> Done {
+    crate::panics::catch(|| {
+        let mut done = super::attempt::process_node(shared, i, inputs, key_inputs);
+        if let (Some(remote), true) = (&shared.opts.remote, shared.opts.push) {
+            remote_cache::push(shared.store, remote, &mut done.report);
+        }
+        done
+    })
+    .unwrap_or_else(|msg| {
+        let msg = format!("internal error while running the node: {msg}");
+        finished(
+            &shared.pipeline.nodes[i],
+            node_status::FAILED,
+            None,
+            None,
+            None,
+            Duration::ZERO,
+            Some(msg),
+            String::new(),
+            Vec::new(),
+        )
+    })
+}
+
+/// The run's status from its nodes'.
+fn run_status(nodes: &[NodeReport], cancelled: bool) -> &'static str {
+    let fine = [node_status::RAN, node_status::CACHED, node_status::RESUMED];
+    if cancelled {
         crate::runs::status::INTERRUPTED
-    } else if nodes
-        .iter()
-        .all(|r| [node_status::RAN, node_status::CACHED, node_status::RESUMED].contains(&r.status))
-    {
+    } else if nodes.iter().all(|r| fine.contains(&r.status)) {
         crate::runs::status::SUCCEEDED
     } else {
         crate::runs::status::FAILED
-    };
-    RunOutcome { status, nodes }
+    }
 }
 
 fn flush(shared: &Shared<'_>, records: &mut Vec<NodeRecord>) {
@@ -293,258 +322,4 @@ fn inputs_of(
         }
     }
     (inputs, keys)
-}
-
-/// One node, start to end, on its own thread.
-fn process_node(
-    sh: &Shared<'_>,
-    i: usize,
-    inputs: Vec<StageInput>,
-    key_inputs: Vec<KeyInput>,
-) -> Done {
-    let node = &sh.pipeline.nodes[i];
-    let t0 = Instant::now();
-    let started = now_rfc3339();
-    let fail = |status: &'static str, key: Option<String>, msg: String| {
-        finished(
-            node,
-            status,
-            key,
-            None,
-            Some(started.clone()),
-            t0.elapsed(),
-            Some(msg),
-            String::new(),
-            Vec::new(),
-        )
-    };
-    let hit = |key: String, m: Manifest, detail: String| {
-        // A hit is a use: the node's ref names it, so `gc` keeps what the latest run used.
-        if let Err(e) = sh.store.record_use(&sh.pipeline.name, &node.id, &m) {
-            tracing::warn!("could not record the use of {key} by {}: {e}", node.id);
-        }
-        sh.store.drop_stale_partial(&key);
-        let dir = sh.store.object_dir(&key);
-        let metrics = m.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        finished(
-            node,
-            node_status::CACHED,
-            Some(key),
-            Some((&m, dir)),
-            Some(started.clone()),
-            t0.elapsed(),
-            None,
-            detail,
-            metrics,
-        )
-    };
-    let kind = match plan::kind_of(node) {
-        Ok(k) => k,
-        Err(e) => return fail(node_status::FAILED, None, format!("{e:#}")),
-    };
-    let cache_key = match plan::cache_key(node, kind, key_inputs, &sh.pipeline_dir) {
-        Ok(k) => k,
-        Err(e) => return fail(node_status::FAILED, None, format!("{e:#}")),
-    };
-    let key = cache_key.digest();
-    let forced = sh.opts.force.contains(&i);
-    let mut why = if forced {
-        "forced".to_string()
-    } else {
-        String::new()
-    };
-    if !forced {
-        match sh.store.lookup(&key, sh.opts.verify) {
-            Ok(Lookup::Hit(m)) => return hit(key, m, String::new()),
-            Ok(Lookup::Corrupt { problems, moved_to }) => {
-                why = format!(
-                    "cached artifact failed its check ({}); moved aside to {}",
-                    problems.join("; "),
-                    moved_to.display()
-                );
-                sh.progress.note(&node.id, &why);
-            }
-            Ok(Lookup::Missing) => {
-                why = plan::miss_reason(sh.store, sh.pipeline, node, &cache_key, &key)
-            }
-            Err(e) => return fail(node_status::FAILED, Some(key), e.to_string()),
-        }
-        if let Some(remote) = &sh.opts.remote {
-            let note = |msg: &str| sh.progress.note(&node.id, msg);
-            let to = Destination {
-                store: sh.store,
-                pipeline: &sh.pipeline.name,
-                node: &node.id,
-                cancel: sh.cancel,
-            };
-            match remote_cache::fetch(&to, remote, &key, note) {
-                Fetched::Yes(m) => {
-                    let detail = format!("{} {}", remote_cache::FETCHED, remote.root().display());
-                    sh.progress.note(&node.id, &detail);
-                    let mut done = hit(key, m, detail);
-                    done.report.fetched = true;
-                    // Provenance in the tracking DB: where this output came from.
-                    done.record.exec = Some(ExecRecord {
-                        executor: "remote".to_string(),
-                        job_id: None,
-                        state: Some("FETCHED".to_string()),
-                        log: Some(remote.root().display().to_string()),
-                    });
-                    return done;
-                }
-                Fetched::Concurrent(m) => {
-                    return hit(key, m, "computed by a concurrent run".to_string())
-                }
-                Fetched::No(None) => {}
-                Fetched::No(Some(problem)) => {
-                    sh.progress.note(&node.id, &problem);
-                    why = format!("{why}; {problem}");
-                }
-                Fetched::Interrupted(e) => {
-                    return fail(node_status::INTERRUPTED, Some(key), e.to_string())
-                }
-            }
-        }
-    }
-    if sh.opts.selection.get(i) == Some(&Selection::CacheOnly) {
-        return fail(
-            node_status::FAILED,
-            Some(key),
-            format!("not cached ({why}) and left out by --only/--until; run it first"),
-        );
-    }
-    let lock = match sh.store.lock(&key, sh.cancel, || {
-        sh.progress
-            .note(&node.id, "waiting: another t2s run is computing this node")
-    }) {
-        Ok(l) => l,
-        Err(e) if sh.cancel.load(Ordering::Relaxed) => {
-            return fail(node_status::INTERRUPTED, Some(key), e.to_string())
-        }
-        Err(e) => return fail(node_status::FAILED, Some(key), e.to_string()),
-    };
-    if !forced {
-        // Another run may have committed it while we waited.
-        if let Ok(Lookup::Hit(m)) = sh.store.lookup(&key, false) {
-            return hit(key, m, "computed by a concurrent run".to_string());
-        }
-    }
-    let staging = match sh.store.begin(&key, &lock) {
-        Ok(s) => s,
-        Err(e) => return fail(node_status::FAILED, Some(key), e.to_string()),
-    };
-    let partial_dir = sh.store.partial_dir(&key);
-    sh.progress.start(&node.id, &why);
-    if let Some(t) = sh.tracker {
-        let mut rec = skipped(node, String::new()).record;
-        rec.status = node_status::RUNNING;
-        rec.key = Some(key.clone());
-        rec.started = Some(started.clone());
-        rec.ended = None;
-        rec.duration_s = None;
-        rec.error = None;
-        if let Err(e) = t.record_nodes(sh.run_id, &[rec]) {
-            tracing::warn!("could not record node start: {e}");
-        }
-    }
-    let on_progress =
-        |done: u64, total: Option<u64>, msg: &str| sh.progress.update(&node.id, done, total, msg);
-    let sink = NodeSink::new(sh.tracker, sh.run_id, &node.id, &on_progress);
-    let exec_seen: Mutex<Option<ExecRecord>> = Mutex::new(None);
-    let on_exec = |e: &ExecRecord| {
-        *exec_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-        if let Some(t) = sh.tracker {
-            if let Err(err) = t.record_execution(sh.run_id, &node.id, e) {
-                tracing::warn!("could not record the execution of {}: {err}", node.id);
-            }
-        }
-    };
-    let job = NodeJob {
-        node,
-        kind,
-        key: &key,
-        inputs: &inputs,
-        out_dir: &staging.dir,
-        partial_dir: &partial_dir,
-        pipeline_dir: &sh.pipeline_dir,
-        metrics: &sink,
-        cancel: sh.cancel,
-        on_exec: &on_exec,
-    };
-    let result = crate::panics::catch(|| sh.executor.run_node(&job))
-        .unwrap_or_else(|msg| Err(StageError::Failed(format!("stage panicked: {msg}"))));
-    sink.flush();
-    let already = sink.final_names();
-    drop(sink);
-    let exec = exec_seen
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .unwrap_or_else(|| ExecRecord {
-            executor: sh.executor.name().to_string(),
-            ..Default::default()
-        });
-    let with_exec = |mut done: Done| {
-        done.record.exec = Some(exec.clone());
-        done
-    };
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => {
-            sh.store.discard(staging);
-            let interrupted =
-                matches!(e, StageError::Interrupted) || sh.cancel.load(Ordering::Relaxed);
-            let (status, msg) = if interrupted {
-                (node_status::INTERRUPTED, "interrupted".to_string())
-            } else {
-                (node_status::FAILED, format!("{e:#}"))
-            };
-            sh.progress.finish(&node.id, status, t0.elapsed(), &msg);
-            return with_exec(fail(status, Some(key), msg));
-        }
-    };
-    let status = if outcome.resumed {
-        node_status::RESUMED
-    } else {
-        node_status::RAN
-    };
-    let manifest = match sh.store.commit(
-        staging,
-        &sh.pipeline.name,
-        &node.id,
-        &cache_key,
-        outcome.metrics.clone(),
-        &lock,
-    ) {
-        Ok(m) => m,
-        Err(e) => {
-            sh.progress
-                .finish(&node.id, node_status::FAILED, t0.elapsed(), &e.to_string());
-            return with_exec(fail(node_status::FAILED, Some(key), e.to_string()));
-        }
-    };
-    drop(lock);
-    sh.progress.finish(
-        &node.id,
-        status,
-        t0.elapsed(),
-        &format!("key {}", short(&key)),
-    );
-    let metrics = outcome
-        .metrics
-        .iter()
-        .filter(|(k, _)| !already.contains(*k))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    let dir = sh.store.object_dir(&key);
-    with_exec(finished(
-        node,
-        status,
-        Some(key),
-        Some((&manifest, dir)),
-        Some(started),
-        t0.elapsed(),
-        None,
-        why,
-        metrics,
-    ))
 }

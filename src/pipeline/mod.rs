@@ -240,7 +240,7 @@ pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipel
                 };
                 // `settings.device` is the default of every stage kind that takes a device.
                 if let Some(device) = &raw.device {
-                    if kind.params().iter().any(|p| p.name == DEVICE_PARAM) {
+                    if kind.params().specs().iter().any(|p| p.name == DEVICE_PARAM) {
                         substituted
                             .entry(DEVICE_PARAM)
                             .or_insert_with(|| Value::String(device.clone()));

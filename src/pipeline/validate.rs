@@ -1,6 +1,7 @@
-//! Params against a kind's declared `ParamSpec`s: unknown names, required ones, types;
-//! defaults filled; then the kind's own `check_params`. Also the pipeline's `name`, which
-//! becomes a directory (`experiments/<name>/<run>/` for reports).
+//! Params against a kind's declared `ParamSpec`s (derived from its params struct): unknown
+//! names, required ones, types; defaults filled; then the params read as the kind's struct,
+//! with its own `problems`. Also the pipeline's `name`, which becomes a directory
+//! (`experiments/<name>/<run>/` for reports).
 
 use std::collections::BTreeSet;
 
@@ -75,7 +76,7 @@ pub fn name_from_stem(file: &std::path::Path) -> String {
 
 /// Stage-level check: params the kind does not declare.
 pub fn unknown_params(stage: &RawStage, kind: &dyn StageKind, diags: &mut Collector) {
-    let declared: Vec<&str> = kind.params().iter().map(|p| p.name).collect();
+    let declared: Vec<&str> = kind.params().specs().iter().map(|p| p.name.as_str()).collect();
     for (key, _) in &stage.params {
         if !declared.contains(&key.v.as_str()) {
             diags.add(
@@ -100,17 +101,17 @@ pub fn resolve(
 ) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     let mut ok = true;
-    for spec in kind.params() {
+    for spec in kind.params().specs() {
         let path = format!("stages.{}.params.{}", stage.name.v, spec.name);
-        match params.get(spec.name) {
-            Some(_) if skip.contains(spec.name) => ok = false,
+        match params.get(&spec.name) {
+            Some(_) if skip.contains(&spec.name) => ok = false,
             Some(v) => match check(spec.ty, v, &path) {
                 Ok(v) => {
                     out.insert(spec.name.to_string(), v);
                 }
                 Err((at, msg, mut hint)) => {
                     ok = false;
-                    if let Some(key) = exact_matrix_ref(stage, spec.name) {
+                    if let Some(key) = exact_matrix_ref(stage, &spec.name) {
                         hint = Some(format!(
                             "a param that is exactly `${{matrix.{key}}}` takes the matrix value with its type; \
                              quote the matrix values or put text around the reference"
@@ -120,9 +121,9 @@ pub fn resolve(
                     diags.add(loc, &at, msg, hint);
                 }
             },
-            None => match spec.default {
-                Some(f) => {
-                    out.insert(spec.name.to_string(), f());
+            None => match &spec.default {
+                Some(v) => {
+                    out.insert(spec.name.clone(), v.clone());
                 }
                 None => {
                     ok = false;
@@ -148,10 +149,19 @@ pub fn resolve(
         return None;
     }
     let mut clean = true;
-    for (name, msg) in kind.check_params(&out) {
+    for (name, msg) in kind.params().check(&out) {
         clean = false;
+        let name = name.trim_start_matches('.');
         let path = format!("stages.{}.params.{name}", stage.name.v);
-        diags.add(locate(stage, &path), &path, msg, None);
+        let path = path.trim_end_matches('.');
+        let field = name.split(['.', '[']).next().unwrap_or_default();
+        let hint = kind
+            .params()
+            .specs()
+            .iter()
+            .find(|s| s.name == field)
+            .map(|s| format!("`{}`: {}", s.name, describe_spec(s)));
+        diags.add(locate(stage, path), path, msg, hint);
     }
     clean.then_some(out)
 }
@@ -190,24 +200,7 @@ fn describe_spec(spec: &ParamSpec) -> String {
 }
 
 fn expected(ty: ParamType) -> String {
-    match ty {
-        ParamType::Int => "an integer".into(),
-        ParamType::Count => "a non-negative integer".into(),
-        ParamType::Float => "a number".into(),
-        ParamType::Bool => "true or false".into(),
-        ParamType::Str => "a string".into(),
-        ParamType::Enum(opts) => format!(
-            "one of {}",
-            opts.iter()
-                .map(|o| format!("`{o}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        ParamType::StrList => "a list of strings".into(),
-        ParamType::IntList => "a list of integers".into(),
-        ParamType::StrMap => "a mapping of names to strings".into(),
-        ParamType::Any => "any value".into(),
-    }
+    ty.describe()
 }
 
 type Problem = (String, String, Option<String>);

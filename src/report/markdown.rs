@@ -37,6 +37,7 @@ pub const SECTIONS: [&str; 9] = [
     "Provenance",
 ];
 
+/// The Markdown report, section by section.
 pub fn render(data: &ReportData, figures: &Figures) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# {}\n", data.title);
@@ -54,7 +55,25 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
             .unwrap_or_default()
     );
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[0]);
+    let sections: [fn(&mut String, &ReportData, &Figures); 9] = [
+        verdict_section,
+        metrics,
+        paired_tests,
+        breakdowns,
+        failures_section,
+        training,
+        eda,
+        notes,
+        provenance,
+    ];
+    for (title, section) in SECTIONS.iter().zip(sections) {
+        let _ = writeln!(s, "## {title}\n");
+        section(&mut s, data, figures);
+    }
+    s
+}
+
+fn verdict_section(s: &mut String, data: &ReportData, _figures: &Figures) {
     let exec: Vec<_> = data
         .paired
         .iter()
@@ -73,8 +92,9 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
         let _ = writeln!(s, "- **Warning:** {w}");
     }
     s.push('\n');
+}
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[1]);
+fn metrics(s: &mut String, data: &ReportData, figures: &Figures) {
     let shown: Vec<_> = MAIN_METRICS
         .iter()
         .filter(|(k, _)| data.variants.iter().any(|v| v.metrics.contains_key(*k)))
@@ -106,8 +126,9 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
             let _ = writeln!(s, "![{}]({}.png)\n", f.title, f.name);
         }
     }
+}
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[2]);
+fn paired_tests(s: &mut String, data: &ReportData, _figures: &Figures) {
     if data.paired.is_empty() {
         let _ = writeln!(s, "None.\n");
     } else {
@@ -128,8 +149,9 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
         }
         s.push('\n');
     }
+}
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[3]);
+fn breakdowns(s: &mut String, data: &ReportData, figures: &Figures) {
     for dim in ["sql_complexity", "sql_task_type", "domain"] {
         let mut classes: Vec<String> = data
             .variants
@@ -181,11 +203,13 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
             "![Execution accuracy by SQL complexity](by_complexity.png)\n"
         );
     }
+}
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[4]);
-    failures(&mut s, data);
+fn failures_section(s: &mut String, data: &ReportData, _figures: &Figures) {
+    failures(s, data);
+}
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[5]);
+fn training(s: &mut String, data: &ReportData, figures: &Figures) {
     if figures.list.iter().any(|f| f.name == "loss") {
         let _ = writeln!(s, "![Train and eval loss](loss.png)\n");
     } else {
@@ -205,8 +229,9 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
         }
     }
     s.push('\n');
+}
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[6]);
+fn eda(s: &mut String, data: &ReportData, figures: &Figures) {
     if data.eda_figures.is_empty() {
         let _ = writeln!(s, "No EDA figures in this run.\n");
     }
@@ -221,8 +246,9 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
             f.file_stem().and_then(|x| x.to_str()).unwrap_or("figure"),
         );
     }
+}
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[7]);
+fn notes(s: &mut String, data: &ReportData, _figures: &Figures) {
     if data.notes.is_empty() {
         let _ = writeln!(s, "None.\n");
     }
@@ -230,8 +256,9 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
         let _ = writeln!(s, "- {n}");
     }
     s.push('\n');
+}
 
-    let _ = writeln!(s, "## {}\n", SECTIONS[8]);
+fn provenance(s: &mut String, data: &ReportData, _figures: &Figures) {
     let _ = writeln!(
         s,
         "- host: {}\n- t2s: {}",
@@ -256,7 +283,6 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
             n.id, n.kind, n.status
         );
     }
-    s
 }
 
 /// The Failures section: each variant's scored predictions by outcome, then examples of how

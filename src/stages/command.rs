@@ -22,9 +22,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use super::params::{ParamSet, Params, Typed};
+use super::{StageContext, StageError, StageKind, StageOutcome};
 
 /// How many trailing stderr lines a failure message quotes.
 const STDERR_TAIL: usize = 10;
@@ -41,20 +44,56 @@ enum Output {
 
 pub struct CommandStage;
 
-static PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("cmd", ParamType::Str, "shell command, run with `sh -c` in the pipeline's directory"),
-    ParamSpec::optional("deps", ParamType::StrList, || json!([]), "input files or directories (relative to the pipeline file); their content is part of the cache key"),
-    ParamSpec::optional("outs", ParamType::StrList, || json!([]), "paths under $T2S_OUT the command must create"),
-    ParamSpec::optional("env", ParamType::StrMap, || json!({}), "extra environment variables"),
-];
-
-fn str_list<'a>(params: &'a Map<String, Value>, name: &str) -> Vec<&'a str> {
-    params
-        .get(name)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+/// The `command` stage's params.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandParams {
+    /// Shell command, run with `sh -c` in the pipeline's directory.
+    pub cmd: String,
+    /// Input files or directories (relative to the pipeline file); their content is part of
+    /// the cache key.
+    #[serde(default)]
+    pub deps: Vec<String>,
+    /// Paths under $T2S_OUT the command must create.
+    #[serde(default)]
+    pub outs: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
+
+impl Params for CommandParams {
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if self.cmd.trim().is_empty() {
+            problems.push(("cmd".into(), "the command is empty".into()));
+        }
+        for out in &self.outs {
+            let p = Path::new(out);
+            if out.is_empty()
+                || p.is_absolute()
+                || p.components().any(|c| matches!(c, Component::ParentDir))
+            {
+                problems.push((
+                    "outs".into(),
+                    format!("output `{out}` must be a relative path inside $T2S_OUT (no `..`, not absolute)"),
+                ));
+            }
+        }
+        if self.deps.iter().any(String::is_empty) {
+            problems.push(("deps".into(), "a dep path is empty".into()));
+        }
+        for k in self.env.keys().filter(|k| !valid_env_key(k)) {
+            problems.push((
+                "env".into(),
+                format!("`{k}` is not a valid environment variable name"),
+            ));
+        }
+        problems
+    }
+}
+
+static PARAMS: Typed<CommandParams> = Typed::new();
 
 /// `train-v2` → `TRAIN_V2`: a name usable in an environment variable.
 pub fn env_name(name: &str) -> String {
@@ -145,13 +184,16 @@ impl StageKind for CommandStage {
     fn kind(&self) -> &'static str {
         "command"
     }
+    fn about(&self) -> &'static str {
+        "Runs a shell command with declared `deps` (hashed into the key) and `outs` (must exist in `$T2S_OUT`); inputs in `$T2S_INPUT_<STAGE>`, params in `$T2S_PARAM_<NAME>`."
+    }
 
     fn version(&self) -> u32 {
         1
     }
 
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+    fn params(&self) -> &'static dyn ParamSet {
+        &PARAMS
     }
 
     /// One fact per dep (`dep:PATH` → content digest), so `status` can say which dep changed.
@@ -161,56 +203,17 @@ impl StageKind for CommandStage {
         pipeline_dir: &Path,
     ) -> anyhow::Result<BTreeMap<String, String>> {
         let mut facts = BTreeMap::new();
-        for dep in str_list(params, "deps") {
-            facts.insert(format!("dep:{dep}"), dep_digest(pipeline_dir, dep)?);
+        for dep in PARAMS.read(params)?.deps {
+            let digest = dep_digest(pipeline_dir, &dep)?;
+            facts.insert(format!("dep:{dep}"), digest);
         }
         Ok(facts)
     }
 
-    fn check_params(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
-        let mut problems = Vec::new();
-        if params
-            .get("cmd")
-            .and_then(Value::as_str)
-            .is_some_and(|c| c.trim().is_empty())
-        {
-            problems.push(("cmd".into(), "the command is empty".into()));
-        }
-        for out in str_list(params, "outs") {
-            let p = Path::new(out);
-            if out.is_empty()
-                || p.is_absolute()
-                || p.components().any(|c| matches!(c, Component::ParentDir))
-            {
-                problems.push((
-                    "outs".into(),
-                    format!("output `{out}` must be a relative path inside $T2S_OUT (no `..`, not absolute)"),
-                ));
-            }
-        }
-        for dep in str_list(params, "deps") {
-            if dep.is_empty() {
-                problems.push(("deps".into(), "a dep path is empty".into()));
-            }
-        }
-        if let Some(env) = params.get("env").and_then(Value::as_object) {
-            for k in env.keys().filter(|k| !valid_env_key(k)) {
-                problems.push((
-                    "env".into(),
-                    format!("`{k}` is not a valid environment variable name"),
-                ));
-            }
-        }
-        problems
-    }
-
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let cmd = ctx
-            .params
-            .get("cmd")
-            .and_then(Value::as_str)
-            .ok_or_else(|| StageError::Failed("command stage without a `cmd` param".into()))?;
-        for dep in str_list(ctx.params, "deps") {
+        let params = PARAMS.read(ctx.params)?;
+        let cmd = params.cmd.as_str();
+        for dep in &params.deps {
             if std::fs::metadata(ctx.pipeline_dir.join(dep)).is_err() {
                 return Err(StageError::Failed(format!(
                     "node `{}`: dep `{dep}` does not exist in {}",
@@ -222,7 +225,7 @@ impl StageKind for CommandStage {
         let token = crate::child::new_token();
         let mut command = shell_command(cmd, std::process::id(), &token);
         command.current_dir(ctx.pipeline_dir);
-        for (k, v) in environment(ctx) {
+        for (k, v) in environment(ctx, &params.env) {
             command.env(k, v);
         }
         let mut child = command.spawn().map_err(|e| {
@@ -311,8 +314,9 @@ impl StageKind for CommandStage {
                 ctx.node_id
             )));
         }
-        let missing: Vec<&str> = str_list(ctx.params, "outs")
-            .into_iter()
+        let missing: Vec<&String> = params
+            .outs
+            .iter()
             .filter(|o| std::fs::symlink_metadata(ctx.out_dir.join(o)).is_err())
             .collect();
         if !missing.is_empty() {
@@ -426,7 +430,10 @@ fn absolute(p: &Path) -> String {
 }
 
 /// The command's environment (see the module docs).
-fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
+fn environment(
+    ctx: &StageContext<'_>,
+    user_env: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
     let mut env = vec![
         ("T2S_OUT".to_string(), absolute(ctx.out_dir)),
         ("T2S_PARTIAL".to_string(), absolute(ctx.partial_dir)),
@@ -463,16 +470,7 @@ fn environment(ctx: &StageContext<'_>) -> Vec<(String, String)> {
     for (k, v) in matrix {
         env.push((format!("T2S_MATRIX_{}", env_name(&k)), v));
     }
-    if let Some(user) = ctx.params.get("env").and_then(Value::as_object) {
-        for (k, v) in user {
-            env.push((
-                k.clone(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            ));
-        }
-    }
+    env.extend(user_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }
 

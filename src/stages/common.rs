@@ -1,5 +1,5 @@
-//! Helpers the data stage kinds share: finding upstream artifacts by what they hold, reading
-//! typed params.
+//! Helpers the stage kinds share: finding upstream artifacts by what they hold, deciding GPU
+//! use, showing downloads and worker logs.
 
 use std::path::{Path, PathBuf};
 
@@ -43,10 +43,10 @@ pub fn find_input(ctx: &StageContext<'_>, file: &str) -> Option<PathBuf> {
 /// unset) names a GPU, or is `auto` and this machine has one. Every stage that takes `device`
 /// decides it here, so `train` and `evaluate` agree.
 pub fn uses_gpu_device(p: &Map<String, Value>) -> bool {
-    match str_param(p, "device", "auto") {
-        "cpu" => false,
-        "auto" => gpu_present(),
-        _ => true,
+    match p.get("device").and_then(Value::as_str) {
+        Some("cpu") => false,
+        Some("auto") | None => gpu_present(),
+        Some(_) => true,
     }
 }
 
@@ -65,18 +65,6 @@ pub fn gpu_present() -> bool {
         return false;
     }
     std::fs::read_dir("/proc/driver/nvidia/gpus").is_ok_and(|mut d| d.next().is_some())
-}
-
-pub fn str_param<'a>(p: &'a Map<String, Value>, k: &str, d: &'a str) -> &'a str {
-    p.get(k).and_then(Value::as_str).unwrap_or(d)
-}
-
-pub fn u64_param(p: &Map<String, Value>, k: &str, d: u64) -> u64 {
-    p.get(k).and_then(Value::as_u64).unwrap_or(d)
-}
-
-pub fn bool_param(p: &Map<String, Value>, k: &str, d: bool) -> bool {
-    p.get(k).and_then(Value::as_bool).unwrap_or(d)
 }
 
 /// Copy a file into the output directory.

@@ -19,10 +19,12 @@ use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::common::{bool_param, str_param, u64_param};
-use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use super::params::{ParamSet, Params, Typed};
+use super::{StageContext, StageError, StageKind, StageOutcome};
 use crate::data::Row;
 use crate::eval::compare::{compare_all, SystemExec};
 use crate::eval::extract::extract_sql;
@@ -30,96 +32,199 @@ use crate::eval::score::{
     build_suites, exec_vector, score_all_with, suite_vector, ScoreItem, ScoreOptions,
 };
 use crate::eval::testsuite::{SuiteConfig, DEFAULT_BUDGET, DEFAULT_INSTANCES};
+use crate::worker::jobs::{GenerateJob, Generation, Job};
 use crate::worker::{JobSpec, WorkerError, WorkerEvent};
 
 pub struct EvaluateStage;
 
-static PARAMS: [ParamSpec; 14] = [
-    ParamSpec::optional(
-        "subset",
-        ParamType::Int,
-        || json!(0),
-        "test examples to evaluate, drawn with `seed` (0 = the whole test split)",
-    ),
-    ParamSpec::optional(
-        "batch_size",
-        ParamType::Int,
-        || json!(16),
-        "prompts per generation batch",
-    ),
-    ParamSpec::optional(
-        "max_new_tokens",
-        ParamType::Int,
-        || json!(256),
-        "generation length limit",
-    ),
-    ParamSpec::optional(
-        "seed",
-        ParamType::Int,
-        || json!(0),
-        "seed of the subset draw, generation and bootstrap",
-    ),
-    ParamSpec::optional(
-        "bootstrap_samples",
-        ParamType::Int,
-        || json!(1000),
-        "bootstrap resamples for 95% CIs",
-    ),
-    ParamSpec::optional(
-        "include_base",
-        ParamType::Bool,
-        || json!(true),
-        "also evaluate the base model when adapters are given (the reference of paired tests)",
-    ),
-    ParamSpec::optional(
-        "format",
-        ParamType::Enum(&["chat", "raw"]),
-        || json!("chat"),
-        "prompt format the model was trained on: chat (Gemma template, seed prompt) or raw (<bos>{context}\\n)",
-    ),
-    ParamSpec::optional(
-        "device",
-        ParamType::Str,
-        || json!("auto"),
-        "worker device: auto, cpu, cuda, cuda:N",
-    ),
-    ParamSpec::optional(
-        "dtype",
-        ParamType::Enum(&["auto", "float32", "bfloat16"]),
-        || json!("auto"),
-        "generation weights: auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16",
-    ),
-    ParamSpec::optional(
-        "merge_adapter",
-        ParamType::Bool,
-        || json!(true),
-        "fold each LoRA adapter into the base weights before generating (false: keep it separate, in fp32)",
-    ),
-    ParamSpec::optional(
-        "statement_timeout_ms",
-        ParamType::Int,
-        || json!(5000),
-        "wall-clock limit per SQL statement",
-    ),
-    ParamSpec::optional(
-        "test_suite_instances",
-        ParamType::Int,
-        || json!(crate::eval::testsuite::DEFAULT_INSTANCES),
-        "generated database instances per example for test-suite execution accuracy (0 = off)",
-    ),
-    ParamSpec::optional(
-        "test_suite_seed",
-        ParamType::Int,
-        || json!(0),
-        "seed of the test-suite instances",
-    ),
-    ParamSpec::optional(
-        "test_suite_timeout_ms",
-        ParamType::Int,
-        || json!(crate::eval::testsuite::DEFAULT_BUDGET.as_millis() as u64),
-        "wall-clock budget of building one example's test suite, and of checking one prediction on it",
-    ),
-];
+/// Prompt format the model was trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptFormat {
+    /// The Gemma chat template with the seed's prompt.
+    Chat,
+    /// `<bos>{context}\n`.
+    Raw,
+}
+
+/// The `evaluate` stage's params.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluateParams {
+    /// Test examples to evaluate, drawn with `seed` (0: the whole test split).
+    pub subset: u64,
+    /// Prompts per generation batch (at least 1).
+    pub batch_size: u64,
+    /// Generation length limit (at least 1).
+    pub max_new_tokens: u64,
+    /// Seed of the subset draw, generation and bootstrap.
+    pub seed: u64,
+    /// Bootstrap resamples for 95% CIs (at least 1).
+    pub bootstrap_samples: u64,
+    /// Also evaluate the base model when adapters are given (the reference of paired tests).
+    pub include_base: bool,
+    /// Prompt format the model was trained on: chat (Gemma template, seed prompt) or raw
+    /// (`<bos>{context}\n`).
+    pub format: PromptFormat,
+    /// Worker device: auto, cpu, cuda, cuda:N.
+    pub device: String,
+    /// Generation weights: auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16.
+    pub dtype: crate::train_plan::Dtype,
+    /// Fold each LoRA adapter into the base weights before generating (false: keep it
+    /// separate, in fp32).
+    pub merge_adapter: bool,
+    /// Wall-clock limit per SQL statement, in ms (at least 1).
+    pub statement_timeout_ms: u64,
+    /// Generated database instances per example for test-suite execution accuracy (0: off).
+    pub test_suite_instances: u64,
+    /// Seed of the test-suite instances.
+    pub test_suite_seed: u64,
+    /// Wall-clock budget of building one example's test suite, and of checking one
+    /// prediction on it, in ms (at least 1).
+    pub test_suite_timeout_ms: u64,
+}
+
+impl Default for EvaluateParams {
+    fn default() -> Self {
+        Self {
+            subset: 0,
+            batch_size: 16,
+            max_new_tokens: 256,
+            seed: 0,
+            bootstrap_samples: 1000,
+            include_base: true,
+            format: PromptFormat::Chat,
+            device: "auto".into(),
+            dtype: crate::train_plan::Dtype::Auto,
+            merge_adapter: true,
+            statement_timeout_ms: 5000,
+            test_suite_instances: DEFAULT_INSTANCES as u64,
+            test_suite_seed: 0,
+            test_suite_timeout_ms: DEFAULT_BUDGET.as_millis() as u64,
+        }
+    }
+}
+
+impl Params for EvaluateParams {
+    fn problems(&self) -> Vec<(String, String)> {
+        [
+            ("batch_size", self.batch_size),
+            ("max_new_tokens", self.max_new_tokens),
+            ("bootstrap_samples", self.bootstrap_samples),
+            ("statement_timeout_ms", self.statement_timeout_ms),
+            ("test_suite_timeout_ms", self.test_suite_timeout_ms),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v < 1)
+        .map(|(k, _)| (k.to_string(), "must be at least 1".to_string()))
+        .collect()
+    }
+}
+
+static PARAMS: Typed<EvaluateParams> = Typed::new();
+
+impl EvaluateParams {
+    fn score_options(&self) -> ScoreOptions {
+        ScoreOptions {
+            limits: crate::eval::sandbox::Limits {
+                max_wall: std::time::Duration::from_millis(self.statement_timeout_ms),
+                ..Default::default()
+            },
+            bootstrap_samples: self.bootstrap_samples as usize,
+            seed: self.seed,
+            suite: SuiteConfig {
+                instances: self.test_suite_instances as usize,
+                seed: self.test_suite_seed,
+                budget: std::time::Duration::from_millis(self.test_suite_timeout_ms),
+                ..SuiteConfig::default()
+            },
+        }
+    }
+}
+
+/// The base model's directory among the needs.
+fn model_dir(ctx: &StageContext<'_>) -> Result<PathBuf, StageError> {
+    ctx.inputs
+        .iter()
+        .find_map(|i| find_dir_with(&i.dir, "config.json"))
+        .ok_or_else(|| {
+            failed(format!(
+                "stage `{}` needs a model directory (with config.json) among its needs",
+                ctx.stage_name
+            ))
+        })
+}
+
+/// The systems to evaluate: the base (when asked, or when there is no adapter), then every
+/// adapter among the needs.
+fn systems_of(ctx: &StageContext<'_>, include_base: bool) -> Vec<System> {
+    let adapters: Vec<System> = ctx
+        .inputs
+        .iter()
+        .filter_map(|i| {
+            find_dir_with(&i.dir, "adapter_config.json").map(|d| System {
+                name: i.node.clone(),
+                adapter: Some(d),
+            })
+        })
+        .collect();
+    let mut systems = Vec::new();
+    if adapters.is_empty() || include_base {
+        systems.push(System {
+            name: "base".into(),
+            adapter: None,
+        });
+    }
+    systems.extend(adapters);
+    systems
+}
+
+/// A system's final metrics: each score with its CI, test-suite accuracy, generation speed.
+fn final_metrics(report: &crate::eval::score::Report, generation: &Value) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for (k, e) in [
+        ("execution_accuracy", &report.execution_accuracy),
+        ("exact_match", &report.exact_match),
+        ("valid_sql", &report.valid_sql),
+        ("bleu", &report.bleu),
+        ("sacrebleu", &report.sacrebleu),
+        ("rouge1", &report.rouge1),
+        ("rouge2", &report.rouge2),
+        ("rougeL", &report.rouge_l),
+    ] {
+        out.push((k.to_string(), e.value));
+        out.push((format!("{k}_ci_low"), e.ci_low));
+        out.push((format!("{k}_ci_high"), e.ci_high));
+    }
+    if let Some(ts) = &report.test_suite {
+        out.push(("test_suite_accuracy".into(), ts.accuracy.value));
+        out.push(("test_suite_accuracy_ci_low".into(), ts.accuracy.ci_low));
+        out.push(("test_suite_accuracy_ci_high".into(), ts.accuracy.ci_high));
+        out.push((
+            "false_positives_caught".into(),
+            ts.false_positives_caught as f64,
+        ));
+    }
+    if let Some(tps) = generation.get("tokens_per_s").and_then(Value::as_f64) {
+        out.push(("gen_tokens_per_s".into(), tps));
+    }
+    out
+}
+
+/// Fields of the worker's generation result that measure this attempt (speed, time): they go
+/// to the tracking DB (`gen_tokens_per_s`), never into the artifact, whose digest feeds the
+/// report's key: a recomputed evaluation must be the same bytes.
+const MEASUREMENTS: [&str; 2] = ["tokens_per_s", "seconds"];
+
+fn without_measurements(generation: &Value) -> Value {
+    let mut kept = generation.clone();
+    if let Some(o) = kept.as_object_mut() {
+        for k in MEASUREMENTS {
+            o.remove(k);
+        }
+    }
+    kept
+}
 
 /// One system to evaluate: a name and an optional adapter directory.
 struct System {
@@ -213,6 +318,7 @@ pub(crate) fn read_generations(path: &Path) -> anyhow::Result<Generations> {
 /// Run (or resume) the worker's `generate` job for one system.
 fn generate(
     ctx: &StageContext<'_>,
+    p: &EvaluateParams,
     sys: &System,
     model: &Path,
     rows: &[Row],
@@ -224,7 +330,7 @@ fn generate(
     let mut w =
         std::io::BufWriter::new(std::fs::File::create(&prompts).map_err(anyhow::Error::from)?);
     for r in rows {
-        let text = if str_param(ctx.params, "format", "chat") == "raw" {
+        let text = if p.format == PromptFormat::Raw {
             format!("{}{}\n", crate::data::format::BOS, r.sql_context)
         } else {
             crate::data::format::chat_prompt(&r.sql_prompt, &r.sql_context)
@@ -234,25 +340,25 @@ fn generate(
     }
     w.flush().map_err(anyhow::Error::from)?;
     drop(w);
-    let p = ctx.params;
-    let mut spec = JobSpec::new(
-        "generate",
-        json!({
-            "prompts_file": prompts, "out_file": out_file,
-            "max_new_tokens": u64_param(p, "max_new_tokens", 256),
-            "batch_size": u64_param(p, "batch_size", 16),
-            "greedy": true, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-            "seed": u64_param(p, "seed", 0),
-            "dtype": str_param(p, "dtype", "auto"),
-            "merge_adapter": bool_param(p, "merge_adapter", true),
-        }),
-    );
+    let mut spec = JobSpec::of(&Job::Generate(GenerateJob {
+        prompts_file: prompts.clone(),
+        out_file: out_file.clone(),
+        batch_size: p.batch_size,
+        generation: Generation {
+            dtype: p.dtype,
+            merge_adapter: p.merge_adapter,
+            max_new_tokens: p.max_new_tokens,
+            greedy: true,
+            seed: p.seed,
+            ..Generation::default()
+        },
+    }));
     spec.inputs.insert("model".into(), model.to_path_buf());
     if let Some(a) = &sys.adapter {
         spec.inputs.insert("adapter".into(), a.clone());
     }
     spec.partial_dir = Some(dir.clone());
-    spec.device = str_param(p, "device", "auto").to_string();
+    spec.device = p.device.clone();
     let total = rows.len() as u64;
     let result = ctx
         .worker
@@ -288,10 +394,15 @@ impl StageKind for EvaluateStage {
     fn kind(&self) -> &'static str {
         "evaluate"
     }
+    fn about(&self) -> &'static str {
+        "Generates SQL for the test split with the base model and every adapter among the needs, then scores it: execution accuracy in a SQLite sandbox, test-suite accuracy, exact match, BLEU, ROUGE, 95% bootstrap CIs, paired tests."
+    }
     /// 2: test-suite execution accuracy beside execution accuracy (`test_suite` in each
     /// system's report and in per-example scores, `comparisons_test_suite`, new params).
+    /// 3: no generation speed or time in `metrics.json` (they made a recomputed evaluation
+    /// differ from the first, and with it the report's key).
     fn version(&self) -> u32 {
-        2
+        3
     }
     /// Regression: with `device: auto` a CPU and a GPU machine generated different text
     /// under one key (the device was only a param, `auto`, in both).
@@ -302,7 +413,7 @@ impl StageKind for EvaluateStage {
     ) -> anyhow::Result<BTreeMap<String, String>> {
         Ok(BTreeMap::from([super::common::device_kind_fact(p)]))
     }
-    fn params(&self) -> &'static [ParamSpec] {
+    fn params(&self) -> &'static dyn ParamSet {
         &PARAMS
     }
     fn uses_gpu(&self, p: &Map<String, Value>) -> bool {
@@ -310,93 +421,16 @@ impl StageKind for EvaluateStage {
         // queued for a slot that train nodes (which asked) never held.
         super::common::uses_gpu_device(p)
     }
-    fn check_params(&self, p: &Map<String, Value>) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for k in [
-            "batch_size",
-            "max_new_tokens",
-            "bootstrap_samples",
-            "statement_timeout_ms",
-            "test_suite_timeout_ms",
-        ] {
-            if p.get(k).and_then(Value::as_i64).is_some_and(|v| v < 1) {
-                out.push((k.to_string(), "must be at least 1".to_string()));
-            }
-        }
-        for k in ["test_suite_instances", "test_suite_seed"] {
-            if p.get(k).and_then(Value::as_i64).is_some_and(|v| v < 0) {
-                out.push((k.to_string(), "must be 0 or more".to_string()));
-            }
-        }
-        if p.get("subset")
-            .and_then(Value::as_i64)
-            .is_some_and(|v| v < 0)
-        {
-            out.push((
-                "subset".into(),
-                "must be 0 (all) or a positive count".into(),
-            ));
-        }
-        out
-    }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let p = ctx.params;
-        let seed = u64_param(p, "seed", 0);
-        let rows = draw(test_rows(ctx)?, u64_param(p, "subset", 0) as usize, seed);
+        let p = PARAMS.read(ctx.params)?;
+        let seed = p.seed;
+        let rows = draw(test_rows(ctx)?, p.subset as usize, seed);
         if rows.is_empty() {
             return Err(failed("the test split is empty: nothing to evaluate"));
         }
-        let model = ctx
-            .inputs
-            .iter()
-            .find_map(|i| find_dir_with(&i.dir, "config.json"))
-            .ok_or_else(|| {
-                failed(format!(
-                    "stage `{}` needs a model directory (with config.json) among its needs",
-                    ctx.stage_name
-                ))
-            })?;
-        let mut systems = Vec::new();
-        let adapters: Vec<System> = ctx
-            .inputs
-            .iter()
-            .filter_map(|i| {
-                find_dir_with(&i.dir, "adapter_config.json").map(|d| System {
-                    name: i.node.clone(),
-                    adapter: Some(d),
-                })
-            })
-            .collect();
-        if adapters.is_empty() || bool_param(p, "include_base", true) {
-            systems.push(System {
-                name: "base".into(),
-                adapter: None,
-            });
-        }
-        systems.extend(adapters);
-
-        let opts = ScoreOptions {
-            limits: crate::eval::sandbox::Limits {
-                max_wall: std::time::Duration::from_millis(u64_param(
-                    p,
-                    "statement_timeout_ms",
-                    5000,
-                )),
-                ..Default::default()
-            },
-            bootstrap_samples: u64_param(p, "bootstrap_samples", 1000) as usize,
-            seed,
-            suite: SuiteConfig {
-                instances: u64_param(p, "test_suite_instances", DEFAULT_INSTANCES as u64) as usize,
-                seed: u64_param(p, "test_suite_seed", 0),
-                budget: std::time::Duration::from_millis(u64_param(
-                    p,
-                    "test_suite_timeout_ms",
-                    DEFAULT_BUDGET.as_millis() as u64,
-                )),
-                ..SuiteConfig::default()
-            },
-        };
+        let model = model_dir(ctx)?;
+        let systems = systems_of(ctx, p.include_base);
+        let opts = p.score_options();
         let resumed = systems.iter().any(|s| {
             ctx.partial_dir
                 .join(sanitize(&s.name))
@@ -426,7 +460,7 @@ impl StageKind for EvaluateStage {
         };
         let single = systems.len() == 1;
         for sys in &systems {
-            let (gens, gen_result) = generate(ctx, sys, &model, &rows)?;
+            let (gens, gen_result) = generate(ctx, &p, sys, &model, &rows)?;
             let items: Vec<ScoreItem> = rows
                 .iter()
                 .map(|r| ScoreItem {
@@ -457,39 +491,16 @@ impl StageKind for EvaluateStage {
                 writeln!(pred_out, "{line}").map_err(anyhow::Error::from)?;
             }
             let mut rv = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
-            rv["generation"] = gen_result.clone();
+            rv["generation"] = without_measurements(&gen_result);
             reports.insert(sys.name.clone(), rv);
             let prefix = if single {
                 String::new()
             } else {
                 format!("{}/", sys.name)
             };
-            let mut put = |k: &str, v: f64| {
+            for (k, v) in final_metrics(&report, &gen_result) {
                 ctx.metrics.metric(&format!("{prefix}{k}"), None, v);
                 outcome.metrics.insert(format!("{prefix}{k}"), v);
-            };
-            for (k, e) in [
-                ("execution_accuracy", &report.execution_accuracy),
-                ("exact_match", &report.exact_match),
-                ("valid_sql", &report.valid_sql),
-                ("bleu", &report.bleu),
-                ("sacrebleu", &report.sacrebleu),
-                ("rouge1", &report.rouge1),
-                ("rouge2", &report.rouge2),
-                ("rougeL", &report.rouge_l),
-            ] {
-                put(k, e.value);
-                put(&format!("{k}_ci_low"), e.ci_low);
-                put(&format!("{k}_ci_high"), e.ci_high);
-            }
-            if let Some(ts) = &report.test_suite {
-                put("test_suite_accuracy", ts.accuracy.value);
-                put("test_suite_accuracy_ci_low", ts.accuracy.ci_low);
-                put("test_suite_accuracy_ci_high", ts.accuracy.ci_high);
-                put("false_positives_caught", ts.false_positives_caught as f64);
-            }
-            if let Some(tps) = gen_result.get("tokens_per_s").and_then(Value::as_f64) {
-                put("gen_tokens_per_s", tps);
             }
             execs.push(SystemExec {
                 name: sys.name.clone(),
@@ -511,7 +522,7 @@ impl StageKind for EvaluateStage {
             }
         }
         let mut metrics = json!({"n": rows.len(), "systems": reports, "comparisons": comparisons,
-            "rows_drawn": BTreeMap::from([("subset", u64_param(p, "subset", 0)), ("seed", seed)])});
+            "rows_drawn": BTreeMap::from([("subset", p.subset), ("seed", seed)])});
         if !suite_execs.is_empty() {
             metrics["comparisons_test_suite"] =
                 serde_json::to_value(&suite_comparisons).map_err(anyhow::Error::from)?;
@@ -528,6 +539,17 @@ impl StageKind for EvaluateStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_artifact_keeps_no_measurement_of_the_generation() {
+        let result = json!({"rows": 4, "new_tokens": 30, "tokens_per_s": 812.5, "seconds": 0.04,
+            "device": "cpu", "decoder": "cached"});
+        let kept = without_measurements(&result);
+        assert_eq!(
+            kept,
+            json!({"rows": 4, "new_tokens": 30, "device": "cpu", "decoder": "cached"})
+        );
+    }
 
     #[test]
     fn the_device_kind_is_part_of_the_key() {

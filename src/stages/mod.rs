@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod load;
 pub mod model;
 pub mod model_source;
+pub mod params;
 pub mod preprocess;
 pub mod registry;
 pub mod report;
@@ -25,7 +26,8 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::{Map, Value};
 
-/// The type a parameter accepts. Validation checks values against it before anything runs.
+/// The type a parameter accepts, derived from the kind's params struct (see `params`).
+/// Validation checks values against it before the struct itself is read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ParamType {
     Int,
@@ -42,43 +44,43 @@ pub enum ParamType {
     IntList,
     /// A mapping from string to string (e.g. environment variables).
     StrMap,
-    /// Any JSON/YAML value; the stage validates it itself.
+    /// Any other value; the params struct checks it when it is read.
     Any,
 }
 
-/// One declared parameter of a stage kind.
-#[derive(Debug, Clone)]
-pub struct ParamSpec {
-    pub name: &'static str,
-    pub ty: ParamType,
-    /// `None` means required.
-    pub default: Option<fn() -> Value>,
-    /// One line for `--help`-like listings and validation hints.
-    pub doc: &'static str,
+impl ParamType {
+    /// What values it takes, in words ("a non-negative integer", "one of `a`, `b`").
+    pub fn describe(self) -> String {
+        match self {
+            ParamType::Int => "an integer".into(),
+            ParamType::Count => "a non-negative integer".into(),
+            ParamType::Float => "a number".into(),
+            ParamType::Bool => "true or false".into(),
+            ParamType::Str => "a string".into(),
+            ParamType::Enum(opts) => format!(
+                "one of {}",
+                opts.iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ParamType::StrList => "a list of strings".into(),
+            ParamType::IntList => "a list of integers".into(),
+            ParamType::StrMap => "a mapping of names to strings".into(),
+            ParamType::Any => "any value".into(),
+        }
+    }
 }
 
-impl ParamSpec {
-    pub const fn required(name: &'static str, ty: ParamType, doc: &'static str) -> Self {
-        Self {
-            name,
-            ty,
-            default: None,
-            doc,
-        }
-    }
-    pub const fn optional(
-        name: &'static str,
-        ty: ParamType,
-        default: fn() -> Value,
-        doc: &'static str,
-    ) -> Self {
-        Self {
-            name,
-            ty,
-            default: Some(default),
-            doc,
-        }
-    }
+/// One declared parameter of a stage kind, as its params struct describes it.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    pub name: String,
+    pub ty: ParamType,
+    /// `None` means required.
+    pub default: Option<Value>,
+    /// The field's doc comment: for `t2s kinds` and validation hints.
+    pub doc: String,
 }
 
 /// An upstream node's committed artifact, handed to a stage as an input.
@@ -149,10 +151,13 @@ pub enum StageError {
 pub trait StageKind: Send + Sync {
     /// The `kind:` name used in pipeline files.
     fn kind(&self) -> &'static str;
+    /// What a node of this kind does, in a sentence or two (for `t2s kinds`).
+    fn about(&self) -> &'static str;
     /// Bump when the implementation changes its outputs: part of the cache key.
     fn version(&self) -> u32;
-    /// Declared parameters. Unknown parameters are validation errors.
-    fn params(&self) -> &'static [ParamSpec];
+    /// The kind's params struct: declared names, types, defaults and docs, and the typed
+    /// check of resolved params. Unknown parameters are validation errors.
+    fn params(&self) -> &'static dyn params::ParamSet;
     /// Whether the node occupies a GPU device slot (decided from its resolved params).
     fn uses_gpu(&self, _params: &Map<String, Value>) -> bool {
         false
@@ -171,11 +176,6 @@ pub trait StageKind: Send + Sync {
     /// resolves to and the files' digests, so `main` and that commit give one key.
     fn key_params(&self, params: &Map<String, Value>) -> Map<String, Value> {
         params.clone()
-    }
-    /// Extra checks of resolved params beyond their types (e.g. ranges). Each problem is
-    /// `(param name, message)`.
-    fn check_params(&self, _params: &Map<String, Value>) -> Vec<(String, String)> {
-        Vec::new()
     }
     /// Do the work.
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError>;

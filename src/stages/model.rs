@@ -7,10 +7,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::model_source::{hub_key_params, hub_pin, is_model_dir, model_facts, resolve_model};
-use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use super::params::{ParamSet, Params, Typed};
+use super::{StageContext, StageError, StageKind, StageOutcome};
 use crate::data::hub::Wanted;
 
 pub struct ModelStage;
@@ -34,34 +37,39 @@ pub const PROVENANCE_FILE: &str = "t2s_provenance.json";
 /// An `hf://` model's repo, revision, commit and file tags, written into its artifact.
 pub const HUB_SOURCE_FILE: &str = "t2s_hub_source.json";
 
-static PARAMS: [ParamSpec; 3] = [
-    ParamSpec::required(
-        "model",
-        ParamType::Str,
-        "HF model directory (relative to the pipeline) or hf://owner/name",
-    ),
-    ParamSpec::optional(
-        "revision",
-        ParamType::Str,
-        || json!("main"),
-        "hub revision (a commit pins it)",
-    ),
-    ParamSpec::optional(
-        "offline",
-        ParamType::Bool,
-        || json!(false),
-        "resolve hf:// from the local HF cache only (also HF_HUB_OFFLINE=1)",
-    ),
-];
+/// The `model` stage's params.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelParams {
+    /// HF model directory (relative to the pipeline) or hf://owner/name.
+    pub model: String,
+    /// Hub revision (a commit pins it).
+    #[serde(default = "main_revision")]
+    pub revision: String,
+    /// Resolve hf:// from the local HF cache only (also HF_HUB_OFFLINE=1).
+    #[serde(default)]
+    pub offline: bool,
+}
+
+pub(crate) fn main_revision() -> String {
+    "main".into()
+}
+
+impl Params for ModelParams {}
+
+static PARAMS: Typed<ModelParams> = Typed::new();
 
 impl StageKind for ModelStage {
     fn kind(&self) -> &'static str {
         "model"
     }
+    fn about(&self) -> &'static str {
+        "A pretrained model as an artifact: a local HF model directory or an `hf://owner/name` model at a commit (HF cache, `HF_TOKEN`, offline mode), hard-linked when the filesystem allows."
+    }
     fn version(&self) -> u32 {
         1
     }
-    fn params(&self) -> &'static [ParamSpec] {
+    fn params(&self) -> &'static dyn ParamSet {
         &PARAMS
     }
     fn key_facts(
@@ -108,7 +116,7 @@ impl StageKind for ModelStage {
                     .with_context(|| format!("copying {} into the artifact", src.display()))?;
             }
         }
-        if let Some(pin) = hub_pin(ctx.params, "model", &Wanted::Model)? {
+        if let Some(pin) = hub_pin(ctx.params, &Wanted::Model)? {
             // Where the files came from, for `show` and reports: the commit, not the branch.
             let files: BTreeMap<String, String> = pin
                 .used(&Wanted::Model)

@@ -6,25 +6,39 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::data::hub::{self, Kind, Pin, Wanted};
 
-/// The pin of an `hf://` param `name` (with `revision` and `offline` beside it), `wanted`
-/// files; `None` for other values.
-pub fn hub_pin(p: &Map<String, Value>, name: &str, wanted: &Wanted) -> anyhow::Result<Option<Pin>> {
-    let v = p.get(name).and_then(Value::as_str).unwrap_or("");
-    if !v.starts_with("hf://") {
+/// The params by which `model` and `train` name a model, read from their resolved params
+/// (each stage's params struct declares them, with its defaults; resolution fills them).
+#[derive(Debug, Deserialize)]
+pub struct ModelSource {
+    pub model: String,
+    pub revision: String,
+    pub offline: bool,
+}
+
+impl ModelSource {
+    pub fn of(p: &Map<String, Value>) -> anyhow::Result<Self> {
+        Self::deserialize(Value::Object(p.clone()))
+            .map_err(|e| anyhow::anyhow!("the model params: {e}"))
+    }
+}
+
+/// The pin of an `hf://` model, `wanted` files; `None` for other models.
+pub fn hub_pin(p: &Map<String, Value>, wanted: &Wanted) -> anyhow::Result<Option<Pin>> {
+    let m = ModelSource::of(p)?;
+    if !m.model.starts_with("hf://") {
         return Ok(None);
     }
-    let uri = hub::parse_uri(v)?;
-    let rev = p.get("revision").and_then(Value::as_str).unwrap_or("main");
-    let offline = p.get("offline").and_then(Value::as_bool).unwrap_or(false);
+    let uri = hub::parse_uri(&m.model)?;
     Ok(Some(hub::pin(
         Kind::Model,
         &uri.repo,
-        rev,
-        offline,
+        &m.revision,
+        m.offline,
         wanted,
     )?))
 }
@@ -35,12 +49,12 @@ pub fn model_facts(
     p: &Map<String, Value>,
     pipeline_dir: &Path,
 ) -> anyhow::Result<BTreeMap<String, String>> {
-    if let Some(pin) = hub_pin(p, "model", &Wanted::Model)? {
+    if let Some(pin) = hub_pin(p, &Wanted::Model)? {
         return Ok(pin.key_facts(&Wanted::Model, "model_")?);
     }
-    let m = p.get("model").and_then(Value::as_str).unwrap_or("");
+    let m = ModelSource::of(p)?.model;
     let mut f = BTreeMap::new();
-    let d = pipeline_dir.join(m);
+    let d = pipeline_dir.join(&m);
     if !m.is_empty() && is_model_dir(&d) {
         f.insert("model_blake3".into(), model_digest(&d)?);
     }
@@ -106,15 +120,15 @@ pub fn resolve_model(
     pipeline_dir: &Path,
     on: hub::OnBytes<'_>,
 ) -> anyhow::Result<Option<PathBuf>> {
-    let m = p.get("model").and_then(Value::as_str).unwrap_or("");
+    let m = ModelSource::of(p)?.model;
     if m.is_empty() {
         return Ok(None);
     }
-    if let Some(pin) = hub_pin(p, "model", &Wanted::Model)? {
+    if let Some(pin) = hub_pin(p, &Wanted::Model)? {
         let env = hub::HubEnv::from_process();
         return Ok(Some(hub::fetch_pinned_model(&env, &pin, on)?));
     }
-    let d = pipeline_dir.join(m);
+    let d = pipeline_dir.join(&m);
     anyhow::ensure!(
         is_model_dir(&d),
         "model `{m}`: {} is not an HF model directory (config.json + model.safetensors)",

@@ -5,55 +5,37 @@
 
 use serde_json::{json, Value};
 
-use super::common::{copy_into, input_with, str_param, u64_param};
-use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use super::common::{copy_into, input_with};
+use super::params::{ParamSet, Typed};
+use super::{StageContext, StageError, StageKind, StageOutcome};
 use crate::data::examples::write_stored;
-use crate::data::preprocess::{preprocess, Mode, Params, Truncation};
+use crate::data::preprocess::{preprocess, Params};
 use crate::data::tokenizer::{fingerprint, load, SpecialIds};
 
 pub struct PreprocessStage;
 
-static PARAMS: [ParamSpec; 3] = [
-    ParamSpec::optional("format", ParamType::Enum(&["chat", "raw", "commented"]), || json!("chat"),
-        "chat: Gemma chat template, prompt masked; raw: <bos>{context}\\n{sql}<eos>; commented: <bos>-- {request}\\n{context}\\n{sql}<eos> (raw and commented: all tokens labels)"),
-    ParamSpec::optional("max_length", ParamType::Count, || json!(512), "maximum tokens per example"),
-    ParamSpec::optional("truncation", ParamType::Enum(&["drop", "truncate_right", "truncate_context"]),
-        || json!("drop"), "what to do with longer examples"),
-];
+static PARAMS: Typed<Params> = Typed::new();
 
 impl StageKind for PreprocessStage {
     fn kind(&self) -> &'static str {
         "preprocess"
     }
+    fn about(&self) -> &'static str {
+        "Loaded rows + a tokenizer → token ids and labels (the chat format with the prompt masked, or raw pretraining text), with `max_length` and a truncation policy."
+    }
     fn version(&self) -> u32 {
         1
     }
-    fn params(&self) -> &'static [ParamSpec] {
+    fn params(&self) -> &'static dyn ParamSet {
         &PARAMS
     }
-    fn check_params(&self, p: &serde_json::Map<String, Value>) -> Vec<(String, String)> {
-        if u64_param(p, "max_length", 512) < 8 {
-            return vec![("max_length".into(), "must be at least 8 tokens".into())];
-        }
-        Vec::new()
-    }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let p = ctx.params;
+        let params = PARAMS.read(ctx.params)?;
         let rows_dir = input_with(ctx, crate::data::load::REPORT_FILE, "the `load` artifact")?;
         let tok_dir = input_with(ctx, "tokenizer.json", "a `tokenizer` artifact")?;
         let tok_path = tok_dir.join("tokenizer.json");
         let tk = load(&tok_path)?;
         let special = SpecialIds::of(&tk)?;
-        let params = Params {
-            mode: match str_param(p, "format", "chat") {
-                "raw" => Mode::Raw,
-                "commented" => Mode::Commented,
-                _ => Mode::Chat,
-            },
-            max_length: u64_param(p, "max_length", 512) as usize,
-            truncation: Truncation::parse(str_param(p, "truncation", "drop"))
-                .unwrap_or(Truncation::Drop),
-        };
         let rows = crate::data::read_loaded(&rows_dir)?;
         ctx.metrics
             .progress(0, Some(rows.len() as u64), "tokenizing");

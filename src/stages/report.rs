@@ -5,40 +5,44 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use super::common::{str_param, u64_param};
-use super::{ParamSpec, ParamType, StageContext, StageError, StageInput, StageKind, StageOutcome};
+use super::params::{ParamSet, Params, Typed};
+use super::{StageContext, StageError, StageInput, StageKind, StageOutcome};
 use crate::report::{self, load, ReportData, RunInfo};
 
 pub struct ReportStage;
 
-static PARAMS: [ParamSpec; 4] = [
-    ParamSpec::optional(
-        "title",
-        ParamType::Str,
-        || json!(""),
-        "report title (default: the stage's pipeline)",
-    ),
-    ParamSpec::optional(
-        "notes",
-        ParamType::StrList,
-        || json!([]),
-        "notes printed in the report",
-    ),
-    ParamSpec::optional(
-        "bootstrap_samples",
-        ParamType::Count,
-        || json!(1000),
-        "resamples of the paired bootstrap",
-    ),
-    ParamSpec::optional(
-        "seed",
-        ParamType::Count,
-        || json!(0),
-        "seed of the paired bootstrap",
-    ),
-];
+/// The `report` stage's params.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportParams {
+    /// Report title (empty: "<pipeline>: comparison report").
+    pub title: String,
+    /// Notes printed in the report.
+    pub notes: Vec<String>,
+    /// Resamples of the paired bootstrap.
+    pub bootstrap_samples: u64,
+    /// Seed of the paired bootstrap.
+    pub seed: u64,
+}
+
+impl Default for ReportParams {
+    fn default() -> Self {
+        Self {
+            title: String::new(),
+            notes: Vec::new(),
+            bootstrap_samples: 1000,
+            seed: 0,
+        }
+    }
+}
+
+impl Params for ReportParams {}
+
+static PARAMS: Typed<ReportParams> = Typed::new();
 
 /// Build the report data from gathered inputs. `run` carries provenance when known.
 pub fn build(
@@ -46,6 +50,7 @@ pub fn build(
     params: &Map<String, Value>,
     mut run: RunInfo,
 ) -> anyhow::Result<ReportData> {
+    let params = PARAMS.read(params)?;
     let mut facts: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut variants = Vec::new();
     let mut execs = Vec::new();
@@ -104,20 +109,12 @@ pub fn build(
     let paired = load::paired(
         execs,
         suite_execs,
-        u64_param(params, "bootstrap_samples", 1000) as usize,
-        u64_param(params, "seed", 0),
+        params.bootstrap_samples as usize,
+        params.seed,
     );
-    let mut notes: Vec<String> = params
-        .get("notes")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut notes = params.notes;
     notes.extend(alpha_confound_note(inputs));
-    let title = match str_param(params, "title", "") {
+    let title = match params.title.as_str() {
         "" => format!("{}: comparison report", run.pipeline),
         t => t.to_string(),
     };
@@ -167,6 +164,9 @@ impl StageKind for ReportStage {
     fn kind(&self) -> &'static str {
         "report"
     }
+    fn about(&self) -> &'static str {
+        "The comparison report of the gathered evaluate, train and eda artifacts: `report.md`, a self-contained `report.html`, figures."
+    }
     /// 2: the Failures section (outcomes per variant, examples). 3: no raw HTML in the HTML
     /// report; class names escaped in the breakdown tables. 4: EDA figures copied under `eda/`
     /// and linked relatively (no absolute path of the computing machine in the artifact).
@@ -175,7 +175,7 @@ impl StageKind for ReportStage {
     fn version(&self) -> u32 {
         5
     }
-    fn params(&self) -> &'static [ParamSpec] {
+    fn params(&self) -> &'static dyn ParamSet {
         &PARAMS
     }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {

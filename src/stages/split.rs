@@ -5,114 +5,31 @@
 //! split), rows whose request or query occurs in that split's validation or test set are
 //! dropped first, so pretraining never sees the evaluation's answers.
 
-use serde_json::{json, Map, Value};
-
-use super::common::{bool_param, copy_into, input_with, str_param, u64_param};
-use super::{ParamSpec, ParamType, StageContext, StageError, StageKind, StageOutcome};
+use super::common::{copy_into, input_with};
+use super::params::{ParamSet, Typed};
+use super::{StageContext, StageError, StageKind, StageOutcome};
 use crate::data::examples::{read_stored, write_stored, INDEX_FILE};
-use crate::data::split::{decontaminate, field, split, Size, SplitParams};
+use crate::data::split::{decontaminate, split, SplitParams};
 
 pub struct SplitStage;
 
-static PARAMS: [ParamSpec; 6] = [
-    ParamSpec::optional("seed", ParamType::Count, || json!(42), "shuffling seed"),
-    ParamSpec::optional(
-        "stratify",
-        ParamType::Str,
-        || json!(""),
-        "row field to stratify by (sql_complexity, sql_task_type, domain); empty: none",
-    ),
-    ParamSpec::optional(
-        "train_size",
-        ParamType::Any,
-        || Value::Null,
-        "rows (integer) or fraction of the pool (float); null: all that is left",
-    ),
-    ParamSpec::optional(
-        "validation_size",
-        ParamType::Any,
-        || json!(0.1),
-        "rows (integer) or fraction of the pool (float)",
-    ),
-    ParamSpec::optional(
-        "test_size",
-        ParamType::Any,
-        || Value::Null,
-        "rows or fraction; null: the data's own test split, else 10% of the pool",
-    ),
-    ParamSpec::optional(
-        "use_source_test",
-        ParamType::Bool,
-        || json!(true),
-        "use the dataset's own test split (gretel's) as the test pool when present",
-    ),
-];
-
-fn params(p: &Map<String, Value>) -> Result<SplitParams, Vec<(String, String)>> {
-    let mut errs = Vec::new();
-    let mut size = |k: &str| {
-        Size::from_json(p.get(k)).unwrap_or_else(|e| {
-            errs.push((k.to_string(), e));
-            Size::Rest
-        })
-    };
-    let (train, validation, test) = (
-        size("train_size"),
-        size("validation_size"),
-        size("test_size"),
-    );
-    let strat = str_param(p, "stratify", "");
-    let dummy = crate::data::Row {
-        id: 0,
-        domain: String::new(),
-        domain_description: String::new(),
-        sql_complexity: String::new(),
-        sql_complexity_description: String::new(),
-        sql_task_type: String::new(),
-        sql_task_type_description: String::new(),
-        sql_prompt: String::new(),
-        sql_context: String::new(),
-        sql: String::new(),
-        sql_explanation: String::new(),
-    };
-    if !strat.is_empty() && field(&dummy, strat).is_none() {
-        errs.push(("stratify".into(), format!("`{strat}` is not a field to stratify by; use sql_complexity, sql_task_type or domain")));
-    }
-    if !errs.is_empty() {
-        return Err(errs);
-    }
-    Ok(SplitParams {
-        seed: u64_param(p, "seed", 42),
-        stratify: (!strat.is_empty()).then(|| strat.to_string()),
-        train,
-        validation,
-        test,
-        use_source_test: bool_param(p, "use_source_test", true),
-    })
-}
+static PARAMS: Typed<SplitParams> = Typed::new();
 
 impl StageKind for SplitStage {
     fn kind(&self) -> &'static str {
         "split"
     }
+    fn about(&self) -> &'static str {
+        "A preprocess artifact → seeded `train/`, `validation/`, `test/` with no id or prompt in two subsets; the data's own test split is used when present; rows in another split's evaluation sets among the needs are dropped first."
+    }
     fn version(&self) -> u32 {
         1
     }
-    fn params(&self) -> &'static [ParamSpec] {
+    fn params(&self) -> &'static dyn ParamSet {
         &PARAMS
     }
-    fn check_params(&self, p: &Map<String, Value>) -> Vec<(String, String)> {
-        params(p).err().unwrap_or_default()
-    }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let sp = params(ctx.params).map_err(|e| {
-            StageError::Failed(
-                e.into_iter()
-                    .map(|(k, m)| format!("{k}: {m}"))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let sp = PARAMS.read(ctx.params)?;
         let dir = input_with(ctx, INDEX_FILE, "the `preprocess` artifact")?;
         let items = read_stored(&dir)?;
         let mut held_out = Vec::new();

@@ -9,6 +9,6 @@ pub mod schedule;
 pub mod state;
 
 pub use batching::{derive_seed, pad_right, BatchBy, BatchError, BatchPlan, PaddedBatch};
-pub use params::{Init, Method, TrainParams};
+pub use params::{Dtype, Init, Method, TrainParams};
 pub use schedule::{LrSchedule, SchedulerKind, StepPlan};
 pub use state::{EarlyStoppingState, EvalOutcome, LogEntry, TrainerState};

@@ -1,20 +1,23 @@
 //! The `train` stage's parameters as one typed struct, shared by the stage (validation, job
 //! spec) and the worker (which deserializes the resolved params of its job spec).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::batching::BatchBy;
 use super::schedule::SchedulerKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
+    /// Train adapters only.
     Lora,
+    /// Train all weights.
     Full,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Init {
     /// Start from the weights of `model` (or the upstream model artifact).
@@ -23,56 +26,111 @@ pub enum Init {
     Random,
 }
 
-/// Resolved `train` params. Defaults equal the stage's declared defaults (tested).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The dtype of the weights a worker job computes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// bf16 on CUDA, fp32 on the CPU.
+    Auto,
+    #[serde(alias = "fp32")]
+    Float32,
+    #[serde(alias = "bf16")]
+    Bfloat16,
+}
+
+impl Dtype {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dtype::Auto => "auto",
+            Dtype::Float32 => "float32",
+            Dtype::Bfloat16 => "bfloat16",
+        }
+    }
+}
+
+/// The `train` stage's params, shared by the stage (validation, job spec) and the worker
+/// (which deserializes the resolved params of its job spec).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainParams {
+    /// lora: train adapters only; full: all weights.
     pub method: Method,
+    /// random: a fresh tiny model of shape `model_config` (method full).
     pub init: Init,
-    /// A local model directory or hub id; empty: the upstream model artifact.
+    /// HF model directory (relative to the pipeline) or hf://owner/name; empty: an upstream
+    /// model artifact.
     pub model: String,
+    /// Hub revision for an hf:// model.
+    pub revision: String,
+    /// Resolve an hf:// model from the local HF cache only.
+    pub offline: bool,
     /// Gemma3TextConfig fields for `init: random` (`vocab_size` defaults to the tokenizer's).
     pub model_config: Map<String, Value>,
+    /// LoRA rank.
     pub lora_r: u64,
+    /// LoRA alpha (scale alpha/r).
     pub lora_alpha: f64,
+    /// Dropout on the LoRA input.
     pub lora_dropout: f64,
+    /// Modules that get adapters (PEFT matching).
     pub target_modules: Vec<String>,
+    /// Scale alpha/sqrt(r) (rsLoRA).
     pub use_rslora: bool,
+    /// Peak learning rate.
     pub lr: f64,
+    /// AdamW betas [b1, b2].
     pub betas: Vec<f64>,
+    /// AdamW epsilon.
     pub eps: f64,
+    /// AdamW decoupled weight decay (not on norms/biases).
     pub weight_decay: f64,
+    /// Clip the global gradient norm (0: off).
     pub max_grad_norm: f64,
+    /// Warmup steps = ceil(ratio x total steps).
     pub warmup_ratio: f64,
+    /// Warmup steps (wins over warmup_ratio when > 0).
     pub warmup_steps: u64,
+    /// Decay after warmup.
     pub scheduler: SchedulerKind,
+    /// Micro-batches per optimizer step.
     pub grad_accum: u64,
+    /// Examples per micro-batch.
     pub batch_size: u64,
-    /// > 0: batches hold at most this many (padded) tokens instead of `batch_size` examples.
+    /// > 0: micro-batches of at most this many padded tokens instead of `batch_size` examples.
     pub token_budget: u64,
+    /// Longer examples are left out (counted).
     pub max_length: u64,
-    /// Pad each micro-batch's length up to a multiple of this, never past
-    /// [`TrainParams::pad_limit`]; 0: automatic, see [`TrainParams::pad_multiple`].
+    /// Pad batch lengths to a multiple of N, within max_length and token_budget (0: 64 on
+    /// CUDA, 1 on the CPU; see [`TrainParams::pad_multiple`]).
     pub pad_to_multiple_of: u64,
+    /// Bucket examples of similar length (less padding).
     pub group_by_length: bool,
+    /// Visit batches in a seeded order each epoch.
     pub shuffle: bool,
+    /// Passes over the train split.
     pub epochs: f64,
-    /// > 0 wins over `epochs`.
+    /// > 0: optimizer steps (wins over epochs).
     pub max_steps: i64,
-    /// 0: no evaluation.
+    /// Eval loss on the validation split every N steps (0: never).
     pub eval_steps: u64,
-    /// 0: no checkpoints (no resume).
+    /// Checkpoint every N steps for resume (0: never).
     pub save_steps: u64,
+    /// trainer_state.json log every N steps.
     pub logging_steps: u64,
-    /// 0: no early stopping.
+    /// Stop after N evaluations without improvement (0: off).
     pub early_stopping_patience: u64,
+    /// Minimum eval-loss improvement that counts.
     pub early_stopping_threshold: f64,
+    /// Output the weights of the best evaluation.
     pub load_best_model_at_end: bool,
+    /// Seed of init, data order and dropout.
     pub seed: u64,
-    /// `auto | cpu | cuda | cuda:N`.
+    /// auto | cpu | cuda | cuda:N.
     pub device: String,
-    /// `auto` (bf16 on CUDA, fp32 on CPU) | `float32` | `bfloat16`.
-    pub dtype: String,
+    /// auto: bf16 on CUDA, fp32 on the CPU.
+    pub dtype: Dtype,
+    /// Continue from the newest checkpoint of this key.
+    pub resume: bool,
 }
 
 impl Default for TrainParams {
@@ -81,6 +139,8 @@ impl Default for TrainParams {
             method: Method::Lora,
             init: Init::Pretrained,
             model: String::new(),
+            revision: "main".into(),
+            offline: false,
             model_config: Map::new(),
             lora_r: 8,
             lora_alpha: 16.0,
@@ -114,8 +174,15 @@ impl Default for TrainParams {
             load_best_model_at_end: false,
             seed: 42,
             device: "auto".into(),
-            dtype: "auto".into(),
+            dtype: Dtype::Auto,
+            resume: true,
         }
+    }
+}
+
+impl crate::stages::params::Params for TrainParams {
+    fn problems(&self) -> Vec<(String, String)> {
+        TrainParams::problems(self)
     }
 }
 
@@ -241,12 +308,6 @@ impl TrainParams {
             bad(
                 "device",
                 format!("`{}` is not one of auto, cpu, cuda, cuda:N", self.device),
-            );
-        }
-        if !["auto", "float32", "bfloat16"].contains(&self.dtype.as_str()) {
-            bad(
-                "dtype",
-                format!("`{}` is not one of auto, float32, bfloat16", self.dtype),
             );
         }
         if self.init == Init::Random && self.method == Method::Lora {

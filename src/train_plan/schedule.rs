@@ -5,16 +5,12 @@
 use serde::{Deserialize, Serialize};
 
 /// The decay after warmup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SchedulerKind {
     Linear,
     Cosine,
     Constant,
-}
-
-impl SchedulerKind {
-    pub const NAMES: &'static [&'static str] = &["linear", "cosine", "constant"];
 }
 
 /// A learning-rate schedule: `lr(step)` is the rate used by the optimizer update number `step`

@@ -37,6 +37,17 @@ fn default_device() -> String {
 }
 
 impl JobSpec {
+    /// The spec of a typed job (the way `t2s` builds every spec).
+    pub fn of(job: &super::jobs::Job) -> Self {
+        Self::new(job.name(), job.params())
+    }
+
+    /// The job this spec names, with its params read as the job's struct.
+    pub fn typed(&self) -> Result<super::jobs::Job, String> {
+        super::jobs::Job::parse(&self.job, &self.params)
+    }
+
+    /// A spec from a job name and raw params (tests send malformed ones on purpose).
     pub fn new(job: &str, params: Value) -> Self {
         Self {
             protocol: PROTOCOL_VERSION,

@@ -8,10 +8,11 @@
 //! default unless `T2S_LORA_MATMUL` says otherwise) picks how those multiply.
 
 use serde_json::{json, Value};
+use t2s::worker::jobs::BenchJob;
 use t2s::worker::protocol::JobSpec;
 use tch::{Device, Kind, Tensor};
 
-use super::{Events, Params};
+use super::Events;
 use crate::config::Config;
 use crate::device::{device_name, parse_device, parse_kind};
 use crate::gemma3::{Gemma3, Inputs};
@@ -112,43 +113,9 @@ fn profiled_steps(
     crate::profile::summarize(path, STEPS, wall_ms, 25)
 }
 
-pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
-    let p = Params::new(spec);
-    // `model: DIR` trains a real checkpoint's weights (e.g. the real Gemma-3-270m) instead of
-    // a shape with random ones.
-    let model_dir = p.str("model")?.map(std::path::PathBuf::from);
-    let shape = match &model_dir {
-        Some(_) => "model",
-        None => p.str("shape")?.unwrap_or("tiny"),
-    };
-    let mut cfg = match &model_dir {
-        Some(d) => Config::from_file(&d.join("config.json"))?,
-        None => shape_config(shape)?,
-    };
-    // `layers` overrides the shape's depth: e.g. the tiny shape at the 1B model's 26 layers
-    // has its per-layer op count, so its step time is mostly per-op host overhead.
-    if model_dir.is_none() {
-        cfg.num_hidden_layers = p.u64("layers", cfg.num_hidden_layers as u64)?.max(1) as i64;
-    }
-    let batch = p.u64("batch", 8)? as i64;
-    let seq = p.u64("seq", 256)? as i64;
-    let rank = p.u64("rank", 16)? as i64;
-    let alpha = p.f64("alpha", 16.0)?;
-    let steps = p.u64("steps", 20)?.max(1);
-    let warmup = p.u64("warmup", 3)?;
-    let dev = parse_device(&spec.device)?;
-    let kind = parse_kind(p.str("dtype")?.unwrap_or("auto"), dev)?;
-    // `fused: false` measures libtorch's unfused ops (the fused kernels serve bf16 on CUDA).
-    crate::fused::set_enabled(p.bool("fused", true)?);
-    // `fused_lora: false` keeps the other kernels and measures the LoRA side path unfused.
-    crate::fused::set_lora_enabled(p.bool("fused_lora", true)?);
-    match p.str("lora_matmul")? {
-        None => {}
-        Some("kernels") => crate::fused::set_lora_matmul(crate::fused::LoraMatmul::Kernels),
-        Some("gemm") => crate::fused::set_lora_matmul(crate::fused::LoraMatmul::Gemm),
-        Some(other) => anyhow::bail!("lora_matmul: `{other}` is not `kernels` or `gemm`"),
-    }
-    let fused = if kind == Kind::BFloat16 && dev.is_cuda() {
+/// The fused kernels' state for this run, in words.
+fn fused_state(kind: Kind, dev: Device) -> String {
+    if kind == Kind::BFloat16 && dev.is_cuda() {
         match (crate::fused::status(dev), crate::fused::lora_status(dev)) {
             (Err(e), _) => e,
             (Ok(()), Ok(())) => "on".to_string(),
@@ -156,7 +123,47 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         }
     } else {
         "not used (bf16 on CUDA only)".to_string()
+    }
+}
+
+/// The kernel switches a bench job asks for.
+fn set_kernels(b: &BenchJob) -> anyhow::Result<()> {
+    // `fused: false` measures libtorch's unfused ops (the fused kernels serve bf16 on CUDA).
+    crate::fused::set_enabled(b.fused);
+    // `fused_lora: false` keeps the other kernels and measures the LoRA side path unfused.
+    crate::fused::set_lora_enabled(b.fused_lora);
+    match b.lora_matmul.as_deref() {
+        None => {}
+        Some("kernels") => crate::fused::set_lora_matmul(crate::fused::LoraMatmul::Kernels),
+        Some("gemm") => crate::fused::set_lora_matmul(crate::fused::LoraMatmul::Gemm),
+        Some(other) => anyhow::bail!("lora_matmul: `{other}` is not `kernels` or `gemm`"),
+    }
+    Ok(())
+}
+
+pub fn run(spec: &JobSpec, b: &BenchJob, ev: &Events) -> anyhow::Result<Value> {
+    // `model: DIR` trains a real checkpoint's weights (e.g. the real Gemma-3-270m) instead of
+    // a shape with random ones.
+    let model_dir = b.model.clone();
+    let shape = match &model_dir {
+        Some(_) => "model",
+        None => b.shape.as_str(),
     };
+    let mut cfg = match &model_dir {
+        Some(d) => Config::from_file(&d.join("config.json"))?,
+        None => shape_config(shape)?,
+    };
+    // `layers` overrides the shape's depth: e.g. the tiny shape at the 1B model's 26 layers
+    // has its per-layer op count, so its step time is mostly per-op host overhead.
+    if model_dir.is_none() && b.layers > 0 {
+        cfg.num_hidden_layers = b.layers as i64;
+    }
+    let (batch, seq, rank, alpha) = (b.batch as i64, b.seq as i64, b.rank as i64, b.alpha);
+    let (steps, warmup) = (b.steps.max(1), b.warmup);
+    let dev = parse_device(&spec.device)?;
+    let kind = parse_kind(b.dtype.as_str(), dev)?;
+    set_kernels(b)?;
+    let fused = fused_state(kind, dev);
     tch::manual_seed(0);
     let mut model = match &model_dir {
         Some(d) => Gemma3::load(d, kind, dev)?,
@@ -183,7 +190,10 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     let positions = Tensor::f_arange(seq, (Kind::Int64, dev))?
         .f_unsqueeze(0)?
         .f_expand([batch, seq], false)?;
-    let chunk = p.u64("chunk", default_chunk(cfg.vocab_size) as u64)? as i64;
+    let chunk = match b.chunk {
+        0 => default_chunk(cfg.vocab_size),
+        n => n as i64,
+    };
     let data = Batch {
         ids,
         positions,
@@ -206,14 +216,8 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
     sync(dev);
     let dt = t0.elapsed().as_secs_f64();
     let phases = phase_profile(&model, &mut opt, &data, dev)?;
-    let profile = match p.str("profile")? {
-        Some(path) => Some(profiled_steps(
-            &model,
-            &mut opt,
-            &data,
-            dev,
-            std::path::Path::new(path),
-        )?),
+    let profile = match &b.profile {
+        Some(path) => Some(profiled_steps(&model, &mut opt, &data, dev, path)?),
         None => None,
     };
     let final_loss = match last {

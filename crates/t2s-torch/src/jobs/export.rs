@@ -10,15 +10,15 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
+use t2s::worker::jobs::{ExportDtype, ExportJob};
 use t2s::worker::protocol::JobSpec;
 use tch::Kind;
 
-use super::{input_dir, Events, Params};
+use super::{input_dir, Events};
 use crate::merge::Merge;
 use crate::weights::{self, Checkpoint};
 
-pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
-    let p = Params::new(spec);
+pub fn run(spec: &JobSpec, job: &ExportJob, ev: &Events) -> anyhow::Result<Value> {
     let need = |role: &str| -> anyhow::Result<std::path::PathBuf> {
         input_dir(spec, role)?.with_context(|| format!("job `export` needs input `{role}`"))
     };
@@ -27,18 +27,13 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         .out_dir
         .as_deref()
         .context("job `export` needs an out_dir")?;
-    let dtype = p.str("dtype")?.unwrap_or("auto");
-    let kind = match dtype {
-        "auto" => None,
-        "float32" | "fp32" => Some(Kind::Float),
-        "bfloat16" | "bf16" => Some(Kind::BFloat16),
-        "float16" | "fp16" => Some(Kind::Half),
-        other => {
-            bail!("job `export`: dtype `{other}` is not one of auto, float32, bfloat16, float16")
-        }
+    let kind = match job.dtype {
+        ExportDtype::Auto => None,
+        ExportDtype::Float32 => Some(Kind::Float),
+        ExportDtype::Bfloat16 => Some(Kind::BFloat16),
+        ExportDtype::Float16 => Some(Kind::Half),
     };
-
-    let max_shard = p.u64("max_shard_bytes", DEFAULT_MAX_SHARD_BYTES)?.max(1);
+    let max_shard = job.max_shard_bytes.max(1);
 
     let base = Checkpoint::open(&model_dir)?;
     let merge = Merge::new(&base, &adapter_dir, kind)?;
@@ -63,13 +58,10 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         "tensors": merge.names().count(),
         "shards": shards.len(),
         "bytes": total,
-        "dtype": dtype,
+        "dtype": job.dtype,
         "copied": copied,
     }))
 }
-
-/// transformers' `save_pretrained` default `max_shard_size` ("5GB").
-const DEFAULT_MAX_SHARD_BYTES: u64 = 5_000_000_000;
 
 /// The tensor names of each shard, in checkpoint order: a shard is closed when the next tensor
 /// would take it past `max_bytes` (transformers' rule; a tensor larger than that is a shard

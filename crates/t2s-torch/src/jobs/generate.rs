@@ -11,9 +11,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
+use t2s::worker::jobs::GenerateJob;
 use t2s::worker::protocol::JobSpec;
 
-use super::{model, Events, Params};
+use super::{model, Events};
 use crate::generate::generate_report;
 
 fn id_key(v: &Value) -> String {
@@ -56,11 +57,10 @@ fn done_ids(out: &Path) -> anyhow::Result<HashSet<String>> {
     Ok(ids)
 }
 
-pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
-    let p = Params::new(spec);
-    let prompts_file = Path::new(p.req_str("prompts_file")?);
-    let out_file = Path::new(p.req_str("out_file")?);
-    let batch_size = p.u64("batch_size", 16)?.max(1) as usize;
+pub fn run(spec: &JobSpec, job: &GenerateJob, ev: &Events) -> anyhow::Result<Value> {
+    let prompts_file = job.prompts_file.as_path();
+    let out_file = job.out_file.as_path();
+    let batch_size = job.batch_size.max(1) as usize;
     let done = done_ids(out_file)?;
     let f = std::fs::File::open(prompts_file)
         .with_context(|| format!("cannot open prompts_file {}", prompts_file.display()))?;
@@ -92,8 +92,8 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         }
     }
     let skipped = done.len();
-    let l = model::load(spec)?;
-    let mut opt = model::gen_options(spec, &l)?;
+    let l = model::load(spec, &job.generation)?;
+    let mut opt = model::gen_options(spec, &job.generation, &l)?;
     let mut enc: Vec<(Value, Vec<i64>)> = rows
         .into_iter()
         .map(|(id, t)| Ok((id, l.tok.encode(&t)?)))

@@ -2,20 +2,18 @@
 
 use anyhow::Context;
 use serde_json::{json, Value};
+use t2s::worker::jobs::InferJob;
 use t2s::worker::protocol::JobSpec;
 
-use super::{model, Events, Params};
+use super::{model, Events};
 use crate::generate::generate;
 use t2s::data::format::chat_prompt;
 use t2s::eval::extract::extract_sql;
 
-pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
-    let p = Params::new(spec);
-    let prompt = p.req_str("prompt")?;
-    let context = p.str("context")?.unwrap_or("");
-    let raw = p.bool("raw", false)?;
-    let l = model::load(spec)?;
-    let opt = model::gen_options(spec, &l)?;
+pub fn run(spec: &JobSpec, job: &InferJob, ev: &Events) -> anyhow::Result<Value> {
+    let (prompt, context, raw) = (job.prompt.as_str(), job.context.as_str(), job.raw);
+    let l = model::load(spec, &job.generation)?;
+    let opt = model::gen_options(spec, &job.generation, &l)?;
     let text = chat_prompt(prompt, context);
     let ids = l.tok.encode(&text)?;
     ev.log(

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde_json::Value;
 use t2s::worker::protocol::{JobSpec, WorkerEvent, PROTOCOL_VERSION};
+use t2s::worker::Job;
 
 pub use crate::events::Events;
 
@@ -25,22 +26,17 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         );
     }
     crate::shim::apply_sdpa_env()?;
-    // `threads`: libtorch intra-op threads for this job (default: libtorch's choice).
-    if let Some(n) = spec.params.get("threads").and_then(|v| v.as_u64()) {
-        if n > 0 {
-            tch::set_num_threads(n as i32);
-        }
+    let job = spec.typed().map_err(anyhow::Error::msg)?;
+    if job.threads() > 0 {
+        tch::set_num_threads(job.threads() as i32);
     }
-    match spec.job.as_str() {
-        "doctor" => doctor::run(spec),
-        "generate" => generate::run(spec, ev),
-        "infer" => infer::run(spec, ev),
-        "bench-train" => bench::run(spec, ev),
-        "export" => export::run(spec, ev),
-        "train" => crate::trainer::job::run(spec, ev),
-        other => {
-            bail!("unknown job `{other}` (this worker knows doctor, generate, infer, bench-train, export, train)")
-        }
+    match &job {
+        Job::Doctor(_) => doctor::run(spec),
+        Job::Generate(g) => generate::run(spec, g, ev),
+        Job::Infer(i) => infer::run(spec, i, ev),
+        Job::BenchTrain(b) => bench::run(spec, b, ev),
+        Job::Export(e) => export::run(spec, e, ev),
+        Job::Train(t) => crate::trainer::job::run(spec, t, ev),
     }
 }
 
@@ -85,71 +81,6 @@ fn read_spec(path: &Path) -> anyhow::Result<JobSpec> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read job spec {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("job spec {} is not valid", path.display()))
-}
-
-/// Typed access to `spec.params` with messages naming the parameter.
-pub struct Params<'a> {
-    pub job: &'a str,
-    pub v: &'a Value,
-}
-
-impl<'a> Params<'a> {
-    pub fn new(spec: &'a JobSpec) -> Self {
-        Self {
-            job: &spec.job,
-            v: &spec.params,
-        }
-    }
-
-    fn get(&self, k: &str) -> Option<&'a Value> {
-        self.v.get(k).filter(|v| !v.is_null())
-    }
-
-    pub fn str(&self, k: &str) -> anyhow::Result<Option<&'a str>> {
-        match self.get(k) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(o) => bail!("job `{}`: param `{k}` must be a string, got {o}", self.job),
-        }
-    }
-
-    pub fn req_str(&self, k: &str) -> anyhow::Result<&'a str> {
-        self.str(k)?
-            .with_context(|| format!("job `{}`: param `{k}` is required", self.job))
-    }
-
-    pub fn u64(&self, k: &str, default: u64) -> anyhow::Result<u64> {
-        match self.get(k) {
-            None => Ok(default),
-            Some(v) => v.as_u64().with_context(|| {
-                format!(
-                    "job `{}`: param `{k}` must be a non-negative integer, got {v}",
-                    self.job
-                )
-            }),
-        }
-    }
-
-    pub fn f64(&self, k: &str, default: f64) -> anyhow::Result<f64> {
-        match self.get(k) {
-            None => Ok(default),
-            Some(v) => v.as_f64().with_context(|| {
-                format!("job `{}`: param `{k}` must be a number, got {v}", self.job)
-            }),
-        }
-    }
-
-    pub fn bool(&self, k: &str, default: bool) -> anyhow::Result<bool> {
-        match self.get(k) {
-            None => Ok(default),
-            Some(v) => v.as_bool().with_context(|| {
-                format!(
-                    "job `{}`: param `{k}` must be true or false, got {v}",
-                    self.job
-                )
-            }),
-        }
-    }
 }
 
 /// The input directory of `role` (e.g. `model`), which must exist.

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use t2s::worker::jobs::Generation;
 use t2s::worker::protocol::JobSpec;
 use tch::Device;
 
-use super::{input_dir, Params};
+use super::input_dir;
 use crate::device::{parse_device, parse_kind};
 use crate::generate::{Decoder, GenOptions, Sampling};
 use crate::tok::{stop_ids, Tok};
@@ -22,9 +23,8 @@ pub struct Loaded {
 }
 
 /// Model from input `model`, adapter from input `adapter` (merged unless `merge_adapter` is
-/// false), in param `dtype` (auto: bf16 on CUDA, fp32 on CPU) on the spec's device.
-pub fn load(spec: &JobSpec) -> anyhow::Result<Loaded> {
-    let p = Params::new(spec);
+/// false), in `dtype` (auto: bf16 on CUDA, fp32 on CPU) on the spec's device.
+pub fn load(spec: &JobSpec, g: &Generation) -> anyhow::Result<Loaded> {
     let model_dir = input_dir(spec, "model")?.with_context(|| {
         format!(
             "job `{}` needs input `model` (an HF model directory)",
@@ -32,14 +32,14 @@ pub fn load(spec: &JobSpec) -> anyhow::Result<Loaded> {
         )
     })?;
     let device = parse_device(&spec.device)?;
-    let kind = parse_kind(p.str("dtype")?.unwrap_or("auto"), device)?;
+    let kind = parse_kind(g.dtype.as_str(), device)?;
     let mut model = Gemma3::load(&model_dir, kind, device)?;
     if let Some(adapter) = input_dir(spec, "adapter")? {
         lora::load(&mut model, &adapter)
             .with_context(|| format!("loading adapter {}", adapter.display()))?;
         // Merged for speed unless asked not to (param `merge_adapter`): merging into bf16
         // weights rounds the adapter's delta to the weights' precision.
-        if p.bool("merge_adapter", true)? {
+        if g.merge_adapter {
             lora::merge(&mut model)?;
         }
     }
@@ -59,13 +59,10 @@ pub fn load(spec: &JobSpec) -> anyhow::Result<Loaded> {
     })
 }
 
-/// Generation options from the params (`max_new_tokens`, `greedy`, `temperature`, `top_k`,
-/// `top_p`, `seed`); seeds libtorch's generator.
-pub fn gen_options(spec: &JobSpec, l: &Loaded) -> anyhow::Result<GenOptions> {
-    let p = Params::new(spec);
-    let greedy = p.bool("greedy", true)?;
-    let temperature = p.f64("temperature", 1.0)?;
-    let top_p = p.f64("top_p", 1.0)?;
+/// Generation options (`max_new_tokens`, `greedy`, `temperature`, `top_k`, `top_p`, `seed`,
+/// `decoder`); seeds libtorch's generator.
+pub fn gen_options(spec: &JobSpec, g: &Generation, l: &Loaded) -> anyhow::Result<GenOptions> {
+    let (greedy, temperature, top_p) = (g.greedy, g.temperature, g.top_p);
     if !(0.0..=1.0).contains(&top_p) || top_p == 0.0 {
         anyhow::bail!("job `{}`: top_p must be in (0, 1], got {top_p}", spec.job);
     }
@@ -75,18 +72,17 @@ pub fn gen_options(spec: &JobSpec, l: &Loaded) -> anyhow::Result<GenOptions> {
             spec.job
         );
     }
-    let seed = p.u64("seed", 0)?;
-    tch::manual_seed(seed as i64);
+    tch::manual_seed(g.seed as i64);
     Ok(GenOptions {
-        max_new_tokens: p.u64("max_new_tokens", 256)? as i64,
+        max_new_tokens: g.max_new_tokens as i64,
         stop_ids: l.stop_ids.clone(),
         pad_id: l.pad_id,
         sampling: Sampling {
             greedy,
             temperature,
-            top_k: p.u64("top_k", 0)? as i64,
+            top_k: g.top_k as i64,
             top_p,
         },
-        decoder: Decoder::parse(p.str("decoder")?.unwrap_or("auto"))?,
+        decoder: Decoder::parse(&g.decoder)?,
     })
 }

@@ -172,9 +172,7 @@ impl Ids {
 }
 
 /// Run the `train` job.
-pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
-    let p =
-        TrainParams::from_json(&spec.params).map_err(|e| anyhow::anyhow!("job `train`: {e}"))?;
+pub fn run(spec: &JobSpec, p: &TrainParams, ev: &Events) -> anyhow::Result<Value> {
     if let Some((name, msg)) = p.problems().first() {
         bail!("train param `{name}` {msg}");
     }
@@ -188,15 +186,12 @@ pub fn run(spec: &JobSpec, ev: &Events) -> anyhow::Result<Value> {
         Vec::new()
     };
     let device = parse_device(&spec.device)?;
-    let kind = match p.dtype.as_str() {
-        "auto" => parse_kind("auto", device)?,
-        d => parse_kind(d, device)?,
-    };
-    let (model, ids) = build_model(spec, &p, device, kind, &out)?;
+    let kind = parse_kind(p.dtype.as_str(), device)?;
+    let (model, ids) = build_model(spec, p, device, kind, &out)?;
     ids.check("train", &train_ex)?;
     ids.check("validation", &valid_ex)?;
     let cfg = RunConfig {
-        params: &p,
+        params: p,
         pad_id: ids.pad,
         partial_dir: spec.partial_dir.as_deref(),
         stop_after: None,

@@ -161,8 +161,7 @@ pub fn train(
     emit: &mut dyn FnMut(WorkerEvent),
 ) -> anyhow::Result<TrainOutcome> {
     let p = cfg.params;
-    let problems = p.problems();
-    if let Some((name, msg)) = problems.first() {
+    if let Some((name, msg)) = p.problems().first() {
         bail!("train param `{name}` {msg}");
     }
     let lengths: Vec<usize> = train.iter().map(|e| e.input_ids.len()).collect();
@@ -184,7 +183,69 @@ pub fn train(
         p.epochs,
         p.max_steps,
     );
-    let sched = LrSchedule {
+    let params = model.trainable();
+    if params.is_empty() {
+        bail!("the model has no trainable tensors (check method and target_modules)");
+    }
+    let mut run = Loop {
+        model,
+        cfg,
+        sched: schedule(p, &steps),
+        opt: Optimizer::new(&params, (p.betas[0], p.betas[1]), p.eps, p.weight_decay)?,
+        params_json: serde_json::to_value(p)?,
+        state: fresh_state(p, &steps),
+        params,
+        counters: Counters::default(),
+        best_mem: None,
+        step_losses: Vec::new(),
+    };
+    let resumed_from = match cfg.partial_dir {
+        Some(partial) => run.resume(partial, emit)?,
+        None => None,
+    };
+    let mut epoch_cache: Option<(u64, Vec<Vec<usize>>)> = None;
+    let mut ran = 0u64;
+    for g in run.state.global_step..steps.total_steps {
+        if run.state.should_training_stop || cfg.stop_after.is_some_and(|n| ran >= n) {
+            break;
+        }
+        let t0 = Instant::now();
+        let (epoch, range) = steps.cursor(g);
+        if epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            epoch_cache = Some((epoch, plan.epoch(epoch)));
+        }
+        let batches = &epoch_cache.as_ref().map(|(_, b)| b).expect("set above")[range];
+        let done = run.optimizer_step(train, batches, g, steps.grad_accum)?;
+        ran += 1;
+        run.state.global_step = g + 1;
+        run.state.epoch = steps.epoch_after(g);
+        run.record(&done, t0, steps.total_steps, emit);
+        let step = run.state.global_step;
+        if p.eval_steps > 0 && step.is_multiple_of(p.eval_steps) {
+            run.evaluate(valid, emit)?;
+        }
+        let last = step == steps.total_steps || run.state.should_training_stop;
+        if let Some(partial) = cfg.partial_dir {
+            if p.save_steps > 0 && (step.is_multiple_of(p.save_steps) || last) {
+                run.checkpoint(partial, train.len())?;
+            }
+        }
+    }
+    if cfg.stop_after.is_some_and(|n| ran >= n)
+        && run.state.global_step < steps.total_steps
+        && !run.state.should_training_stop
+    {
+        bail!(
+            "stopped after {ran} steps as asked (step {})",
+            run.state.global_step
+        );
+    }
+    run.finish(resumed_from, plan.dropped_too_long)
+}
+
+/// The learning-rate schedule of a run of `steps`.
+fn schedule(p: &TrainParams, steps: &StepPlan) -> LrSchedule {
+    LrSchedule {
         kind: p.scheduler,
         base_lr: p.lr,
         warmup_steps: LrSchedule::warmup_steps_for(
@@ -193,15 +254,12 @@ pub fn train(
             p.warmup_ratio,
         ),
         total_steps: steps.total_steps,
-    };
-    let params = model.trainable();
-    if params.is_empty() {
-        bail!("the model has no trainable tensors (check method and target_modules)");
     }
-    let mut opt = Optimizer::new(&params, (p.betas[0], p.betas[1]), p.eps, p.weight_decay)?;
-    let params_json = serde_json::to_value(p)?;
+}
 
-    let mut state = TrainerState {
+/// The trainer state before the first step.
+fn fresh_state(p: &TrainParams, steps: &StepPlan) -> TrainerState {
+    TrainerState {
         max_steps: steps.total_steps,
         num_train_epochs: steps.total_steps.div_ceil(steps.updates_per_epoch),
         train_batch_size: p.batch_size as usize,
@@ -214,11 +272,50 @@ pub fn train(
             early_stopping_patience_counter: 0,
         },
         ..Default::default()
-    };
-    let (mut win_sum, mut win_steps, mut total_loss, mut tokens) = (0.0f64, 0u64, 0.0f64, 0u64);
-    let mut best_mem: Option<Vec<(String, Tensor)>> = None;
-    let mut resumed_from = None;
-    if let Some(partial) = cfg.partial_dir {
+    }
+}
+
+/// Running sums a checkpoint keeps, so a resumed run logs and reports as a straight one.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    /// Loss sum and step count since the last log entry.
+    window_sum: f64,
+    window_steps: u64,
+    total_loss: f64,
+    tokens: u64,
+}
+
+/// One optimizer step's results.
+struct StepDone {
+    loss: f64,
+    tokens: u64,
+    grad_norm: f64,
+    lr: f64,
+}
+
+/// What the steps of one run share.
+struct Loop<'a> {
+    model: &'a dyn Trainable,
+    cfg: &'a RunConfig<'a>,
+    sched: LrSchedule,
+    opt: Optimizer,
+    params: Vec<(String, Tensor)>,
+    /// The params as checkpoints record them (a checkpoint of other params is not resumed).
+    params_json: serde_json::Value,
+    state: TrainerState,
+    counters: Counters,
+    /// The weights of the best evaluation so far.
+    best_mem: Option<Vec<(String, Tensor)>>,
+    step_losses: Vec<f64>,
+}
+
+impl Loop<'_> {
+    /// Continue from the newest usable checkpoint in `partial`: the step it holds.
+    fn resume(
+        &mut self,
+        partial: &Path,
+        emit: &mut dyn FnMut(WorkerEvent),
+    ) -> anyhow::Result<Option<u64>> {
         checkpoint::clean_tmp(partial);
         let mut warn = |m: String| {
             emit(WorkerEvent::Log {
@@ -226,54 +323,45 @@ pub fn train(
                 message: m,
             })
         };
-        if let Some(ck) = checkpoint::latest(partial, &params_json, &mut warn) {
-            checkpoint::restore(
-                &params,
-                &ck.trainable,
-                &format!("checkpoint {}", ck.dir.display()),
-            )?;
-            opt.load_state(&ck.optimizer)
-                .with_context(|| format!("checkpoint {}", ck.dir.display()))?;
-            state = ck.meta.state;
-            (win_sum, win_steps, total_loss, tokens) = (
-                ck.meta.loss_window_sum,
-                ck.meta.loss_window_steps,
-                ck.meta.total_loss_sum,
-                ck.meta.train_tokens,
-            );
-            if let Some(b) = state.best_global_step {
-                best_mem = Some(checkpoint::load_best(partial, b)?);
-            }
-            resumed_from = Some(state.global_step);
-            emit(WorkerEvent::Log {
-                level: "info".into(),
-                message: format!(
-                    "resuming from {} (step {})",
-                    ck.dir.display(),
-                    state.global_step
-                ),
-            });
+        let Some(ck) = checkpoint::latest(partial, &self.params_json, &mut warn) else {
+            return Ok(None);
+        };
+        let at = format!("checkpoint {}", ck.dir.display());
+        checkpoint::restore(&self.params, &ck.trainable, &at)?;
+        self.opt.load_state(&ck.optimizer).context(at)?;
+        self.state = ck.meta.state;
+        self.counters = Counters {
+            window_sum: ck.meta.loss_window_sum,
+            window_steps: ck.meta.loss_window_steps,
+            total_loss: ck.meta.total_loss_sum,
+            tokens: ck.meta.train_tokens,
+        };
+        if let Some(b) = self.state.best_global_step {
+            self.best_mem = Some(checkpoint::load_best(partial, b)?);
         }
+        emit(WorkerEvent::Log {
+            level: "info".into(),
+            message: format!(
+                "resuming from {} (step {})",
+                ck.dir.display(),
+                self.state.global_step
+            ),
+        });
+        Ok(Some(self.state.global_step))
     }
 
-    let ga = steps.grad_accum;
-    let mut epoch_cache: Option<(u64, Vec<Vec<usize>>)> = None;
-    let mut step_losses = Vec::new();
-    let start = state.global_step;
-    let mut ran = 0u64;
-    for g in start..steps.total_steps {
-        if state.should_training_stop || cfg.stop_after.is_some_and(|n| ran >= n) {
-            break;
-        }
-        let t0 = Instant::now();
-        let (epoch, range) = steps.cursor(g);
-        if epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            epoch_cache = Some((epoch, plan.epoch(epoch)));
-        }
-        let batches = &epoch_cache.as_ref().map(|(_, b)| b).expect("set above")[range];
+    /// Optimizer update number `g` over its micro-batches `batches` (`ga` a step).
+    fn optimizer_step(
+        &mut self,
+        train: &[TrainExample],
+        batches: &[Vec<usize>],
+        g: u64,
+        ga: u64,
+    ) -> anyhow::Result<StepDone> {
+        let (p, model) = (self.cfg.params, self.model);
         let micros = batches
             .iter()
-            .map(|idx| micro(train, idx, cfg.pad_id, p, model.device()))
+            .map(|idx| micro(train, idx, self.cfg.pad_id, p, model.device()))
             .collect::<anyhow::Result<Vec<_>>>()?;
         // HF with num_items_in_batch: every micro-batch's summed loss over the tokens of the
         // whole optimizer step.
@@ -281,13 +369,14 @@ pub fn train(
         // The step's loss and gradient norm stay on the device until the update is queued:
         // one wait for the device per step, after all its work is issued.
         let mut loss_sum: Option<Tensor> = None;
-        let mut step_tokens = 0u64;
+        let mut tokens = 0u64;
         for (j, m) in micros.iter().enumerate() {
-            step_tokens += m.real_tokens as u64;
+            tokens += m.real_tokens as u64;
             if m.loss_tokens == 0 {
                 continue;
             }
             tch::manual_seed(derive_seed(p.seed, TAG_DROPOUT, g * ga + j as u64) as i64);
+            let opt = &mut self.opt;
             let mut run_micro = || -> anyhow::Result<Tensor> {
                 let l = model.mean_loss(&m.ids, &m.labels, true)?;
                 let scaled = l.f_mul_scalar(m.loss_tokens as f64 / n_items as f64)?;
@@ -300,16 +389,17 @@ pub fn train(
                 Some(sum) => sum.f_add(&l)?,
             });
         }
-        let grad_norm = opt.clip_grad_norm(p.max_grad_norm)?;
-        let lr = sched.lr(g);
-        opt.step(lr)?;
-        opt.zero_grad();
-        let step_loss = match loss_sum {
+        let grad_norm = self.opt.clip_grad_norm(p.max_grad_norm)?;
+        let lr = self.sched.lr(g);
+        self.opt.step(lr)?;
+        self.opt.zero_grad();
+        let loss = match loss_sum {
             Some(t) => t.f_double_value(&[])?,
             None => 0.0,
         };
-        if !step_loss.is_finite() {
-            let kept = cfg
+        if !loss.is_finite() {
+            let kept = self
+                .cfg
                 .partial_dir
                 .and_then(|d| {
                     checkpoint::list(d).last().map(|(s, _)| {
@@ -321,28 +411,40 @@ pub fn train(
                 })
                 .unwrap_or_default();
             bail!(
-                "the training loss became {step_loss} at step {} (lr {:.3e}); lower lr (now {}) or raise warmup, check the data for empty answers{kept}",
+                "the training loss became {loss} at step {} (lr {lr:.3e}); lower lr (now {}) or raise warmup, check the data for empty answers{kept}",
                 g + 1,
-                sched.lr(g),
                 p.lr
             );
         }
-        let grad_norm = grad_norm.f_double_value(&[])?;
-        ran += 1;
-        state.global_step = g + 1;
-        state.epoch = steps.epoch_after(g);
-        let step = state.global_step;
-        step_losses.push(step_loss);
-        total_loss += step_loss;
-        win_sum += step_loss;
-        win_steps += 1;
-        tokens += step_tokens;
+        Ok(StepDone {
+            loss,
+            tokens,
+            grad_norm: grad_norm.f_double_value(&[])?,
+            lr,
+        })
+    }
+
+    /// A finished step's metrics, progress and log entry.
+    fn record(
+        &mut self,
+        done: &StepDone,
+        t0: Instant,
+        total_steps: u64,
+        emit: &mut dyn FnMut(WorkerEvent),
+    ) {
+        let step = self.state.global_step;
+        self.step_losses.push(done.loss);
+        let c = &mut self.counters;
+        c.total_loss += done.loss;
+        c.window_sum += done.loss;
+        c.window_steps += 1;
+        c.tokens += done.tokens;
         let secs = t0.elapsed().as_secs_f64().max(1e-9);
-        let tps = step_tokens as f64 / secs;
+        let tps = done.tokens as f64 / secs;
         for (name, v) in [
-            ("loss", step_loss),
-            ("learning_rate", lr),
-            ("grad_norm", grad_norm),
+            ("loss", done.loss),
+            ("learning_rate", done.lr),
+            ("grad_norm", done.grad_norm),
             ("tokens_per_s", tps),
         ] {
             emit(WorkerEvent::Metric {
@@ -353,92 +455,101 @@ pub fn train(
         }
         emit(WorkerEvent::Progress {
             done: step,
-            total: Some(steps.total_steps),
-            message: format!("loss {step_loss:.4} lr {lr:.2e} {tps:.0} tok/s"),
+            total: Some(total_steps),
+            message: format!("loss {:.4} lr {:.2e} {tps:.0} tok/s", done.loss, done.lr),
         });
-        if step.is_multiple_of(p.logging_steps) {
-            state.log_history.push(LogEntry {
+        if step.is_multiple_of(self.cfg.params.logging_steps) {
+            self.state.log_history.push(LogEntry {
                 step,
-                epoch: state.epoch,
-                loss: Some(win_sum / win_steps as f64),
-                learning_rate: Some(lr),
-                grad_norm: Some(grad_norm),
+                epoch: self.state.epoch,
+                loss: Some(c.window_sum / c.window_steps as f64),
+                learning_rate: Some(done.lr),
+                grad_norm: Some(done.grad_norm),
                 ..Default::default()
             });
-            (win_sum, win_steps) = (0.0, 0);
+            (c.window_sum, c.window_steps) = (0.0, 0);
         }
-        if p.eval_steps > 0 && step.is_multiple_of(p.eval_steps) {
-            let el = eval_loss(model, valid, p, cfg.pad_id).map_err(|e| explain(e, p))?;
-            emit(WorkerEvent::Metric {
-                name: "eval_loss".into(),
-                step: Some(step as i64),
-                value: el,
-            });
-            if state.record_eval(el).new_best {
-                let copy = params
-                    .iter()
-                    .map(|(n, t)| Ok((n.clone(), t.f_detach_copy()?)))
-                    .collect::<Result<Vec<_>, tch::TchError>>()?;
-                if let Some(partial) = cfg.partial_dir {
-                    checkpoint::save_best(partial, step, &copy)?;
-                }
-                best_mem = Some(copy);
-            }
-        }
-        let last = step == steps.total_steps || state.should_training_stop;
-        if let Some(partial) = cfg.partial_dir {
-            if p.save_steps > 0 && (step.is_multiple_of(p.save_steps) || last) {
-                let meta = Meta {
-                    format: checkpoint::FORMAT,
-                    params: params_json.clone(),
-                    train_examples: train.len(),
-                    state: state.clone(),
-                    loss_window_sum: win_sum,
-                    loss_window_steps: win_steps,
-                    total_loss_sum: total_loss,
-                    train_tokens: tokens,
-                };
-                checkpoint::save(partial, &params, &opt.state()?, &meta)?;
-            }
-        }
-    }
-    if cfg.stop_after.is_some_and(|n| ran >= n)
-        && state.global_step < steps.total_steps
-        && !state.should_training_stop
-    {
-        bail!(
-            "stopped after {ran} steps as asked (step {})",
-            state.global_step
-        );
     }
 
-    let mut loaded_best = false;
-    if p.load_best_model_at_end {
-        if let Some(best) = &best_mem {
-            checkpoint::restore(&params, best, "the best weights")?;
-            loaded_best = true;
+    /// Eval loss now; a new best keeps its weights (in memory and in the partial area).
+    fn evaluate(
+        &mut self,
+        valid: &[TrainExample],
+        emit: &mut dyn FnMut(WorkerEvent),
+    ) -> anyhow::Result<()> {
+        let (p, step) = (self.cfg.params, self.state.global_step);
+        let el = eval_loss(self.model, valid, p, self.cfg.pad_id).map_err(|e| explain(e, p))?;
+        emit(WorkerEvent::Metric {
+            name: "eval_loss".into(),
+            step: Some(step as i64),
+            value: el,
+        });
+        if self.state.record_eval(el).new_best {
+            let copy = self
+                .params
+                .iter()
+                .map(|(n, t)| Ok((n.clone(), t.f_detach_copy()?)))
+                .collect::<Result<Vec<_>, tch::TchError>>()?;
+            if let Some(partial) = self.cfg.partial_dir {
+                checkpoint::save_best(partial, step, &copy)?;
+            }
+            self.best_mem = Some(copy);
         }
+        Ok(())
     }
-    let train_loss = if state.global_step > 0 {
-        total_loss / state.global_step as f64
-    } else {
-        f64::NAN
-    };
-    state.log_history.push(LogEntry {
-        step: state.global_step,
-        epoch: state.epoch,
-        train_loss: Some(train_loss),
-        ..Default::default()
-    });
-    Ok(TrainOutcome {
-        state,
-        resumed_from,
-        train_loss,
-        train_tokens: tokens,
-        step_losses,
-        dropped_too_long: plan.dropped_too_long,
-        loaded_best,
-    })
+
+    /// A resumable checkpoint of now.
+    fn checkpoint(&self, partial: &Path, train_examples: usize) -> anyhow::Result<()> {
+        let c = self.counters;
+        let meta = Meta {
+            format: checkpoint::FORMAT,
+            params: self.params_json.clone(),
+            train_examples,
+            state: self.state.clone(),
+            loss_window_sum: c.window_sum,
+            loss_window_steps: c.window_steps,
+            total_loss_sum: c.total_loss,
+            train_tokens: c.tokens,
+        };
+        checkpoint::save(partial, &self.params, &self.opt.state()?, &meta)?;
+        Ok(())
+    }
+
+    /// The best weights when asked for, the final log entry, the outcome.
+    fn finish(
+        mut self,
+        resumed_from: Option<u64>,
+        dropped_too_long: usize,
+    ) -> anyhow::Result<TrainOutcome> {
+        let mut loaded_best = false;
+        if self.cfg.params.load_best_model_at_end {
+            if let Some(best) = &self.best_mem {
+                checkpoint::restore(&self.params, best, "the best weights")?;
+                loaded_best = true;
+            }
+        }
+        let state = &mut self.state;
+        let train_loss = if state.global_step > 0 {
+            self.counters.total_loss / state.global_step as f64
+        } else {
+            f64::NAN
+        };
+        state.log_history.push(LogEntry {
+            step: state.global_step,
+            epoch: state.epoch,
+            train_loss: Some(train_loss),
+            ..Default::default()
+        });
+        Ok(TrainOutcome {
+            state: self.state,
+            resumed_from,
+            train_loss,
+            train_tokens: self.counters.tokens,
+            step_losses: self.step_losses,
+            dropped_too_long,
+            loaded_best,
+        })
+    }
 }
 
 #[cfg(test)]
