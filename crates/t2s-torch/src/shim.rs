@@ -85,9 +85,9 @@ pub fn device_info(index: usize) -> Option<DeviceInfo> {
 /// unset or empty: off, unless [`SDPA_ENV`] names the backends. libtorch 2.11 tries cuDNN
 /// attention first on sm90/sm100 and builds one cuDNN graph per new problem shape (batch,
 /// lengths): host time that training on batches of varying length and op-by-op decoding pay
-/// again and again. Measured on an H200 (BENCHMARKS.md): a base-training node 13.7 s with it,
-/// 3.6 s without; op-by-op generation 5.3× faster without; one fixed training shape 1% faster
-/// with it. Off leaves flash and memory-efficient attention.
+/// again and again. Measured on an H200 (docs/bench-log.md, the tenth session): a
+/// base-training node 13.7 s with it, 3.6 s without; op-by-op generation 5.3× faster without;
+/// one fixed training shape 1% faster with it. Off leaves flash and memory-efficient attention.
 pub const SDPA_CUDNN_ENV: &str = "T2S_SDPA_CUDNN";
 
 /// Apply [`SDPA_CUDNN_ENV`] (a bad value is an error naming it); `backends_named`: [`SDPA_ENV`]
