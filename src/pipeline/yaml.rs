@@ -374,66 +374,27 @@ pub fn unclosed_bracket(src: &str, at: Loc) -> Option<(Loc, char)> {
     open.pop()
 }
 
-/// Resolve a scalar the way serde_yaml does. `None` for numbers JSON cannot hold (inf, nan).
+/// Resolve a plain scalar by serde_yaml's rules (the YAML 1.2 core schema: `~`/`null`,
+/// `true`/`False`, `0x1F`, `1e-3`; `yes` stays text). `None` for numbers JSON cannot hold
+/// (inf, nan). Quoted or `!!str` scalars are text.
 fn scalar_value(text: &str, plain: bool, tag: Option<&str>) -> Option<Value> {
     if !plain || tag == Some("str") {
         return Some(Value::String(text.to_string()));
     }
-    match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
-        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
-        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
-        _ => {}
+    if text.is_empty() {
+        return Some(Value::Null);
     }
-    if let Some(i) = parse_int(text) {
-        return Some(Value::Number(i));
+    match serde_yaml::from_str::<serde_yaml::Value>(text) {
+        Ok(serde_yaml::Value::Null) => Some(Value::Null),
+        Ok(serde_yaml::Value::Bool(b)) => Some(Value::Bool(b)),
+        Ok(serde_yaml::Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Some(Value::from(u)),
+            (None, Some(i)) => Some(Value::from(i)),
+            _ => n.as_f64().and_then(Number::from_f64).map(Value::Number),
+        },
+        // Text, or text that would read as something else on its own (`a: b`, `- x`).
+        _ => Some(Value::String(text.to_string())),
     }
-    let lower = text.trim_start_matches(['+', '-']).to_ascii_lowercase();
-    if lower == ".inf" || lower == ".nan" {
-        return None;
-    }
-    if looks_like_float(text) {
-        if let Ok(f) = text.parse::<f64>() {
-            return Number::from_f64(f).map(Value::Number);
-        }
-    }
-    Some(Value::String(text.to_string()))
-}
-
-fn parse_int(text: &str) -> Option<Number> {
-    let (neg, body) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (radix, digits) = if let Some(h) = body.strip_prefix("0x") {
-        (16, h)
-    } else if let Some(o) = body.strip_prefix("0o") {
-        (8, o)
-    } else {
-        (10, body)
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    let mag = u64::from_str_radix(digits, radix).ok()?;
-    if neg {
-        if mag <= i64::MAX as u64 + 1 {
-            Some(Number::from((mag as i128).wrapping_neg() as i64))
-        } else {
-            None
-        }
-    } else {
-        Some(Number::from(mag))
-    }
-}
-
-fn looks_like_float(text: &str) -> bool {
-    let body = text.trim_start_matches(['+', '-']);
-    body.chars().any(|c| c.is_ascii_digit())
-        && body
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
 }
 
 /// A short description of a JSON value, for messages.
