@@ -4,29 +4,10 @@
 //! and graph rendering live in the submodules:
 //! `yaml` (located YAML tree) → `raw` (fields with positions) → `overrides` (`--set`) →
 //! `graph` (needs, cycles, order) → `matrix` (scope, fan-out, substitution) → `validate`
-//! (params against the kind's specs). Every problem is collected into `Diagnostics`.
+//! (params against the kind's params struct). Every problem is collected into `Diagnostics`.
 //!
-//! # File format
-//! ```yaml
-//! name: sweep                 # optional, defaults to the file stem
-//! description: ...            # optional
-//! settings: {jobs: 4, device: cuda:0}   # optional; also executor: slurm, slurm: {...},
-//!                                       # remote: /mnt/team/t2s-remote, push: true
-//! stages:                     # required; order is kept (and used to break ties in the order)
-//!   train:
-//!     kind: command           # a registered stage kind
-//!     needs: [split]          # upstream stages
-//!     matrix: {lora_r: [4, 8, 16]}   # fan-out: train[lora_r=4], train[lora_r=8], ...
-//!     gather: false           # true: do not fan out with the needs, receive all instances
-//!     gpu: true               # optional override of the kind's GPU use
-//!     slurm: {gpus: 1, time: "02:00:00"}   # resources when run by the Slurm executor
-//!     params:                 # checked against the kind's ParamSpecs; defaults filled
-//!       cmd: python3 train.py --rank ${matrix.lora_r}
-//! ```
-//! `${matrix.KEY}` is substituted in every string of `params`; a string that is exactly one
-//! reference takes the matrix value with its type. A stage needing a fanned-out stage fans out
-//! with it (instances of several fanned-out needs are combined where their shared keys agree).
-//! Matrix keys must be used by a reference; unknown fields, params and kinds are errors.
+//! The file format, field by field: docs/pipeline.md (the params of each kind:
+//! docs/params.md, generated from the kinds' params structs).
 
 mod diag;
 mod graph;
