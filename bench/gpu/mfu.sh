@@ -40,7 +40,7 @@ cuda_tests() {
   for t in $1; do
     [ -x "$t" ] || continue
     say "== $(basename "$t") on CUDA"
-    T2S_REPO_ROOT=$PWD T2S_TEST_DEVICE=cuda timeout "$(cap 90)" "$t" --test-threads 1 --skip emulated 2>&1 \
+    T2S_REPO_ROOT=$PWD T2S_TEST_DEVICE=cuda timeout "$(cap 90)" "$t" --test-threads 1 --include-ignored --skip emulated 2>&1 \
       | awk '/^test |test result|Δ/ {print} /panicked/ {print; n = 3; next} n > 0 {print; n--}' \
       | tail -40 | tee -a "$OUT/mfu.txt"
   done

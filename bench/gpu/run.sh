@@ -54,7 +54,7 @@ run_parity() {
   for t in .gpu/tests/parity-* .gpu/tests/generate-* .gpu/tests/lora-* .gpu/tests/train_parity-*; do
     [ -x "$t" ] || continue
     echo "== $t" >> "$OUT/parity.txt"
-    T2S_TEST_DEVICE=cuda timeout "$(cap ${PARITY_TIMEOUT:-150})" "$t" --nocapture --test-threads 1 >> "$OUT/parity.txt" 2>&1
+    T2S_TEST_DEVICE=cuda timeout "$(cap ${PARITY_TIMEOUT:-150})" "$t" --nocapture --test-threads 1 --include-ignored >> "$OUT/parity.txt" 2>&1
     echo "rc=$?" >> "$OUT/parity.txt"
   done
 }
