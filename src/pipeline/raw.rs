@@ -52,11 +52,72 @@ pub struct RawStage {
     pub slurm: SlurmResources,
 }
 
-const TOP_FIELDS: &[&str] = &["name", "description", "settings", "stages"];
-const SETTINGS_FIELDS: &[&str] = &["jobs", "device", "executor", "slurm", "remote", "push"];
-const STAGE_FIELDS: &[&str] = &[
-    "kind", "params", "needs", "matrix", "gather", "gpu", "slurm",
+/// A field's reader: what is read so far, the field's key and value, the value's path.
+type Reader<T> = fn(&mut T, &Sp<String>, &YNode, &str, &mut Collector);
+
+/// The top-level fields (besides free-form `x-*` ones), each with its reader.
+const TOP_FIELDS: &[(&str, Reader<RawPipeline>)] = &[
+    ("name", |raw, _, v, path, d| {
+        raw.name = want_string(v, path, d).map(|s| Sp { v: s, loc: v.loc })
+    }),
+    ("description", |raw, _, v, path, d| {
+        raw.description = want_string(v, path, d)
+    }),
+    ("settings", |raw, _, v, _, d| read_settings(v, raw, d)),
+    ("stages", read_stages),
 ];
+
+/// The fields of `settings:`, each with its reader.
+const SETTINGS_FIELDS: &[(&str, Reader<RawPipeline>)] = &[
+    ("jobs", read_jobs),
+    ("device", read_device),
+    ("executor", |raw, _, v, path, d| {
+        raw.executor = slurm::read_executor(v, path, d)
+    }),
+    ("slurm", |raw, _, v, path, d| raw.slurm = slurm::read_block(v, path, d)),
+    ("remote", read_remote),
+    ("push", |raw, _, v, path, d| {
+        raw.push = want_bool(v, path, d).unwrap_or(false)
+    }),
+];
+
+/// The fields of a stage, each with its reader.
+const STAGE_FIELDS: &[(&str, Reader<RawStage>)] = &[
+    ("kind", |s, _, v, path, d| {
+        s.kind = want_string(v, path, d).map(|k| Sp { v: k, loc: v.loc })
+    }),
+    ("params", read_params),
+    ("needs", |s, _, v, path, d| s.needs = read_needs(v, path, d)),
+    ("matrix", |s, _, v, path, d| s.matrix = read_matrix(v, path, d)),
+    ("gather", |s, _, v, path, d| {
+        s.gather = want_bool(v, path, d).unwrap_or(false)
+    }),
+    ("gpu", |s, _, v, path, d| s.gpu = want_bool(v, path, d)),
+    ("slurm", |s, _, v, path, d| s.slurm = slurm::read_block(v, path, d)),
+];
+
+/// Read each of `fields` with its reader in `table`; a field the table lacks is reported
+/// with the closest allowed name.
+fn read_fields<T>(
+    target: &mut T,
+    fields: Vec<(Sp<String>, &YNode)>,
+    table: &[(&str, Reader<T>)],
+    path: &str,
+    diags: &mut Collector,
+) {
+    for (key, v) in fields {
+        match table.iter().find(|(name, _)| *name == key.v) {
+            Some((_, read)) => read(target, &key, v, &join(path, &key.v), diags),
+            // Extension fields, as in Compose files: free-form, typically YAML anchors that
+            // stages refer to (`x-domains: &domains [...]`, then `domains: *domains`).
+            None if path.is_empty() && key.v.starts_with("x-") => {}
+            None => {
+                let names: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
+                unknown_field(&key, path, &names, diags)
+            }
+        }
+    }
+}
 
 /// Stage names become node ids and environment variable names: keep them simple.
 pub fn valid_name(name: &str) -> bool {
@@ -178,43 +239,8 @@ pub fn read(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) -> Ra
     let Some(fields) = entries(root, "", "a mapping with `stages:`", diags) else {
         return raw;
     };
-    let mut saw_stages = false;
-    for (key, node) in fields {
-        match key.v.as_str() {
-            "name" => {
-                if let Some(s) = want_string(node, "name", diags) {
-                    raw.name = Some(Sp {
-                        v: s,
-                        loc: node.loc,
-                    });
-                }
-            }
-            "description" => raw.description = want_string(node, "description", diags),
-            "settings" => read_settings(node, &mut raw, diags),
-            "stages" => {
-                saw_stages = true;
-                if let Some(stages) = entries(node, "stages", "a mapping of stage names", diags) {
-                    if stages.is_empty() {
-                        diags.add(
-                            node.loc,
-                            "stages",
-                            "no stages",
-                            Some("add at least one stage".into()),
-                        );
-                    }
-                    for (name, body) in stages {
-                        if let Some(s) = read_stage(name, body, diags) {
-                            raw.stages.push(s);
-                        }
-                    }
-                }
-            }
-            // Extension fields, as in Compose files: free-form, typically YAML anchors that
-            // stages refer to (`x-domains: &domains [...]`, then `domains: *domains`).
-            k if k.starts_with("x-") => {}
-            _ => unknown_field(&key, "", TOP_FIELDS, diags),
-        }
-    }
+    let saw_stages = fields.iter().any(|(k, _)| k.v == "stages");
+    read_fields(&mut raw, fields, TOP_FIELDS, "", diags);
     if !saw_stages {
         diags.add(
             root.loc,
@@ -226,51 +252,80 @@ pub fn read(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) -> Ra
     raw
 }
 
-fn read_settings(node: &YNode, raw: &mut RawPipeline, diags: &mut Collector) {
-    let Some(fields) = entries(node, "settings", "a mapping", diags) else {
+fn read_stages(raw: &mut RawPipeline, _: &Sp<String>, node: &YNode, path: &str, diags: &mut Collector) {
+    let Some(stages) = entries(node, path, "a mapping of stage names", diags) else {
         return;
     };
-    for (key, v) in fields {
-        let path = join("settings", &key.v);
-        match key.v.as_str() {
-            "jobs" => match v.to_value() {
-                Ok(Value::Number(n)) if n.as_u64().is_some_and(|j| j >= 1) => {
-                    raw.jobs = n.as_u64().map(|j| j as usize)
-                }
-                _ => diags.add(
-                    v.loc,
-                    &path,
-                    format!("expected a positive integer, found {}", v.describe()),
-                    None,
-                ),
-            },
-            "device" => {
-                raw.device = want_string(v, &path, diags).filter(|d| {
-                    let ok = crate::train_plan::params::valid_device(d);
-                    if !ok {
-                        diags.add(
-                            v.loc,
-                            &path,
-                            format!("`{d}` is not a device"),
-                            Some("one of auto, cpu, cuda, cuda:N".into()),
-                        );
-                    }
-                    ok
-                })
-            }
-            "executor" => raw.executor = slurm::read_executor(v, &path, diags),
-            "slurm" => raw.slurm = slurm::read_block(v, &path, diags),
-            "remote" => match want_string(v, &path, diags) {
-                Some(dir) if dir.trim().is_empty() => diags.add(
-                    v.loc,
-                    &path,
-                    "expected a directory, found an empty string".to_string(),
-                    Some("a path to the remote cache directory, e.g. /mnt/team/t2s-remote".into()),
-                ),
-                dir => raw.remote = dir,
-            },
-            "push" => raw.push = want_bool(v, &path, diags).unwrap_or(false),
-            _ => unknown_field(&key, "settings", SETTINGS_FIELDS, diags),
+    if stages.is_empty() {
+        diags.add(node.loc, path, "no stages", Some("add at least one stage".into()));
+    }
+    for (name, body) in stages {
+        if let Some(s) = read_stage(name, body, diags) {
+            raw.stages.push(s);
+        }
+    }
+}
+
+fn read_settings(node: &YNode, raw: &mut RawPipeline, diags: &mut Collector) {
+    if let Some(fields) = entries(node, "settings", "a mapping", diags) {
+        read_fields(raw, fields, SETTINGS_FIELDS, "settings", diags);
+    }
+}
+
+fn read_jobs(raw: &mut RawPipeline, _: &Sp<String>, v: &YNode, path: &str, diags: &mut Collector) {
+    match v.to_value() {
+        Ok(Value::Number(n)) if n.as_u64().is_some_and(|j| j >= 1) => {
+            raw.jobs = n.as_u64().map(|j| j as usize)
+        }
+        _ => diags.add(
+            v.loc,
+            path,
+            format!("expected a positive integer, found {}", v.describe()),
+            None,
+        ),
+    }
+}
+
+fn read_device(raw: &mut RawPipeline, _: &Sp<String>, v: &YNode, path: &str, diags: &mut Collector) {
+    raw.device = want_string(v, path, diags).filter(|d| {
+        let ok = crate::train_plan::params::valid_device(d);
+        if !ok {
+            diags.add(
+                v.loc,
+                path,
+                format!("`{d}` is not a device"),
+                Some("one of auto, cpu, cuda, cuda:N".into()),
+            );
+        }
+        ok
+    })
+}
+
+fn read_remote(raw: &mut RawPipeline, _: &Sp<String>, v: &YNode, path: &str, diags: &mut Collector) {
+    match want_string(v, path, diags) {
+        Some(dir) if dir.trim().is_empty() => diags.add(
+            v.loc,
+            path,
+            "expected a directory, found an empty string".to_string(),
+            Some("a path to the remote cache directory, e.g. /mnt/team/t2s-remote".into()),
+        ),
+        dir => raw.remote = dir,
+    }
+}
+
+fn read_params(stage: &mut RawStage, key: &Sp<String>, v: &YNode, path: &str, diags: &mut Collector) {
+    stage.params_loc = key.loc;
+    if matches!(&v.kind, YKind::Scalar { text, plain: true, .. } if text.is_empty()) {
+        return; // `params:` with nothing after it
+    }
+    let Some(ps) = entries(v, path, "a mapping of parameters", diags) else {
+        return;
+    };
+    for (pk, pv) in ps {
+        let ppath = join(path, &pk.v);
+        match pv.to_value_at(&ppath, &mut stage.locs) {
+            Ok(val) => stage.params.push((pk, val)),
+            Err(e) => diags.add(e.loc, &ppath, e.message, None),
         }
     }
 }
@@ -298,38 +353,7 @@ fn read_stage(name: Sp<String>, body: &YNode, diags: &mut Collector) -> Option<R
         gpu: None,
         slurm: SlurmResources::default(),
     };
-    for (key, v) in fields {
-        let fpath = join(&path, &key.v);
-        match key.v.as_str() {
-            "kind" => {
-                if let Some(s) = want_string(v, &fpath, diags) {
-                    stage.kind = Some(Sp { v: s, loc: v.loc });
-                }
-            }
-            "params" => {
-                stage.params_loc = key.loc;
-                if matches!(&v.kind, YKind::Scalar { text, plain: true, .. } if text.is_empty()) {
-                    continue; // `params:` with nothing after it
-                }
-                let Some(ps) = entries(v, &fpath, "a mapping of parameters", diags) else {
-                    continue;
-                };
-                for (pk, pv) in ps {
-                    let ppath = join(&fpath, &pk.v);
-                    match pv.to_value_at(&ppath, &mut stage.locs) {
-                        Ok(val) => stage.params.push((pk, val)),
-                        Err(e) => diags.add(e.loc, &ppath, e.message, None),
-                    }
-                }
-            }
-            "needs" => stage.needs = read_needs(v, &fpath, diags),
-            "matrix" => stage.matrix = read_matrix(v, &fpath, diags),
-            "gather" => stage.gather = want_bool(v, &fpath, diags).unwrap_or(false),
-            "gpu" => stage.gpu = want_bool(v, &fpath, diags),
-            "slurm" => stage.slurm = slurm::read_block(v, &fpath, diags),
-            _ => unknown_field(&key, &path, STAGE_FIELDS, diags),
-        }
-    }
+    read_fields(&mut stage, fields, STAGE_FIELDS, &path, diags);
     if stage.kind.is_none() {
         diags.add(
             name.loc,
