@@ -89,12 +89,24 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// The `evaluate` stage's own predictions.jsonl nests the test row under `row`: its fields
+/// count as the line's own (the line's fields win), so t2s's output scores as it is.
+fn with_row_fields(obj: Map<String, Value>) -> Map<String, Value> {
+    let Some(Value::Object(row)) = obj.get("row") else {
+        return obj;
+    };
+    let mut merged = row.clone();
+    merged.extend(obj.into_iter().filter(|(k, _)| k != "row"));
+    merged
+}
+
 /// Parse one line into an item; `line_no` is 1-based and becomes the id when none is given.
 fn parse_line(text: &str, line_no: usize) -> Result<ScoreItem, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(obj) = v else {
         return Err(format!("expected a JSON object, found {}", type_name(&v)));
     };
+    let obj = with_row_fields(obj);
     let mut problems = Vec::new();
     let mut take = |names: &[&str], required: bool| match get_str(&obj, names, required) {
         Ok(s) => s.unwrap_or_default(),
@@ -359,6 +371,16 @@ mod tests {
             parse_predictions(b"\n", "e.jsonl"),
             Err(InputError::Empty { .. })
         ));
+    }
+
+    #[test]
+    fn the_evaluate_stages_own_lines_score_as_they_are() {
+        let text = r#"{"system": "lora_r=4", "row": {"id": 9, "sql_context": "CREATE TABLE t (a INT);", "sql": "SELECT a FROM t", "domain": "retail"}, "generation": "SQL: SELECT a FROM t", "prediction": "SELECT a FROM t", "scores": {}}"#;
+        let p = parse_predictions(text.as_bytes(), "predictions.jsonl").unwrap();
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        let it = &p.items[0];
+        assert_eq!((it.id.as_str(), it.gold.as_str(), it.pred.as_str()), ("9", "SELECT a FROM t", "SELECT a FROM t"));
+        assert_eq!(it.domain, "retail");
     }
 
     #[test]
