@@ -13,7 +13,8 @@
 # PEER_STEPS: the peer's optimizer steps (default: as many rows as t2s's train node saw,
 #   batch 1 x 8 accumulation = the seed's). THREADS: torch threads of the peer (default nproc,
 #   as t2s's worker uses).
-# WORK: a directory to keep the peer's outputs in (default: a temp dir, removed at the end).
+# WORK: a directory to keep the peer's outputs in (default: a temp dir, removed at the end); a
+#   rank whose peer run is already there is scored again, not rerun.
 # Needs the release binaries and the real model (`python scripts/fetch_gemma.py model`).
 set -euo pipefail
 ranks="${1:-4 8 16}"
@@ -70,10 +71,13 @@ for r in $ranks; do
     node="train[lora_r=$r]"
     t2s_preds="$(art "evaluate[lora_r=$r]")/predictions.jsonl"
     steps="${PEER_STEPS:-$("$py" -c 'import json,sys; n=json.load(open(sys.argv[1]))["nodes"][sys.argv[2]]; print(max(1, round(n["global_step"] * 4 / 8)))' "$work/t2s.json" "$node")}"
-    "$py" bench/peers/peer_seed_recipe.py --model "$model_dir" --split "$split_dir" --rank "$r" \
-        --max-steps "$steps" --threads "${THREADS:-$(nproc)}" --out "$work/peer-$r" \
-        > "$work/peer-$r.json" 2> "$work/peer-$r.log" || { tail -30 "$work/peer-$r.log"; exit 1; }
-    "$t2s" evaluate --predictions "$t2s_preds" "$work/peer-$r/predictions.jsonl" --json \
+    # A peer run WORK already holds (a bench stopped between ranks) is kept, not redone.
+    if ! grep -q '"train_s"' "$work/peer-$r.json" 2>/dev/null; then
+        "$py" bench/peers/peer_seed_recipe.py --model "$model_dir" --split "$split_dir" --rank "$r" \
+            --max-steps "$steps" --threads "${THREADS:-$(nproc)}" --out "$work/peer-$r" \
+            > "$work/peer-$r.json" 2> "$work/peer-$r.log" || { tail -30 "$work/peer-$r.log"; exit 1; }
+    fi
+    "$t2s" evaluate --predictions "$t2s_preds" --predictions "$work/peer-$r/predictions.jsonl" --json \
         > "$work/eval-$r.json" 2> "$work/eval-$r.log" || true
     "$py" - "$work" "$r" "$node" <<'PY'
 import json, os, sys

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{check_dir, lookup, UsageError};
 use crate::cli::ExportArgs;

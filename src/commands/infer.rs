@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::lookup::{self, Weights};
 use super::{check_dir, UsageError};

@@ -4,19 +4,19 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use crate::cache::{key::short, KeyInput, Lookup, Manifest, Remote, Store};
+use crate::cache::{KeyInput, Remote, Store};
 use crate::pipeline::Pipeline;
-use crate::runs::{node_status, now_rfc3339, ExecRecord, NodeRecord, NodeSink, Tracker};
-use crate::stages::{StageError, StageInput};
+use crate::runs::{node_status, NodeRecord, Tracker};
+use crate::stages::StageInput;
 
 use super::done::{finished, skipped, Done};
 use super::plan::{self, Selection};
 use super::progress::Progress;
-use super::remote_cache::{self, Destination, Fetched};
-use super::{Executor, NodeJob};
+use super::remote_cache;
+use super::Executor;
 
 /// How to run.
 #[derive(Debug, Clone)]

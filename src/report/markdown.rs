@@ -231,7 +231,7 @@ fn training(s: &mut String, data: &ReportData, figures: &Figures) {
     s.push('\n');
 }
 
-fn eda(s: &mut String, data: &ReportData, figures: &Figures) {
+fn eda(s: &mut String, data: &ReportData, _figures: &Figures) {
     if data.eda_figures.is_empty() {
         let _ = writeln!(s, "No EDA figures in this run.\n");
     }

@@ -229,6 +229,7 @@ mod tests {
     enum Mode {
         /// First.
         Fast,
+        /// Second: every variant documented keeps their order in the schema.
         Slow,
     }
 

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::model_source::{hub_key_params, is_model_dir, model_facts, resolve_model};
 use super::params::{ParamSet, Typed};
@@ -160,6 +160,7 @@ fn split_provenance(mut result: Value) -> (Value, Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn defaults() -> Map<String, Value> {
         match serde_json::to_value(TrainParams::default()).unwrap() {

@@ -32,8 +32,10 @@ pub enum Init {
 pub enum Dtype {
     /// bf16 on CUDA, fp32 on the CPU.
     Auto,
+    /// fp32 weights.
     #[serde(alias = "fp32")]
     Float32,
+    /// bf16 weights (on the CPU too; training keeps fp32 master weights).
     #[serde(alias = "bf16")]
     Bfloat16,
 }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde_json::{json, Value};
 use t2s::worker::jobs::{ExportDtype, ExportJob};
 use t2s::worker::protocol::JobSpec;
