@@ -18,7 +18,18 @@ fn docs_params_md_is_the_generated_reference() {
         "docs/params.md is not what `t2s kinds --markdown` prints: regenerate it with \
          `t2s kinds --markdown > docs/params.md`"
     );
-    for kind in ["load", "eda", "tokenizer", "preprocess", "split", "model", "train", "evaluate", "report", "command"] {
+    for kind in [
+        "load",
+        "eda",
+        "tokenizer",
+        "preprocess",
+        "split",
+        "model",
+        "train",
+        "evaluate",
+        "report",
+        "command",
+    ] {
         assert!(generated.contains(&format!("\n## {kind}\n")), "{kind}");
     }
 }
@@ -29,8 +40,14 @@ fn one_kind_lists_its_params_with_types_and_defaults() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("train (version "), "{text}");
-    assert!(text.contains("  lora_r: a non-negative integer; default 8\n      LoRA rank."), "{text}");
-    assert!(text.contains("  scheduler: one of `linear`, `cosine`, `constant`; default linear"), "{text}");
+    assert!(
+        text.contains("  lora_r: a non-negative integer; default 8\n      LoRA rank."),
+        "{text}"
+    );
+    assert!(
+        text.contains("  scheduler: one of `linear`, `cosine`, `constant`; default linear"),
+        "{text}"
+    );
     assert!(!text.contains("\nload ("), "only the kind asked for");
 }
 
@@ -39,5 +56,8 @@ fn an_unknown_kind_is_a_usage_error_with_a_suggestion() {
     let out = t2s().args(["kinds", "trian"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("no stage kind `trian`") && err.contains("did you mean `train`?"), "{err}");
+    assert!(
+        err.contains("no stage kind `trian`") && err.contains("did you mean `train`?"),
+        "{err}"
+    );
 }

@@ -16,8 +16,74 @@ use assert_cmd::Command;
 mod common;
 
 /// node → (kind, cache key, output digest).
-const PINS: &[(&str, &str, &str, &str)] = &[];
-
+const PINS: &[(&str, &str, &str, &str)] = &[
+    (
+        "base",
+        "train",
+        "0688ec41948a3d60178adeffec9e530c094249f95f9e594cbc6bb8dc482610be",
+        "33cec64b79f94c1a8c2b9104235eda9a0ab2cefcfa85e9667cecbb7c82491e85",
+    ),
+    (
+        "count",
+        "command",
+        "664b4458b85444533976f27953272cac77fc7f93d8502a773acc79ef68e42e3b",
+        "ddbc2a6ceed2d0d09c84a36135b3305baeaa8a7d60496a8996da91ad9eb6226c",
+    ),
+    (
+        "eda",
+        "eda",
+        "b918f3ed454902804fe1d422cc2672c12f4faefaf002416052050b800be58153",
+        "b9047a3446a7be9003529775a86dc13a8328f2e4e3c04aea48f52d123ccf029c",
+    ),
+    (
+        "evaluate",
+        "evaluate",
+        "329ac4c05d387e4c005d42920921a54dd0381c1f13f85d0af5a6752afbe60fe0",
+        "78533b304a8d899cc7f3e744b7a705ef548e383d396135479d6661f147addb83",
+    ),
+    (
+        "load",
+        "load",
+        "465d9370a45023e89213b60b0fca0959b9364b57c0cdc579e50b2902dd07beff",
+        "26e1d27654b3355270bd1c37e7d6a8c7fa1bd1fda46662fb139866dcda114135",
+    ),
+    (
+        "lora",
+        "train",
+        "5d0d7825c5926b6f69fdf032f08cdc4bdefe218dc1a67e4d767e59fe3bf3258a",
+        "b91a881e405f0814302b55891c396162c99859b52caac25a0c1586a71c67edb9",
+    ),
+    (
+        "model",
+        "model",
+        "2f78b2e14b70275e09f98196de0425e27b2bf773cb848fdcb133cd02e74663ac",
+        "dbd9ed9a67349b5c696bbdf075c4b1a16087afba3e9bf4f01993988330e4db13",
+    ),
+    (
+        "preprocess",
+        "preprocess",
+        "0c0d8bdefdf5f77e29fb99b952086f5a0704d65e550af5432981b78f98a3feb9",
+        "61c1b90c339cfefe01d2bdab713e24cbea34f3480c5ef26b828d58782f1acb4f",
+    ),
+    (
+        "report",
+        "report",
+        "f31a2e4004af4dd43a1ce508fc17eb4b21693c4f63b8556fc641a0afaa9cfe01",
+        "37b87425b31604ecaa3cb82b0153c8d89f8779076cf50bb23af27d0e5846246c",
+    ),
+    (
+        "split",
+        "split",
+        "4a07af670aba876855c2626bd7650e28305c037b580db9ce622ed6c060e5132c",
+        "d3982f5beb1ad3ce9bb7d7bcd6201505cb2d256fd21c69962e18a383a741ae27",
+    ),
+    (
+        "tokenizer",
+        "tokenizer",
+        "25ec8122691eb4f9f6e3c636aa04eaf467f8481e80123ffb46016d39ebc58216",
+        "413fefd76101c3811f4d60a113b039e4ca0d3f79761c4651542818265afc9f51",
+    ),
+];
 
 fn run(root: &Path, pipeline: &Path) {
     let out = Command::cargo_bin("t2s")
@@ -77,7 +143,10 @@ fn every_kind_keeps_its_output_for_the_same_key() {
     }
     let kinds: Vec<&str> = got.values().map(|(k, _, _)| k.as_str()).collect();
     for kind in t2s::stages::registry::kind_names() {
-        assert!(kinds.contains(&kind), "the golden pipelines have no `{kind}` node");
+        assert!(
+            kinds.contains(&kind),
+            "the golden pipelines have no `{kind}` node"
+        );
     }
     let mut problems = Vec::new();
     for (node, kind, key, digest) in PINS {

@@ -148,11 +148,7 @@ fn work_dir(out: &Path) -> anyhow::Result<PathBuf> {
 
 /// Each request row with its `prediction`, `generation` and `new_tokens`, in input order,
 /// written whole to `out`; the new tokens in all.
-fn write_predictions(
-    requests: &[Request],
-    gens: &Generations,
-    out: &Path,
-) -> anyhow::Result<u64> {
+fn write_predictions(requests: &[Request], gens: &Generations, out: &Path) -> anyhow::Result<u64> {
     let mut text = String::new();
     let mut new_tokens = 0;
     for r in requests {

@@ -5,13 +5,13 @@
 pub mod dag;
 pub mod diff;
 pub mod doctor;
-pub mod kinds;
 pub mod evaluate;
 pub mod exec_node;
 pub mod export;
 pub mod gc;
 pub mod infer;
 pub mod infer_batch;
+pub mod kinds;
 pub mod lookup;
 pub mod remote;
 pub mod report;

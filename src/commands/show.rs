@@ -58,7 +58,6 @@ fn print_header(run: &RunRow) {
     if let Some(e) = &run.error {
         println!("  error    {}", e.replace('\n', "\n           "));
     }
-
 }
 
 /// Each node's status, key, duration and error; the hub commits nodes used.

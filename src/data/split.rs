@@ -86,10 +86,7 @@ pub struct SplitParams {
     /// Shuffling seed.
     pub seed: u64,
     /// Row field to stratify by (sql_complexity, sql_task_type, domain); empty: none.
-    #[serde(
-        deserialize_with = "empty_as_none",
-        serialize_with = "none_as_empty"
-    )]
+    #[serde(deserialize_with = "empty_as_none", serialize_with = "none_as_empty")]
     #[schemars(with = "String")]
     pub stratify: Option<String>,
     /// Rows (integer) or fraction of the pool (float); null: all that is left.

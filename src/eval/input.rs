@@ -379,7 +379,10 @@ mod tests {
         let p = parse_predictions(text.as_bytes(), "predictions.jsonl").unwrap();
         assert!(p.rejected.is_empty(), "{:?}", p.rejected);
         let it = &p.items[0];
-        assert_eq!((it.id.as_str(), it.gold.as_str(), it.pred.as_str()), ("9", "SELECT a FROM t", "SELECT a FROM t"));
+        assert_eq!(
+            (it.id.as_str(), it.gold.as_str(), it.pred.as_str()),
+            ("9", "SELECT a FROM t", "SELECT a FROM t")
+        );
         assert_eq!(it.domain, "retail");
     }
 

@@ -101,10 +101,7 @@ impl Attempt<'_, '_> {
     }
 
     /// The node's kind and cache key.
-    fn plan(
-        &self,
-        key_inputs: Vec<KeyInput>,
-    ) -> Result<(&'static dyn StageKind, CacheKey), Done> {
+    fn plan(&self, key_inputs: Vec<KeyInput>) -> Result<(&'static dyn StageKind, CacheKey), Done> {
         let kind = plan::kind_of(self.node)
             .map_err(|e| self.fail(node_status::FAILED, None, format!("{e:#}")))?;
         let cache_key = plan::cache_key(self.node, kind, key_inputs, &self.sh.pipeline_dir)
@@ -195,8 +192,10 @@ impl Attempt<'_, '_> {
         let lock = sh
             .store
             .lock(key, sh.cancel, || {
-                sh.progress
-                    .note(&self.node.id, "waiting: another t2s run is computing this node")
+                sh.progress.note(
+                    &self.node.id,
+                    "waiting: another t2s run is computing this node",
+                )
             })
             .map_err(|e| {
                 let status = if sh.cancel.load(Ordering::Relaxed) {
@@ -253,7 +252,8 @@ impl Attempt<'_, '_> {
                 } else {
                     (node_status::FAILED, format!("{e:#}"))
                 };
-                sh.progress.finish(&node.id, status, self.t0.elapsed(), &msg);
+                sh.progress
+                    .finish(&node.id, status, self.t0.elapsed(), &msg);
                 return with_exec(self.fail(status, Some(key.to_string()), msg));
             }
         };
@@ -272,9 +272,17 @@ impl Attempt<'_, '_> {
         ) {
             Ok(m) => m,
             Err(e) => {
-                sh.progress
-                    .finish(&node.id, node_status::FAILED, self.t0.elapsed(), &e.to_string());
-                return with_exec(self.fail(node_status::FAILED, Some(key.to_string()), e.to_string()));
+                sh.progress.finish(
+                    &node.id,
+                    node_status::FAILED,
+                    self.t0.elapsed(),
+                    &e.to_string(),
+                );
+                return with_exec(self.fail(
+                    node_status::FAILED,
+                    Some(key.to_string()),
+                    e.to_string(),
+                ));
             }
         };
         drop(lock);

@@ -53,7 +53,12 @@ fn apply_one(i: usize, arg: &str, stages: &mut [RawStage], diags: &mut Collector
         return;
     };
     if let Some(kind) = stage.kind.as_ref().and_then(|k| registry::lookup(&k.v)) {
-        let declared: Vec<&str> = kind.params().specs().iter().map(|p| p.name.as_str()).collect();
+        let declared: Vec<&str> = kind
+            .params()
+            .specs()
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         if !declared.contains(&param) {
             diags.add(
                 at(i, param_col),

@@ -74,7 +74,9 @@ const SETTINGS_FIELDS: &[(&str, Reader<RawPipeline>)] = &[
     ("executor", |raw, _, v, path, d| {
         raw.executor = slurm::read_executor(v, path, d)
     }),
-    ("slurm", |raw, _, v, path, d| raw.slurm = slurm::read_block(v, path, d)),
+    ("slurm", |raw, _, v, path, d| {
+        raw.slurm = slurm::read_block(v, path, d)
+    }),
     ("remote", read_remote),
     ("push", |raw, _, v, path, d| {
         raw.push = want_bool(v, path, d).unwrap_or(false)
@@ -88,12 +90,16 @@ const STAGE_FIELDS: &[(&str, Reader<RawStage>)] = &[
     }),
     ("params", read_params),
     ("needs", |s, _, v, path, d| s.needs = read_needs(v, path, d)),
-    ("matrix", |s, _, v, path, d| s.matrix = read_matrix(v, path, d)),
+    ("matrix", |s, _, v, path, d| {
+        s.matrix = read_matrix(v, path, d)
+    }),
     ("gather", |s, _, v, path, d| {
         s.gather = want_bool(v, path, d).unwrap_or(false)
     }),
     ("gpu", |s, _, v, path, d| s.gpu = want_bool(v, path, d)),
-    ("slurm", |s, _, v, path, d| s.slurm = slurm::read_block(v, path, d)),
+    ("slurm", |s, _, v, path, d| {
+        s.slurm = slurm::read_block(v, path, d)
+    }),
 ];
 
 /// Read each of `fields` with its reader in `table`; a field the table lacks is reported
@@ -252,12 +258,23 @@ pub fn read(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) -> Ra
     raw
 }
 
-fn read_stages(raw: &mut RawPipeline, _: &Sp<String>, node: &YNode, path: &str, diags: &mut Collector) {
+fn read_stages(
+    raw: &mut RawPipeline,
+    _: &Sp<String>,
+    node: &YNode,
+    path: &str,
+    diags: &mut Collector,
+) {
     let Some(stages) = entries(node, path, "a mapping of stage names", diags) else {
         return;
     };
     if stages.is_empty() {
-        diags.add(node.loc, path, "no stages", Some("add at least one stage".into()));
+        diags.add(
+            node.loc,
+            path,
+            "no stages",
+            Some("add at least one stage".into()),
+        );
     }
     for (name, body) in stages {
         if let Some(s) = read_stage(name, body, diags) {
@@ -286,7 +303,13 @@ fn read_jobs(raw: &mut RawPipeline, _: &Sp<String>, v: &YNode, path: &str, diags
     }
 }
 
-fn read_device(raw: &mut RawPipeline, _: &Sp<String>, v: &YNode, path: &str, diags: &mut Collector) {
+fn read_device(
+    raw: &mut RawPipeline,
+    _: &Sp<String>,
+    v: &YNode,
+    path: &str,
+    diags: &mut Collector,
+) {
     raw.device = want_string(v, path, diags).filter(|d| {
         let ok = crate::train_plan::params::valid_device(d);
         if !ok {
@@ -301,7 +324,13 @@ fn read_device(raw: &mut RawPipeline, _: &Sp<String>, v: &YNode, path: &str, dia
     })
 }
 
-fn read_remote(raw: &mut RawPipeline, _: &Sp<String>, v: &YNode, path: &str, diags: &mut Collector) {
+fn read_remote(
+    raw: &mut RawPipeline,
+    _: &Sp<String>,
+    v: &YNode,
+    path: &str,
+    diags: &mut Collector,
+) {
     match want_string(v, path, diags) {
         Some(dir) if dir.trim().is_empty() => diags.add(
             v.loc,
@@ -313,7 +342,13 @@ fn read_remote(raw: &mut RawPipeline, _: &Sp<String>, v: &YNode, path: &str, dia
     }
 }
 
-fn read_params(stage: &mut RawStage, key: &Sp<String>, v: &YNode, path: &str, diags: &mut Collector) {
+fn read_params(
+    stage: &mut RawStage,
+    key: &Sp<String>,
+    v: &YNode,
+    path: &str,
+    diags: &mut Collector,
+) {
     stage.params_loc = key.loc;
     if matches!(&v.kind, YKind::Scalar { text, plain: true, .. } if text.is_empty()) {
         return; // `params:` with nothing after it

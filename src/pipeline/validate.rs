@@ -76,7 +76,12 @@ pub fn name_from_stem(file: &std::path::Path) -> String {
 
 /// Stage-level check: params the kind does not declare.
 pub fn unknown_params(stage: &RawStage, kind: &dyn StageKind, diags: &mut Collector) {
-    let declared: Vec<&str> = kind.params().specs().iter().map(|p| p.name.as_str()).collect();
+    let declared: Vec<&str> = kind
+        .params()
+        .specs()
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
     for (key, _) in &stage.params {
         if !declared.contains(&key.v.as_str()) {
             diags.add(
@@ -154,12 +159,13 @@ pub fn resolve(
         let name = name.trim_start_matches('.');
         let path = format!("stages.{}.params.{name}", stage.name.v);
         let path = path.trim_end_matches('.');
-        let field = name.split(['.', '[']).next().unwrap_or_default();
+        // A problem with a whole param gets the param's description as a hint; one inside
+        // it (`model_config.hidden_size`) says enough itself.
         let hint = kind
             .params()
             .specs()
             .iter()
-            .find(|s| s.name == field)
+            .find(|s| s.name == name)
             .map(|s| format!("`{}`: {}", s.name, describe_spec(s)));
         diags.add(locate(stage, path), path, msg, hint);
     }
@@ -196,7 +202,7 @@ fn locate(stage: &RawStage, path: &str) -> Loc {
 }
 
 fn describe_spec(spec: &ParamSpec) -> String {
-    format!("{}: {}", expected(spec.ty), spec.doc)
+    format!("{}: {}", expected(spec.ty), spec.doc.trim_end_matches('.'))
 }
 
 fn expected(ty: ParamType) -> String {

@@ -181,7 +181,11 @@ fn param_type(prop: &Value, defs: &Value) -> ParamType {
     };
     let inner = |k: &str| s.get(k).map(|i| param_type(i, defs));
     match ty {
-        "integer" if s.get("minimum").and_then(Value::as_f64).is_some_and(|m| m >= 0.0) => {
+        "integer"
+            if s.get("minimum")
+                .and_then(Value::as_f64)
+                .is_some_and(|m| m >= 0.0) =>
+        {
             ParamType::Count
         }
         "integer" => ParamType::Int,
@@ -321,11 +325,21 @@ mod tests {
             assert!(!specs.is_empty(), "{}", kind.kind());
             let mut resolved = Map::new();
             for spec in specs {
-                assert!(!spec.doc.is_empty(), "{}.{} has no doc", kind.kind(), spec.name);
+                assert!(
+                    !spec.doc.is_empty(),
+                    "{}.{} has no doc",
+                    kind.kind(),
+                    spec.name
+                );
                 let value = spec.default.clone().unwrap_or_else(|| json!("x"));
                 resolved.insert(spec.name.clone(), value);
             }
-            assert_eq!(kind.params().check(&resolved), Vec::new(), "{}", kind.kind());
+            assert_eq!(
+                kind.params().check(&resolved),
+                Vec::new(),
+                "{}",
+                kind.kind()
+            );
         }
         let split = crate::stages::registry::lookup("split").unwrap();
         let default = |n: &str| {

@@ -187,7 +187,12 @@ mod tests {
     #[test]
     fn declared_defaults_are_the_typed_defaults() {
         for spec in TrainStage.params().specs() {
-            assert_eq!(spec.default.as_ref(), defaults().get(&spec.name), "{}", spec.name);
+            assert_eq!(
+                spec.default.as_ref(),
+                defaults().get(&spec.name),
+                "{}",
+                spec.name
+            );
         }
         assert!(TrainStage.params().check(&defaults()).is_empty());
     }

@@ -63,9 +63,10 @@ impl Job {
         })?;
         // Flattened structs cannot deny unknown fields themselves: a param the job does not
         // read is a typo somewhere, said as such.
-        if let (Value::Object(given), Ok(Value::Object(known))) =
-            (&params, serde_json::to_value(&parsed).map(|v| v["params"].clone()))
-        {
+        if let (Value::Object(given), Ok(Value::Object(known))) = (
+            &params,
+            serde_json::to_value(&parsed).map(|v| v["params"].clone()),
+        ) {
             if let Some(unknown) = given.keys().find(|k| !known.contains_key(*k)) {
                 return Err(format!("job `{job}`: unknown param `{unknown}`"));
             }
@@ -291,8 +292,11 @@ mod tests {
             Job::parse("doctor", &Value::Null).unwrap(),
             Job::Doctor(DoctorJob {})
         );
-        let e = Job::parse("generate", &json!({"prompts_file": "p", "out_file": "o", "gredy": true}))
-            .unwrap_err();
+        let e = Job::parse(
+            "generate",
+            &json!({"prompts_file": "p", "out_file": "o", "gredy": true}),
+        )
+        .unwrap_err();
         assert_eq!(e, "job `generate`: unknown param `gredy`");
         let e = Job::parse("bench-train", &json!({"batch": -2})).unwrap_err();
         assert!(e.starts_with("job `bench-train`: param `batch`: "), "{e}");

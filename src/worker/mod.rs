@@ -8,6 +8,6 @@ pub mod jobs;
 pub mod launcher;
 pub mod protocol;
 
-pub use launcher::{WorkerError, WorkerLauncher};
 pub use jobs::Job;
+pub use launcher::{WorkerError, WorkerLauncher};
 pub use protocol::{JobSpec, WorkerEvent};
