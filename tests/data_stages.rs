@@ -22,22 +22,22 @@ fn run(
 ) -> anyhow::Result<StageOutcome> {
     let k = registry::lookup(kind).unwrap_or_else(|| panic!("kind {kind} registered"));
     let mut p: Map<String, Value> = Map::new();
-    for spec in k.params() {
-        if let Some(d) = spec.default {
-            p.insert(spec.name.to_string(), d());
+    for spec in k.params().specs() {
+        if let Some(d) = &spec.default {
+            p.insert(spec.name.clone(), d.clone());
         }
     }
     for (key, v) in params.as_object().unwrap() {
         assert!(
-            k.params().iter().any(|s| s.name == key),
+            k.params().specs().iter().any(|s| &s.name == key),
             "{kind}: unknown param {key}"
         );
         p.insert(key.clone(), v.clone());
     }
     assert!(
-        k.check_params(&p).is_empty(),
+        k.params().check(&p).is_empty(),
         "{kind}: {:?}",
-        k.check_params(&p)
+        k.params().check(&p)
     );
     let inputs: Vec<StageInput> = inputs
         .iter()

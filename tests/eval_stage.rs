@@ -128,8 +128,8 @@ fn evaluates_base_and_adapter_with_resume() {
 
     let stage = registry::lookup("evaluate").expect("evaluate is registered");
     let mut params = Map::new();
-    for spec in stage.params() {
-        params.insert(spec.name.to_string(), (spec.default.unwrap())());
+    for spec in stage.params().specs() {
+        params.insert(spec.name.clone(), spec.default.clone().unwrap());
     }
     params.insert("bootstrap_samples".into(), json!(200));
     params.insert("device".into(), json!("cpu"));

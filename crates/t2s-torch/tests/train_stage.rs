@@ -52,8 +52,9 @@ fn the_train_stage_runs_the_worker_and_resumes_its_key() {
 
     let mut params: Map<String, Value> = stage
         .params()
+        .specs()
         .iter()
-        .map(|s| (s.name.to_string(), (s.default.unwrap())()))
+        .map(|s| (s.name.clone(), s.default.clone().unwrap()))
         .collect();
     for (k, v) in [
         ("lora_r", json!(2)),
@@ -67,7 +68,7 @@ fn the_train_stage_runs_the_worker_and_resumes_its_key() {
     ] {
         params.insert(k.into(), v);
     }
-    assert!(stage.check_params(&params).is_empty());
+    assert!(stage.params().check(&params).is_empty());
     assert!(!stage.uses_gpu(&params));
     let inputs = vec![
         input("split", "split", &split),
