@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::diag::{suggest, Collector};
-use super::yaml::{YKind, YNode};
+use super::yaml::{Loc, YKind, YNode};
 
 /// Where nodes run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,16 +89,132 @@ impl SlurmResources {
     }
 }
 
-const FIELDS: &[&str] = &[
-    "partition",
-    "gpus",
-    "gres",
-    "cpus",
-    "mem",
-    "time",
-    "account",
-    "extra_args",
+/// What reading a block builds: the resources, and where `gpus` and `gres` were given.
+#[derive(Default)]
+struct Block {
+    out: SlurmResources,
+    gpus_at: Option<Loc>,
+    gres_at: Option<Loc>,
+}
+
+/// A field's reader: the block so far, the field's value node and path. A wrong value is
+/// reported at the node, and the field left unset.
+type FieldReader = fn(&mut Block, &YNode, &str, &mut Collector);
+
+/// The fields of a `slurm:` block, each with its reader: the one list of them.
+const FIELDS: &[(&str, FieldReader)] = &[
+    ("partition", |b, v, path, d| {
+        if let Some(s) = name(v, path, d) {
+            b.out.partition = Some(s)
+        }
+    }),
+    ("gpus", |b, v, path, d| match count(v, 0) {
+        Some(n) => {
+            b.gpus_at = Some(v.loc);
+            if n > 0 {
+                b.out.gres = Some(format!("gpu:{n}"));
+            }
+        }
+        None => bad(
+            v,
+            path,
+            d,
+            format!(
+                "expected a number of GPUs (0 or more), found {}",
+                v.describe()
+            ),
+            "",
+        ),
+    }),
+    ("gres", |b, v, path, d| {
+        if let Some(s) = name(v, path, d) {
+            b.gres_at = Some(v.loc);
+            b.out.gres = Some(s)
+        }
+    }),
+    ("cpus", |b, v, path, d| {
+        match count(v, 1).filter(|n| *n <= u32::MAX as u64) {
+            Some(n) => b.out.cpus = Some(n as u32),
+            None => bad(
+                v,
+                path,
+                d,
+                format!(
+                    "expected a number of CPUs (1 or more), found {}",
+                    v.describe()
+                ),
+                "",
+            ),
+        }
+    }),
+    ("mem", |b, v, path, d| {
+        match text(v).filter(|s| valid_mem(s)) {
+        Some(s) => b.out.mem = Some(s),
+        None => bad(
+            v,
+            path,
+            d,
+            format!("expected a memory size, found {}", v.describe()),
+            "write a whole number with an optional unit K, M, G or T, e.g. `16G` or `500M` (no unit: megabytes)",
+        ),
+    }
+    }),
+    ("time", |b, v, path, d| {
+        match text(v).filter(|s| valid_time(s)) {
+        Some(s) => b.out.time = Some(s),
+        None => bad(
+            v,
+            path,
+            d,
+            format!("expected a Slurm time limit, found {}", v.describe()),
+            "use a Slurm time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (quote it, e.g. `time: \"02:00:00\"`)",
+        ),
+    }
+    }),
+    ("account", |b, v, path, d| {
+        if let Some(s) = name(v, path, d) {
+            b.out.account = Some(s)
+        }
+    }),
+    ("extra_args", |b, v, path, d| {
+        b.out.extra_args = read_extra_args(v, path, d)
+    }),
 ];
+
+fn bad(v: &YNode, path: &str, diags: &mut Collector, msg: String, hint: &str) {
+    diags.add(
+        v.loc,
+        path,
+        msg,
+        (!hint.is_empty()).then(|| hint.to_string()),
+    );
+}
+
+/// A name without spaces (`partition`, `account`, `gres`).
+fn name(v: &YNode, path: &str, diags: &mut Collector) -> Option<String> {
+    match v.to_value() {
+        Ok(Value::String(s)) if !s.is_empty() && !s.contains(char::is_whitespace) => Some(s),
+        _ => {
+            let msg = format!("expected a name without spaces, found {}", v.describe());
+            bad(v, path, diags, msg, "");
+            None
+        }
+    }
+}
+
+/// A whole number of at least `min`.
+fn count(v: &YNode, min: u64) -> Option<u64> {
+    v.to_value().ok()?.as_u64().filter(|n| *n >= min)
+}
+
+/// A string, or a number written without quotes (`mem: 500`, `time: 90`), as text.
+fn text(v: &YNode) -> Option<String> {
+    match v.to_value().ok()? {
+        Value::String(s) => Some(s),
+        Value::Number(n) if n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
 
 /// sbatch options t2s sets itself: giving them in `extra_args` would break the job.
 const OWNED_OPTIONS: &[(&str, &str)] = &[
@@ -152,7 +268,7 @@ pub fn read_executor(node: &YNode, path: &str, diags: &mut Collector) -> Option<
 
 /// Read a `slurm:` block at `path` (`settings.slurm` or `stages.X.slurm`).
 pub fn read_block(node: &YNode, path: &str, diags: &mut Collector) -> SlurmResources {
-    let mut out = SlurmResources::default();
+    let names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
     let YKind::Map(pairs) = &node.kind else {
         diags.add(
             node.loc,
@@ -161,87 +277,28 @@ pub fn read_block(node: &YNode, path: &str, diags: &mut Collector) -> SlurmResou
                 "expected a mapping of Slurm resources, found {}",
                 node.describe()
             ),
-            Some(format!("allowed fields: {}", FIELDS.join(", "))),
+            Some(format!("allowed fields: {}", names.join(", "))),
         );
-        return out;
+        return SlurmResources::default();
     };
-    let mut gpus_at = None;
-    let mut gres_at = None;
+    let mut block = Block::default();
     for (k, v) in pairs {
         let Some(key) = k.scalar() else {
             diags.add(k.loc, path, "keys must be plain names", None);
             continue;
         };
         let fpath = format!("{path}.{key}");
-        let value = v.to_value().ok();
-        let mut bad = |msg: String, hint: &str| {
-            diags.add(
-                v.loc,
-                &fpath,
-                msg,
-                (!hint.is_empty()).then(|| hint.to_string()),
-            )
-        };
-        match key {
-            "partition" | "account" | "gres" => match value {
-                Some(Value::String(s)) if !s.is_empty() && !s.contains(char::is_whitespace) => {
-                    match key {
-                        "partition" => out.partition = Some(s),
-                        "account" => out.account = Some(s),
-                        _ => {
-                            gres_at = Some(v.loc);
-                            out.gres = Some(s)
-                        }
-                    }
-                }
-                _ => bad(
-                    format!("expected a name without spaces, found {}", v.describe()),
-                    "",
-                ),
-            },
-            "gpus" => match value.as_ref().and_then(Value::as_u64) {
-                Some(n) => {
-                    gpus_at = Some(v.loc);
-                    if n > 0 {
-                        out.gres = Some(format!("gpu:{n}"));
-                    }
-                }
-                None => bad(
-                    format!("expected a number of GPUs (0 or more), found {}", v.describe()),
-                    "",
-                ),
-            },
-            "cpus" => match value.as_ref().and_then(Value::as_u64) {
-                Some(n) if n >= 1 && n <= u32::MAX as u64 => out.cpus = Some(n as u32),
-                _ => bad(
-                    format!("expected a number of CPUs (1 or more), found {}", v.describe()),
-                    "",
-                ),
-            },
-            "mem" => match value.map(scalar_text) {
-                Some(Some(s)) if valid_mem(&s) => out.mem = Some(s),
-                _ => bad(
-                    format!("expected a memory size, found {}", v.describe()),
-                    "write a whole number with an optional unit K, M, G or T, e.g. `16G` or `500M` (no unit: megabytes)",
-                ),
-            },
-            "time" => match value.map(scalar_text) {
-                Some(Some(s)) if valid_time(&s) => out.time = Some(s),
-                _ => bad(
-                    format!("expected a Slurm time limit, found {}", v.describe()),
-                    "use a Slurm time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (quote it, e.g. `time: \"02:00:00\"`)",
-                ),
-            },
-            "extra_args" => out.extra_args = read_extra_args(v, &fpath, diags),
-            _ => diags.add(
+        match FIELDS.iter().find(|(n, _)| *n == key) {
+            Some((_, read)) => read(&mut block, v, &fpath, diags),
+            None => diags.add(
                 k.loc,
                 &fpath,
                 format!("unknown field `{key}`"),
-                Some(suggest(key, "allowed fields", FIELDS)),
+                Some(suggest(key, "allowed fields", &names)),
             ),
         }
     }
-    if let (Some(_), Some(at)) = (gpus_at, gres_at) {
+    if let (Some(_), Some(at)) = (block.gpus_at, block.gres_at) {
         diags.add(
             at,
             &format!("{path}.gres"),
@@ -249,16 +306,7 @@ pub fn read_block(node: &YNode, path: &str, diags: &mut Collector) -> SlurmResou
             Some("give one: `gpus: N` means `gres: gpu:N`".into()),
         );
     }
-    out
-}
-
-/// A string, or a number written without quotes (`mem: 500`, `time: 90`), as text.
-fn scalar_text(v: Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s),
-        Value::Number(n) if n.is_u64() => Some(n.to_string()),
-        _ => None,
-    }
+    block.out
 }
 
 fn read_extra_args(v: &YNode, path: &str, diags: &mut Collector) -> Vec<String> {

@@ -57,7 +57,12 @@ impl Job {
                     "unknown job `{job}` (this worker knows doctor, generate, infer, bench-train, export, train)"
                 )
             } else {
-                let at = path.strip_prefix("params.").unwrap_or(&path);
+                let at = match path.strip_prefix("params.") {
+                    Some(at) => at.to_string(),
+                    // Inside a flattened struct serde keeps no path: find the param.
+                    None => culprit(job, &params).unwrap_or(path),
+                };
+                let inner = crate::stages::params::plain_serde_message(&inner);
                 format!("job `{job}`: param `{at}`: {inner}")
             }
         })?;
@@ -90,6 +95,21 @@ impl Job {
             Job::Doctor(_) | Job::Export(_) | Job::Train(_) => 0,
         }
     }
+}
+
+/// The param whose removal makes `params` read (or read as missing): the one that is wrong.
+fn culprit(job: &str, params: &Value) -> Option<String> {
+    let given = params.as_object()?;
+    given.keys().find_map(|k| {
+        let mut less = given.clone();
+        less.remove(k);
+        let wire = serde_json::json!({"job": job, "params": less});
+        match serde_json::from_value::<Job>(wire) {
+            Ok(_) => Some(k.clone()),
+            Err(e) if e.to_string().contains(&format!("missing field `{k}`")) => Some(k.clone()),
+            Err(_) => None,
+        }
+    })
 }
 
 /// `doctor` takes no params.
@@ -298,6 +318,15 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e, "job `generate`: unknown param `gredy`");
+        let e = Job::parse(
+            "generate",
+            &json!({"prompts_file": "p", "out_file": "o", "merge_adapter": "no"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "job `generate`: param `merge_adapter`: expected true or false, found \"no\""
+        );
         let e = Job::parse("bench-train", &json!({"batch": -2})).unwrap_err();
         assert!(e.starts_with("job `bench-train`: param `batch`: "), "{e}");
         let e = Job::parse("nope", &json!({})).unwrap_err();
