@@ -32,13 +32,13 @@ pub(super) fn process_node(
     };
     let (kind, cache_key) = match at.plan(key_inputs) {
         Ok(planned) => planned,
-        Err(done) => return done,
+        Err(done) => return *done,
     };
     let key = cache_key.digest();
     let forced = sh.opts.force.contains(&i);
     let why = match at.find_cached(&key, &cache_key, forced) {
         Ok(why) => why,
-        Err(done) => return done,
+        Err(done) => return *done,
     };
     if sh.opts.selection.get(i) == Some(&Selection::CacheOnly) {
         return at.fail(
@@ -49,7 +49,7 @@ pub(super) fn process_node(
     }
     let lock = match at.lock(&key, forced) {
         Ok(lock) => lock,
-        Err(done) => return done,
+        Err(done) => return *done,
     };
     at.compute(kind, &key, &cache_key, &inputs, why, lock)
 }
@@ -101,23 +101,33 @@ impl Attempt<'_, '_> {
     }
 
     /// The node's kind and cache key.
-    fn plan(&self, key_inputs: Vec<KeyInput>) -> Result<(&'static dyn StageKind, CacheKey), Done> {
+    fn plan(
+        &self,
+        key_inputs: Vec<KeyInput>,
+    ) -> Result<(&'static dyn StageKind, CacheKey), Box<Done>> {
         let kind = plan::kind_of(self.node)
-            .map_err(|e| self.fail(node_status::FAILED, None, format!("{e:#}")))?;
+            .map_err(|e| Box::new(self.fail(node_status::FAILED, None, format!("{e:#}"))))?;
         let cache_key = plan::cache_key(self.node, kind, key_inputs, &self.sh.pipeline_dir)
-            .map_err(|e| self.fail(node_status::FAILED, None, format!("{e:#}")))?;
+            .map_err(|e| Box::new(self.fail(node_status::FAILED, None, format!("{e:#}"))))?;
         Ok((kind, cache_key))
     }
 
     /// A committed copy here or on the remote settles the node (`Err`); otherwise `Ok` says
     /// why it must be computed.
-    fn find_cached(&self, key: &str, cache_key: &CacheKey, forced: bool) -> Result<String, Done> {
+    fn find_cached(
+        &self,
+        key: &str,
+        cache_key: &CacheKey,
+        forced: bool,
+    ) -> Result<String, Box<Done>> {
         let sh = self.sh;
         if forced {
             return Ok("forced".to_string());
         }
         let mut why = match sh.store.lookup(key, sh.opts.verify) {
-            Ok(Lookup::Hit(m)) => return Err(self.hit(key.to_string(), m, String::new())),
+            Ok(Lookup::Hit(m)) => {
+                return Err(Box::new(self.hit(key.to_string(), m, String::new())))
+            }
             Ok(Lookup::Corrupt { problems, moved_to }) => {
                 let why = format!(
                     "cached artifact failed its check ({}); moved aside to {}",
@@ -131,11 +141,15 @@ impl Attempt<'_, '_> {
                 plan::miss_reason(sh.store, sh.pipeline, self.node, cache_key, key)
             }
             Err(e) => {
-                return Err(self.fail(node_status::FAILED, Some(key.to_string()), e.to_string()))
+                return Err(Box::new(self.fail(
+                    node_status::FAILED,
+                    Some(key.to_string()),
+                    e.to_string(),
+                )))
             }
         };
         if let Some(done) = self.fetch(key, &mut why) {
-            return Err(done);
+            return Err(Box::new(done));
         }
         Ok(why)
     }
@@ -187,7 +201,7 @@ impl Attempt<'_, '_> {
     }
 
     /// The key's lock; a run that committed the key while this one waited settles the node.
-    fn lock(&self, key: &str, forced: bool) -> Result<KeyLock, Done> {
+    fn lock(&self, key: &str, forced: bool) -> Result<KeyLock, Box<Done>> {
         let sh = self.sh;
         let lock = sh
             .store
@@ -203,16 +217,16 @@ impl Attempt<'_, '_> {
                 } else {
                     node_status::FAILED
                 };
-                self.fail(status, Some(key.to_string()), e.to_string())
+                Box::new(self.fail(status, Some(key.to_string()), e.to_string()))
             })?;
         if !forced {
             // Another run may have committed it while we waited.
             if let Ok(Lookup::Hit(m)) = sh.store.lookup(key, false) {
-                return Err(self.hit(
+                return Err(Box::new(self.hit(
                     key.to_string(),
                     m,
                     "computed by a concurrent run".to_string(),
-                ));
+                )));
             }
         }
         Ok(lock)

@@ -50,6 +50,12 @@ impl<P> Typed<P> {
     }
 }
 
+impl<P> Default for Typed<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<P: Params> Typed<P> {
     /// Resolved params (validated, defaults filled) as `P`.
     pub fn read(&self, params: &Map<String, Value>) -> Result<P, StageError> {
