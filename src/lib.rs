@@ -15,6 +15,7 @@ pub mod panics;
 pub mod pipeline;
 pub mod report;
 pub mod runs;
+pub mod search;
 pub mod stages;
 pub mod train_plan;
 pub mod worker;
