@@ -110,7 +110,14 @@ mod tests {
     #[test]
     fn the_best_third_goes_on_ties_to_the_earlier_trial() {
         let h = Halving::new(10, 90, 3).unwrap();
-        let losses = [(0, 2.0), (1, 1.0), (2, 3.0), (3, 1.0), (4, f64::NAN), (5, 5.0)];
+        let losses = [
+            (0, 2.0),
+            (1, 1.0),
+            (2, 3.0),
+            (3, 1.0),
+            (4, f64::NAN),
+            (5, 5.0),
+        ];
         assert_eq!(h.promote(&losses, Mode::Min), [1, 3]);
         let acc = [(0, 0.2), (1, 0.9), (2, 0.5)];
         assert_eq!(h.promote(&acc, Mode::Max), [1]);
@@ -123,12 +130,17 @@ mod tests {
         let h = Halving::new(10, 90, 3).unwrap();
         // 9 trials: 9 × 10 + 3 × 20 + 1 × 60 steps, against 9 × 90.
         assert_eq!(h.bracket_steps(9), 90 + 60 + 60);
-        assert!(h.bracket_steps(9) * 100 < 9 * 90 * 30, "under 30% of the full budget");
+        assert!(
+            h.bracket_steps(9) * 100 < 9 * 90 * 30,
+            "under 30% of the full budget"
+        );
     }
 
     #[test]
     fn bad_schedules_say_why() {
-        assert!(Halving::new(10, 90, 1).unwrap_err().contains("reduction_factor"));
+        assert!(Halving::new(10, 90, 1)
+            .unwrap_err()
+            .contains("reduction_factor"));
         assert!(Halving::new(0, 90, 3).unwrap_err().contains("min_steps"));
         assert!(Halving::new(90, 90, 3).unwrap_err().contains("min_steps"));
     }

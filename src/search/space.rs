@@ -189,7 +189,10 @@ fn number(x: f64, int: bool) -> Value {
 fn parse_choice(name: &str, values: &Value) -> Result<Dimension, SpaceError> {
     let path = format!("{name}.values");
     let Value::Array(items) = values else {
-        return Err(err(path, "expected a list of values, e.g. `values: [4, 8, 16]`"));
+        return Err(err(
+            path,
+            "expected a list of values, e.g. `values: [4, 8, 16]`",
+        ));
     };
     if items.is_empty() {
         return Err(err(path, "no values to choose from"));
@@ -221,7 +224,10 @@ fn parse_range(name: &str, fields: &Map<String, Value>) -> Result<Dimension, Vec
     let mut bound = |key: &str| match fields.get(key) {
         Some(v) if v.as_f64().is_some_and(f64::is_finite) => v.as_f64(),
         Some(v) => {
-            problems.push(err(format!("{name}.{key}"), format!("expected a number, found {v}")));
+            problems.push(err(
+                format!("{name}.{key}"),
+                format!("expected a number, found {v}"),
+            ));
             None
         }
         None => {
@@ -237,7 +243,10 @@ fn parse_range(name: &str, fields: &Map<String, Value>) -> Result<Dimension, Vec
         None => false,
         Some(Value::Bool(b)) => *b,
         Some(v) => {
-            problems.push(err(format!("{name}.{key}"), format!("expected true or false, found {v}")));
+            problems.push(err(
+                format!("{name}.{key}"),
+                format!("expected true or false, found {v}"),
+            ));
             false
         }
     };

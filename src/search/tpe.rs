@@ -52,16 +52,20 @@ pub fn propose(
         .dims
         .iter()
         .map(|(name, dim)| {
-            let values = |set: &[&Observation]| -> Vec<&serde_json::Value> {
-                set.iter().filter_map(|o| o.params.get(name)).collect()
-            };
             let v = match dim {
-                Dimension::Choice(choices) => {
-                    choose(choices, &values(good), &values(bad), opts.candidates, rng)
-                }
+                Dimension::Choice(choices) => choose(
+                    choices,
+                    &values_of(good, name),
+                    &values_of(bad, name),
+                    opts.candidates,
+                    rng,
+                ),
                 Dimension::Range { .. } => {
                     let at = |set: &[&Observation]| -> Vec<f64> {
-                        values(set).into_iter().filter_map(|v| dim.position(v)).collect()
+                        values_of(set, name)
+                            .into_iter()
+                            .filter_map(|v| dim.position(v))
+                            .collect()
                     };
                     let u = range_point(&at(good), &at(bad), opts.candidates, rng);
                     dim.value_at(u)
@@ -70,6 +74,11 @@ pub fn propose(
             (name.clone(), v)
         })
         .collect()
+}
+
+/// The values of dimension `name` in `set`.
+fn values_of<'a>(set: &[&'a Observation], name: &str) -> Vec<&'a serde_json::Value> {
+    set.iter().filter_map(|o| o.params.get(name)).collect()
 }
 
 /// Smoothed counts: every choice gets one pseudo-observation in both densities.
@@ -121,7 +130,11 @@ impl Parzen {
         let floor = 1.0 / (n.min(100) + 1) as f64;
         let mut sigmas = vec![1.0; n];
         for (rank, &i) in order.iter().enumerate() {
-            let left = if rank == 0 { mus[i] } else { mus[i] - mus[order[rank - 1]] };
+            let left = if rank == 0 {
+                mus[i]
+            } else {
+                mus[i] - mus[order[rank - 1]]
+            };
             let right = if rank + 1 == n {
                 1.0 - mus[i]
             } else {
@@ -153,7 +166,8 @@ impl Parzen {
             .map(|(&mu, &sigma)| {
                 let mass = phi((1.0 - mu) / sigma) - phi((0.0 - mu) / sigma);
                 let z = (x - mu) / sigma;
-                (-0.5 * z * z).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt() * mass.max(1e-12))
+                (-0.5 * z * z).exp()
+                    / (sigma * (2.0 * std::f64::consts::PI).sqrt() * mass.max(1e-12))
             })
             .sum();
         (sum / self.mus.len() as f64).max(1e-300).ln()
@@ -190,7 +204,8 @@ fn erf(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let y = 1.0 - poly * (-x * x).exp();
     if x < 0.0 {
         -y
@@ -261,7 +276,12 @@ mod tests {
 
     #[test]
     fn the_error_function_matches_known_values() {
-        for (x, want) in [(0.0, 0.0), (0.5, 0.520_499_877_8), (1.0, 0.842_700_792_9), (-2.0, -0.995_322_265)] {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_8),
+            (1.0, 0.842_700_792_9),
+            (-2.0, -0.995_322_265),
+        ] {
             assert!((erf(x) - want).abs() < 2e-7, "erf({x})");
         }
     }
