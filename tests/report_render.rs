@@ -109,6 +109,7 @@ fn sample() -> ReportData {
             duration_s: Some(12.5),
         }],
         eda_figures: vec![],
+        search: None,
         notes: vec!["alpha fixed at 16 changes the LoRA scale with r".into()],
     }
 }
@@ -168,6 +169,46 @@ fn writes_markdown_html_and_figures_with_every_section() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+#[test]
+fn a_search_gets_its_section_table_and_figure() {
+    let trial = |r: i64, lr: f64, value: Option<f64>, steps: u64| {
+        serde_json::json!({"params": {"lora_r": r, "lr": lr}, "value": value,
+            "rungs": if value.is_some() { vec![] } else { vec![(steps, 1.25)] }, "steps": steps})
+    };
+    let outcome: t2s::search::Outcome = serde_json::from_value(serde_json::json!({
+        "stage": "train", "metric": "execution_accuracy", "mode": "max", "strategy": "tpe",
+        "trials": [trial(4, 0.001, Some(0.25), 400), trial(8, 0.0042, Some(0.31), 400),
+                   trial(16, 0.0005, None, 50)],
+        "best": 1, "steps_spent": 850, "grid_steps": 10800, "grid_trials": 27}))
+    .unwrap();
+    let data = ReportData {
+        search: Some(outcome),
+        ..sample()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    report::write(&data, dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("## Search"), "{md}");
+    assert!(
+        md.contains(
+            "TPE search of stage `train` for `execution_accuracy` (higher is better): 3 trials."
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| **2 (best)** | 8 | 0.0042 | 400 |  | **0.3100** |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 3 | 16 | 0.0005 | 50 | 1.2500 @ 50 | stopped |"),
+        "{md}"
+    );
+    assert!(md.contains("850 optimizer steps, 8% of the 10800"), "{md}");
+    assert!(md.contains("](search.png)"), "{md}");
+    let png = std::fs::read(dir.path().join("search.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod remote;
 pub mod report;
 pub mod run;
 pub mod runs;
+pub mod search_run;
 pub mod show;
 pub mod status;
 

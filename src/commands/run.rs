@@ -36,8 +36,14 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         verify: args.verify,
         remote: remote.clone(),
     };
-    let selection = plan::select(&p, &opts)?;
-    let force = plan::matching(&p, &opts.force, "--force")?;
+    // (A search checks these against its last pipeline, which holds every trial.)
+    let (selection, force) = match &p.search {
+        None => (
+            plan::select(&p, &opts)?,
+            plan::matching(&p, &opts.force, "--force")?,
+        ),
+        Some(_) => Default::default(),
+    };
     // Leased: `gc` leaves every object this run looks up or commits alone while it lives.
     let store = Store::open(root)?.leased()?;
     let executor_kind = args
@@ -48,6 +54,11 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let slurm = executor_kind == ExecutorKind::Slurm;
     if args.dry_run {
+        let p = if p.search.is_some() {
+            super::search_run::replay(&store, p, &args.pipeline.set)?
+        } else {
+            p
+        };
         print_plan(root, &p, &store, &opts, slurm)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -63,9 +74,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             progress::say(format_args!("t2s: {line}"));
         }
     }
-    let run_opts = RunOptions {
-        selection,
-        force,
+    let base = RunOptions {
         remote: remote.clone(),
         push,
         ..run_options(&args, &p, slurm)
@@ -83,16 +92,22 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         Box::new(LocalExecutor::new())
     };
     let display = progress::for_stderr(args.quiet);
-    let outcome = scheduler::run(
-        &p,
-        &store,
-        Some(&tracker),
+    let session = Session {
+        store: &store,
+        tracker: &tracker,
         run_id,
-        executor.as_ref(),
-        &run_opts,
-        &CANCEL,
-        display.as_ref(),
-    );
+        executor: executor.as_ref(),
+        display: display.as_ref(),
+        base,
+        overrides: args.pipeline.set.clone(),
+    };
+    let (p, outcome) = if p.search.is_none() {
+        let outcome = session.run(&p, selection, force);
+        (p, outcome)
+    } else {
+        let r = super::search_run::run(&session, p, &opts);
+        (r.pipeline, r.outcome)
+    };
     // A DB that refuses the run's end must not hide what happened: the table and the node
     // errors are still printed, and the exit status says the run was not recorded.
     let unrecorded = tracker
@@ -129,6 +144,45 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
         _ => Ok(ExitCode::FAILURE),
+    }
+}
+
+/// What every pass of one run shares (a search runs its pipeline in rounds, one run).
+pub struct Session<'a> {
+    pub store: &'a Store,
+    pub tracker: &'a Tracker,
+    pub run_id: i64,
+    pub executor: &'a dyn Executor,
+    pub display: &'a dyn progress::Progress,
+    /// Options of every pass but which nodes take part and which are forced.
+    pub base: RunOptions,
+    /// `--set` arguments.
+    pub overrides: Vec<String>,
+}
+
+impl Session<'_> {
+    /// Run `p` with `selection` and the node indices in `force`.
+    pub fn run(
+        &self,
+        p: &Pipeline,
+        selection: Vec<plan::Selection>,
+        force: std::collections::BTreeSet<usize>,
+    ) -> scheduler::RunOutcome {
+        let opts = RunOptions {
+            selection,
+            force,
+            ..self.base.clone()
+        };
+        scheduler::run(
+            p,
+            self.store,
+            Some(self.tracker),
+            self.run_id,
+            self.executor,
+            &opts,
+            &CANCEL,
+            self.display,
+        )
     }
 }
 

@@ -250,7 +250,8 @@ impl Attempt<'_, '_> {
         };
         sh.progress.start(&node.id, &why);
         self.record_start(key);
-        let ran = self.run_stage(kind, key, inputs, &staging.dir);
+        let resume_key = resume_area(kind, node, cache_key).unwrap_or_else(|| key.to_string());
+        let ran = self.run_stage(kind, key, &resume_key, inputs, &staging.dir);
         let with_exec = |mut done: Done| {
             done.record.exec = Some(ran.exec.clone());
             done
@@ -349,12 +350,13 @@ impl Attempt<'_, '_> {
         &self,
         kind: &'static dyn StageKind,
         key: &str,
+        resume_key: &str,
         inputs: &[StageInput],
         out_dir: &std::path::Path,
     ) -> StageRun {
         let sh = self.sh;
         let node = self.node;
-        let partial_dir = sh.store.partial_dir(key);
+        let partial_dir = sh.store.partial_dir(resume_key);
         let on_progress = |done: u64, total: Option<u64>, msg: &str| {
             sh.progress.update(&node.id, done, total, msg)
         };
@@ -406,4 +408,16 @@ struct StageRun {
     result: Result<StageOutcome, StageError>,
     streamed: std::collections::BTreeSet<String>,
     exec: ExecRecord,
+}
+
+/// The key whose resume area the node uses, when the kind says it is not the node's own
+/// (`StageKind::resume_params`: a training stopped at a halving rung resumes in the area of
+/// the same training run to the end).
+fn resume_area(kind: &dyn StageKind, node: &Node, key: &CacheKey) -> Option<String> {
+    let params = kind.resume_params(&node.params)?;
+    let full = CacheKey {
+        params: kind.key_params(&params),
+        ..key.clone()
+    };
+    Some(full.digest())
 }

@@ -82,6 +82,12 @@ pub(super) fn finished(
             m.total_size() as i64,
         )
     });
+    // Every final metric of the output (those a stage streamed are left out of
+    // `final_metrics`, which the DB records, but not of the manifest).
+    let metrics = match &manifest {
+        Some((m, _)) => m.metrics.clone(),
+        None => final_metrics.iter().cloned().collect(),
+    };
     Done {
         digest,
         record: NodeRecord {
@@ -108,6 +114,7 @@ pub(super) fn finished(
             dir,
             fetched: false,
             pushed: None,
+            metrics,
         },
     }
 }

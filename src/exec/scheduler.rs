@@ -56,6 +56,8 @@ pub struct NodeReport {
     pub fetched: bool,
     /// With `push`: what pushing the node's output to the remote did.
     pub pushed: Option<Result<crate::cache::Pushed, String>>,
+    /// Its final metrics (those its artifact was committed with, when cached).
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// What happened to the run.

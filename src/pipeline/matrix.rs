@@ -9,6 +9,7 @@ use super::diag::Collector;
 use super::graph::StageGraph;
 use super::raw::RawStage;
 use super::yaml::plain;
+use crate::search::RUNG_KEY;
 
 /// Every `${matrix.KEY}` key referenced in a value's strings.
 pub fn refs(v: &Value, out: &mut BTreeSet<String>) {
@@ -93,6 +94,26 @@ pub fn check_scope(
                 keys.insert(key.v.clone(), s.name.v.clone());
             }
         }
+        for (dim, loc) in s.search_dims() {
+            let path = format!("stages.{}.search.space.{dim}", s.name.v);
+            if dim == RUNG_KEY {
+                diags.add(
+                    loc,
+                    &path,
+                    format!("`{RUNG_KEY}` is the key t2s marks halving rungs with"),
+                    Some("name the dimension after the param it sets".into()),
+                );
+            } else if let Some(from) = keys.get(&dim) {
+                diags.add(
+                    loc,
+                    &path,
+                    format!("search dimension `{dim}` is already a matrix key of stage `{from}`, which this stage needs"),
+                    Some("use another name".into()),
+                );
+            } else {
+                keys.insert(dim, s.name.v.clone());
+            }
+        }
         let mut used = BTreeSet::new();
         for (pk, pv) in &s.params {
             let mut r = BTreeSet::new();
@@ -140,9 +161,49 @@ pub fn check_scope(
                 );
             }
         }
+        for (dim, loc) in s.search_dims() {
+            if !used.contains(&dim) {
+                diags.add(
+                    loc,
+                    &format!("stages.{}.search.space.{dim}", s.name.v),
+                    format!("unused search dimension `{dim}`: no param uses `${{matrix.{dim}}}`"),
+                    Some(format!(
+                        "set a param of `{}` to `${{matrix.{dim}}}`, or remove the dimension",
+                        s.name.v
+                    )),
+                );
+            }
+        }
         scope[si] = keys;
     }
     broken
+}
+
+impl RawStage {
+    /// The names of the `search.space` dimensions, with their positions.
+    pub fn search_dims(&self) -> Vec<(String, super::yaml::Loc)> {
+        let Some(search) = &self.search else {
+            return Vec::new();
+        };
+        let Some(Value::Object(space)) = search.v.get("space") else {
+            return Vec::new();
+        };
+        space
+            .keys()
+            .map(|k| {
+                let path = format!("stages.{}.search.space.{k}", self.name.v);
+                (
+                    k.clone(),
+                    self.locs.get(&path).copied().unwrap_or(search.loc),
+                )
+            })
+            .collect()
+    }
+}
+
+/// An instance that is a halving rung of a trial: trained part way, never fanned out.
+fn stopped(inst: &Instance) -> bool {
+    inst.matrix.contains_key(RUNG_KEY)
 }
 
 /// The position of the innermost string holding `${matrix.key}` inside a param.
@@ -191,6 +252,8 @@ const MAX_INSTANCES: usize = 10_000;
 /// Expand every stage (in `order`) into its instances.
 pub fn expand(stages: &[RawStage], g: &StageGraph, diags: &mut Collector) -> Vec<Vec<Instance>> {
     let mut out: Vec<Vec<Instance>> = vec![Vec::new(); stages.len()];
+    // Per stage: it is searched, or comes after a searched stage.
+    let mut searching = vec![false; stages.len()];
     for &si in &g.order {
         let s = &stages[si];
         let mut combos: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
@@ -201,7 +264,7 @@ pub fn expand(stages: &[RawStage], g: &StageGraph, diags: &mut Collector) -> Vec
                 }
                 let mut next = Vec::new();
                 'fill: for c in &combos {
-                    for inst in &out[ti] {
+                    for inst in out[ti].iter().filter(|i| !stopped(i)) {
                         if agree(c, &inst.matrix) {
                             if next.len() == MAX_INSTANCES {
                                 diags.add(
@@ -250,8 +313,22 @@ pub fn expand(stages: &[RawStage], g: &StageGraph, diags: &mut Collector) -> Vec
             }
             combos = next;
         }
-        // (A need without instances has its own problem reported already.)
-        if combos.is_empty() && g.needs[si].iter().all(|&t| !out[t].is_empty()) {
+        if s.search.is_some() {
+            combos = combos
+                .iter()
+                .flat_map(|c| {
+                    s.trials.iter().map(move |t| {
+                        let mut m = c.clone();
+                        m.extend(t.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        m
+                    })
+                })
+                .collect();
+        }
+        // (A need without instances has its own problem reported already; a search has no
+        // fully trained trial before its first bracket ends, nor have the stages after it.)
+        searching[si] = s.search.is_some() || g.needs[si].iter().any(|&t| searching[t]);
+        if combos.is_empty() && !searching[si] && g.needs[si].iter().all(|&t| !out[t].is_empty()) {
             diags.add(
                 s.name.loc,
                 &format!("stages.{}", s.name.v),
@@ -263,7 +340,7 @@ pub fn expand(stages: &[RawStage], g: &StageGraph, diags: &mut Collector) -> Vec
         for m in combos {
             let mut needs = Vec::new();
             for &ti in &g.needs[si] {
-                for up in &out[ti] {
+                for up in out[ti].iter().filter(|i| !stopped(i)) {
                     if s.gather || agree(&m, &up.matrix) {
                         needs.push(up.id.clone());
                     }

@@ -15,6 +15,7 @@ mod matrix;
 mod overrides;
 mod raw;
 pub mod render;
+mod search;
 mod slurm;
 mod validate;
 mod yaml;
@@ -28,7 +29,9 @@ pub use diag::{suggest, Diagnostic, Diagnostics, SET_FILE};
 pub use matrix::parse_node_id;
 pub use slurm::{valid_mem, valid_time, ExecutorKind, SlurmResources};
 
+use crate::search::{SearchSpec, Trial, RUNG_KEY};
 use crate::stages::registry;
+use crate::stages::train::STOP_PARAM;
 
 /// A validated pipeline with its matrix expanded.
 #[derive(Debug, Clone)]
@@ -45,6 +48,9 @@ pub struct Pipeline {
     pub settings: Settings,
     /// Nodes in a topological order (every node after all its needs).
     pub nodes: Vec<Node>,
+    /// The `search:` of a stage, if the file has one; its trials are the searched stage's
+    /// instances.
+    pub search: Option<SearchSpec>,
 }
 
 /// The stage param that `settings.device` gives a default to.
@@ -125,6 +131,16 @@ fn yaml_hint(message: &str) -> &'static str {
 /// arguments (the value is YAML; it applies to every matrix instance of the stage).
 /// On failure every problem found is returned, sorted by position.
 pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> {
+    load_with_trials(file, overrides, None)
+}
+
+/// [`load`], with the searched stage's instances given by the search driver (`None`: the
+/// first round's trials).
+pub fn load_with_trials(
+    file: &Path,
+    overrides: &[String],
+    trials: Option<&[Trial]>,
+) -> Result<Pipeline, Diagnostics> {
     let mut diags = diag::Collector::new(file, overrides);
     let start = yaml::Loc {
         set_arg: None,
@@ -147,12 +163,21 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> 
         diags.add(start, "", "the pipeline file is not UTF-8 text", None);
         return Err(diags.finish());
     };
-    load_source(file, src, overrides)
+    load_source_with(file, src, overrides, trials)
 }
 
 /// [`load`] of a pipeline file's text `src` (`file` names it in diagnostics and is where
 /// relative paths resolve from).
 pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipeline, Diagnostics> {
+    load_source_with(file, src, overrides, None)
+}
+
+fn load_source_with(
+    file: &Path,
+    src: &str,
+    overrides: &[String],
+    trials: Option<&[Trial]>,
+) -> Result<Pipeline, Diagnostics> {
     let mut diags = diag::Collector::new(file, overrides);
     let start = yaml::Loc {
         set_arg: None,
@@ -202,8 +227,10 @@ pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipel
     }
 
     let mut nodes = Vec::new();
+    let search_spec;
     {
         let g = graph::stage_graph(&raw.stages, &mut diags);
+        search_spec = search::read(&mut raw.stages, &g, &kinds, trials, &mut diags);
         let broken = matrix::check_scope(&raw.stages, &g, &mut diags);
         let instances = matrix::expand(&raw.stages, &g, &mut diags);
         for &si in &g.order {
@@ -226,6 +253,9 @@ pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipel
                             .entry(DEVICE_PARAM)
                             .or_insert_with(|| Value::String(device.clone()));
                     }
+                }
+                if let Some(step) = inst.matrix.get(RUNG_KEY) {
+                    substituted.insert(STOP_PARAM.to_string(), step.clone());
                 }
                 let Some(params) =
                     validate::resolve(s, kind, &substituted, &broken[si], &mut diags)
@@ -269,5 +299,6 @@ pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipel
             push: raw.push,
         },
         nodes,
+        search: search_spec,
     })
 }

@@ -50,6 +50,10 @@ pub struct RawStage {
     pub gpu: Option<bool>,
     /// The stage's own `slurm:` block.
     pub slurm: SlurmResources,
+    /// `search:` as written (positions in `locs`, under `stages.NAME.search`).
+    pub search: Option<Sp<Value>>,
+    /// The searched stage's trials (matrix values of each instance), set by the loader.
+    pub trials: Vec<std::collections::BTreeMap<String, Value>>,
 }
 
 /// A field's reader: what is read so far, the field's key and value, the value's path.
@@ -100,6 +104,7 @@ const STAGE_FIELDS: &[(&str, Reader<RawStage>)] = &[
     ("slurm", |s, _, v, path, d| {
         s.slurm = slurm::read_block(v, path, d)
     }),
+    ("search", read_search),
 ];
 
 /// Read each of `fields` with its reader in `table`; a field the table lacks is reported
@@ -365,6 +370,24 @@ fn read_params(
     }
 }
 
+fn read_search(
+    stage: &mut RawStage,
+    key: &Sp<String>,
+    v: &YNode,
+    path: &str,
+    diags: &mut Collector,
+) {
+    match v.to_value_at(path, &mut stage.locs) {
+        Ok(val) => {
+            stage.search = Some(Sp {
+                v: val,
+                loc: key.loc,
+            })
+        }
+        Err(e) => diags.add(e.loc, path, e.message, None),
+    }
+}
+
 fn read_stage(name: Sp<String>, body: &YNode, diags: &mut Collector) -> Option<RawStage> {
     let path = format!("stages.{}", name.v);
     if !valid_name(&name.v) {
@@ -387,6 +410,8 @@ fn read_stage(name: Sp<String>, body: &YNode, diags: &mut Collector) -> Option<R
         gather: false,
         gpu: None,
         slurm: SlurmResources::default(),
+        search: None,
+        trials: Vec::new(),
     };
     read_fields(&mut stage, fields, STAGE_FIELDS, &path, diags);
     if stage.kind.is_none() {

@@ -70,7 +70,88 @@ pub fn render(data: &ReportData, figures: &Figures) -> String {
         let _ = writeln!(s, "## {title}\n");
         section(&mut s, data, figures);
     }
+    if let Some(search) = &data.search {
+        let _ = writeln!(s, "## Search\n");
+        search_section(&mut s, search, figures);
+    }
     s
+}
+
+/// A search's trials (the best in bold), and the training it spent against the full grid.
+fn search_section(s: &mut String, sr: &crate::search::Outcome, figures: &Figures) {
+    let mode = match sr.mode {
+        crate::search::Mode::Max => "higher is better",
+        crate::search::Mode::Min => "lower is better",
+    };
+    let strategy = match sr.strategy {
+        crate::search::Strategy::Random => "Random",
+        crate::search::Strategy::Tpe => "TPE",
+    };
+    let _ = writeln!(
+        s,
+        "{strategy} search of stage `{}` for `{}` ({mode}): {} trials.\n",
+        sr.stage,
+        sr.metric,
+        sr.trials.len()
+    );
+    let dims: std::collections::BTreeSet<&String> =
+        sr.trials.iter().flat_map(|t| t.params.keys()).collect();
+    let mut header: Vec<String> = vec!["Trial".into()];
+    header.extend(dims.iter().map(|d| format!("`{d}`")));
+    header.extend(["Steps".into(), "Rungs".into(), text(&sr.metric)]);
+    let _ = writeln!(s, "| {} |", header.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(header.len()));
+    for (i, t) in sr.trials.iter().enumerate() {
+        let best = sr.best == Some(i);
+        let mut row = vec![if best {
+            format!("**{} (best)**", i + 1)
+        } else {
+            (i + 1).to_string()
+        }];
+        row.extend(dims.iter().map(|d| {
+            t.params
+                .get(*d)
+                .map(|v| match v {
+                    serde_json::Value::String(x) => text(x),
+                    other => text(&other.to_string()),
+                })
+                .unwrap_or_default()
+        }));
+        row.push(t.steps.map(|x| x.to_string()).unwrap_or_else(|| "-".into()));
+        row.push(
+            t.rungs
+                .iter()
+                .map(|(step, v)| format!("{v:.4} @ {step}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        row.push(match t.value {
+            Some(v) if best => format!("**{v:.4}**"),
+            Some(v) => format!("{v:.4}"),
+            None => "stopped".into(),
+        });
+        let _ = writeln!(s, "| {} |", row.join(" | "));
+    }
+    s.push('\n');
+    match (sr.steps_spent, sr.grid_steps, sr.grid_trials) {
+        (Some(spent), Some(grid), Some(n)) if grid > 0 => {
+            let _ = writeln!(
+                s,
+                "Training spent: {spent} optimizer steps, {:.0}% of the {grid} a full grid of the space ({n} trials) takes.\n",
+                100.0 * spent as f64 / grid as f64
+            );
+        }
+        (Some(spent), _, _) => {
+            let _ = writeln!(
+                s,
+                "Training spent: {spent} optimizer steps (the space has ranges, so no full grid to compare with).\n"
+            );
+        }
+        _ => {}
+    }
+    if let Some(f) = figures.list.iter().find(|f| f.name == "search") {
+        let _ = writeln!(s, "![{}]({}.png)\n", f.title, f.name);
+    }
 }
 
 fn verdict_section(s: &mut String, data: &ReportData, _figures: &Figures) {

@@ -147,6 +147,9 @@ pub struct ReportData {
     pub eda_figures: Vec<PathBuf>,
     /// Free-text notes (e.g. the confound of a fixed alpha across ranks).
     pub notes: Vec<String>,
+    /// The pipeline's search: its trials and result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<crate::search::Outcome>,
 }
 
 /// Metrics shown in the main table, in order, with display names.

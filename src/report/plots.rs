@@ -32,6 +32,7 @@ enum Kind {
     Metrics,
     Loss,
     Complexity,
+    Search,
 }
 
 fn draw_kind<DB: DrawingBackend>(
@@ -43,6 +44,7 @@ fn draw_kind<DB: DrawingBackend>(
         Kind::Metrics => draw_metrics(data, root),
         Kind::Loss => draw_loss(data, root),
         Kind::Complexity => draw_complexity(data, root),
+        Kind::Search => draw_search(data, root),
     }
 }
 
@@ -72,6 +74,14 @@ impl Figures {
                     .iter()
                     .any(|v| v.breakdowns.contains_key("sql_complexity")),
                 Kind::Complexity,
+            ),
+            (
+                "search",
+                "Search: each trial's params against the objective",
+                data.search
+                    .as_ref()
+                    .is_some_and(|s| s.trials.iter().any(|t| t.value.is_some())),
+                Kind::Search,
             ),
         ];
         for (name, title, wanted, kind) in specs {
@@ -391,4 +401,111 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
         .label_font(("sans-serif", font_size))
         .draw()
         .map_err(err)
+}
+
+/// Where a param value sits on its panel's axis: numbers as they are (log10 when they span a
+/// decade or more and are positive), anything else by its rank among the values seen.
+fn axis_positions(values: &[&serde_json::Value]) -> (Vec<f64>, bool) {
+    let nums: Option<Vec<f64>> = values.iter().map(|v| v.as_f64()).collect();
+    match nums {
+        Some(xs) if !xs.is_empty() => {
+            let (lo, hi) = xs
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                });
+            let log = lo > 0.0 && hi / lo >= 10.0;
+            (
+                xs.iter()
+                    .map(|&x| if log { x.log10() } else { x })
+                    .collect(),
+                log,
+            )
+        }
+        _ => {
+            let mut seen: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            seen.sort();
+            seen.dedup();
+            let at = |v: &serde_json::Value| {
+                seen.iter().position(|s| *s == v.to_string()).unwrap_or(0) as f64
+            };
+            (values.iter().map(|v| at(v)).collect(), false)
+        }
+    }
+}
+
+/// One panel per searched param: each fully trained trial's value of it (x) against its
+/// objective (y); the best trial in red.
+fn draw_search<DB: DrawingBackend>(
+    data: &ReportData,
+    root: &DrawingArea<DB, Shift>,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let Some(search) = &data.search else {
+        return Ok(());
+    };
+    let scored: Vec<(usize, &crate::search::driver::TrialResult)> = search
+        .trials
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.value.is_some_and(f64::is_finite))
+        .collect();
+    let dims: Vec<&String> = {
+        let mut d: Vec<&String> = scored.iter().flat_map(|(_, t)| t.params.keys()).collect();
+        d.sort();
+        d.dedup();
+        d
+    };
+    let ys: Vec<f64> = scored.iter().filter_map(|(_, t)| t.value).collect();
+    let (lo, hi) = ys
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
+            (a.min(y), b.max(y))
+        });
+    let pad = ((hi - lo) * 0.1).max(1e-3);
+    let panels = root.split_evenly((1, dims.len().max(1)));
+    for (dim, area) in dims.iter().zip(&panels) {
+        let values: Vec<&serde_json::Value> = scored
+            .iter()
+            .map(|(_, t)| t.params.get(*dim).unwrap_or(&serde_json::Value::Null))
+            .collect();
+        let (xs, log) = axis_positions(&values);
+        let (xl, xh) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let xpad = ((xh - xl) * 0.1).max(0.5);
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                if log {
+                    format!("log10 {dim}")
+                } else {
+                    dim.to_string()
+                },
+                ("sans-serif", 16),
+            )
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d((xl - xpad)..(xh + xpad), (lo - pad)..(hi + pad))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .y_desc(search.metric.as_str())
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(scored.iter().zip(&xs).map(|((i, t), &x)| {
+                let color = if search.best == Some(*i) {
+                    palette(3)
+                } else {
+                    palette(0)
+                };
+                Circle::new((x, t.value.unwrap_or(lo)), 5, color.filled())
+            }))
+            .map_err(err)?;
+    }
+    Ok(())
 }

@@ -258,7 +258,8 @@ impl Tracker {
     }
 
     /// Write node records (with their params, final metrics and artifact) in one transaction.
-    /// A record replaces an earlier one of the same node (e.g. its `running` row).
+    /// A record replaces an earlier one of the same node (e.g. its `running` row), except that
+    /// a cache hit leaves a finished record of the same run alone.
     pub fn record_nodes(&self, run: i64, records: &[NodeRecord]) -> Result<(), TrackerError> {
         if records.is_empty() {
             return Ok(());
@@ -291,8 +292,22 @@ impl Tracker {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(|e| self.sql_err(e))?;
+            let mut earlier = tx
+                .prepare_cached("SELECT status FROM nodes WHERE run = ?1 AND node = ?2")
+                .map_err(|e| self.sql_err(e))?;
             let now = super::now_rfc3339();
             for r in records {
+                // A run that passes a node again (a search runs its pipeline in rounds) keeps
+                // what the node did the first time: a later cache hit of it is no news.
+                if r.status == super::node_status::CACHED {
+                    let before: Option<String> = earlier
+                        .query_row(params![run, r.node], |row| row.get(0))
+                        .optional()
+                        .map_err(|e| self.sql_err(e))?;
+                    if before.is_some_and(|b| b != super::node_status::RUNNING) {
+                        continue;
+                    }
+                }
                 node.execute(params![
                     run,
                     r.node,

@@ -124,6 +124,35 @@ fn nodes_params_metrics_round_trip() {
 }
 
 #[test]
+fn a_later_cache_hit_in_the_same_run_keeps_what_the_node_did_first() {
+    // A search runs its pipeline in rounds: a trial computed in round 1 is a hit in round 2.
+    let root = tempfile::tempdir().unwrap();
+    let t = Tracker::open(root.path()).unwrap();
+    let run = t.start_run(&info()).unwrap();
+    let mut running = record("a", node_status::RUNNING);
+    running.final_metrics.clear();
+    t.record_nodes(run, &[running]).unwrap();
+    t.record_nodes(run, &[record("a", node_status::RAN)])
+        .unwrap();
+    t.record_nodes(
+        run,
+        &[
+            record("a", node_status::CACHED),
+            record("b", node_status::CACHED),
+        ],
+    )
+    .unwrap();
+    let nodes = t.nodes(run).unwrap();
+    let got: Vec<_> = nodes
+        .iter()
+        .map(|n| (n.node.as_str(), n.status.as_str()))
+        .collect();
+    assert_eq!(got, vec![("a", "ran"), ("b", "cached")]);
+    // The skipped hit wrote no second set of final metrics.
+    assert_eq!(t.metrics(run, true).unwrap().len(), 2);
+}
+
+#[test]
 fn runs_are_named_by_id_or_by_how_far_back_from_the_newest() {
     let root = tempfile::tempdir().unwrap();
     let t = Tracker::open(root.path()).unwrap();

@@ -4,12 +4,16 @@
 //! deterministic given the seed and the results, so a killed search resumes and proposes the
 //! same trials again.
 
+pub mod driver;
 pub mod halving;
 pub mod space;
+pub mod spec;
 pub mod tpe;
 
+pub use driver::{Outcome, Runner, Trial, RUNG_KEY};
 pub use halving::{Halving, Rung};
 pub use space::{Dimension, Space, SpaceError};
+pub use spec::{SearchSpec, StageFacts, Strategy};
 
 use std::collections::BTreeMap;
 

@@ -156,7 +156,7 @@ impl Dimension {
                 } else {
                     low + u * (high - low)
                 };
-                number(x.clamp(*low, *high), *int)
+                number(x.clamp(*low, *high), *int, (*low, *high))
             }
         }
     }
@@ -177,11 +177,15 @@ impl Dimension {
     }
 }
 
-/// A JSON number: an integer when `int` (rounded), else the float.
-fn number(x: f64, int: bool) -> Value {
+/// A JSON number: an integer when `int` (rounded), else the float to three significant
+/// digits (finer is noise for a hyperparameter, and the value is part of the trial's node
+/// id), kept within `bounds`.
+fn number(x: f64, int: bool, bounds: (f64, f64)) -> Value {
     if int {
         Value::from(x.round() as i64)
     } else {
+        let rounded = format!("{x:.2e}").parse::<f64>().unwrap_or(x);
+        let x = rounded.clamp(bounds.0, bounds.1);
         serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
     }
 }

@@ -188,6 +188,9 @@ impl StageKind for CommandStage {
         "Runs a shell command with declared `deps` (hashed into the key) and `outs` (must exist in `$T2S_OUT`); inputs in `$T2S_INPUT_<STAGE>`, params in `$T2S_PARAM_<NAME>`."
     }
 
+    fn metrics(&self) -> Option<Vec<String>> {
+        None // whatever its `::metric` lines name
+    }
     fn version(&self) -> u32 {
         1
     }

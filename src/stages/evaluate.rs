@@ -179,34 +179,61 @@ fn systems_of(ctx: &StageContext<'_>, include_base: bool) -> Vec<System> {
     systems
 }
 
+/// The scores a system gets, each with its 95% CI (`_ci_low`, `_ci_high`), by metric name.
+const SCORES: [&str; 8] = [
+    "execution_accuracy",
+    "exact_match",
+    "valid_sql",
+    "bleu",
+    "sacrebleu",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+];
+/// With test suites: the suite accuracy (with its CI) and the false positives it caught.
+const SUITE_ACCURACY: &str = "test_suite_accuracy";
+const FALSE_POSITIVES: &str = "false_positives_caught";
+/// Generation speed: a measurement, for the tracking DB.
+const GEN_SPEED: &str = "gen_tokens_per_s";
+
+/// The metric names `final_metrics` can give a system.
+fn metric_names() -> Vec<String> {
+    let mut out = Vec::new();
+    for k in SCORES.iter().chain([&SUITE_ACCURACY]) {
+        out.extend([k.to_string(), format!("{k}_ci_low"), format!("{k}_ci_high")]);
+    }
+    out.extend([FALSE_POSITIVES.to_string(), GEN_SPEED.to_string()]);
+    out
+}
+
 /// A system's final metrics: each score with its CI, test-suite accuracy, generation speed.
 fn final_metrics(report: &crate::eval::score::Report, generation: &Value) -> Vec<(String, f64)> {
+    let r = report;
+    let scores = [
+        &r.execution_accuracy,
+        &r.exact_match,
+        &r.valid_sql,
+        &r.bleu,
+        &r.sacrebleu,
+        &r.rouge1,
+        &r.rouge2,
+        &r.rouge_l,
+    ];
     let mut out = Vec::new();
-    for (k, e) in [
-        ("execution_accuracy", &report.execution_accuracy),
-        ("exact_match", &report.exact_match),
-        ("valid_sql", &report.valid_sql),
-        ("bleu", &report.bleu),
-        ("sacrebleu", &report.sacrebleu),
-        ("rouge1", &report.rouge1),
-        ("rouge2", &report.rouge2),
-        ("rougeL", &report.rouge_l),
-    ] {
+    let mut push = |k: &str, e: &crate::eval::stats::Estimate| {
         out.push((k.to_string(), e.value));
         out.push((format!("{k}_ci_low"), e.ci_low));
         out.push((format!("{k}_ci_high"), e.ci_high));
+    };
+    for (k, e) in SCORES.iter().zip(scores) {
+        push(*k, e);
     }
     if let Some(ts) = &report.test_suite {
-        out.push(("test_suite_accuracy".into(), ts.accuracy.value));
-        out.push(("test_suite_accuracy_ci_low".into(), ts.accuracy.ci_low));
-        out.push(("test_suite_accuracy_ci_high".into(), ts.accuracy.ci_high));
-        out.push((
-            "false_positives_caught".into(),
-            ts.false_positives_caught as f64,
-        ));
+        push(SUITE_ACCURACY, &ts.accuracy);
+        out.push((FALSE_POSITIVES.into(), ts.false_positives_caught as f64));
     }
     if let Some(tps) = generation.get("tokens_per_s").and_then(Value::as_f64) {
-        out.push(("gen_tokens_per_s".into(), tps));
+        out.push((GEN_SPEED.into(), tps));
     }
     out
 }
@@ -401,6 +428,9 @@ impl StageKind for EvaluateStage {
     /// system's report and in per-example scores, `comparisons_test_suite`, new params).
     /// 3: no generation speed or time in `metrics.json` (they made a recomputed evaluation
     /// differ from the first, and with it the report's key).
+    fn metrics(&self) -> Option<Vec<String>> {
+        Some(metric_names())
+    }
     fn version(&self) -> u32 {
         3
     }

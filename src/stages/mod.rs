@@ -177,6 +177,17 @@ pub trait StageKind: Send + Sync {
     fn key_params(&self, params: &Map<String, Value>) -> Map<String, Value> {
         params.clone()
     }
+    /// The final metrics a node of this kind reports (`StageOutcome::metrics`), for checking
+    /// what a search optimizes; `None`: free-form (a command's `::metric` lines).
+    fn metrics(&self) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+    /// The params whose committed key names the node's resume area (default: its own key).
+    /// A training stopped part way (`stop_at_step`, a halving rung) resumes in the area of
+    /// the same training run to the end, so promoting it continues instead of restarting.
+    fn resume_params(&self, _params: &Map<String, Value>) -> Option<Map<String, Value>> {
+        None
+    }
     /// Do the work.
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError>;
 }

@@ -27,6 +27,9 @@ pub struct ReportParams {
     pub bootstrap_samples: u64,
     /// Seed of the paired bootstrap.
     pub seed: u64,
+    /// Set by `t2s run` when the pipeline searches: every trial's params and objective, the
+    /// best trial, the compute spent (not written by hand).
+    pub search: Option<Value>,
 }
 
 impl Default for ReportParams {
@@ -36,6 +39,7 @@ impl Default for ReportParams {
             notes: Vec::new(),
             bootstrap_samples: 1000,
             seed: 0,
+            search: None,
         }
     }
 }
@@ -43,6 +47,9 @@ impl Default for ReportParams {
 impl Params for ReportParams {}
 
 static PARAMS: Typed<ReportParams> = Typed::new();
+
+/// The report param `t2s run` fills with a search's outcome.
+pub const SEARCH_PARAM: &str = "search";
 
 /// Build the report data from gathered inputs. `run` carries provenance when known.
 pub fn build(
@@ -112,6 +119,10 @@ pub fn build(
         params.bootstrap_samples as usize,
         params.seed,
     );
+    let search = params
+        .search
+        .map(serde_json::from_value::<crate::search::Outcome>)
+        .transpose()?;
     let mut notes = params.notes;
     notes.extend(alpha_confound_note(inputs));
     let title = match params.title.as_str() {
@@ -128,6 +139,7 @@ pub fn build(
         nodes: Vec::new(),
         eda_figures,
         notes,
+        search,
     })
 }
 
@@ -177,6 +189,14 @@ impl StageKind for ReportStage {
     }
     fn params(&self) -> &'static dyn ParamSet {
         &PARAMS
+    }
+    fn key_params(&self, params: &Map<String, Value>) -> Map<String, Value> {
+        let mut k = params.clone();
+        // No search: the key every report had before searches existed.
+        if k.get(SEARCH_PARAM).is_some_and(Value::is_null) {
+            k.remove(SEARCH_PARAM);
+        }
+        k
     }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
         let run = RunInfo {

@@ -22,6 +22,18 @@ pub struct TrainStage;
 
 static PARAMS: Typed<TrainParams> = Typed::new();
 
+/// The param that stops a training part way (a halving rung).
+pub const STOP_PARAM: &str = "stop_at_step";
+
+/// The final metrics of a training (`train_result.json`'s `metrics`, written by the worker).
+pub const METRICS: [&str; 5] = [
+    "train_loss",
+    "eval_loss",
+    "best_eval_loss",
+    "global_step",
+    "train_tokens",
+];
+
 impl StageKind for TrainStage {
     fn kind(&self) -> &'static str {
         "train"
@@ -51,7 +63,25 @@ impl StageKind for TrainStage {
         Ok(f)
     }
     fn key_params(&self, p: &Map<String, Value>) -> Map<String, Value> {
-        hub_key_params(p, "model")
+        let mut k = hub_key_params(p, "model");
+        // Training to the end is what every key before `stop_at_step` existed meant.
+        if k.get(STOP_PARAM).and_then(Value::as_u64) == Some(0) {
+            k.remove(STOP_PARAM);
+        }
+        k
+    }
+    fn metrics(&self) -> Option<Vec<String>> {
+        Some(METRICS.map(String::from).to_vec())
+    }
+    fn resume_params(&self, p: &Map<String, Value>) -> Option<Map<String, Value>> {
+        // A training stopped at a step resumes where the same training run to the end does:
+        // the schedule is that of `max_steps`, so its checkpoints are that run's.
+        p.get(STOP_PARAM)
+            .and_then(Value::as_u64)
+            .filter(|&s| s > 0)?;
+        let mut full = p.clone();
+        full.insert(STOP_PARAM.into(), Value::from(0));
+        Some(full)
     }
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
         let p = ctx.params;

@@ -113,6 +113,10 @@ pub struct TrainParams {
     pub epochs: f64,
     /// > 0: optimizer steps (wins over epochs).
     pub max_steps: i64,
+    /// > 0: stop at this optimizer step of the `max_steps` schedule, keeping the checkpoint
+    /// (a halving rung of a search; set by t2s). The output is the model at that step, and a
+    /// later run of the same training resumes from it.
+    pub stop_at_step: u64,
     /// Eval loss on the validation split every N steps (0: never).
     pub eval_steps: u64,
     /// Checkpoint every N steps for resume (0: never).
@@ -168,6 +172,7 @@ impl Default for TrainParams {
             shuffle: true,
             epochs: 1.0,
             max_steps: -1,
+            stop_at_step: 0,
             eval_steps: 0,
             save_steps: 50,
             logging_steps: 10,
@@ -290,6 +295,17 @@ impl TrainParams {
         }
         if self.token_budget > 0 && self.token_budget < self.max_length {
             bad("token_budget", format!("is smaller than max_length {}: a full-length example would not fit; raise it or lower max_length", self.max_length));
+        }
+        if self.stop_at_step > 0
+            && !(self.max_steps > 0 && self.stop_at_step <= self.max_steps as u64)
+        {
+            bad(
+                "stop_at_step",
+                format!(
+                    "must be at most max_steps ({}), which must be set",
+                    self.max_steps
+                ),
+            );
         }
         if self.max_steps <= 0 && (self.epochs.is_nan() || self.epochs <= 0.0) {
             bad("epochs", "must be positive (or set max_steps)".into());

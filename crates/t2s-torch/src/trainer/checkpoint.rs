@@ -148,14 +148,15 @@ pub struct Loaded {
     pub meta: Meta,
 }
 
-/// The newest checkpoint whose meta says it was made with `params`; unreadable ones are
-/// skipped (reported through `warn`).
+/// The newest checkpoint at or before step `end` whose meta says it was made with `params`;
+/// unreadable ones are skipped (reported through `warn`).
 pub fn latest(
     partial: &Path,
     params: &serde_json::Value,
+    end: u64,
     warn: &mut dyn FnMut(String),
 ) -> Option<Loaded> {
-    for (_, dir) in list(partial).into_iter().rev() {
+    for (_, dir) in list(partial).into_iter().rev().filter(|(s, _)| *s <= end) {
         let attempt = || -> anyhow::Result<Loaded> {
             let meta = read_meta(&dir)?;
             if &meta.params != params {

@@ -192,20 +192,25 @@ pub fn train(
         cfg,
         sched: schedule(p, &steps),
         opt: Optimizer::new(&params, (p.betas[0], p.betas[1]), p.eps, p.weight_decay)?,
-        params_json: serde_json::to_value(p)?,
+        params_json: checkpoint_params(p)?,
         state: fresh_state(p, &steps),
         params,
         counters: Counters::default(),
         best_mem: None,
         step_losses: Vec::new(),
     };
+    // A training stopped part way (a halving rung) ends at `stop_at_step` of the full schedule.
+    let end = match p.stop_at_step {
+        0 => steps.total_steps,
+        s => s.min(steps.total_steps),
+    };
     let resumed_from = match cfg.partial_dir {
-        Some(partial) => run.resume(partial, emit)?,
+        Some(partial) => run.resume(partial, end, emit)?,
         None => None,
     };
     let mut epoch_cache: Option<(u64, Vec<Vec<usize>>)> = None;
     let mut ran = 0u64;
-    for g in run.state.global_step..steps.total_steps {
+    for g in run.state.global_step..end {
         if run.state.should_training_stop || cfg.stop_after.is_some_and(|n| ran >= n) {
             break;
         }
@@ -224,7 +229,7 @@ pub fn train(
         if p.eval_steps > 0 && step.is_multiple_of(p.eval_steps) {
             run.evaluate(valid, emit)?;
         }
-        let last = step == steps.total_steps || run.state.should_training_stop;
+        let last = step == end || run.state.should_training_stop;
         if let Some(partial) = cfg.partial_dir {
             if p.save_steps > 0 && (step.is_multiple_of(p.save_steps) || last) {
                 run.checkpoint(partial, train.len())?;
@@ -232,7 +237,7 @@ pub fn train(
         }
     }
     if cfg.stop_after.is_some_and(|n| ran >= n)
-        && run.state.global_step < steps.total_steps
+        && run.state.global_step < end
         && !run.state.should_training_stop
     {
         bail!(
@@ -241,6 +246,16 @@ pub fn train(
         );
     }
     run.finish(resumed_from, plan.dropped_too_long)
+}
+
+/// The params a checkpoint records, and a resume must match: all but `stop_at_step`, so a
+/// training stopped part way and the same training run further share their checkpoints.
+fn checkpoint_params(p: &TrainParams) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(p)?;
+    if let Some(m) = v.as_object_mut() {
+        m.remove("stop_at_step");
+    }
+    Ok(v)
 }
 
 /// The learning-rate schedule of a run of `steps`.
@@ -310,10 +325,12 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    /// Continue from the newest usable checkpoint in `partial`: the step it holds.
+    /// Continue from the newest usable checkpoint in `partial` at or before step `end`: the
+    /// step it holds.
     fn resume(
         &mut self,
         partial: &Path,
+        end: u64,
         emit: &mut dyn FnMut(WorkerEvent),
     ) -> anyhow::Result<Option<u64>> {
         checkpoint::clean_tmp(partial);
@@ -323,7 +340,7 @@ impl Loop<'_> {
                 message: m,
             })
         };
-        let Some(ck) = checkpoint::latest(partial, &self.params_json, &mut warn) else {
+        let Some(ck) = checkpoint::latest(partial, &self.params_json, end, &mut warn) else {
             return Ok(None);
         };
         let at = format!("checkpoint {}", ck.dir.display());
