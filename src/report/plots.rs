@@ -427,7 +427,8 @@ fn axis_positions(values: &[&serde_json::Value]) -> (Vec<f64>, bool) {
             seen.sort();
             seen.dedup();
             let at = |v: &serde_json::Value| {
-                seen.iter().position(|s| *s == v.to_string()).unwrap_or(0) as f64
+                let text = v.to_string();
+                seen.iter().position(|s| *s == text).unwrap_or(0) as f64
             };
             (values.iter().map(|v| at(v)).collect(), false)
         }

@@ -253,7 +253,7 @@ fn check_halving(
         ));
         return None;
     }
-    if eval_steps == 0 || h.min_steps % eval_steps != 0 {
+    if eval_steps == 0 || !h.min_steps.is_multiple_of(eval_steps) {
         problems.push(problem(
             "halving.min_steps",
             format!(

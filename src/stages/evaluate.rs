@@ -226,7 +226,7 @@ fn final_metrics(report: &crate::eval::score::Report, generation: &Value) -> Vec
         out.push((format!("{k}_ci_high"), e.ci_high));
     };
     for (k, e) in SCORES.iter().zip(scores) {
-        push(*k, e);
+        push(k, e);
     }
     if let Some(ts) = &report.test_suite {
         push(SUITE_ACCURACY, &ts.accuracy);

@@ -113,9 +113,9 @@ pub struct TrainParams {
     pub epochs: f64,
     /// > 0: optimizer steps (wins over epochs).
     pub max_steps: i64,
-    /// > 0: stop at this optimizer step of the `max_steps` schedule, keeping the checkpoint
-    /// (a halving rung of a search; set by t2s). The output is the model at that step, and a
-    /// later run of the same training resumes from it.
+    /// When positive, stop at this optimizer step of the `max_steps` schedule, keeping the
+    /// checkpoint (a halving rung of a search; set by t2s): the output is the model at that
+    /// step, and a later run of the same training resumes from it. 0: train to the end.
     pub stop_at_step: u64,
     /// Eval loss on the validation split every N steps (0: never).
     pub eval_steps: u64,
