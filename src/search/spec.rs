@@ -134,6 +134,9 @@ pub struct SearchSpec {
     pub full_steps: Option<u64>,
 }
 
+/// More trials than this is surely a mistake (each is a node, as a matrix instance is).
+const MAX_TRIALS: u64 = 10_000;
+
 /// A problem in a `search:` block: the path under it (`space.lr.low`), what is wrong, a hint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpecProblem {
@@ -186,6 +189,15 @@ pub fn parse(v: &Value, stage: &StageFacts) -> Result<SearchSpec, Vec<SpecProble
             "trials",
             "the budget is 0 trials",
             Some("give at least one trial"),
+        ));
+    } else if block.trials > MAX_TRIALS {
+        problems.push(problem(
+            "trials",
+            format!(
+                "{} trials is more than the {MAX_TRIALS} a search may run",
+                block.trials
+            ),
+            Some("a smaller budget (each trial is a node)"),
         ));
     }
     if block.batch == Some(0) {
@@ -343,6 +355,10 @@ mod tests {
         );
         assert_eq!(
             paths(json!({"space": {"r": {"values": [1]}}, "trials": 0, "objective": obj})),
+            ["trials"]
+        );
+        assert_eq!(
+            paths(json!({"space": {"r": {"values": [1]}}, "trials": 1u64 << 40, "objective": obj})),
             ["trials"]
         );
         assert_eq!(
