@@ -42,9 +42,11 @@ pub fn run(session: &Session<'_>, first: Pipeline, opts: &PlanOptions) -> Search
         Ok(s) => s,
         Err(e) => return rounds.give_up(first.clone(), e),
     };
-    let mut last = match rounds.pipeline_with(&rounds.instances.clone()) {
+    let every_trial =
+        pipeline::load_with_trials(&first.file, &session.overrides, Some(&rounds.instances));
+    let mut last = match every_trial {
         Ok(p) => p,
-        Err(e) => return rounds.give_up(first.clone(), e),
+        Err(e) => return rounds.give_up(first.clone(), e.into()),
     };
     with_outcome(&mut last, &search);
     let result = plan::select(&last, opts)
@@ -100,6 +102,22 @@ pub fn replay(store: &Store, first: Pipeline, overrides: &[String]) -> anyhow::R
     Ok(p)
 }
 
+/// A round's pipeline: the file with `instances` as the searched stage's trials, which are
+/// also kept in `seen` (what the pipeline held last, when the search stops).
+fn load_round(
+    file: &std::path::Path,
+    overrides: &[String],
+    instances: &[Trial],
+    seen: &mut Vec<Trial>,
+) -> anyhow::Result<Pipeline> {
+    *seen = instances.to_vec();
+    Ok(pipeline::load_with_trials(
+        file,
+        overrides,
+        Some(instances),
+    )?)
+}
+
 struct Replay<'a> {
     store: &'a Store,
     file: std::path::PathBuf,
@@ -113,8 +131,7 @@ impl Runner for Replay<'_> {
         instances: &[Trial],
         wanted: &[Trial],
     ) -> anyhow::Result<Vec<BTreeMap<String, f64>>> {
-        self.instances = instances.to_vec();
-        let p = pipeline::load_with_trials(&self.file, self.overrides, Some(instances))?;
+        let p = load_round(&self.file, self.overrides, instances, &mut self.instances)?;
         let spec = p.search.as_ref().expect("the search's pipeline");
         let planned = plan::plan(&p, self.store, &PlanOptions::default())?;
         wanted
@@ -148,14 +165,6 @@ struct Rounds<'s, 'a> {
 }
 
 impl Rounds<'_, '_> {
-    fn pipeline_with(&self, trials: &[Trial]) -> anyhow::Result<Pipeline> {
-        Ok(pipeline::load_with_trials(
-            &self.first.file,
-            &self.session.overrides,
-            Some(trials),
-        )?)
-    }
-
     /// `--force` patterns matching nodes of `p` not forced before in this run.
     fn force_once(&mut self, p: &Pipeline) -> anyhow::Result<BTreeSet<usize>> {
         let all = plan::matching(p, &self.opts.force, "--force")?;
@@ -198,8 +207,12 @@ impl Runner for Rounds<'_, '_> {
         instances: &[Trial],
         wanted: &[Trial],
     ) -> anyhow::Result<Vec<BTreeMap<String, f64>>> {
-        self.instances = instances.to_vec();
-        let p = self.pipeline_with(instances)?;
+        let p = load_round(
+            &self.first.file,
+            &self.session.overrides,
+            instances,
+            &mut self.instances,
+        )?;
         let spec = p.search.as_ref().expect("the search's pipeline");
         let targets: Vec<String> = wanted
             .iter()
