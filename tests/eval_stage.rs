@@ -120,7 +120,8 @@ fn evaluates_base_and_adapter_with_resume() {
         writeln!(
             f,
             "{}",
-            json!({"id": id, "text": base[&id], "new_tokens": 3})
+            json!({"id": id, "text": base[&id],
+                "new_tokens": base[&id].as_str().unwrap().split_whitespace().count()})
         )
         .unwrap();
     }
@@ -179,7 +180,7 @@ fn evaluates_base_and_adapter_with_resume() {
         .as_f64()
         .unwrap();
     assert!(base_ex < 1.0);
-    assert_eq!(m["systems"]["base"]["generation"]["generated_rows"], 25);
+    assert_eq!(m["systems"]["base"]["generation"]["rows"], 30);
     let c = &m["comparisons"][0];
     assert_eq!(
         (c["a"].as_str(), c["b"].as_str()),
@@ -228,4 +229,23 @@ fn evaluates_base_and_adapter_with_resume() {
         .as_bool()
         .unwrap());
     assert_eq!(outcome.metrics["base/test_suite_accuracy"], base_ts);
+    drop(recorded);
+
+    // The same evaluation straight through, in fresh areas: the resumed one is the same bytes
+    // (regression: its metrics.json recorded how many rows the attempt generated, so a resume
+    // changed the artifact and the report's key).
+    let (partial2, out2) = (r.join("partial2"), r.join("out2"));
+    std::fs::create_dir_all(&out2).unwrap();
+    let ctx2 = StageContext {
+        out_dir: &out2,
+        partial_dir: &partial2,
+        ..ctx
+    };
+    assert!(!stage.run(&ctx2).unwrap().resumed);
+    for file in ["metrics.json", "predictions.jsonl"] {
+        assert!(
+            std::fs::read(out.join(file)).unwrap() == std::fs::read(out2.join(file)).unwrap(),
+            "{file} of the resumed evaluation differs from the uninterrupted one's"
+        );
+    }
 }

@@ -38,8 +38,8 @@ const PINS: &[(&str, &str, &str, &str)] = &[
     (
         "evaluate",
         "evaluate",
-        "329ac4c05d387e4c005d42920921a54dd0381c1f13f85d0af5a6752afbe60fe0",
-        "78533b304a8d899cc7f3e744b7a705ef548e383d396135479d6661f147addb83",
+        "1651312913530d5addd0af0a6e8a936c248bef3d29c6190c84d48458b368ace1",
+        "c7ea3541099360487d754346cec3b5d98bf72034e4e08ee0b51cb0216c2e8db0",
     ),
     (
         "load",
@@ -68,7 +68,7 @@ const PINS: &[(&str, &str, &str, &str)] = &[
     (
         "report",
         "report",
-        "f31a2e4004af4dd43a1ce508fc17eb4b21693c4f63b8556fc641a0afaa9cfe01",
+        "7ddfa28070438b782ffd76b44f7addae5a0afc49ade51dc889687f3a7bfe4801",
         "37b87425b31604ecaa3cb82b0153c8d89f8779076cf50bb23af27d0e5846246c",
     ),
     (

@@ -238,19 +238,19 @@ fn final_metrics(report: &crate::eval::score::Report, generation: &Value) -> Vec
     out
 }
 
-/// Fields of the worker's generation result that measure this attempt (speed, time): they go
-/// to the tracking DB (`gen_tokens_per_s`), never into the artifact, whose digest feeds the
-/// report's key: a recomputed evaluation must be the same bytes.
-const MEASUREMENTS: [&str; 2] = ["tokens_per_s", "seconds"];
-
-fn without_measurements(generation: &Value) -> Value {
-    let mut kept = generation.clone();
-    if let Some(o) = kept.as_object_mut() {
-        for k in MEASUREMENTS {
-            o.remove(k);
-        }
-    }
-    kept
+/// What `metrics.json` says of a system's generation: facts of the generated text (rows, new
+/// tokens, from the generations themselves) and of how it was configured (device, decoder).
+/// What measures one attempt — speed, time, and how many rows it generated or found done by
+/// an interrupted attempt — goes to the tracking DB (`gen_tokens_per_s`) and the node's
+/// `resumed` status, never into the artifact, whose digest feeds the report's key: an
+/// evaluation that resumed must be the same bytes as one that ran straight through.
+fn generation_facts(gens: &Generations, worker_result: &Value) -> Value {
+    json!({
+        "rows": gens.len(),
+        "new_tokens": gens.values().map(|(_, n)| n).sum::<u64>(),
+        "device": worker_result.get("device"),
+        "decoder": worker_result.get("decoder"),
+    })
 }
 
 /// One system to evaluate: a name and an optional adapter directory.
@@ -428,11 +428,13 @@ impl StageKind for EvaluateStage {
     /// system's report and in per-example scores, `comparisons_test_suite`, new params).
     /// 3: no generation speed or time in `metrics.json` (they made a recomputed evaluation
     /// differ from the first, and with it the report's key).
+    /// 4: nor the rows an attempt generated or skipped (a resumed evaluation differed from an
+    /// uninterrupted one under the same key; found by `bench/kill_campaign.sh`).
     fn metrics(&self) -> Option<Vec<String>> {
         Some(metric_names())
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     /// Regression: with `device: auto` a CPU and a GPU machine generated different text
     /// under one key (the device was only a param, `auto`, in both).
@@ -521,7 +523,7 @@ impl StageKind for EvaluateStage {
                 writeln!(pred_out, "{line}").map_err(anyhow::Error::from)?;
             }
             let mut rv = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
-            rv["generation"] = without_measurements(&gen_result);
+            rv["generation"] = generation_facts(&gens, &gen_result);
             reports.insert(sys.name.clone(), rv);
             let prefix = if single {
                 String::new()
@@ -571,13 +573,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_artifact_keeps_no_measurement_of_the_generation() {
-        let result = json!({"rows": 4, "new_tokens": 30, "tokens_per_s": 812.5, "seconds": 0.04,
-            "device": "cpu", "decoder": "cached"});
-        let kept = without_measurements(&result);
+    fn the_artifact_keeps_no_measurement_of_the_attempt() {
+        let result = json!({"rows": 4, "generated_rows": 1, "skipped_rows": 3, "new_tokens": 9,
+            "tokens_per_s": 812.5, "seconds": 0.04, "device": "cpu", "decoder": "cached"});
+        let gens: Generations = (0..4)
+            .map(|i| (i.to_string(), (String::new(), 9)))
+            .collect();
         assert_eq!(
-            kept,
-            json!({"rows": 4, "new_tokens": 30, "device": "cpu", "decoder": "cached"})
+            generation_facts(&gens, &result),
+            json!({"rows": 4, "new_tokens": 36, "device": "cpu", "decoder": "cached"})
         );
     }
 
