@@ -28,11 +28,15 @@ pipeline="${2:-pipelines/smoke.yaml}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 target="${CARGO_TARGET_DIR:-$here/target}"
-t2s="${T2S:-$target/release/t2s}"
-export T2S_WORKER="${T2S_WORKER:-$target/release/t2s-worker}"
 pipeline="$(realpath "$pipeline")"
 work="$(mktemp -d)"
 trap '[ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $work" || rm -rf "$work"' EXIT
+# Copies of the binaries: a rebuild during the campaign must not change the code under test.
+mkdir -p "$work/bin"
+cp "${T2S:-$target/release/t2s}" "$work/bin/t2s"
+cp "${T2S_WORKER:-$target/release/t2s-worker}" "$work/bin/t2s-worker"
+t2s="$work/bin/t2s"
+export T2S_WORKER="$work/bin/t2s-worker"
 
 now_ms() { date +%s%3N; }
 

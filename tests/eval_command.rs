@@ -19,7 +19,7 @@ fn args(files: Vec<PathBuf>, json: bool) -> EvaluateArgs {
         max_instructions: 50_000_000,
         test_suite_instances: 8,
         test_suite_seed: 0,
-        test_suite_timeout_ms: 10_000,
+        test_suite_max_instructions: 400_000_000,
     }
 }
 

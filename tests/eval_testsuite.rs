@@ -2,8 +2,6 @@
 //! written and checked by `testsuite_pairs.py`), determinism, and golds that error or depend
 //! on the order rows are stored in.
 
-use std::time::Duration;
-
 use t2s::eval::exec::execution_match;
 use t2s::eval::nearmiss;
 use t2s::eval::sandbox::Limits;
@@ -173,25 +171,46 @@ fn order_dependent_and_failing_golds_are_counted() {
     assert_eq!(now.stats.instances, 0);
 }
 
-/// The time budget bounds building and checking: a spent budget cuts the suite short and
-/// fails the prediction's check rather than running on.
+/// The budget bounds building and checking: a spent budget cuts the suite short and fails the
+/// prediction's check rather than running on. It counts SQLite instructions, not time, so a
+/// suite cut short is cut at the same place on every machine and under any load.
 #[test]
-fn the_time_budget_bounds_building_and_checking() {
-    let spent = SuiteConfig {
-        budget: Duration::ZERO,
+fn the_budget_bounds_building_and_checking_the_same_way_every_time() {
+    let with_budget = |max_instructions: u64| SuiteConfig {
+        max_instructions,
         ..SuiteConfig::default()
     };
     let gold = "SELECT name FROM forests WHERE area > 1000;";
-    let suite = Suite::build(CTX, gold, &spent, &Limits::default());
+    let suite = Suite::build(CTX, gold, &with_budget(0), &Limits::default());
     assert!(
         suite.stats.truncated || suite.stats.instances == 0,
         "{:?}",
         suite.stats
     );
     let full = Suite::build(CTX, gold, &SuiteConfig::default(), &Limits::default());
-    assert!(full.stats.instances > 0);
+    assert!(full.stats.instances > 1, "{:?}", full.stats);
+    // A budget that ends partway: the same cut, twice.
+    let part = with_budget(1_000);
+    let (a, b) = (
+        Suite::build(CTX, gold, &part, &Limits::default()),
+        Suite::build(CTX, gold, &part, &Limits::default()),
+    );
+    assert!(a.stats.truncated, "{:?}", a.stats);
+    assert!(a.stats.instances < full.stats.instances, "{:?}", a.stats);
+    assert_eq!(a.stats, b.stats);
+    assert_eq!(
+        a.instances().cloned().collect::<Vec<_>>(),
+        b.instances().cloned().collect::<Vec<_>>()
+    );
     let rewrite = "SELECT name FROM forests WHERE 1000 < area;";
-    let v = verdict(&full, CTX, rewrite, true, &Limits::default(), &spent);
+    let v = verdict(
+        &full,
+        CTX,
+        rewrite,
+        true,
+        &Limits::default(),
+        &with_budget(0),
+    );
     assert!(
         !v.correct && v.error.as_deref().unwrap_or("").contains("budget"),
         "{v:?}"

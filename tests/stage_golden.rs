@@ -38,7 +38,7 @@ const PINS: &[(&str, &str, &str, &str)] = &[
     (
         "evaluate",
         "evaluate",
-        "1651312913530d5addd0af0a6e8a936c248bef3d29c6190c84d48458b368ace1",
+        "509b25e741171df49739e68bc1dc4acac05f67d2cdf762315c3cc55d21e411b6",
         "c7ea3541099360487d754346cec3b5d98bf72034e4e08ee0b51cb0216c2e8db0",
     ),
     (

@@ -52,10 +52,10 @@ pub struct EvaluateArgs {
     /// Seed of the test-suite instances.
     #[arg(long, default_value_t = 0)]
     pub test_suite_seed: u64,
-    /// Time budget of building one example's test suite, and of checking one prediction on
-    /// it, in milliseconds.
-    #[arg(long, default_value_t = crate::eval::testsuite::DEFAULT_BUDGET.as_millis() as u64)]
-    pub test_suite_timeout_ms: u64,
+    /// SQLite instructions for building one example's test suite, and for checking one
+    /// prediction on it (a bound on work, not time: verdicts do not depend on the load).
+    #[arg(long, default_value_t = crate::eval::testsuite::DEFAULT_MAX_INSTRUCTIONS)]
+    pub test_suite_max_instructions: u64,
 }
 
 fn system_name(path: &std::path::Path, i: usize) -> String {
@@ -131,7 +131,7 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
         suite: SuiteConfig {
             instances: args.test_suite_instances,
             seed: args.test_suite_seed,
-            budget: Duration::from_millis(args.test_suite_timeout_ms),
+            max_instructions: args.test_suite_max_instructions,
             ..SuiteConfig::default()
         },
     };

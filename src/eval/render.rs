@@ -58,7 +58,8 @@ pub fn render_report(title: &str, r: &Report) -> String {
         b.nondeterministic
     );
     if let Some(ts) = &r.test_suite {
-        let _ = writeln!(
+        let _ =
+            writeln!(
             out,
             "  test suite ({} instances per example, seed {}): {} false positive(s) of execution \
              accuracy caught; {} instances built from {} candidates ({} dropped: gold fails, {} \
@@ -74,7 +75,7 @@ pub fn render_report(title: &str, r: &Report) -> String {
             ts.neighbours_distinguished,
             ts.neighbours,
             if ts.truncated > 0 {
-                format!("; {} suite(s) cut short by the time budget", ts.truncated)
+                format!("; {} suite(s) cut short by the instruction budget", ts.truncated)
             } else {
                 String::new()
             }

@@ -26,6 +26,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
+use rusqlite::StatementStatus;
 
 use super::value::Value;
 
@@ -112,10 +113,13 @@ const READ_PRAGMAS: &[&str] = &["table_info", "table_xinfo", "index_list", "inde
 struct Budget {
     ticks: AtomicU64,
     max_ticks: AtomicU64,
+    /// SQLite VM steps of the untrusted statements and row loads since the connection opened,
+    /// counted exactly (SQLite's own per-statement counter): the test suite's budget.
+    spent: AtomicU64,
+    /// A tighter tick limit than `Limits::max_instructions` (`u64::MAX`: none); what is left of
+    /// the test suite's per-prediction budget.
+    tick_cap: AtomicU64,
     deadline_ms: AtomicU64,
-    /// A tighter wall-clock limit than `Limits::max_wall`, in ms (`u64::MAX`: none); the test
-    /// suite's per-prediction time budget.
-    wall_cap_ms: AtomicU64,
     max_heap: AtomicU64,
     tripped: AtomicU64,
     origin: Instant,
@@ -176,8 +180,9 @@ impl Sandbox {
         let budget = Arc::new(Budget {
             ticks: AtomicU64::new(0),
             max_ticks: AtomicU64::new(u64::MAX),
+            spent: AtomicU64::new(0),
+            tick_cap: AtomicU64::new(u64::MAX),
             deadline_ms: AtomicU64::new(u64::MAX),
-            wall_cap_ms: AtomicU64::new(u64::MAX),
             max_heap: AtomicU64::new(limits.max_heap_bytes.max(0) as u64),
             tripped: AtomicU64::new(TRIP_NONE),
             origin: Instant::now(),
@@ -218,21 +223,37 @@ impl Sandbox {
         b.ticks.store(0, Ordering::Relaxed);
         b.tripped.store(TRIP_NONE, Ordering::Relaxed);
         b.max_ticks.store(
-            self.limits.max_instructions / PROGRESS_STEP as u64,
+            (self.limits.max_instructions / PROGRESS_STEP as u64)
+                .min(b.tick_cap.load(Ordering::Relaxed)),
             Ordering::Relaxed,
         );
         let now = b.origin.elapsed().as_millis() as u64;
-        let wall =
-            (self.limits.max_wall.as_millis() as u64).min(b.wall_cap_ms.load(Ordering::Relaxed));
-        b.deadline_ms
-            .store(now.saturating_add(wall), Ordering::Relaxed);
+        b.deadline_ms.store(
+            now.saturating_add(self.limits.max_wall.as_millis() as u64),
+            Ordering::Relaxed,
+        );
     }
 
-    /// Limit the wall-clock time of the following statements to `cap` as well (`None`: only
-    /// `Limits::max_wall`). A statement stopped by it fails like one over `max_wall`.
-    pub fn cap_wall(&self, cap: Option<Duration>) {
-        let ms = cap.map_or(u64::MAX, |d| d.as_millis() as u64);
-        self.budget.wall_cap_ms.store(ms, Ordering::Relaxed);
+    /// SQLite instructions (VM steps) of the untrusted statements run and the rows loaded on
+    /// this connection so far: a measure of work that, unlike time, does not depend on the
+    /// machine or its load.
+    pub fn instructions_spent(&self) -> u64 {
+        self.budget.spent.load(Ordering::Relaxed)
+    }
+
+    /// Count what `stmt` ran since it was last counted (its VM-step counter is reset, so a
+    /// cached statement is counted once per run).
+    fn charge(&self, stmt: &rusqlite::Statement<'_>) {
+        let steps = stmt.reset_status(StatementStatus::VmStep).max(0) as u64;
+        self.budget.spent.fetch_add(steps, Ordering::Relaxed);
+    }
+
+    /// Limit each following statement to `cap` instructions as well (`None`: only
+    /// `Limits::max_instructions`), to the granularity of [`PROGRESS_STEP`]. A statement
+    /// stopped by it fails like one over the limit.
+    pub fn cap_instructions(&self, cap: Option<u64>) {
+        let ticks = cap.map_or(u64::MAX, |c| c / PROGRESS_STEP as u64);
+        self.budget.tick_cap.store(ticks, Ordering::Relaxed);
     }
 
     /// Turn an interrupted statement into the limit that stopped it.
@@ -241,7 +262,7 @@ impl Sandbox {
         match self.budget.tripped.load(Ordering::Relaxed) {
             TRIP_INSTR => limit(&format!(
                 "more than {} SQLite instructions",
-                self.limits.max_instructions
+                self.budget.max_ticks.load(Ordering::Relaxed) * PROGRESS_STEP as u64
             )),
             TRIP_WALL => limit(&format!("ran longer than {:?}", self.limits.max_wall)),
             TRIP_HEAP => limit("SQLite heap ceiling reached"),
@@ -287,7 +308,9 @@ impl Sandbox {
         let readonly = stmt.readonly();
         let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let ncol = columns.len();
-        let rows_out = self.collect(stmt.raw_query(), ncol, Some(self.limits.max_rows))?;
+        let rows_out = self.collect(stmt.raw_query(), ncol, Some(self.limits.max_rows));
+        self.charge(&stmt);
+        let rows_out = rows_out?;
         Ok(Outcome {
             columns,
             rows: rows_out,
@@ -339,19 +362,23 @@ impl Sandbox {
         self.mode.store(MODE_EVALUATOR, Ordering::Relaxed);
         self.arm();
         let r = (|| {
-            self.conn
+            let mut delete = self
+                .conn
                 .prepare_cached(&format!("DELETE FROM {}", q(table)))
-                .and_then(|mut d| d.execute([]))
                 .map_err(sq)?;
+            let deleted = delete.execute([]);
+            self.charge(&delete);
+            deleted.map_err(sq)?;
             if cols.is_empty() {
                 return Ok(());
             }
             let mut stmt = self.conn.prepare_cached(&insert).map_err(sq)?;
-            for row in rows {
+            let inserted = rows.iter().try_for_each(|row| {
                 stmt.execute(rusqlite::params_from_iter(row.iter()))
-                    .map_err(sq)?;
-            }
-            Ok(())
+                    .map(|_| ())
+            });
+            self.charge(&stmt);
+            inserted.map_err(sq)
         })();
         self.mode.store(MODE_UNTRUSTED, Ordering::Relaxed);
         let on = if triggers {
@@ -557,6 +584,23 @@ mod tests {
         assert!(c.execute_batch("SELECT load_extension('x')").is_err());
         assert!(!f.exists());
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    /// Work is counted exactly, statement by statement, small ones included (SQLite's progress
+    /// handler never fires for a statement under `PROGRESS_STEP` steps), and a cached statement
+    /// is counted once per run.
+    #[test]
+    fn instructions_are_counted_exactly_per_run() {
+        let sb = Sandbox::from_context("CREATE TABLE t (a INT);", &Limits::default()).unwrap();
+        assert_eq!(sb.instructions_spent(), 0);
+        sb.run("SELECT count(*) FROM t").unwrap();
+        let once = sb.instructions_spent();
+        assert!(once > 0 && once < PROGRESS_STEP as u64, "{once}");
+        sb.run("SELECT count(*) FROM t").unwrap();
+        assert_eq!(sb.instructions_spent(), 2 * once);
+        sb.replace_rows("t", &["a".into()], &[vec![Value::Int(1)]], false)
+            .unwrap();
+        assert!(sb.instructions_spent() > 2 * once);
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub struct TestSuiteReport {
     pub gold_order_dependent: usize,
     pub neighbours: usize,
     pub neighbours_distinguished: usize,
-    /// Suites whose time budget ended candidate generation early.
+    /// Suites whose instruction budget ended candidate generation early.
     pub truncated: usize,
 }
 

@@ -31,7 +31,7 @@ use crate::eval::extract::extract_sql;
 use crate::eval::score::{
     build_suites, exec_vector, score_all_with, suite_vector, ScoreItem, ScoreOptions,
 };
-use crate::eval::testsuite::{SuiteConfig, DEFAULT_BUDGET, DEFAULT_INSTANCES};
+use crate::eval::testsuite::{SuiteConfig, DEFAULT_INSTANCES, DEFAULT_MAX_INSTRUCTIONS};
 use crate::worker::jobs::{GenerateJob, Generation, Job};
 use crate::worker::{JobSpec, WorkerError, WorkerEvent};
 
@@ -79,9 +79,10 @@ pub struct EvaluateParams {
     pub test_suite_instances: u64,
     /// Seed of the test-suite instances.
     pub test_suite_seed: u64,
-    /// Wall-clock budget of building one example's test suite, and of checking one
-    /// prediction on it, in ms (at least 1).
-    pub test_suite_timeout_ms: u64,
+    /// SQLite instructions for building one example's test suite, and for checking one
+    /// prediction on it (at least 1): a bound on work, not time, so scores do not depend on
+    /// the machine's load.
+    pub test_suite_max_instructions: u64,
 }
 
 impl Default for EvaluateParams {
@@ -100,7 +101,7 @@ impl Default for EvaluateParams {
             statement_timeout_ms: 5000,
             test_suite_instances: DEFAULT_INSTANCES as u64,
             test_suite_seed: 0,
-            test_suite_timeout_ms: DEFAULT_BUDGET.as_millis() as u64,
+            test_suite_max_instructions: DEFAULT_MAX_INSTRUCTIONS,
         }
     }
 }
@@ -112,7 +113,10 @@ impl Params for EvaluateParams {
             ("max_new_tokens", self.max_new_tokens),
             ("bootstrap_samples", self.bootstrap_samples),
             ("statement_timeout_ms", self.statement_timeout_ms),
-            ("test_suite_timeout_ms", self.test_suite_timeout_ms),
+            (
+                "test_suite_max_instructions",
+                self.test_suite_max_instructions,
+            ),
         ]
         .into_iter()
         .filter(|(_, v)| *v < 1)
@@ -135,7 +139,7 @@ impl EvaluateParams {
             suite: SuiteConfig {
                 instances: self.test_suite_instances as usize,
                 seed: self.test_suite_seed,
-                budget: std::time::Duration::from_millis(self.test_suite_timeout_ms),
+                max_instructions: self.test_suite_max_instructions,
                 ..SuiteConfig::default()
             },
         }
@@ -429,7 +433,9 @@ impl StageKind for EvaluateStage {
     /// 3: no generation speed or time in `metrics.json` (they made a recomputed evaluation
     /// differ from the first, and with it the report's key).
     /// 4: nor the rows an attempt generated or skipped (a resumed evaluation differed from an
-    /// uninterrupted one under the same key; found by `bench/kill_campaign.sh`).
+    /// uninterrupted one under the same key; found by `bench/kill_campaign.sh`); the test
+    /// suite's budget counts SQLite instructions, not milliseconds (`test_suite_max_instructions`
+    /// replaces `test_suite_timeout_ms`: a verdict depended on the machine's load).
     fn metrics(&self) -> Option<Vec<String>> {
         Some(metric_names())
     }

@@ -6,15 +6,14 @@
 //! of the gold ([`mutate`]); a prediction is test-suite correct when it is execution-correct on
 //! the original database and gives the gold's result on every instance ([`suite`]).
 //! Seeded: the same seed, context and gold give the same suite. Every statement runs in the
-//! sandbox under its limits; suite building and each prediction's check have a time budget.
+//! sandbox under its limits; suite building and each prediction's check have a budget of
+//! SQLite instructions (work, not time: verdicts do not depend on the machine's load).
 
 pub mod instances;
 pub mod mutate;
 pub mod pools;
 pub mod schema;
 pub mod suite;
-
-use std::time::Duration;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -25,8 +24,10 @@ use super::sandbox::Limits;
 
 /// Instances per example when nothing else is asked for.
 pub const DEFAULT_INSTANCES: usize = 8;
-/// Time budget of building one suite, and of checking one prediction on it.
-pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
+/// SQLite instructions for building one suite, and for checking one prediction on it: a few
+/// seconds of work at most. A bound on work, not time, so a verdict never depends on the
+/// machine's speed or load (the artifact it lands in is cached under a key that has neither).
+pub const DEFAULT_MAX_INSTRUCTIONS: u64 = 400_000_000;
 
 /// How suites are built.
 #[derive(Debug, Clone)]
@@ -36,8 +37,8 @@ pub struct SuiteConfig {
     pub seed: u64,
     /// Near-miss neighbours of the gold distilled against, at most.
     pub max_neighbours: usize,
-    /// Wall-clock budget of building one suite, and of checking one prediction.
-    pub budget: Duration,
+    /// SQLite instructions for building one suite, and for checking one prediction.
+    pub max_instructions: u64,
 }
 
 impl Default for SuiteConfig {
@@ -46,7 +47,7 @@ impl Default for SuiteConfig {
             instances: DEFAULT_INSTANCES,
             seed: 0,
             max_neighbours: 12,
-            budget: DEFAULT_BUDGET,
+            max_instructions: DEFAULT_MAX_INSTRUCTIONS,
         }
     }
 }
@@ -91,7 +92,7 @@ pub fn verdict(
     if !exec_correct {
         return v;
     }
-    match suite.check(context, pred, limits, cfg.budget) {
+    match suite.check(context, pred, limits, cfg.max_instructions) {
         Check::Pass => v.correct = true,
         Check::Differs { instance } => v.failed_instance = Some(instance),
         Check::Fails { instance, error } => {

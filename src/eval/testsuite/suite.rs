@@ -9,12 +9,10 @@
 //! original database are run on each kept candidate; a candidate that tells at least one
 //! remaining neighbour from the gold joins the suite (first fit, the greedy of the paper), the
 //! others are spares that fill the suite up to its size. Candidates stop at
-//! [`max_candidates`], or at the time budget.
+//! [`max_candidates`], or when its budget of SQLite instructions is spent.
 //!
 //! Checking: the prediction runs on every instance and must give what the gold gave there,
 //! compared as execution accuracy compares (`exec::result_eq`, table snapshots for writes).
-
-use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -90,7 +88,7 @@ pub struct SuiteStats {
     pub neighbours: usize,
     /// Neighbours the suite (original database included) tells from the gold.
     pub distinguished: usize,
-    /// The time budget ended candidate generation early.
+    /// The instruction budget ended candidate generation early.
     pub truncated: bool,
 }
 
@@ -118,7 +116,7 @@ pub enum Check {
     Differs {
         instance: usize,
     },
-    /// The prediction failed on instance `instance` (a limit, the time budget...).
+    /// The prediction failed on instance `instance` (a limit, the instruction budget...).
     Fails {
         instance: usize,
         error: String,
@@ -168,11 +166,12 @@ impl Suite {
     }
 }
 
-/// Cap the next statements of `db` at what is left until `deadline`.
-fn cap(db: &Sandbox, deadline: Instant) -> bool {
-    let left = deadline.saturating_duration_since(Instant::now());
-    db.cap_wall(Some(left));
-    !left.is_zero()
+/// Cap the next statements of `db` at what is left of a budget that ends when `db` has run
+/// `end` instructions; false when nothing is left.
+fn cap(db: &Sandbox, end: u64) -> bool {
+    let left = end.saturating_sub(db.instructions_spent());
+    db.cap_instructions(Some(left));
+    left > 0
 }
 
 /// The generator state of one example: the seed and the example's own text, so a suite does
@@ -204,8 +203,8 @@ impl Suite {
             return suite;
         };
         suite.triggers = triggers;
-        let deadline = Instant::now() + cfg.budget;
-        cap(&db, deadline);
+        let end = db.instructions_spent().saturating_add(cfg.max_instructions);
+        cap(&db, end);
         let Ok(original) = effect(&db, gold, readonly) else {
             return suite;
         };
@@ -216,8 +215,8 @@ impl Suite {
             .iter()
             .map(|t| (t.name.clone(), t.column_names()))
             .collect();
-        let mut alive = suite.runnable_neighbours(&db, gold, &tables, &original, cfg, deadline);
-        suite.distill(&db, gold, &tables, cfg, deadline, &mut alive, context);
+        let mut alive = suite.runnable_neighbours(&db, gold, &tables, &original, cfg, end);
+        suite.distill(&db, gold, &tables, cfg, end, &mut alive, context);
         suite
     }
 
@@ -230,7 +229,7 @@ impl Suite {
         tables: &[Table],
         original: &Effect,
         cfg: &SuiteConfig,
-        deadline: Instant,
+        end: u64,
     ) -> Vec<String> {
         let mut keys: Vec<String> = tables
             .iter()
@@ -241,7 +240,7 @@ impl Suite {
         keys.dedup();
         let mut alive = Vec::new();
         for n in mutate::neighbours(gold, &keys, 2 * cfg.max_neighbours) {
-            if self.stats.neighbours >= cfg.max_neighbours || !cap(db, deadline) {
+            if self.stats.neighbours >= cfg.max_neighbours || !cap(db, end) {
                 break;
             }
             if db.readonly(&n).ok() != Some(self.readonly) {
@@ -267,7 +266,7 @@ impl Suite {
         gold: &str,
         tables: &[Table],
         cfg: &SuiteConfig,
-        deadline: Instant,
+        end: u64,
         alive: &mut Vec<String>,
         context: &str,
     ) {
@@ -282,7 +281,7 @@ impl Suite {
             if have >= cfg.instances || (alive.is_empty() && have + spares.len() >= cfg.instances) {
                 break;
             }
-            if Instant::now() >= deadline {
+            if db.instructions_spent() >= end {
                 self.stats.truncated = true;
                 break;
             }
@@ -290,7 +289,7 @@ impl Suite {
             self.stats.candidates += 1;
             let gold_on = |inst: &Instance| {
                 self.load(db, inst)?;
-                cap(db, deadline);
+                cap(db, end);
                 effect(db, gold, self.readonly)
             };
             let Ok(fwd) = gold_on(&inst) else {
@@ -300,7 +299,7 @@ impl Suite {
             let kills: Vec<usize> = (0..alive.len())
                 .filter(|&k| {
                     tries[k] += 1;
-                    cap(db, deadline);
+                    cap(db, end);
                     !matches!(effect(db, &alive[k], self.readonly), Ok(e) if same(&fwd, &e, self.ordered))
                 })
                 .collect();
@@ -344,7 +343,7 @@ impl Suite {
         let room = cfg.instances.saturating_sub(self.instances.len());
         self.instances.extend(spares.into_iter().take(room));
         self.stats.instances = self.instances.len();
-        db.cap_wall(None);
+        db.cap_instructions(None);
     }
 
     /// The instances, in the order predictions are checked on them.
@@ -353,8 +352,8 @@ impl Suite {
     }
 
     /// Check `pred` (already execution-correct on the original database of `context`) on
-    /// every instance, within `budget` in all.
-    pub fn check(&self, context: &str, pred: &str, limits: &Limits, budget: Duration) -> Check {
+    /// every instance, within `budget` SQLite instructions in all.
+    pub fn check(&self, context: &str, pred: &str, limits: &Limits, budget: u64) -> Check {
         // The gold's own tokens (case of keywords and names aside) give the gold's result on
         // every instance: nothing to run.
         if self.instances.is_empty() || normalize_sql(pred) == self.gold_normalized {
@@ -368,20 +367,22 @@ impl Suite {
             Ok(db) => db,
             Err(e) => return fails(0, e),
         };
-        let deadline = Instant::now() + budget;
+        let end = db.instructions_spent().saturating_add(budget);
+        let spent = |instance: usize| Check::Fails {
+            instance,
+            error: format!("test-suite budget of {budget} SQLite instructions spent"),
+        };
         for (i, (inst, gold)) in self.instances.iter().enumerate() {
             if let Err(e) = self.load(&db, inst) {
                 return fails(i, e);
             }
-            if !cap(&db, deadline) {
-                return Check::Fails {
-                    instance: i,
-                    error: format!("test-suite time budget of {budget:?} spent"),
-                };
+            if !cap(&db, end) {
+                return spent(i);
             }
             match effect(&db, pred, self.readonly) {
                 Ok(e) if same(gold, &e, self.ordered) => {}
                 Ok(_) => return Check::Differs { instance: i },
+                Err(_) if db.instructions_spent() >= end => return spent(i),
                 Err(e) => return fails(i, e),
             }
         }
