@@ -56,6 +56,23 @@ pub struct RawStage {
     pub trials: Vec<std::collections::BTreeMap<String, Value>>,
 }
 
+impl RawStage {
+    /// The position recorded for the field path `path` or, when it has none, for its nearest
+    /// enclosing field whose path is longer than `floor` bytes.
+    pub fn nearest_loc(&self, path: &str, floor: usize) -> Option<Loc> {
+        let mut p = path;
+        loop {
+            if let Some(l) = self.locs.get(p) {
+                return Some(*l);
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) if i > floor => p = &p[..i],
+                _ => return None,
+            }
+        }
+    }
+}
+
 /// A field's reader: what is read so far, the field's key and value, the value's path.
 type Reader<T> = fn(&mut T, &Sp<String>, &YNode, &str, &mut Collector);
 

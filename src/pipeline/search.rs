@@ -9,7 +9,6 @@ use serde_json::Value;
 use super::diag::{suggest, Collector};
 use super::graph::StageGraph;
 use super::raw::RawStage;
-use super::yaml::Loc;
 use crate::search::driver::{first_round, Trial};
 use crate::search::spec::{parse, SpecProblem, StageFacts};
 use crate::search::SearchSpec;
@@ -67,7 +66,12 @@ fn check(
         } else {
             format!("{base}.{}", p.path)
         };
-        diags.add(locate(s, &path, block.loc), &path, p.message, p.hint);
+        diags.add(
+            s.nearest_loc(&path, 0).unwrap_or(block.loc),
+            &path,
+            p.message,
+            p.hint,
+        );
     };
     if !s.matrix.is_empty() {
         ok = false;
@@ -188,18 +192,4 @@ fn upstream(g: &StageGraph, i: usize) -> BTreeSet<usize> {
         }
     }
     out
-}
-
-/// The position of `path` or of the nearest enclosing field that has one.
-fn locate(s: &RawStage, path: &str, fallback: Loc) -> Loc {
-    let mut p = path;
-    loop {
-        if let Some(l) = s.locs.get(p) {
-            return *l;
-        }
-        match p.rfind(['.', '[']) {
-            Some(i) => p = &p[..i],
-            None => return fallback,
-        }
-    }
 }

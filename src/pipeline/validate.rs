@@ -178,27 +178,17 @@ fn exact_matrix_ref<'s>(stage: &'s RawStage, param: &str) -> Option<&'s str> {
     v.as_str()?.strip_prefix("${matrix.")?.strip_suffix('}')
 }
 
-/// The position of a field path, or of its closest recorded parent.
+/// The position of a param's field path, or of its closest recorded parent within the param,
+/// or of the param's key.
 fn locate(stage: &RawStage, path: &str) -> Loc {
-    let mut p = path;
-    loop {
-        if let Some(l) = stage.locs.get(p) {
-            return *l;
-        }
-        match p.rfind(['.', '[']) {
-            Some(i) if p[..i].contains(".params.") => p = &p[..i],
-            _ => {
-                return stage
-                    .params
-                    .iter()
-                    .find(|(k, _)| {
-                        path.starts_with(&format!("stages.{}.params.{}", stage.name.v, k.v))
-                    })
-                    .map(|(k, _)| k.loc)
-                    .unwrap_or(stage.params_loc)
-            }
-        }
-    }
+    let params = format!("stages.{}.params", stage.name.v);
+    stage.nearest_loc(path, params.len()).unwrap_or_else(|| {
+        stage
+            .params
+            .iter()
+            .find(|(k, _)| path.starts_with(&format!("{params}.{}", k.v)))
+            .map_or(stage.params_loc, |(k, _)| k.loc)
+    })
 }
 
 fn describe_spec(spec: &ParamSpec) -> String {
