@@ -240,6 +240,31 @@ fn with_search(block: &str) -> String {
     )
 }
 
+/// A search is one pipeline: a trial that edits the pipeline file (the objective's formula)
+/// while the search runs changes nothing in it; its later rounds come from the text it began
+/// with, not from the file read again.
+#[test]
+fn editing_the_file_during_a_search_does_not_change_the_search() {
+    let reference = Search::new(PIPELINE);
+    let expected = search_table(&reference.run_ok().1);
+    let edit = "sed -i 's|[$]2/100|$2/10|' search.yaml; ";
+    let text = PIPELINE.replacen(
+        "cmd: \"echo $T2S_NODE >> ran.log; awk",
+        &format!("cmd: \"{edit}echo $T2S_NODE >> ran.log; awk"),
+        1,
+    );
+    let s = Search::new(&text);
+    let (_, err) = s.run_ok();
+    let edited = std::fs::read_to_string(s.file()).unwrap();
+    assert!(
+        edited.contains("$2/10}"),
+        "the trial edited the file: {edited}"
+    );
+    assert_eq!(search_table(&err), expected);
+    let fits = s.ran().iter().filter(|n| n.starts_with("fit[")).count();
+    assert_eq!(fits, 8);
+}
+
 #[test]
 fn bad_search_specs_exit_2_with_file_line_and_field() {
     let obj = "      objective: {stage: score, metric: acc}\n";

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::cache::{Manifest, Store};
 use crate::exec::plan::{self, PlanOptions};
 use crate::exec::{NodeReport, RunOutcome};
-use crate::pipeline::{self, Node, Pipeline};
+use crate::pipeline::{Node, Pipeline};
 use crate::runs::{node_status, status};
 use crate::search::driver::{drive, Runner, Trial};
 use crate::search::{Outcome, SearchSpec, RUNG_KEY};
@@ -42,8 +42,7 @@ pub fn run(session: &Session<'_>, first: Pipeline, opts: &PlanOptions) -> Search
         Ok(s) => s,
         Err(e) => return rounds.give_up(first.clone(), e),
     };
-    let every_trial =
-        pipeline::load_with_trials(&first.file, &session.overrides, Some(&rounds.instances));
+    let every_trial = first.with_trials(&session.overrides, &rounds.instances);
     let mut last = match every_trial {
         Ok(p) => p,
         Err(e) => return rounds.give_up(first.clone(), e.into()),
@@ -87,7 +86,7 @@ pub fn replay(store: &Store, first: Pipeline, overrides: &[String]) -> anyhow::R
     let spec = first.search.clone().expect("a pipeline with a search");
     let mut r = Replay {
         store,
-        file: first.file.clone(),
+        first: &first,
         overrides,
         instances: Vec::new(),
     };
@@ -95,32 +94,28 @@ pub fn replay(store: &Store, first: Pipeline, overrides: &[String]) -> anyhow::R
     if r.instances.is_empty() {
         return Ok(first);
     }
-    let mut p = pipeline::load_with_trials(&r.file, overrides, Some(&r.instances))?;
+    let mut p = first.with_trials(overrides, &r.instances)?;
     if let Ok(search) = done {
         with_outcome(&mut p, &search);
     }
     Ok(p)
 }
 
-/// A round's pipeline: the file with `instances` as the searched stage's trials, which are
-/// also kept in `seen` (what the pipeline held last, when the search stops).
+/// A round's pipeline: the text the search began with, `instances` as the searched stage's trials (also
+/// kept in `seen`: what the pipeline held last, when the search stops).
 fn load_round(
-    file: &std::path::Path,
+    first: &Pipeline,
     overrides: &[String],
     instances: &[Trial],
     seen: &mut Vec<Trial>,
 ) -> anyhow::Result<Pipeline> {
     *seen = instances.to_vec();
-    Ok(pipeline::load_with_trials(
-        file,
-        overrides,
-        Some(instances),
-    )?)
+    Ok(first.with_trials(overrides, instances)?)
 }
 
 struct Replay<'a> {
     store: &'a Store,
-    file: std::path::PathBuf,
+    first: &'a Pipeline,
     overrides: &'a [String],
     instances: Vec<Trial>,
 }
@@ -131,7 +126,7 @@ impl Runner for Replay<'_> {
         instances: &[Trial],
         wanted: &[Trial],
     ) -> anyhow::Result<Vec<BTreeMap<String, f64>>> {
-        let p = load_round(&self.file, self.overrides, instances, &mut self.instances)?;
+        let p = load_round(self.first, self.overrides, instances, &mut self.instances)?;
         let spec = p.search.as_ref().expect("the search's pipeline");
         let planned = plan::plan(&p, self.store, &PlanOptions::default())?;
         wanted
@@ -208,7 +203,7 @@ impl Runner for Rounds<'_, '_> {
         wanted: &[Trial],
     ) -> anyhow::Result<Vec<BTreeMap<String, f64>>> {
         let p = load_round(
-            &self.first.file,
+            self.first,
             &self.session.overrides,
             instances,
             &mut self.instances,

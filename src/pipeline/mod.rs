@@ -44,6 +44,9 @@ pub struct Pipeline {
     pub file: PathBuf,
     /// blake3 of the file bytes.
     pub file_digest: String,
+    /// The file's text as read: a search's later rounds are built from it, so an edit of the
+    /// file during a search cannot mix two pipelines in one search.
+    pub source: String,
     /// `settings:` from the file.
     pub settings: Settings,
     /// Nodes in a topological order (every node after all its needs).
@@ -131,16 +134,6 @@ fn yaml_hint(message: &str) -> &'static str {
 /// arguments (the value is YAML; it applies to every matrix instance of the stage).
 /// On failure every problem found is returned, sorted by position.
 pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> {
-    load_with_trials(file, overrides, None)
-}
-
-/// [`load`], with the searched stage's instances given by the search driver (`None`: the
-/// first round's trials).
-pub fn load_with_trials(
-    file: &Path,
-    overrides: &[String],
-    trials: Option<&[Trial]>,
-) -> Result<Pipeline, Diagnostics> {
     let mut diags = diag::Collector::new(file, overrides);
     let start = yaml::Loc {
         set_arg: None,
@@ -163,7 +156,15 @@ pub fn load_with_trials(
         diags.add(start, "", "the pipeline file is not UTF-8 text", None);
         return Err(diags.finish());
     };
-    load_source_with(file, src, overrides, trials)
+    load_source_with(file, src, overrides, None)
+}
+
+impl Pipeline {
+    /// This pipeline again, from the text it was read from, with the searched stage's
+    /// instances given by the search driver.
+    pub fn with_trials(&self, overrides: &[String], trials: &[Trial]) -> Result<Self, Diagnostics> {
+        load_source_with(&self.file, &self.source, overrides, Some(trials))
+    }
 }
 
 /// [`load`] of a pipeline file's text `src` (`file` names it in diagnostics and is where
@@ -291,6 +292,7 @@ fn load_source_with(
         description: raw.description,
         file: file.to_path_buf(),
         file_digest: blake3::hash(src.as_bytes()).to_hex().to_string(),
+        source: src.to_string(),
         settings: Settings {
             jobs: raw.jobs,
             device: raw.device,
