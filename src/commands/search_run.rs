@@ -101,8 +101,8 @@ pub fn replay(store: &Store, first: Pipeline, overrides: &[String]) -> anyhow::R
     Ok(p)
 }
 
-/// A round's pipeline: the text the search began with, `instances` as the searched stage's trials (also
-/// kept in `seen`: what the pipeline held last, when the search stops).
+/// A round's pipeline: the text the search began with, `instances` as the searched stage's
+/// trials (also kept in `seen`: what the pipeline held last, when the search stops).
 fn load_round(
     first: &Pipeline,
     overrides: &[String],
