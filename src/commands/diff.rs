@@ -78,7 +78,7 @@ fn render(a: &RunRow, b: &RunRow, d: &RunDiff) -> String {
         runs.push(vec![
             format!("  run {}", r.id),
             r.pipeline.clone(),
-            r.status.clone(),
+            r.status.to_string(),
             r.started.clone(),
             format!("{} (blake3 {})", r.file, short(&r.file_digest)),
             r.git_rev
@@ -207,7 +207,7 @@ mod tests {
             file_digest: digest.into(),
             started: "2026-11-28T01:00:00.000Z".into(),
             ended: None,
-            status: "succeeded".into(),
+            status: crate::runs::RunStatus::Succeeded,
             host: "h".into(),
             pid: 1,
             git_rev: None,
@@ -272,7 +272,7 @@ mod tests {
         let side = |key: &str, status: &str| {
             Some(NodeSide {
                 key: Some(key.repeat(16)),
-                status: status.into(),
+                status: crate::runs::NodeStatus::parse(status).unwrap(),
             })
         };
         let d = RunDiff {

@@ -111,7 +111,7 @@ pub fn build(tracker: &Tracker, which: &str) -> anyhow::Result<ReportData> {
         pipeline: run.pipeline.clone(),
         started: run.started.clone(),
         ended: run.ended.clone(),
-        status: run.status.clone(),
+        status: run.status.to_string(),
         host: run.host.clone(),
         t2s_version: run.t2s_version.clone(),
         facts,
@@ -129,7 +129,7 @@ pub fn build(tracker: &Tracker, which: &str) -> anyhow::Result<ReportData> {
         .map(|n| NodeInfo {
             id: n.node.clone(),
             kind: n.kind.clone(),
-            status: n.status.clone(),
+            status: n.status.to_string(),
             key: n.key.clone().unwrap_or_default(),
             duration_s: n.duration_s,
         })

@@ -12,7 +12,7 @@ use crate::exec::plan::{self, Decision, PlanOptions};
 use crate::exec::slurm::{self, SlurmExecutor};
 use crate::exec::{progress, scheduler, Executor, LocalExecutor, RunOptions};
 use crate::pipeline::{ExecutorKind, Pipeline};
-use crate::runs::{status, RunInfo, Tracker};
+use crate::runs::{RunInfo, RunStatus, Tracker};
 
 /// Set by Ctrl-C / SIGTERM; stages and the scheduler watch it.
 static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -108,42 +108,56 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         let r = super::search_run::run(&session, p, &opts);
         (r.pipeline, r.outcome)
     };
-    // A DB that refuses the run's end must not hide what happened: the table and the node
-    // errors are still printed, and the exit status says the run was not recorded.
+    let pushed_to = remote.as_ref().filter(|_| push);
+    Ok(conclude(
+        root, &tracker, &p, run_id, &outcome, t0, pushed_to,
+    ))
+}
+
+/// After the run: record its end, print the summary and node errors, publish the report, and
+/// choose the exit status (a failed push to `pushed_to` fails it). A DB that refuses the run's end must not hide what happened: the
+/// table and the node errors are still printed, and the exit status says the run was not
+/// recorded.
+fn conclude(
+    root: &Path,
+    tracker: &Tracker,
+    p: &Pipeline,
+    run_id: i64,
+    outcome: &scheduler::RunOutcome,
+    t0: Instant,
+    pushed_to: Option<&crate::cache::Remote>,
+) -> ExitCode {
     let unrecorded = tracker
-        .finish_run(run_id, outcome.status, run_error(&outcome).as_deref())
+        .finish_run(run_id, outcome.status, run_error(outcome).as_deref())
         .err();
-    print_summary(run_id, &outcome, t0);
-    if outcome.status == status::SUCCEEDED && p.nodes.iter().any(|n| n.kind == "report") {
-        publish_report(root, &tracker, &p, run_id, &outcome);
+    print_summary(run_id, outcome, t0);
+    if outcome.status == RunStatus::Succeeded && p.nodes.iter().any(|n| n.kind == "report") {
+        publish_report(root, tracker, p, run_id, outcome);
     }
-    for n in failed_nodes(&outcome) {
+    for n in failed_nodes(outcome) {
         if n.detail.contains(&format!("`{}`", n.node)) {
             progress::say(format_args!("error: {}", n.detail));
         } else {
             progress::say(format_args!("error: node {} failed: {}", n.node, n.detail));
         }
     }
-    let push_failed = match (push, &remote) {
-        (true, Some(remote)) => !report_pushes(remote, &outcome),
-        _ => false,
-    };
+    let push_failed = pushed_to.is_some_and(|remote| !report_pushes(remote, outcome));
     if let Some(e) = unrecorded {
         progress::say(format_args!(
             "error: the tracking DB did not record the end of run {run_id}: {e}"
         ));
-        return Ok(ExitCode::FAILURE);
+        return ExitCode::FAILURE;
     }
     match outcome.status {
-        status::SUCCEEDED if push_failed => Ok(ExitCode::FAILURE),
-        status::SUCCEEDED => Ok(ExitCode::SUCCESS),
-        status::INTERRUPTED => {
+        RunStatus::Succeeded if push_failed => ExitCode::FAILURE,
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Interrupted => {
             progress::say(format_args!(
                 "t2s: run {run_id} interrupted; nothing partial was committed, rerun to continue"
             ));
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
-        _ => Ok(ExitCode::FAILURE),
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -190,14 +204,14 @@ fn failed_nodes(outcome: &scheduler::RunOutcome) -> impl Iterator<Item = &schedu
     outcome
         .nodes
         .iter()
-        .filter(|n| n.status == crate::runs::node_status::FAILED)
+        .filter(|n| n.status == crate::runs::NodeStatus::Failed)
 }
 
 /// The run's error as the tracking DB records it.
 fn run_error(outcome: &scheduler::RunOutcome) -> Option<String> {
     match outcome.status {
-        status::INTERRUPTED => Some("interrupted".to_string()),
-        status::FAILED => Some(
+        RunStatus::Interrupted => Some("interrupted".to_string()),
+        RunStatus::Failed => Some(
             failed_nodes(outcome)
                 .map(|n| format!("{}: {}", n.node, n.detail))
                 .collect::<Vec<_>>()
@@ -304,21 +318,21 @@ fn print_summary(run_id: i64, outcome: &scheduler::RunOutcome, t0: Instant) {
         })
         .collect();
     print!("{}", super::table(&rows));
-    let count = |s: &str| outcome.nodes.iter().filter(|n| n.status == s).count();
-    use crate::runs::node_status as ns;
+    let count = |s: NodeStatus| outcome.nodes.iter().filter(|n| n.status == s).count();
+    use crate::runs::NodeStatus;
     // An interrupted node did not fail: it says so (and resumes on the next run).
-    let interrupted = match count(ns::INTERRUPTED) {
+    let interrupted = match count(NodeStatus::Interrupted) {
         0 => String::new(),
         n => format!(", {n} interrupted"),
     };
     println!(
         "run {run_id} {}: {} ran, {} resumed, {} cached, {} failed{interrupted}, {} skipped in {}",
         outcome.status,
-        count(ns::RAN),
-        count(ns::RESUMED),
-        count(ns::CACHED),
-        count(ns::FAILED),
-        count(ns::SKIPPED),
+        count(NodeStatus::Ran),
+        count(NodeStatus::Resumed),
+        count(NodeStatus::Cached),
+        count(NodeStatus::Failed),
+        count(NodeStatus::Skipped),
         progress::human_duration(t0.elapsed())
     );
 }
@@ -331,12 +345,12 @@ fn publish_report(
     run_id: i64,
     outcome: &scheduler::RunOutcome,
 ) {
-    use crate::runs::node_status as ns;
+    use crate::runs::NodeStatus;
     // Fetched nodes count as new here: this project has no report of them yet.
     let fresh = outcome
         .nodes
         .iter()
-        .any(|n| n.status == ns::RAN || n.status == ns::RESUMED || n.fetched);
+        .any(|n| n.status == NodeStatus::Ran || n.status == NodeStatus::Resumed || n.fetched);
     if fresh {
         match super::report::publish(root, tracker, run_id) {
             Ok(Some(path)) => println!("report: {}", path.display()),

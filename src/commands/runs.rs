@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::RunsArgs;
-use crate::runs::{node_status, status, Tracker};
+use crate::runs::{NodeStatus, RunStatus, Tracker};
 
 pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
     if !Tracker::path_for(root).exists() {
@@ -18,7 +18,7 @@ pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
             let nodes: serde_json::Map<String, serde_json::Value> = tracker
                 .node_counts(r.id)?
                 .into_iter()
-                .map(|(s, n)| (shown_status(&s, &r.status).to_string(), n.into()))
+                .map(|(s, n)| (shown_status(s, r.status).to_string(), n.into()))
                 .collect();
             let mut run = serde_json::to_value(&r)?;
             run["nodes"] = nodes.into();
@@ -38,12 +38,12 @@ pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
         let counts = tracker.node_counts(r.id)?;
         let nodes = counts
             .iter()
-            .map(|(s, n)| format!("{n} {}", shown_status(s, &r.status)))
+            .map(|(s, n)| format!("{n} {}", shown_status(*s, r.status)))
             .collect::<Vec<_>>()
             .join(", ");
         rows.push(vec![
             r.id.to_string(),
-            r.status,
+            r.status.to_string(),
             r.pipeline,
             r.started,
             nodes,
@@ -55,9 +55,9 @@ pub fn runs(root: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
 
 /// A node's status as readers should see it: nodes still `running` in a run whose process is
 /// gone were cut off with it.
-pub fn shown_status<'a>(node: &'a str, run: &str) -> &'a str {
-    if node == node_status::RUNNING && run == status::INTERRUPTED {
-        node_status::INTERRUPTED
+pub fn shown_status(node: NodeStatus, run: RunStatus) -> NodeStatus {
+    if node == NodeStatus::Running && run == RunStatus::Interrupted {
+        NodeStatus::Interrupted
     } else {
         node
     }

@@ -11,7 +11,7 @@ use crate::cache::{Manifest, Store};
 use crate::exec::plan::{self, PlanOptions};
 use crate::exec::{NodeReport, RunOutcome};
 use crate::pipeline::{Node, Pipeline};
-use crate::runs::{node_status, status};
+use crate::runs::{NodeStatus, RunStatus};
 use crate::search::driver::{drive, Runner, Trial};
 use crate::search::{Outcome, SearchSpec, RUNG_KEY};
 use crate::stages::report::SEARCH_PARAM;
@@ -61,8 +61,8 @@ pub fn run(session: &Session<'_>, first: Pipeline, opts: &PlanOptions) -> Search
     }
     let outcome = rounds
         .merged
-        .outcome(rounds.status.unwrap_or(status::SUCCEEDED));
-    if outcome.status == status::SUCCEEDED {
+        .outcome(rounds.status.unwrap_or(RunStatus::Succeeded));
+    if outcome.status == RunStatus::Succeeded {
         crate::exec::progress::say(format_args!("{}", summary_table(&search, &spec)));
     }
     SearchRun {
@@ -156,7 +156,7 @@ struct Rounds<'s, 'a> {
     /// The searched stage's instances so far.
     instances: Vec<Trial>,
     /// A round's run status when it did not succeed.
-    status: Option<&'static str>,
+    status: Option<RunStatus>,
 }
 
 impl Rounds<'_, '_> {
@@ -174,12 +174,12 @@ impl Rounds<'_, '_> {
 
     /// The run stops at `e`: what ran so far, and the error as a failed node of the search.
     fn give_up(mut self, p: Pipeline, e: anyhow::Error) -> SearchRun {
-        let status = self.status.unwrap_or(status::FAILED);
-        if status == status::FAILED && self.status.is_none() {
+        let status = self.status.unwrap_or(RunStatus::Failed);
+        if status == RunStatus::Failed && self.status.is_none() {
             let stage = p.search.as_ref().map_or("search", |s| s.stage.as_str());
             self.merged.nodes.push(NodeReport {
                 node: format!("search:{stage}"),
-                status: node_status::FAILED,
+                status: NodeStatus::Failed,
                 key: None,
                 duration: Default::default(),
                 detail: format!("{e:#}"),
@@ -224,7 +224,7 @@ impl Runner for Rounds<'_, '_> {
         let force = self.force_once(&p)?;
         let out = self.session.run(&p, selection, force);
         self.merged.add(&out);
-        if out.status != status::SUCCEEDED {
+        if out.status != RunStatus::Succeeded {
             self.status = Some(out.status);
             anyhow::bail!("search round stopped: run {}", out.status);
         }
@@ -279,7 +279,7 @@ impl Merged {
         for n in &out.nodes {
             match self.nodes.iter_mut().find(|m| m.node == n.node) {
                 None => self.nodes.push(n.clone()),
-                Some(m) if n.status != node_status::CACHED && n.status != node_status::SKIPPED => {
+                Some(m) if n.status != NodeStatus::Cached && n.status != NodeStatus::Skipped => {
                     *m = n.clone()
                 }
                 Some(_) => {}
@@ -287,7 +287,7 @@ impl Merged {
         }
     }
 
-    fn outcome(&self, status: &'static str) -> RunOutcome {
+    fn outcome(&self, status: RunStatus) -> RunOutcome {
         RunOutcome {
             status,
             nodes: self.nodes.clone(),

@@ -70,7 +70,7 @@ fn print_nodes(root: &Path, tracker: &Tracker, run: &RunRow) -> anyhow::Result<(
         for (repo, commit) in hub_commits(store.as_ref(), n.key.as_deref()) {
             sources.push(vec![format!("  {}", n.node), repo, commit]);
         }
-        let shown = super::runs::shown_status(&n.status, &run.status).to_string();
+        let shown = super::runs::shown_status(n.status, run.status).to_string();
         rows.push(vec![
             format!("  {}", n.node),
             shown,
@@ -205,7 +205,7 @@ fn as_json(root: &Path, tracker: &Tracker, run: &RunRow) -> anyhow::Result<serde
             for (repo, commit) in hub_commits(store.as_ref(), n.key.as_deref()) {
                 hub.push(json!({"node": n.node, "repo": repo, "commit": commit}));
             }
-            n.status = super::runs::shown_status(&n.status, &run.status).to_string();
+            n.status = super::runs::shown_status(n.status, run.status);
             serde_json::to_value(n)
         })
         .collect::<Result<_, _>>()?;

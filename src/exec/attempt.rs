@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::cache::{key::short, CacheKey, KeyInput, KeyLock, Lookup, Manifest};
 use crate::pipeline::Node;
-use crate::runs::{node_status, now_rfc3339, ExecRecord, NodeSink};
+use crate::runs::{now_rfc3339, ExecRecord, NodeSink, NodeStatus};
 use crate::stages::{StageError, StageInput, StageKind, StageOutcome};
 
 use super::done::{finished, skipped, Done};
@@ -42,7 +42,7 @@ pub(super) fn process_node(
     };
     if sh.opts.selection.get(i) == Some(&Selection::CacheOnly) {
         return at.fail(
-            node_status::FAILED,
+            NodeStatus::Failed,
             Some(key),
             format!("not cached ({why}) and left out by --only/--until; run it first"),
         );
@@ -63,7 +63,7 @@ struct Attempt<'s, 'a> {
 }
 
 impl Attempt<'_, '_> {
-    fn fail(&self, status: &'static str, key: Option<String>, msg: String) -> Done {
+    fn fail(&self, status: NodeStatus, key: Option<String>, msg: String) -> Done {
         finished(
             self.node,
             status,
@@ -89,7 +89,7 @@ impl Attempt<'_, '_> {
         let metrics = m.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect();
         finished(
             self.node,
-            node_status::CACHED,
+            NodeStatus::Cached,
             Some(key),
             Some((&m, dir)),
             Some(self.started.clone()),
@@ -106,9 +106,9 @@ impl Attempt<'_, '_> {
         key_inputs: Vec<KeyInput>,
     ) -> Result<(&'static dyn StageKind, CacheKey), Box<Done>> {
         let kind = plan::kind_of(self.node)
-            .map_err(|e| Box::new(self.fail(node_status::FAILED, None, format!("{e:#}"))))?;
+            .map_err(|e| Box::new(self.fail(NodeStatus::Failed, None, format!("{e:#}"))))?;
         let cache_key = plan::cache_key(self.node, kind, key_inputs, &self.sh.pipeline_dir)
-            .map_err(|e| Box::new(self.fail(node_status::FAILED, None, format!("{e:#}"))))?;
+            .map_err(|e| Box::new(self.fail(NodeStatus::Failed, None, format!("{e:#}"))))?;
         Ok((kind, cache_key))
     }
 
@@ -142,7 +142,7 @@ impl Attempt<'_, '_> {
             }
             Err(e) => {
                 return Err(Box::new(self.fail(
-                    node_status::FAILED,
+                    NodeStatus::Failed,
                     Some(key.to_string()),
                     e.to_string(),
                 )))
@@ -193,7 +193,7 @@ impl Attempt<'_, '_> {
                 None
             }
             Fetched::Interrupted(e) => Some(self.fail(
-                node_status::INTERRUPTED,
+                NodeStatus::Interrupted,
                 Some(key.to_string()),
                 e.to_string(),
             )),
@@ -213,9 +213,9 @@ impl Attempt<'_, '_> {
             })
             .map_err(|e| {
                 let status = if sh.cancel.load(Ordering::Relaxed) {
-                    node_status::INTERRUPTED
+                    NodeStatus::Interrupted
                 } else {
-                    node_status::FAILED
+                    NodeStatus::Failed
                 };
                 Box::new(self.fail(status, Some(key.to_string()), e.to_string()))
             })?;
@@ -246,7 +246,7 @@ impl Attempt<'_, '_> {
         let node = self.node;
         let staging = match sh.store.begin(key, &lock) {
             Ok(s) => s,
-            Err(e) => return self.fail(node_status::FAILED, Some(key.to_string()), e.to_string()),
+            Err(e) => return self.fail(NodeStatus::Failed, Some(key.to_string()), e.to_string()),
         };
         sh.progress.start(&node.id, &why);
         self.record_start(key);
@@ -263,9 +263,9 @@ impl Attempt<'_, '_> {
                 let interrupted =
                     matches!(e, StageError::Interrupted) || sh.cancel.load(Ordering::Relaxed);
                 let (status, msg) = if interrupted {
-                    (node_status::INTERRUPTED, "interrupted".to_string())
+                    (NodeStatus::Interrupted, "interrupted".to_string())
                 } else {
-                    (node_status::FAILED, format!("{e:#}"))
+                    (NodeStatus::Failed, format!("{e:#}"))
                 };
                 sh.progress
                     .finish(&node.id, status, self.t0.elapsed(), &msg);
@@ -273,9 +273,9 @@ impl Attempt<'_, '_> {
             }
         };
         let status = if outcome.resumed {
-            node_status::RESUMED
+            NodeStatus::Resumed
         } else {
-            node_status::RAN
+            NodeStatus::Ran
         };
         let manifest = match sh.store.commit(
             staging,
@@ -289,12 +289,12 @@ impl Attempt<'_, '_> {
             Err(e) => {
                 sh.progress.finish(
                     &node.id,
-                    node_status::FAILED,
+                    NodeStatus::Failed,
                     self.t0.elapsed(),
                     &e.to_string(),
                 );
                 return with_exec(self.fail(
-                    node_status::FAILED,
+                    NodeStatus::Failed,
                     Some(key.to_string()),
                     e.to_string(),
                 ));
@@ -334,7 +334,7 @@ impl Attempt<'_, '_> {
             return;
         };
         let mut rec = skipped(self.node, String::new()).record;
-        rec.status = node_status::RUNNING;
+        rec.status = NodeStatus::Running;
         rec.key = Some(key.to_string());
         rec.started = Some(self.started.clone());
         rec.ended = None;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cache::Manifest;
 use crate::pipeline::Node;
-use crate::runs::{node_status, now_rfc3339, NodeRecord};
+use crate::runs::{now_rfc3339, NodeRecord, NodeStatus};
 
 use super::scheduler::NodeReport;
 
@@ -48,7 +48,7 @@ fn params_of(node: &Node) -> Vec<(String, serde_json::Value)> {
 pub(super) fn skipped(node: &Node, why: String) -> Done {
     finished(
         node,
-        node_status::SKIPPED,
+        NodeStatus::Skipped,
         None,
         None,
         None,
@@ -62,7 +62,7 @@ pub(super) fn skipped(node: &Node, why: String) -> Done {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn finished(
     node: &Node,
-    status: &'static str,
+    status: NodeStatus,
     key: Option<String>,
     manifest: Option<(&Manifest, PathBuf)>,
     started: Option<String>,

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use crate::runs::NodeStatus;
+
 /// Receives node events from the scheduler (from several threads).
 pub trait Progress: Sync {
     /// A node starts running (not for cache hits); `why` says what made it stale.
@@ -19,7 +21,7 @@ pub trait Progress: Sync {
     /// Something worth telling while it runs (e.g. waiting for another run's lock).
     fn note(&self, node: &str, message: &str);
     /// A node that started has ended with `status`.
-    fn finish(&self, node: &str, status: &str, elapsed: Duration, detail: &str);
+    fn finish(&self, node: &str, status: NodeStatus, elapsed: Duration, detail: &str);
 }
 
 /// Bars on a terminal, lines otherwise; `quiet` shows nothing.
@@ -45,7 +47,7 @@ impl Progress for Silent {
     fn start(&self, _: &str, _: &str) {}
     fn update(&self, _: &str, _: u64, _: Option<u64>, _: &str) {}
     fn note(&self, _: &str, _: &str) {}
-    fn finish(&self, _: &str, _: &str, _: Duration, _: &str) {}
+    fn finish(&self, _: &str, _: NodeStatus, _: Duration, _: &str) {}
 }
 
 /// Write one line to stderr, ignoring failure (unlike `eprintln!`, which panics).
@@ -101,7 +103,7 @@ impl Progress for Lines {
     fn note(&self, node: &str, message: &str) {
         say(format_args!("t2s: {node}: {message}"));
     }
-    fn finish(&self, node: &str, status: &str, elapsed: Duration, detail: &str) {
+    fn finish(&self, node: &str, status: NodeStatus, elapsed: Duration, detail: &str) {
         self.last
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -176,7 +178,7 @@ impl Progress for Bars {
         let _ = self.multi.println(format!("t2s: {node}: {message}"));
     }
 
-    fn finish(&self, node: &str, status: &str, elapsed: Duration, detail: &str) {
+    fn finish(&self, node: &str, status: NodeStatus, elapsed: Duration, detail: &str) {
         let bar = self
             .bars
             .lock()

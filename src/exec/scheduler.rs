@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::cache::{KeyInput, Remote, Store};
 use crate::pipeline::Pipeline;
-use crate::runs::{node_status, NodeRecord, Tracker};
+use crate::runs::{NodeRecord, NodeStatus, RunStatus, Tracker};
 use crate::stages::StageInput;
 
 use super::done::{finished, skipped, Done};
@@ -44,8 +44,7 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub struct NodeReport {
     pub node: String,
-    /// One of `runs::node_status`.
-    pub status: &'static str,
+    pub status: NodeStatus,
     pub key: Option<String>,
     pub duration: Duration,
     /// Why it ran, or why it failed / was skipped.
@@ -63,8 +62,7 @@ pub struct NodeReport {
 /// What happened to the run.
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// One of `runs::status`.
-    pub status: &'static str,
+    pub status: RunStatus,
     /// Every node that took part, in pipeline order.
     pub nodes: Vec<NodeReport>,
 }
@@ -267,7 +265,7 @@ fn attempt_guarded(
         let msg = format!("internal error while running the node: {msg}");
         finished(
             &shared.pipeline.nodes[i],
-            node_status::FAILED,
+            NodeStatus::Failed,
             None,
             None,
             None,
@@ -280,14 +278,13 @@ fn attempt_guarded(
 }
 
 /// The run's status from its nodes'.
-fn run_status(nodes: &[NodeReport], cancelled: bool) -> &'static str {
-    let fine = [node_status::RAN, node_status::CACHED, node_status::RESUMED];
+fn run_status(nodes: &[NodeReport], cancelled: bool) -> RunStatus {
     if cancelled {
-        crate::runs::status::INTERRUPTED
-    } else if nodes.iter().all(|r| fine.contains(&r.status)) {
-        crate::runs::status::SUCCEEDED
+        crate::runs::RunStatus::Interrupted
+    } else if nodes.iter().all(|r| r.status.succeeded()) {
+        crate::runs::RunStatus::Succeeded
     } else {
-        crate::runs::status::FAILED
+        crate::runs::RunStatus::Failed
     }
 }
 

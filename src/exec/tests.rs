@@ -10,7 +10,7 @@ use super::progress::Silent;
 use super::scheduler::{self, RunOptions};
 use super::{Executor, NodeJob};
 use crate::cache::Store;
-use crate::runs::{node_status, RunInfo, Tracker};
+use crate::runs::{NodeStatus, RunInfo, RunStatus, Tracker};
 use crate::stages::{StageError, StageOutcome};
 use crate::worker::{JobSpec, WorkerLauncher};
 
@@ -113,7 +113,7 @@ fn run_with(
     out
 }
 
-fn status_of(out: &scheduler::RunOutcome, node: &str) -> &'static str {
+fn status_of(out: &scheduler::RunOutcome, node: &str) -> NodeStatus {
     out.nodes.iter().find(|n| n.node == node).unwrap().status
 }
 
@@ -143,10 +143,10 @@ fn a_crashing_worker_fails_its_node_by_name_and_exit_status_and_skips_dependents
         },
     };
     let out = run(dir.path(), &p, &fake, 1);
-    assert_eq!(out.status, "failed");
-    assert_eq!(status_of(&out, "a"), node_status::RAN);
-    assert_eq!(status_of(&out, "b"), node_status::FAILED);
-    assert_eq!(status_of(&out, "c"), node_status::SKIPPED);
+    assert_eq!(out.status, RunStatus::Failed);
+    assert_eq!(status_of(&out, "a"), NodeStatus::Ran);
+    assert_eq!(status_of(&out, "b"), NodeStatus::Failed);
+    assert_eq!(status_of(&out, "c"), NodeStatus::Skipped);
     let b = out.nodes.iter().find(|n| n.node == "b").unwrap();
     assert!(
         b.detail.contains("node `b`") && b.detail.contains("signal 9"),
@@ -172,7 +172,7 @@ fn a_panicking_stage_fails_its_node_not_the_run() {
         behaviour: |job| (job.node.id == "d").then(|| panic!("boom in d")),
     };
     let out = run(dir.path(), &p, &fake, 4);
-    assert_eq!(status_of(&out, "d"), node_status::FAILED);
+    assert_eq!(status_of(&out, "d"), NodeStatus::Failed);
     let d = out.nodes.iter().find(|n| n.node == "d").unwrap();
     assert!(
         d.detail.contains("stage panicked: boom in d"),
@@ -193,7 +193,7 @@ fn fail_fast_starts_nothing_new_after_a_failure() {
     };
     let out = run(dir.path(), &p, &fake, 1);
     assert_eq!(*fake.ran.lock().unwrap(), vec!["a"]);
-    assert_eq!(status_of(&out, "d"), node_status::SKIPPED);
+    assert_eq!(status_of(&out, "d"), NodeStatus::Skipped);
     let d = out.nodes.iter().find(|n| n.node == "d").unwrap();
     assert!(
         d.detail.contains("the run stopped after a failed"),
@@ -210,13 +210,13 @@ fn keep_going_runs_independent_nodes_after_a_failure_and_records_the_executor() 
         behaviour: |job| (job.node.id == "a").then(|| Err(StageError::Failed("a broke".into()))),
     };
     let out = run_with(dir.path(), &p, &fake, 1, true);
-    assert_eq!(out.status, "failed");
-    assert_eq!(status_of(&out, "a"), node_status::FAILED);
-    assert_eq!(status_of(&out, "b"), node_status::SKIPPED);
-    assert_eq!(status_of(&out, "c"), node_status::SKIPPED);
-    assert_eq!(status_of(&out, "d"), node_status::RAN);
+    assert_eq!(out.status, RunStatus::Failed);
+    assert_eq!(status_of(&out, "a"), NodeStatus::Failed);
+    assert_eq!(status_of(&out, "b"), NodeStatus::Skipped);
+    assert_eq!(status_of(&out, "c"), NodeStatus::Skipped);
+    assert_eq!(status_of(&out, "d"), NodeStatus::Ran);
     // e has a's key; it runs on its own (a's failure is not a's key being unusable).
-    assert_eq!(status_of(&out, "e"), node_status::RAN);
+    assert_eq!(status_of(&out, "e"), NodeStatus::Ran);
     let tracker = Tracker::open(dir.path()).unwrap();
     let execs = tracker.executions(1).unwrap();
     let names: Vec<(&str, &str)> = execs
@@ -234,14 +234,14 @@ fn second_run_is_all_cached_and_runs_nothing() {
         behaviour: |_| None,
     };
     let first = run(dir.path(), &p, &fake, 2);
-    assert_eq!(first.status, "succeeded");
+    assert_eq!(first.status, RunStatus::Succeeded);
     // a and e share one key: computed once, the other one finds it cached.
     assert_eq!(fake.ran.lock().unwrap().len(), 4);
     let mut ae = [status_of(&first, "a"), status_of(&first, "e")];
-    ae.sort();
-    assert_eq!(ae, [node_status::CACHED, node_status::RAN]);
+    ae.sort_by_key(|s| s.as_str());
+    assert_eq!(ae, [NodeStatus::Cached, NodeStatus::Ran]);
     fake.ran.lock().unwrap().clear();
     let again = run(dir.path(), &p, &fake, 2);
     assert!(fake.ran.lock().unwrap().is_empty());
-    assert!(again.nodes.iter().all(|n| n.status == node_status::CACHED));
+    assert!(again.nodes.iter().all(|n| n.status == NodeStatus::Cached));
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::status;
+use super::{NodeStatus, RunStatus};
 
 /// Tracking DB failures.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +124,7 @@ pub struct NodeRecord {
     pub stage: String,
     pub kind: String,
     pub key: Option<String>,
-    pub status: &'static str,
+    pub status: NodeStatus,
     pub started: Option<String>,
     pub ended: Option<String>,
     pub duration_s: Option<f64>,
@@ -229,7 +229,7 @@ impl Tracker {
                 info.file,
                 info.file_digest,
                 super::now_rfc3339(),
-                status::RUNNING,
+                RunStatus::Running,
                 super::host_name(),
                 std::process::id() as i64,
                 info.git_rev,
@@ -245,7 +245,7 @@ impl Tracker {
     pub fn finish_run(
         &self,
         run: i64,
-        status: &str,
+        status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), TrackerError> {
         self.lock()
@@ -299,12 +299,12 @@ impl Tracker {
             for r in records {
                 // A run that passes a node again (a search runs its pipeline in rounds) keeps
                 // what the node did the first time: a later cache hit of it is no news.
-                if r.status == super::node_status::CACHED {
-                    let before: Option<String> = earlier
+                if r.status == super::NodeStatus::Cached {
+                    let before: Option<NodeStatus> = earlier
                         .query_row(params![run, r.node], |row| row.get(0))
                         .optional()
                         .map_err(|e| self.sql_err(e))?;
-                    if before.is_some_and(|b| b != super::node_status::RUNNING) {
+                    if before.is_some_and(|b| b != NodeStatus::Running) {
                         continue;
                     }
                 }

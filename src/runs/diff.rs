@@ -37,7 +37,7 @@ pub struct NodeChange {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeSide {
     pub key: Option<String>,
-    pub status: String,
+    pub status: super::NodeStatus,
 }
 
 /// A final metric of one node in the two runs; `change` is `b - a` where both have it.
@@ -158,7 +158,7 @@ fn pair_up<K: Ord, V>(
 fn side(n: &NodeRow) -> NodeSide {
     NodeSide {
         key: n.key.clone(),
-        status: n.status.clone(),
+        status: n.status,
     }
 }
 
@@ -202,7 +202,7 @@ mod tests {
             stage: name.into(),
             kind: "train".into(),
             key: Some(key.into()),
-            status: status.into(),
+            status: crate::runs::NodeStatus::parse(status).unwrap(),
             started: None,
             duration_s: None,
             artifact: None,
@@ -314,7 +314,7 @@ mod tests {
         }
         // A node that ran again with the same key (a forced rerun) is still the same node.
         let mut rerun = a.clone();
-        rerun.nodes[0].status = "ran".into();
+        rerun.nodes[0].status = crate::runs::NodeStatus::Ran;
         assert!(RunDiff::between(&a, &rerun, false).is_same());
     }
 

@@ -113,7 +113,7 @@ impl Tracker {
             .map_err(|e| self.sql_err(e))?;
         let here = super::host_name();
         let rows = stmt
-            .query_map([super::status::RUNNING], |r| {
+            .query_map([super::RunStatus::Running], |r| {
                 let host: String = r.get(5)?;
                 let pid: i64 = r.get(6)?;
                 Ok(OpenJob {
@@ -195,7 +195,7 @@ mod tests {
             .execute("UPDATE runs SET pid = 2147483646 WHERE id = ?1", [run])
             .unwrap();
         assert!(t.open_jobs().unwrap()[0].run_dead);
-        t.finish_run(run, crate::runs::status::FAILED, None)
+        t.finish_run(run, crate::runs::RunStatus::Failed, None)
             .unwrap();
         assert!(
             t.open_jobs().unwrap().is_empty(),

@@ -10,6 +10,7 @@ mod diff;
 mod executions;
 mod query;
 mod sink;
+mod status;
 
 pub use db::{MetricPoint, NodeRecord, RunInfo, Tracker, TrackerError};
 #[cfg(test)]
@@ -18,25 +19,7 @@ pub use diff::{MetricChange, NodeChange, NodeSide, ParamChange, RunDiff, RunFact
 pub use executions::{ExecRecord, ExecRow, OpenJob};
 pub use query::{MetricRow, NodeRow, ParamRow, RunRow};
 pub use sink::NodeSink;
-
-/// Run states stored in `runs.status`.
-pub mod status {
-    pub const RUNNING: &str = "running";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const INTERRUPTED: &str = "interrupted";
-}
-
-/// Node states stored in `nodes.status`.
-pub mod node_status {
-    pub const RUNNING: &str = "running";
-    pub const RAN: &str = "ran";
-    pub const CACHED: &str = "cached";
-    pub const RESUMED: &str = "resumed";
-    pub const FAILED: &str = "failed";
-    pub const SKIPPED: &str = "skipped";
-    pub const INTERRUPTED: &str = "interrupted";
-}
+pub use status::{NodeStatus, RunStatus};
 
 /// The current UTC time as RFC 3339 with milliseconds.
 pub fn now_rfc3339() -> String {

@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::db::{Tracker, TrackerError};
-use super::status;
+use super::{NodeStatus, RunStatus};
 
 /// One row of `runs`, with its status as readers should see it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -15,7 +15,7 @@ pub struct RunRow {
     pub started: String,
     pub ended: Option<String>,
     /// `running` is shown as `interrupted` when its process is gone.
-    pub status: String,
+    pub status: RunStatus,
     pub host: String,
     pub pid: i64,
     pub git_rev: Option<String>,
@@ -31,7 +31,7 @@ pub struct NodeRow {
     pub stage: String,
     pub kind: String,
     pub key: Option<String>,
-    pub status: String,
+    pub status: NodeStatus,
     pub started: Option<String>,
     pub duration_s: Option<f64>,
     pub artifact: Option<String>,
@@ -90,9 +90,11 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         error: r.get(12)?,
     };
     // A run killed with SIGKILL never updates its row; tell the truth when its process is gone.
-    if row.status == status::RUNNING && row.host == super::host_name() && !super::pid_alive(row.pid)
+    if row.status == RunStatus::Running
+        && row.host == super::host_name()
+        && !super::pid_alive(row.pid)
     {
-        row.status = status::INTERRUPTED.to_string();
+        row.status = RunStatus::Interrupted;
     }
     Ok(row)
 }
@@ -166,7 +168,7 @@ impl Tracker {
     }
 
     /// How many nodes of a run ended in each status.
-    pub fn node_counts(&self, run: i64) -> Result<Vec<(String, i64)>, TrackerError> {
+    pub fn node_counts(&self, run: i64) -> Result<Vec<(NodeStatus, i64)>, TrackerError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(

@@ -15,7 +15,7 @@ fn info() -> RunInfo {
     }
 }
 
-fn record(node: &str, status: &'static str) -> NodeRecord {
+fn record(node: &str, status: NodeStatus) -> NodeRecord {
     NodeRecord {
         node: node.into(),
         stage: node.into(),
@@ -76,14 +76,14 @@ fn nodes_params_metrics_round_trip() {
     let root = tempfile::tempdir().unwrap();
     let t = Tracker::open(root.path()).unwrap();
     let run = t.start_run(&info()).unwrap();
-    let mut running = record("a", node_status::RUNNING);
+    let mut running = record("a", NodeStatus::Running);
     running.final_metrics.clear();
     t.record_nodes(run, &[running]).unwrap();
     t.record_nodes(
         run,
         &[
-            record("a", node_status::RAN),
-            record("b", node_status::CACHED),
+            record("a", NodeStatus::Ran),
+            record("b", NodeStatus::Cached),
         ],
     )
     .unwrap();
@@ -96,7 +96,7 @@ fn nodes_params_metrics_round_trip() {
         ],
     )
     .unwrap();
-    t.finish_run(run, status::SUCCEEDED, None).unwrap();
+    t.finish_run(run, RunStatus::Succeeded, None).unwrap();
 
     let nodes = t.nodes(run).unwrap();
     assert_eq!(
@@ -114,7 +114,7 @@ fn nodes_params_metrics_round_trip() {
     assert_eq!(t.metrics(run, false).unwrap().len(), 4);
     assert_eq!(
         t.node_counts(run).unwrap(),
-        vec![("cached".to_string(), 1), ("ran".to_string(), 1)]
+        vec![(NodeStatus::Cached, 1), (NodeStatus::Ran, 1)]
     );
     let r = t.run("last").unwrap();
     assert_eq!((r.id, r.status.as_str()), (run, "succeeded"));
@@ -129,16 +129,16 @@ fn a_later_cache_hit_in_the_same_run_keeps_what_the_node_did_first() {
     let root = tempfile::tempdir().unwrap();
     let t = Tracker::open(root.path()).unwrap();
     let run = t.start_run(&info()).unwrap();
-    let mut running = record("a", node_status::RUNNING);
+    let mut running = record("a", NodeStatus::Running);
     running.final_metrics.clear();
     t.record_nodes(run, &[running]).unwrap();
-    t.record_nodes(run, &[record("a", node_status::RAN)])
+    t.record_nodes(run, &[record("a", NodeStatus::Ran)])
         .unwrap();
     t.record_nodes(
         run,
         &[
-            record("a", node_status::CACHED),
-            record("b", node_status::CACHED),
+            record("a", NodeStatus::Cached),
+            record("b", NodeStatus::Cached),
         ],
     )
     .unwrap();
@@ -188,7 +188,7 @@ fn a_running_row_whose_process_is_gone_reads_as_interrupted() {
             params![run, 1i64 << 40],
         )
         .unwrap();
-    assert_eq!(t.run("last").unwrap().status, status::INTERRUPTED);
+    assert_eq!(t.run("last").unwrap().status, RunStatus::Interrupted);
     // A row of another host is left as is: we cannot know.
     t.lock()
         .execute(
@@ -196,7 +196,7 @@ fn a_running_row_whose_process_is_gone_reads_as_interrupted() {
             params![run],
         )
         .unwrap();
-    assert_eq!(t.run("last").unwrap().status, status::RUNNING);
+    assert_eq!(t.run("last").unwrap().status, RunStatus::Running);
 }
 
 #[test]
