@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference statistics for tests/eval_stats.rs: replays the Rust resamples.
+"""Reference statistics for tests/integration/eval_stats.rs: replays the Rust resamples.
 
 Input JSON (argv[1]): {"indices": [[...], ...], "a": [...], "b": [...],
                        "preds": [...], "refs": [...]}

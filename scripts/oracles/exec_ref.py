@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference and peer for tests/eval_exec.rs and bench/eval_exec.sh: execution accuracy the
+"""Reference and peer for tests/integration/eval_exec.rs and bench/eval_exec.sh: execution accuracy the
 way Python evaluators do it (Spider test-suite `result_eq` on sqlite3, DISTINCT kept, single
 process), with writes compared by table snapshots. Usage: exec_ref.py ROWS.jsonl VERDICTS_OUT;
 prints rows/s as JSON and writes one 0/1/- verdict per line."""

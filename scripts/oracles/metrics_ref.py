@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference text metrics for the t2s metric parity test (tests/eval_metrics_parity.rs).
+"""Reference text metrics for the t2s metric parity test (tests/integration/eval_metrics_parity.rs).
 
 Input: a JSONL file of {"pred": str, "ref": str} and optional slices given as
 "start:stop:step" arguments. Output (stdout): one JSON object per slice with

@@ -6,7 +6,7 @@
 //! The trials are shell commands (fast, no model): `fit` writes its params, `score` prints an
 //! objective of them as a `::metric` line.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;

@@ -3,7 +3,7 @@
 //! there, and the fully trained trial is bit for bit the training run straight to the end
 //! (same key, same files), so halving changes what runs, never what a trial produces.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

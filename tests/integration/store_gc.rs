@@ -3,7 +3,7 @@
 //! outputs that are links or FIFOs. A two-node pipeline of shell commands: `a` writes `$X`,
 //! `b` waits for a gate file and then copies `a`'s output, so a test can hold a run mid-node.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};

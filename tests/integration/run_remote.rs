@@ -2,7 +2,7 @@
 //! computed and pushed, another fetches instead of computing; a damaged or unsafe remote object
 //! is refused and the node computed; `push` / `pull` / `status` agree with `run`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

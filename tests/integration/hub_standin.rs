@@ -3,8 +3,7 @@
 //! through the CDN redirect), refusals (401, 403, 404), resume, offline use of the cache, and
 //! revisions pinned to commits: a moved branch, a refreshed `refs/main`, a corrupt blob.
 
-#[path = "fixtures/hub_server.rs"]
-mod hub_server;
+use crate::hub_server;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -483,10 +482,13 @@ fn a_download_reports_its_progress() {
     assert_eq!(again.into_inner().unwrap(), 0);
 }
 
-/// The only test here that uses the process's environment (`pin::pin`, `fetch_model`): the
-/// others pass their settings explicitly, so setting it cannot disturb them.
+/// The only test here that uses the process's environment (`pin::pin`, `fetch_model`), so it
+/// runs alone in its own process; the others pass their settings explicitly.
 #[test]
 fn the_process_pin_of_a_commit_cached_for_a_tokenizer_serves_the_whole_model_later() {
+    if crate::common::rerun_alone(&format!("{}::the_process_pin_of_a_commit_cached_for_a_tokenizer_serves_the_whole_model_later", module_path!())) {
+        return; // it changes the process environment
+    }
     let (endpoint, hub, _) = standin();
     let tokenizer: &[u8] = b"{\"model\": {}}";
     let c = hub.push(

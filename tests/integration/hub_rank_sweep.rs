@@ -9,10 +9,9 @@
 //! `tokenizer.json` a BPE with Gemma's special tokens; `gretelai/synthetic_text_to_sql` has
 //! gretel's two parquet files, their names and schema, with built-in rows.
 
-mod common;
-mod data_common;
-#[path = "fixtures/hub_server.rs"]
-mod hub_server;
+use crate::common;
+use crate::data_common;
+use crate::hub_server;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -90,8 +90,6 @@ fn evaluates_base_and_adapter_with_resume() {
     )
     .unwrap();
     let log = r.join("gen.log");
-    std::env::set_var("FAKE_T2S_ANSWERS", &answers);
-    std::env::set_var("FAKE_T2S_LOG", &log);
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let exe = r.join("fake-worker");
     let script = std::env::current_dir()
@@ -100,7 +98,10 @@ fn evaluates_base_and_adapter_with_resume() {
     std::fs::write(
         &exe,
         format!(
-            "#!/bin/sh\nexec \"{python}\" \"{}\" \"$@\"\n",
+            "#!/bin/sh\nexport FAKE_T2S_ANSWERS=\"{}\" FAKE_T2S_LOG=\"{}\"\n\
+             exec \"{python}\" \"{}\" \"$@\"\n",
+            answers.display(),
+            log.display(),
             script.display()
         ),
     )

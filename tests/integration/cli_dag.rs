@@ -1,6 +1,6 @@
 //! `t2s dag` prints the expanded graph as text, DOT or Mermaid, without touching the store.
 
-mod common;
+use crate::common;
 
 use common::Project;
 

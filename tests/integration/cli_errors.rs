@@ -1,7 +1,7 @@
 //! Exit codes of the CLI edge: usage and configuration errors exit 2 with every problem listed,
 //! failures exit 1 naming the node.
 
-mod common;
+use crate::common;
 
 use common::Project;
 

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 
-mod common;
+use crate::common;
 
 /// node → (kind, cache key, output digest).
 const PINS: &[(&str, &str, &str, &str)] = &[

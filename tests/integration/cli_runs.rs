@@ -1,7 +1,7 @@
 //! Acceptance 7 of issue 2: `t2s runs` / `t2s show` list runs, nodes (ran / cached, durations),
 //! params and metrics from the DB, and the DB is plain SQLite (`sqlite3` opens it).
 
-mod common;
+use crate::common;
 
 use common::Project;
 

@@ -3,8 +3,7 @@
 //! (naming both commits) and recomputed under a new key, a `refs/main` refreshed by another
 //! tool gives another key offline, and no key ever names two contents.
 
-#[path = "fixtures/hub_server.rs"]
-mod hub_server;
+use crate::hub_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

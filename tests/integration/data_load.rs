@@ -1,7 +1,7 @@
 //! Acceptance 2 and 3: the hub source from an offline HF cache, parquet == jsonl, and row
 //! validation with quarantine and the bad-row threshold.
 
-mod data_common;
+use crate::data_common;
 
 use std::io::Write;
 use std::path::Path;
@@ -18,9 +18,12 @@ fn snapshot_dir(cache: &Path, rev: &str) -> std::path::PathBuf {
         .join(rev)
 }
 
-/// All hub checks in one test: they share the process-wide HF_HUB_CACHE variable.
+/// All hub checks in one test, alone in its process: they set the process-wide HF_HUB_CACHE.
 #[test]
 fn hub_source_offline_from_cache_layout() {
+    if crate::common::rerun_alone(&format!("{}::hub_source_offline_from_cache_layout", module_path!())) {
+        return; // it changes the process environment
+    }
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("hub");
     let commit = "0123456789abcdef0123456789abcdef01234567";
@@ -96,8 +99,6 @@ fn hub_source_offline_from_cache_layout() {
         e.contains("size mismatch") && e.contains(GRETEL_FILES[0].name),
         "{e}"
     );
-    std::env::remove_var("HF_HUB_OFFLINE");
-    std::env::remove_var("HF_HUB_CACHE");
 }
 
 #[test]

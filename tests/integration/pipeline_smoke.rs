@@ -4,7 +4,7 @@
 //! SQLite scoring, report). The run succeeds, the report has every section, and a second run
 //! is all cache hits.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

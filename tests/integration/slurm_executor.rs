@@ -15,7 +15,7 @@
 //! And without a cluster: 5. no Slurm on PATH fails at once; `--dry-run` prints the sbatch
 //! commands.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

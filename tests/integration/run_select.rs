@@ -1,6 +1,6 @@
 //! `run --dry-run / --force / --only / --until`, Ctrl-C, and `gc`, on the example pipeline.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

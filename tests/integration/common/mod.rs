@@ -264,3 +264,30 @@ pub fn worker() -> PathBuf {
     );
     w
 }
+
+/// For a test that changes process-wide state (environment variables, the working directory,
+/// the hub pins a process makes once): the first call reruns the test `path` (`module::name`,
+/// as `module_path!()` gives it) alone in a child process of this test binary and returns true,
+/// so the caller returns; in that child it returns false and the test goes on. The other
+/// tests of the binary, running beside it in threads, never see the change.
+pub fn rerun_alone(path: &str) -> bool {
+    const CHILD: &str = "T2S_TEST_ALONE";
+    if std::env::var_os(CHILD).is_some() {
+        return false;
+    }
+    // `integration::data_load::name` → the harness's `data_load::name`.
+    let name = path.split_once("::").map_or(path, |(_, rest)| rest);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{name} failed alone:\n{text}");
+    assert!(text.contains("1 passed"), "{name} did not run alone:\n{text}");
+    true
+}

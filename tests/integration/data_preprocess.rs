@@ -2,9 +2,9 @@
 //! HF `tokenizers`, the same tokenizer.json) for every row of a generated corpus; plus the
 //! trained tokenizer's special tokens and the examples file round trip.
 
-mod common;
+use crate::common;
 
-mod data_common;
+use crate::data_common;
 
 use std::path::Path;
 use std::process::Command;

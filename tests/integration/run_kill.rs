@@ -3,7 +3,7 @@
 //! promoted (every object verifies, no extra objects), and the results equal an uninterrupted
 //! run's. The killed run's DB row reads as interrupted.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;

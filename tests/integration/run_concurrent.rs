@@ -1,7 +1,7 @@
 //! Acceptance 5 of issue 2: two `t2s run` of the same pipeline at once both succeed, and each
 //! node's command executes once (per-key locks: the second waits, then finds it cached).
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

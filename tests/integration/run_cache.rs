@@ -2,7 +2,7 @@
 //! only it and its dependents (and `status` names the changed field first); an altered cached
 //! artifact is detected and recomputed, never used.
 
-mod common;
+use crate::common;
 
 use common::{statuses, Project, NODES};
 
