@@ -239,6 +239,12 @@ fn metric(m: &BTreeMap<String, f64>, name: &str, stage: &str) -> anyhow::Result<
 
 /// `n` new trials, none equal to a trial in `seen` or to another of them (a draw that repeats
 /// one is drawn again; a space of choices may run out).
+///
+/// A batch is proposed before any of it runs, so TPE would propose the same good region n
+/// times (every choice dimension takes the argmax of l/g: nine trials of one configuration).
+/// The "constant liar" of parallel TPE (Optuna's `constant_liar`, after Ginsbourger et al.)
+/// keeps the batch apart: each proposal joins the history at once with the worst value seen,
+/// so the next one of the batch finds its region less promising.
 fn propose(
     spec: &SearchSpec,
     history: &[Observation],
@@ -247,21 +253,29 @@ fn propose(
     rng: &mut ChaCha8Rng,
 ) -> Vec<Params> {
     const REDRAWS: usize = 64;
+    let mode = model_mode(spec);
+    let mut lied: Vec<Observation> = history.to_vec();
+    let worst = history
+        .iter()
+        .map(|o| o.value)
+        .max_by(|a, b| mode.as_loss(*a).total_cmp(&mode.as_loss(*b)));
     let mut out: Vec<Params> = Vec::new();
     for _ in 0..n {
         let fresh = (0..REDRAWS).find_map(|_| {
             let p = match spec.strategy {
                 Strategy::Random => spec.space.sample(rng),
-                Strategy::Tpe => {
-                    tpe::propose(&spec.space, history, model_mode(spec), &spec.tpe, rng)
-                }
+                Strategy::Tpe => tpe::propose(&spec.space, &lied, mode, &spec.tpe, rng),
             };
             (!seen.contains(&p) && !out.contains(&p)).then_some(p)
         });
-        match fresh {
-            Some(p) => out.push(p),
-            None => break,
+        let Some(p) = fresh else { break };
+        if let Some(value) = worst {
+            lied.push(Observation {
+                params: p.clone(),
+                value,
+            });
         }
+        out.push(p);
     }
     out
 }
@@ -413,6 +427,32 @@ mod tests {
         let out = drive(&s, &mut fake()).unwrap();
         assert_eq!(out.trials.len(), 2);
         assert_eq!(out.grid_trials, Some(2));
+    }
+
+    #[test]
+    fn a_tpe_batch_spreads_over_the_choices_instead_of_repeating_one() {
+        // The history of the benchmark's collapse: three choices, the one that occurs least
+        // among the bad trials wins l/g, and (before the liar) every trial of the batch took it.
+        let s = spec(json!({})); // r in {4, 8, 16}, x in a log range
+        let obs = |r: u64, x: f64, value: f64| Observation {
+            params: BTreeMap::from([("r".to_string(), json!(r)), ("x".to_string(), json!(x))]),
+            value,
+        };
+        let history = vec![
+            obs(4, 1e-3, 0.9),
+            obs(8, 2e-3, 0.8),
+            obs(16, 3e-3, 0.7),
+            obs(4, 1e-4, 0.1),
+            obs(4, 2e-4, 0.2),
+            obs(16, 3e-4, 0.3),
+            obs(16, 4e-4, 0.1),
+            obs(4, 5e-4, 0.2),
+        ];
+        let batch = propose(&s, &history, &[], 9, &mut round_rng(0, 1));
+        let mut rs: Vec<u64> = batch.iter().map(|p| p["r"].as_u64().unwrap()).collect();
+        rs.sort();
+        rs.dedup();
+        assert!(rs.len() >= 2, "one choice for the whole batch: {batch:?}");
     }
 
     #[test]

@@ -21,7 +21,10 @@ fn snapshot_dir(cache: &Path, rev: &str) -> std::path::PathBuf {
 /// All hub checks in one test, alone in its process: they set the process-wide HF_HUB_CACHE.
 #[test]
 fn hub_source_offline_from_cache_layout() {
-    if crate::common::rerun_alone(&format!("{}::hub_source_offline_from_cache_layout", module_path!())) {
+    if crate::common::rerun_alone(&format!(
+        "{}::hub_source_offline_from_cache_layout",
+        module_path!()
+    )) {
         return; // it changes the process environment
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -486,7 +486,10 @@ fn a_download_reports_its_progress() {
 /// runs alone in its own process; the others pass their settings explicitly.
 #[test]
 fn the_process_pin_of_a_commit_cached_for_a_tokenizer_serves_the_whole_model_later() {
-    if crate::common::rerun_alone(&format!("{}::the_process_pin_of_a_commit_cached_for_a_tokenizer_serves_the_whole_model_later", module_path!())) {
+    if crate::common::rerun_alone(&format!(
+        "{}::the_process_pin_of_a_commit_cached_for_a_tokenizer_serves_the_whole_model_later",
+        module_path!()
+    )) {
         return; // it changes the process environment
     }
     let (endpoint, hub, _) = standin();

@@ -288,6 +288,9 @@ pub fn rerun_alone(path: &str) -> bool {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{name} failed alone:\n{text}");
-    assert!(text.contains("1 passed"), "{name} did not run alone:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "{name} did not run alone:\n{text}"
+    );
     true
 }
