@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cache::{Lookup, Manifest, Pushed, Remote, Store, StoreError};
-use crate::runs::NodeStatus;
 
 use super::scheduler::NodeReport;
 
@@ -63,11 +62,10 @@ pub(super) fn fetch(
 /// happened in its report. Called before the node counts as finished, so a run killed later
 /// has pushed what it finished.
 pub(super) fn push(store: &Store, remote: &Remote, report: &mut NodeReport) {
-    let finished = [NodeStatus::Ran, NodeStatus::Resumed, NodeStatus::Cached];
     let Some(key) = report.key.as_deref() else {
         return;
     };
-    if !finished.contains(&report.status) {
+    if !report.status.succeeded() {
         return;
     }
     report.pushed = Some(if report.fetched {

@@ -280,11 +280,11 @@ fn attempt_guarded(
 /// The run's status from its nodes'.
 fn run_status(nodes: &[NodeReport], cancelled: bool) -> RunStatus {
     if cancelled {
-        crate::runs::RunStatus::Interrupted
+        RunStatus::Interrupted
     } else if nodes.iter().all(|r| r.status.succeeded()) {
-        crate::runs::RunStatus::Succeeded
+        RunStatus::Succeeded
     } else {
-        crate::runs::RunStatus::Failed
+        RunStatus::Failed
     }
 }
 
