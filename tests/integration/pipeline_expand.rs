@@ -181,22 +181,7 @@ fn example_commands_pipeline_has_the_rank_sweep_shape() {
     let p =
         load(Path::new("pipelines/examples/commands.yaml"), &[]).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(p.nodes.len(), 11);
-    assert_eq!(
-        ids(&p),
-        [
-            "load",
-            "eda",
-            "preprocess",
-            "split",
-            "train[lora_r=4]",
-            "train[lora_r=8]",
-            "train[lora_r=16]",
-            "evaluate[lora_r=4]",
-            "evaluate[lora_r=8]",
-            "evaluate[lora_r=16]",
-            "report"
-        ]
-    );
+    assert_eq!(ids(&p), crate::common::NODES);
     assert_eq!(
         p.node("evaluate[lora_r=8]").unwrap().needs,
         ["train[lora_r=8]", "split"]

@@ -81,19 +81,8 @@ fn kill_minus_nine_then_rerun_equals_an_uninterrupted_run() {
 
 /// Poll until some partial area holds a `ckpt-*.json` (written atomically by train.py).
 fn wait_for_checkpoint(p: &Project, child: &mut std::process::Child) {
-    let partial = p.root().join("artifacts/v1/partial");
     loop {
-        let found = std::fs::read_dir(&partial)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|d| {
-                std::fs::read_dir(d.path())
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .any(|f| f.file_name().to_string_lossy().starts_with("ckpt-"))
-            });
+        let found = p.has_checkpoint();
         if found {
             return;
         }

@@ -128,20 +128,9 @@ fn ctrl_c_marks_the_run_interrupted_and_commits_nothing_partial() {
         .spawn()
         .unwrap();
     // Interrupt once a trainer is mid-way (its first checkpoint exists).
-    let partial = p.root().join("artifacts/v1/partial");
     let started = std::time::Instant::now();
     loop {
-        let ckpt = std::fs::read_dir(&partial)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|d| {
-                std::fs::read_dir(d.path())
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .any(|f| f.file_name().to_string_lossy().starts_with("ckpt-"))
-            });
+        let ckpt = p.has_checkpoint();
         if ckpt {
             break;
         }

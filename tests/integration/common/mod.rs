@@ -216,6 +216,25 @@ pub fn statuses(stdout: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+impl Project {
+    /// Whether some node's partial area holds a `ckpt-*.json` (train.py writes them
+    /// atomically): a trainer is mid-way.
+    pub fn has_checkpoint(&self) -> bool {
+        let partial = self.root().join("artifacts/v1/partial");
+        std::fs::read_dir(partial)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| {
+                std::fs::read_dir(d.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|f| f.file_name().to_string_lossy().starts_with("ckpt-"))
+            })
+    }
+}
+
 pub const NODES: [&str; 11] = [
     "load",
     "eda",
