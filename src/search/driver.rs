@@ -255,10 +255,12 @@ fn propose(
     const REDRAWS: usize = 64;
     let mode = model_mode(spec);
     let mut lied: Vec<Observation> = history.to_vec();
+    // (Random draws ignore the history: no liar.)
     let worst = history
         .iter()
         .map(|o| o.value)
-        .max_by(|a, b| mode.as_loss(*a).total_cmp(&mode.as_loss(*b)));
+        .max_by(|a, b| mode.as_loss(*a).total_cmp(&mode.as_loss(*b)))
+        .filter(|_| spec.strategy == Strategy::Tpe);
     let mut out: Vec<Params> = Vec::new();
     for _ in 0..n {
         let fresh = (0..REDRAWS).find_map(|_| {
