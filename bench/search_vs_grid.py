@@ -58,7 +58,7 @@ def grid_pipeline():
     return p
 
 
-def search_pipeline(trials, batch, seed, min_steps):
+def search_pipeline(trials, batch, seed, min_steps, reduction_factor):
     p = quickstart()
     p["name"] = "quickstart_search"
     lora_params(p)["search"] = {
@@ -72,7 +72,7 @@ def search_pipeline(trials, batch, seed, min_steps):
         "batch": batch,
         "seed": seed,
         "objective": {"stage": "evaluate", "metric": "execution_accuracy", "mode": "max"},
-        "halving": {"min_steps": min_steps, "reduction_factor": 3},
+        "halving": {"min_steps": min_steps, "reduction_factor": reduction_factor},
     }
     return p
 
@@ -123,6 +123,7 @@ def main():
     ap.add_argument("--batch", type=int, default=9)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-steps", type=int, default=50)
+    ap.add_argument("--reduction-factor", type=int, default=3)
     ap.add_argument("--root", default=None)
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="search-vs-grid-")
@@ -138,7 +139,7 @@ def main():
     print(f"grid: {len(points)} configurations, {len(points) * steps} training steps, "
           f"{grid_s:.0f} s; best {best_name}: execution accuracy {100 * best_acc:.1f}")
 
-    search = search_pipeline(a.trials, a.batch, a.seed, a.min_steps)
+    search = search_pipeline(a.trials, a.batch, a.seed, a.min_steps, a.reduction_factor)
     search_s, out = run(search, work, root)
     s = report_json(root, "quickstart_search")["search"]
     best = s["trials"][s["best"]]

@@ -272,8 +272,8 @@ pub struct RunArgs {
     /// root must be on a filesystem the compute nodes share) [default: the pipeline's
     /// `settings.executor`, else local]. With `--dry-run`, slurm also prints the sbatch
     /// commands (Slurm need not be installed for that)
-    #[arg(long, value_name = "EXECUTOR", value_parser = ["local", "slurm"])]
-    pub executor: Option<String>,
+    #[arg(long, value_name = "EXECUTOR", value_enum)]
+    pub executor: Option<crate::pipeline::ExecutorKind>,
 
     /// After a node fails, still run the nodes that do not depend on it (the default with
     /// `--executor slurm`)

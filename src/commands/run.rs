@@ -46,12 +46,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // Leased: `gc` leaves every object this run looks up or commits alone while it lives.
     let store = Store::open(root)?.leased()?;
-    let executor_kind = args
-        .executor
-        .as_deref()
-        .and_then(ExecutorKind::parse)
-        .or(p.settings.executor)
-        .unwrap_or_default();
+    let executor_kind = args.executor.or(p.settings.executor).unwrap_or_default();
     let slurm = executor_kind == ExecutorKind::Slurm;
     if args.dry_run {
         let p = if p.search.is_some() {

@@ -11,6 +11,7 @@
 
 mod diag;
 mod graph;
+mod located;
 mod matrix;
 mod overrides;
 mod raw;
@@ -203,7 +204,7 @@ fn load_source_with(
             return Err(diags.finish());
         }
     };
-    let mut raw = raw::read(root.as_ref(), start, &mut diags);
+    let mut raw = raw::read_file(root.as_ref(), start, &mut diags);
     overrides::apply(overrides, &mut raw.stages, &mut diags);
 
     let known_kinds = registry::kind_names();
@@ -248,7 +249,7 @@ fn load_source_with(
                     continue;
                 };
                 // `settings.device` is the default of every stage kind that takes a device.
-                if let Some(device) = &raw.device {
+                if let Some(device) = &raw.settings.device {
                     if kind.params().specs().iter().any(|p| p.name == DEVICE_PARAM) {
                         substituted
                             .entry(DEVICE_PARAM)
@@ -293,13 +294,7 @@ fn load_source_with(
         file: file.to_path_buf(),
         file_digest: blake3::hash(src.as_bytes()).to_hex().to_string(),
         source: src.to_string(),
-        settings: Settings {
-            jobs: raw.jobs,
-            device: raw.device,
-            executor: raw.executor,
-            remote: raw.remote,
-            push: raw.push,
-        },
+        settings: raw.settings,
         nodes,
         search: search_spec,
     })

@@ -1,6 +1,6 @@
 //! The `slurm:` blocks of a pipeline file (`settings.slurm` for every stage, `stages.X.slurm`
-//! per stage) and `settings.executor`: read from the located YAML tree, every problem reported
-//! with its position. What they mean at run time (sbatch arguments) lives in `exec::slurm`.
+//! per stage) and `settings.executor`: typed, and read by the located deserializer, so every
+//! problem is reported with its position and field. What they mean at run time (sbatch arguments) lives in `exec::slurm`.
 //!
 //! ```yaml
 //! settings:
@@ -15,11 +15,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::diag::{suggest, Collector};
-use super::yaml::{Loc, YKind, YNode};
+use super::diag::Collector;
+use super::located::{checked, hinted, Sp};
+use super::yaml::describe_value;
 
 /// Where nodes run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum ExecutorKind {
     /// In this process (stages that need libtorch spawn the worker).
     #[default]
@@ -29,16 +31,6 @@ pub enum ExecutorKind {
 }
 
 impl ExecutorKind {
-    pub const NAMES: &'static [&'static str] = &["local", "slurm"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "local" => Some(Self::Local),
-            "slurm" => Some(Self::Slurm),
-            _ => None,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Self::Local => "local",
@@ -89,128 +81,109 @@ impl SlurmResources {
     }
 }
 
-/// What reading a block builds: the resources, and where `gpus` and `gres` were given.
-#[derive(Default)]
-struct Block {
-    out: SlurmResources,
-    gpus_at: Option<Loc>,
-    gres_at: Option<Loc>,
+/// A `slurm:` block as written: the one list of its fields, each with the type that checks
+/// it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of Slurm resources")]
+pub struct SlurmBlock {
+    partition: Option<Name>,
+    /// `gpus: N` is `gres: gpu:N` (0: none).
+    gpus: Option<u64>,
+    gres: Option<Sp<Name>>,
+    cpus: Option<Cpus>,
+    mem: Option<Mem>,
+    time: Option<Time>,
+    account: Option<Name>,
+    #[serde(default)]
+    extra_args: Vec<SbatchArg>,
 }
 
-/// A field's reader: the block so far, the field's value node and path. A wrong value is
-/// reported at the node, and the field left unset.
-type FieldReader = fn(&mut Block, &YNode, &str, &mut Collector);
-
-/// The fields of a `slurm:` block, each with its reader: the one list of them.
-const FIELDS: &[(&str, FieldReader)] = &[
-    ("partition", |b, v, path, d| {
-        if let Some(s) = name(v, path, d) {
-            b.out.partition = Some(s)
-        }
-    }),
-    ("gpus", |b, v, path, d| match count(v, 0) {
-        Some(n) => {
-            b.gpus_at = Some(v.loc);
-            if n > 0 {
-                b.out.gres = Some(format!("gpu:{n}"));
+impl SlurmBlock {
+    /// The resources the block at `path` asks for; `gpus` with `gres` is a problem.
+    pub fn resources(self, path: &str, diags: &mut Collector) -> SlurmResources {
+        let gres = match (self.gpus, self.gres) {
+            (Some(_), Some(g)) => {
+                diags.add(
+                    g.loc,
+                    &format!("{path}.gres"),
+                    "both `gpus` and `gres` are given",
+                    Some("give one: `gpus: N` means `gres: gpu:N`".into()),
+                );
+                None
             }
-        }
-        None => bad(
-            v,
-            path,
-            d,
-            format!(
-                "expected a number of GPUs (0 or more), found {}",
-                v.describe()
-            ),
-            "",
-        ),
-    }),
-    ("gres", |b, v, path, d| {
-        if let Some(s) = name(v, path, d) {
-            b.gres_at = Some(v.loc);
-            b.out.gres = Some(s)
-        }
-    }),
-    ("cpus", |b, v, path, d| {
-        match count(v, 1).filter(|n| *n <= u32::MAX as u64) {
-            Some(n) => b.out.cpus = Some(n as u32),
-            None => bad(
-                v,
-                path,
-                d,
-                format!(
-                    "expected a number of CPUs (1 or more), found {}",
-                    v.describe()
-                ),
-                "",
-            ),
-        }
-    }),
-    ("mem", |b, v, path, d| {
-        match text(v).filter(|s| valid_mem(s)) {
-        Some(s) => b.out.mem = Some(s),
-        None => bad(
-            v,
-            path,
-            d,
-            format!("expected a memory size, found {}", v.describe()),
-            "write a whole number with an optional unit K, M, G or T, e.g. `16G` or `500M` (no unit: megabytes)",
-        ),
-    }
-    }),
-    ("time", |b, v, path, d| {
-        match text(v).filter(|s| valid_time(s)) {
-        Some(s) => b.out.time = Some(s),
-        None => bad(
-            v,
-            path,
-            d,
-            format!("expected a Slurm time limit, found {}", v.describe()),
-            "use a Slurm time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (quote it, e.g. `time: \"02:00:00\"`)",
-        ),
-    }
-    }),
-    ("account", |b, v, path, d| {
-        if let Some(s) = name(v, path, d) {
-            b.out.account = Some(s)
-        }
-    }),
-    ("extra_args", |b, v, path, d| {
-        b.out.extra_args = read_extra_args(v, path, d)
-    }),
-];
-
-fn bad(v: &YNode, path: &str, diags: &mut Collector, msg: String, hint: &str) {
-    diags.add(
-        v.loc,
-        path,
-        msg,
-        (!hint.is_empty()).then(|| hint.to_string()),
-    );
-}
-
-/// A name without spaces (`partition`, `account`, `gres`).
-fn name(v: &YNode, path: &str, diags: &mut Collector) -> Option<String> {
-    match v.to_value() {
-        Ok(Value::String(s)) if !s.is_empty() && !s.contains(char::is_whitespace) => Some(s),
-        _ => {
-            let msg = format!("expected a name without spaces, found {}", v.describe());
-            bad(v, path, diags, msg, "");
-            None
+            (Some(n), None) => (n > 0).then(|| format!("gpu:{n}")),
+            (None, g) => g.map(|g| g.v.0),
+        };
+        SlurmResources {
+            partition: self.partition.map(|n| n.0),
+            gres,
+            cpus: self.cpus.map(|c| c.0),
+            mem: self.mem.map(|m| m.0),
+            time: self.time.map(|t| t.0),
+            account: self.account.map(|n| n.0),
+            extra_args: self.extra_args.into_iter().map(|a| a.0).collect(),
         }
     }
 }
 
-/// A whole number of at least `min`.
-fn count(v: &YNode, min: u64) -> Option<u64> {
-    v.to_value().ok()?.as_u64().filter(|n| *n >= min)
-}
+checked!(
+    /// A name without spaces (`partition`, `account`, `gres`).
+    Name(String),
+    |v| match v {
+        Value::String(s) if !s.is_empty() && !s.contains(char::is_whitespace) => Ok(s.clone()),
+        _ => Err(format!("expected a name without spaces, found {}", describe_value(v))),
+    }
+);
+
+checked!(
+    /// `--cpus-per-task`: 1 or more.
+    Cpus(u32),
+    |v| {
+        v.as_u64()
+            .filter(|n| *n >= 1)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("expected a number of CPUs (1 or more), found {}", describe_value(v)))
+    }
+);
+
+checked!(
+    /// `--mem`, e.g. `16G`.
+    Mem(String),
+    |v| text(v).filter(|s| valid_mem(s)).ok_or_else(|| hinted(
+        format!("expected a memory size, found {}", describe_value(v)),
+        "write a whole number with an optional unit K, M, G or T, e.g. `16G` or `500M` (no unit: megabytes)",
+    ))
+);
+
+checked!(
+    /// `--time`, e.g. `02:00:00` or `1-00:00:00`.
+    Time(String),
+    |v| text(v).filter(|s| valid_time(s)).ok_or_else(|| hinted(
+        format!("expected a Slurm time limit, found {}", describe_value(v)),
+        "use a Slurm time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (quote it, e.g. `time: \"02:00:00\"`)",
+    ))
+);
+
+checked!(
+    /// One more sbatch option, not one t2s sets itself.
+    SbatchArg(String),
+    |v| match v {
+        Value::String(arg) if !arg.starts_with('-') => Err(hinted(
+            format!("`{arg}` is not an sbatch option"),
+            "each element is one option starting with `-`, e.g. `--qos=high`",
+        )),
+        Value::String(arg) => match owned_option(arg) {
+            Some((opt, why)) => Err(hinted(format!("`{opt}` cannot be given here: {why}"), "remove it")),
+            None => Ok(arg.clone()),
+        },
+        _ => Err(format!("expected a string, found {}", describe_value(v))),
+    }
+);
 
 /// A string, or a number written without quotes (`mem: 500`, `time: 90`), as text.
-fn text(v: &YNode) -> Option<String> {
-    match v.to_value().ok()? {
-        Value::String(s) => Some(s),
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
         Value::Number(n) if n.is_u64() => Some(n.to_string()),
         _ => None,
     }
@@ -239,123 +212,6 @@ const OWNED_OPTIONS: &[(&str, &str)] = &[
         "the job needs this environment (libtorch, T2S_WORKER)",
     ),
 ];
-
-/// Read `settings.executor`.
-pub fn read_executor(node: &YNode, path: &str, diags: &mut Collector) -> Option<ExecutorKind> {
-    let text = match node.to_value() {
-        Ok(Value::String(s)) => s,
-        _ => {
-            diags.add(
-                node.loc,
-                path,
-                format!("expected `local` or `slurm`, found {}", node.describe()),
-                None,
-            );
-            return None;
-        }
-    };
-    let kind = ExecutorKind::parse(&text);
-    if kind.is_none() {
-        diags.add(
-            node.loc,
-            path,
-            format!("unknown executor `{text}`"),
-            Some(suggest(&text, "executors", ExecutorKind::NAMES)),
-        );
-    }
-    kind
-}
-
-/// Read a `slurm:` block at `path` (`settings.slurm` or `stages.X.slurm`).
-pub fn read_block(node: &YNode, path: &str, diags: &mut Collector) -> SlurmResources {
-    let names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
-    let YKind::Map(pairs) = &node.kind else {
-        diags.add(
-            node.loc,
-            path,
-            format!(
-                "expected a mapping of Slurm resources, found {}",
-                node.describe()
-            ),
-            Some(format!("allowed fields: {}", names.join(", "))),
-        );
-        return SlurmResources::default();
-    };
-    let mut block = Block::default();
-    for (k, v) in pairs {
-        let Some(key) = k.scalar() else {
-            diags.add(k.loc, path, "keys must be plain names", None);
-            continue;
-        };
-        let fpath = format!("{path}.{key}");
-        match FIELDS.iter().find(|(n, _)| *n == key) {
-            Some((_, read)) => read(&mut block, v, &fpath, diags),
-            None => diags.add(
-                k.loc,
-                &fpath,
-                format!("unknown field `{key}`"),
-                Some(suggest(key, "allowed fields", &names)),
-            ),
-        }
-    }
-    if let (Some(_), Some(at)) = (block.gpus_at, block.gres_at) {
-        diags.add(
-            at,
-            &format!("{path}.gres"),
-            "both `gpus` and `gres` are given",
-            Some("give one: `gpus: N` means `gres: gpu:N`".into()),
-        );
-    }
-    block.out
-}
-
-fn read_extra_args(v: &YNode, path: &str, diags: &mut Collector) -> Vec<String> {
-    let YKind::Seq(items) = &v.kind else {
-        diags.add(
-            v.loc,
-            path,
-            format!(
-                "expected a list of sbatch arguments, found {}",
-                v.describe()
-            ),
-            Some("write e.g. `extra_args: [\"--constraint=a100\", \"--exclusive\"]`".into()),
-        );
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let ipath = format!("{path}[{i}]");
-        let Ok(Value::String(arg)) = item.to_value() else {
-            diags.add(
-                item.loc,
-                &ipath,
-                format!("expected a string, found {}", item.describe()),
-                None,
-            );
-            continue;
-        };
-        if !arg.starts_with('-') {
-            diags.add(
-                item.loc,
-                &ipath,
-                format!("`{arg}` is not an sbatch option"),
-                Some("each element is one option starting with `-`, e.g. `--qos=high`".into()),
-            );
-            continue;
-        }
-        if let Some((opt, why)) = owned_option(&arg) {
-            diags.add(
-                item.loc,
-                &ipath,
-                format!("`{opt}` cannot be given here: {why}"),
-                Some("remove it".into()),
-            );
-            continue;
-        }
-        out.push(arg);
-    }
-    out
-}
 
 /// The t2s-owned option `arg` sets, if any (`--output=x`, `-o`, `-ox`).
 fn owned_option(arg: &str) -> Option<(&'static str, &'static str)> {

@@ -213,7 +213,7 @@ fn wrong(ty: ParamType, v: &Value, path: &str) -> Problem {
             Some("quote the value to make it a string".into())
         }
         (ParamType::StrList | ParamType::IntList, Value::String(_) | Value::Number(_)) => {
-            Some("write a list, e.g. `[a, b]`".into())
+            Some(super::located::LIST_HINT.into())
         }
         _ => None,
     };

@@ -91,7 +91,7 @@ fn read<P: DeserializeOwned>(params: &Map<String, Value>) -> Result<P, (String, 
 }
 
 /// serde's `invalid type: integer `-4`, expected u64` → `expected a non-negative integer,
-/// found -4`; other messages (custom ones, unknown variants) as they are.
+/// found the number -4` (values described as `yaml::describe_value` does); other messages (custom ones, unknown variants) as they are.
 pub fn plain_serde_message(msg: &str) -> String {
     let Some(rest) = msg
         .strip_prefix("invalid type: ")
@@ -102,16 +102,25 @@ pub fn plain_serde_message(msg: &str) -> String {
     let Some((found, expected)) = rest.rsplit_once(", expected ") else {
         return msg.to_string();
     };
-    let found = ["integer ", "floating point ", "boolean ", "string "]
-        .iter()
-        .find_map(|p| found.strip_prefix(p))
-        .map(|v| v.trim_matches('`').to_string())
-        .unwrap_or_else(|| match found {
-            "sequence" => "a list".into(),
-            "map" => "a mapping".into(),
-            "null" | "unit value" => "null".into(),
-            other => other.to_string(),
-        });
+    let found = [
+        ("integer ", "the number "),
+        ("floating point ", "the number "),
+        ("boolean ", "the boolean "),
+        ("string ", "the string "),
+    ]
+    .iter()
+    .find_map(|(serde, ours)| {
+        Some(format!(
+            "{ours}{}",
+            found.strip_prefix(serde)?.trim_matches('`')
+        ))
+    })
+    .unwrap_or_else(|| match found {
+        "sequence" => "a list".into(),
+        "map" => "a mapping".into(),
+        "null" | "unit value" => "nothing (null)".into(),
+        other => other.to_string(),
+    });
     let expected = match expected {
         "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer",
         "i8" | "i16" | "i32" | "i64" | "isize" => "an integer",
@@ -317,7 +326,7 @@ mod tests {
             EXAMPLE.check(bad.as_object().unwrap()),
             vec![(
                 "betas[1]".to_string(),
-                "expected a number, found \"high\"".to_string()
+                "expected a number, found the string \"high\"".to_string()
             )]
         );
         let read = EXAMPLE.read(ok.as_object().unwrap()).unwrap();
@@ -361,7 +370,7 @@ mod tests {
     fn serde_messages_in_plain_words() {
         assert_eq!(
             plain_serde_message("invalid value: integer `-4`, expected u64"),
-            "expected a non-negative integer, found -4"
+            "expected a non-negative integer, found the number -4"
         );
         assert_eq!(
             plain_serde_message("invalid type: sequence, expected a string"),

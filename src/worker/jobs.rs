@@ -325,7 +325,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e,
-            "job `generate`: param `merge_adapter`: expected true or false, found \"no\""
+            "job `generate`: param `merge_adapter`: expected true or false, found the string \"no\""
         );
         let e = Job::parse("bench-train", &json!({"batch": -2})).unwrap_err();
         assert!(e.starts_with("job `bench-train`: param `batch`: "), "{e}");

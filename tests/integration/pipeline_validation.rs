@@ -303,7 +303,7 @@ fn slurm_blocks_and_executor() {
         "stages.train.slurm.time",
         "stages.train.slurm.account",
         "stages.train.slurm.extra_args[1]",
-        "stages.train.slurm.extra_args[2]",
+        "stages.report.slurm.extra_args[0]",
         "stages.eval.slurm",
     ] {
         assert!(paths.contains(&p), "{p} not in {paths:?}");
