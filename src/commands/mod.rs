@@ -41,7 +41,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(&root, args),
         Command::Status(args) => status::status(&root, args),
-        Command::Dag(args) => dag::dag(args),
+        Command::Dag(args) => dag::dag(&root, args),
         Command::Runs(args) => runs::runs(&root, args),
         Command::Show(args) => show::show(&root, args),
         Command::Diff(args) => diff::diff(&root, args),

@@ -148,6 +148,15 @@ fn a_search_runs_its_trials_as_nodes_and_reruns_fully_cached() {
         (Some(17), Some(0)),
         "{st}"
     );
+    // So does `dag`: every trial of every round, not the first round only.
+    let dag = s.t2s().arg("dag").arg(s.file()).output().unwrap();
+    let dag = String::from_utf8_lossy(&dag.stdout);
+    let trials: std::collections::BTreeSet<&str> = dag
+        .split("fit[")
+        .skip(1)
+        .filter_map(|rest| rest.split(']').next())
+        .collect();
+    assert_eq!(trials.len(), 8, "{dag}");
 
     std::fs::remove_file(s.root().join("ran.log")).unwrap();
     let (again, err2) = s.run_ok();
