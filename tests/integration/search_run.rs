@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
-const PIPELINE: &str = r#"name: search_cmd
+pub(crate) const PIPELINE: &str = r#"name: search_cmd
 settings: {jobs: 2}
 stages:
   data:
@@ -102,7 +102,7 @@ impl Search {
 }
 
 /// The search table `t2s run` prints at the end (stderr).
-fn search_table(stderr: &str) -> String {
+pub(crate) fn search_table(stderr: &str) -> String {
     let at = stderr.find("search of `fit`").expect("the search table");
     stderr[at..].to_string()
 }

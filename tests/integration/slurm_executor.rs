@@ -193,6 +193,42 @@ fn step_metrics(root: &Path, run: i64, node: &str) -> usize {
         .count()
 }
 
+/// Issue 34: a search whose trials run as Slurm jobs proposes, halts and ends as the same
+/// search run locally (the same trials, metrics and best), every node a job.
+#[test]
+fn a_search_on_slurm_ends_as_the_same_search_run_locally() {
+    use super::search_run::{search_table, PIPELINE};
+    let cluster = Cluster::start();
+    let mut ends = Vec::new();
+    for executor in ["local", "slurm"] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("search.yaml");
+        std::fs::write(&file, PIPELINE).unwrap();
+        let out = cluster
+            .t2s(dir.path())
+            .arg("run")
+            .arg(&file)
+            .args(["--executor", executor])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{executor}\n{stdout}\n{stderr}");
+        let execs = tracker(dir.path()).executions(1).unwrap();
+        assert!(
+            execs.iter().all(|e| e.exec.executor == executor),
+            "{execs:?}"
+        );
+        let nodes: std::collections::BTreeSet<String> =
+            execs.iter().map(|e| e.node.clone()).collect();
+        ends.push((search_table(&stderr), nodes));
+    }
+    assert_eq!(ends[0], ends[1]);
+    assert_eq!(
+        ends[1].1.iter().filter(|n| n.starts_with("fit[")).count(),
+        8
+    );
+}
+
 #[test]
 fn slurm_executor_runs_the_smoke_pipeline_caches_resumes_and_reports_failures() {
     let cluster = Cluster::start();
