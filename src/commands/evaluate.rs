@@ -6,7 +6,6 @@
 //! which prints its matches and still exits 2 after an error).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
@@ -15,8 +14,8 @@ use crate::eval::compare::{compare_all, SystemExec};
 use crate::eval::input::{read_predictions, Predictions, Rejected};
 use crate::eval::render::{render_comparison, render_report};
 use crate::eval::sandbox::Limits;
-use crate::eval::score::{exec_vector, score_all, suite_vector, ScoreOptions};
-use crate::eval::testsuite::SuiteConfig;
+use crate::eval::score::{exec_vector, score_all, suite_vector};
+use crate::eval::scoring::Scoring;
 
 /// Score SQL predictions: BLEU, ROUGE, exact match, SQL validity and execution accuracy.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,28 +33,14 @@ pub struct EvaluateArgs {
     /// Write per-example scores (JSONL, input order) of the first file here.
     #[arg(long, value_name = "FILE")]
     pub per_example: Option<PathBuf>,
-    /// Bootstrap resamples for the 95% confidence intervals.
-    #[arg(long, default_value_t = 1000)]
-    pub bootstrap_samples: usize,
     /// Seed of the bootstrap resamples.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Wall-clock limit of one SQL statement, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    pub statement_timeout_ms: u64,
     /// SQLite VM instruction budget of one SQL statement.
-    #[arg(long, default_value_t = 50_000_000)]
+    #[arg(long, default_value_t = Limits::default().max_instructions)]
     pub max_instructions: u64,
-    /// Test-suite execution accuracy: generated database instances per example (0: off).
-    #[arg(long, default_value_t = crate::eval::testsuite::DEFAULT_INSTANCES)]
-    pub test_suite_instances: usize,
-    /// Seed of the test-suite instances.
-    #[arg(long, default_value_t = 0)]
-    pub test_suite_seed: u64,
-    /// SQLite instructions for building one example's test suite, and for checking one
-    /// prediction on it (a bound on work, not time: verdicts do not depend on the load).
-    #[arg(long, default_value_t = crate::eval::testsuite::DEFAULT_MAX_INSTRUCTIONS)]
-    pub test_suite_max_instructions: u64,
+    #[command(flatten)]
+    pub scoring: Scoring,
 }
 
 fn system_name(path: &std::path::Path, i: usize) -> String {
@@ -120,21 +105,8 @@ fn render_rejected(path: &std::path::Path, rejected: &[Rejected]) -> String {
 
 /// Score the files named by `args` (and write `--per-example`), without printing.
 pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
-    let opts = ScoreOptions {
-        limits: Limits {
-            max_instructions: args.max_instructions,
-            max_wall: Duration::from_millis(args.statement_timeout_ms),
-            ..Limits::default()
-        },
-        bootstrap_samples: args.bootstrap_samples,
-        seed: args.seed,
-        suite: SuiteConfig {
-            instances: args.test_suite_instances,
-            seed: args.test_suite_seed,
-            max_instructions: args.test_suite_max_instructions,
-            ..SuiteConfig::default()
-        },
-    };
+    let mut opts = args.scoring.options(args.seed);
+    opts.limits.max_instructions = args.max_instructions;
     let mut reports = Vec::new();
     let mut systems = Vec::new();
     let mut suite_systems = Vec::new();
@@ -164,8 +136,8 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
         }
         reports.push((name, report, render_rejected(path, &rejected), rejected));
     }
-    let comparisons = compare_all(&systems, args.bootstrap_samples, args.seed);
-    let suite_comparisons = compare_all(&suite_systems, args.bootstrap_samples, args.seed);
+    let comparisons = compare_all(&systems, opts.bootstrap_samples, args.seed);
+    let suite_comparisons = compare_all(&suite_systems, opts.bootstrap_samples, args.seed);
 
     let mut values = Vec::new();
     for (_, r, _, rejected) in &reports {

@@ -15,6 +15,7 @@ pub mod render;
 pub mod rouge;
 pub mod sandbox;
 pub mod score;
+pub mod scoring;
 pub mod sqllex;
 pub mod stats;
 pub mod testsuite;

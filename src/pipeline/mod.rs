@@ -31,8 +31,8 @@ pub use matrix::parse_node_id;
 pub use slurm::{valid_mem, valid_time, ExecutorKind, SlurmResources};
 
 use crate::search::{SearchSpec, Trial, RUNG_KEY};
-use crate::stages::registry;
 use crate::stages::train::STOP_PARAM;
+use crate::stages::{registry, StageKind};
 
 /// A validated pipeline with its matrix expanded.
 #[derive(Debug, Clone)]
@@ -174,6 +174,35 @@ pub fn load_source(file: &Path, src: &str, overrides: &[String]) -> Result<Pipel
     load_source_with(file, src, overrides, None)
 }
 
+/// Each stage's kind (`None`: unknown, reported with the closest name), its params checked
+/// against the kind's.
+fn stage_kinds(
+    stages: &[raw::RawStage],
+    diags: &mut diag::Collector,
+) -> Vec<Option<&'static dyn StageKind>> {
+    let known_kinds = registry::kind_names();
+    let mut kinds = Vec::with_capacity(stages.len());
+    for s in stages {
+        let kind = s.kind.as_ref().and_then(|k| {
+            let found = registry::lookup(&k.v);
+            if found.is_none() {
+                diags.add(
+                    k.loc,
+                    &format!("stages.{}.kind", s.name.v),
+                    format!("unknown stage kind `{}`", k.v),
+                    Some(diag::suggest(&k.v, "known kinds", &known_kinds)),
+                );
+            }
+            found
+        });
+        if let Some(kind) = kind {
+            validate::unknown_params(s, kind, diags);
+        }
+        kinds.push(kind);
+    }
+    kinds
+}
+
 fn load_source_with(
     file: &Path,
     src: &str,
@@ -207,26 +236,7 @@ fn load_source_with(
     let mut raw = raw::read_file(root.as_ref(), start, &mut diags);
     overrides::apply(overrides, &mut raw.stages, &mut diags);
 
-    let known_kinds = registry::kind_names();
-    let mut kinds = Vec::with_capacity(raw.stages.len());
-    for s in &raw.stages {
-        let kind = s.kind.as_ref().and_then(|k| {
-            let found = registry::lookup(&k.v);
-            if found.is_none() {
-                diags.add(
-                    k.loc,
-                    &format!("stages.{}.kind", s.name.v),
-                    format!("unknown stage kind `{}`", k.v),
-                    Some(diag::suggest(&k.v, "known kinds", &known_kinds)),
-                );
-            }
-            found
-        });
-        if let Some(kind) = kind {
-            validate::unknown_params(s, kind, &mut diags);
-        }
-        kinds.push(kind);
-    }
+    let kinds = stage_kinds(&raw.stages, &mut diags);
 
     let mut nodes = Vec::new();
     let search_spec;

@@ -28,10 +28,8 @@ use super::{StageContext, StageError, StageKind, StageOutcome};
 use crate::data::Row;
 use crate::eval::compare::{compare_all, SystemExec};
 use crate::eval::extract::extract_sql;
-use crate::eval::score::{
-    build_suites, exec_vector, score_all_with, suite_vector, ScoreItem, ScoreOptions,
-};
-use crate::eval::testsuite::{SuiteConfig, DEFAULT_INSTANCES, DEFAULT_MAX_INSTRUCTIONS};
+use crate::eval::score::{build_suites, exec_vector, score_all_with, suite_vector, ScoreItem};
+use crate::eval::scoring::Scoring;
 use crate::worker::jobs::{GenerateJob, Generation, Job};
 use crate::worker::{JobSpec, WorkerError, WorkerEvent};
 
@@ -59,8 +57,6 @@ pub struct EvaluateParams {
     pub max_new_tokens: u64,
     /// Seed of the subset draw, generation and bootstrap.
     pub seed: u64,
-    /// Bootstrap resamples for 95% CIs (at least 1).
-    pub bootstrap_samples: u64,
     /// Also evaluate the base model when adapters are given (the reference of paired tests).
     pub include_base: bool,
     /// Prompt format the model was trained on: chat (Gemma template, seed prompt) or raw
@@ -73,16 +69,8 @@ pub struct EvaluateParams {
     /// Fold each LoRA adapter into the base weights before generating (false: keep it
     /// separate, in fp32).
     pub merge_adapter: bool,
-    /// Wall-clock limit per SQL statement, in ms (at least 1).
-    pub statement_timeout_ms: u64,
-    /// Generated database instances per example for test-suite execution accuracy (0: off).
-    pub test_suite_instances: u64,
-    /// Seed of the test-suite instances.
-    pub test_suite_seed: u64,
-    /// SQLite instructions for building one example's test suite, and for checking one
-    /// prediction on it (at least 1): a bound on work, not time, so scores do not depend on
-    /// the machine's load.
-    pub test_suite_max_instructions: u64,
+    #[serde(flatten)]
+    pub scoring: Scoring,
 }
 
 impl Default for EvaluateParams {
@@ -92,16 +80,12 @@ impl Default for EvaluateParams {
             batch_size: 16,
             max_new_tokens: 256,
             seed: 0,
-            bootstrap_samples: 1000,
             include_base: true,
             format: PromptFormat::Chat,
             device: "auto".into(),
             dtype: crate::train_plan::Dtype::Auto,
             merge_adapter: true,
-            statement_timeout_ms: 5000,
-            test_suite_instances: DEFAULT_INSTANCES as u64,
-            test_suite_seed: 0,
-            test_suite_max_instructions: DEFAULT_MAX_INSTRUCTIONS,
+            scoring: Scoring::default(),
         }
     }
 }
@@ -111,40 +95,16 @@ impl Params for EvaluateParams {
         [
             ("batch_size", self.batch_size),
             ("max_new_tokens", self.max_new_tokens),
-            ("bootstrap_samples", self.bootstrap_samples),
-            ("statement_timeout_ms", self.statement_timeout_ms),
-            (
-                "test_suite_max_instructions",
-                self.test_suite_max_instructions,
-            ),
         ]
         .into_iter()
         .filter(|(_, v)| *v < 1)
         .map(|(k, _)| (k.to_string(), "must be at least 1".to_string()))
+        .chain(self.scoring.problems())
         .collect()
     }
 }
 
 static PARAMS: Typed<EvaluateParams> = Typed::new();
-
-impl EvaluateParams {
-    fn score_options(&self) -> ScoreOptions {
-        ScoreOptions {
-            limits: crate::eval::sandbox::Limits {
-                max_wall: std::time::Duration::from_millis(self.statement_timeout_ms),
-                ..Default::default()
-            },
-            bootstrap_samples: self.bootstrap_samples as usize,
-            seed: self.seed,
-            suite: SuiteConfig {
-                instances: self.test_suite_instances as usize,
-                seed: self.test_suite_seed,
-                max_instructions: self.test_suite_max_instructions,
-                ..SuiteConfig::default()
-            },
-        }
-    }
-}
 
 /// The base model's directory among the needs.
 fn model_dir(ctx: &StageContext<'_>) -> Result<PathBuf, StageError> {
@@ -468,7 +428,7 @@ impl StageKind for EvaluateStage {
         }
         let model = model_dir(ctx)?;
         let systems = systems_of(ctx, p.include_base);
-        let opts = p.score_options();
+        let opts = p.scoring.options(p.seed);
         let resumed = systems.iter().any(|s| {
             ctx.partial_dir
                 .join(sanitize(&s.name))
@@ -577,6 +537,18 @@ impl StageKind for EvaluateStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scoring_params_are_flattened_and_unknown_params_still_refused() {
+        let read = |v: Value| PARAMS.read(v.as_object().unwrap());
+        let p = read(json!({"test_suite_instances": 3, "seed": 5})).unwrap();
+        assert_eq!((p.scoring.test_suite_instances, p.seed), (3, 5));
+        assert_eq!(p.scoring.bootstrap_samples, 1000);
+        let e = read(json!({"test_suite_instancez": 3})).unwrap_err();
+        assert!(format!("{e:?}").contains("test_suite_instancez"), "{e:?}");
+        let e = read(json!({"bootstrap_samples": 0})).unwrap_err();
+        assert!(format!("{e:?}").contains("bootstrap_samples"), "{e:?}");
+    }
 
     #[test]
     fn the_artifact_keeps_no_measurement_of_the_attempt() {

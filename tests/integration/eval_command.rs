@@ -13,13 +13,13 @@ fn args(files: Vec<PathBuf>, json: bool) -> EvaluateArgs {
         predictions: files,
         json,
         per_example: None,
-        bootstrap_samples: 200,
         seed: 1,
-        statement_timeout_ms: 5000,
         max_instructions: 50_000_000,
-        test_suite_instances: 8,
-        test_suite_seed: 0,
-        test_suite_max_instructions: 400_000_000,
+        scoring: t2s::eval::scoring::Scoring {
+            bootstrap_samples: 200,
+            test_suite_instances: 8,
+            ..Default::default()
+        },
     }
 }
 
@@ -322,7 +322,7 @@ fn test_suite_accuracy_is_reported_beside_execution_accuracy() {
     assert_eq!(ts["instances"].as_u64(), Some(8));
     assert!(out.text.contains("test_suite_accuracy") && out.text.contains("false positive"));
     let mut off = args(vec![p.clone()], true);
-    off.test_suite_instances = 0;
+    off.scoring.test_suite_instances = 0;
     let out = evaluate_files(&off).unwrap();
     assert!(out.json.get("test_suite").is_none(), "{}", out.json);
     assert!(!out.text.contains("test_suite_accuracy"));
