@@ -21,17 +21,6 @@ pub struct Sp<T> {
     pub loc: Loc,
 }
 
-/// A mapping read in file order, each key with its position (a repeated key is an error of
-/// every mapping).
-#[derive(Debug, Clone)]
-pub struct Ordered<T>(pub Vec<(Sp<String>, T)>);
-
-impl<T> Default for Ordered<T> {
-    fn default() -> Self {
-        Ordered(Vec::new())
-    }
-}
-
 /// A newtype read from any YAML value by a check that gives the text or the complaint.
 macro_rules! checked {
     ($(#[$doc:meta])* $name:ident($ty:ty), $check:expr) => {
@@ -333,9 +322,14 @@ impl<'de> MapAccess<'de> for Entries<'_> {
             return Ok(None);
         };
         self.value = Some((k, v));
-        seed.deserialize(k)
+        // Keys are names, read as their text (`1:` is the name "1", as YAML writes it).
+        let Some(name) = k.scalar() else {
+            let e: Error = de::Error::custom("keys must be plain names");
+            return Err(e.at(k.loc));
+        };
+        seed.deserialize(name.into_deserializer())
             .map(Some)
-            .map_err(|e| e.at(k.loc).within(k.scalar().unwrap_or("?").to_string()))
+            .map_err(|e: Error| e.at(k.loc).within(name.to_string()))
     }
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, Error> {
         let (k, v) = self
@@ -407,27 +401,6 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Sp<T> {
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = Ordered<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Ordered<T>, A::Error> {
-                let mut out: Vec<(Sp<String>, T)> = Vec::new();
-                while let Some(key) = m.next_key::<Sp<String>>()? {
-                    let value = m.next_value::<T>()?;
-                    out.push((key, value));
-                }
-                Ok(Ordered(out))
-            }
-        }
-        d.deserialize_map(V(PhantomData))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,7 +413,7 @@ mod tests {
         #[serde(default)]
         sizes: Vec<u32>,
         #[serde(default)]
-        order: Option<Ordered<Sp<Value>>>,
+        order: Option<std::collections::BTreeMap<String, Sp<Value>>>,
     }
 
     fn load(src: &str) -> Result<Doc, Vec<String>> {
@@ -454,15 +427,17 @@ mod tests {
     }
 
     #[test]
-    fn values_keep_positions_and_order() {
+    fn values_keep_positions() {
         let d = load("name: x\norder: {b: 1, a: [2]}\n").unwrap();
         assert_eq!(
             (d.name.v.as_str(), d.name.loc.line, d.name.loc.col),
             ("x", 1, 7)
         );
-        let order = d.order.unwrap().0;
-        assert_eq!(order[0].0.v, "b");
-        assert_eq!((order[1].1.loc.line, order[1].1.loc.col), (2, 18));
+        let order = d.order.unwrap();
+        assert_eq!((order["a"].loc.line, order["a"].loc.col), (2, 18));
+        // Keys are read as their text, as YAML writes them.
+        let d = load("name: x\norder: {1: 5, true: 6}\n").unwrap();
+        assert_eq!(d.order.unwrap().keys().collect::<Vec<_>>(), ["1", "true"]);
         assert!(d.sizes.is_empty());
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::diag::Collector;
 pub use super::located::Sp;
-use super::located::{checked, hinted, read, Ordered};
+use super::located::{checked, hinted, read};
 use super::slurm::{ExecutorKind, SlurmBlock, SlurmResources};
 use super::yaml::{describe_value, Loc, YKind, YNode};
 use super::Settings;
@@ -78,7 +78,7 @@ struct FileTop {
     #[serde(default, rename = "settings")]
     _settings: IgnoredAny,
     /// Stage name → stage, each read on its own: [`StageFile`].
-    stages: Ordered<IgnoredAny>,
+    stages: BTreeMap<String, IgnoredAny>,
 }
 
 /// `settings:`: run settings (command-line flags win over them).
@@ -132,13 +132,13 @@ struct StageFile {
     kind: Sp<String>,
     /// Read with the position of every value: [`read_values`].
     #[serde(rename = "params")]
-    _params: Option<Ordered<IgnoredAny>>,
+    _params: Option<BTreeMap<String, IgnoredAny>>,
     /// A single name is a one-element list.
     #[serde(default)]
     needs: Vec<Sp<String>>,
     /// Read key by key: [`matrix`].
     #[serde(rename = "matrix")]
-    _matrix: Option<Ordered<IgnoredAny>>,
+    _matrix: Option<BTreeMap<String, IgnoredAny>>,
     #[serde(default)]
     gather: bool,
     gpu: Option<bool>,
@@ -187,7 +187,7 @@ pub fn read_file(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) 
     if let Some(t) = read::<FileTop>(&top, "", diags) {
         raw.name = t.name;
         raw.description = t.description;
-        if t.stages.0.is_empty() {
+        if t.stages.is_empty() {
             let at = field(root, "stages").map_or(root.loc, |(_, v)| v.loc);
             diags.add(
                 at,
@@ -279,10 +279,13 @@ fn read_stage(name: Sp<String>, body: &YNode, diags: &mut Collector) -> RawStage
         stage.params_loc = key.loc;
         if let YKind::Map(entries) = &node.kind {
             for (k, v) in entries {
-                let ppath = format!("{path}.params.{}", k.scalar().unwrap_or_default());
+                let Some(name) = k.scalar() else {
+                    continue; // reported by the typed read
+                };
+                let ppath = format!("{path}.params.{name}");
                 if let Some(value) = read_values(v, &ppath, &mut stage.locs, diags) {
                     let key = Sp {
-                        v: k.scalar().unwrap_or_default().to_string(),
+                        v: name.to_string(),
                         loc: k.loc,
                     };
                     stage.params.push((key, value));
@@ -337,8 +340,11 @@ fn matrix(node: &YNode, path: &str, diags: &mut Collector) -> Vec<(Sp<String>, V
     };
     let mut out = Vec::new();
     for (k, list) in keys {
+        let Some(name) = k.scalar() else {
+            continue; // reported by the typed read
+        };
         let key = Sp {
-            v: k.scalar().unwrap_or_default().to_string(),
+            v: name.to_string(),
             loc: k.loc,
         };
         let kpath = format!("{path}.{}", key.v);
