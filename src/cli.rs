@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::worker::jobs::Generation;
+
 /// Reproducible, cached LLM fine-tuning experiments from a YAML pipeline.
 #[derive(Debug, Parser)]
 #[command(name = "t2s", version, propagate_version = true)]
@@ -138,13 +140,13 @@ pub struct InferArgs {
     #[arg(long, requires = "input")]
     pub out: Option<PathBuf>,
     /// With --input: requests generated together
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = crate::worker::jobs::DEFAULT_BATCH_SIZE)]
     pub batch_size: u64,
     /// Print the generated text verbatim instead of the extracted SQL
     #[arg(long)]
     pub raw: bool,
     /// Most new tokens to generate
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = Generation::default().max_new_tokens)]
     pub max_new_tokens: u64,
     /// Greedy decoding (the default)
     #[arg(long, conflicts_with = "sample")]
@@ -152,14 +154,14 @@ pub struct InferArgs {
     /// Sample instead of greedy decoding (see --temperature, --top-k, --top-p, --seed)
     #[arg(long)]
     pub sample: bool,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Generation::default().temperature)]
     pub temperature: f64,
     /// 0 disables top-k
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Generation::default().top_k)]
     pub top_k: u64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Generation::default().top_p)]
     pub top_p: f64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Generation::default().seed)]
     pub seed: u64,
     /// auto, cpu, cuda or cuda:N
     #[arg(long, default_value = "auto")]

@@ -77,8 +77,8 @@ impl Default for EvaluateParams {
     fn default() -> Self {
         Self {
             subset: 0,
-            batch_size: 16,
-            max_new_tokens: 256,
+            batch_size: crate::worker::jobs::DEFAULT_BATCH_SIZE,
+            max_new_tokens: Generation::default().max_new_tokens,
             seed: 0,
             include_base: true,
             format: PromptFormat::Chat,

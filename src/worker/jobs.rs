@@ -171,8 +171,12 @@ pub struct GenerateJob {
 }
 
 fn default_batch_size() -> u64 {
-    16
+    DEFAULT_BATCH_SIZE
 }
+
+/// Prompts per generation batch unless told otherwise (`generate`, `t2s infer --input`, the
+/// evaluate stage).
+pub const DEFAULT_BATCH_SIZE: u64 = 16;
 
 /// `infer`: one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
