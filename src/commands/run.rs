@@ -49,11 +49,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let executor_kind = args.executor.or(p.settings.executor).unwrap_or_default();
     let slurm = executor_kind == ExecutorKind::Slurm;
     if args.dry_run {
-        let p = if p.search.is_some() {
-            super::search_run::replay(&store, p, &args.pipeline.set)?
-        } else {
-            p
-        };
+        let p = super::search_run::replay(&store, p, &args.pipeline.set)?;
         print_plan(root, &p, &store, &opts, slurm)?;
         return Ok(ExitCode::SUCCESS);
     }

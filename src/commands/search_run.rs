@@ -80,10 +80,13 @@ fn with_outcome(p: &mut Pipeline, search: &Outcome) {
 }
 
 /// The pipeline a search run leaves, replayed from the cache without running anything (for
-/// `status` and `run --dry-run`): the rounds whose results are cached, then the trials of the
-/// first round that is not (what a run would do next).
+/// `status`, `dag` and `run --dry-run`): the rounds whose results are cached, then the trials
+/// of the first round that is not (what a run would do next). A pipeline without a search is
+/// returned as it is.
 pub fn replay(store: &Store, first: Pipeline, overrides: &[String]) -> anyhow::Result<Pipeline> {
-    let spec = first.search.clone().expect("a pipeline with a search");
+    let Some(spec) = first.search.clone() else {
+        return Ok(first);
+    };
     let mut r = Replay {
         store,
         first: &first,

@@ -13,11 +13,7 @@ use crate::exec::plan::{self, Decision, PlanOptions};
 pub fn status(root: &std::path::Path, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let p = super::load_pipeline(&args.pipeline.file, &args.pipeline.set)?;
     let store = Store::open(root)?;
-    let p = if p.search.is_some() {
-        super::search_run::replay(&store, p, &args.pipeline.set)?
-    } else {
-        p
-    };
+    let p = super::search_run::replay(&store, p, &args.pipeline.set)?;
     let opts = PlanOptions {
         verify: args.verify,
         remote: super::remote::choose(&p, &args.remote)?,

@@ -52,10 +52,11 @@ pub fn hinted(message: impl fmt::Display, hint: impl fmt::Display) -> String {
 /// its problems, and later checks see the fields that were fine); `None` when what is left
 /// cannot be read.
 pub fn read<T: DeserializeOwned>(node: &YNode, path: &str, diags: &mut Collector) -> Option<T> {
-    let mut node = node.clone();
+    // Copied only when a field has to be left out.
+    let mut trimmed: Option<YNode> = None;
     let mut dropped: Vec<String> = Vec::new();
     loop {
-        let e = match T::deserialize(&node) {
+        let e = match T::deserialize(trimmed.as_ref().unwrap_or(node)) {
             Ok(t) => return Some(t),
             Err(e) => e,
         };
@@ -79,9 +80,10 @@ pub fn read<T: DeserializeOwned>(node: &YNode, path: &str, diags: &mut Collector
             .rev()
             .take_while(|s| !s.starts_with('['))
             .collect();
+        let node = trimmed.get_or_insert_with(|| node.clone());
         if !keys
             .split_last()
-            .is_some_and(|(last, up)| remove(&mut node, up, last))
+            .is_some_and(|(last, up)| remove(node, up, last))
         {
             return None;
         }
@@ -190,7 +192,7 @@ impl std::error::Error for Error {}
 const SP: &str = "$t2s::Sp";
 
 fn is_null(node: &YNode) -> bool {
-    matches!(node.to_value(), Ok(Value::Null))
+    matches!(node.kind, YKind::Scalar { .. }) && matches!(node.to_value(), Ok(Value::Null))
 }
 
 impl<'de> de::Deserializer<'de> for &YNode {

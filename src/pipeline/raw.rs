@@ -157,17 +157,6 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-/// The value of `key` in a mapping node, with the key node.
-fn field<'n>(node: &'n YNode, key: &str) -> Option<(&'n YNode, &'n YNode)> {
-    match &node.kind {
-        YKind::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k.scalar() == Some(key))
-            .map(|(k, v)| (k, v)),
-        _ => None,
-    }
-}
-
 /// Read the document root.
 pub fn read_file(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) -> RawPipeline {
     let mut raw = RawPipeline::default();
@@ -188,7 +177,7 @@ pub fn read_file(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) 
         raw.name = t.name;
         raw.description = t.description;
         if t.stages.is_empty() {
-            let at = field(root, "stages").map_or(root.loc, |(_, v)| v.loc);
+            let at = root.entry("stages").map_or(root.loc, |(_, v)| v.loc);
             diags.add(
                 at,
                 "stages",
@@ -197,7 +186,7 @@ pub fn read_file(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) 
             );
         }
     }
-    if let Some((_, node)) = field(root, "settings") {
+    if let Some((_, node)) = root.entry("settings") {
         let s = read::<SettingsFile>(node, "settings", diags).unwrap_or_default();
         raw.slurm = s.slurm.resources("settings.slurm", diags);
         raw.settings = Settings {
@@ -214,7 +203,7 @@ pub fn read_file(root: Option<&YNode>, default_loc: Loc, diags: &mut Collector) 
             kind: YKind::Map(stages),
             ..
         },
-    )) = field(root, "stages")
+    )) = root.entry("stages")
     {
         for (key, body) in stages {
             let Some(name) = key.scalar() else { continue };
@@ -272,10 +261,10 @@ fn read_stage(name: Sp<String>, body: &YNode, diags: &mut Collector) -> RawStage
     stage.gpu = s.gpu;
     stage.slurm = s.slurm.resources(&format!("{path}.slurm"), diags);
     stage.needs = unique(s.needs, &format!("{path}.needs"), diags);
-    if let Some((_, node)) = field(&body, "matrix") {
+    if let Some((_, node)) = body.entry("matrix") {
         stage.matrix = matrix(node, &format!("{path}.matrix"), diags);
     }
-    if let Some((key, node)) = field(&body, "params") {
+    if let Some((key, node)) = body.entry("params") {
         stage.params_loc = key.loc;
         if let YKind::Map(entries) = &node.kind {
             for (k, v) in entries {
@@ -293,7 +282,7 @@ fn read_stage(name: Sp<String>, body: &YNode, diags: &mut Collector) -> RawStage
             }
         }
     }
-    if let Some((key, node)) = field(&body, "search") {
+    if let Some((key, node)) = body.entry("search") {
         let spath = format!("{path}.search");
         stage.search =
             read_values(node, &spath, &mut stage.locs, diags).map(|v| Sp { v, loc: key.loc });

@@ -233,6 +233,17 @@ impl YNode {
         }
     }
 
+    /// The entry of `key` in a mapping node (the key node and its value).
+    pub fn entry<'n>(&'n self, key: &str) -> Option<(&'n YNode, &'n YNode)> {
+        match &self.kind {
+            YKind::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.scalar() == Some(key))
+                .map(|(k, v)| (k, v)),
+            _ => None,
+        }
+    }
+
     /// Move every position into the `i`-th `--set` argument, `col_offset` columns in.
     pub fn relocate(&mut self, set_arg: usize, col_offset: usize) {
         self.loc = Loc {
