@@ -54,7 +54,7 @@ fn plain(kinds: &[&dyn StageKind]) -> String {
                 out,
                 "  {}: {}; default {}\n      {}",
                 spec.name,
-                spec.ty.describe(),
+                spec.takes,
                 default_text(spec),
                 spec.doc
             );
@@ -88,7 +88,7 @@ pub fn markdown(kinds: &[&dyn StageKind]) -> String {
                 out,
                 "| `{}` | {} | `{}` | {} |",
                 spec.name,
-                spec.ty.describe(),
+                spec.takes,
                 default_text(spec),
                 spec.doc.replace('|', "\\|")
             );

@@ -110,7 +110,7 @@ fn remove(node: &mut YNode, up: &[&String], key: &str) -> bool {
 }
 
 /// serde's words → the loader's: plain types, and a hint for unknown names and missing fields.
-fn explain(raw: &str) -> (String, Option<String>) {
+pub fn explain(raw: &str) -> (String, Option<String>) {
     if let Some((message, hint)) = raw.split_once(HINT) {
         return (message.to_string(), Some(hint.to_string()));
     }
@@ -141,10 +141,20 @@ fn explain(raw: &str) -> (String, Option<String>) {
         return (raw.to_string(), Some(format!("add `{field}:`")));
     }
     let message = plain_serde_message(raw);
-    let hint = message
-        .starts_with("expected a list")
-        .then(|| LIST_HINT.to_string());
-    (message, hint)
+    let (expected, found) = message.split_once(", found ").unwrap_or_default();
+    let number = ["integer", "number"].iter().any(|n| expected.ends_with(n));
+    let hint = if expected.starts_with("expected a list") {
+        Some(LIST_HINT)
+    } else if number && found.starts_with("the string ") {
+        Some("write the number without quotes")
+    } else if expected == "expected a non-negative integer" && found.starts_with("the number -") {
+        Some("a count, size or seed cannot be negative")
+    } else if expected == "expected a string" && found.starts_with("the ") {
+        Some("quote the value to make it a string")
+    } else {
+        None
+    };
+    (message, hint.map(str::to_string))
 }
 
 /// The hint for a value that should have been a list.
@@ -447,7 +457,8 @@ mod tests {
     fn failures_name_the_innermost_position_and_the_field_path() {
         assert_eq!(
             load("name: x\nsizes: [1, -2]\n").unwrap_err(),
-            ["p.yaml:2:12: top.sizes[1]: expected a non-negative integer, found the number -2"]
+            ["p.yaml:2:12: top.sizes[1]: expected a non-negative integer, found the number -2\n  \
+              hint: a count, size or seed cannot be negative"]
         );
         assert_eq!(
             load("name: x\nsise: []\n").unwrap_err(),

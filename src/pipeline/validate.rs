@@ -5,12 +5,13 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::diag::{suggest, Collector};
+use super::located::explain;
 use super::raw::RawStage;
-use super::yaml::{describe_value, Loc};
-use crate::stages::{ParamSpec, ParamType, StageKind};
+use super::yaml::Loc;
+use crate::stages::{ParamSpec, StageKind};
 
 /// Names that would land on a file t2s keeps in `experiments/` itself.
 const RESERVED_NAMES: &[&str] = &["slurm"];
@@ -94,9 +95,10 @@ pub fn unknown_params(stage: &RawStage, kind: &dyn StageKind, diags: &mut Collec
     }
 }
 
-/// Node-level check of substituted params. Returns the params with defaults filled and values
-/// normalised (ints given for floats become floats), or `None` if a problem was found.
-/// `skip` names params already reported (unresolvable `${matrix.x}`).
+/// Node-level check of substituted params, read as the kind's params struct. Returns the
+/// params with defaults filled and values normalised (ints given for floats become floats),
+/// or `None` if a problem was found. `skip` names params already reported (unresolvable
+/// `${matrix.x}`).
 pub fn resolve(
     stage: &RawStage,
     kind: &dyn StageKind,
@@ -104,72 +106,61 @@ pub fn resolve(
     skip: &BTreeSet<String>,
     diags: &mut Collector,
 ) -> Option<Map<String, Value>> {
-    let mut out = Map::new();
-    let mut ok = true;
-    for spec in kind.params().specs() {
-        let path = format!("stages.{}.params.{}", stage.name.v, spec.name);
-        match params.get(&spec.name) {
-            Some(_) if skip.contains(&spec.name) => ok = false,
-            Some(v) => match check(spec.ty, v, &path) {
-                Ok(v) => {
-                    out.insert(spec.name.to_string(), v);
-                }
-                Err((at, msg, mut hint)) => {
-                    ok = false;
-                    if let Some(key) = exact_matrix_ref(stage, &spec.name) {
-                        hint = Some(format!(
-                            "a param that is exactly `${{matrix.{key}}}` takes the matrix value with its type; \
-                             quote the matrix values or put text around the reference"
-                        ));
-                    }
-                    let loc = locate(stage, &at);
-                    diags.add(loc, &at, msg, hint);
-                }
-            },
-            None => match &spec.default {
-                Some(v) => {
-                    out.insert(spec.name.clone(), v.clone());
-                }
-                None => {
-                    ok = false;
-                    diags.add(
-                        stage.params_loc,
-                        &path,
-                        format!(
-                            "missing required param `{}` of kind `{}`",
-                            spec.name,
-                            kind.kind()
-                        ),
-                        Some(format!(
-                            "add `{}:` ({}) under `params:`",
-                            spec.name,
-                            describe_spec(spec)
-                        )),
-                    );
-                }
-            },
+    let specs = kind.params().specs();
+    let given: Map<String, Value> = params
+        .iter()
+        .filter(|(k, _)| !skip.contains(*k) && specs.iter().any(|s| &s.name == *k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let problems = match kind.params().resolve(&given) {
+        Ok(resolved) if skip.is_empty() => return Some(resolved),
+        Ok(_) => return None,
+        Err(problems) => problems,
+    };
+    for (at, message) in problems {
+        let (mut message, mut hint) = explain(&message);
+        let param = at.split(['.', '[']).next().unwrap_or_default();
+        if let Some(missing) = message.strip_prefix("missing field `") {
+            let name = missing.trim_end_matches('`');
+            // A param written but left out (unresolvable, or failed above) is not missing.
+            let written = skip.contains(name) || given.contains_key(name);
+            if let Some(spec) = specs.iter().filter(|_| !written).find(|s| s.name == name) {
+                diags.add(
+                    stage.params_loc,
+                    &format!("stages.{}.params.{name}", stage.name.v),
+                    format!("missing required param `{name}` of kind `{}`", kind.kind()),
+                    Some(format!(
+                        "add `{name}:` ({}) under `params:`",
+                        describe_spec(spec)
+                    )),
+                );
+            }
+            continue;
         }
-    }
-    if !ok {
-        return None;
-    }
-    let mut clean = true;
-    for (name, msg) in kind.params().check(&out) {
-        clean = false;
-        let name = name.trim_start_matches('.');
-        let path = format!("stages.{}.params.{name}", stage.name.v);
+        let spec = specs.iter().find(|s| s.name == param);
+        if let Some(spec) = spec.filter(|_| at == param) {
+            // serde says `a list`; the param says what of.
+            if let Some((_, found)) = message
+                .split_once(", found ")
+                .filter(|_| message.starts_with("expected "))
+            {
+                message = format!("expected {}, found {found}", spec.takes);
+            }
+            hint = hint.or_else(|| Some(format!("`{param}`: {}", describe_spec(spec))));
+        }
+        if let Some(key) =
+            exact_matrix_ref(stage, param).filter(|_| message.starts_with("expected "))
+        {
+            hint = Some(format!(
+                "a param that is exactly `${{matrix.{key}}}` takes the matrix value with its type; \
+                 quote the matrix values or put text around the reference"
+            ));
+        }
+        let path = format!("stages.{}.params.{at}", stage.name.v);
         let path = path.trim_end_matches('.');
-        // A problem with a whole param gets the param's description as a hint; one inside
-        // it (`model_config.hidden_size`) says enough itself.
-        let hint = kind
-            .params()
-            .specs()
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| format!("`{}`: {}", s.name, describe_spec(s)));
-        diags.add(locate(stage, path), path, msg, hint);
+        diags.add(locate(stage, path), path, message, hint);
     }
-    clean.then_some(out)
+    None
 }
 
 /// The matrix key when the param as written is exactly `${matrix.KEY}`.
@@ -192,164 +183,5 @@ fn locate(stage: &RawStage, path: &str) -> Loc {
 }
 
 fn describe_spec(spec: &ParamSpec) -> String {
-    format!("{}: {}", expected(spec.ty), spec.doc.trim_end_matches('.'))
-}
-
-fn expected(ty: ParamType) -> String {
-    ty.describe()
-}
-
-type Problem = (String, String, Option<String>);
-
-fn wrong(ty: ParamType, v: &Value, path: &str) -> Problem {
-    let hint = match (ty, v) {
-        (ParamType::Int | ParamType::Count | ParamType::Float, Value::String(_)) => {
-            Some("write the number without quotes".into())
-        }
-        (ParamType::Count, Value::Number(n)) if n.is_i64() => {
-            Some("a count, size or seed cannot be negative".into())
-        }
-        (ParamType::Str, Value::Number(_) | Value::Bool(_)) => {
-            Some("quote the value to make it a string".into())
-        }
-        (ParamType::StrList | ParamType::IntList, Value::String(_) | Value::Number(_)) => {
-            Some(super::located::LIST_HINT.into())
-        }
-        _ => None,
-    };
-    (
-        path.to_string(),
-        format!("expected {}, found {}", expected(ty), describe_value(v)),
-        hint,
-    )
-}
-
-/// Check one value against its type, returning the normalised value.
-fn check(ty: ParamType, v: &Value, path: &str) -> Result<Value, Problem> {
-    let is_int = |v: &Value| matches!(v, Value::Number(n) if n.is_i64() || n.is_u64());
-    match ty {
-        ParamType::Any => Ok(v.clone()),
-        ParamType::Int if is_int(v) => Ok(v.clone()),
-        ParamType::Count if v.is_u64() => Ok(v.clone()),
-        ParamType::Float => match v.as_f64().and_then(Number::from_f64) {
-            Some(n) if v.is_number() => Ok(Value::Number(n)),
-            _ => Err(wrong(ty, v, path)),
-        },
-        ParamType::Bool if v.is_boolean() => Ok(v.clone()),
-        ParamType::Str if v.is_string() => Ok(v.clone()),
-        ParamType::Enum(opts) => match v.as_str() {
-            Some(s) if opts.contains(&s) => Ok(v.clone()),
-            Some(s) => Err((
-                path.to_string(),
-                format!("{s:?} is not {}", expected(ty)),
-                Some(suggest(s, "allowed values", opts)),
-            )),
-            None => Err(wrong(ty, v, path)),
-        },
-        ParamType::StrList | ParamType::IntList => {
-            let Value::Array(items) = v else {
-                return Err(wrong(ty, v, path));
-            };
-            let elem = if ty == ParamType::StrList {
-                ParamType::Str
-            } else {
-                ParamType::Int
-            };
-            for (i, x) in items.iter().enumerate() {
-                check(elem, x, &format!("{path}[{i}]"))?;
-            }
-            Ok(v.clone())
-        }
-        ParamType::StrMap => {
-            let Value::Object(m) = v else {
-                return Err(wrong(ty, v, path));
-            };
-            // Scalars are accepted and kept as text: `PORT: 8080` means the string "8080".
-            let mut out = Map::new();
-            for (k, x) in m {
-                let s = match x {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    other => {
-                        return Err((
-                            format!("{path}.{k}"),
-                            format!("expected a string, found {}", describe_value(other)),
-                            None,
-                        ))
-                    }
-                };
-                out.insert(k.clone(), Value::String(s));
-            }
-            Ok(Value::Object(out))
-        }
-        _ => Err(wrong(ty, v, path)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn ok(ty: ParamType, v: Value) -> Value {
-        check(ty, &v, "p").unwrap_or_else(|e| panic!("{e:?}"))
-    }
-
-    fn err(ty: ParamType, v: Value) -> (String, String) {
-        let (path, msg, _) = check(ty, &v, "p").unwrap_err();
-        (path, msg)
-    }
-
-    #[test]
-    fn numbers() {
-        assert_eq!(ok(ParamType::Int, json!(3)), json!(3));
-        assert_eq!(
-            err(ParamType::Int, json!(3.5)).1,
-            "expected an integer, found the number 3.5"
-        );
-        assert_eq!(
-            err(ParamType::Int, json!("3")).1,
-            "expected an integer, found the string \"3\""
-        );
-        // An int where a float is expected is accepted and normalised, so 1 and 1.0 key alike.
-        assert_eq!(ok(ParamType::Float, json!(1)), json!(1.0));
-        assert_eq!(
-            err(ParamType::Float, json!("abc")).1,
-            "expected a number, found the string \"abc\""
-        );
-        assert!(check(ParamType::Float, &json!(true), "p").is_err());
-    }
-
-    #[test]
-    fn strings_bools_enums() {
-        assert_eq!(ok(ParamType::Str, json!("x")), json!("x"));
-        assert!(check(ParamType::Str, &json!(1), "p").is_err());
-        assert_eq!(ok(ParamType::Bool, json!(false)), json!(false));
-        assert!(check(ParamType::Bool, &json!("yes"), "p").is_err());
-        let e = ParamType::Enum(&["bf16", "f32"]);
-        assert_eq!(ok(e, json!("f32")), json!("f32"));
-        let (_, msg, hint) = check(e, &json!("bf61"), "p").unwrap_err();
-        assert_eq!(msg, "\"bf61\" is not one of `bf16`, `f32`");
-        assert_eq!(hint.as_deref(), Some("did you mean `bf16`?"));
-        assert!(check(e, &json!(16), "p").is_err());
-    }
-
-    #[test]
-    fn lists_maps_any() {
-        assert_eq!(ok(ParamType::IntList, json!([1, 2])), json!([1, 2]));
-        assert_eq!(err(ParamType::IntList, json!([1, "2"])).0, "p[1]");
-        assert_eq!(err(ParamType::StrList, json!(["a", 2])).0, "p[1]");
-        assert!(check(ParamType::StrList, &json!("a"), "p").is_err());
-        assert_eq!(
-            ok(ParamType::StrMap, json!({"A": 1, "B": true, "C": "x"})),
-            json!({"A": "1", "B": "true", "C": "x"})
-        );
-        assert_eq!(err(ParamType::StrMap, json!({"A": [1]})).0, "p.A");
-        assert!(check(ParamType::StrMap, &json!([1]), "p").is_err());
-        assert_eq!(
-            ok(ParamType::Any, json!({"x": [1, null]})),
-            json!({"x": [1, null]})
-        );
-    }
+    format!("{}: {}", spec.takes, spec.doc.trim_end_matches('.'))
 }

@@ -58,8 +58,42 @@ pub struct CommandParams {
     #[serde(default)]
     pub outs: Vec<String>,
     /// Extra environment variables.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "env_texts")]
     pub env: BTreeMap<String, String>,
+}
+
+/// Environment values as text: `PORT: 8080` is the string "8080".
+fn env_texts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Text(String);
+    impl<'de> Deserialize<'de> for Text {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(TextVisitor).map(Text)
+        }
+    }
+    struct TextVisitor;
+    impl serde::de::Visitor<'_> for TextVisitor {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<String, E> {
+            Ok(serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string()))
+        }
+    }
+    let texts = BTreeMap::<String, Text>::deserialize(d)?;
+    Ok(texts.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
 impl Params for CommandParams {

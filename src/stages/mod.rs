@@ -26,57 +26,12 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::{Map, Value};
 
-/// The type a parameter accepts, derived from the kind's params struct (see `params`).
-/// Validation checks values against it before the struct itself is read.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ParamType {
-    Int,
-    /// A non-negative integer: sizes, counts, lengths, seeds.
-    Count,
-    Float,
-    Bool,
-    Str,
-    /// One of a fixed set of strings.
-    Enum(&'static [&'static str]),
-    /// A list of strings.
-    StrList,
-    /// A list of integers.
-    IntList,
-    /// A mapping from string to string (e.g. environment variables).
-    StrMap,
-    /// Any other value; the params struct checks it when it is read.
-    Any,
-}
-
-impl ParamType {
-    /// What values it takes, in words ("a non-negative integer", "one of `a`, `b`").
-    pub fn describe(self) -> String {
-        match self {
-            ParamType::Int => "an integer".into(),
-            ParamType::Count => "a non-negative integer".into(),
-            ParamType::Float => "a number".into(),
-            ParamType::Bool => "true or false".into(),
-            ParamType::Str => "a string".into(),
-            ParamType::Enum(opts) => format!(
-                "one of {}",
-                opts.iter()
-                    .map(|o| format!("`{o}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            ParamType::StrList => "a list of strings".into(),
-            ParamType::IntList => "a list of integers".into(),
-            ParamType::StrMap => "a mapping of names to strings".into(),
-            ParamType::Any => "any value".into(),
-        }
-    }
-}
-
 /// One declared parameter of a stage kind, as its params struct describes it.
 #[derive(Debug, Clone)]
 pub struct ParamSpec {
     pub name: String,
-    pub ty: ParamType,
+    /// What values it takes, in words ("a non-negative integer", "one of `a`, `b`").
+    pub takes: String,
     /// `None` means required.
     pub default: Option<Value>,
     /// The field's doc comment: for `t2s kinds` and validation hints.

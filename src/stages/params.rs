@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{ParamSpec, ParamType, StageError};
+use super::{ParamSpec, StageError};
 
 /// A stage kind's params type.
 pub trait Params: Serialize + DeserializeOwned + JsonSchema + 'static {
@@ -30,10 +30,15 @@ pub trait Params: Serialize + DeserializeOwned + JsonSchema + 'static {
 pub trait ParamSet: Send + Sync {
     /// The params as declared: name, accepted type, default (`None`: required), doc.
     fn specs(&self) -> &[ParamSpec];
-    /// Problems of resolved params (defaults filled) read as the struct: `(param path,
-    /// message)`; empty when they are fine.
-    fn check(&self, params: &Map<String, Value>) -> Vec<(String, String)>;
+    /// `params` read as the struct and written back: defaults filled, values normalised (an
+    /// integer given for a float becomes a float). Else every problem as `(param path,
+    /// message)`: a param that fails is left out and the rest read again, so all are found;
+    /// the struct's `problems` once every param reads.
+    fn resolve(&self, params: &Map<String, Value>) -> Result<Map<String, Value>, Vec<Problem>>;
 }
+
+/// A problem with params: the param path (`betas[1]`; empty for the whole) and a message.
+pub type Problem = (String, String);
 
 /// A kind's params type `P`, as the `static` the kind hands out.
 pub struct Typed<P> {
@@ -72,19 +77,38 @@ impl<P: Params> ParamSet for Typed<P> {
     fn specs(&self) -> &[ParamSpec] {
         self.specs.get_or_init(specs_of::<P>)
     }
-    fn check(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
-        match read::<P>(params) {
-            Ok(p) => p.problems(),
-            Err(problem) => vec![problem],
+    fn resolve(&self, params: &Map<String, Value>) -> Result<Map<String, Value>, Vec<Problem>> {
+        let mut params = params.clone();
+        let mut problems = Vec::new();
+        loop {
+            match read::<P>(&params) {
+                Ok(_) if !problems.is_empty() => return Err(problems),
+                Ok(p) if !p.problems().is_empty() => return Err(p.problems()),
+                Ok(p) => match serde_json::to_value(p) {
+                    Ok(Value::Object(resolved)) => return Ok(resolved),
+                    _ => return Err(vec![(String::new(), "cannot be written back".into())]),
+                },
+                Err((path, message)) => {
+                    let param = path
+                        .split(['.', '['])
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    problems.push((path, message));
+                    if params.remove(&param).is_none() {
+                        return Err(problems);
+                    }
+                }
+            }
         }
     }
 }
 
 /// Read params as `P`; a failure names the param path (`betas[1]`) and says what is wrong
 /// in the words validation uses elsewhere.
-fn read<P: DeserializeOwned>(params: &Map<String, Value>) -> Result<P, (String, String)> {
+fn read<P: DeserializeOwned>(params: &Map<String, Value>) -> Result<P, Problem> {
     serde_path_to_error::deserialize(Value::Object(params.clone())).map_err(|e| {
-        let path = e.path().to_string();
+        let path = e.path().to_string().trim_start_matches('.').to_string();
         let message = plain_serde_message(&e.into_inner().to_string());
         (path, message)
     })
@@ -150,7 +174,7 @@ fn specs_of<P: JsonSchema>() -> Vec<ParamSpec> {
         .iter()
         .map(|(name, prop)| ParamSpec {
             name: name.clone(),
-            ty: param_type(prop, &defs),
+            takes: takes(prop, &defs),
             default: (!required.contains(&name.as_str()))
                 .then(|| prop.get("default").cloned().unwrap_or(Value::Null)),
             doc: doc_of(prop),
@@ -181,42 +205,33 @@ fn deref<'a>(s: &'a Value, defs: &'a Value) -> &'a Value {
         .unwrap_or(s)
 }
 
-fn param_type(prop: &Value, defs: &Value) -> ParamType {
+/// What a property takes, in words ("a non-negative integer", "one of `a`, `b`").
+fn takes(prop: &Value, defs: &Value) -> String {
     let s = deref(prop, defs);
     if let Some(names) = enum_names(s, defs) {
-        // Built once per kind per process (the specs live in a `OnceLock`).
-        let names: Vec<&'static str> = names
-            .into_iter()
-            .map(|n| &*Box::leak(n.into_boxed_str()))
-            .collect();
-        return ParamType::Enum(Box::leak(names.into_boxed_slice()));
+        let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        return format!("one of {}", names.join(", "));
     }
-    let Some(ty) = s.get("type").and_then(Value::as_str) else {
-        return ParamType::Any;
-    };
-    let inner = |k: &str| s.get(k).map(|i| param_type(i, defs));
-    match ty {
-        "integer"
-            if s.get("minimum")
-                .and_then(Value::as_f64)
-                .is_some_and(|m| m >= 0.0) =>
-        {
-            ParamType::Count
+    let inner = |k: &str| s.get(k).map(|i| takes(i, defs));
+    let non_negative = s
+        .get("minimum")
+        .and_then(Value::as_f64)
+        .is_some_and(|m| m >= 0.0);
+    match s.get("type").and_then(Value::as_str) {
+        Some("integer") if non_negative => "a non-negative integer".into(),
+        Some("integer") => "an integer".into(),
+        Some("number") => "a number".into(),
+        Some("boolean") => "true or false".into(),
+        Some("string") => "a string".into(),
+        Some("array") => match inner("items").as_deref() {
+            Some("a string") => "a list of strings".into(),
+            Some("an integer" | "a non-negative integer") => "a list of integers".into(),
+            _ => "any value".into(),
+        },
+        Some("object") if inner("additionalProperties").as_deref() == Some("a string") => {
+            "a mapping of names to strings".into()
         }
-        "integer" => ParamType::Int,
-        "number" => ParamType::Float,
-        "boolean" => ParamType::Bool,
-        "string" => ParamType::Str,
-        "array" => match inner("items") {
-            Some(ParamType::Str) => ParamType::StrList,
-            Some(ParamType::Int | ParamType::Count) => ParamType::IntList,
-            _ => ParamType::Any,
-        },
-        "object" => match inner("additionalProperties") {
-            Some(ParamType::Str) => ParamType::StrMap,
-            _ => ParamType::Any,
-        },
-        _ => ParamType::Any,
+        _ => "any value".into(),
     }
 }
 
@@ -297,37 +312,65 @@ mod tests {
     fn specs_come_from_the_struct() {
         let specs = EXAMPLE.specs();
         let get = |n: &str| specs.iter().find(|s| s.name == n).unwrap();
-        assert_eq!(get("name").ty, ParamType::Str);
+        assert_eq!(get("name").takes, "a string");
         assert_eq!(get("name").default, None, "required");
         assert_eq!(get("name").doc, "Required text.");
-        assert_eq!(get("count").ty, ParamType::Count);
+        assert_eq!(get("count").takes, "a non-negative integer");
         assert_eq!(get("count").default, Some(json!(8)));
-        assert_eq!(get("offset").ty, ParamType::Int);
-        assert_eq!(get("rate").ty, ParamType::Float);
-        assert_eq!(get("mode").ty, ParamType::Enum(&["fast", "slow"]));
+        assert_eq!(get("offset").takes, "an integer");
+        assert_eq!(get("rate").takes, "a number");
+        assert_eq!(get("mode").takes, "one of `fast`, `slow`");
         assert_eq!(get("mode").default, Some(json!("fast")));
-        assert_eq!(get("tags").ty, ParamType::StrList);
-        assert_eq!(get("env").ty, ParamType::StrMap);
-        assert_eq!(get("betas").ty, ParamType::Any);
+        assert_eq!(get("tags").takes, "a list of strings");
+        assert_eq!(get("env").takes, "a mapping of names to strings");
+        assert_eq!(get("betas").takes, "any value");
         assert_eq!(specs.len(), 8);
     }
 
     #[test]
-    fn check_reads_the_struct_and_its_problems() {
-        let ok = json!({"name": "x", "count": 2});
-        assert!(EXAMPLE.check(ok.as_object().unwrap()).is_empty());
-        let zero = json!({"name": "x", "count": 0});
+    fn resolve_reads_the_struct_fills_defaults_and_finds_every_problem() {
+        let resolve = |v: Value| EXAMPLE.resolve(v.as_object().unwrap());
+        let ok = json!({"name": "x", "count": 2, "rate": 1});
+        let resolved = Value::Object(resolve(ok.clone()).unwrap());
         assert_eq!(
-            EXAMPLE.check(zero.as_object().unwrap()),
-            vec![("count".to_string(), "must be at least 1".to_string())]
+            resolved["rate"],
+            json!(1.0),
+            "an integer for a float becomes a float"
         );
-        let bad = json!({"name": "x", "betas": [0.9, "high"]});
         assert_eq!(
-            EXAMPLE.check(bad.as_object().unwrap()),
-            vec![(
-                "betas[1]".to_string(),
-                "expected a number, found the string \"high\"".to_string()
-            )]
+            (&resolved["offset"], &resolved["mode"]),
+            (&json!(0), &json!("fast"))
+        );
+        assert_eq!(
+            resolve(json!({"name": "x", "count": 0})),
+            Err(vec![(
+                "count".to_string(),
+                "must be at least 1".to_string()
+            )])
+        );
+        let problems = |v| resolve(v).unwrap_err();
+        assert_eq!(
+            problems(json!({"name": "x", "betas": [0.9, "high"], "offset": "3"})),
+            vec![
+                (
+                    "betas[1]".into(),
+                    "expected a number, found the string \"high\"".into()
+                ),
+                (
+                    "offset".into(),
+                    "expected an integer, found the string \"3\"".into()
+                )
+            ]
+        );
+        assert_eq!(
+            problems(json!({"count": -1})),
+            vec![
+                (
+                    "count".into(),
+                    "expected a non-negative integer, found the number -1".into()
+                ),
+                (String::new(), "missing field `name`".into())
+            ]
         );
         let read = EXAMPLE.read(ok.as_object().unwrap()).unwrap();
         assert_eq!((read.count, read.mode), (2, Mode::Fast));
@@ -349,12 +392,8 @@ mod tests {
                 let value = spec.default.clone().unwrap_or_else(|| json!("x"));
                 resolved.insert(spec.name.clone(), value);
             }
-            assert_eq!(
-                kind.params().check(&resolved),
-                Vec::new(),
-                "{}",
-                kind.kind()
-            );
+            let back = kind.params().resolve(&resolved);
+            assert_eq!(back, Ok(resolved), "{}", kind.kind());
         }
         let split = crate::stages::registry::lookup("split").unwrap();
         let default = |n: &str| {

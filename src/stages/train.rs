@@ -224,7 +224,7 @@ mod tests {
                 spec.name
             );
         }
-        assert!(TrainStage.params().check(&defaults()).is_empty());
+        assert_eq!(TrainStage.params().resolve(&defaults()), Ok(defaults()));
     }
 
     #[test]
@@ -234,7 +234,8 @@ mod tests {
         p.insert("betas".into(), json!([0.9]));
         let names: Vec<String> = TrainStage
             .params()
-            .check(&p)
+            .resolve(&p)
+            .unwrap_err()
             .into_iter()
             .map(|(n, _)| n)
             .collect();

@@ -21,24 +21,10 @@ fn run(
     out: &Path,
 ) -> anyhow::Result<StageOutcome> {
     let k = registry::lookup(kind).unwrap_or_else(|| panic!("kind {kind} registered"));
-    let mut p: Map<String, Value> = Map::new();
-    for spec in k.params().specs() {
-        if let Some(d) = &spec.default {
-            p.insert(spec.name.clone(), d.clone());
-        }
-    }
-    for (key, v) in params.as_object().unwrap() {
-        assert!(
-            k.params().specs().iter().any(|s| &s.name == key),
-            "{kind}: unknown param {key}"
-        );
-        p.insert(key.clone(), v.clone());
-    }
-    assert!(
-        k.params().check(&p).is_empty(),
-        "{kind}: {:?}",
-        k.params().check(&p)
-    );
+    let p = k
+        .params()
+        .resolve(params.as_object().unwrap())
+        .unwrap_or_else(|e| panic!("{kind}: {e:?}"));
     let inputs: Vec<StageInput> = inputs
         .iter()
         .map(|(kind, dir)| StageInput {

@@ -291,7 +291,7 @@ fn check_params_rejects_escaping_outputs_and_bad_env_names() {
     let p = params(
         json!({"cmd": " ", "outs": ["../x", "/abs", "ok.txt"], "env": {"1BAD": "x", "GOOD": "y"}}),
     );
-    let problems = CommandStage.params().check(&p);
+    let problems = CommandStage.params().resolve(&p).unwrap_err();
     let names: Vec<&str> = problems.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["cmd", "outs", "outs", "env"], "{problems:?}");
 }

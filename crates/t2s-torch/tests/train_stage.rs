@@ -68,7 +68,7 @@ fn the_train_stage_runs_the_worker_and_resumes_its_key() {
     ] {
         params.insert(k.into(), v);
     }
-    assert!(stage.params().check(&params).is_empty());
+    let params = stage.params().resolve(&params).expect("valid params");
     assert!(!stage.uses_gpu(&params));
     let inputs = vec![
         input("split", "split", &split),
