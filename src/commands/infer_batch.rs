@@ -19,9 +19,8 @@ use crate::cli::InferArgs;
 use crate::data::format::chat_prompt;
 use crate::eval::extract::extract_sql;
 use crate::eval::input::{read_requests, Request};
-use crate::stages::evaluate::{read_generations, Generations};
-use crate::worker::jobs::{GenerateJob, Job};
-use crate::worker::{JobSpec, WorkerEvent, WorkerLauncher};
+use crate::worker::generate::{read_generations, Batch, Generations};
+use crate::worker::{WorkerEvent, WorkerLauncher};
 
 /// Set by Ctrl-C or SIGTERM: the worker stops; what it generated is kept for the rerun.
 static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -47,9 +46,20 @@ pub fn run(
     let work = work_dir(out)?;
     let resumed = prepare_work(&work, &fingerprint(args, weights, input)?)?;
 
-    let prompts = work.join("prompts.jsonl");
-    write_prompts(&prompts, &requests)?;
-    let generations = work.join("generations.jsonl");
+    let batch = Batch {
+        dir: &work,
+        model: &weights.model,
+        adapter: weights.adapter.as_deref(),
+        device: &args.device,
+        batch_size: args.batch_size.max(1),
+        generation: super::infer::generation(args),
+    };
+    let spec = batch.job(
+        requests
+            .iter()
+            .map(|r| (r.id.clone(), chat_prompt(&r.prompt, &r.context))),
+    )?;
+    let generations = batch.out_file();
     let before = if resumed {
         read_generations(&generations).map_or(0, |g| g.len())
     } else {
@@ -62,18 +72,6 @@ pub fn run(
         );
     }
 
-    let mut spec = JobSpec::of(&Job::Generate(GenerateJob {
-        prompts_file: prompts.clone(),
-        out_file: generations.clone(),
-        batch_size: args.batch_size.max(1),
-        generation: super::infer::generation(args),
-    }));
-    spec.device = args.device.clone();
-    spec.inputs.insert("model".into(), weights.model.clone());
-    if let Some(a) = &weights.adapter {
-        spec.inputs.insert("adapter".into(), a.clone());
-    }
-    spec.partial_dir = Some(work.clone());
     // Setting the handler fails only if one is set already (tests calling commands in-process).
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
     let total = requests.len();
@@ -212,16 +210,6 @@ fn prepare_work(work: &Path, fingerprint: &str) -> anyhow::Result<bool> {
 }
 
 /// The worker's input: one rendered chat prompt per request.
-fn write_prompts(path: &Path, requests: &[Request]) -> anyhow::Result<()> {
-    let mut text = String::new();
-    for r in requests {
-        let line = json!({"id": r.id, "text": chat_prompt(&r.prompt, &r.context)});
-        text.push_str(&line.to_string());
-        text.push('\n');
-    }
-    write_whole(path, &text)
-}
-
 /// Write `text` to `path` through a temporary file in the same folder, renamed when whole.
 fn write_whole(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = match path.parent() {

@@ -116,7 +116,7 @@ pub fn build(tracker: &Tracker, which: &str) -> anyhow::Result<ReportData> {
         t2s_version: run.t2s_version.clone(),
         facts,
     };
-    let mut data = crate::stages::report::build(&inputs, &report_params, info)?;
+    let mut data = crate::report::gather::build(&inputs, &report_params, info)?;
     for m in tracker.metrics(run.id, true)? {
         if m.name == "gen_tokens_per_s" || m.name.ends_with("/gen_tokens_per_s") {
             data.run

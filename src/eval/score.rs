@@ -151,6 +151,64 @@ pub struct Report {
     pub seed: u64,
 }
 
+impl Report {
+    /// The scores with their 95% CIs, by metric name: the first value of each `scalars` triple.
+    const SCORES: [&'static str; 9] = [
+        "execution_accuracy",
+        "exact_match",
+        "valid_sql",
+        "bleu",
+        "sacrebleu",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "test_suite_accuracy",
+    ];
+    /// Execution-accuracy false positives the test suites caught.
+    const FALSE_POSITIVES: &'static str = "false_positives_caught";
+
+    /// The report as scalar metrics: each score with its CI (`_ci_low`, `_ci_high`); with test
+    /// suites, their accuracy and the false positives they caught.
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        let suite = self.test_suite.as_ref();
+        let estimates = [
+            Some(&self.execution_accuracy),
+            Some(&self.exact_match),
+            Some(&self.valid_sql),
+            Some(&self.bleu),
+            Some(&self.sacrebleu),
+            Some(&self.rouge1),
+            Some(&self.rouge2),
+            Some(&self.rouge_l),
+            suite.map(|t| &t.accuracy),
+        ];
+        let mut out = Vec::new();
+        for (k, e) in Self::SCORES.iter().zip(estimates) {
+            if let Some(e) = e {
+                out.extend([(k.to_string(), e.value), (format!("{k}_ci_low"), e.ci_low)]);
+                out.push((format!("{k}_ci_high"), e.ci_high));
+            }
+        }
+        out.extend(suite.map(|t| {
+            (
+                Self::FALSE_POSITIVES.into(),
+                t.false_positives_caught as f64,
+            )
+        }));
+        out
+    }
+
+    /// Every name `scalars` can give.
+    pub fn scalar_names() -> Vec<String> {
+        let mut out: Vec<String> = Self::SCORES
+            .iter()
+            .flat_map(|k| [k.to_string(), format!("{k}_ci_low"), format!("{k}_ci_high")])
+            .collect();
+        out.push(Self::FALSE_POSITIVES.into());
+        out
+    }
+}
+
 /// Score one example (text metrics, execution and, given its suite, the test suite).
 pub fn score_one(item: &ScoreItem, suite: Option<&Suite>, opts: &ScoreOptions) -> ExampleScore {
     let limits = &opts.limits;

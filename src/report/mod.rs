@@ -4,6 +4,7 @@
 //! Rendering is pure (data in, text out) so it is tested without a run; plots are drawn with
 //! plotters (SVG inlined in the HTML, PNG files beside the Markdown).
 
+pub mod gather;
 pub mod html;
 pub mod load;
 pub mod markdown;

@@ -13,8 +13,8 @@
 //! warnings). Generations live in the partial area until committed, so an interrupted run
 //! continues where its last finished batch ended.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Write};
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
@@ -28,10 +28,13 @@ use super::{StageContext, StageError, StageKind, StageOutcome};
 use crate::data::Row;
 use crate::eval::compare::{compare_all, SystemExec};
 use crate::eval::extract::extract_sql;
-use crate::eval::score::{build_suites, exec_vector, score_all_with, suite_vector, ScoreItem};
+use crate::eval::score::{
+    build_suites, exec_vector, score_all_with, suite_vector, Report, ScoreItem,
+};
 use crate::eval::scoring::Scoring;
-use crate::worker::jobs::{GenerateJob, Generation, Job};
-use crate::worker::{JobSpec, WorkerError, WorkerEvent};
+use crate::worker::generate::{read_generations, Batch, Generations};
+use crate::worker::jobs::Generation;
+use crate::worker::{WorkerError, WorkerEvent};
 
 pub struct EvaluateStage;
 
@@ -143,64 +146,8 @@ fn systems_of(ctx: &StageContext<'_>, include_base: bool) -> Vec<System> {
     systems
 }
 
-/// The scores a system gets, each with its 95% CI (`_ci_low`, `_ci_high`), by metric name.
-const SCORES: [&str; 8] = [
-    "execution_accuracy",
-    "exact_match",
-    "valid_sql",
-    "bleu",
-    "sacrebleu",
-    "rouge1",
-    "rouge2",
-    "rougeL",
-];
-/// With test suites: the suite accuracy (with its CI) and the false positives it caught.
-const SUITE_ACCURACY: &str = "test_suite_accuracy";
-const FALSE_POSITIVES: &str = "false_positives_caught";
 /// Generation speed: a measurement, for the tracking DB.
 const GEN_SPEED: &str = "gen_tokens_per_s";
-
-/// The metric names `final_metrics` can give a system.
-fn metric_names() -> Vec<String> {
-    let mut out = Vec::new();
-    for k in SCORES.iter().chain([&SUITE_ACCURACY]) {
-        out.extend([k.to_string(), format!("{k}_ci_low"), format!("{k}_ci_high")]);
-    }
-    out.extend([FALSE_POSITIVES.to_string(), GEN_SPEED.to_string()]);
-    out
-}
-
-/// A system's final metrics: each score with its CI, test-suite accuracy, generation speed.
-fn final_metrics(report: &crate::eval::score::Report, generation: &Value) -> Vec<(String, f64)> {
-    let r = report;
-    let scores = [
-        &r.execution_accuracy,
-        &r.exact_match,
-        &r.valid_sql,
-        &r.bleu,
-        &r.sacrebleu,
-        &r.rouge1,
-        &r.rouge2,
-        &r.rouge_l,
-    ];
-    let mut out = Vec::new();
-    let mut push = |k: &str, e: &crate::eval::stats::Estimate| {
-        out.push((k.to_string(), e.value));
-        out.push((format!("{k}_ci_low"), e.ci_low));
-        out.push((format!("{k}_ci_high"), e.ci_high));
-    };
-    for (k, e) in SCORES.iter().zip(scores) {
-        push(k, e);
-    }
-    if let Some(ts) = &report.test_suite {
-        push(SUITE_ACCURACY, &ts.accuracy);
-        out.push((FALSE_POSITIVES.into(), ts.false_positives_caught as f64));
-    }
-    if let Some(tps) = generation.get("tokens_per_s").and_then(Value::as_f64) {
-        out.push((GEN_SPEED.into(), tps));
-    }
-    out
-}
 
 /// What `metrics.json` says of a system's generation: facts of the generated text (rows, new
 /// tokens, from the generations themselves) and of how it was configured (device, decoder).
@@ -283,29 +230,6 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// Generated text and token count per example id.
-pub(crate) type Generations = HashMap<String, (String, u64)>;
-
-pub(crate) fn read_generations(path: &Path) -> anyhow::Result<Generations> {
-    let mut out = HashMap::new();
-    let f = std::fs::File::open(path)?;
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line)
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
-        let id = match &v["id"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let text = v["text"].as_str().unwrap_or_default().to_string();
-        out.insert(id, (text, v["new_tokens"].as_u64().unwrap_or(0)));
-    }
-    Ok(out)
-}
-
 /// Run (or resume) the worker's `generate` job for one system.
 fn generate(
     ctx: &StageContext<'_>,
@@ -314,26 +238,11 @@ fn generate(
     model: &Path,
     rows: &[Row],
 ) -> Result<(Generations, Value), StageError> {
-    let dir = ctx.partial_dir.join(sanitize(&sys.name));
-    std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
-    let prompts = dir.join("prompts.jsonl");
-    let out_file = dir.join("generations.jsonl");
-    let mut w =
-        std::io::BufWriter::new(std::fs::File::create(&prompts).map_err(anyhow::Error::from)?);
-    for r in rows {
-        let text = if p.format == PromptFormat::Raw {
-            format!("{}{}\n", crate::data::format::BOS, r.sql_context)
-        } else {
-            crate::data::format::chat_prompt(&r.sql_prompt, &r.sql_context)
-        };
-        writeln!(w, "{}", json!({"id": r.id.to_string(), "text": text}))
-            .map_err(anyhow::Error::from)?;
-    }
-    w.flush().map_err(anyhow::Error::from)?;
-    drop(w);
-    let mut spec = JobSpec::of(&Job::Generate(GenerateJob {
-        prompts_file: prompts.clone(),
-        out_file: out_file.clone(),
+    let batch = Batch {
+        dir: &ctx.partial_dir.join(sanitize(&sys.name)),
+        model,
+        adapter: sys.adapter.as_deref(),
+        device: &p.device,
         batch_size: p.batch_size,
         generation: Generation {
             dtype: p.dtype,
@@ -343,13 +252,15 @@ fn generate(
             seed: p.seed,
             ..Generation::default()
         },
-    }));
-    spec.inputs.insert("model".into(), model.to_path_buf());
-    if let Some(a) = &sys.adapter {
-        spec.inputs.insert("adapter".into(), a.clone());
-    }
-    spec.partial_dir = Some(dir.clone());
-    spec.device = p.device.clone();
+    };
+    let spec = batch.job(rows.iter().map(|r| {
+        let text = if p.format == PromptFormat::Raw {
+            format!("{}{}\n", crate::data::format::BOS, r.sql_context)
+        } else {
+            crate::data::format::chat_prompt(&r.sql_prompt, &r.sql_context)
+        };
+        (r.id.to_string(), text)
+    }))?;
     let total = rows.len() as u64;
     let result = ctx
         .worker
@@ -371,7 +282,7 @@ fn generate(
             WorkerError::Interrupted { .. } => StageError::Interrupted,
             other => failed(format!("generation for {}: {other}", sys.name)),
         })?;
-    let gens = read_generations(&out_file)?;
+    let gens = read_generations(&batch.out_file())?;
     if let Some(missing) = rows.iter().find(|r| !gens.contains_key(&r.id.to_string())) {
         return Err(failed(format!(
             "generation for {}: the worker wrote no output for example id {}; rerun to resume",
@@ -397,7 +308,12 @@ impl StageKind for EvaluateStage {
     /// suite's budget counts SQLite instructions, not milliseconds (`test_suite_max_instructions`
     /// replaces `test_suite_timeout_ms`: a verdict depended on the machine's load).
     fn metrics(&self) -> Option<Vec<String>> {
-        Some(metric_names())
+        Some(
+            Report::scalar_names()
+                .into_iter()
+                .chain([GEN_SPEED.into()])
+                .collect(),
+        )
     }
     fn version(&self) -> u32 {
         4
@@ -496,7 +412,12 @@ impl StageKind for EvaluateStage {
             } else {
                 format!("{}/", sys.name)
             };
-            for (k, v) in final_metrics(&report, &gen_result) {
+            let speed = gen_result.get("tokens_per_s").and_then(Value::as_f64);
+            for (k, v) in report
+                .scalars()
+                .into_iter()
+                .chain(speed.map(|v| (GEN_SPEED.into(), v)))
+            {
                 ctx.metrics.metric(&format!("{prefix}{k}"), None, v);
                 outcome.metrics.insert(format!("{prefix}{k}"), v);
             }

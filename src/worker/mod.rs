@@ -4,6 +4,7 @@
 //! (a file path on the command line), JSON-lines events come out on stdout, and the exit status
 //! says whether the job succeeded. A crash, kill or CUDA OOM of the worker fails that one job.
 
+pub mod generate;
 pub mod jobs;
 pub mod launcher;
 pub mod protocol;
