@@ -67,6 +67,12 @@ pub fn gpu_present() -> bool {
     std::fs::read_dir("/proc/driver/nvidia/gpus").is_ok_and(|mut d| d.next().is_some())
 }
 
+/// Write `value` as pretty JSON into the output file `path`.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(value)?)?;
+    Ok(())
+}
+
 /// Copy a file into the output directory.
 pub fn copy_into(src: &Path, out_dir: &Path, name: &str) -> anyhow::Result<()> {
     std::fs::copy(src, out_dir.join(name))

@@ -50,11 +50,7 @@ impl StageKind for EdaStage {
             None => None,
         };
         let (stats, series) = compute(&rows, tk.as_ref())?;
-        std::fs::write(
-            ctx.out_dir.join("eda_stats.json"),
-            serde_json::to_vec_pretty(&stats).map_err(anyhow::Error::from)?,
-        )
-        .map_err(anyhow::Error::from)?;
+        super::common::write_json(&ctx.out_dir.join("eda_stats.json"), &stats)?;
         render(&ctx.out_dir.join("figures"), &stats, &series)?;
         let mut o = StageOutcome::default();
         o.metrics.insert("rows".into(), stats.rows as f64);

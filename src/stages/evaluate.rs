@@ -351,10 +351,9 @@ impl StageKind for EvaluateStage {
                 .join("generations.jsonl")
                 .is_file()
         });
-        let mut pred_out = std::io::BufWriter::new(
-            std::fs::File::create(ctx.out_dir.join("predictions.jsonl"))
-                .map_err(anyhow::Error::from)?,
-        );
+        let mut pred_out = std::io::BufWriter::new(std::fs::File::create(
+            ctx.out_dir.join("predictions.jsonl"),
+        )?);
         let mut reports = Map::new();
         let mut execs = Vec::new();
         let mut suite_execs = Vec::new();
@@ -402,9 +401,9 @@ impl StageKind for EvaluateStage {
                 let (text, new_tokens) = &gens[&it.id];
                 let line = json!({"system": sys.name, "row": r, "generation": text,
                     "new_tokens": new_tokens, "prediction": it.pred, "scores": s});
-                writeln!(pred_out, "{line}").map_err(anyhow::Error::from)?;
+                writeln!(pred_out, "{line}")?;
             }
-            let mut rv = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+            let mut rv = serde_json::to_value(&report)?;
             rv["generation"] = generation_facts(&gens, &gen_result);
             reports.insert(sys.name.clone(), rv);
             let prefix = if single {
@@ -432,7 +431,7 @@ impl StageKind for EvaluateStage {
                 });
             }
         }
-        pred_out.flush().map_err(anyhow::Error::from)?;
+        pred_out.flush()?;
         let comparisons = compare_all(&execs, opts.bootstrap_samples, seed);
         let suite_comparisons = compare_all(&suite_execs, opts.bootstrap_samples, seed);
         for c in comparisons.iter().chain(&suite_comparisons) {
@@ -443,14 +442,9 @@ impl StageKind for EvaluateStage {
         let mut metrics = json!({"n": rows.len(), "systems": reports, "comparisons": comparisons,
             "rows_drawn": BTreeMap::from([("subset", p.subset), ("seed", seed)])});
         if !suite_execs.is_empty() {
-            metrics["comparisons_test_suite"] =
-                serde_json::to_value(&suite_comparisons).map_err(anyhow::Error::from)?;
+            metrics["comparisons_test_suite"] = serde_json::to_value(&suite_comparisons)?;
         }
-        std::fs::write(
-            ctx.out_dir.join("metrics.json"),
-            serde_json::to_vec_pretty(&metrics).map_err(anyhow::Error::from)?,
-        )
-        .map_err(anyhow::Error::from)?;
+        super::common::write_json(&ctx.out_dir.join("metrics.json"), &metrics)?;
         Ok(outcome)
     }
 }

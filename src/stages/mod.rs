@@ -102,6 +102,18 @@ pub enum StageError {
     Other(#[from] anyhow::Error),
 }
 
+impl From<std::io::Error> for StageError {
+    fn from(e: std::io::Error) -> Self {
+        StageError::Other(e.into())
+    }
+}
+
+impl From<serde_json::Error> for StageError {
+    fn from(e: serde_json::Error) -> Self {
+        StageError::Other(e.into())
+    }
+}
+
 /// A built-in stage implementation.
 pub trait StageKind: Send + Sync {
     /// The `kind:` name used in pipeline files.

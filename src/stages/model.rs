@@ -133,11 +133,8 @@ impl StageKind for ModelStage {
                 "commit": pin.commit,
                 "files": files,
             });
-            std::fs::write(
-                ctx.out_dir.join(HUB_SOURCE_FILE),
-                serde_json::to_vec_pretty(&source).map_err(anyhow::Error::from)?,
-            )
-            .context("writing the hub source into the artifact")?;
+            super::common::write_json(&ctx.out_dir.join(HUB_SOURCE_FILE), &source)
+                .context("writing the hub source into the artifact")?;
         }
         if !is_model_dir(ctx.out_dir) {
             return Err(StageError::Failed(format!(

@@ -3,9 +3,9 @@
 //! Output: the examples layout of `data::examples`, `tokenizer.json`, `meta.json`,
 //! `preprocess_report.json`.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::common::{copy_into, input_with};
+use super::common::{copy_into, input_with, write_json};
 use super::params::{ParamSet, Typed};
 use super::{StageContext, StageError, StageKind, StageOutcome};
 use crate::data::examples::write_stored;
@@ -58,15 +58,10 @@ impl StageKind for PreprocessStage {
             "tokenizer_blake3": fingerprint(&tok_path)?,
             "special_ids": special,
         });
-        let w = |name: &str, v: &Value| -> anyhow::Result<()> {
-            std::fs::write(ctx.out_dir.join(name), serde_json::to_vec_pretty(v)?)?;
-            Ok(())
-        };
-        w("meta.json", &meta)?;
-        w(
-            "preprocess_report.json",
-            &serde_json::to_value(&report).map_err(anyhow::Error::from)?,
-        )?;
+        write_json(&ctx.out_dir.join("meta.json"), &meta)?;
+        // Through a `Value`: its keys sorted, as the artifact has always had them.
+        let sorted = serde_json::to_value(&report)?;
+        write_json(&ctx.out_dir.join("preprocess_report.json"), &sorted)?;
         let mut o = StageOutcome::default();
         o.metrics.insert("examples".into(), report.kept as f64);
         o.metrics.insert("dropped".into(), report.dropped as f64);

@@ -65,8 +65,7 @@ impl StageKind for ReportStage {
             .into_iter()
             .map(Into::into)
             .collect();
-        let json = serde_json::to_vec_pretty(&data).map_err(anyhow::Error::from)?;
-        std::fs::write(ctx.out_dir.join("report.json"), json).map_err(anyhow::Error::from)?;
+        super::common::write_json(&ctx.out_dir.join("report.json"), &data)?;
         let mut outcome = StageOutcome::default();
         outcome
             .metrics

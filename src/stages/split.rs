@@ -52,11 +52,7 @@ impl StageKind for SplitStage {
                 copy_into(&dir.join(f), ctx.out_dir, f)?;
             }
         }
-        std::fs::write(
-            ctx.out_dir.join("split_report.json"),
-            serde_json::to_vec_pretty(&report).map_err(anyhow::Error::from)?,
-        )
-        .map_err(anyhow::Error::from)?;
+        super::common::write_json(&ctx.out_dir.join("split_report.json"), &report)?;
         let mut o = StageOutcome::default();
         for (k, v) in &report.sizes {
             o.metrics.insert(format!("{k}_rows"), *v as f64);

@@ -157,11 +157,7 @@ impl StageKind for TokenizerStage {
             "blake3": fp,
             "special_ids": special,
         });
-        std::fs::write(
-            ctx.out_dir.join("tokenizer_report.json"),
-            serde_json::to_vec_pretty(&report).map_err(anyhow::Error::from)?,
-        )
-        .map_err(anyhow::Error::from)?;
+        super::common::write_json(&ctx.out_dir.join("tokenizer_report.json"), &report)?;
         let mut o = StageOutcome::default();
         o.metrics
             .insert("vocab_size".into(), tk.get_vocab_size(true) as f64);

@@ -150,12 +150,8 @@ impl StageKind for TrainStage {
             // node), never into the artifact: see `split_provenance`.
             ctx.metrics.metric(RESUMED_FROM_STEP, None, step as f64);
         }
-        let result_json = serde_json::to_vec_pretty(&result).map_err(anyhow::Error::from)?;
-        std::fs::write(
-            ctx.out_dir.join(crate::report::load::TRAIN_RESULT),
-            result_json,
-        )
-        .map_err(anyhow::Error::from)?;
+        let result_file = ctx.out_dir.join(crate::report::load::TRAIN_RESULT);
+        super::common::write_json(&result_file, &result)?;
         let metrics = result
             .get("metrics")
             .and_then(Value::as_object)
