@@ -11,6 +11,7 @@ use super::diag::{suggest, Collector};
 use super::located::explain;
 use super::raw::RawStage;
 use super::yaml::Loc;
+use crate::stages::params::ANY_VALUE;
 use crate::stages::{ParamSpec, StageKind};
 
 /// Names that would land on a file t2s keeps in `experiments/` itself.
@@ -139,10 +140,10 @@ pub fn resolve(
         }
         let spec = specs.iter().find(|s| s.name == param);
         if let Some(spec) = spec.filter(|_| at == param) {
-            // serde says `a list`; the param says what of.
+            // serde says `a list`; the param says what of (when its type has words).
             if let Some((_, found)) = message
                 .split_once(", found ")
-                .filter(|_| message.starts_with("expected "))
+                .filter(|_| message.starts_with("expected ") && spec.takes != ANY_VALUE)
             {
                 message = format!("expected {}, found {found}", spec.takes);
             }

@@ -205,6 +205,9 @@ fn deref<'a>(s: &'a Value, defs: &'a Value) -> &'a Value {
         .unwrap_or(s)
 }
 
+/// The words of a param whose type has none of its own (a list of numbers, a nested config).
+pub const ANY_VALUE: &str = "any value";
+
 /// What a property takes, in words ("a non-negative integer", "one of `a`, `b`").
 fn takes(prop: &Value, defs: &Value) -> String {
     let s = deref(prop, defs);
@@ -226,12 +229,12 @@ fn takes(prop: &Value, defs: &Value) -> String {
         Some("array") => match inner("items").as_deref() {
             Some("a string") => "a list of strings".into(),
             Some("an integer" | "a non-negative integer") => "a list of integers".into(),
-            _ => "any value".into(),
+            _ => ANY_VALUE.into(),
         },
         Some("object") if inner("additionalProperties").as_deref() == Some("a string") => {
             "a mapping of names to strings".into()
         }
-        _ => "any value".into(),
+        _ => ANY_VALUE.into(),
     }
 }
 

@@ -428,3 +428,19 @@ fn negative_counts_sizes_and_seeds_are_refused_with_their_field() {
     }
     assert!(e.contains("cannot be negative"), "{e}");
 }
+
+/// A param whose type has no words of its own (`betas`: a list of numbers) keeps serde's
+/// words for what it expected, and what is inside it is reported at its element.
+#[test]
+fn wrong_values_in_a_list_param_are_reported_in_plain_words() {
+    let e = smoke_on(None, &["train.betas=0.9", "train.lr=fast"]).unwrap_err();
+    let want = "train.betas=0.9: expected a list, found the number 0.9\n  hint: write a list";
+    assert!(e.contains(want), "{e}");
+    let want = "train.lr=fast: expected a number, found the string \"fast\"";
+    assert!(e.contains(want), "{e}");
+    let e = smoke_on(None, &["train.betas=[0.9, high]"]).unwrap_err();
+    assert!(
+        e.contains("train.betas=[0.9, high]: expected a number, found the string \"high\""),
+        "{e}"
+    );
+}

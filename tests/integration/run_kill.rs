@@ -44,7 +44,10 @@ fn kill_minus_nine_then_rerun_equals_an_uninterrupted_run() {
         p.verify_all_objects();
         let runs = p.t2s().arg("runs").output().unwrap();
         let runs = String::from_utf8(runs.stdout).unwrap();
-        if runs.lines().count() > 1 && !finished_alone {
+        // A run may record its end and be killed before the process exits: then it reads
+        // as having run every node, which is the truth.
+        let recorded_whole = runs.contains("succeeded") && runs.contains(" 11 ran");
+        if runs.lines().count() > 1 && !finished_alone && !recorded_whole {
             assert!(
                 runs.contains("interrupted"),
                 "killed run must read as interrupted:\n{runs}"
