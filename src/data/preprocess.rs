@@ -53,11 +53,14 @@ pub struct Params {
     pub truncation: Truncation,
 }
 
+/// The default sequence length: of preprocessed examples, and of training batches.
+pub const DEFAULT_MAX_LENGTH: usize = 512;
+
 impl Default for Params {
     fn default() -> Self {
         Self {
             mode: Mode::Chat,
-            max_length: 512,
+            max_length: DEFAULT_MAX_LENGTH,
             truncation: Truncation::Drop,
         }
     }

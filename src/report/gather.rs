@@ -33,7 +33,7 @@ impl Default for ReportParams {
         Self {
             title: String::new(),
             notes: Vec::new(),
-            bootstrap_samples: 1000,
+            bootstrap_samples: crate::eval::stats::DEFAULT_RESAMPLES as u64,
             seed: 0,
             search: None,
         }

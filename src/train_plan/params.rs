@@ -166,7 +166,7 @@ impl Default for TrainParams {
             grad_accum: 1,
             batch_size: 8,
             token_budget: 0,
-            max_length: 512,
+            max_length: crate::data::preprocess::DEFAULT_MAX_LENGTH as u64,
             pad_to_multiple_of: 0,
             group_by_length: true,
             shuffle: true,
