@@ -1,7 +1,7 @@
-//! Params against a kind's declared `ParamSpec`s (derived from its params struct): unknown
-//! names, required ones, types; defaults filled; then the params read as the kind's struct,
-//! with its own `problems`. Also the pipeline's `name`, which becomes a directory
-//! (`experiments/<name>/<run>/` for reports).
+//! Params against the kind's params struct: unknown names (stage level), then each node's
+//! params read as the struct, every problem placed where it was written with a hint; the
+//! resolved params come back with defaults filled. Also the pipeline's `name`, which becomes
+//! a directory (`experiments/<name>/<run>/` for reports).
 
 use std::collections::BTreeSet;
 

@@ -4,9 +4,11 @@
 //! its params all come from it, so they cannot drift apart (issue 32: the hand-kept tables
 //! and use-site defaults they replace had).
 //!
-//! Validation is two steps: the per-param types derived from the struct's JSON schema check
-//! each value where it was written (file:line:column, hints), defaults are filled, and then
-//! the resolved params are read as the struct, whose `problems` check ranges and combinations.
+//! Validation reads a node's params as the struct (serde, with the field path of a failure):
+//! a param that fails is left out and the rest read again, so one run lists every problem;
+//! then the struct's `problems` check ranges and combinations. Written back, the struct gives
+//! the resolved params (defaults filled, values normalised) that the cache key hashes. The
+//! JSON schema gives the names, defaults and words of `t2s kinds`.
 
 use std::marker::PhantomData;
 use std::sync::OnceLock;
