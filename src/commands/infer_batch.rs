@@ -209,7 +209,6 @@ fn prepare_work(work: &Path, fingerprint: &str) -> anyhow::Result<bool> {
     Ok(false)
 }
 
-/// The worker's input: one rendered chat prompt per request.
 /// Write `text` to `path` through a temporary file in the same folder, renamed when whole.
 fn write_whole(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = match path.parent() {
