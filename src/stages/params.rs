@@ -85,11 +85,16 @@ impl<P: Params> ParamSet for Typed<P> {
         loop {
             match read::<P>(&params) {
                 Ok(_) if !problems.is_empty() => return Err(problems),
-                Ok(p) if !p.problems().is_empty() => return Err(p.problems()),
-                Ok(p) => match serde_json::to_value(p) {
-                    Ok(Value::Object(resolved)) => return Ok(resolved),
-                    _ => return Err(vec![(String::new(), "cannot be written back".into())]),
-                },
+                Ok(p) => {
+                    let problems = p.problems();
+                    if !problems.is_empty() {
+                        return Err(problems);
+                    }
+                    return match serde_json::to_value(p) {
+                        Ok(Value::Object(resolved)) => Ok(resolved),
+                        _ => Err(vec![(String::new(), "cannot be written back".into())]),
+                    };
+                }
                 Err((path, message)) => {
                     let param = path
                         .split(['.', '['])
