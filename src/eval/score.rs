@@ -185,8 +185,11 @@ impl Report {
         let mut out = Vec::new();
         for (k, e) in Self::SCORES.iter().zip(estimates) {
             if let Some(e) = e {
-                out.extend([(k.to_string(), e.value), (format!("{k}_ci_low"), e.ci_low)]);
-                out.push((format!("{k}_ci_high"), e.ci_high));
+                out.extend([
+                    (k.to_string(), e.value),
+                    (format!("{k}_ci_low"), e.ci_low),
+                    (format!("{k}_ci_high"), e.ci_high),
+                ]);
             }
         }
         out.extend(suite.map(|t| {

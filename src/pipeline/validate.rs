@@ -125,7 +125,8 @@ pub fn resolve(
             let name = missing.trim_end_matches('`');
             // A param written but left out (unresolvable, or failed above) is not missing.
             let written = skip.contains(name) || given.contains_key(name);
-            if let Some(spec) = specs.iter().filter(|_| !written).find(|s| s.name == name) {
+            let spec = specs.iter().find(|s| s.name == name);
+            if let Some(spec) = spec.filter(|_| !written) {
                 diags.add(
                     stage.params_loc,
                     &format!("stages.{}.params.{name}", stage.name.v),
