@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::eval::compare::{compare_all, SystemExec};
+use crate::eval::compare::PairedSystems;
 use crate::eval::input::{read_predictions, Predictions, Rejected};
 use crate::eval::render::{render_comparison, render_report};
 use crate::eval::sandbox::Limits;
-use crate::eval::score::{exec_vector, score_all, suite_vector};
+use crate::eval::score::score_all;
 use crate::eval::scoring::Scoring;
 
 /// Score SQL predictions: BLEU, ROUGE, exact match, SQL validity and execution accuracy.
@@ -108,8 +108,7 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
     let mut opts = args.scoring.options(args.seed);
     opts.limits.max_instructions = args.max_instructions;
     let mut reports = Vec::new();
-    let mut systems = Vec::new();
-    let mut suite_systems = Vec::new();
+    let mut paired = PairedSystems::default();
     let mut names: Vec<String> = Vec::new();
     for (i, path) in args.predictions.iter().enumerate() {
         let Predictions { items, rejected } = read_predictions(path)?;
@@ -124,20 +123,10 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
             name = format!("{name}#{}", i + 1);
         }
         names.push(name.clone());
-        systems.push(SystemExec {
-            name: name.clone(),
-            per_id: exec_vector(&items, &scores),
-        });
-        if let Some(per_id) = suite_vector(&items, &scores) {
-            suite_systems.push(SystemExec {
-                name: name.clone(),
-                per_id,
-            });
-        }
+        paired.add(&name, &items, &scores);
         reports.push((name, report, render_rejected(path, &rejected), rejected));
     }
-    let comparisons = compare_all(&systems, opts.bootstrap_samples, args.seed);
-    let suite_comparisons = compare_all(&suite_systems, opts.bootstrap_samples, args.seed);
+    let compared = paired.compare(opts.bootstrap_samples, args.seed);
 
     let mut values = Vec::new();
     for (_, r, _, rejected) in &reports {
@@ -153,11 +142,9 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
             .map(|(n, ..)| n.clone())
             .zip(values)
             .collect();
-        let mut j = json!({ "systems": systems, "comparisons": comparisons });
-        if !suite_systems.is_empty() {
-            j["comparisons_test_suite"] = serde_json::to_value(&suite_comparisons)?;
-        }
-        j
+        let mut j = compared.fields()?;
+        j.insert("systems".into(), serde_json::Value::Object(systems));
+        serde_json::Value::Object(j)
     };
     let mut text = String::new();
     for (name, r, shown, _) in &reports {
@@ -166,8 +153,12 @@ pub fn evaluate_files(args: &EvaluateArgs) -> anyhow::Result<EvaluateOutput> {
         text.push('\n');
     }
     for (title, metric, list) in [
-        ("execution accuracy", "EX", &comparisons),
-        ("test-suite accuracy", "TS", &suite_comparisons),
+        ("execution accuracy", "EX", &compared.exec[..]),
+        (
+            "test-suite accuracy",
+            "TS",
+            compared.suite.as_deref().unwrap_or_default(),
+        ),
     ] {
         if list.is_empty() {
             continue;

@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::score::{exec_vector, suite_vector, ExampleScore, ScoreItem};
 
 use super::stats::{
     bootstrap_mean, paired_compare, ranking_warning, resample_indices, PairedComparison,
@@ -26,6 +29,65 @@ pub struct Comparison {
     pub test: PairedComparison,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+}
+
+/// Systems scored on the same examples, for paired tests of execution accuracy and, when the
+/// test suite ran, of test-suite accuracy (what the evaluate stage and `t2s evaluate` share).
+#[derive(Debug, Default)]
+pub struct PairedSystems {
+    exec: Vec<SystemExec>,
+    suite: Vec<SystemExec>,
+}
+
+/// Every pair compared, on execution accuracy and on test-suite accuracy (`None` when the
+/// suite did not run).
+pub struct Compared {
+    pub exec: Vec<Comparison>,
+    pub suite: Option<Vec<Comparison>>,
+}
+
+impl PairedSystems {
+    pub fn add(&mut self, name: &str, items: &[ScoreItem], scores: &[ExampleScore]) {
+        let exec = exec_vector(items, scores);
+        self.exec.push(SystemExec {
+            name: name.to_string(),
+            per_id: exec,
+        });
+        if let Some(per_id) = suite_vector(items, scores) {
+            self.suite.push(SystemExec {
+                name: name.to_string(),
+                per_id,
+            });
+        }
+    }
+
+    /// Compare every pair (see [`compare_all`]).
+    pub fn compare(&self, resamples: usize, seed: u64) -> Compared {
+        Compared {
+            exec: compare_all(&self.exec, resamples, seed),
+            suite: (!self.suite.is_empty()).then(|| compare_all(&self.suite, resamples, seed)),
+        }
+    }
+}
+
+impl Compared {
+    /// Both lists, execution accuracy's first.
+    pub fn all(&self) -> impl Iterator<Item = &Comparison> {
+        self.exec.iter().chain(self.suite.iter().flatten())
+    }
+
+    /// The JSON fields: `comparisons`, and `comparisons_test_suite` when the suite ran.
+    pub fn fields(&self) -> serde_json::Result<Map<String, Value>> {
+        let mut out = Map::new();
+        out.insert("comparisons".into(), serde_json::to_value(&self.exec)?);
+        if let Some(suite) = &self.suite {
+            out.insert(
+                "comparisons_test_suite".into(),
+                serde_json::to_value(suite)?,
+            );
+        }
+        Ok(out)
+    }
 }
 
 /// Compare every pair `(i, j)`, `i < j` (the first system is usually the base model), on the

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 pub use diag::{suggest, Diagnostic, Diagnostics, SET_FILE};
 pub use matrix::parse_node_id;
 pub use slurm::{valid_mem, valid_time, ExecutorKind, SlurmResources};
+pub use yaml::plain;
 
 use crate::search::{SearchSpec, Trial, RUNG_KEY};
 use crate::stages::train::STOP_PARAM;
@@ -136,11 +137,7 @@ fn yaml_hint(message: &str) -> &'static str {
 /// On failure every problem found is returned, sorted by position.
 pub fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, Diagnostics> {
     let mut diags = diag::Collector::new(file, overrides);
-    let start = yaml::Loc {
-        set_arg: None,
-        line: 1,
-        col: 1,
-    };
+    let start = yaml::Loc::START;
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
@@ -210,11 +207,6 @@ fn load_source_with(
     trials: Option<&[Trial]>,
 ) -> Result<Pipeline, Diagnostics> {
     let mut diags = diag::Collector::new(file, overrides);
-    let start = yaml::Loc {
-        set_arg: None,
-        line: 1,
-        col: 1,
-    };
     let root = match yaml::parse(src) {
         Ok(root) => root,
         Err(e) => {
@@ -233,7 +225,7 @@ fn load_source_with(
             return Err(diags.finish());
         }
     };
-    let mut raw = raw::read_file(root.as_ref(), start, &mut diags);
+    let mut raw = raw::read_file(root.as_ref(), yaml::Loc::START, &mut diags);
     overrides::apply(overrides, &mut raw.stages, &mut diags);
 
     let kinds = stage_kinds(&raw.stages, &mut diags);
@@ -260,7 +252,7 @@ fn load_source_with(
                 };
                 // `settings.device` is the default of every stage kind that takes a device.
                 if let Some(device) = &raw.settings.device {
-                    if kind.params().specs().iter().any(|p| p.name == DEVICE_PARAM) {
+                    if kind.params().spec(DEVICE_PARAM).is_some() {
                         substituted
                             .entry(DEVICE_PARAM)
                             .or_insert_with(|| Value::String(device.clone()));

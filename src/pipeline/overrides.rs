@@ -53,12 +53,7 @@ fn apply_one(i: usize, arg: &str, stages: &mut [RawStage], diags: &mut Collector
         return;
     };
     if let Some(kind) = stage.kind.as_ref().and_then(|k| registry::lookup(&k.v)) {
-        let declared: Vec<&str> = kind
-            .params()
-            .specs()
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
+        let declared = kind.params().names();
         if !declared.contains(&param) {
             diags.add(
                 at(i, param_col),
@@ -72,11 +67,7 @@ fn apply_one(i: usize, arg: &str, stages: &mut [RawStage], diags: &mut Collector
     let mut node = match yaml::parse(text) {
         Ok(Some(n)) => n,
         Ok(None) => yaml::YNode {
-            loc: yaml::Loc {
-                set_arg: None,
-                line: 1,
-                col: 1,
-            },
+            loc: yaml::Loc::START,
             kind: YKind::Scalar {
                 text: String::new(),
                 plain: true,

@@ -171,12 +171,7 @@ fn known_metric(
 /// A whole-number param of the stage as written, else the kind's default (-1 when neither).
 fn int_param(s: &RawStage, kind: &dyn StageKind, name: &str) -> i64 {
     let written = s.params.iter().find(|(k, _)| k.v == name).map(|(_, v)| v);
-    let default = kind
-        .params()
-        .specs()
-        .iter()
-        .find(|p| p.name == name)
-        .and_then(|p| p.default.as_ref());
+    let default = kind.params().spec(name).and_then(|p| p.default.as_ref());
     written.or(default).and_then(Value::as_i64).unwrap_or(-1)
 }
 

@@ -78,12 +78,7 @@ pub fn name_from_stem(file: &std::path::Path) -> String {
 
 /// Stage-level check: params the kind does not declare.
 pub fn unknown_params(stage: &RawStage, kind: &dyn StageKind, diags: &mut Collector) {
-    let declared: Vec<&str> = kind
-        .params()
-        .specs()
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
+    let declared = kind.params().names();
     for (key, _) in &stage.params {
         if !declared.contains(&key.v.as_str()) {
             diags.add(
@@ -107,13 +102,13 @@ pub fn resolve(
     skip: &BTreeSet<String>,
     diags: &mut Collector,
 ) -> Option<Map<String, Value>> {
-    let specs = kind.params().specs();
+    let specs = kind.params();
     let given: Map<String, Value> = params
         .iter()
-        .filter(|(k, _)| !skip.contains(*k) && specs.iter().any(|s| &s.name == *k))
+        .filter(|(k, _)| !skip.contains(*k) && specs.spec(k).is_some())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let problems = match kind.params().resolve(&given) {
+    let problems = match specs.resolve(&given) {
         Ok(resolved) if skip.is_empty() => return Some(resolved),
         Ok(_) => return None,
         Err(problems) => problems,
@@ -125,7 +120,7 @@ pub fn resolve(
             let name = missing.trim_end_matches('`');
             // A param written but left out (unresolvable, or failed above) is not missing.
             let written = skip.contains(name) || given.contains_key(name);
-            let spec = specs.iter().find(|s| s.name == name);
+            let spec = specs.spec(name);
             if let Some(spec) = spec.filter(|_| !written) {
                 diags.add(
                     stage.params_loc,
@@ -139,7 +134,7 @@ pub fn resolve(
             }
             continue;
         }
-        let spec = specs.iter().find(|s| s.name == param);
+        let spec = specs.spec(param);
         if let Some(spec) = spec.filter(|_| at == param) {
             // serde says `a list`; the param says what of (when its type has words).
             if let Some((_, found)) = message

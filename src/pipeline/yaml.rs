@@ -20,6 +20,13 @@ pub struct Loc {
 }
 
 impl Loc {
+    /// The start of the file.
+    pub const START: Loc = Loc {
+        set_arg: None,
+        line: 1,
+        col: 1,
+    };
+
     fn from_marker(m: Marker) -> Self {
         Loc {
             set_arg: None,

@@ -496,12 +496,10 @@ fn environment(
         .collect();
     env.push(("T2S_INPUTS".into(), Value::Array(inputs).to_string()));
     for (k, v) in ctx.params {
-        let text = match v {
-            Value::String(s) => s.clone(),
-            Value::Number(_) | Value::Bool(_) | Value::Null => v.to_string(),
-            other => other.to_string(),
-        };
-        env.push((format!("T2S_PARAM_{}", env_name(k)), text));
+        env.push((
+            format!("T2S_PARAM_{}", env_name(k)),
+            crate::pipeline::plain(v),
+        ));
     }
     let (_, matrix) = crate::pipeline::parse_node_id(ctx.node_id);
     for (k, v) in matrix {

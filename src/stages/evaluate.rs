@@ -26,11 +26,9 @@ use serde_json::{json, Map, Value};
 use super::params::{ParamSet, Params, Typed};
 use super::{StageContext, StageError, StageKind, StageOutcome};
 use crate::data::Row;
-use crate::eval::compare::{compare_all, SystemExec};
+use crate::eval::compare::PairedSystems;
 use crate::eval::extract::extract_sql;
-use crate::eval::score::{
-    build_suites, exec_vector, score_all_with, suite_vector, Report, ScoreItem,
-};
+use crate::eval::score::{build_suites, score_all_with, Report, ScoreItem};
 use crate::eval::scoring::Scoring;
 use crate::worker::generate::{read_generations, Batch, Generations};
 use crate::worker::jobs::Generation;
@@ -355,17 +353,8 @@ impl StageKind for EvaluateStage {
             ctx.out_dir.join("predictions.jsonl"),
         )?);
         let mut reports = Map::new();
-        let mut execs = Vec::new();
-        let mut suite_execs = Vec::new();
-        // The suites depend on the rows only: built once, shared by every system.
-        let gold_items: Vec<ScoreItem> = rows
-            .iter()
-            .map(|r| ScoreItem {
-                context: r.sql_context.clone(),
-                gold: r.sql.clone(),
-                ..Default::default()
-            })
-            .collect();
+        let mut paired = PairedSystems::default();
+        // The suites depend on the rows only (context and gold): built once, for every system.
         let mut suites = None;
         let mut outcome = StageOutcome {
             resumed,
@@ -394,7 +383,7 @@ impl StageKind for EvaluateStage {
             if suites.is_none() && opts.suite.instances > 0 {
                 ctx.metrics
                     .progress(0, Some(items.len() as u64), "building test suites");
-                suites = build_suites(&gold_items, &opts);
+                suites = build_suites(&items, &opts);
             }
             let (scores, report) = score_all_with(&items, suites.as_deref(), &opts);
             for ((r, it), s) in rows.iter().zip(&items).zip(&scores) {
@@ -420,30 +409,22 @@ impl StageKind for EvaluateStage {
                 ctx.metrics.metric(&format!("{prefix}{k}"), None, v);
                 outcome.metrics.insert(format!("{prefix}{k}"), v);
             }
-            execs.push(SystemExec {
-                name: sys.name.clone(),
-                per_id: exec_vector(&items, &scores),
-            });
-            if let Some(per_id) = suite_vector(&items, &scores) {
-                suite_execs.push(SystemExec {
-                    name: sys.name.clone(),
-                    per_id,
-                });
-            }
+            paired.add(&sys.name, &items, &scores);
         }
         pred_out.flush()?;
-        let comparisons = compare_all(&execs, opts.bootstrap_samples, seed);
-        let suite_comparisons = compare_all(&suite_execs, opts.bootstrap_samples, seed);
-        for c in comparisons.iter().chain(&suite_comparisons) {
-            if let Some(w) = &c.warning {
-                tracing::warn!(target: "t2s::evaluate", "{w}");
-            }
+        let compared = paired.compare(opts.bootstrap_samples, seed);
+        for w in compared.all().filter_map(|c| c.warning.as_ref()) {
+            tracing::warn!(target: "t2s::evaluate", "{w}");
         }
-        let mut metrics = json!({"n": rows.len(), "systems": reports, "comparisons": comparisons,
-            "rows_drawn": BTreeMap::from([("subset", p.subset), ("seed", seed)])});
-        if !suite_execs.is_empty() {
-            metrics["comparisons_test_suite"] = serde_json::to_value(&suite_comparisons)?;
-        }
+        let mut metrics = compared.fields()?;
+        metrics.extend([
+            ("n".into(), json!(rows.len())),
+            ("systems".into(), Value::Object(reports)),
+            (
+                "rows_drawn".into(),
+                json!({"subset": p.subset, "seed": seed}),
+            ),
+        ]);
         super::common::write_json(&ctx.out_dir.join("metrics.json"), &metrics)?;
         Ok(outcome)
     }

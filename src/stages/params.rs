@@ -32,6 +32,14 @@ pub trait Params: Serialize + DeserializeOwned + JsonSchema + 'static {
 pub trait ParamSet: Send + Sync {
     /// The params as declared: name, accepted type, default (`None`: required), doc.
     fn specs(&self) -> &[ParamSpec];
+    /// The declared param names.
+    fn names(&self) -> Vec<&str> {
+        self.specs().iter().map(|p| p.name.as_str()).collect()
+    }
+    /// The declared param `name`.
+    fn spec(&self, name: &str) -> Option<&ParamSpec> {
+        self.specs().iter().find(|p| p.name == name)
+    }
     /// `params` read as the struct and written back: defaults filled, values normalised (an
     /// integer given for a float becomes a float). Else every problem as `(param path,
     /// message)`: a param that fails is left out and the rest read again, so all are found;
@@ -389,25 +397,25 @@ mod tests {
     #[test]
     fn every_kinds_defaults_are_its_structs_and_pass_its_checks() {
         for kind in crate::stages::registry::all() {
-            let specs = kind.params().specs();
-            assert!(!specs.is_empty(), "{}", kind.kind());
+            let specs = kind.declaration().params.specs();
+            assert!(!specs.is_empty(), "{}", kind.declaration().kind);
             let mut resolved = Map::new();
             for spec in specs {
                 assert!(
                     !spec.doc.is_empty(),
                     "{}.{} has no doc",
-                    kind.kind(),
+                    kind.declaration().kind,
                     spec.name
                 );
                 let value = spec.default.clone().unwrap_or_else(|| json!("x"));
                 resolved.insert(spec.name.clone(), value);
             }
-            let back = kind.params().resolve(&resolved);
-            assert_eq!(back, Ok(resolved), "{}", kind.kind());
+            let back = kind.declaration().params.resolve(&resolved);
+            assert_eq!(back, Ok(resolved), "{}", kind.declaration().kind);
         }
         let split = crate::stages::registry::lookup("split").unwrap();
         let default = |n: &str| {
-            let specs = split.params().specs();
+            let specs = split.declaration().params.specs();
             specs.iter().find(|s| s.name == n).unwrap().default.clone()
         };
         assert_eq!(default("validation_size"), Some(json!(0.1)));
