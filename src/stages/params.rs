@@ -397,25 +397,25 @@ mod tests {
     #[test]
     fn every_kinds_defaults_are_its_structs_and_pass_its_checks() {
         for kind in crate::stages::registry::all() {
-            let specs = kind.declaration().params.specs();
-            assert!(!specs.is_empty(), "{}", kind.declaration().kind);
+            let specs = kind.params().specs();
+            assert!(!specs.is_empty(), "{}", kind.kind());
             let mut resolved = Map::new();
             for spec in specs {
                 assert!(
                     !spec.doc.is_empty(),
                     "{}.{} has no doc",
-                    kind.declaration().kind,
+                    kind.kind(),
                     spec.name
                 );
                 let value = spec.default.clone().unwrap_or_else(|| json!("x"));
                 resolved.insert(spec.name.clone(), value);
             }
-            let back = kind.declaration().params.resolve(&resolved);
-            assert_eq!(back, Ok(resolved), "{}", kind.declaration().kind);
+            let back = kind.params().resolve(&resolved);
+            assert_eq!(back, Ok(resolved), "{}", kind.kind());
         }
         let split = crate::stages::registry::lookup("split").unwrap();
         let default = |n: &str| {
-            let specs = split.declaration().params.specs();
+            let specs = split.params().specs();
             specs.iter().find(|s| s.name == n).unwrap().default.clone()
         };
         assert_eq!(default("validation_size"), Some(json!(0.1)));
