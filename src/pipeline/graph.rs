@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use petgraph::algo::astar;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::diag::{suggest, Collector};
@@ -103,7 +104,13 @@ fn report_cycles(
     for scc in sccs.into_iter().filter(|c| c.len() > 1) {
         let members: Vec<usize> = scc.iter().map(|n| g[*n]).collect();
         let start = *members.iter().min().unwrap_or(&0);
-        let path = cycle_through(start, &members, edges);
+        // start -> its first need in the cycle -> ... back to start, shortest.
+        let next = edges[start].iter().find(|t| members.contains(t)).copied();
+        let path: Vec<usize> = next
+            .and_then(|n| astar(&g, ids[n], |x| x == ids[start], |_| 1, |_| 0))
+            .map(|(_, p)| p[..p.len() - 1].iter().map(|x| g[*x]).collect())
+            .unwrap_or_default();
+        let path: Vec<usize> = std::iter::once(start).chain(path).collect();
         let mut text: Vec<&str> = path.iter().map(|&i| stages[i].name.v.as_str()).collect();
         text.push(&stages[start].name.v);
         let first = &stages[start];
@@ -124,37 +131,6 @@ fn report_cycles(
         cycles.push(members);
     }
     cycles
-}
-
-/// A path start -> ... -> (back to start) inside one strongly connected component.
-fn cycle_through(start: usize, members: &[usize], edges: &[Vec<usize>]) -> Vec<usize> {
-    fn dfs(
-        at: usize,
-        start: usize,
-        members: &[usize],
-        edges: &[Vec<usize>],
-        path: &mut Vec<usize>,
-        seen: &mut Vec<usize>,
-    ) -> bool {
-        for &t in &edges[at] {
-            if t == start {
-                return true;
-            }
-            if members.contains(&t) && !seen.contains(&t) {
-                seen.push(t);
-                path.push(t);
-                if dfs(t, start, members, edges, path, seen) {
-                    return true;
-                }
-                path.pop();
-            }
-        }
-        false
-    }
-    let mut path = vec![start];
-    let mut seen = vec![start];
-    dfs(start, start, members, edges, &mut path, &mut seen);
-    path
 }
 
 impl Pipeline {
