@@ -84,7 +84,8 @@ pub fn stage_graph(stages: &[RawStage], diags: &mut Collector) -> StageGraph {
     }
 }
 
-/// Report each cycle once, naming its members in `needs` order. Returns the cycles' members.
+/// Report each knot of cycles once, at its first stage in the file: the shortest cycle through
+/// that stage's first need in the knot, in `needs` direction. Returns the knots' members.
 fn report_cycles(
     stages: &[RawStage],
     edges: &[Vec<usize>],
