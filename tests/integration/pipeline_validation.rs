@@ -82,6 +82,22 @@ fn cycle_names_its_members_and_self_need() {
     insta::assert_snapshot!("cycle", t);
 }
 
+/// Several cycles through the same stages are one problem, naming the shortest cycle through
+/// the knot's first stage: `a -> b -> a` here, not the longer `a -> b -> c -> a`.
+#[test]
+fn a_knot_of_cycles_is_one_problem_naming_its_shortest_cycle() {
+    let src = "stages:\n  a: {kind: command, needs: [b], params: {cmd: x}}\n  \
+               b: {kind: command, needs: [c, a], params: {cmd: x}}\n  \
+               c: {kind: command, needs: [a], params: {cmd: x}}\n";
+    let d = t2s::pipeline::load_source(Path::new("knot.yaml"), src, &[]).unwrap_err();
+    let t = d.to_string();
+    assert_eq!(d.iter().count(), 1, "{t}");
+    assert!(
+        t.contains("knot.yaml:2:30: stages.a.needs[0]: stages form a cycle: a -> b -> a"),
+        "{t}"
+    );
+}
+
 #[test]
 fn missing_needs() {
     let t = text("missing_needs.yaml", &[]);
