@@ -102,13 +102,13 @@ pub fn resolve(
     skip: &BTreeSet<String>,
     diags: &mut Collector,
 ) -> Option<Map<String, Value>> {
-    let specs = kind.params();
+    let set = kind.params();
     let given: Map<String, Value> = params
         .iter()
-        .filter(|(k, _)| !skip.contains(*k) && specs.spec(k).is_some())
+        .filter(|(k, _)| !skip.contains(*k) && set.spec(k).is_some())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let problems = match specs.resolve(&given) {
+    let problems = match set.resolve(&given) {
         Ok(resolved) if skip.is_empty() => return Some(resolved),
         Ok(_) => return None,
         Err(problems) => problems,
@@ -120,7 +120,7 @@ pub fn resolve(
             let name = missing.trim_end_matches('`');
             // A param written but left out (unresolvable, or failed above) is not missing.
             let written = skip.contains(name) || given.contains_key(name);
-            let spec = specs.spec(name);
+            let spec = set.spec(name);
             if let Some(spec) = spec.filter(|_| !written) {
                 diags.add(
                     stage.params_loc,
@@ -134,7 +134,7 @@ pub fn resolve(
             }
             continue;
         }
-        let spec = specs.spec(param);
+        let spec = set.spec(param);
         if let Some(spec) = spec.filter(|_| at == param) {
             // serde says `a list`; the param says what of (when its type has words).
             if let Some((_, found)) = message
