@@ -30,7 +30,7 @@ use crate::eval::compare::PairedSystems;
 use crate::eval::extract::extract_sql;
 use crate::eval::score::{build_suites, score_all_with, Report, ScoreItem};
 use crate::eval::scoring::Scoring;
-use crate::worker::generate::{read_generations, Batch, Generations};
+use crate::worker::generate::{generations_file, read_generations, Batch, Generations};
 use crate::worker::jobs::Generation;
 use crate::worker::{WorkerError, WorkerEvent};
 
@@ -216,16 +216,16 @@ fn draw(rows: Vec<Row>, n: usize, seed: u64) -> Vec<Row> {
     keep.into_iter().filter_map(|i| rows[i].take()).collect()
 }
 
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
+/// A system's generation work directory in the partial area (its name made a file name).
+fn work_dir(ctx: &StageContext<'_>, system: &str) -> PathBuf {
+    let name: String = system
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+            _ => '_',
         })
-        .collect()
+        .collect();
+    ctx.partial_dir.join(name)
 }
 
 /// Run (or resume) the worker's `generate` job for one system.
@@ -237,7 +237,7 @@ fn generate(
     rows: &[Row],
 ) -> Result<(Generations, Value), StageError> {
     let batch = Batch {
-        dir: &ctx.partial_dir.join(sanitize(&sys.name)),
+        dir: &work_dir(ctx, &sys.name),
         model,
         adapter: sys.adapter.as_deref(),
         device: &p.device,
@@ -343,12 +343,9 @@ impl StageKind for EvaluateStage {
         let model = model_dir(ctx)?;
         let systems = systems_of(ctx, p.include_base);
         let opts = p.scoring.options(p.seed);
-        let resumed = systems.iter().any(|s| {
-            ctx.partial_dir
-                .join(sanitize(&s.name))
-                .join("generations.jsonl")
-                .is_file()
-        });
+        let resumed = systems
+            .iter()
+            .any(|s| generations_file(&work_dir(ctx, &s.name)).is_file());
         let mut pred_out = std::io::BufWriter::new(std::fs::File::create(
             ctx.out_dir.join("predictions.jsonl"),
         )?);

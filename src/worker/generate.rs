@@ -28,7 +28,7 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     /// The generations file the job appends to.
     pub fn out_file(&self) -> PathBuf {
-        self.dir.join("generations.jsonl")
+        generations_file(self.dir)
     }
 
     /// Write the prompts (id, text) and return the job to run.
@@ -57,6 +57,11 @@ impl Batch<'_> {
         spec.device = self.device.to_string();
         Ok(spec)
     }
+}
+
+/// The generations file of the work directory `dir` (there once a batch has finished).
+pub fn generations_file(dir: &Path) -> PathBuf {
+    dir.join("generations.jsonl")
 }
 
 /// The generations the job wrote to `path` so far.
